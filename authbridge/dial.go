@@ -1,0 +1,224 @@
+package authbridge
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// DialError is a failed upstream dial. Retryable reports whether waiting and
+// trying again may help (DSQL's connection-rate and connection-count limits,
+// network trouble) as opposed to a configuration or credentials problem.
+// The message never contains a token or password.
+type DialError struct {
+	Route     string
+	SQLState  string // the upstream's SQLSTATE when it refused with an ErrorResponse
+	Retryable bool
+	Err       error
+}
+
+func (e *DialError) Error() string {
+	return fmt.Sprintf("dial upstream for route %q: %v", e.Route, e.Err)
+}
+
+func (e *DialError) Unwrap() error { return e.Err }
+
+// dial opens, authenticates and hijacks one upstream connection. The caller
+// has already taken a dial slot from the pool and a token from the rate
+// limiter.
+func (r *Route) dial(ctx context.Context) (*ServerConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.dialTimeout)
+	defer cancel()
+
+	cfg, err := pgconn.ParseConfig("sslmode=disable")
+	if err != nil {
+		return nil, &DialError{Route: r.Name, Err: err}
+	}
+	// Set every field that matters explicitly: ParseConfig also reads the
+	// PG* environment variables, and none of them may steer an upstream.
+	cfg.Host = r.host
+	cfg.Port = uint16(r.port)
+	cfg.Database = r.upstreamDatabase
+	cfg.User = r.user
+	cfg.TLSConfig = r.tlsConfig
+	cfg.SSLNegotiation = r.negotiation
+	cfg.Fallbacks = nil
+	cfg.RuntimeParams = map[string]string{}
+	cfg.ConnectTimeout = 0 // ctx carries the dial timeout
+	cfg.ValidateConnect = nil
+	cfg.AfterConnect = nil
+	cfg.OnNotice = nil
+	cfg.OnNotification = nil
+	cfg.KerberosSrvName, cfg.KerberosSpn = "", ""
+	cfg.MinProtocolVersion, cfg.MaxProtocolVersion = "3.0", "3.0"
+	cfg.ChannelBinding = "prefer"
+	cfg.LookupFunc = func(ctx context.Context, host string) ([]string, error) { return []string{host}, nil }
+	address := r.address
+	cfg.DialFunc = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", address)
+	}
+	if r.kind == kindDSQL {
+		// DSQL asks for a cleartext password and takes the token; refuse
+		// to send it any other way.
+		cfg.RequireAuth = "password"
+		token, err := r.minter.Mint(ctx)
+		if err != nil {
+			return nil, &DialError{Route: r.Name, Err: err}
+		}
+		cfg.Password = token
+	} else {
+		cfg.Password = r.password
+	}
+
+	pgConn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, classifyDialError(r.Name, err)
+	}
+	hj, err := pgConn.Hijack()
+	if err != nil {
+		pgConn.Close(context.Background())
+		return nil, &DialError{Route: r.Name, Err: err}
+	}
+	params := make(map[string]string, len(hj.ParameterStatuses))
+	for k, v := range hj.ParameterStatuses {
+		params[k] = v
+	}
+	return &ServerConn{
+		Conn:   hj.Conn,
+		Reader: bufio.NewReaderSize(hj.Conn, serverReadBufferSize),
+		Writer: bufio.NewWriterSize(hj.Conn, serverWriteBufferSize),
+		Params: params,
+		PID:    hj.PID,
+		Secret: hj.SecretKey,
+	}, nil
+}
+
+// classifyDialError turns pgconn's connect error into a DialError, deciding
+// whether trying again may help.
+func classifyDialError(route string, err error) *DialError {
+	de := &DialError{Route: route, Err: err}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		de.SQLState = pgErr.Code
+		switch pgErr.Code {
+		case "53400", "53300", "57P03", "08006", "08001", "08004":
+			// rate exceeded, too many connections, cannot connect now,
+			// connection failures the server reports itself
+			de.Retryable = true
+		}
+		return de
+	}
+	var certErr *tls.CertificateVerificationError
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	if errors.As(err, &certErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostErr) {
+		return de // a wrong CA or endpoint does not fix itself
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		de.Retryable = true
+	}
+	return de
+}
+
+// buildTLSConfig makes the upstream TLS configuration: verify-full against
+// the system roots or caFile, SNI = host, TLS 1.2 or later, and ALPN
+// "postgresql" for direct TLS.
+func buildTLSConfig(host, caFile string, direct, verify bool) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if direct {
+		cfg.NextProtos = []string{"postgresql"}
+	}
+	if !verify {
+		cfg.InsecureSkipVerify = true
+		return cfg, nil
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s holds no PEM certificate", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}
+
+// sendCancel opens a new connection to the upstream of sc (same address,
+// TLS and SNI) and sends a CancelRequest with the upstream's own key. Like
+// PostgreSQL, the upstream answers nothing; the connection is closed.
+func (r *Route) sendCancel(ctx context.Context, pid uint32, secret []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, r.dialTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", r.address)
+	if err != nil {
+		return fmt.Errorf("dial for cancel: %w", err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	var c net.Conn = conn
+	if r.tlsConfig != nil {
+		if r.negotiation != "direct" {
+			// SSLRequest: length 8, code 80877103.
+			if _, err := conn.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}); err != nil {
+				return fmt.Errorf("send SSLRequest for cancel: %w", err)
+			}
+			var b [1]byte
+			if _, err := io.ReadFull(conn, b[:]); err != nil {
+				return fmt.Errorf("read SSLRequest answer for cancel: %w", err)
+			}
+			if b[0] != 'S' {
+				return errors.New("upstream refused TLS for cancel")
+			}
+		}
+		tc := tls.Client(conn, r.tlsConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("tls handshake for cancel: %w", err)
+		}
+		c = tc
+	}
+	msg := make([]byte, 0, 12+len(secret))
+	msg = append(msg, 0, 0, 0, 0, 0x04, 0xd2, 0x16, 0x2e) // length patched below, code 80877102
+	msg = append(msg, byte(pid>>24), byte(pid>>16), byte(pid>>8), byte(pid))
+	msg = append(msg, secret...)
+	n := len(msg)
+	msg[0], msg[1], msg[2], msg[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	if _, err := c.Write(msg); err != nil {
+		return fmt.Errorf("send CancelRequest: %w", err)
+	}
+	// Wait briefly for the server to close, so the cancel is processed
+	// before we report success; its absence is not an error.
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	io.Copy(io.Discard, c)
+	return nil
+}
+
+func splitHostPort(endpoint string, defaultPort int) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(endpoint)
+	if err != nil {
+		return endpoint, defaultPort, nil
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", endpoint)
+	}
+	return host, port, nil
+}

@@ -1,0 +1,474 @@
+package authbridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dsqlgate/dsqlgate/config"
+)
+
+// ErrPoolClosed is returned by Acquire once the pool is closed.
+var ErrPoolClosed = errors.New("pool closed")
+
+// WaitError is returned by Acquire when no upstream could be had within the
+// caller's deadline. Last is the most recent dial error, if any; Exhausted
+// reports that every connection was busy (the pool was at its size).
+type WaitError struct {
+	Route     string
+	Waited    time.Duration
+	Exhausted bool
+	Last      error
+}
+
+func (e *WaitError) Error() string {
+	if e.Last != nil {
+		return fmt.Sprintf("no upstream for route %q after %s: %v", e.Route, e.Waited.Round(time.Millisecond), e.Last)
+	}
+	return fmt.Sprintf("no upstream for route %q after %s: all %s", e.Route, e.Waited.Round(time.Millisecond), "connections busy")
+}
+
+func (e *WaitError) Unwrap() error { return e.Last }
+
+// Backoff between failed dials, doubled per failure up to the maximum.
+const (
+	dialBackoffMin = 50 * time.Millisecond
+	dialBackoffMax = 2 * time.Second
+	// limitBackoff is how long the whole cluster's dials pause after it
+	// refused one for its connection rate or count.
+	limitBackoff = time.Second
+)
+
+// PoolStats is a snapshot of a pool's counters.
+type PoolStats struct {
+	Open      int // open or being dialled
+	Idle      int
+	Waiting   int
+	Dials     uint64
+	DialFails uint64
+	Retired   uint64 // closed for lifetime
+	Lost      uint64 // found dead or discarded as broken
+}
+
+// Pool keeps a route's upstream connections: at most Size open, MinIdle
+// kept warm, idle ones closed after IdleTimeout, every one retired at its
+// first safe point past its lifetime. Waiting clients are served in order.
+//
+// Lock order: Pool.mu is a leaf; nothing else is locked while it is held,
+// and no I/O happens under it.
+type Pool struct {
+	route    *Route
+	settings config.Pool
+	log      *zap.Logger
+	now      func() time.Time
+	nextID   atomic.Uint64
+
+	mu        sync.Mutex
+	idle      []*ServerConn // most recently released last
+	open      int
+	waiters   []*waiter // FIFO
+	closed    bool
+	stats     PoolStats
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	maintTick time.Duration
+}
+
+// waiter is a client waiting in Acquire. A grant delivers either a
+// connection (sc != nil) or a dial slot already counted in open.
+type waiter struct {
+	ch chan *ServerConn // buffered 1; nil value = a dial slot
+}
+
+func newPool(r *Route, settings config.Pool, opts Options) *Pool {
+	p := &Pool{route: r, settings: settings, log: r.log, now: opts.Now, stop: make(chan struct{})}
+	// Check often enough for the shortest period the pool must honour.
+	tick := time.Second
+	for _, d := range []time.Duration{settings.IdleTimeout.D() / 4, settings.LifetimeJitter.D() / 4, settings.MaxLifetime.D() / 20} {
+		if d > 0 && d < tick {
+			tick = d
+		}
+	}
+	p.maintTick = max(tick, 10*time.Millisecond)
+	return p
+}
+
+func (p *Pool) start() {
+	p.wg.Add(1)
+	go p.maintain()
+}
+
+// Settings returns the pool's configuration.
+func (p *Pool) Settings() config.Pool { return p.settings }
+
+// Stats returns a snapshot of the pool's counters.
+func (p *Pool) Stats() PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stats
+	s.Open, s.Idle, s.Waiting = p.open, len(p.idle), len(p.waiters)
+	return s
+}
+
+// Acquire returns an upstream connection at ReadyForQuery, idle, alive and
+// not past its lifetime. It prefers prefer when that connection is idle in
+// the pool (fewer state changes for the caller), then the most recently
+// used idle connection, then a new dial while the pool is below its size,
+// and otherwise waits in line. Dials that fail for reasons that may pass
+// (DSQL's rate or connection limit, network trouble) are retried with
+// jittered backoff until ctx ends; other failures return at once.
+//
+// The caller owns the result until it calls Release or Discard.
+func (p *Pool) Acquire(ctx context.Context, prefer *ServerConn) (*ServerConn, error) {
+	start := p.now()
+	var lastErr error
+	backoff := dialBackoffMin
+	exhausted := false
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrPoolClosed
+		}
+		sc, retired := p.takeIdleLocked(prefer)
+		if sc == nil && p.open < p.settings.Size {
+			p.open++
+			p.mu.Unlock()
+			closeAll(retired)
+			sc, err := p.dial(ctx)
+			if err == nil {
+				return sc, nil
+			}
+			lastErr = err
+			var de *DialError
+			if !errors.As(err, &de) || !de.Retryable || ctx.Err() != nil {
+				return nil, p.waitError(start, exhausted, err, ctx)
+			}
+			if !sleepCtx(ctx, jitter(backoff)) {
+				return nil, p.waitError(start, exhausted, lastErr, ctx)
+			}
+			backoff = min(2*backoff, dialBackoffMax)
+			continue
+		}
+		var w *waiter
+		if sc == nil {
+			w = &waiter{ch: make(chan *ServerConn, 1)}
+			p.waiters = append(p.waiters, w)
+			exhausted = true
+		}
+		p.mu.Unlock()
+		closeAll(retired)
+		if sc != nil {
+			if sc.Alive() {
+				return sc, nil
+			}
+			p.Discard(sc)
+			continue
+		}
+		select {
+		case sc := <-w.ch:
+			if sc == nil {
+				// A dial slot was handed to us, or the pool closed.
+				p.mu.Lock()
+				closed := p.closed
+				p.mu.Unlock()
+				if closed {
+					return nil, ErrPoolClosed
+				}
+				sc, err := p.dial(ctx)
+				if err == nil {
+					return sc, nil
+				}
+				lastErr = err
+				var de *DialError
+				if !errors.As(err, &de) || !de.Retryable || ctx.Err() != nil {
+					return nil, p.waitError(start, exhausted, err, ctx)
+				}
+				sleepCtx(ctx, jitter(backoff))
+				backoff = min(2*backoff, dialBackoffMax)
+				continue
+			}
+			if sc.Alive() {
+				return sc, nil
+			}
+			p.Discard(sc)
+		case <-ctx.Done():
+			p.mu.Lock()
+			i := slices.Index(p.waiters, w)
+			if i >= 0 {
+				p.waiters = slices.Delete(p.waiters, i, i+1)
+			}
+			p.mu.Unlock()
+			if i < 0 {
+				// Granted while we gave up: pass it on.
+				if sc := <-w.ch; sc != nil {
+					p.Release(sc)
+				} else {
+					p.releaseSlot()
+				}
+			}
+			return nil, p.waitError(start, exhausted, lastErr, ctx)
+		}
+	}
+}
+
+func (p *Pool) waitError(start time.Time, exhausted bool, last error, ctx context.Context) error {
+	if ctx.Err() == nil && last != nil {
+		return last
+	}
+	return &WaitError{Route: p.route.Name, Waited: p.now().Sub(start), Exhausted: exhausted && last == nil, Last: last}
+}
+
+// takeIdleLocked removes and returns prefer if it is idle here, else the
+// most recently used idle connection. Connections past their retirement are
+// removed and returned in retired for the caller to close outside the lock.
+func (p *Pool) takeIdleLocked(prefer *ServerConn) (sc *ServerConn, retired []*ServerConn) {
+	now := p.now()
+	for i := len(p.idle) - 1; i >= 0; i-- {
+		c := p.idle[i]
+		if c.Retiring(now) {
+			p.idle = slices.Delete(p.idle, i, i+1)
+			retired = append(retired, c)
+			p.forgetLocked()
+			p.stats.Retired++
+		}
+	}
+	if len(p.idle) == 0 {
+		return nil, retired
+	}
+	i := len(p.idle) - 1
+	if prefer != nil {
+		if j := slices.Index(p.idle, prefer); j >= 0 {
+			i = j
+		}
+	}
+	sc = p.idle[i]
+	p.idle = slices.Delete(p.idle, i, i+1)
+	return sc, retired
+}
+
+// dial opens one connection in a slot already counted in open. On failure
+// it gives the slot back.
+func (p *Pool) dial(ctx context.Context) (*ServerConn, error) {
+	r := p.route
+	if err := r.limiter.wait(ctx); err != nil {
+		p.releaseSlot()
+		return nil, &DialError{Route: r.Name, Retryable: true, Err: fmt.Errorf("waiting for the dial rate limit: %w", err)}
+	}
+	started := p.now()
+	sc, err := r.dial(ctx)
+	if err != nil {
+		var de *DialError
+		if errors.As(err, &de) && (de.SQLState == "53400" || de.SQLState == "53300") {
+			r.limiter.backoff(limitBackoff)
+		}
+		p.mu.Lock()
+		p.stats.DialFails++
+		p.mu.Unlock()
+		p.releaseSlot()
+		r.log.Warn("upstream dial failed", zap.Error(err), zap.Duration("took", p.now().Sub(started)))
+		return nil, err
+	}
+	now := p.now()
+	sc.ID = p.nextID.Add(1)
+	sc.pool = p
+	sc.Created = now
+	life := p.settings.MaxLifetime.D()
+	sc.maxAge = now.Add(life)
+	sc.retireAt = sc.maxAge
+	if j := p.settings.LifetimeJitter.D(); j > 0 {
+		sc.retireAt = sc.maxAge.Add(-rand.N(j))
+	}
+	r.setParams(sc.Params)
+	p.mu.Lock()
+	p.stats.Dials++
+	p.mu.Unlock()
+	r.log.Debug("upstream dialled", zap.Uint64("server_id", sc.ID), zap.Duration("took", now.Sub(started)))
+	return sc, nil
+}
+
+// Release gives a healthy connection at a safe point back to the pool. A
+// connection past its retirement is closed instead.
+func (p *Pool) Release(sc *ServerConn) {
+	now := p.now()
+	p.mu.Lock()
+	if p.closed || sc.Retiring(now) {
+		p.stats.Retired++
+		p.forgetLocked()
+		p.mu.Unlock()
+		sc.close()
+		return
+	}
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		w.ch <- sc
+		p.mu.Unlock()
+		return
+	}
+	sc.lastUsed = now
+	p.idle = append(p.idle, sc)
+	p.mu.Unlock()
+}
+
+// Discard closes a connection that is broken or whose state is unknown.
+func (p *Pool) Discard(sc *ServerConn) {
+	p.mu.Lock()
+	p.stats.Lost++
+	p.forgetLocked()
+	p.mu.Unlock()
+	sc.close()
+}
+
+// Retire closes a healthy connection that its holder retires (lifetime).
+func (p *Pool) Retire(sc *ServerConn) {
+	p.mu.Lock()
+	p.stats.Retired++
+	p.forgetLocked()
+	p.mu.Unlock()
+	sc.close()
+}
+
+// forgetLocked accounts for one connection going away: its slot goes to the
+// first waiter, if any, or back to the pool.
+func (p *Pool) forgetLocked() {
+	if len(p.waiters) > 0 && !p.closed {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		w.ch <- nil // the slot stays counted in open, now the waiter's
+		return
+	}
+	p.open--
+}
+
+// releaseSlot gives back a dial slot that produced no connection.
+func (p *Pool) releaseSlot() {
+	p.mu.Lock()
+	p.forgetLocked()
+	p.mu.Unlock()
+}
+
+// maintain runs in the pool's goroutine: it retires idle connections past
+// their lifetime, closes idle ones beyond MinIdle after IdleTimeout, and
+// dials to keep MinIdle warm (counting connections about to retire as gone,
+// so a replacement exists before the old one is let go).
+func (p *Pool) maintain() {
+	defer p.wg.Done()
+	t := time.NewTicker(p.maintTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		p.maintainOnce()
+	}
+}
+
+func (p *Pool) maintainOnce() {
+	now := p.now()
+	lead := min(p.settings.MaxLifetime.D()/20, 30*time.Second)
+	var toClose []*ServerConn
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	keep := p.idle[:0]
+	fresh := 0
+	for i := len(p.idle) - 1; i >= 0; i-- { // newest first
+		c := p.idle[i]
+		switch {
+		case c.Retiring(now):
+			toClose = append(toClose, c)
+			p.stats.Retired++
+			p.forgetLocked()
+		case fresh >= p.settings.MinIdle && now.Sub(c.lastUsed) >= p.settings.IdleTimeout.D():
+			toClose = append(toClose, c)
+			p.forgetLocked()
+		default:
+			keep = append(keep, c)
+			if now.Before(c.retireAt.Add(-lead)) {
+				fresh++
+			}
+		}
+	}
+	slices.Reverse(keep)
+	clear(p.idle[len(keep):])
+	p.idle = keep
+	need := 0
+	if len(p.waiters) == 0 {
+		need = min(p.settings.MinIdle-fresh, p.settings.Size-p.open)
+	}
+	p.open += max(need, 0)
+	p.mu.Unlock()
+	closeAll(toClose)
+	for i := 0; i < need; i++ {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), p.settings.DialTimeout.D())
+			defer cancel()
+			go func() {
+				select {
+				case <-p.stop:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			sc, err := p.dial(ctx)
+			if err != nil {
+				return
+			}
+			p.Release(sc)
+		}()
+	}
+}
+
+// close stops maintenance and closes the idle connections. Connections
+// held by clients are closed when they come back.
+func (p *Pool) close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.open -= len(idle)
+	waiters := p.waiters
+	p.waiters = nil
+	p.mu.Unlock()
+	close(p.stop)
+	for _, w := range waiters {
+		w.ch <- nil // they find the pool closed and return ErrPoolClosed
+	}
+	closeAll(idle)
+	p.wg.Wait()
+}
+
+func closeAll(cs []*ServerConn) {
+	for _, c := range cs {
+		c.close()
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

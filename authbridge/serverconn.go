@@ -1,0 +1,88 @@
+package authbridge
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// Buffer sizes of an upstream connection, in bytes.
+const (
+	serverReadBufferSize  = 32 * 1024
+	serverWriteBufferSize = 16 * 1024
+)
+
+// ServerConn is one authenticated upstream connection, idle at
+// ReadyForQuery when it is handed out.
+//
+// Ownership: a ServerConn belongs either to its pool (idle) or to exactly one
+// holder (between Acquire and Release/Discard). Only the holder may use
+// Conn, Reader, Writer and State, and only from one goroutine at a time of
+// its choosing. The other fields are fixed at dial time and may be read by
+// anyone.
+type ServerConn struct {
+	ID      uint64
+	pool    *Pool
+	Conn    net.Conn      // TLS (or, for kind postgres, possibly plain) connection
+	Reader  *bufio.Reader // the only reader of Conn: never read Conn directly
+	Writer  *bufio.Writer
+	Params  map[string]string // ParameterStatus values from the handshake; read-only
+	PID     uint32            // the upstream's own cancel key
+	Secret  []byte
+	Created time.Time
+	// retireAt is when the connection stops being handed out for new work
+	// (max_lifetime minus this connection's jitter); maxAge is
+	// max_lifetime itself: past it the connection is never handed out.
+	retireAt time.Time
+	maxAge   time.Time
+
+	// State is the holder's per-connection session state (pgwire keeps
+	// the settings and prepared statements this upstream has in it). It
+	// travels with the connection through the pool untouched.
+	State any
+
+	lastUsed  time.Time // guarded by pool.mu while idle
+	closeOnce sync.Once
+}
+
+// Route is the route this connection belongs to.
+func (sc *ServerConn) Route() *Route { return sc.pool.route }
+
+// Pool is the pool the connection came from.
+func (sc *ServerConn) Pool() *Pool { return sc.pool }
+
+// RetireAt is the time after which the connection is replaced at its next
+// safe point.
+func (sc *ServerConn) RetireAt() time.Time { return sc.retireAt }
+
+// Retiring reports whether the connection should not start new work at now.
+func (sc *ServerConn) Retiring(now time.Time) bool { return !now.Before(sc.retireAt) }
+
+// close closes the network connection once.
+func (sc *ServerConn) close() {
+	sc.closeOnce.Do(func() { sc.Conn.Close() })
+}
+
+// Alive reports whether an idle connection still looks usable: nothing
+// unexpected is buffered and a read that returns at once finds neither data
+// nor EOF. DSQL closes connections without a message, so this catches
+// connections that died while idle before any client work is sent on them.
+// Only the holder may call it.
+func (sc *ServerConn) Alive() bool {
+	if sc.Reader.Buffered() > 0 {
+		// An idle upstream has nothing to say; whatever it said (most
+		// likely a FATAL error before it closed) makes it unusable.
+		return false
+	}
+	if err := sc.Conn.SetReadDeadline(time.Unix(1, 0)); err != nil {
+		return false
+	}
+	_, err := sc.Reader.Peek(1)
+	if err2 := sc.Conn.SetReadDeadline(time.Time{}); err2 != nil {
+		return false
+	}
+	return err != nil && errors.Is(err, os.ErrDeadlineExceeded)
+}

@@ -1,0 +1,246 @@
+// Package config holds dsqlgate's configuration: the types, their defaults,
+// loading from a YAML file (secrets from the environment), and validation
+// that names the offending key and its line before anything listens.
+//
+// Load and Parse start from Default, decode the file over it (a route's
+// defaults are applied to each route, so a route that sets only pool.size
+// keeps every other pool default), then run Validate. Every problem is
+// reported at once in a *ValidationError, each as
+//
+//	dsqlgate.yaml:12: routes[0].pool.size: must be at least 1
+//
+// Validate also reads the environment variables named by verifier_env and
+// password_env and keeps their values (ResolvedVerifier, ResolvedPassword),
+// so no later code reads the environment. Secrets (verifiers, passwords)
+// never appear in an error.
+//
+// A validated *Config is read-only: any number of goroutines may read it.
+// Structs here carry unexported fields (resolved secrets, key lines), so
+// compare them with cmpopts.IgnoreUnexported or cmp.AllowUnexported.
+//
+// It deliberately knows nothing about the wire protocol or AWS: pgwire and
+// authbridge read a validated *Config and act on it.
+package config
+
+import "time"
+
+// Config is the whole gateway configuration. Default holds every top-level
+// default (DefaultRoute every route default); Load and Parse start from them
+// and fill in the rest. A Config is usable only after Validate returns nil.
+type Config struct {
+	// Listen is the client-facing address, host:port. Default 127.0.0.1:6432.
+	Listen string `yaml:"listen"`
+	// Log configures the logger.
+	Log Log `yaml:"log"`
+	// ClientTLS configures TLS towards clients.
+	ClientTLS ClientTLS `yaml:"client_tls"`
+	// Limits bound what a client may send and how long it may take.
+	Limits Limits `yaml:"limits"`
+	// Users are the gateway's own users.
+	Users []User `yaml:"users"`
+	// Routes map a client's startup "database" to an upstream.
+	Routes []Route `yaml:"routes"`
+	// AWS configures how AWS credentials are found for minting tokens.
+	AWS AWS `yaml:"aws"`
+
+	// src records where Parse found each key, for messages; nil for a
+	// Config built in code.
+	src *origin
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is console or json. Default console.
+	Format string `yaml:"format"`
+}
+
+// ClientTLS configures TLS between clients and the gateway.
+type ClientTLS struct {
+	// Mode is disable, allow or require. Empty means allow when a
+	// certificate is configured and disable otherwise (see ResolvedMode).
+	Mode string `yaml:"mode"`
+	// CertFile and KeyFile are PEM files; both or neither. Validate loads
+	// them as a pair. Relative paths are relative to the working directory.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// ResolvedMode returns Mode, or when it is empty, TLSAllow if a certificate
+// is configured and TLSDisable otherwise.
+func (t *ClientTLS) ResolvedMode() string {
+	switch {
+	case t.Mode != "":
+		return t.Mode
+	case t.CertFile != "":
+		return TLSAllow
+	}
+	return TLSDisable
+}
+
+// TLS modes towards clients (ClientTLS.Mode). Route.TLS takes TLSDisable,
+// TLSRequire and TLSVerifyFull.
+const (
+	TLSDisable    = "disable"
+	TLSAllow      = "allow"
+	TLSRequire    = "require"
+	TLSVerifyFull = "verify-full" // Route.TLS only
+)
+
+// Limits are the edges of the client protocol.
+type Limits struct {
+	// StartupTimeout bounds the time from accept to the end of
+	// authentication. Default 10s.
+	StartupTimeout Duration `yaml:"startup_timeout"`
+	// MaxStartupPacket is the largest startup or authentication message
+	// accepted, in bytes. Default 1 MiB; at least 1 KiB, at most 1 GiB.
+	MaxStartupPacket ByteSize `yaml:"max_startup_packet"`
+	// MaxMessageSize is the largest message accepted from a client after
+	// authentication, in bytes. Default 64 MiB; at least 8 KiB, at most
+	// 1 GiB.
+	MaxMessageSize ByteSize `yaml:"max_message_size"`
+	// MaxClientConn is the number of client connections served at once;
+	// one more gets SQLSTATE 53300. Default 10000.
+	MaxClientConn int `yaml:"max_client_conn"`
+}
+
+// User is a client-facing user of the gateway.
+type User struct {
+	// Name is the user name clients send in their startup message.
+	Name string `yaml:"name"`
+	// Verifier is the password as a SCRAM verifier,
+	// SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>
+	// (`dsqlgate passwd NAME` prints one). Exactly one of Verifier and
+	// VerifierEnv is set.
+	Verifier string `yaml:"verifier"`
+	// VerifierEnv names an environment variable holding the verifier.
+	// Validate reads it once; use ResolvedVerifier.
+	VerifierEnv string `yaml:"verifier_env"`
+
+	// verifier is the value of VerifierEnv, read by Validate. Never put it
+	// in a log line or an error.
+	verifier string
+}
+
+// Route kinds.
+const (
+	KindDSQL     = "dsql"
+	KindPostgres = "postgres"
+)
+
+// Upstream TLS negotiation styles.
+const (
+	NegotiateDirect   = "direct"   // TLS from the first byte, ALPN "postgresql"
+	NegotiatePostgres = "postgres" // classic SSLRequest, then TLS
+)
+
+// Route sends clients that ask for Database to one upstream.
+type Route struct {
+	// Database is the database name clients put in their startup message.
+	Database string `yaml:"database"`
+	// Kind is dsql (default) or postgres (a plain PostgreSQL with a static
+	// password, for local use and fair benchmarks).
+	Kind string `yaml:"kind"`
+	// Endpoint is the upstream host name, with an optional :port (default
+	// 5432). For DSQL it is the cluster endpoint
+	// <id>.dsql.<region>.on.aws: it is also the TLS server name (SNI), the
+	// name the certificate must carry, and the host the token is signed for.
+	Endpoint string `yaml:"endpoint"`
+	// DialAddress, when set, is the host:port actually dialled instead of
+	// resolving Endpoint (a local emulator, a tunnel). SNI, certificate
+	// checks and tokens still use Endpoint.
+	DialAddress string `yaml:"dial_address"`
+	// Region is the AWS region (kind dsql). Empty means parsed from the
+	// endpoint (see ResolvedRegion); when both are known they must agree.
+	Region string `yaml:"region"`
+	// Role is the DSQL database role (the upstream startup "user"). admin
+	// gets an admin token, any other role a DbConnect token. Default admin.
+	// Used only for kind dsql.
+	Role string `yaml:"role"`
+	// TokenExpiry is the lifetime of each minted token. Default 15m;
+	// from 1s to 168h. Used only for kind dsql.
+	TokenExpiry Duration `yaml:"token_expiry"`
+	// TLSNegotiation is direct (default for dsql) or postgres (SSLRequest;
+	// default for kind postgres).
+	TLSNegotiation string `yaml:"tls_negotiation"`
+	// TLS is used only for kind postgres: disable, require (encrypt, no
+	// certificate check) or verify-full (default). DSQL is always
+	// verify-full.
+	TLS string `yaml:"tls"`
+	// CAFile is a PEM file of CAs to trust instead of the system roots.
+	CAFile string `yaml:"ca_file"`
+	// User, Password and PasswordEnv are used only for kind postgres: the
+	// static login, with exactly one of Password and PasswordEnv. Prefer
+	// PasswordEnv to a password in the file; use ResolvedPassword.
+	User        string `yaml:"user"`
+	Password    string `yaml:"password"`
+	PasswordEnv string `yaml:"password_env"`
+	// UpstreamDatabase is the database opened upstream. For kind postgres
+	// it defaults to Database; for kind dsql it is always postgres, the
+	// only database DSQL has.
+	UpstreamDatabase string `yaml:"upstream_database"`
+	// Pool configures the upstream connections of this route.
+	Pool Pool `yaml:"pool"`
+
+	// password is the value of PasswordEnv, read by Validate. Never put it
+	// in a log line or an error.
+	password string
+}
+
+// Pool modes.
+const (
+	PoolTransaction = "transaction"
+	PoolSession     = "session"
+)
+
+// Pool configures one route's upstream connections.
+type Pool struct {
+	// Mode is transaction (default) or session.
+	Mode string `yaml:"mode"`
+	// Size is the most upstream connections open at once. Default 20.
+	Size int `yaml:"size"`
+	// MinIdle upstreams are kept open and idle, ready for clients. May be
+	// 0 so that an idle gateway holds no upstream. Default 0.
+	MinIdle int `yaml:"min_idle"`
+	// IdleTimeout closes upstreams idle longer than this, beyond MinIdle.
+	// Default 10m.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxLifetime retires an upstream at its first safe point past this
+	// age, minus a random jitter. Default 55m; at most 60m for kind dsql
+	// (DSQL closes every connection at 60m).
+	MaxLifetime Duration `yaml:"max_lifetime"`
+	// LifetimeJitter is the most that is taken off MaxLifetime, chosen at
+	// random per upstream. Default 5m; 0 turns jitter off; less than
+	// MaxLifetime.
+	LifetimeJitter Duration `yaml:"lifetime_jitter"`
+	// QueryWaitTimeout is how long a client waits for an upstream before
+	// it gets an error. Default 2m.
+	QueryWaitTimeout Duration `yaml:"query_wait_timeout"`
+	// DialTimeout bounds one upstream dial including TLS and the
+	// handshake. Default 10s.
+	DialTimeout Duration `yaml:"dial_timeout"`
+	// DialRate is the most new upstream connections per second towards
+	// this route's cluster (shared by every route naming the same
+	// endpoint, which must therefore agree on it), with a burst of the same
+	// size. Default 100.
+	DialRate float64 `yaml:"dial_rate"`
+	// MaxPreparedStatements caps the prepared statements kept on each
+	// upstream (least recently used are closed). Default 500.
+	MaxPreparedStatements int `yaml:"max_prepared_statements"`
+}
+
+// AWS configures the credential chain used to mint DSQL tokens.
+type AWS struct {
+	// Profile selects a shared-config profile. Empty means the default
+	// chain (environment, shared config, SSO, web identity, ECS/EC2).
+	Profile string `yaml:"profile"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("90s"). A
+// bare number is refused: write "30s", not 30.
+type Duration time.Duration
+
+// ByteSize is a size in bytes, written as a whole number or with a unit
+// suffix (B, KiB, MiB, GiB: powers of 1024), such as 1048576 or "1MiB".
+type ByteSize int64

@@ -1,0 +1,440 @@
+package pgwire
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/dsqlgate/dsqlgate/authbridge"
+	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
+)
+
+// serverToClient is the server goroutine of one attachment: it relays the
+// upstream's replies to the client until a safe point, where it detaches
+// the upstream, or until the upstream is lost. done is closed on return.
+func (s *session) serverToClient(sc *authbridge.ServerConn, us *upstreamState, done chan struct{}) {
+	defer close(done)
+	for {
+		msg, err := us.fr.next()
+		s.mu.Lock()
+		if err != nil {
+			if s.stopReading && errors.Is(err, os.ErrDeadlineExceeded) {
+				s.stopReading = false
+				sc.Conn.SetReadDeadline(time.Time{})
+				if s.safeLocked() && !s.unflushed {
+					release := s.detachLocked()
+					s.mu.Unlock()
+					release()
+					return
+				}
+				s.mu.Unlock()
+				continue
+			}
+			s.upstreamLostLocked(sc, err)
+			s.mu.Unlock()
+			s.pool.Discard(sc)
+			return
+		}
+		detach, lost := s.onServerMessageLocked(msg)
+		if lost != nil {
+			s.upstreamLostLocked(sc, lost)
+			s.mu.Unlock()
+			s.pool.Discard(sc)
+			return
+		}
+		if detach {
+			release := s.detachLocked()
+			s.flushClientLocked()
+			s.mu.Unlock()
+			release()
+			return
+		}
+		if us.fr.buffered() == 0 {
+			s.flushClientLocked()
+		}
+		s.mu.Unlock()
+	}
+}
+
+// errUpstreamFatal is an upstream that sent a FATAL error: it is about to
+// close, and is treated as lost.
+type errUpstreamFatal struct{ code, message string }
+
+func (e *errUpstreamFatal) Error() string { return "upstream FATAL " + e.code + ": " + e.message }
+
+// onServerMessageLocked handles one upstream message: it forwards or
+// swallows it as the front reply entry says, keeps the session state, and
+// reports whether the upstream reached a safe point (detach) or is dying.
+func (s *session) onServerMessageLocked(msg []byte) (detach bool, lost error) {
+	typ := msg[0]
+	switch typ {
+	case 'D', 'd': // DataRow, CopyData: the hot path
+		s.forwardLocked(msg)
+		return false, nil
+	case 'S':
+		s.onParameterStatusLocked(msg)
+		return false, nil
+	case 'N', 'A': // NoticeResponse, NotificationResponse
+		if s.q.len() > 0 && s.q.front().kind == iQuery {
+			return false, nil
+		}
+		s.writeClientLocked(msg)
+		return false, nil
+	case 'E':
+		return false, s.onErrorLocked(msg)
+	}
+	if s.q.len() == 0 {
+		// Nothing expected: pass it on rather than lose it.
+		s.log.Debug("unexpected upstream message", zap.String("type", string(typ)))
+		s.writeClientLocked(msg)
+		return false, nil
+	}
+	r := s.q.front()
+	if r.kind == iQuery && typ != 'Z' {
+		return false, nil // the gateway's own statement's output
+	}
+	switch typ {
+	case '1': // ParseComplete
+		k := s.q.pop().kind
+		if k != iParse {
+			s.writeClientLocked(msg)
+		}
+	case '2', 's', 'I': // BindComplete, PortalSuspended, EmptyQueryResponse
+		if r.kind == rQuery {
+			s.writeClientLocked(msg) // EmptyQueryResponse of an empty query
+			break
+		}
+		s.q.pop()
+		s.writeClientLocked(msg)
+	case '3': // CloseComplete
+		if s.q.pop().kind != iClose {
+			s.writeClientLocked(msg)
+		}
+	case 't': // ParameterDescription
+		s.writeClientLocked(msg)
+	case 'T', 'n': // RowDescription, NoData
+		if r.kind == rDescribeStmt || r.kind == rDescribePortal {
+			s.q.pop()
+		}
+		if r.kind != iQuery {
+			s.writeClientLocked(msg)
+		}
+	case 'C': // CommandComplete
+		s.onCommandCompleteLocked(r, msg)
+	case 'G': // CopyInResponse
+		s.copyIn = true
+		s.writeClientLocked(msg)
+	case 'Z':
+		return s.onReadyForQueryLocked(msg), nil
+	case 'K', 'R', 'v':
+		// BackendKeyData, Authentication*, NegotiateProtocolVersion:
+		// startup-only messages; never for the client now.
+		s.log.Debug("dropping startup message from upstream", zap.String("type", string(typ)))
+	default: // CopyOutResponse, CopyDone, CopyBothResponse, FunctionCallResponse
+		if r.kind != iQuery {
+			s.writeClientLocked(msg)
+		}
+	}
+	s.emitSyntheticLocked()
+	return false, nil
+}
+
+// forwardLocked passes a message through unless it answers the gateway.
+func (s *session) forwardLocked(msg []byte) {
+	if s.q.len() > 0 && s.q.front().kind == iQuery {
+		return
+	}
+	s.writeClientLocked(msg)
+}
+
+// onParameterStatusLocked records a reported value and forwards it only if
+// the client has not seen that value already.
+func (s *session) onParameterStatusLocked(msg []byte) {
+	name, rest, ok := readCString(body(msg))
+	value, _, ok2 := readCString(rest)
+	if !ok || !ok2 {
+		return
+	}
+	if s.us != nil {
+		s.us.params[name] = value
+	}
+	if old, seen := s.clientParams[name]; seen && old == value {
+		return
+	}
+	s.clientParams[name] = value
+	s.writeClientLocked(msg)
+}
+
+// onErrorLocked handles an ErrorResponse: it belongs to the front entry;
+// the upstream then skips everything up to the next Sync, and so do the
+// replies the gateway expected or would have answered itself.
+func (s *session) onErrorLocked(msg []byte) error {
+	var head *reply
+	if s.q.len() > 0 {
+		head = s.q.front()
+	}
+	if severityOf(msg) != severityError {
+		er, _ := decodeError(msg)
+		if er != nil && (er.Severity == severityFatal || er.Severity == "PANIC") {
+			return &errUpstreamFatal{code: er.Code, message: er.Message}
+		}
+	}
+	s.gucs.txFailed = true
+	s.copyIn = false
+	if head == nil {
+		s.writeClientLocked(msg)
+		return nil
+	}
+	switch head.kind {
+	case iQuery:
+		s.log.Warn("injected statement failed upstream", zap.String("error", errorMessage(msg)))
+		return nil
+	case rQuery, rSync:
+		// Part of a simple query's output, or an error at Sync (a
+		// deferred COMMIT of an implicit transaction): ReadyForQuery
+		// follows.
+		s.writeClientLocked(msg)
+		if head.kind == rQuery && head.query != nil {
+			head.query.next = len(head.query.stmts) // the rest did not run
+		}
+		return nil
+	}
+	s.writeClientLocked(renameInError(msg, head))
+	// Drop the failed entry and every reply expected up to (not
+	// including) the next Sync, undoing their bookkeeping.
+	for s.q.len() > 0 && !s.q.front().kind.endsUnit() {
+		r := s.q.pop()
+		switch r.kind {
+		case rParse:
+			s.forgetFailedParseLocked(r.stmt)
+		case iParse:
+			if r.stmt != nil && s.us != nil {
+				if r.stmt.name == "" {
+					s.us.unnamedOwner = nil
+				} else {
+					s.us.dropStmt(r.stmt.upstream)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// forgetFailedParseLocked undoes the bookkeeping of a client Parse the
+// upstream did not carry out.
+func (s *session) forgetFailedParseLocked(st *preparedStmt) {
+	if st == nil {
+		return
+	}
+	if st.name == "" {
+		if s.unnamed == st {
+			s.unnamed = nil
+		}
+		if s.us != nil {
+			s.us.unnamedOwner = nil
+		}
+		return
+	}
+	if s.stmts[st.name] == st {
+		delete(s.stmts, st.name)
+	}
+	if s.us != nil {
+		s.us.dropStmt(st.upstream)
+	}
+}
+
+// onCommandCompleteLocked forwards a CommandComplete and applies what the
+// completed statement did to the session state.
+func (s *session) onCommandCompleteLocked(r *reply, msg []byte) {
+	s.copyIn = false
+	tag, _, _ := cstringBytes(body(msg))
+	var info stmtInfo
+	switch r.kind {
+	case rExecute:
+		s.q.pop()
+		if r.stmt != nil {
+			info = stmtInfo{kind: r.stmt.kind, set: r.stmt.set}
+		}
+		s.writeClientLocked(msg)
+	case rQuery:
+		if q := r.query; q != nil && q.next < len(q.stmts) {
+			info = q.stmts[q.next]
+			q.next++
+		}
+		s.writeClientLocked(msg)
+	case iQuery:
+		return
+	default:
+		s.writeClientLocked(msg)
+		return
+	}
+	s.applyCompletedLocked(info, tag)
+}
+
+// applyCompletedLocked updates settings, statements and the transaction
+// bookkeeping for a statement that completed with tag.
+func (s *session) applyCompletedLocked(info stmtInfo, tag []byte) {
+	t := string(tag)
+	switch {
+	case t == "SET" || t == "RESET":
+		if info.set != nil {
+			s.gucs.apply(info.set)
+		}
+	case t == "COMMIT":
+		s.gucs.commit()
+	case t == "ROLLBACK":
+		s.gucs.rollback()
+	case t == "DEALLOCATE ALL":
+		// Every prepared statement on the upstream is gone, the other
+		// clients' too; the client's own are gone as PostgreSQL says.
+		clear(s.stmts)
+		s.unnamed = nil
+		if s.us != nil {
+			s.us.dropAllStmts()
+		}
+	case t == "DISCARD ALL":
+		clear(s.stmts)
+		s.unnamed = nil
+		if s.us != nil {
+			s.us.dropAllStmts()
+		}
+		s.gucs.apply(&sqllex.SetStmt{Kind: sqllex.ResetAll})
+	}
+}
+
+// onReadyForQueryLocked ends a unit: the transaction status, the end of an
+// implicit transaction, and whether the upstream can go.
+func (s *session) onReadyForQueryLocked(msg []byte) (detach bool) {
+	status := byte('I')
+	if len(msg) >= 6 {
+		status = msg[5]
+	}
+	r := s.q.pop()
+	for !r.kind.endsUnit() && s.q.len() > 0 {
+		s.log.Warn("upstream ReadyForQuery out of step with the reply queue")
+		r = s.q.pop()
+	}
+	if r.kind == iQuery {
+		// The gateway's own statement (a rollback of an abandoned
+		// transaction): the client does not see it.
+		s.txStatus = status
+	} else {
+		s.txStatus = status
+		s.writeClientLocked(msg)
+	}
+	s.copyIn = false
+	if status == 'I' {
+		s.gucs.endTransaction()
+		clear(s.portals)
+		if r.kind != iQuery {
+			s.transactions++
+		}
+	}
+	s.emitSyntheticLocked()
+	if !s.safeLocked() {
+		return false
+	}
+	if s.unflushed {
+		s.detachDeferred = true
+		return false
+	}
+	return true
+}
+
+// detachLocked lets the upstream go at a safe point: its state is recorded
+// as the client's, and it returns to the pool (transaction mode) or stays
+// reserved for the client (session mode). It returns the release to call
+// after mu is unlocked (releasing may close the connection).
+func (s *session) detachLocked() (release func()) {
+	sc, us := s.sc, s.us
+	s.sc, s.us = nil, nil
+	s.detachDeferred = false
+	// What the upstream has now is what the client wanted, except for
+	// settings the client RESET there: those are at the server's default,
+	// which is not necessarily the client's startup value.
+	if us.owner != s || us.ownerVer != s.gucs.ver || len(s.gucs.touched) > 0 {
+		us.gucs = cloneMap(s.gucs.desired)
+		for name := range s.gucs.touched {
+			if _, ok := us.gucs[name]; ok {
+				us.gucs[name] = unknownValue
+			}
+		}
+		clear(s.gucs.touched)
+		us.owner, us.ownerVer = s, s.gucs.ver
+	}
+	us.lastUser = s.user
+	if s.session && !s.closing {
+		if sc.Retiring(s.srv.now()) {
+			s.replaced++
+			return func() { s.pool.Retire(sc) }
+		}
+		s.reserved = sc
+		return func() {}
+	}
+	s.prev = sc
+	return func() { s.pool.Release(sc) }
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// severityOf returns the non-localized severity of an ErrorResponse
+// without decoding all of it.
+func severityOf(msg []byte) string {
+	b := body(msg)
+	var sev string
+	for len(b) > 0 && b[0] != 0 {
+		code := b[0]
+		v, rest, ok := cstringBytes(b[1:])
+		if !ok {
+			break
+		}
+		switch code {
+		case 'V':
+			return string(v)
+		case 'S':
+			sev = string(v)
+		}
+		b = rest
+	}
+	return sev
+}
+
+func errorMessage(msg []byte) string {
+	er, err := decodeError(msg)
+	if err != nil {
+		return "undecodable error"
+	}
+	return er.Code + ": " + er.Message
+}
+
+// renameInError rewrites an upstream statement name in an ErrorResponse
+// to the client's name, when the failed entry asks for it.
+func renameInError(msg []byte, r *reply) []byte {
+	if r == nil || r.renameFrom == "" {
+		return msg
+	}
+	er, err := decodeError(msg)
+	if err != nil {
+		return msg
+	}
+	if r.renameTo == "" && r.renameFrom == missingStatementName {
+		er.Message = "unnamed prepared statement does not exist"
+	} else {
+		er.Message = strings.ReplaceAll(er.Message, `"`+r.renameFrom+`"`, `"`+r.renameTo+`"`)
+	}
+	out, err := (*pgproto3.ErrorResponse)(er).Encode(nil)
+	if err != nil {
+		return msg
+	}
+	return out
+}

@@ -1,0 +1,146 @@
+package pgwire
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/dsqlgate/dsqlgate/authbridge"
+)
+
+// SQLSTATE codes the gateway reports itself.
+const (
+	codeProtocolViolation           = "08P01"
+	codeConnectionFailure           = "08006"
+	codeTransactionResolutionUnknown = "08007"
+	codeInvalidAuthorization        = "28000"
+	codeInvalidPassword             = "28P01"
+	codeInvalidCatalogName          = "3D000"
+	codeTooManyConnections          = "53300"
+	codeFeatureNotSupported         = "0A000"
+	codeSerializationFailure        = "40001"
+	codeInFailedTransaction         = "25P02"
+	codeAdminShutdown               = "57P01"
+	codeProgramLimitExceeded        = "54000"
+	codeInternalError               = "XX000"
+)
+
+// Severities.
+const (
+	severityError = "ERROR"
+	severityFatal = "FATAL"
+)
+
+// pgError is an error the gateway reports to a client. Message, Detail and
+// Hint are shown to the client: they must never hold a secret or AWS
+// internals. Err, if set, is the underlying cause for the log only.
+type pgError struct {
+	Severity string
+	Code     string
+	Message  string
+	Detail   string
+	Hint     string
+	Err      error
+}
+
+func (e *pgError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s %s: %s: %v", e.Severity, e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%s %s: %s", e.Severity, e.Code, e.Message)
+}
+
+func (e *pgError) Unwrap() error { return e.Err }
+
+// appendErrorResponse appends the ErrorResponse (or, with a NOTICE or
+// WARNING severity, NoticeResponse) for e to dst.
+func appendErrorResponse(dst []byte, e *pgError) []byte {
+	typ := byte('E')
+	if e.Severity != severityError && e.Severity != severityFatal && e.Severity != "PANIC" {
+		typ = 'N'
+	}
+	dst, start := beginMessage(dst, typ)
+	dst = append(dst, 'S')
+	dst = appendCString(dst, e.Severity)
+	dst = append(dst, 'V')
+	dst = appendCString(dst, e.Severity)
+	dst = append(dst, 'C')
+	dst = appendCString(dst, e.Code)
+	dst = append(dst, 'M')
+	dst = appendCString(dst, e.Message)
+	if e.Detail != "" {
+		dst = append(dst, 'D')
+		dst = appendCString(dst, e.Detail)
+	}
+	if e.Hint != "" {
+		dst = append(dst, 'H')
+		dst = appendCString(dst, e.Hint)
+	}
+	dst = append(dst, 0)
+	return finishMessage(dst, start)
+}
+
+// errorForClient is the one place that decides what a client is told about
+// an internal failure: it picks the SQLSTATE and a message safe to show.
+// The full error belongs in the log, not here.
+func errorForClient(err error) *pgError {
+	var pe *pgError
+	if errors.As(err, &pe) {
+		return pe
+	}
+	var we *authbridge.WaitError
+	if errors.As(err, &we) {
+		e := &pgError{Severity: severityError, Code: codeTooManyConnections, Err: err,
+			Message: fmt.Sprintf("no upstream connection available for database %q within query_wait_timeout (%s)", we.Route, we.Waited.Round(1e6))}
+		var de *authbridge.DialError
+		if errors.As(err, &de) {
+			e.Detail = dialDetail(de)
+			if de.SQLState != "53300" && de.SQLState != "53400" {
+				e.Code = codeConnectionFailure
+			}
+		} else if we.Exhausted {
+			e.Hint = "Every upstream connection of the pool is busy; raise pool.size or shorten transactions."
+		}
+		return e
+	}
+	var de *authbridge.DialError
+	if errors.As(err, &de) {
+		code := codeConnectionFailure
+		if de.SQLState == "53300" || de.SQLState == "53400" {
+			code = codeTooManyConnections
+		}
+		return &pgError{Severity: severityError, Code: code, Err: err,
+			Message: fmt.Sprintf("could not connect to the upstream of database %q", de.Route),
+			Detail:  dialDetail(de),
+			Hint:    "The gateway's log has the full error; `dsqlgate check` tests every route."}
+	}
+	if errors.Is(err, authbridge.ErrPoolClosed) {
+		return &pgError{Severity: severityFatal, Code: codeAdminShutdown, Err: err,
+			Message: "terminating connection because the gateway is shutting down"}
+	}
+	return &pgError{Severity: severityError, Code: codeInternalError, Err: err,
+		Message: "internal gateway error", Hint: "The gateway's log has the details."}
+}
+
+// dialDetail says what went wrong upstream in words safe for a client: the
+// upstream's own SQLSTATE and message when it refused, else a generic kind.
+func dialDetail(de *authbridge.DialError) string {
+	var pgErr interface{ SQLState() string }
+	if errors.As(de.Err, &pgErr) {
+		return fmt.Sprintf("The upstream refused the connection: %v", de.Err)
+	}
+	if de.Retryable {
+		return "The upstream could not be reached (network or timeout)."
+	}
+	return "The upstream connection failed (TLS, credentials or configuration)."
+}
+
+// decodeError decodes an ErrorResponse or NoticeResponse body.
+func decodeError(msg []byte) (*pgproto3.ErrorResponse, error) {
+	var er pgproto3.ErrorResponse
+	if err := er.Decode(body(msg)); err != nil {
+		return nil, err
+	}
+	return &er, nil
+}

@@ -1,0 +1,90 @@
+package pgwire
+
+// replyKind says what the server will send for one message the gateway
+// forwarded (or injected), or what the gateway answers itself in its place.
+type replyKind uint8
+
+const (
+	rParse          replyKind = iota // client Parse: ParseComplete is forwarded
+	rParseDup                        // client Parse of a name it already has: forwarded to get the server's own error
+	rBind                            // BindComplete
+	rDescribeStmt                    // ParameterDescription, then RowDescription or NoData
+	rDescribePortal                  // RowDescription or NoData
+	rExecute                         // DataRow..., then CommandComplete, EmptyQueryResponse or PortalSuspended
+	rClosePortal                     // CloseComplete
+	rSync                            // ReadyForQuery
+	rQuery                           // simple Query or FunctionCall: everything up to ReadyForQuery
+	iParse                           // injected Parse: ParseComplete is swallowed
+	iClose                           // injected Close: CloseComplete is swallowed
+	iQuery                           // injected simple Query: everything up to ReadyForQuery is swallowed
+	sParseComplete                   // answered by the gateway: ParseComplete
+	sCloseComplete                   // answered by the gateway: CloseComplete
+)
+
+// synthetic reports whether the gateway answers k itself.
+func (k replyKind) synthetic() bool { return k == sParseComplete || k == sCloseComplete }
+
+// injected reports whether the server's reply to k is the gateway's, not
+// the client's.
+func (k replyKind) injected() bool { return k == iParse || k == iClose || k == iQuery }
+
+// endsUnit reports whether k's reply is a ReadyForQuery.
+func (k replyKind) endsUnit() bool { return k == rSync || k == rQuery || k == iQuery }
+
+// Unit flags: what a unit of work (the messages up to a Sync, or one simple
+// Query) contains, for deciding what a client is told when its upstream is
+// lost with the unit in flight.
+const (
+	unitBegin    uint8 = 1 << iota // BEGIN / START TRANSACTION
+	unitCommit                     // COMMIT / END / PREPARE TRANSACTION
+	unitRollback                   // ROLLBACK / ABORT
+)
+
+// reply is one expected server reply (or synthetic answer), in order.
+type reply struct {
+	kind replyKind
+	// stmt is the client statement concerned (Parse, Describe, Execute).
+	stmt *preparedStmt
+	// query describes the statements of a simple Query; next is the index
+	// of the statement the next CommandComplete belongs to.
+	query *queryInfo
+	// renameFrom → renameTo is applied to the message of an ErrorResponse
+	// answering this entry, so the client sees its own statement name.
+	renameFrom, renameTo string
+	// unitStart and unitFlags describe the unit a Sync or Query ends.
+	unitStart byte
+	unitFlags uint8
+}
+
+// replyQueue is a FIFO of replies. The zero value is empty and usable.
+type replyQueue struct {
+	items []reply
+	head  int
+}
+
+func (q *replyQueue) len() int { return len(q.items) - q.head }
+
+func (q *replyQueue) push(r reply) { q.items = append(q.items, r) }
+
+// front returns the oldest entry; the queue must not be empty.
+func (q *replyQueue) front() *reply { return &q.items[q.head] }
+
+func (q *replyQueue) pop() reply {
+	r := q.items[q.head]
+	q.items[q.head] = reply{}
+	q.head++
+	if q.head == len(q.items) {
+		q.items = q.items[:0]
+		q.head = 0
+	}
+	return r
+}
+
+// at returns the i-th entry from the front.
+func (q *replyQueue) at(i int) *reply { return &q.items[q.head+i] }
+
+func (q *replyQueue) reset() {
+	clear(q.items)
+	q.items = q.items[:0]
+	q.head = 0
+}

@@ -1,0 +1,390 @@
+package pgwire
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dsqlgate/dsqlgate/authbridge"
+	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+)
+
+// Options are the parts of a Server that do not come from the config.
+type Options struct {
+	// Logger receives the server's logs; nil means none.
+	Logger *zap.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server accepts client connections and runs their sessions against the
+// routes of an authbridge.Bridge.
+type Server struct {
+	cfg    *config.Config
+	bridge *authbridge.Bridge
+	log    *zap.Logger
+	now    func() time.Time
+
+	tlsConfig       *tls.Config // nil: no TLS towards clients
+	directTLSConfig *tls.Config // tlsConfig with ALPN "postgresql" required
+	channelBinding  []byte      // tls-server-end-point of our certificate, for SCRAM-PLUS
+	requireTLS      bool
+
+	users      map[string]scram.Verifier
+	mockSecret []byte // salts the mock verifier of unknown users
+
+	keys     keyRegistry
+	nextConn atomic.Uint64
+	active   atomic.Int64
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{}
+	closed    bool
+	wg        sync.WaitGroup
+}
+
+// NewServer builds a server from a validated configuration.
+func NewServer(cfg *config.Config, bridge *authbridge.Bridge, opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{
+		cfg: cfg, bridge: bridge, log: opts.Logger, now: opts.Now,
+		users:     map[string]scram.Verifier{},
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[net.Conn]struct{}{},
+	}
+	s.mockSecret = make([]byte, 32)
+	if _, err := rand.Read(s.mockSecret); err != nil {
+		return nil, err
+	}
+	for i := range cfg.Users {
+		u := &cfg.Users[i]
+		v, err := scram.ParseVerifier(u.ResolvedVerifier())
+		if err != nil {
+			return nil, fmt.Errorf("user %q: %w", u.Name, err)
+		}
+		s.users[u.Name] = v
+	}
+	if cfg.ClientTLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.ClientTLS.CertFile, cfg.ClientTLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load client_tls certificate: %w", err)
+		}
+		s.channelBinding = endPointHash(cert.Certificate[0])
+		s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.directTLSConfig = s.tlsConfig.Clone()
+		s.directTLSConfig.NextProtos = []string{"postgresql"}
+	}
+	s.requireTLS = cfg.ClientTLS.Mode == config.TLSRequire
+	return s, nil
+}
+
+// Serve accepts connections on l until l is closed or Close is called.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+				time.Sleep(backoff)
+				continue
+			}
+			// EMFILE and friends are temporary too; keep serving.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			conn.Close()
+			return nil
+		}
+		s.conns[conn] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(conn)
+	}
+}
+
+// Close stops accepting, closes every client connection and waits for
+// their sessions to end.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// ActiveClients is the number of authenticated client sessions.
+func (s *Server) ActiveClients() int { return int(s.active.Load()) }
+
+func (s *Server) serveConn(raw net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, raw)
+		s.mu.Unlock()
+		raw.Close()
+	}()
+	id := s.nextConn.Add(1)
+	log := s.log.With(zap.Uint64("conn_id", id), zap.String("client", raw.RemoteAddr().String()))
+	raw.SetDeadline(s.now().Add(s.cfg.Limits.StartupTimeout.D()))
+
+	conn, br, info, err := s.handshake(raw, log)
+	if info == nil {
+		s.startupFailed(conn, err, log)
+		return
+	}
+	if conn != raw {
+		defer conn.Close() // TLS: sends close_notify
+	}
+	if n := s.active.Add(1); n > int64(s.cfg.Limits.MaxClientConn) {
+		s.active.Add(-1)
+		s.startupFailed(conn, &pgError{Severity: severityFatal, Code: codeTooManyConnections,
+			Message: "sorry, too many clients already",
+			Detail:  fmt.Sprintf("The gateway serves at most %d clients (limits.max_client_conn).", s.cfg.Limits.MaxClientConn)}, log)
+		return
+	}
+	defer s.active.Add(-1)
+	log = log.With(zap.String("user", info.user), zap.String("database", info.database))
+
+	if info.minor > 0 || len(info.unknownProtocolOptions) > 0 {
+		if _, err := conn.Write(negotiateProtocolVersion(info.unknownProtocolOptions)); err != nil {
+			return
+		}
+	}
+	if err := s.authenticate(conn, br, info.user, log); err != nil {
+		s.startupFailed(conn, err, log)
+		return
+	}
+	route := s.bridge.Route(info.database)
+	if route == nil {
+		s.startupFailed(conn, &pgError{Severity: severityFatal, Code: codeInvalidCatalogName,
+			Message: fmt.Sprintf("database %q does not exist", info.database),
+			Hint:    "The gateway has no route for this database name; see routes in its configuration."}, log)
+		return
+	}
+	sess := s.newSession(conn, br, info, route, log)
+	if err := sess.greet(); err != nil {
+		s.startupFailed(conn, err, log)
+		sess.end()
+		return
+	}
+	raw.SetDeadline(time.Time{})
+	if tc, ok := conn.(*tls.Conn); ok {
+		tc.SetDeadline(time.Time{})
+	}
+	defer s.keys.unregister(sess.key)
+	log.Debug("client session started")
+	err = sess.run()
+	log.Info("client session ended",
+		zap.Duration("duration", s.now().Sub(sess.started)),
+		zap.Uint64("transactions", sess.transactions),
+		zap.Uint64("upstream_replacements", sess.replaced),
+		errField(err))
+}
+
+func errField(err error) zap.Field {
+	if err == nil {
+		return zap.Skip()
+	}
+	return zap.Error(err)
+}
+
+// startupFailed tells the client why the startup phase failed, when there
+// is something to tell, and logs it.
+func (s *Server) startupFailed(conn net.Conn, err error, log *zap.Logger) {
+	if err == nil || errors.Is(err, errClientGone) {
+		return
+	}
+	var pe *pgError
+	if errors.As(err, &pe) && conn != nil {
+		pe.Severity = severityFatal
+		conn.SetWriteDeadline(s.now().Add(time.Second))
+		conn.Write(appendErrorResponse(nil, pe))
+	} else if conn != nil && deadlineExceeded(err) {
+		conn.SetWriteDeadline(s.now().Add(time.Second))
+		conn.Write(appendErrorResponse(nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+			Message: "startup and authentication did not finish within limits.startup_timeout"}))
+	}
+	log.Info("client connection refused", zap.Error(err))
+}
+
+// newSession builds the session state of an authenticated client.
+func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, route *authbridge.Route, log *zap.Logger) *session {
+	pool := route.Pool()
+	sess := &session{
+		srv:      s,
+		log:      log,
+		conn:     conn,
+		fr:       frameReader{r: br, maxSize: s.cfg.Limits.MaxMessageSize.Int()},
+		user:     info.user,
+		database: info.database,
+		route:    route,
+		pool:     pool,
+		session:  pool.Settings().Mode == config.PoolSession,
+		dsql:     route.Kind() == config.KindDSQL,
+		started:  s.now(),
+		cw:       bufio.NewWriterSize(conn, clientWriteBufferSize),
+		txStatus: 'I',
+		stmts:    map[string]*preparedStmt{},
+	}
+	params := map[string]string{}
+	for name, value := range info.params {
+		if name == "options" {
+			for n, v := range parseOptions(value) {
+				params[n] = v
+			}
+			continue
+		}
+		params[strings.ToLower(name)] = value
+	}
+	startup := map[string]string{}
+	view := map[string]string{}
+	for name, value := range params {
+		if !validGUCName(name) {
+			continue
+		}
+		if report, ok := reportedParams[name]; ok {
+			view[report] = value
+		}
+		if sess.dsql && !isDSQLSettable(name) {
+			log.Debug("startup parameter not sent to DSQL", zap.String("name", name))
+			continue
+		}
+		if sqlValue, ok := startupValueSQL(name, value); ok {
+			startup[name] = sqlValue
+		}
+	}
+	sess.gucs = newGUCState(startup)
+	sess.clientParams = view
+	sess.key = s.keys.register(sess)
+	return sess
+}
+
+// greet sends the client its ParameterStatus values, BackendKeyData and
+// the first ReadyForQuery. The values are the route's (from an upstream
+// handshake; a route never dialled dials now) adjusted by the client's own
+// startup settings.
+func (sess *session) greet() error {
+	params := sess.route.Params()
+	if params == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sess.pool.Settings().QueryWaitTimeout.D())
+		sc, err := sess.pool.Acquire(ctx, nil)
+		cancel()
+		if err != nil {
+			e := errorForClient(err)
+			e.Severity = severityFatal
+			return e
+		}
+		params = sc.Params
+		if sess.session {
+			sess.reserved = sc
+		} else {
+			sess.prev = sc
+			sess.pool.Release(sc)
+		}
+	}
+	view := sess.clientParams
+	sess.clientParams = map[string]string{}
+	var out []byte
+	for name, value := range params {
+		if v, ok := view[name]; ok {
+			value = v
+		}
+		sess.clientParams[name] = value
+		out = append(out, parameterStatus(name, value)...)
+	}
+	for name, value := range view {
+		if _, ok := params[name]; !ok {
+			sess.clientParams[name] = value
+			out = append(out, parameterStatus(name, value)...)
+		}
+	}
+	out = append(out, sess.key.backendKeyData()...)
+	out = append(out, readyForQuery('I')...)
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sess.writeClientLocked(out)
+	return sess.cw.Flush()
+}
+
+// negotiateProtocolVersion tells a client asking for 3.x (x > 0) or for
+// protocol options that the gateway speaks 3.0 without them.
+func negotiateProtocolVersion(unknown []string) []byte {
+	msg, start := beginMessage(nil, 'v')
+	msg = appendInt32(msg, protocolVersion30)
+	msg = appendInt32(msg, int32(len(unknown)))
+	for _, o := range unknown {
+		msg = appendCString(msg, o)
+	}
+	return finishMessage(msg, start)
+}
+
+// endPointHash is the tls-server-end-point channel binding (RFC 5929) of
+// a DER certificate: its hash with the certificate's signature hash
+// algorithm, SHA-256 for MD5 and SHA-1.
+func endPointHash(der []byte) []byte {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil
+	}
+	switch cert.SignatureAlgorithm {
+	case x509.SHA384WithRSA, x509.ECDSAWithSHA384, x509.SHA384WithRSAPSS:
+		h := sha512.Sum384(der)
+		return h[:]
+	case x509.SHA512WithRSA, x509.ECDSAWithSHA512, x509.SHA512WithRSAPSS:
+		h := sha512.Sum512(der)
+		return h[:]
+	default:
+		h := sha256.Sum256(der)
+		return h[:]
+	}
+}

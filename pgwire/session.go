@@ -1,0 +1,618 @@
+package pgwire
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dsqlgate/dsqlgate/authbridge"
+	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
+)
+
+// session is one authenticated client. Two goroutines work on it:
+//
+//   - the client goroutine (run) reads client messages, decides what to
+//     send upstream, writes to the upstream, and acquires an upstream when
+//     the client starts work without one;
+//   - the server goroutine (serverToClient), alive only while an upstream
+//     is attached, reads the upstream's replies, forwards or swallows them
+//     in the order the reply queue dictates, and detaches the upstream at a
+//     safe point.
+//
+// Locking: mu guards every field below it and every write to the client
+// (cw). Writes to the upstream happen outside mu, by the client goroutine
+// only; a reply entry is queued under mu before its message is written, so
+// the upstream can never be detached while it owes the client a reply.
+type session struct {
+	srv      *Server
+	log      *zap.Logger
+	conn     net.Conn // client connection, TLS or plain
+	fr       frameReader
+	user     string
+	database string
+	route    *authbridge.Route
+	pool     *authbridge.Pool
+	session  bool // pool mode session: keep one upstream while connected
+	dsql     bool // route kind dsql: only DSQL-settable parameters go upstream
+	key      cancelKey
+	started  time.Time
+
+	out []byte // scratch for messages to the upstream; client goroutine only
+
+	mu   sync.Mutex
+	cw   *bufio.Writer // client writer
+	sc   *authbridge.ServerConn
+	us   *upstreamState // sc.State while attached
+	done chan struct{}  // closed when the current server goroutine exits
+	// reserved is, in session mode, the client's upstream while detached;
+	// prev is, in transaction mode, the last upstream (a preference only).
+	reserved *authbridge.ServerConn
+	prev     *authbridge.ServerConn
+	q        replyQueue
+	inBatch  bool // extended-protocol messages sent upstream since the last Sync
+	// The unit of work being sent: the client-visible status when it began
+	// and what it contains (unitFlags). unitOpen: messages of the unit were
+	// sent and its Sync has not come yet.
+	unitOpen  bool
+	unitStart byte
+	unitFlags uint8
+	txStatus  byte // as the client last saw it: 'I', 'T' or 'E'
+	copyIn    bool // the upstream is in COPY FROM STDIN
+	// unflushed: the client goroutine has written to the upstream and not
+	// flushed yet; the upstream must stay attached until it has.
+	unflushed      bool
+	detachDeferred bool // a safe point came while unflushed
+	stopReading    bool // the server goroutine is being stopped at a safe point
+	// skipUntilSync: the gateway reported an error in the middle of an
+	// extended-protocol batch; client messages are dropped until Sync,
+	// which is answered with ReadyForQuery(skipStatus).
+	skipUntilSync bool
+	skipStatus    byte
+	// lostTx: the upstream was lost inside a transaction; the client is in
+	// a failed transaction the gateway plays out until ROLLBACK.
+	// lostReported: the client has been told (40001), later statements
+	// get 25P02.
+	lostTx       bool
+	lostReported bool
+	closing      bool // the client is gone; nothing more is written to it
+
+	gucs         *gucState
+	stmts        map[string]*preparedStmt // by client name
+	unnamed      *preparedStmt
+	unnamedGen   uint64
+	portals      map[string]*preparedStmt // portal → statement, within a transaction
+	clientParams map[string]string        // ParameterStatus values the client has seen
+
+	// counters for the session-end log line
+	transactions uint64
+	replaced     uint64
+}
+
+// errTerminate ends the client loop without an error.
+var errTerminate = errors.New("client sent Terminate")
+
+// run is the client goroutine. It returns when the client leaves or
+// misbehaves; the caller closes the connection.
+func (s *session) run() error {
+	defer s.end()
+	for {
+		msg, err := s.fr.next()
+		if err != nil {
+			return s.clientReadError(err)
+		}
+		if err := s.onClientMessage(msg); err != nil {
+			if errors.Is(err, errTerminate) {
+				return nil
+			}
+			return err
+		}
+		if s.fr.buffered() == 0 {
+			s.flushUpstream()
+			s.mu.Lock()
+			s.flushClientLocked()
+			s.mu.Unlock()
+		}
+	}
+}
+
+func (s *session) clientReadError(err error) error {
+	var tooLarge *MessageTooLargeError
+	switch {
+	case errors.As(err, &tooLarge):
+		s.fatal(&pgError{Severity: severityFatal, Code: codeProgramLimitExceeded,
+			Message: fmt.Sprintf("message of %d bytes exceeds the gateway's limit of %d bytes", tooLarge.Size, tooLarge.Limit),
+			Hint:    "Raise limits.max_message_size if such messages are expected."})
+		return err
+	case errors.Is(err, errBadLength):
+		s.fatal(&pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid message length"})
+		return err
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return nil
+	}
+	return err
+}
+
+// fatal sends a FATAL error to the client; the caller then closes.
+func (s *session) fatal(e *pgError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writeClientLocked(appendErrorResponse(nil, e))
+	s.flushClientLocked()
+}
+
+func (s *session) onClientMessage(msg []byte) error {
+	switch msg[0] {
+	case 'Q':
+		return s.onQuery(msg)
+	case 'P':
+		return s.onParse(msg)
+	case 'B':
+		return s.onBind(msg)
+	case 'D':
+		return s.onDescribe(msg)
+	case 'E':
+		return s.onExecute(msg)
+	case 'C':
+		return s.onClose(msg)
+	case 'S':
+		return s.onSync()
+	case 'H':
+		return s.onFlush(msg)
+	case 'F':
+		return s.onFunctionCall(msg)
+	case 'd', 'c', 'f':
+		return s.onCopyFromClient(msg)
+	case 'X':
+		return errTerminate
+	default:
+		e := &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+			Message: fmt.Sprintf("invalid frontend message type %d", msg[0])}
+		s.fatal(e)
+		return e
+	}
+}
+
+// malformed reports a message the gateway cannot decode and ends the
+// session, as PostgreSQL does.
+func (s *session) malformed(what string) error {
+	e := &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid " + what + " message format"}
+	s.fatal(e)
+	return e
+}
+
+// ---- writing ----
+
+// writeClientLocked buffers msg for the client. Write errors are sticky in
+// cw and surface as the client goroutine's next read error; the server
+// goroutine keeps going so the upstream still reaches a safe point.
+func (s *session) writeClientLocked(msg []byte) {
+	if s.closing {
+		return
+	}
+	s.cw.Write(msg)
+}
+
+func (s *session) flushClientLocked() {
+	if s.closing || s.cw.Buffered() == 0 {
+		return
+	}
+	if err := s.cw.Flush(); err != nil {
+		s.log.Debug("client write failed", zap.Error(err))
+	}
+}
+
+// queueLocked appends a reply entry; a synthetic one at the front is
+// answered at once.
+func (s *session) queueLocked(r reply) {
+	s.q.push(r)
+	if r.kind.synthetic() && s.q.len() == 1 {
+		s.emitSyntheticLocked()
+	}
+}
+
+// emitSyntheticLocked answers the synthetic entries at the front.
+func (s *session) emitSyntheticLocked() {
+	for s.q.len() > 0 && s.q.front().kind.synthetic() {
+		switch s.q.pop().kind {
+		case sParseComplete:
+			s.writeClientLocked(msgParseComplete)
+		case sCloseComplete:
+			s.writeClientLocked(msgCloseComplete)
+		}
+	}
+}
+
+var (
+	msgParseComplete = []byte{'1', 0, 0, 0, 4}
+	msgBindComplete  = []byte{'2', 0, 0, 0, 4}
+	msgCloseComplete = []byte{'3', 0, 0, 0, 4}
+	msgNoData        = []byte{'n', 0, 0, 0, 4}
+	msgSync          = []byte{'S', 0, 0, 0, 4}
+)
+
+func readyForQuery(status byte) []byte { return []byte{'Z', 0, 0, 0, 5, status} }
+
+// sendUpstream writes the messages built in s.out to the attached upstream
+// (the caller queued their replies and set unflushed under mu).
+func (s *session) sendUpstream(sc *authbridge.ServerConn) {
+	if len(s.out) == 0 {
+		return
+	}
+	if _, err := sc.Writer.Write(s.out); err != nil {
+		s.upstreamWriteFailed(sc, err)
+	}
+	s.out = s.out[:0]
+}
+
+// flushUpstream flushes what the client goroutine wrote upstream and, if a
+// safe point came meanwhile, detaches.
+func (s *session) flushUpstream() {
+	s.mu.Lock()
+	sc := s.sc
+	pending := s.unflushed
+	s.mu.Unlock()
+	if !pending || sc == nil {
+		return
+	}
+	if err := sc.Writer.Flush(); err != nil {
+		s.upstreamWriteFailed(sc, err)
+	}
+	s.mu.Lock()
+	s.unflushed = false
+	if s.detachDeferred && s.sc == sc {
+		s.detachDeferred = false
+		if s.safeLocked() {
+			// The server goroutine is blocked reading; wake it with a
+			// deadline so it can detach.
+			s.stopReading = true
+			sc.Conn.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
+	s.mu.Unlock()
+}
+
+// upstreamWriteFailed closes the upstream so the server goroutine sees the
+// loss and reports it; the client goroutine goes on.
+func (s *session) upstreamWriteFailed(sc *authbridge.ServerConn, err error) {
+	s.log.Debug("upstream write failed", zap.Uint64("server_id", sc.ID), zap.Error(err))
+	sc.Conn.Close()
+}
+
+// safeLocked reports a safe point: nothing owed by the upstream, no batch
+// open, no transaction, no COPY.
+func (s *session) safeLocked() bool {
+	return s.q.len() == 0 && !s.inBatch && s.txStatus == 'I' && !s.copyIn && !s.unitOpen
+}
+
+// beginUnitLocked notes the start of a unit of work.
+func (s *session) beginUnitLocked() {
+	if !s.unitOpen {
+		s.unitOpen = true
+		s.unitStart = s.txStatus
+		s.unitFlags = 0
+	}
+}
+
+func unitFlagsFor(k sqllex.Kind) uint8 {
+	switch k {
+	case sqllex.Begin:
+		return unitBegin
+	case sqllex.Commit, sqllex.TwoPhase:
+		return unitCommit
+	case sqllex.Rollback:
+		return unitRollback
+	}
+	return 0
+}
+
+// ---- attaching an upstream ----
+
+// attached returns the attached upstream, attaching one first if there is
+// none: from the pool (or the session's reserved one), brought to the
+// client's settings.
+func (s *session) attached() (*authbridge.ServerConn, error) {
+	s.mu.Lock()
+	sc := s.sc
+	s.mu.Unlock()
+	if sc != nil {
+		return sc, nil
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		sc, err := s.acquire()
+		if err != nil {
+			return nil, err
+		}
+		err = s.syncUpstream(sc)
+		if err == nil {
+			s.mu.Lock()
+			s.sc = sc
+			s.us = sc.State.(*upstreamState)
+			s.done = make(chan struct{})
+			done := s.done
+			s.mu.Unlock()
+			go s.serverToClient(sc, s.us, done)
+			return sc, nil
+		}
+		// The upstream died between the pool's check and our first
+		// write: it was idle, so the client loses nothing. Try another.
+		s.log.Debug("upstream failed during state sync", zap.Uint64("server_id", sc.ID), zap.Error(err))
+		s.pool.Discard(sc)
+		lastErr = err
+	}
+	return nil, fmt.Errorf("state sync failed on three upstream connections: %w", lastErr)
+}
+
+// acquire gets an upstream for the client: in session mode its reserved
+// one while that is alive and not retiring, else one from the pool. A
+// client that waits longer than a second is told so with a NOTICE.
+func (s *session) acquire() (*authbridge.ServerConn, error) {
+	s.mu.Lock()
+	sc, prev := s.reserved, s.prev
+	s.reserved = nil
+	s.mu.Unlock()
+	if sc != nil {
+		if !sc.Retiring(s.srv.now()) && sc.Alive() {
+			return sc, nil
+		}
+		s.replaced++
+		s.pool.Discard(sc)
+	}
+	wait := s.pool.Settings().QueryWaitTimeout.D()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	notice := time.AfterFunc(time.Second, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: "NOTICE", Code: "00000",
+			Message: fmt.Sprintf("waiting for an upstream connection to database %q", s.database)}))
+		s.flushClientLocked()
+	})
+	defer notice.Stop()
+	sc, err := s.pool.Acquire(ctx, prev)
+	if err != nil {
+		return nil, err
+	}
+	if sc != prev && prev != nil {
+		s.replaced++
+	}
+	return sc, nil
+}
+
+// syncUpstream brings a just-acquired upstream to the client's settings
+// with statements whose replies the client never sees, and tells the
+// client about any ParameterStatus value that differs from what it saw.
+func (s *session) syncUpstream(sc *authbridge.ServerConn) error {
+	us, _ := sc.State.(*upstreamState)
+	if us == nil {
+		us = newUpstreamState(frameReader{r: sc.Reader, maxSize: maxServerMessage}, sc.Params)
+		sc.State = us
+	}
+	s.mu.Lock()
+	resetAll := us.lastUser != "" && us.lastUser != s.user
+	var sql string
+	if resetAll || us.owner != s || us.ownerVer != s.gucs.ver {
+		sql = syncSQL(us.gucs, s.gucs.desired, resetAll)
+	}
+	desired := s.gucs.desired
+	ver := s.gucs.ver
+	s.mu.Unlock()
+
+	if sql != "" {
+		failed, err := s.runSync(sc, us, sql)
+		if err != nil {
+			return err
+		}
+		if failed != nil {
+			// Apply one at a time and drop what the upstream refuses.
+			if err := s.syncOneByOne(sc, us, desired, resetAll); err != nil {
+				return err
+			}
+		}
+		us.unnamedOwner = nil // a simple Query destroys the unnamed statement
+		if resetAll {
+			us.gucs = map[string]string{}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sql != "" {
+		us.gucs = maps.Clone(s.gucs.desired)
+		if us.gucs == nil {
+			us.gucs = map[string]string{}
+		}
+	}
+	if s.gucs.ver == ver {
+		us.owner, us.ownerVer = s, ver
+	} else {
+		us.owner = nil
+	}
+	us.lastUser = s.user
+	s.reportParamsLocked(us)
+	return nil
+}
+
+// runSync sends one simple query upstream and reads its replies up to
+// ReadyForQuery, recording ParameterStatus values. It returns the first
+// ErrorResponse the upstream sent, or an I/O error.
+func (s *session) runSync(sc *authbridge.ServerConn, us *upstreamState, sql string) (*pgError, error) {
+	q, start := beginMessage(nil, 'Q')
+	q = appendCString(q, sql)
+	q = finishMessage(q, start)
+	if _, err := sc.Writer.Write(q); err != nil {
+		return nil, err
+	}
+	if err := sc.Writer.Flush(); err != nil {
+		return nil, err
+	}
+	sc.Conn.SetReadDeadline(time.Now().Add(syncTimeout))
+	defer sc.Conn.SetReadDeadline(time.Time{})
+	var failed *pgError
+	for {
+		msg, err := us.fr.next()
+		if err != nil {
+			return nil, err
+		}
+		switch msg[0] {
+		case 'S':
+			name, rest, ok := readCString(body(msg))
+			value, _, ok2 := readCString(rest)
+			if ok && ok2 {
+				us.params[name] = value
+			}
+		case 'E':
+			if failed == nil {
+				er, err := decodeError(msg)
+				if err != nil {
+					return nil, err
+				}
+				if er.Severity == severityFatal || er.Severity == "PANIC" {
+					return nil, fmt.Errorf("upstream FATAL during sync: %s", er.Message)
+				}
+				failed = &pgError{Severity: er.Severity, Code: er.Code, Message: er.Message}
+			}
+		case 'Z':
+			return failed, nil
+		}
+	}
+}
+
+// syncOneByOne applies the client's settings one statement at a time after
+// the combined sync failed, dropping each setting the upstream refuses and
+// warning the client about it.
+func (s *session) syncOneByOne(sc *authbridge.ServerConn, us *upstreamState, desired map[string]string, resetAll bool) error {
+	have := us.gucs
+	if resetAll {
+		if _, err := s.runSync(sc, us, "RESET ALL"); err != nil {
+			return err
+		}
+		have = map[string]string{}
+	}
+	for name := range desired {
+		sql := syncSQL(map[string]string{name: have[name]}, map[string]string{name: desired[name]}, false)
+		if sql == "" {
+			continue
+		}
+		failed, err := s.runSync(sc, us, sql)
+		if err != nil {
+			return err
+		}
+		if failed != nil {
+			s.mu.Lock()
+			delete(s.gucs.desired, name)
+			delete(s.gucs.startup, name)
+			s.gucs.ver++
+			s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: "WARNING", Code: "01000",
+				Message: fmt.Sprintf("setting %q could not be restored on a new upstream connection and was reset: %s", name, failed.Message)}))
+			s.mu.Unlock()
+			s.runSync(sc, us, "RESET "+gucNameSQL(name))
+		}
+	}
+	return nil
+}
+
+// reportParamsLocked sends the client each reported parameter whose value
+// on the upstream differs from what the client last saw.
+func (s *session) reportParamsLocked(us *upstreamState) {
+	for name, v := range us.params {
+		if name == "server_version" || name == "session_authorization" || name == "is_superuser" {
+			continue // fixed for a route, not the session's business
+		}
+		if old, ok := s.clientParams[name]; ok && old == v {
+			continue
+		}
+		s.clientParams[name] = v
+		s.writeClientLocked(parameterStatus(name, v))
+	}
+}
+
+func parameterStatus(name, value string) []byte {
+	msg, start := beginMessage(nil, 'S')
+	msg = appendCString(msg, name)
+	msg = appendCString(msg, value)
+	return finishMessage(msg, start)
+}
+
+// Limits of the upstream side.
+const (
+	maxServerMessage = 1 << 30 // PostgreSQL's own limit on a message
+	syncTimeout      = 30 * time.Second
+)
+
+// ---- ending the session ----
+
+// end runs when the client goroutine returns: an upstream still attached
+// is brought to a safe point (an open transaction is rolled back) and
+// returned, or closed when that cannot be done quickly.
+func (s *session) end() {
+	s.mu.Lock()
+	s.closing = true
+	sc, done := s.sc, s.done
+	idleInTx := sc != nil && s.q.len() == 0 && !s.inBatch && !s.copyIn && !s.unitOpen && s.txStatus != 'I'
+	if idleInTx {
+		s.q.push(reply{kind: iQuery, unitStart: s.txStatus})
+		s.unflushed = true
+	}
+	s.mu.Unlock()
+	if sc != nil {
+		if idleInTx {
+			q, start := beginMessage(nil, 'Q')
+			q = appendCString(q, "ROLLBACK")
+			q = finishMessage(q, start)
+			sc.Writer.Write(q)
+		}
+		s.flushUpstream()
+		t := time.NewTimer(abandonTimeout)
+		select {
+		case <-done:
+		case <-t.C:
+			// Still busy (a long query, a COPY, a half-sent batch):
+			// closing is the only safe way to hand nothing half-done to
+			// another client.
+			sc.Conn.Close()
+			<-done
+		}
+		t.Stop()
+	}
+	s.mu.Lock()
+	reserved := s.reserved
+	s.reserved = nil
+	s.mu.Unlock()
+	if reserved != nil {
+		s.pool.Release(reserved)
+	}
+}
+
+// abandonTimeout bounds how long a disconnected client's unfinished work
+// may run before its upstream is closed instead of reused.
+const abandonTimeout = 5 * time.Second
+
+// cancel forwards a CancelRequest to the upstream running the client's
+// work, if any.
+func (s *session) cancel() {
+	s.mu.Lock()
+	sc := s.sc
+	busy := sc != nil && s.q.len() > 0
+	s.mu.Unlock()
+	if !busy {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sc.Route().Cancel(ctx, sc); err != nil {
+		s.log.Info("forwarding cancel failed", zap.Error(err))
+	}
+}
+
+var _ = os.ErrDeadlineExceeded
+var _ = binary.BigEndian

@@ -1,0 +1,359 @@
+package pgwire
+
+import (
+	"bufio"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+)
+
+// Startup packet codes (the int32 after the length).
+const (
+	protocolVersion30 = 3 << 16
+	codeSSLRequest    = 80877103
+	codeGSSENCRequest = 80877104
+	codeCancelRequest = 80877102
+	tlsRecordHandshake = 0x16 // first byte of a TLS ClientHello: direct TLS
+)
+
+// startupInfo is what a client asked for in its StartupMessage.
+type startupInfo struct {
+	user     string
+	database string
+	params   map[string]string // every other parameter, as sent
+	minor    uint32            // requested protocol minor version
+	unknownProtocolOptions []string // _pq_.* options we do not support
+}
+
+// errClientGone is a client that closed the connection during the
+// handshake; nothing is reported.
+var errClientGone = errors.New("client closed the connection")
+
+// readStartupPacket reads one length-prefixed startup-phase packet (no type
+// byte) from r: the int32 code and the rest. Packets longer than max bytes
+// are refused before they are read.
+func readStartupPacket(r io.Reader, max int) (code uint32, rest []byte, err error) {
+	var hdr [8]byte
+	if _, err := io.ReadFull(r, hdr[:4]); err != nil {
+		if err == io.EOF {
+			return 0, nil, errClientGone
+		}
+		return 0, nil, err
+	}
+	n := int(binary.BigEndian.Uint32(hdr[:4]))
+	if n < 8 {
+		return 0, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid length of startup packet"}
+	}
+	if n > max {
+		return 0, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+			Message: fmt.Sprintf("startup packet of %d bytes exceeds the limit of %d bytes", n, max)}
+	}
+	if _, err := io.ReadFull(r, hdr[4:8]); err != nil {
+		return 0, nil, fmt.Errorf("read startup packet: %w", err)
+	}
+	rest = make([]byte, n-8)
+	if _, err := io.ReadFull(r, rest); err != nil {
+		return 0, nil, fmt.Errorf("read startup packet: %w", err)
+	}
+	return binary.BigEndian.Uint32(hdr[4:8]), rest, nil
+}
+
+// parseStartupMessage decodes a StartupMessage body after the protocol
+// version: pairs of NUL-terminated name and value, ended by a NUL.
+func parseStartupMessage(version uint32, b []byte) (*startupInfo, error) {
+	bad := func(msg string) error {
+		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: msg}
+	}
+	if version>>16 != 3 {
+		return nil, &pgError{Severity: severityFatal, Code: codeFeatureNotSupported,
+			Message: fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0", version>>16, version&0xffff)}
+	}
+	info := &startupInfo{params: map[string]string{}, minor: version & 0xffff}
+	for {
+		if len(b) == 0 {
+			return nil, bad("invalid startup packet layout: expected terminator as last byte")
+		}
+		if b[0] == 0 {
+			if len(b) != 1 {
+				return nil, bad("invalid startup packet layout: expected terminator as last byte")
+			}
+			break
+		}
+		name, rest, ok := readCString(b)
+		if !ok {
+			return nil, bad("invalid startup packet layout: unterminated parameter name")
+		}
+		value, rest, ok := readCString(rest)
+		if !ok {
+			return nil, bad(fmt.Sprintf("invalid startup packet layout: missing value for parameter %q", name))
+		}
+		b = rest
+		switch {
+		case name == "user":
+			info.user = value
+		case name == "database":
+			info.database = value
+		case strings.HasPrefix(name, "_pq_."):
+			info.unknownProtocolOptions = append(info.unknownProtocolOptions, name)
+		default:
+			info.params[name] = value
+		}
+	}
+	if info.user == "" {
+		return nil, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+			Message: "no PostgreSQL user name specified in startup packet"}
+	}
+	if info.database == "" {
+		info.database = info.user
+	}
+	if v, ok := info.params["replication"]; ok && v != "false" && v != "0" && v != "off" && v != "no" {
+		return nil, &pgError{Severity: severityFatal, Code: codeFeatureNotSupported,
+			Message: "replication connections are not supported by the gateway"}
+	}
+	return info, nil
+}
+
+// handshake runs the startup phase of a new client connection: TLS
+// negotiation, the StartupMessage, authentication. It returns the client's
+// connection (possibly now TLS), its buffered reader and what it asked for.
+// A CancelRequest is handled here and yields (nil, nil, nil, nil).
+// Errors worth telling the client have been sent before it returns.
+func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Reader, *startupInfo, error) {
+	maxStartup := s.cfg.Limits.MaxStartupPacket.Int()
+	tlsDone := false
+
+	// A TLS ClientHello as the very first byte is direct TLS (PostgreSQL
+	// 17's sslnegotiation=direct).
+	br := bufio.NewReaderSize(conn, clientReadBufferSize)
+	first, err := br.Peek(1)
+	if err != nil {
+		return nil, nil, nil, errClientGone
+	}
+	if first[0] == tlsRecordHandshake {
+		if s.tlsConfig == nil {
+			return nil, nil, nil, errors.New("direct TLS attempted but no certificate is configured")
+		}
+		tc := tls.Server(&prefixConn{Conn: conn, r: br}, s.directTLSConfig)
+		if err := tc.Handshake(); err != nil {
+			return nil, nil, nil, fmt.Errorf("direct tls handshake: %w", err)
+		}
+		if tc.ConnectionState().NegotiatedProtocol != "postgresql" {
+			return nil, nil, nil, errors.New("direct TLS without ALPN \"postgresql\"")
+		}
+		conn, tlsDone = tc, true
+		br = bufio.NewReaderSize(conn, clientReadBufferSize)
+	}
+
+	for {
+		code, rest, err := readStartupPacket(br, maxStartup)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		switch code {
+		case codeSSLRequest:
+			if tlsDone {
+				return nil, nil, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "SSLRequest received on an encrypted connection"}
+			}
+			if br.Buffered() > 0 {
+				// Bytes after SSLRequest before our answer would be read
+				// outside TLS: a man in the middle could inject them.
+				return nil, nil, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "received unencrypted data after SSL request"}
+			}
+			if s.tlsConfig == nil {
+				if _, err := conn.Write([]byte{'N'}); err != nil {
+					return nil, nil, nil, err
+				}
+				continue
+			}
+			if _, err := conn.Write([]byte{'S'}); err != nil {
+				return nil, nil, nil, err
+			}
+			tc := tls.Server(conn, s.tlsConfig)
+			if err := tc.Handshake(); err != nil {
+				return nil, nil, nil, fmt.Errorf("tls handshake: %w", err)
+			}
+			conn, tlsDone = tc, true
+			br = bufio.NewReaderSize(conn, clientReadBufferSize)
+		case codeGSSENCRequest:
+			if tlsDone {
+				return nil, nil, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "GSSENCRequest received on an encrypted connection"}
+			}
+			if _, err := conn.Write([]byte{'N'}); err != nil {
+				return nil, nil, nil, err
+			}
+		case codeCancelRequest:
+			s.handleCancel(rest, log)
+			return nil, nil, nil, nil
+		default:
+			info, err := parseStartupMessage(code, rest)
+			if err != nil {
+				return conn, br, nil, err
+			}
+			if s.requireTLS && !tlsDone {
+				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+					Message: "the gateway requires TLS", Hint: "Connect with sslmode=require (or stronger)."}
+			}
+			return conn, br, info, nil
+		}
+	}
+}
+
+// prefixConn is a net.Conn whose first bytes come from r (which peeked
+// them from Conn): the TLS server must see the ClientHello byte we peeked.
+type prefixConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if c.r != nil {
+		if c.r.Buffered() > 0 {
+			return c.r.Read(p)
+		}
+		c.r = nil
+	}
+	return c.Conn.Read(p)
+}
+
+// authenticate runs SCRAM-SHA-256 with the client. An unknown user runs the
+// same exchange against a mock verifier and fails the same way as a wrong
+// password. It returns nil on success.
+func (s *Server) authenticate(conn net.Conn, br *bufio.Reader, user string, log *zap.Logger) error {
+	verifier, known := s.users[user]
+	if !known {
+		verifier = scram.MockVerifier(user, s.mockSecret)
+	}
+	failed := func() error {
+		return &pgError{Severity: severityFatal, Code: codeInvalidPassword,
+			Message: fmt.Sprintf("password authentication failed for user %q", user)}
+	}
+	var cb []byte
+	isTLS := false
+	if _, ok := conn.(*tls.Conn); ok {
+		isTLS = true
+		cb = s.channelBinding
+	}
+	mechs := scram.Mechanisms(isTLS && cb != nil)
+
+	out, start := beginMessage(nil, 'R')
+	out = appendInt32(out, 10) // AuthenticationSASL
+	for _, m := range mechs {
+		out = appendCString(out, m)
+	}
+	out = append(out, 0)
+	out = finishMessage(out, start)
+	if _, err := conn.Write(out); err != nil {
+		return err
+	}
+
+	fr := frameReader{r: br, maxSize: s.cfg.Limits.MaxStartupPacket.Int()}
+	msg, err := fr.next()
+	if err != nil {
+		return startupReadError(err)
+	}
+	if msg[0] != 'p' {
+		return &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+			Message: fmt.Sprintf("expected SASL response, got message type %q", msg[0])}
+	}
+	mech, rest, ok := readCString(body(msg))
+	if !ok || len(rest) < 4 {
+		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "malformed SASLInitialResponse message"}
+	}
+	n := int32(binary.BigEndian.Uint32(rest[:4]))
+	data := rest[4:]
+	if n < 0 || int(n) != len(data) {
+		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "malformed SASLInitialResponse message"}
+	}
+	allowed := false
+	for _, m := range mechs {
+		allowed = allowed || m == mech
+	}
+	if !allowed {
+		return &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+			Message: "client selected an invalid SASL authentication mechanism"}
+	}
+	ex, err := scram.NewServerExchange(verifier, mech, scram.ServerOptions{ChannelBinding: cb})
+	if err != nil {
+		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid SASL authentication", Err: err}
+	}
+	serverFirst, err := ex.ClientFirst(data)
+	if err != nil {
+		return scramError(err, failed)
+	}
+	out, start = beginMessage(out[:0], 'R')
+	out = appendInt32(out, 11) // AuthenticationSASLContinue
+	out = append(out, serverFirst...)
+	out = finishMessage(out, start)
+	if _, err := conn.Write(out); err != nil {
+		return err
+	}
+
+	msg, err = fr.next()
+	if err != nil {
+		return startupReadError(err)
+	}
+	if msg[0] != 'p' {
+		return &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+			Message: fmt.Sprintf("expected SASL response, got message type %q", msg[0])}
+	}
+	serverFinal, err := ex.ClientFinal(body(msg))
+	if err != nil || !known {
+		if err == nil {
+			err = scram.ErrAuthFailed // a mock verifier cannot succeed; be sure
+		}
+		return scramError(err, failed)
+	}
+	out, start = beginMessage(out[:0], 'R')
+	out = appendInt32(out, 12) // AuthenticationSASLFinal
+	out = append(out, serverFinal...)
+	out = finishMessage(out, start)
+	out, start = beginMessage(out, 'R')
+	out = appendInt32(out, 0) // AuthenticationOk
+	out = finishMessage(out, start)
+	_, err = conn.Write(out)
+	return err
+}
+
+func scramError(err error, failed func() error) error {
+	if errors.Is(err, scram.ErrAuthFailed) {
+		return failed()
+	}
+	return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid SCRAM exchange", Detail: err.Error(), Err: err}
+}
+
+func startupReadError(err error) error {
+	var tooLarge *MessageTooLargeError
+	if errors.As(err, &tooLarge) {
+		return &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+			Message: fmt.Sprintf("authentication message of %d bytes exceeds the limit of %d bytes", tooLarge.Size, tooLarge.Limit)}
+	}
+	if errors.Is(err, errBadLength) {
+		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid message length"}
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return errClientGone
+	}
+	return err
+}
+
+// deadlineExceeded reports whether err is a read or write past the startup
+// deadline.
+func deadlineExceeded(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// constantTimeEqual compares two secrets without leaking where they differ.
+func constantTimeEqual(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }
+
+var _ = time.Second

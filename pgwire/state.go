@@ -1,0 +1,410 @@
+package pgwire
+
+import (
+	"container/list"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
+)
+
+// This file is the session-state engine's data: what a client asked for
+// (settings, prepared statements) and what each upstream has, and the
+// difference between the two. session.go decides when to apply it.
+
+// unknownValue marks a setting whose value on an upstream is not known
+// (the client RESET it there): it never equals a desired value, so the next
+// sync sets or resets it explicitly.
+const unknownValue = "\x00unknown"
+
+// preparedStmt is a statement a client prepared with Parse. It is immutable
+// once made, and shared by reply entries that refer to it.
+type preparedStmt struct {
+	name      string // the client's name; "" is the unnamed statement
+	query     string
+	paramOIDs []uint32
+	// upstream is the gateway-owned name on upstream connections, derived
+	// from the text, parameter types and search_path, so that every client
+	// preparing the same statement shares one upstream statement. The
+	// unnamed statement stays unnamed upstream ("").
+	upstream string
+	gen      uint64 // the client's unnamed-statement generation, for ""
+	kind     sqllex.Kind
+	set      *sqllex.SetStmt // when kind is a SET or RESET
+}
+
+// queryInfo describes the statements of one simple Query, in order.
+type queryInfo struct {
+	stmts []stmtInfo
+	next  int // index of the statement the next CommandComplete ends
+}
+
+type stmtInfo struct {
+	kind sqllex.Kind
+	set  *sqllex.SetStmt
+}
+
+// upstreamName derives the gateway-owned name of a statement.
+func upstreamName(query string, oids []uint32, searchPath string) string {
+	h := sha256.New()
+	h.Write([]byte(searchPath))
+	h.Write([]byte{0})
+	h.Write([]byte(query))
+	h.Write([]byte{0})
+	var b [4]byte
+	for _, o := range oids {
+		binary.BigEndian.PutUint32(b[:], o)
+		h.Write(b[:])
+	}
+	sum := h.Sum(nil)
+	return "dsg_" + hex.EncodeToString(sum[:16])
+}
+
+// missingStatementName is what a Bind or Describe of a statement the client
+// never prepared is sent upstream as: no upstream ever has it, so the
+// server reports the error (with the transaction semantics a real error
+// has), and the message is renamed back to the client's name.
+const missingStatementName = "dsqlgate_no_such_statement"
+
+// gucState is the settings a client asked for: its startup parameters and
+// every SET/RESET that completed, with transaction semantics.
+type gucState struct {
+	startup map[string]string // name → replayable SQL value text; what RESET returns to
+	desired map[string]string // name → replayable SQL value text
+	ver     uint64            // bumped whenever desired changes
+	// saved is desired as it was before the first change in the current
+	// transaction (nil when there is none); a rollback restores it.
+	saved    map[string]string
+	txFailed bool // an error happened in the current transaction
+	// touched holds names RESET on the attached upstream since it was
+	// attached: their value there is not known exactly.
+	touched map[string]struct{}
+}
+
+func newGUCState(startup map[string]string) *gucState {
+	return &gucState{startup: startup, desired: maps.Clone(startup), touched: map[string]struct{}{}}
+}
+
+// beforeChange snapshots desired for a possible rollback.
+func (g *gucState) beforeChange() {
+	if g.saved == nil {
+		g.saved = maps.Clone(g.desired)
+		if g.saved == nil {
+			g.saved = map[string]string{}
+		}
+	}
+	g.ver++
+}
+
+// apply records a SET or RESET that completed on the server.
+func (g *gucState) apply(st *sqllex.SetStmt) {
+	if st == nil || st.Scope == sqllex.ScopeLocal {
+		return // SET LOCAL never outlives its transaction
+	}
+	switch st.Kind {
+	case sqllex.SetValue:
+		g.beforeChange()
+		g.desired[st.Name] = st.ValueText
+		delete(g.touched, st.Name) // its value upstream is known again
+	case sqllex.SetDefault, sqllex.ResetParam:
+		g.beforeChange()
+		g.resetOne(st.Name)
+	case sqllex.ResetAll:
+		g.beforeChange()
+		for name := range g.desired {
+			g.touched[name] = struct{}{}
+		}
+		for name := range g.startup {
+			g.touched[name] = struct{}{}
+		}
+		g.desired = maps.Clone(g.startup)
+		if g.desired == nil {
+			g.desired = map[string]string{}
+		}
+	}
+}
+
+func (g *gucState) resetOne(name string) {
+	g.touched[name] = struct{}{}
+	if v, ok := g.startup[name]; ok {
+		g.desired[name] = v
+	} else {
+		delete(g.desired, name)
+	}
+}
+
+// commit ends the current transaction keeping its changes.
+func (g *gucState) commit() {
+	g.saved = nil
+	g.txFailed = false
+}
+
+// rollback ends the current transaction undoing its changes.
+func (g *gucState) rollback() {
+	if g.saved != nil {
+		g.desired = g.saved
+		g.saved = nil
+		g.ver++
+	}
+	g.txFailed = false
+}
+
+// endTransaction ends an implicit transaction at ReadyForQuery 'I'.
+func (g *gucState) endTransaction() {
+	if g.txFailed {
+		g.rollback()
+	} else {
+		g.commit()
+	}
+}
+
+// upstreamState is what one upstream connection has, as far as the gateway
+// knows. It lives in authbridge.ServerConn.State and is touched only by the
+// holder of that connection, under the holding session's mu.
+type upstreamState struct {
+	fr frameReader // reads this upstream's messages
+	// gucs are the settings the gateway left on the upstream; a name that
+	// is absent has the server's default.
+	gucs map[string]string
+	// owner and ownerVer: gucs equals owner's desired settings at that
+	// version (a cheap way to skip the comparison when nothing changed).
+	owner    *session
+	ownerVer uint64
+	lastUser string // gateway user whose session last used the upstream
+	// stmts holds the gateway-owned statements the upstream has, least
+	// recently used at the front.
+	stmts    map[string]*list.Element
+	stmtsLRU list.List
+	// unnamedOwner/unnamedGen identify whose unnamed statement the
+	// upstream's unnamed statement is (nil: none, or not known).
+	unnamedOwner *session
+	unnamedGen   uint64
+	// params are the ParameterStatus values the upstream last reported.
+	params map[string]string
+}
+
+func newUpstreamState(fr frameReader, params map[string]string) *upstreamState {
+	return &upstreamState{fr: fr, gucs: map[string]string{}, stmts: map[string]*list.Element{}, params: maps.Clone(params)}
+}
+
+// hasStmt reports whether the upstream has statement name, and marks it
+// recently used.
+func (u *upstreamState) hasStmt(name string) bool {
+	e, ok := u.stmts[name]
+	if ok {
+		u.stmtsLRU.MoveToBack(e)
+	}
+	return ok
+}
+
+// addStmt records that the upstream now has name (or soon will). When that
+// makes more than max, it returns the least recently used names to close.
+func (u *upstreamState) addStmt(name string, max int) (evict []string) {
+	if e, ok := u.stmts[name]; ok {
+		u.stmtsLRU.MoveToBack(e)
+		return nil
+	}
+	u.stmts[name] = u.stmtsLRU.PushBack(name)
+	for len(u.stmts) > max {
+		e := u.stmtsLRU.Front()
+		old := e.Value.(string)
+		if old == name {
+			break
+		}
+		u.stmtsLRU.Remove(e)
+		delete(u.stmts, old)
+		evict = append(evict, old)
+	}
+	return evict
+}
+
+func (u *upstreamState) dropStmt(name string) {
+	if e, ok := u.stmts[name]; ok {
+		u.stmtsLRU.Remove(e)
+		delete(u.stmts, name)
+	}
+}
+
+func (u *upstreamState) dropAllStmts() {
+	clear(u.stmts)
+	u.stmtsLRU.Init()
+	u.unnamedOwner = nil
+}
+
+// syncSQL returns the statements that bring an upstream whose settings are
+// have to the settings want, as one simple-query string (or "" when they
+// already agree). resetAll starts from RESET ALL, for an upstream last used
+// by another user whose untracked state must not leak.
+func syncSQL(have, want map[string]string, resetAll bool) string {
+	var b strings.Builder
+	if resetAll {
+		b.WriteString("RESET ALL;")
+		have = nil
+	}
+	names := make([]string, 0, len(have)+len(want))
+	for n := range want {
+		names = append(names, n)
+	}
+	for n := range have {
+		if _, ok := want[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names) // deterministic, for tests and logs
+	for _, n := range names {
+		w, wok := want[n]
+		h, hok := have[n]
+		switch {
+		case wok && (!hok || h != w):
+			b.WriteString("SET ")
+			b.WriteString(gucNameSQL(n))
+			b.WriteString(" TO ")
+			b.WriteString(w)
+			b.WriteString(";")
+		case !wok && hok:
+			b.WriteString("RESET ")
+			b.WriteString(gucNameSQL(n))
+			b.WriteString(";")
+		}
+	}
+	return b.String()
+}
+
+// validGUCName reports whether name (already lower-case) is a plain or
+// dotted (custom) parameter name that can be written unquoted.
+func validGUCName(name string) bool {
+	if name == "" || len(name) > 63*2 {
+		return false
+	}
+	parts := strings.Split(name, ".")
+	if len(parts) > 2 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" {
+			return false
+		}
+		for i, c := range []byte(p) {
+			ok := c == '_' || (c >= 'a' && c <= 'z') || (i > 0 && (c >= '0' && c <= '9' || c == '$'))
+			if !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// gucNameSQL writes a parameter name for a SET statement.
+func gucNameSQL(name string) string {
+	if validGUCName(name) {
+		return name
+	}
+	return sqllex.QuoteIdent(name)
+}
+
+// dsqlSettable lists the parameters DSQL accepts in SET and the startup
+// message (DSQL.md); enable_* planner toggles are accepted too.
+var dsqlSettable = map[string]bool{
+	"application_name":   true,
+	"client_encoding":    true,
+	"datestyle":          true,
+	"extra_float_digits": true,
+	"intervalstyle":      true,
+	"timezone":           true,
+	"search_path":        true,
+}
+
+func isDSQLSettable(name string) bool {
+	return dsqlSettable[name] || strings.HasPrefix(name, "enable_")
+}
+
+// startupValueSQL renders a startup parameter's raw value as SQL for
+// `SET name TO ...`: search_path as a list of quoted identifiers (split the
+// way PostgreSQL splits it), anything else as one string literal.
+func startupValueSQL(name, raw string) (string, bool) {
+	if name == "search_path" {
+		items, err := sqllex.ParseListGUCValue(raw)
+		if err != nil {
+			return "", false
+		}
+		if len(items) == 0 {
+			return "''", true
+		}
+		quoted := make([]string, len(items))
+		for i, it := range items {
+			quoted[i] = sqllex.QuoteIdent(it)
+		}
+		return strings.Join(quoted, ", "), true
+	}
+	return sqllex.QuoteLiteral(raw), true
+}
+
+// reportedParams are the parameters PostgreSQL reports with
+// ParameterStatus (GUC_REPORT) that a client can set.
+var reportedParams = map[string]string{
+	"application_name":  "application_name",
+	"client_encoding":   "client_encoding",
+	"datestyle":         "DateStyle",
+	"intervalstyle":     "IntervalStyle",
+	"timezone":          "TimeZone",
+	"search_path":       "search_path", // reported since PostgreSQL 18
+	"standard_conforming_strings": "standard_conforming_strings",
+}
+
+// parseOptions splits a startup "options" value (-c name=value and
+// --name=value, separated by spaces, backslash escaping a space or
+// backslash) into settings, as PostgreSQL's pg_split_opts does.
+func parseOptions(opts string) map[string]string {
+	var words []string
+	var cur strings.Builder
+	escaped := false
+	inWord := false
+	for _, c := range opts {
+		switch {
+		case escaped:
+			cur.WriteRune(c)
+			escaped = false
+			inWord = true
+		case c == '\\':
+			escaped = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	out := map[string]string{}
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		var kv string
+		switch {
+		case w == "-c" && i+1 < len(words):
+			i++
+			kv = words[i]
+		case strings.HasPrefix(w, "-c"):
+			kv = w[2:]
+		case strings.HasPrefix(w, "--"):
+			kv = w[2:]
+		default:
+			continue
+		}
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		out[strings.ToLower(strings.ReplaceAll(name, "-", "_"))] = value
+	}
+	return out
+}
