@@ -11,19 +11,19 @@ import (
 
 // SQLSTATE codes the gateway reports itself.
 const (
-	codeProtocolViolation           = "08P01"
-	codeConnectionFailure           = "08006"
+	codeProtocolViolation            = "08P01"
+	codeConnectionFailure            = "08006"
 	codeTransactionResolutionUnknown = "08007"
-	codeInvalidAuthorization        = "28000"
-	codeInvalidPassword             = "28P01"
-	codeInvalidCatalogName          = "3D000"
-	codeTooManyConnections          = "53300"
-	codeFeatureNotSupported         = "0A000"
-	codeSerializationFailure        = "40001"
-	codeInFailedTransaction         = "25P02"
-	codeAdminShutdown               = "57P01"
-	codeProgramLimitExceeded        = "54000"
-	codeInternalError               = "XX000"
+	codeInvalidAuthorization         = "28000"
+	codeInvalidPassword              = "28P01"
+	codeInvalidCatalogName           = "3D000"
+	codeTooManyConnections           = "53300"
+	codeFeatureNotSupported          = "0A000"
+	codeSerializationFailure         = "40001"
+	codeInFailedTransaction          = "25P02"
+	codeAdminShutdown                = "57P01"
+	codeProgramLimitExceeded         = "54000"
+	codeInternalError                = "XX000"
 )
 
 // Severities.

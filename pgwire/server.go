@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -178,7 +179,7 @@ func (s *Server) serveConn(raw net.Conn) {
 	raw.SetDeadline(s.now().Add(s.cfg.Limits.StartupTimeout.D()))
 
 	conn, br, info, err := s.handshake(raw, log)
-	if info == nil {
+	if info == nil || err != nil {
 		s.startupFailed(conn, err, log)
 		return
 	}
@@ -245,16 +246,41 @@ func (s *Server) startupFailed(conn net.Conn, err error, log *zap.Logger) {
 		return
 	}
 	var pe *pgError
-	if errors.As(err, &pe) && conn != nil {
+	switch {
+	case errors.As(err, &pe):
+	case deadlineExceeded(err):
+		pe = &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+			Message: "startup and authentication did not finish within limits.startup_timeout"}
+	}
+	if pe != nil && conn != nil {
 		pe.Severity = severityFatal
-		conn.SetWriteDeadline(s.now().Add(time.Second))
-		conn.Write(appendErrorResponse(nil, pe))
-	} else if conn != nil && deadlineExceeded(err) {
-		conn.SetWriteDeadline(s.now().Add(time.Second))
-		conn.Write(appendErrorResponse(nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation,
-			Message: "startup and authentication did not finish within limits.startup_timeout"}))
+		conn.SetDeadline(s.now().Add(time.Second))
+		if _, werr := conn.Write(appendErrorResponse(nil, pe)); werr == nil {
+			lingerClose(conn)
+		}
 	}
 	log.Info("client connection refused", zap.Error(err))
+}
+
+// lingerClose half-closes conn and drains what the client is still sending
+// for a moment, so that the error just written is not destroyed by a TCP
+// reset when the connection closes with unread data (an oversized packet,
+// say). The drain is bounded in bytes and time.
+func lingerClose(conn net.Conn) {
+	var tcp *net.TCPConn
+	switch c := conn.(type) {
+	case *net.TCPConn:
+		tcp = c
+	case *tls.Conn:
+		c.CloseWrite()
+		tcp, _ = c.NetConn().(*net.TCPConn)
+	}
+	if tcp == nil {
+		return
+	}
+	tcp.CloseWrite()
+	tcp.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.CopyN(io.Discard, tcp, 4<<20)
 }
 
 // newSession builds the session state of an authenticated client.

@@ -19,20 +19,20 @@ import (
 
 // Startup packet codes (the int32 after the length).
 const (
-	protocolVersion30 = 3 << 16
-	codeSSLRequest    = 80877103
-	codeGSSENCRequest = 80877104
-	codeCancelRequest = 80877102
+	protocolVersion30  = 3 << 16
+	codeSSLRequest     = 80877103
+	codeGSSENCRequest  = 80877104
+	codeCancelRequest  = 80877102
 	tlsRecordHandshake = 0x16 // first byte of a TLS ClientHello: direct TLS
 )
 
 // startupInfo is what a client asked for in its StartupMessage.
 type startupInfo struct {
-	user     string
-	database string
-	params   map[string]string // every other parameter, as sent
-	minor    uint32            // requested protocol minor version
-	unknownProtocolOptions []string // _pq_.* options we do not support
+	user                   string
+	database               string
+	params                 map[string]string // every other parameter, as sent
+	minor                  uint32            // requested protocol minor version
+	unknownProtocolOptions []string          // _pq_.* options we do not support
 }
 
 // errClientGone is a client that closed the connection during the
@@ -123,11 +123,11 @@ func parseStartupMessage(version uint32, b []byte) (*startupInfo, error) {
 	return info, nil
 }
 
-// handshake runs the startup phase of a new client connection: TLS
-// negotiation, the StartupMessage, authentication. It returns the client's
-// connection (possibly now TLS), its buffered reader and what it asked for.
-// A CancelRequest is handled here and yields (nil, nil, nil, nil).
-// Errors worth telling the client have been sent before it returns.
+// handshake runs the first part of the startup phase of a new client
+// connection: TLS negotiation and the StartupMessage. It returns the
+// client's connection (possibly now TLS; never nil), its buffered reader
+// and what the client asked for. A CancelRequest is served here and yields
+// no startupInfo and no error. A *pgError is for the client to see.
 func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Reader, *startupInfo, error) {
 	maxStartup := s.cfg.Limits.MaxStartupPacket.Int()
 	tlsDone := false
@@ -137,18 +137,18 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 	br := bufio.NewReaderSize(conn, clientReadBufferSize)
 	first, err := br.Peek(1)
 	if err != nil {
-		return nil, nil, nil, errClientGone
+		return conn, nil, nil, errClientGone
 	}
 	if first[0] == tlsRecordHandshake {
 		if s.tlsConfig == nil {
-			return nil, nil, nil, errors.New("direct TLS attempted but no certificate is configured")
+			return conn, nil, nil, errors.New("direct TLS attempted but no certificate is configured")
 		}
 		tc := tls.Server(&prefixConn{Conn: conn, r: br}, s.directTLSConfig)
 		if err := tc.Handshake(); err != nil {
-			return nil, nil, nil, fmt.Errorf("direct tls handshake: %w", err)
+			return conn, nil, nil, fmt.Errorf("direct tls handshake: %w", err)
 		}
 		if tc.ConnectionState().NegotiatedProtocol != "postgresql" {
-			return nil, nil, nil, errors.New("direct TLS without ALPN \"postgresql\"")
+			return conn, nil, nil, errors.New("direct TLS without ALPN \"postgresql\"")
 		}
 		conn, tlsDone = tc, true
 		br = bufio.NewReaderSize(conn, clientReadBufferSize)
@@ -157,43 +157,43 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 	for {
 		code, rest, err := readStartupPacket(br, maxStartup)
 		if err != nil {
-			return nil, nil, nil, err
+			return conn, br, nil, err
 		}
 		switch code {
 		case codeSSLRequest:
 			if tlsDone {
-				return nil, nil, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "SSLRequest received on an encrypted connection"}
+				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "SSLRequest received on an encrypted connection"}
 			}
 			if br.Buffered() > 0 {
 				// Bytes after SSLRequest before our answer would be read
 				// outside TLS: a man in the middle could inject them.
-				return nil, nil, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "received unencrypted data after SSL request"}
+				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "received unencrypted data after SSL request"}
 			}
 			if s.tlsConfig == nil {
 				if _, err := conn.Write([]byte{'N'}); err != nil {
-					return nil, nil, nil, err
+					return conn, br, nil, err
 				}
 				continue
 			}
 			if _, err := conn.Write([]byte{'S'}); err != nil {
-				return nil, nil, nil, err
+				return conn, br, nil, err
 			}
 			tc := tls.Server(conn, s.tlsConfig)
 			if err := tc.Handshake(); err != nil {
-				return nil, nil, nil, fmt.Errorf("tls handshake: %w", err)
+				return conn, br, nil, fmt.Errorf("tls handshake: %w", err)
 			}
 			conn, tlsDone = tc, true
 			br = bufio.NewReaderSize(conn, clientReadBufferSize)
 		case codeGSSENCRequest:
 			if tlsDone {
-				return nil, nil, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "GSSENCRequest received on an encrypted connection"}
+				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "GSSENCRequest received on an encrypted connection"}
 			}
 			if _, err := conn.Write([]byte{'N'}); err != nil {
-				return nil, nil, nil, err
+				return conn, br, nil, err
 			}
 		case codeCancelRequest:
 			s.handleCancel(rest, log)
-			return nil, nil, nil, nil
+			return conn, br, nil, nil
 		default:
 			info, err := parseStartupMessage(code, rest)
 			if err != nil {

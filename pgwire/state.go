@@ -346,12 +346,12 @@ func startupValueSQL(name, raw string) (string, bool) {
 // reportedParams are the parameters PostgreSQL reports with
 // ParameterStatus (GUC_REPORT) that a client can set.
 var reportedParams = map[string]string{
-	"application_name":  "application_name",
-	"client_encoding":   "client_encoding",
-	"datestyle":         "DateStyle",
-	"intervalstyle":     "IntervalStyle",
-	"timezone":          "TimeZone",
-	"search_path":       "search_path", // reported since PostgreSQL 18
+	"application_name":            "application_name",
+	"client_encoding":             "client_encoding",
+	"datestyle":                   "DateStyle",
+	"intervalstyle":               "IntervalStyle",
+	"timezone":                    "TimeZone",
+	"search_path":                 "search_path", // reported since PostgreSQL 18
 	"standard_conforming_strings": "standard_conforming_strings",
 }
 

@@ -100,7 +100,8 @@ func StartStack(ctx context.Context, opts StackOptions) (st *Stack, err error) {
 	if opts.Emulator != nil {
 		opts.Emulator(&emuCfg)
 	}
-	st.Emulator, err = dsqlsim.Start(ctx, emuCfg)
+	// The emulator lives until Close, not until ctx (which bounds the start).
+	st.Emulator, err = dsqlsim.Start(context.Background(), emuCfg)
 	if err != nil {
 		return nil, fmt.Errorf("start emulator: %w", err)
 	}

@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/dsqlgate/dsqlgate/internal/pgtest"
+)
+
+// shared is the stack most tests use: one PostgreSQL, emulator and gateway
+// for the package, so the suite stays fast. Tests that need special
+// settings start their own.
+var shared *pgtest.Stack
+
+// sharedLogs captures the shared stack's logs at debug level, for the
+// tests that check what reaches a log.
+var sharedLogs = &syncBuffer{}
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	var err error
+	shared, err = pgtest.StartStack(ctx, pgtest.StackOptions{Logger: newTestLogger(sharedLogs)})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start stack:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	shared.Close()
+	os.Exit(code)
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newTestLogger(w *syncBuffer) *zap.Logger {
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), zapcore.DebugLevel))
+}
+
+// connect opens a pgx connection to a stack's gateway.
+func connect(t testing.TB, st *pgtest.Stack, extra string) *pgx.Conn {
+	t.Helper()
+	if extra == "" {
+		extra = "sslmode=disable"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, st.URL(extra))
+	if err != nil {
+		t.Fatalf("connect to gateway: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// psql runs psql against a stack's gateway with the given arguments and
+// standard input, and returns its combined output.
+func psql(t testing.TB, st *pgtest.Stack, stdin string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	all := append([]string{"-X", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-d", st.URL("sslmode=disable")}, args...)
+	cmd := exec.CommandContext(ctx, st.PG.BinDir()+"/psql", all...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// ctx returns a context that ends with the test or after d.
+func testCtx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,7 @@
+package e2e
+
+import "net"
+
+type netConn = net.Conn
+
+var dialer net.Dialer
