@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -85,17 +83,22 @@ func NewServer(cfg *config.Config, bridge *authbridge.Bridge, opts Options) (*Se
 		}
 		s.users[u.Name] = v
 	}
-	if cfg.ClientTLS.CertFile != "" {
+	mode := cfg.ClientTLS.ResolvedMode()
+	if cfg.ClientTLS.CertFile != "" && mode != config.TLSDisable {
 		cert, err := tls.LoadX509KeyPair(cfg.ClientTLS.CertFile, cfg.ClientTLS.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("load client_tls certificate: %w", err)
 		}
-		s.channelBinding = endPointHash(cert.Certificate[0])
+		if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
+			// nil for certificates without a usable hash (Ed25519):
+			// then only SCRAM-SHA-256 is offered.
+			s.channelBinding, _ = scram.TLSServerEndPoint(leaf)
+		}
 		s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		s.directTLSConfig = s.tlsConfig.Clone()
 		s.directTLSConfig.NextProtos = []string{"postgresql"}
 	}
-	s.requireTLS = cfg.ClientTLS.Mode == config.TLSRequire
+	s.requireTLS = mode == config.TLSRequire
 	return s, nil
 }
 
@@ -392,25 +395,4 @@ func negotiateProtocolVersion(unknown []string) []byte {
 		msg = appendCString(msg, o)
 	}
 	return finishMessage(msg, start)
-}
-
-// endPointHash is the tls-server-end-point channel binding (RFC 5929) of
-// a DER certificate: its hash with the certificate's signature hash
-// algorithm, SHA-256 for MD5 and SHA-1.
-func endPointHash(der []byte) []byte {
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil
-	}
-	switch cert.SignatureAlgorithm {
-	case x509.SHA384WithRSA, x509.ECDSAWithSHA384, x509.SHA384WithRSAPSS:
-		h := sha512.Sum384(der)
-		return h[:]
-	case x509.SHA512WithRSA, x509.ECDSAWithSHA512, x509.SHA512WithRSAPSS:
-		h := sha512.Sum512(der)
-		return h[:]
-	default:
-		h := sha256.Sum256(der)
-		return h[:]
-	}
 }

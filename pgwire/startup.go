@@ -271,7 +271,7 @@ func (s *Server) authenticate(conn net.Conn, br *bufio.Reader, user string, log 
 	}
 	n := int32(binary.BigEndian.Uint32(rest[:4]))
 	data := rest[4:]
-	if n < 0 || int(n) != len(data) {
+	if (n == -1 && len(data) != 0) || (n != -1 && (n < 0 || int(n) != len(data))) {
 		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "malformed SASLInitialResponse message"}
 	}
 	allowed := false
@@ -285,6 +285,25 @@ func (s *Server) authenticate(conn net.Conn, br *bufio.Reader, user string, log 
 	ex, err := scram.NewServerExchange(verifier, mech, scram.ServerOptions{ChannelBinding: cb})
 	if err != nil {
 		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid SASL authentication", Err: err}
+	}
+	if n == -1 {
+		// The client sends its first message after an empty challenge
+		// (RFC 4422), as PostgreSQL allows.
+		out, start = beginMessage(out[:0], 'R')
+		out = appendInt32(out, 11) // AuthenticationSASLContinue
+		out = finishMessage(out, start)
+		if _, err := conn.Write(out); err != nil {
+			return err
+		}
+		msg, err = fr.next()
+		if err != nil {
+			return startupReadError(err)
+		}
+		if msg[0] != 'p' {
+			return &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+				Message: fmt.Sprintf("expected SASL response, got message type %q", msg[0])}
+		}
+		data = body(msg)
 	}
 	serverFirst, err := ex.ClientFirst(data)
 	if err != nil {
@@ -324,11 +343,18 @@ func (s *Server) authenticate(conn net.Conn, br *bufio.Reader, user string, log 
 	return err
 }
 
+// scramError maps a SCRAM failure to what PostgreSQL reports for it. The
+// scram package's reasons never hold secrets or client input.
 func scramError(err error, failed func() error) error {
-	if errors.Is(err, scram.ErrAuthFailed) {
+	switch {
+	case errors.Is(err, scram.ErrAuthFailed):
 		return failed()
+	case errors.Is(err, scram.ErrChannelBinding):
+		return &pgError{Severity: severityFatal, Code: codeInvalidAuthorization, Message: "SCRAM channel binding check failed", Detail: err.Error(), Err: err}
+	case errors.Is(err, scram.ErrFeatureNotSupported):
+		return &pgError{Severity: severityFatal, Code: codeFeatureNotSupported, Message: "unsupported SCRAM feature", Detail: err.Error(), Err: err}
 	}
-	return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid SCRAM exchange", Detail: err.Error(), Err: err}
+	return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "malformed SCRAM message", Detail: err.Error(), Err: err}
 }
 
 func startupReadError(err error) error {

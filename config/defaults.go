@@ -1,0 +1,92 @@
+package config
+
+import "time"
+
+// Default returns the top-level defaults: listen on 127.0.0.1:6432 (loopback
+// only), log at info to the console, client TLS off until a certificate is
+// configured, and the client limits. It has no users and no routes, so it
+// does not validate on its own; DefaultRoute gives a route's defaults.
+func Default() *Config {
+	return &Config{
+		Listen: "127.0.0.1:6432",
+		Log:    Log{Level: "info", Format: "console"},
+		Limits: Limits{
+			StartupTimeout:   Duration(10 * time.Second),
+			MaxStartupPacket: 1 * MiB,
+			MaxMessageSize:   64 * MiB,
+			MaxClientConn:    10000,
+		},
+	}
+}
+
+// DefaultRoute returns a route of kind (KindDSQL when empty) for clients
+// asking for database, with every default: role admin, 15-minute tokens,
+// direct TLS for dsql and SSLRequest then verify-full for postgres, the
+// upstream database (postgres for dsql, database for postgres) and
+// DefaultPool. The endpoint is left to the caller, and for kind postgres the
+// user and password.
+func DefaultRoute(kind, database string) Route {
+	r := baseRoute()
+	if kind != "" {
+		r.Kind = kind
+	}
+	r.Database = database
+	r.fillKindDefaults()
+	return r
+}
+
+// DefaultPool returns a pool's defaults: transaction mode, 20 upstreams, none
+// kept idle, idle upstreams closed after 10m, retired after 55m less up to
+// 5m of jitter, clients waiting up to 2m, dials bounded by 10s and limited
+// to 100 per second, 500 prepared statements per upstream.
+func DefaultPool() Pool {
+	return Pool{
+		Mode:                  PoolTransaction,
+		Size:                  20,
+		MinIdle:               0,
+		IdleTimeout:           Duration(10 * time.Minute),
+		MaxLifetime:           Duration(55 * time.Minute),
+		LifetimeJitter:        Duration(5 * time.Minute),
+		QueryWaitTimeout:      Duration(2 * time.Minute),
+		DialTimeout:           Duration(10 * time.Second),
+		DialRate:              100,
+		MaxPreparedStatements: 500,
+	}
+}
+
+// baseRoute holds the defaults that do not depend on the kind; Parse
+// decodes each route over it, then calls fillKindDefaults.
+func baseRoute() Route {
+	return Route{
+		Kind:        KindDSQL,
+		Role:        "admin",
+		TokenExpiry: Duration(15 * time.Minute),
+		Pool:        DefaultPool(),
+	}
+}
+
+// dsqlDatabase is the only database a DSQL cluster has.
+const dsqlDatabase = "postgres"
+
+// fillKindDefaults fills the empty fields whose default depends on the kind.
+func (r *Route) fillKindDefaults() {
+	switch r.Kind {
+	case KindDSQL:
+		if r.TLSNegotiation == "" {
+			r.TLSNegotiation = NegotiateDirect
+		}
+		if r.UpstreamDatabase == "" {
+			r.UpstreamDatabase = dsqlDatabase
+		}
+	case KindPostgres:
+		if r.TLSNegotiation == "" {
+			r.TLSNegotiation = NegotiatePostgres
+		}
+		if r.TLS == "" {
+			r.TLS = TLSVerifyFull
+		}
+		if r.UpstreamDatabase == "" {
+			r.UpstreamDatabase = r.Database
+		}
+	}
+}

@@ -1,0 +1,120 @@
+package config
+
+import (
+	"cmp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// A Problem is one thing wrong with a configuration, placed as precisely as
+// the input allows. Message never holds a secret.
+type Problem struct {
+	// File names the input as given to Load or Parse; empty for a Config
+	// built in code.
+	File string
+	// Line is the 1-based line of Key in File (of its nearest enclosing
+	// key when Key itself is missing); 0 when unknown.
+	Line int
+	// Key is the key path, such as routes[0].pool.size; empty when the
+	// problem is with the input as a whole.
+	Key string
+	// Message says what is wrong and, where it helps, what to write.
+	Message string
+}
+
+// Error formats p as file:line: key: message, leaving out what is unknown.
+func (p Problem) Error() string {
+	var b strings.Builder
+	switch {
+	case p.File != "" && p.Line > 0:
+		b.WriteString(p.File + ":" + strconv.Itoa(p.Line) + ": ")
+	case p.File != "":
+		b.WriteString(p.File + ": ")
+	case p.Line > 0:
+		b.WriteString("line " + strconv.Itoa(p.Line) + ": ")
+	}
+	if p.Key != "" {
+		b.WriteString(p.Key + ": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// ValidationError lists every problem found in one configuration: YAML
+// syntax, unknown keys, wrong types and invalid values.
+type ValidationError struct {
+	// Problems are ordered by line; problems without a line come first.
+	Problems []Problem
+}
+
+// Error lists the problems, one per line.
+func (e *ValidationError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// newValidationError returns nil when there is no problem, so that its
+// result can be returned as an error directly.
+func newValidationError(ps []Problem) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(ps, func(a, b Problem) int { return cmp.Compare(a.Line, b.Line) })
+	return &ValidationError{Problems: ps}
+}
+
+// origin records where Parse found each key: the input's name and a map
+// from key path (routes[0].pool.size, routes[0]) to the key's line.
+// Written only by Parse; read-only afterwards.
+type origin struct {
+	file  string
+	lines map[string]int
+}
+
+// line returns the line of key, or of its nearest enclosing key present in
+// the input, or 0. o may be nil.
+func (o *origin) line(key string) int {
+	if o == nil {
+		return 0
+	}
+	for key != "" {
+		if l, ok := o.lines[key]; ok {
+			return l
+		}
+		key = parentKey(key)
+	}
+	return 0
+}
+
+func (o *origin) fileName() string {
+	if o == nil {
+		return ""
+	}
+	return o.file
+}
+
+// parentKey returns the enclosing key path: routes[0].pool → routes[0] →
+// routes → "".
+func parentKey(key string) string {
+	if strings.HasSuffix(key, "]") {
+		if i := strings.LastIndexByte(key, '['); i >= 0 {
+			return key[:i]
+		}
+	}
+	if i := strings.LastIndexByte(key, '.'); i >= 0 {
+		return key[:i]
+	}
+	return ""
+}
+
+// joinKey appends name to the key path.
+func joinKey(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}

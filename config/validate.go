@@ -1,0 +1,479 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Validate checks c and returns nil or a *ValidationError listing every
+// problem, each naming its key path (routes[0].pool.size) and, for a Config
+// from Load or Parse, the file and line. It runs before anything listens.
+//
+// Validate also reads the environment variables named by verifier_env and
+// password_env, once, and keeps their values for ResolvedVerifier and
+// ResolvedPassword; call it again after changing those keys or the
+// environment. It must not run while other goroutines read c.
+func (c *Config) Validate() error {
+	return newValidationError(c.check())
+}
+
+// ResolvedVerifier returns the user's SCRAM verifier: Verifier, or the value
+// of VerifierEnv as read by the last Validate. Never log it.
+func (u *User) ResolvedVerifier() string {
+	if u.VerifierEnv == "" {
+		return strings.TrimSpace(u.Verifier)
+	}
+	return u.verifier
+}
+
+// ResolvedPassword returns the upstream password of a kind postgres route:
+// Password, or the value of PasswordEnv as read by the last Validate. It is
+// empty for kind dsql, which logs in with IAM tokens. Never log it.
+func (r *Route) ResolvedPassword() string {
+	switch {
+	case r.Kind != KindPostgres:
+		return ""
+	case r.PasswordEnv == "":
+		return r.Password
+	}
+	return r.password
+}
+
+// checker collects problems, placing each at its key's line.
+type checker struct {
+	src      *origin // nil for a Config built in code
+	problems []Problem
+}
+
+func (k *checker) add(key, format string, args ...any) {
+	k.problems = append(k.problems, Problem{
+		File:    k.src.fileName(),
+		Line:    k.src.line(key),
+		Key:     key,
+		Message: fmt.Sprintf(format, args...),
+	})
+}
+
+// oneOf checks that v is one of the allowed values.
+func (k *checker) oneOf(key, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	list := strings.Join(allowed, ", ")
+	if v == "" {
+		k.add(key, "required: one of %s", list)
+		return
+	}
+	k.add(key, "%q is not one of %s", v, list)
+}
+
+// env returns the value of the environment variable name. It never puts the
+// value in a message.
+func (k *checker) env(key, name string) (string, bool) {
+	v, ok := os.LookupEnv(name)
+	switch {
+	case !ok:
+		k.add(key, "environment variable %s is not set", name)
+		return "", false
+	case v == "":
+		k.add(key, "environment variable %s is empty", name)
+		return "", false
+	}
+	return v, true
+}
+
+// hostPort checks a host:port; listen allows an empty host (every
+// interface) and port 0 (any free port).
+func (k *checker) hostPort(key, s string, listen bool) {
+	example := "127.0.0.1:5432"
+	if listen {
+		example = "127.0.0.1:6432"
+	}
+	if s == "" {
+		k.add(key, "required: host:port, such as %s", example)
+		return
+	}
+	host, portText, err := net.SplitHostPort(s)
+	if err != nil {
+		k.add(key, "%q is not host:port, such as %s (an IPv6 address goes in brackets: [::1]:6432)", s, example)
+		return
+	}
+	low := 1
+	if listen {
+		low = 0
+	}
+	if port, err := strconv.Atoi(portText); err != nil || port < low || port > 65535 {
+		k.add(key, "port %q is not a number from %d to 65535", portText, low)
+		return
+	}
+	if host == "" && !listen {
+		k.add(key, "%q has no host", s)
+	}
+}
+
+// maxPEMFile bounds the certificate, key and CA files read by Validate.
+const maxPEMFile = 4 << 20
+
+// readable checks that path names a regular file of at most 4 MiB that
+// this process can read, and returns its content, or nil after adding a
+// problem. Devices and pipes are refused: reading /dev/zero never ends.
+func (k *checker) readable(key, path string) []byte {
+	data, err := readPEMFile(path)
+	if err != nil {
+		k.add(key, "cannot read %s: %v", path, err)
+		return nil
+	}
+	return data
+}
+
+func readPEMFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	switch {
+	case fi.IsDir():
+		return nil, errors.New("it is a directory")
+	case !fi.Mode().IsRegular():
+		return nil, errors.New("it is not a regular file")
+	case fi.Size() > maxPEMFile:
+		return nil, fmt.Errorf("it is larger than %s", ByteSize(maxPEMFile))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	if len(data) > maxPEMFile {
+		return nil, fmt.Errorf("it is larger than %s", ByteSize(maxPEMFile))
+	}
+	return data, nil
+}
+
+// unwrapPath drops the "open path:" of an *fs.PathError, which the message
+// already names.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func (c *Config) check() []Problem {
+	k := &checker{src: c.src}
+	k.hostPort("listen", c.Listen, true)
+	k.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	k.oneOf("log.format", c.Log.Format, "console", "json")
+	c.ClientTLS.check(k)
+	c.Limits.check(k)
+	c.checkUsers(k)
+	c.checkRoutes(k)
+	return k.problems
+}
+
+func (t *ClientTLS) check(k *checker) {
+	switch t.Mode {
+	case "", TLSDisable, TLSAllow, TLSRequire:
+	default:
+		k.add("client_tls.mode", "%q is not one of disable, allow, require (or leave it empty)", t.Mode)
+	}
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		k.add("client_tls.key_file", "required with cert_file")
+	case t.CertFile == "" && t.KeyFile != "":
+		k.add("client_tls.cert_file", "required with key_file")
+	case t.CertFile == "" && (t.Mode == TLSRequire || t.Mode == TLSAllow):
+		k.add("client_tls.mode", "%s needs cert_file and key_file", t.Mode)
+	}
+	var cert, key []byte
+	if t.CertFile != "" {
+		cert = k.readable("client_tls.cert_file", t.CertFile)
+	}
+	if t.KeyFile != "" {
+		key = k.readable("client_tls.key_file", t.KeyFile)
+	}
+	if cert != nil && key != nil {
+		// crypto/tls describes what is wrong without quoting the key.
+		if _, err := tls.X509KeyPair(cert, key); err != nil {
+			k.add("client_tls.cert_file", "%s and %s are not a certificate and its key: %v", t.CertFile, t.KeyFile, err)
+		}
+	}
+}
+
+func (l *Limits) check(k *checker) {
+	if l.StartupTimeout <= 0 {
+		k.add("limits.startup_timeout", "must be positive, such as \"10s\"")
+	}
+	if l.MaxStartupPacket < KiB || l.MaxStartupPacket > GiB {
+		k.add("limits.max_startup_packet", "%s is out of range: from 1KiB to 1GiB", l.MaxStartupPacket)
+	}
+	if l.MaxMessageSize < 8*KiB || l.MaxMessageSize > GiB {
+		k.add("limits.max_message_size", "%s is out of range: from 8KiB to 1GiB", l.MaxMessageSize)
+	}
+	if l.MaxClientConn < 1 {
+		k.add("limits.max_client_conn", "must be at least 1")
+	}
+}
+
+func (c *Config) checkUsers(k *checker) {
+	if len(c.Users) == 0 {
+		k.add("users", "at least one user is required: clients log in as one of them")
+	}
+	byName := map[string]int{}
+	for i := range c.Users {
+		u := &c.Users[i]
+		p := fmt.Sprintf("users[%d]", i)
+		switch j, dup := byName[u.Name]; {
+		case u.Name == "":
+			k.add(p+".name", "required")
+		case strings.ContainsRune(u.Name, 0):
+			k.add(p+".name", "must not contain a NUL character")
+		case dup:
+			k.add(p+".name", "%q is already the name of users[%d]", u.Name, j)
+		default:
+			byName[u.Name] = i
+		}
+		u.verifier = ""
+		switch {
+		case u.Verifier != "" && u.VerifierEnv != "":
+			k.add(p+".verifier_env", "set verifier or verifier_env, not both")
+		case u.Verifier == "" && u.VerifierEnv == "":
+			k.add(p, "needs verifier or verifier_env: a SCRAM verifier, which `dsqlgate passwd NAME` prints")
+		case u.VerifierEnv != "":
+			v, ok := k.env(p+".verifier_env", u.VerifierEnv)
+			if !ok {
+				break
+			}
+			v = strings.TrimSpace(v)
+			if why := checkVerifier(v); why != "" {
+				k.add(p+".verifier_env", "environment variable %s does not hold a SCRAM-SHA-256 verifier: %s", u.VerifierEnv, why)
+				break
+			}
+			u.verifier = v
+		default:
+			if why := checkVerifier(strings.TrimSpace(u.Verifier)); why != "" {
+				k.add(p+".verifier", "not a SCRAM-SHA-256 verifier: %s", why)
+			}
+		}
+	}
+}
+
+// verifierForm is the shape of a SCRAM verifier, for messages.
+const verifierForm = "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>, as `dsqlgate passwd NAME` prints"
+
+// checkVerifier checks the syntax of a SCRAM-SHA-256 verifier as pg_authid
+// stores it and returns what is wrong, or "". The reason never quotes any
+// part of v.
+func checkVerifier(v string) string {
+	rest, ok := strings.CutPrefix(v, "SCRAM-SHA-256$")
+	if !ok {
+		return "it must start with SCRAM-SHA-256$ (store a verifier, never a password)"
+	}
+	iterSalt, keys, ok1 := strings.Cut(rest, "$")
+	iter, salt, ok2 := strings.Cut(iterSalt, ":")
+	storedKey, serverKey, ok3 := strings.Cut(keys, ":")
+	if !ok1 || !ok2 || !ok3 {
+		return "expected " + verifierForm
+	}
+	if n, err := strconv.ParseInt(iter, 10, 32); err != nil || n < 1 {
+		return "the iteration count must be a whole number from 1 to 2147483647"
+	}
+	if b, err := base64.StdEncoding.DecodeString(salt); err != nil || len(b) == 0 {
+		return "the salt must be non-empty base64"
+	}
+	if b, err := base64.StdEncoding.DecodeString(storedKey); err != nil || len(b) != 32 {
+		return "StoredKey must be 32 bytes in base64"
+	}
+	if b, err := base64.StdEncoding.DecodeString(serverKey); err != nil || len(b) != 32 {
+		return "ServerKey must be 32 bytes in base64"
+	}
+	return ""
+}
+
+func (c *Config) checkRoutes(k *checker) {
+	if len(c.Routes) == 0 {
+		k.add("routes", "at least one route is required: a route maps the database a client asks for to an upstream")
+	}
+	byDatabase := map[string]int{}
+	byHost := map[string]int{} // lower-case endpoint host → first route naming it
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		p := fmt.Sprintf("routes[%d]", i)
+		switch j, dup := byDatabase[r.Database]; {
+		case r.Database == "":
+		case dup:
+			k.add(p+".database", "%q is already routed by routes[%d]", r.Database, j)
+		default:
+			byDatabase[r.Database] = i
+		}
+		r.check(k, p)
+		if r.Endpoint == "" {
+			continue
+		}
+		host := strings.ToLower(strings.TrimSuffix(r.Host(), "."))
+		if j, seen := byHost[host]; !seen {
+			byHost[host] = i
+		} else if rate := c.Routes[j].Pool.DialRate; rate != r.Pool.DialRate {
+			k.add(p+".pool.dial_rate", "%v differs from %v in routes[%d], which names the same endpoint: the dial rate is shared per cluster", r.Pool.DialRate, rate, j)
+		}
+	}
+}
+
+func (r *Route) check(k *checker, p string) {
+	switch {
+	case r.Database == "":
+		k.add(p+".database", "required: the database name clients send")
+	case strings.ContainsRune(r.Database, 0):
+		k.add(p+".database", "must not contain a NUL character")
+	}
+	host := ""
+	if r.Endpoint == "" {
+		k.add(p+".endpoint", "required: the upstream host name, with :port when it is not 5432")
+	} else if h, _, err := splitEndpoint(r.Endpoint); err != nil {
+		k.add(p+".endpoint", "%v", err)
+	} else {
+		host = h
+	}
+	if r.DialAddress != "" {
+		k.hostPort(p+".dial_address", r.DialAddress, false)
+	}
+	if r.CAFile != "" {
+		if pem := k.readable(p+".ca_file", r.CAFile); pem != nil && !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			k.add(p+".ca_file", "%s holds no PEM certificate", r.CAFile)
+		}
+	}
+	r.password = ""
+	switch r.Kind {
+	case KindDSQL:
+		r.checkDSQL(k, p, host)
+	case KindPostgres:
+		r.checkPostgres(k, p)
+	default:
+		k.oneOf(p+".kind", r.Kind, KindDSQL, KindPostgres)
+		return // the other checks depend on the kind
+	}
+	k.oneOf(p+".tls_negotiation", r.TLSNegotiation, NegotiateDirect, NegotiatePostgres)
+	r.Pool.check(k, p+".pool", r.Kind)
+}
+
+// Token lifetimes DSQL accepts.
+const (
+	minTokenExpiry = time.Second
+	maxTokenExpiry = 168 * time.Hour
+)
+
+// dsqlMaxConnAge is DSQL's hard cap on a connection's age.
+const dsqlMaxConnAge = 60 * time.Minute
+
+func (r *Route) checkDSQL(k *checker, p, host string) {
+	if net.ParseIP(host) != nil {
+		k.add(p+".endpoint", "must be the cluster's host name, not an IP address: DSQL needs the name for SNI and the token; put an address in dial_address")
+	}
+	parsed, fromEndpoint := RegionFromEndpoint(host)
+	switch {
+	case r.Region == "" && !fromEndpoint && host != "":
+		k.add(p+".region", "required: %s does not have the form <cluster-id>.dsql.<region>.on.aws, so the region cannot be read from it", host)
+	case r.Region == "":
+	case !validRegion(r.Region):
+		k.add(p+".region", "%q is not an AWS region name such as us-east-1", r.Region)
+	case fromEndpoint && r.Region != parsed:
+		k.add(p+".region", "%s differs from the endpoint's region %s: a token signed for one region is refused in another", r.Region, parsed)
+	}
+	switch {
+	case r.Role == "":
+		k.add(p+".role", "required: the DSQL database role to log in as, such as admin")
+	case strings.ContainsRune(r.Role, 0):
+		k.add(p+".role", "must not contain a NUL character")
+	}
+	if d := r.TokenExpiry.D(); d < minTokenExpiry || d > maxTokenExpiry {
+		k.add(p+".token_expiry", "%s is out of range: DSQL tokens last from 1s to 168h", d)
+	}
+	if r.TLS != "" && r.TLS != TLSVerifyFull {
+		k.add(p+".tls", "is only for kind postgres: connections to DSQL are always verify-full")
+	}
+	for _, f := range []struct{ key, v string }{{"user", r.User}, {"password", r.Password}, {"password_env", r.PasswordEnv}} {
+		if f.v != "" {
+			k.add(p+"."+f.key, "is only for kind postgres: a dsql route logs in as its role with an IAM token")
+		}
+	}
+	if r.UpstreamDatabase != dsqlDatabase {
+		k.add(p+".upstream_database", "must be %s for kind dsql: DSQL has no other database", dsqlDatabase)
+	}
+}
+
+func (r *Route) checkPostgres(k *checker, p string) {
+	if r.User == "" {
+		k.add(p+".user", "required for kind postgres: the upstream login")
+	}
+	switch {
+	case r.Password != "" && r.PasswordEnv != "":
+		k.add(p+".password_env", "set password or password_env, not both")
+	case r.Password == "" && r.PasswordEnv == "":
+		k.add(p, "kind postgres needs password_env (or password): the upstream login's password")
+	case r.PasswordEnv != "":
+		r.password, _ = k.env(p+".password_env", r.PasswordEnv)
+	}
+	k.oneOf(p+".tls", r.TLS, TLSDisable, TLSRequire, TLSVerifyFull)
+	if r.TLS == TLSDisable && r.TLSNegotiation == NegotiateDirect {
+		k.add(p+".tls_negotiation", "direct starts with TLS, which tls: disable turns off; use postgres")
+	}
+	if r.UpstreamDatabase == "" {
+		k.add(p+".upstream_database", "required: the database to open upstream")
+	}
+}
+
+func (pl *Pool) check(k *checker, p, kind string) {
+	k.oneOf(p+".mode", pl.Mode, PoolTransaction, PoolSession)
+	if pl.Size < 1 {
+		k.add(p+".size", "must be at least 1")
+	}
+	if pl.MinIdle < 0 || pl.MinIdle > max(pl.Size, 0) {
+		k.add(p+".min_idle", "must be from 0 to size (%d)", pl.Size)
+	}
+	for _, f := range []struct {
+		key string
+		d   Duration
+	}{
+		{"idle_timeout", pl.IdleTimeout},
+		{"max_lifetime", pl.MaxLifetime},
+		{"query_wait_timeout", pl.QueryWaitTimeout},
+		{"dial_timeout", pl.DialTimeout},
+	} {
+		if f.d <= 0 {
+			k.add(p+"."+f.key, "must be positive, such as \"10m\"")
+		}
+	}
+	switch {
+	case pl.LifetimeJitter < 0:
+		k.add(p+".lifetime_jitter", "must not be negative (0s turns jitter off)")
+	case pl.MaxLifetime > 0 && pl.LifetimeJitter >= pl.MaxLifetime:
+		k.add(p+".lifetime_jitter", "%s must be less than max_lifetime (%s)", pl.LifetimeJitter, pl.MaxLifetime)
+	}
+	if kind == KindDSQL && pl.MaxLifetime.D() > dsqlMaxConnAge {
+		k.add(p+".max_lifetime", "%s is more than 60m: DSQL closes every connection at 60 minutes, abruptly, so a longer lifetime would lose upstreams mid-session instead of retiring them at a safe point", pl.MaxLifetime)
+	}
+	if math.IsNaN(pl.DialRate) || math.IsInf(pl.DialRate, 0) || pl.DialRate <= 0 {
+		k.add(p+".dial_rate", "must be a positive number of new connections per second")
+	}
+	if pl.MaxPreparedStatements < 1 {
+		k.add(p+".max_prepared_statements", "must be at least 1")
+	}
+}
