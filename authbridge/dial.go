@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -209,16 +208,4 @@ func (r *Route) sendCancel(ctx context.Context, pid uint32, secret []byte) error
 	c.SetReadDeadline(time.Now().Add(time.Second))
 	io.Copy(io.Discard, c)
 	return nil
-}
-
-func splitHostPort(endpoint string, defaultPort int) (string, int, error) {
-	host, portStr, err := net.SplitHostPort(endpoint)
-	if err != nil {
-		return endpoint, defaultPort, nil
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port <= 0 || port > 65535 {
-		return "", 0, fmt.Errorf("bad port in %q", endpoint)
-	}
-	return host, port, nil
 }

@@ -2,10 +2,10 @@ package authbridge
 
 import (
 	"bufio"
-	"errors"
+	"crypto/tls"
 	"net"
-	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -67,9 +67,10 @@ func (sc *ServerConn) close() {
 }
 
 // Alive reports whether an idle connection still looks usable: nothing
-// unexpected is buffered and a read that returns at once finds neither data
-// nor EOF. DSQL closes connections without a message, so this catches
-// connections that died while idle before any client work is sent on them.
+// unexpected is buffered, and the socket has neither pending bytes nor an
+// end of stream. DSQL closes connections without a message and PostgreSQL
+// sends a FATAL error before it closes, so this catches connections that
+// died while idle before any client work is sent on them. It never blocks.
 // Only the holder may call it.
 func (sc *ServerConn) Alive() bool {
 	if sc.Reader.Buffered() > 0 {
@@ -77,12 +78,31 @@ func (sc *ServerConn) Alive() bool {
 		// likely a FATAL error before it closed) makes it unusable.
 		return false
 	}
-	if err := sc.Conn.SetReadDeadline(time.Unix(1, 0)); err != nil {
+	return socketIdle(sc.Conn)
+}
+
+// socketIdle peeks at conn's socket without blocking: true when nothing is
+// waiting to be read (EAGAIN), false on pending bytes, end of stream or an
+// error. A deadline cannot do this: Go fails a read whose deadline has
+// passed without looking at the socket at all.
+func socketIdle(conn net.Conn) bool {
+	if tc, ok := conn.(*tls.Conn); ok {
+		conn = tc.NetConn()
+	}
+	sysConn, ok := conn.(syscall.Conn)
+	if !ok {
+		return true // nothing to look at; let the first write tell
+	}
+	raw, err := sysConn.SyscallConn()
+	if err != nil {
 		return false
 	}
-	_, err := sc.Reader.Peek(1)
-	if err2 := sc.Conn.SetReadDeadline(time.Time{}); err2 != nil {
-		return false
-	}
-	return err != nil && errors.Is(err, os.ErrDeadlineExceeded)
+	idle := false
+	var buf [1]byte
+	err = raw.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		idle = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+		return true // done: never wait for readiness
+	})
+	return err == nil && idle
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dsqlgate/dsqlgate/config"
-	"github.com/dsqlgate/dsqlgate/internal/pgtest"
+	"github.com/dsqlgate/dsqlgate/internal/harness"
 )
 
 type demoFlags struct {
@@ -52,7 +52,7 @@ func runDemo(ctx context.Context, f demoFlags, st streams) error {
 	fmt.Fprintln(st.err, "starting PostgreSQL, the DSQL emulator and the gateway...")
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	stack, err := pgtest.StartStack(startCtx, pgtest.StackOptions{
+	stack, err := harness.StartStack(startCtx, harness.StackOptions{
 		Logger: log,
 		Gateway: func(c *config.Config) {
 			c.Listen = f.listen
@@ -64,7 +64,7 @@ func runDemo(ctx context.Context, f demoFlags, st streams) error {
 	defer stack.Close()
 
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(stack.User, stack.Password),
-		Host: stack.Gateway.Addr, Path: "/" + pgtest.StackDatabase, RawQuery: "sslmode=disable"}
+		Host: stack.Gateway.Addr, Path: "/" + harness.StackDatabase, RawQuery: "sslmode=disable"}
 	fmt.Fprintf(st.out, `
 dsqlgate demo is running: psql → gateway %s → DSQL emulator %s (IAM tokens checked) → PostgreSQL %d.
 Connect with:

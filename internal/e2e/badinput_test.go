@@ -91,7 +91,7 @@ func TestBadClients(t *testing.T) {
 		{"tiny length", []byte{0, 0, 0, 3, 1, 2, 3}, "08P01", "invalid length of startup packet"},
 		{"wrong protocol version", versionPacket(2, 0), "0A000", "unsupported frontend protocol"},
 		{"startup without user", startupPacket(map[string]string{"database": "postgres"}), "28000", "no PostgreSQL user name"},
-		{"unterminated parameters", append(lengthPrefixed(append(binary.BigEndian.AppendUint32(nil, 3<<16), []byte("user\x00demo")...))), "08P01", "invalid startup packet layout"},
+		{"unterminated parameters", lengthPrefixed(append(binary.BigEndian.AppendUint32(nil, 3<<16), []byte("user\x00demo")...)), "08P01", "invalid startup packet layout"},
 		{"truncated then closed", []byte{0, 0, 0, 100, 0, 3}, "", ""},
 		{"cancel with unknown key", append([]byte{0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e}, 1, 2, 3, 4, 5, 6, 7, 8), "", ""},
 	}

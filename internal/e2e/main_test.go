@@ -15,13 +15,13 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/dsqlgate/dsqlgate/internal/pgtest"
+	"github.com/dsqlgate/dsqlgate/internal/harness"
 )
 
 // shared is the stack most tests use: one PostgreSQL, emulator and gateway
 // for the package, so the suite stays fast. Tests that need special
 // settings start their own.
-var shared *pgtest.Stack
+var shared *harness.Stack
 
 // sharedLogs captures the shared stack's logs at debug level, for the
 // tests that check what reaches a log.
@@ -30,7 +30,7 @@ var sharedLogs = &syncBuffer{}
 func TestMain(m *testing.M) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	var err error
-	shared, err = pgtest.StartStack(ctx, pgtest.StackOptions{Logger: newTestLogger(sharedLogs)})
+	shared, err = harness.StartStack(ctx, harness.StackOptions{Logger: newTestLogger(sharedLogs)})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start stack:", err)
@@ -65,7 +65,7 @@ func newTestLogger(w *syncBuffer) *zap.Logger {
 }
 
 // connect opens a pgx connection to a stack's gateway.
-func connect(t testing.TB, st *pgtest.Stack, extra string) *pgx.Conn {
+func connect(t testing.TB, st *harness.Stack, extra string) *pgx.Conn {
 	t.Helper()
 	if extra == "" {
 		extra = "sslmode=disable"
@@ -82,7 +82,7 @@ func connect(t testing.TB, st *pgtest.Stack, extra string) *pgx.Conn {
 
 // psql runs psql against a stack's gateway with the given arguments and
 // standard input, and returns its combined output.
-func psql(t testing.TB, st *pgtest.Stack, stdin string, args ...string) (string, error) {
+func psql(t testing.TB, st *harness.Stack, stdin string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -13,7 +13,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/dsqlsim"
-	"github.com/dsqlgate/dsqlgate/internal/pgtest"
+	"github.com/dsqlgate/dsqlgate/internal/harness"
 )
 
 // TestTokenExpiry runs the gateway with 2-second tokens against an
@@ -25,7 +25,7 @@ import (
 func TestTokenExpiry(t *testing.T) {
 	const tokenLife = 2 * time.Second
 	ctx := testCtx(t, 2*time.Minute)
-	st, err := pgtest.StartStack(ctx, pgtest.StackOptions{
+	st, err := harness.StartStack(ctx, harness.StackOptions{
 		Emulator: func(c *dsqlsim.Config) { c.ClockSkew = 200 * time.Millisecond },
 		Gateway: func(c *config.Config) {
 			r := &c.Routes[0]
@@ -64,14 +64,14 @@ func TestTokenExpiry(t *testing.T) {
 	}
 
 	// A token used after its expiry is refused, with DSQL's message.
-	minter := authbridge.NewTokenMinter(pgtest.StackHost, pgtest.StackRegion, "admin", time.Second,
+	minter := authbridge.NewTokenMinter(harness.StackHost, harness.StackRegion, "admin", time.Second,
 		credentials.StaticCredentialsProvider{Value: st.Credentials})
 	token, err := minter.Mint(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	direct := func(token string) error {
-		cfg, err := pgconn.ParseConfig("host=" + pgtest.StackHost + " user=admin dbname=postgres sslmode=verify-full sslnegotiation=direct sslrootcert=" + st.CAFile)
+		cfg, err := pgconn.ParseConfig("host=" + harness.StackHost + " user=admin dbname=postgres sslmode=verify-full sslnegotiation=direct sslrootcert=" + st.CAFile)
 		if err != nil {
 			t.Fatal(err)
 		}

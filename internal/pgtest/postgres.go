@@ -1,6 +1,7 @@
-// Package pgtest starts the real programs that the end-to-end tests, the demo
-// and the benchmarks run against: a private PostgreSQL cluster in a temporary
-// directory, and helpers to find free loopback ports.
+// Package pgtest starts a private PostgreSQL cluster in a temporary
+// directory for tests, the demo and the benchmarks, and finds free loopback
+// ports. It depends on no other package of the project, so any package's
+// tests can use it.
 //
 // Nothing here is a mock. A PostgreSQL started by StartPostgres is a real
 // server (initdb into a fresh directory, a free port, its unix socket in the
@@ -96,7 +97,7 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 	}
 	p.DataDir = filepath.Join(p.dir, "data")
 	p.SocketDir = p.dir
-	p.Password = randomHex(16)
+	p.Password = RandomHex(16)
 
 	pwFile := filepath.Join(p.dir, "pwfile")
 	if err := p.writeOwned(pwFile, p.Password+"\n"); err != nil {
@@ -320,7 +321,8 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func randomHex(n int) string {
+// RandomHex returns 2n random hex digits.
+func RandomHex(n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		panic(err)

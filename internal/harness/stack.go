@@ -1,4 +1,9 @@
-package pgtest
+// Package harness starts the whole chain the end-to-end tests, the demo and
+// the benchmarks run: a private PostgreSQL (from pgtest), the DSQL emulator
+// in front of it, and a gateway whose route goes to the emulator.
+//
+// Production code other than the demo command must not import it.
+package harness
 
 import (
 	"context"
@@ -16,6 +21,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/dsqlsim"
 	"github.com/dsqlgate/dsqlgate/internal/gateway"
+	"github.com/dsqlgate/dsqlgate/internal/pgtest"
 	"github.com/dsqlgate/dsqlgate/pgwire/scram"
 )
 
@@ -31,7 +37,7 @@ const (
 // StackOptions tunes StartStack. The zero value gives the demo setup.
 type StackOptions struct {
 	Logger   *zap.Logger // nil: no logs
-	Postgres PostgresOptions
+	Postgres pgtest.PostgresOptions
 	// Emulator adjusts the emulator's configuration before it starts.
 	Emulator func(*dsqlsim.Config)
 	// Gateway adjusts the gateway's configuration before it starts (after
@@ -42,7 +48,7 @@ type StackOptions struct {
 // Stack is a private PostgreSQL, a DSQL emulator in front of it, and a
 // gateway whose route "postgres" goes to the emulator, with one user.
 type Stack struct {
-	PG       *Postgres
+	PG       *pgtest.Postgres
 	Emulator *dsqlsim.Server
 	Gateway  *gateway.Gateway
 	// User and Password log in to the gateway.
@@ -62,13 +68,13 @@ func StartStack(ctx context.Context, opts StackOptions) (st *Stack, err error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	st = &Stack{User: StackUser, Password: randomHex(12)}
+	st = &Stack{User: StackUser, Password: pgtest.RandomHex(12)}
 	defer func() {
 		if err != nil {
 			st.Close()
 		}
 	}()
-	st.PG, err = StartPostgres(ctx, opts.Postgres)
+	st.PG, err = pgtest.StartPostgres(ctx, opts.Postgres)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +89,7 @@ func StartStack(ctx context.Context, opts StackOptions) (st *Stack, err error) {
 	}
 	st.CAFile = filepath.Join(st.dir, "emulator-ca.pem")
 	st.Credentials = aws.Credentials{
-		AccessKeyID:     "AKIA" + strings.ToUpper(randomHex(8)),
+		AccessKeyID:     "AKIA" + strings.ToUpper(pgtest.RandomHex(8)),
 		SecretAccessKey: randomSecret(),
 		Source:          "dsqlgate demo",
 	}

@@ -1,0 +1,290 @@
+package authbridge
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/pgtest"
+	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+)
+
+var testPG *pgtest.Postgres
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	var err error
+	testPG, err = pgtest.StartPostgres(ctx, pgtest.PostgresOptions{})
+	cancel()
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	testPG.Close()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			println("goroutine leak:", err.Error())
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// newTestBridge makes a bridge with one kind-postgres route to the test
+// PostgreSQL, its pool adjusted by adjust.
+func newTestBridge(t *testing.T, adjust func(*config.Pool)) *Route {
+	t.Helper()
+	v, err := scram.GenerateVerifier("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Users = []config.User{{Name: "u", Verifier: v.Encode()}}
+	r := config.DefaultRoute(config.KindPostgres, "postgres")
+	r.Endpoint = testPG.Addr()
+	r.User = "postgres"
+	r.Password = testPG.Password
+	r.TLS = "disable"
+	if adjust != nil {
+		adjust(&r.Pool)
+	}
+	cfg.Routes = []config.Route{r}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(context.Background(), cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b.Route("postgres")
+}
+
+func acquire(t *testing.T, p *Pool, prefer *ServerConn) *ServerConn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sc, err := p.Acquire(ctx, prefer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
+// eventually polls cond for up to 10 s; it fails the test if cond never
+// holds. It asserts an outcome, not a duration.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never happened: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestPoolReuseAndPreference(t *testing.T) {
+	r := newTestBridge(t, nil)
+	p := r.Pool()
+	a := acquire(t, p, nil)
+	b := acquire(t, p, nil)
+	if a == b {
+		t.Fatal("two holders got the same connection")
+	}
+	p.Release(a)
+	p.Release(b) // b is now the most recently used
+	got := acquire(t, p, a)
+	if got != a {
+		t.Fatal("the preferred idle connection was not handed out")
+	}
+	got2 := acquire(t, p, nil)
+	if got2 != b {
+		t.Fatal("the remaining idle connection was not reused")
+	}
+	p.Release(got)
+	p.Release(got2)
+	if s := p.Stats(); s.Dials != 2 || s.Open != 2 || s.Idle != 2 {
+		t.Fatalf("stats %+v, want 2 dials, 2 open, 2 idle", s)
+	}
+	if r.Params()["server_version"] == "" {
+		t.Fatal("the route did not keep the handshake's ParameterStatus values")
+	}
+}
+
+func TestPoolSizeAndWaiters(t *testing.T) {
+	r := newTestBridge(t, func(p *config.Pool) { p.Size = 2 })
+	p := r.Pool()
+	a, b := acquire(t, p, nil), acquire(t, p, nil)
+
+	// A third client waits until a connection comes back.
+	got := make(chan *ServerConn)
+	go func() {
+		sc, err := p.Acquire(context.Background(), nil)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- sc
+	}()
+	eventually(t, "the third acquire waits", func() bool { return p.Stats().Waiting == 1 })
+	p.Release(a)
+	if sc := <-got; sc != a {
+		t.Fatal("the waiter did not get the released connection")
+	}
+
+	// With the pool full, a bounded wait ends with a WaitError that says
+	// the pool was exhausted.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := p.Acquire(ctx, nil)
+	var we *WaitError
+	if !errors.As(err, &we) || !we.Exhausted {
+		t.Fatalf("got %v, want an exhausted WaitError", err)
+	}
+	if s := p.Stats(); s.Waiting != 0 || s.Open != 2 {
+		t.Fatalf("after the timeout: %+v", s)
+	}
+
+	// A discarded connection's slot goes to the next waiter, who dials.
+	go func() {
+		sc, err := p.Acquire(context.Background(), nil)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- sc
+	}()
+	eventually(t, "the next acquire waits", func() bool { return p.Stats().Waiting == 1 })
+	p.Discard(b)
+	sc := <-got
+	if sc == a || sc == b {
+		t.Fatal("the waiter did not get a new connection")
+	}
+	p.Release(sc)
+	p.Release(a)
+	if s := p.Stats(); s.Open != 2 {
+		t.Fatalf("open = %d, want 2", s.Open)
+	}
+}
+
+func TestPoolIdleTimeoutAndMinIdle(t *testing.T) {
+	r := newTestBridge(t, func(p *config.Pool) {
+		p.MinIdle = 1
+		p.IdleTimeout = config.Duration(200 * time.Millisecond)
+	})
+	p := r.Pool()
+	eventually(t, "min_idle is dialled without any client", func() bool { return p.Stats().Idle == 1 })
+	a, b, c := acquire(t, p, nil), acquire(t, p, nil), acquire(t, p, nil)
+	p.Release(a)
+	p.Release(b)
+	p.Release(c)
+	eventually(t, "idle connections beyond min_idle close", func() bool {
+		s := p.Stats()
+		return s.Open == 1 && s.Idle == 1
+	})
+}
+
+func TestPoolLifetime(t *testing.T) {
+	const life = 400 * time.Millisecond
+	r := newTestBridge(t, func(p *config.Pool) {
+		p.MaxLifetime = config.Duration(life)
+		p.LifetimeJitter = config.Duration(100 * time.Millisecond)
+	})
+	p := r.Pool()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		sc := acquire(t, p, nil)
+		if age := time.Since(sc.Created); age >= life {
+			t.Fatalf("handed out a connection aged %v, past max_lifetime %v", age, life)
+		}
+		time.Sleep(30 * time.Millisecond)
+		p.Release(sc)
+	}
+	if s := p.Stats(); s.Retired == 0 || s.Dials < 3 {
+		t.Fatalf("stats %+v: connections were not retired and replaced", s)
+	}
+	eventually(t, "an idle connection past its lifetime is closed", func() bool { return p.Stats().Open == 0 })
+}
+
+func TestPoolDeadIdleConnection(t *testing.T) {
+	r := newTestBridge(t, nil)
+	p := r.Pool()
+	sc := acquire(t, p, nil)
+	pid := sc.PID
+	p.Release(sc)
+	if _, err := testPG.Psql(context.Background(), "postgres", "-qc", "select pg_terminate_backend("+itoa(int(pid))+")"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the backend is gone", func() bool { return !sc.Alive() })
+	got := acquire(t, p, sc)
+	if got == sc {
+		t.Fatal("a dead idle connection was handed out")
+	}
+	p.Release(got)
+	if s := p.Stats(); s.Lost != 1 {
+		t.Fatalf("lost = %d, want 1", s.Lost)
+	}
+}
+
+func TestPoolDialFailureIsNotRetried(t *testing.T) {
+	r := newTestBridge(t, nil)
+	r.password = "wrong"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := r.Pool().Acquire(ctx, nil)
+	var de *DialError
+	if !errors.As(err, &de) || de.Retryable || de.SQLState != "28P01" {
+		t.Fatalf("got %v, want a non-retryable 28P01 DialError", err)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Fatal("a wrong password was retried until the deadline")
+	}
+}
+
+// TestDialLimiter: however many goroutines dial at once, the limiter never
+// lets more than burst + rate × elapsed through.
+func TestDialLimiter(t *testing.T) {
+	const rate, burst = 50, 5
+	l := newDialLimiter(rate, burst, time.Now)
+	start := time.Now()
+	var mu sync.Mutex
+	var times []time.Duration
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 10; j++ {
+				if err := l.wait(context.Background()); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				times = append(times, time.Since(start))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for i, at := range times {
+		allowed := burst + int(at.Seconds()*rate) + 1
+		if i+1 > allowed {
+			t.Fatalf("dial %d went through at %v; at most %d allowed by then", i+1, at, allowed)
+		}
+	}
+	// After a cluster-wide backoff nothing goes through until it ends.
+	l.backoff(200 * time.Millisecond)
+	before := time.Now()
+	if err := l.wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(before); waited < 100*time.Millisecond {
+		t.Fatalf("a dial went through %v into a backoff of at least 100ms", waited)
+	}
+}
