@@ -78,7 +78,9 @@ func TestTokenExpiry(t *testing.T) {
 		cfg.Password = token
 		addr := st.Emulator.Addr()
 		cfg.LookupFunc = func(context.Context, string) ([]string, error) { return []string{"127.0.0.1"}, nil }
-		cfg.DialFunc = func(ctx context.Context, network, _ string) (netConn, error) { return dialer.DialContext(ctx, "tcp", addr) }
+		cfg.DialFunc = func(ctx context.Context, network, _ string) (netConn, error) {
+			return dialer.DialContext(ctx, "tcp", addr)
+		}
 		conn, err := pgconn.ConnectConfig(ctx, cfg)
 		if err == nil {
 			conn.Close(ctx)
