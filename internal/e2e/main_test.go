@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/dsqlgate/dsqlgate/internal/harness"
+	"github.com/dsqlgate/dsqlgate/internal/pgtest"
 )
 
 // shared is the stack most tests use: one PostgreSQL, emulator and gateway
@@ -37,6 +38,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	closeStacks()
 	shared.Close()
 	os.Exit(code)
 }
@@ -99,3 +101,6 @@ func testCtx(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// pgtestOptions are the PostgreSQL options for stacks started by tests.
+func pgtestOptions() pgtest.PostgresOptions { return pgtest.PostgresOptions{} }
