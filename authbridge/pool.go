@@ -141,7 +141,7 @@ func (p *Pool) Acquire(ctx context.Context, prefer *ServerConn) (*ServerConn, er
 		if sc == nil && p.open < p.settings.Size {
 			p.open++
 			p.mu.Unlock()
-			closeAll(retired)
+			p.retire(retired...)
 			sc, err := p.dial(ctx)
 			if err == nil {
 				return sc, nil
@@ -164,7 +164,7 @@ func (p *Pool) Acquire(ctx context.Context, prefer *ServerConn) (*ServerConn, er
 			exhausted = true
 		}
 		p.mu.Unlock()
-		closeAll(retired)
+		p.retire(retired...)
 		if sc != nil {
 			if sc.Alive() {
 				return sc, nil
@@ -228,7 +228,8 @@ func (p *Pool) waitError(start time.Time, exhausted bool, last error, ctx contex
 
 // takeIdleLocked removes and returns prefer if it is idle here, else the
 // most recently used idle connection. Connections past their retirement are
-// removed and returned in retired for the caller to close outside the lock.
+// removed and returned in retired; they still count as open until the
+// caller passes them to retire.
 func (p *Pool) takeIdleLocked(prefer *ServerConn) (sc *ServerConn, retired []*ServerConn) {
 	now := p.now()
 	for i := len(p.idle) - 1; i >= 0; i-- {
@@ -236,8 +237,6 @@ func (p *Pool) takeIdleLocked(prefer *ServerConn) (sc *ServerConn, retired []*Se
 		if c.Retiring(now) {
 			p.idle = slices.Delete(p.idle, i, i+1)
 			retired = append(retired, c)
-			p.forgetLocked()
-			p.stats.Retired++
 		}
 	}
 	if len(p.idle) == 0 {
@@ -300,10 +299,8 @@ func (p *Pool) Release(sc *ServerConn) {
 	now := p.now()
 	p.mu.Lock()
 	if p.closed || sc.Retiring(now) {
-		p.stats.Retired++
-		p.forgetLocked()
 		p.mu.Unlock()
-		sc.close()
+		p.retire(sc)
 		return
 	}
 	if len(p.waiters) > 0 {
@@ -328,12 +325,31 @@ func (p *Pool) Discard(sc *ServerConn) {
 }
 
 // Retire closes a healthy connection that its holder retires (lifetime).
-func (p *Pool) Retire(sc *ServerConn) {
+func (p *Pool) Retire(sc *ServerConn) { p.retire(sc) }
+
+// retire closes healthy connections gracefully, then gives up their slots:
+// until the server has let a connection go, it still counts as open.
+func (p *Pool) retire(cs ...*ServerConn) {
+	p.closeThenForget(cs, true)
+}
+
+// closeThenForget closes connections (gracefully or not) and then
+// accounts for them, in that order.
+func (p *Pool) closeThenForget(cs []*ServerConn, retired bool) {
+	if len(cs) == 0 {
+		return
+	}
+	for _, c := range cs {
+		c.closeGracefully()
+	}
 	p.mu.Lock()
-	p.stats.Retired++
-	p.forgetLocked()
+	for range cs {
+		if retired {
+			p.stats.Retired++
+		}
+		p.forgetLocked()
+	}
 	p.mu.Unlock()
-	sc.close()
 }
 
 // forgetLocked accounts for one connection going away: its slot goes to the
@@ -382,18 +398,16 @@ func (p *Pool) maintainOnce() {
 		p.mu.Unlock()
 		return
 	}
+	var toRetire []*ServerConn
 	keep := p.idle[:0]
 	fresh := 0
 	for i := len(p.idle) - 1; i >= 0; i-- { // newest first
 		c := p.idle[i]
 		switch {
 		case c.Retiring(now):
-			toClose = append(toClose, c)
-			p.stats.Retired++
-			p.forgetLocked()
+			toRetire = append(toRetire, c)
 		case fresh >= p.settings.MinIdle && now.Sub(c.lastUsed) >= p.settings.IdleTimeout.D():
 			toClose = append(toClose, c)
-			p.forgetLocked()
 		default:
 			keep = append(keep, c)
 			if now.Before(c.retireAt.Add(-lead)) {
@@ -410,7 +424,8 @@ func (p *Pool) maintainOnce() {
 	}
 	p.open += max(need, 0)
 	p.mu.Unlock()
-	closeAll(toClose)
+	p.closeThenForget(toRetire, true)
+	p.closeThenForget(toClose, false)
 	for i := 0; i < need; i++ {
 		p.wg.Add(1)
 		go func() {
@@ -452,14 +467,10 @@ func (p *Pool) close() {
 	for _, w := range waiters {
 		w.ch <- nil // they find the pool closed and return ErrPoolClosed
 	}
-	closeAll(idle)
-	p.wg.Wait()
-}
-
-func closeAll(cs []*ServerConn) {
-	for _, c := range cs {
-		c.close()
+	for _, c := range idle {
+		c.closeGracefully()
 	}
+	p.wg.Wait()
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

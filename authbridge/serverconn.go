@@ -3,6 +3,7 @@ package authbridge
 import (
 	"bufio"
 	"crypto/tls"
+	"io"
 	"net"
 	"sync"
 	"syscall"
@@ -61,10 +62,29 @@ func (sc *ServerConn) RetireAt() time.Time { return sc.retireAt }
 // Retiring reports whether the connection should not start new work at now.
 func (sc *ServerConn) Retiring(now time.Time) bool { return !now.Before(sc.retireAt) }
 
-// close closes the network connection once.
+// close closes the network connection once, abruptly: for connections
+// that are broken or in an unknown state.
 func (sc *ServerConn) close() {
 	sc.closeOnce.Do(func() { sc.Conn.Close() })
 }
+
+// closeGracefully ends a healthy idle connection the way a PostgreSQL
+// client does: Terminate, then a short wait for the server to close its
+// side, so the server has let the connection go before the pool reuses
+// its slot (the count of open DSQL connections then never exceeds the
+// pool size, even for a moment).
+func (sc *ServerConn) closeGracefully() {
+	sc.closeOnce.Do(func() {
+		sc.Conn.SetDeadline(time.Now().Add(gracefulCloseWait))
+		if _, err := sc.Conn.Write([]byte{'X', 0, 0, 0, 4}); err == nil {
+			io.Copy(io.Discard, sc.Reader)
+		}
+		sc.Conn.Close()
+	})
+}
+
+// gracefulCloseWait bounds how long closeGracefully waits for the server.
+const gracefulCloseWait = time.Second
 
 // Alive reports whether an idle connection still looks usable: nothing
 // unexpected is buffered, and the socket has neither pending bytes nor an
