@@ -389,16 +389,47 @@ func (p *Pool) maintain() {
 	}
 }
 
+// ReplaceLead is how long before a connection's retirement its
+// replacement is dialled: enough for a dial, small against the lifetime.
+func (p *Pool) ReplaceLead() time.Duration {
+	return min(max(p.settings.MaxLifetime.D()/5, 3*p.maintTick), 30*time.Second)
+}
+
+// TryAcquire returns an idle connection, or dials a new one when the pool
+// has room; it never waits for another holder and returns (nil, nil) when
+// the pool is full. It is for replacements dialled ahead of need.
+func (p *Pool) TryAcquire(ctx context.Context) (*ServerConn, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrPoolClosed
+	}
+	sc, retired := p.takeIdleLocked(nil)
+	if sc == nil && p.open < p.settings.Size && len(p.waiters) == 0 {
+		p.open++
+		p.mu.Unlock()
+		p.retire(retired...)
+		return p.dial(ctx)
+	}
+	p.mu.Unlock()
+	p.retire(retired...)
+	if sc != nil && !sc.Alive() {
+		p.Discard(sc)
+		return nil, nil
+	}
+	return sc, nil
+}
+
 func (p *Pool) maintainOnce() {
 	now := p.now()
-	lead := min(p.settings.MaxLifetime.D()/20, 30*time.Second)
+	lead := p.ReplaceLead()
 	var toClose []*ServerConn
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return
 	}
-	var toRetire []*ServerConn
+	var toRetire, stale []*ServerConn
 	keep := p.idle[:0]
 	fresh := 0
 	for i := len(p.idle) - 1; i >= 0; i-- { // newest first
@@ -410,8 +441,13 @@ func (p *Pool) maintainOnce() {
 			toClose = append(toClose, c)
 		default:
 			keep = append(keep, c)
-			if now.Before(c.retireAt.Add(-lead)) {
+			switch {
+			case now.Before(c.retireAt.Add(-lead)):
 				fresh++
+			case !c.replaced && now.Sub(c.lastUsed) < 2*lead:
+				// In use lately and about to retire: dial its
+				// replacement now (make before break).
+				stale = append(stale, c)
 			}
 		}
 	}
@@ -420,9 +456,13 @@ func (p *Pool) maintainOnce() {
 	p.idle = keep
 	need := 0
 	if len(p.waiters) == 0 {
-		need = min(p.settings.MinIdle-fresh, p.settings.Size-p.open)
+		need = min(max(p.settings.MinIdle-fresh, len(stale)), p.settings.Size-p.open)
+		need = max(need, 0)
+		for i := 0; i < need && i < len(stale); i++ {
+			stale[i].replaced = true
+		}
 	}
-	p.open += max(need, 0)
+	p.open += need
 	p.mu.Unlock()
 	p.closeThenForget(toRetire, true)
 	p.closeThenForget(toClose, false)

@@ -211,6 +211,30 @@ func TestPoolLifetime(t *testing.T) {
 	eventually(t, "an idle connection past its lifetime is closed", func() bool { return p.Stats().Open == 0 })
 }
 
+// TestPoolMakeBeforeBreak: a connection in use that nears its retirement
+// gets its replacement dialled first, so the next client after the
+// retirement does not wait for a dial.
+func TestPoolMakeBeforeBreak(t *testing.T) {
+	r := newTestBridge(t, func(p *config.Pool) {
+		p.MaxLifetime = config.Duration(2 * time.Second)
+		p.LifetimeJitter = config.Duration(time.Millisecond)
+	})
+	p := r.Pool()
+	old := acquire(t, p, nil)
+	p.Release(old)
+	for {
+		sc := acquire(t, p, old)
+		p.Release(sc)
+		if sc != old {
+			if !sc.Created.Before(old.RetireAt()) {
+				t.Fatalf("the replacement was dialled at %v, after the old connection retired at %v", sc.Created, old.RetireAt())
+			}
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestPoolDeadIdleConnection(t *testing.T) {
 	r := newTestBridge(t, nil)
 	p := r.Pool()

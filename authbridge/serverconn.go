@@ -46,6 +46,7 @@ type ServerConn struct {
 	State any
 
 	lastUsed  time.Time // guarded by pool.mu while idle
+	replaced  bool      // a replacement was dialled ahead of retirement; guarded by pool.mu
 	closeOnce sync.Once
 }
 

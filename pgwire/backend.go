@@ -368,11 +368,19 @@ func (s *session) detachLocked() (release func()) {
 	}
 	us.lastUser = s.user
 	if s.session && !s.closing {
-		if sc.Retiring(s.srv.now()) {
+		now := s.srv.now()
+		if sc.Retiring(now) {
 			s.replaced++
+			if s.spare != nil {
+				s.reserved, s.spare = s.spare, nil
+			}
 			return func() { s.pool.Retire(sc) }
 		}
 		s.reserved = sc
+		if s.spare == nil && !s.spareDialing && !now.Before(sc.RetireAt().Add(-s.pool.ReplaceLead())) {
+			s.spareDialing = true
+			go s.dialSpare()
+		}
 		return func() {}
 	}
 	s.prev = sc

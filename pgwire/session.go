@@ -58,6 +58,11 @@ type session struct {
 	// prev is, in transaction mode, the last upstream (a preference only).
 	reserved *authbridge.ServerConn
 	prev     *authbridge.ServerConn
+	// spare is, in session mode, the replacement dialled for reserved
+	// before reserved retires (make before break); spareDialing is set
+	// while that dial runs.
+	spare        *authbridge.ServerConn
+	spareDialing bool
 	q        replyQueue
 	inBatch  bool // extended-protocol messages sent upstream since the last Sync
 	// The unit of work being sent: the client-visible status when it began
@@ -362,11 +367,26 @@ func (s *session) acquire() (*authbridge.ServerConn, error) {
 	s.reserved = nil
 	s.mu.Unlock()
 	if sc != nil {
-		if !sc.Retiring(s.srv.now()) && sc.Alive() {
+		alive := sc.Alive()
+		if alive && !sc.Retiring(s.srv.now()) {
 			return sc, nil
 		}
 		s.replaced++
-		s.pool.Discard(sc)
+		if alive {
+			s.pool.Retire(sc)
+		} else {
+			s.pool.Discard(sc)
+		}
+		s.mu.Lock()
+		spare := s.spare
+		s.spare = nil
+		s.mu.Unlock()
+		if spare != nil {
+			if spare.Alive() {
+				return spare, nil
+			}
+			s.pool.Discard(spare)
+		}
 	}
 	wait := s.pool.Settings().QueryWaitTimeout.D()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -585,11 +605,34 @@ func (s *session) end() {
 		t.Stop()
 	}
 	s.mu.Lock()
-	reserved := s.reserved
-	s.reserved = nil
+	reserved, spare := s.reserved, s.spare
+	s.reserved, s.spare = nil, nil
 	s.mu.Unlock()
-	if reserved != nil {
-		s.pool.Release(reserved)
+	for _, sc := range []*authbridge.ServerConn{reserved, spare} {
+		if sc != nil {
+			s.pool.Release(sc)
+		}
+	}
+}
+
+// dialSpare gets the replacement of the session's upstream ahead of its
+// retirement, without waiting for other clients' connections.
+func (s *session) dialSpare() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.pool.Settings().DialTimeout.D())
+	defer cancel()
+	sc, err := s.pool.TryAcquire(ctx)
+	s.mu.Lock()
+	s.spareDialing = false
+	keep := err == nil && sc != nil && !s.closing && s.spare == nil
+	if keep {
+		s.spare = sc
+	}
+	s.mu.Unlock()
+	if sc != nil && !keep {
+		s.pool.Release(sc)
+	}
+	if err != nil {
+		s.log.Debug("no spare upstream", zap.Error(err))
 	}
 }
 
