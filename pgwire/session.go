@@ -63,8 +63,8 @@ type session struct {
 	// while that dial runs.
 	spare        *authbridge.ServerConn
 	spareDialing bool
-	q        replyQueue
-	inBatch  bool // extended-protocol messages sent upstream since the last Sync
+	q            replyQueue
+	inBatch      bool // extended-protocol messages sent upstream since the last Sync
 	// The unit of work being sent: the client-visible status when it began
 	// and what it contains (unitFlags). unitOpen: messages of the unit were
 	// sent and its Sync has not come yet.
