@@ -430,7 +430,10 @@ func (p *Pool) maintainOnce() {
 		return
 	}
 	var toRetire, stale []*ServerConn
-	keep := p.idle[:0]
+	// keep is built newest first in a new slice: filling p.idle's own
+	// array from the front while reading it from the back would overwrite
+	// connections before they are read (and duplicate others).
+	keep := make([]*ServerConn, 0, len(p.idle))
 	fresh := 0
 	for i := len(p.idle) - 1; i >= 0; i-- { // newest first
 		c := p.idle[i]
@@ -452,7 +455,6 @@ func (p *Pool) maintainOnce() {
 		}
 	}
 	slices.Reverse(keep)
-	clear(p.idle[len(keep):])
 	p.idle = keep
 	need := 0
 	if len(p.waiters) == 0 {

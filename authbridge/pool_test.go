@@ -235,6 +235,39 @@ func TestPoolMakeBeforeBreak(t *testing.T) {
 	}
 }
 
+// TestPoolMaintenanceKeepsIdleList: maintenance passes over several idle
+// connections must keep each exactly once (a bug once duplicated one and
+// lost another, handing one connection to two clients).
+func TestPoolMaintenanceKeepsIdleList(t *testing.T) {
+	r := newTestBridge(t, func(p *config.Pool) {
+		p.MaxLifetime = config.Duration(time.Minute)
+		p.LifetimeJitter = config.Duration(time.Second) // maintenance every 250ms
+	})
+	p := r.Pool()
+	var all []*ServerConn
+	for i := 0; i < 4; i++ {
+		all = append(all, acquire(t, p, nil))
+	}
+	for _, sc := range all {
+		p.Release(sc)
+	}
+	time.Sleep(time.Second)
+	seen := map[*ServerConn]bool{}
+	for i := 0; i < 4; i++ {
+		sc := acquire(t, p, nil)
+		if seen[sc] {
+			t.Fatal("one idle connection was handed out twice")
+		}
+		seen[sc] = true
+	}
+	if s := p.Stats(); s.Dials != 4 {
+		t.Fatalf("%d dials, want 4: an idle connection was lost", s.Dials)
+	}
+	for sc := range seen {
+		p.Release(sc)
+	}
+}
+
 func TestPoolDeadIdleConnection(t *testing.T) {
 	r := newTestBridge(t, nil)
 	p := r.Pool()
