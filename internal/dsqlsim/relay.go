@@ -1,0 +1,272 @@
+package dsqlsim
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+)
+
+// maxMessageBody bounds a relayed message's body, as PostgreSQL's 1 GB
+// limit does.
+const maxMessageBody = 1 << 30 // bytes
+
+// errExpired ends a relay that the duration cap closed.
+var errExpired = errors.New("connection reached its maximum duration")
+
+// keepBufferCap is the largest inspection buffer kept between messages;
+// a larger one (a huge Query) is dropped after use.
+const keepBufferCap = 1 << 20 // bytes
+
+// relay forwards messages both ways until either side ends, then closes
+// the session and waits for both directions. It returns the first error.
+func (s *Server) relay(sess *session, client *clientSide, server *serverSide, log *zap.Logger) error {
+	refuser := newStatementRefuser(s.nonce)
+	errc := make(chan error, 2)
+	go func() { errc <- s.clientToServer(sess, client.r, server.w, refuser, log) }()
+	go func() { errc <- s.serverToClient(sess, server.r, client.w, refuser) }()
+	first := <-errc
+	sess.closeGraceful(client.conn)
+	<-errc
+	return first
+}
+
+// clientToServer forwards the client's messages to the backend. Query and
+// Parse are decoded so that statements DSQL refuses can be replaced (see
+// statementRefuser); every other message is copied as raw bytes.
+func (s *Server) clientToServer(sess *session, clientReader *bufio.Reader, serverWriter *bufio.Writer, refuser *statementRefuser, log *zap.Logger) error {
+	var buf []byte // the body of the message being inspected; reused
+	now := func() int64 { return s.cfg.Now().UnixNano() }
+	for {
+		if clientReader.Buffered() == 0 {
+			if err := serverWriter.Flush(); err != nil {
+				return fmt.Errorf("write to server: %w", err)
+			}
+		}
+		typ, n, err := readMessageHeader(clientReader)
+		if err != nil {
+			return fmt.Errorf("read from client: %w", err)
+		}
+		if sess.idle() && s.pastCap(sess) {
+			// Between the cap and the reaper's next look: DSQL would have
+			// closed the idle connection already, so nothing new may start.
+			s.expire(sess, time.Duration(s.maxConnDuration.Load()))
+			return errExpired
+		}
+		sess.clientSent(typ, now)
+		if typ != 'Q' && typ != 'P' {
+			if err := writeMessageHeader(serverWriter, typ, n); err != nil {
+				return fmt.Errorf("write to server: %w", err)
+			}
+			if err := copyBody(serverWriter, clientReader, n); err != nil {
+				return err
+			}
+			continue
+		}
+
+		buf = growTo(buf, n)
+		if _, err := io.ReadFull(clientReader, buf); err != nil {
+			return fmt.Errorf("read from client: %w", err)
+		}
+		body := buf
+		var refused []string
+		if typ == 'Q' {
+			body, refused = rewriteQueryMessage(buf, refuser)
+		} else {
+			body, refused = rewriteParseMessage(buf, refuser)
+		}
+		for _, msg := range refused {
+			s.stats.refused.Add(1)
+			log.Debug("statement refused", zap.String("message", msg))
+		}
+		if err := writeMessage(serverWriter, typ, body); err != nil {
+			return fmt.Errorf("write to server: %w", err)
+		}
+		if cap(buf) > keepBufferCap {
+			buf = nil
+		}
+	}
+}
+
+// rewriteQueryMessage returns the body of a Query message with refused
+// statements replaced, or body itself when none is.
+func rewriteQueryMessage(body []byte, refuser *statementRefuser) ([]byte, []string) {
+	if len(body) == 0 || body[len(body)-1] != 0 {
+		return body, nil // malformed: the backend reports it
+	}
+	query, refused := refuser.rewriteQuery(string(body[:len(body)-1]))
+	if refused == nil {
+		return body, nil
+	}
+	return append([]byte(query), 0), refused
+}
+
+// rewriteParseMessage returns the body of a Parse message (name, query,
+// parameter types) with a refused query replaced, or body itself.
+func rewriteParseMessage(body []byte, refuser *statementRefuser) ([]byte, []string) {
+	name, rest, ok := bytes.Cut(body, []byte{0})
+	if !ok {
+		return body, nil
+	}
+	query, paramTypes, ok := bytes.Cut(rest, []byte{0})
+	if !ok {
+		return body, nil
+	}
+	replaced, msg := refuser.rewriteParse(string(query))
+	if msg == "" {
+		return body, nil
+	}
+	out := make([]byte, 0, len(name)+len(replaced)+len(paramTypes)+2)
+	out = append(append(out, name...), 0)
+	out = append(append(out, replaced...), 0)
+	return append(out, paramTypes...), []string{msg}
+}
+
+// serverToClient forwards the backend's messages to the client as raw
+// bytes, except an ErrorResponse that carries a refusal marker, which
+// becomes DSQL's 0A000 error. It notes each ReadyForQuery's status for the
+// duration cap.
+func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clientWriter *bufio.Writer, refuser *statementRefuser) error {
+	var buf []byte
+	for {
+		if serverReader.Buffered() == 0 {
+			if err := clientWriter.Flush(); err != nil {
+				return fmt.Errorf("write to client: %w", err)
+			}
+		}
+		typ, n, err := readMessageHeader(serverReader)
+		if err != nil {
+			return fmt.Errorf("read from server: %w", err)
+		}
+		if typ == 'Z' && n == 1 {
+			status, err := serverReader.Peek(1)
+			if err != nil {
+				return fmt.Errorf("read from server: %w", err)
+			}
+			sess.readyForQuery(status[0])
+		}
+		if typ != 'E' {
+			if err := writeMessageHeader(clientWriter, typ, n); err != nil {
+				return fmt.Errorf("write to client: %w", err)
+			}
+			if err := copyBody(clientWriter, serverReader, n); err != nil {
+				return err
+			}
+			if typ == 'Z' && sess.idle() && s.pastCap(sess) {
+				// A transaction ran past the duration cap and has ended:
+				// the client gets its result, then the abrupt close.
+				if err := clientWriter.Flush(); err != nil {
+					return fmt.Errorf("write to client: %w", err)
+				}
+				s.expire(sess, time.Duration(s.maxConnDuration.Load()))
+				return errExpired
+			}
+			continue
+		}
+		buf = growTo(buf, n)
+		if _, err := io.ReadFull(serverReader, buf); err != nil {
+			return fmt.Errorf("read from server: %w", err)
+		}
+		body := buf
+		if message, ok := refuser.takeRefusal(buf); ok {
+			var backendErr pgproto3.ErrorResponse
+			severity := "ERROR"
+			if backendErr.Decode(buf) == nil && backendErr.Severity != "" {
+				severity = backendErr.Severity
+			}
+			encoded, err := clientError(severity, codeFeatureNotSupported, message, "").Encode(nil)
+			if err != nil {
+				return fmt.Errorf("encode refusal: %w", err)
+			}
+			body = encoded[5:] // without the type and length, which writeMessage adds
+		}
+		if err := writeMessage(clientWriter, typ, body); err != nil {
+			return fmt.Errorf("write to client: %w", err)
+		}
+	}
+}
+
+// readMessageHeader reads a regular message's type byte and length, and
+// returns the body length.
+func readMessageHeader(r *bufio.Reader) (typ byte, bodyLen int, err error) {
+	header, err := r.Peek(5)
+	if err != nil {
+		return 0, 0, err
+	}
+	typ = header[0]
+	n := int64(binary.BigEndian.Uint32(header[1:5])) - 4
+	if _, err := r.Discard(5); err != nil {
+		return 0, 0, err
+	}
+	if n < 0 || n > maxMessageBody {
+		return 0, 0, fmt.Errorf("%w: message %q with body length %d", errBadProtocol, typ, n)
+	}
+	return typ, int(n), nil
+}
+
+// readMessage reads one whole regular message of at most max body bytes.
+// The body is newly allocated.
+func readMessage(r *bufio.Reader, max int) (typ byte, body []byte, err error) {
+	typ, n, err := readMessageHeader(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if n > max {
+		return 0, nil, fmt.Errorf("%w: message %q of %d bytes is over %d", errBadProtocol, typ, n, max)
+	}
+	body = make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, nil, err
+	}
+	return typ, body, nil
+}
+
+func writeMessageHeader(w *bufio.Writer, typ byte, bodyLen int) error {
+	var header [5]byte
+	header[0] = typ
+	binary.BigEndian.PutUint32(header[1:], uint32(bodyLen+4))
+	_, err := w.Write(header[:])
+	return err
+}
+
+func writeMessage(w *bufio.Writer, typ byte, body []byte) error {
+	if err := writeMessageHeader(w, typ, len(body)); err != nil {
+		return err
+	}
+	_, err := w.Write(body)
+	return err
+}
+
+// copyBody copies n bytes from r to w through r's buffer, without
+// allocating.
+func copyBody(w *bufio.Writer, r *bufio.Reader, n int) error {
+	for n > 0 {
+		if r.Buffered() == 0 {
+			if _, err := r.Peek(1); err != nil {
+				return fmt.Errorf("read message body: %w", err)
+			}
+		}
+		chunk, _ := r.Peek(min(n, r.Buffered()))
+		if _, err := w.Write(chunk); err != nil {
+			return fmt.Errorf("write message body: %w", err)
+		}
+		r.Discard(len(chunk))
+		n -= len(chunk)
+	}
+	return nil
+}
+
+// growTo returns buf resized to n bytes, reallocating only when it is too
+// small. The contents are not kept.
+func growTo(buf []byte, n int) []byte {
+	if cap(buf) < n {
+		return make([]byte, n)
+	}
+	return buf[:n]
+}
