@@ -182,6 +182,10 @@ type Route struct {
 	UpstreamDatabase string `yaml:"upstream_database"`
 	// Pool configures the upstream connections of this route.
 	Pool Pool `yaml:"pool"`
+	// Compat configures what the gateway does for statements DSQL refuses
+	// but clients send. It applies to kind dsql routes only: a plain
+	// PostgreSQL does all of it itself.
+	Compat Compat `yaml:"compat"`
 
 	// password is the value of PasswordEnv, read by Validate. Never put it
 	// in a log line or an error.
@@ -228,6 +232,32 @@ type Pool struct {
 	// MaxPreparedStatements caps the prepared statements kept on each
 	// upstream (least recently used are closed). Default 500.
 	MaxPreparedStatements int `yaml:"max_prepared_statements"`
+}
+
+// Compat is the DSQL compatibility layer of a route. Every part is on by
+// default and can be turned off.
+type Compat struct {
+	// Settings emulates the session settings DSQL refuses but tools send
+	// (statement_timeout, idle_in_transaction_session_timeout,
+	// client_min_messages, standard_conforming_strings, lock_timeout,
+	// synchronous_commit, default_transaction_isolation, SET TRANSACTION
+	// ISOLATION LEVEL): accepted and enforced or ignored by the gateway,
+	// never sent to DSQL. Default true.
+	Settings bool `yaml:"settings"`
+	// AdvisoryLocks answers pg_advisory_lock and friends (whole-statement
+	// calls) with locks kept in a table on the cluster itself, so they
+	// hold across every gateway serving it. Default true.
+	AdvisoryLocks bool `yaml:"advisory_locks"`
+	// AdvisoryLockTable is the lock table, created on first use. Default
+	// dsqlgate_advisory_locks.
+	AdvisoryLockTable string `yaml:"advisory_lock_table"`
+	// AdvisoryLockLease is how long a lock outlives a gateway that stops
+	// renewing it (one that crashed or lost the network). Default 60s.
+	AdvisoryLockLease Duration `yaml:"advisory_lock_lease"`
+	// Truncate rewrites TRUNCATE of plain tables (no CASCADE, no RESTART
+	// IDENTITY) to DELETE FROM inside the client's transaction. Default
+	// true. DSQL's limits on rows changed per transaction still apply.
+	Truncate bool `yaml:"truncate"`
 }
 
 // AWS configures the credential chain used to mint DSQL tokens.

@@ -89,21 +89,21 @@ func TestDefaultRoute(t *testing.T) {
 			name: "dsql", kind: config.KindDSQL, database: "app",
 			want: config.Route{
 				Database: "app", Kind: "dsql", Role: "admin", TokenExpiry: config.Duration(15 * time.Minute),
-				TLSNegotiation: "direct", UpstreamDatabase: "postgres", Pool: wantPool,
+				TLSNegotiation: "direct", UpstreamDatabase: "postgres", Pool: wantPool, Compat: config.DefaultCompat(),
 			},
 		},
 		{
 			name: "empty kind is dsql", kind: "", database: "app",
 			want: config.Route{
 				Database: "app", Kind: "dsql", Role: "admin", TokenExpiry: config.Duration(15 * time.Minute),
-				TLSNegotiation: "direct", UpstreamDatabase: "postgres", Pool: wantPool,
+				TLSNegotiation: "direct", UpstreamDatabase: "postgres", Pool: wantPool, Compat: config.DefaultCompat(),
 			},
 		},
 		{
 			name: "postgres", kind: config.KindPostgres, database: "bench",
 			want: config.Route{
 				Database: "bench", Kind: "postgres", Role: "admin", TokenExpiry: config.Duration(15 * time.Minute),
-				TLSNegotiation: "postgres", TLS: "verify-full", UpstreamDatabase: "bench", Pool: wantPool,
+				TLSNegotiation: "postgres", TLS: "verify-full", UpstreamDatabase: "bench", Pool: wantPool, Compat: config.DefaultCompat(),
 			},
 		},
 	}
@@ -150,7 +150,7 @@ routes:
 		return config.Route{
 			Database: db, Kind: "dsql", Endpoint: endpoint, Role: "admin",
 			TokenExpiry: config.Duration(15 * time.Minute), TLSNegotiation: "direct",
-			UpstreamDatabase: "postgres", Pool: pool,
+			UpstreamDatabase: "postgres", Pool: pool, Compat: config.DefaultCompat(),
 		}
 	}
 	smallPool := wantPool
@@ -162,7 +162,7 @@ routes:
 		{
 			Database: "bench", Kind: "postgres", Endpoint: "localhost:5433", Role: "admin",
 			TokenExpiry: config.Duration(15 * time.Minute), TLSNegotiation: "postgres", TLS: "verify-full",
-			User: "postgres", PasswordEnv: "TEST_PASSWORD", UpstreamDatabase: "bench", Pool: wantPool,
+			User: "postgres", PasswordEnv: "TEST_PASSWORD", UpstreamDatabase: "bench", Pool: wantPool, Compat: config.DefaultCompat(),
 		},
 	}
 	if diff := cmp.Diff(want, c.Routes, ignoreResolved); diff != "" {

@@ -54,6 +54,18 @@ func DefaultPool() Pool {
 	}
 }
 
+// DefaultCompat turns every part of the DSQL compatibility layer on, with
+// the lock table dsqlgate_advisory_locks and a 60-second lock lease.
+func DefaultCompat() Compat {
+	return Compat{
+		Settings:          true,
+		AdvisoryLocks:     true,
+		AdvisoryLockTable: "dsqlgate_advisory_locks",
+		AdvisoryLockLease: Duration(time.Minute),
+		Truncate:          true,
+	}
+}
+
 // baseRoute holds the defaults that do not depend on the kind; Parse
 // decodes each route over it, then calls fillKindDefaults.
 func baseRoute() Route {
@@ -62,6 +74,7 @@ func baseRoute() Route {
 		Role:        "admin",
 		TokenExpiry: Duration(15 * time.Minute),
 		Pool:        DefaultPool(),
+		Compat:      DefaultCompat(),
 	}
 }
 

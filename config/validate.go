@@ -372,6 +372,7 @@ func (r *Route) check(k *checker, p string) {
 	}
 	k.oneOf(p+".tls_negotiation", r.TLSNegotiation, NegotiateDirect, NegotiatePostgres)
 	r.Pool.check(k, p+".pool", r.Kind)
+	r.Compat.check(k, p+".compat")
 }
 
 // Token lifetimes DSQL accepts.
@@ -476,4 +477,33 @@ func (pl *Pool) check(k *checker, p, kind string) {
 	if pl.MaxPreparedStatements < 1 {
 		k.add(p+".max_prepared_statements", "must be at least 1")
 	}
+}
+
+func (c *Compat) check(k *checker, p string) {
+	if c.AdvisoryLocks && !validLockTable(c.AdvisoryLockTable) {
+		k.add(p+".advisory_lock_table", "%q is not a table name: use letters, digits and _ (optionally schema.table), starting with a letter or _", c.AdvisoryLockTable)
+	}
+	if c.AdvisoryLocks && c.AdvisoryLockLease.D() < time.Second {
+		k.add(p+".advisory_lock_lease", "must be at least 1s: locks are renewed every third of it")
+	}
+}
+
+// validLockTable accepts [schema.]table written with lower-case letters,
+// digits and underscores, so it can go into SQL unquoted.
+func validLockTable(name string) bool {
+	parts := strings.Split(name, ".")
+	if len(parts) > 2 {
+		return false
+	}
+	for _, part := range parts {
+		if part == "" || len(part) > 63 {
+			return false
+		}
+		for i, c := range part {
+			if !(c == '_' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
+				return false
+			}
+		}
+	}
+	return true
 }
