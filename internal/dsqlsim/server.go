@@ -310,6 +310,7 @@ func (s *Server) admit(sess *session) (refusal *pgproto3.ErrorResponse, ok bool)
 		s.admitted++
 		sess.admitted = true
 	}
+	sess.unadmit = func() { s.unadmit(sess) }
 	s.sessions[sess.id] = sess
 	s.wg.Add(1)
 	return refusal, true
@@ -317,9 +318,19 @@ func (s *Server) admit(sess *session) (refusal *pgproto3.ErrorResponse, ok bool)
 
 // forget removes a connection that serveConn is done with.
 func (s *Server) forget(sess *session) {
+	s.unadmit(sess)
 	s.mu.Lock()
 	delete(s.sessions, sess.id)
+	s.mu.Unlock()
+}
+
+// unadmit gives a closing connection's place under MaxConns back. The
+// session calls it before it closes its sockets, so a client that sees the
+// close and connects again is never counted twice. Idempotent.
+func (s *Server) unadmit(sess *session) {
+	s.mu.Lock()
 	if sess.admitted {
+		sess.admitted = false
 		s.admitted--
 	}
 	s.mu.Unlock()

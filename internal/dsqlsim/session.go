@@ -42,7 +42,8 @@ type session struct {
 	id       int64
 	started  time.Time // arrival, on the server's clock
 	rawConn  net.Conn  // the client's TCP connection; closing it is DSQL's abrupt close
-	admitted bool      // counts toward MaxConns; written by admit and read by forget under Server.mu
+	admitted bool      // counts toward MaxConns; written by admit and unadmit under Server.mu
+	unadmit  func()    // gives the place under MaxConns back; set by admit, idempotent
 
 	// Transaction tracking for the duration cap: written by the relay
 	// goroutines, read by the reaper.
@@ -132,6 +133,9 @@ func (c *session) closeAbrupt() bool {
 	c.closed = true
 	serverConn := c.serverConn
 	c.mu.Unlock()
+	if c.unadmit != nil {
+		c.unadmit()
+	}
 	c.rawConn.Close()
 	if serverConn != nil {
 		serverConn.Close()
@@ -151,6 +155,9 @@ func (c *session) closeGraceful(clientConn net.Conn) {
 	c.closed = true
 	serverConn := c.serverConn
 	c.mu.Unlock()
+	if c.unadmit != nil {
+		c.unadmit()
+	}
 	clientConn.Close()
 	c.rawConn.Close()
 	if serverConn != nil {
