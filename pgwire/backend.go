@@ -82,6 +82,9 @@ func (s *session) onServerMessageLocked(msg []byte) (detach bool, lost error) {
 		if s.q.len() > 0 && s.q.front().kind == iQuery {
 			return false, nil
 		}
+		if typ == 'N' && s.belowMinMessagesLocked(msg) {
+			return false, nil
+		}
 		s.writeClientLocked(msg)
 		return false, nil
 	case 'E':
@@ -117,10 +120,22 @@ func (s *session) onServerMessageLocked(msg []byte) (detach bool, lost error) {
 	case 't': // ParameterDescription
 		s.writeClientLocked(msg)
 	case 'T', 'n': // RowDescription, NoData
-		if r.kind == rDescribeStmt || r.kind == rDescribePortal {
+		switch r.kind {
+		case rDescribeStmt, rDescribePortal:
+			// A placeholder's columns are not the client's business: the
+			// statement it stands for (a SET) has no result.
+			hide := typ == 'T' && r.stmt != nil && r.stmt.rw != nil && r.stmt.rw.hideRows
 			s.q.pop()
-		}
-		if r.kind != iQuery {
+			if hide {
+				s.writeClientLocked(msgNoData)
+			} else {
+				s.writeClientLocked(msg)
+			}
+		case rQuery:
+			if cur := r.query.current(); cur == nil || cur.rw == nil || !cur.rw.hideRows {
+				s.writeClientLocked(msg)
+			}
+		default:
 			s.writeClientLocked(msg)
 		}
 	case 'C': // CommandComplete
@@ -185,6 +200,9 @@ func (s *session) onErrorLocked(msg []byte) error {
 	}
 	s.gucs.txFailed = true
 	s.copyIn = false
+	if s.timedOut {
+		msg = statementTimeoutError(msg)
+	}
 	if head == nil {
 		s.writeClientLocked(msg)
 		return nil
@@ -197,13 +215,21 @@ func (s *session) onErrorLocked(msg []byte) error {
 		// Part of a simple query's output, or an error at Sync (a
 		// deferred COMMIT of an implicit transaction): ReadyForQuery
 		// follows.
-		s.writeClientLocked(msg)
-		if head.kind == rQuery && head.query != nil {
+		var rw *rewrite
+		if head.kind == rQuery {
+			if cur := head.query.current(); cur != nil {
+				rw = cur.rw
+			}
 			head.query.next = len(head.query.stmts) // the rest did not run
 		}
+		s.writeClientLocked(rewriteError(msg, rw, nil))
 		return nil
 	}
-	s.writeClientLocked(renameInError(msg, head))
+	var rw *rewrite
+	if head.stmt != nil {
+		rw = head.stmt.rw
+	}
+	s.writeClientLocked(rewriteError(renameInError(msg, head), rw, head.err))
 	// Drop the failed entry and every reply expected up to (not
 	// including) the next Sync, undoing their bookkeeping.
 	for s.q.len() > 0 && !s.q.front().kind.endsUnit() {
@@ -257,21 +283,28 @@ func (s *session) onCommandCompleteLocked(r *reply, msg []byte) {
 	case rExecute:
 		s.q.pop()
 		if r.stmt != nil {
-			info = stmtInfo{kind: r.stmt.kind, set: r.stmt.set}
+			info = stmtInfo{kind: r.stmt.kind, set: r.stmt.set, rw: r.stmt.rw}
 		}
-		s.writeClientLocked(msg)
 	case rQuery:
-		if q := r.query; q != nil && q.next < len(q.stmts) {
-			info = q.stmts[q.next]
-			q.next++
+		if cur := r.query.current(); cur != nil {
+			info = *cur
+			r.query.next++
 		}
-		s.writeClientLocked(msg)
 	case iQuery:
 		return
 	default:
 		s.writeClientLocked(msg)
 		return
 	}
+	if info.rw != nil && info.rw.tag != "" {
+		s.writeClientLocked(commandComplete(info.rw.tag))
+		if info.rw.emu != nil {
+			s.gucs.applyEmulated(info.rw.emu)
+			s.onEmulatedChangeLocked()
+		}
+		return
+	}
+	s.writeClientLocked(msg)
 	s.applyCompletedLocked(info, tag)
 }
 
@@ -286,8 +319,10 @@ func (s *session) applyCompletedLocked(info stmtInfo, tag []byte) {
 		}
 	case t == "COMMIT":
 		s.gucs.commit()
+		s.releaseXactLocksLocked()
 	case t == "ROLLBACK":
 		s.gucs.rollback()
+		s.releaseXactLocksLocked()
 	case t == "DEALLOCATE ALL":
 		// Every prepared statement on the upstream is gone, the other
 		// clients' too; the client's own are gone as PostgreSQL says.
@@ -327,9 +362,15 @@ func (s *session) onReadyForQueryLocked(msg []byte) (detach bool) {
 		s.writeClientLocked(msg)
 	}
 	s.copyIn = false
+	if s.q.len() == 0 {
+		s.stopStatementTimerLocked()
+		s.startIdleTimerLocked()
+	}
 	if status == 'I' {
 		s.gucs.endTransaction()
 		clear(s.portals)
+		clear(s.localPortals)
+		s.releaseXactLocksLocked()
 		if r.kind != iQuery {
 			s.transactions++
 		}
@@ -441,6 +482,21 @@ func renameInError(msg []byte, r *reply) []byte {
 		er.Message = strings.ReplaceAll(er.Message, `"`+r.renameFrom+`"`, `"`+r.renameTo+`"`)
 	}
 	out, err := (*pgproto3.ErrorResponse)(er).Encode(nil)
+	if err != nil {
+		return msg
+	}
+	return out
+}
+
+// statementTimeoutError words the server's cancel error as PostgreSQL
+// words a statement_timeout, when the gateway's timer sent the cancel.
+func statementTimeoutError(msg []byte) []byte {
+	er, err := decodeError(msg)
+	if err != nil || er.Code != "57014" {
+		return msg
+	}
+	er.Message = "canceling statement due to statement timeout"
+	out, err := er.Encode(nil)
 	if err != nil {
 		return msg
 	}

@@ -3,6 +3,8 @@ package pgwire
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
@@ -40,9 +42,12 @@ func (s *session) onQuery(msg []byte) error {
 	if !ok {
 		return s.malformed("Query")
 	}
-	qi, flags := describeQuery(text)
+	qi, flags, sent := s.describeQuery(text)
 	if s.inLostTx() {
 		return s.lostTxQuery(msg, text, qi)
+	}
+	if len(qi.stmts) == 1 && qi.stmts[0].rw != nil && qi.stmts[0].rw.local != nil && s.clientTxStatus() != 'E' {
+		return s.localQuery(qi.stmts[0].rw.local)
 	}
 	sc, err := s.attached()
 	if err != nil {
@@ -55,28 +60,111 @@ func (s *session) onQuery(msg []byte) error {
 	s.us.unnamedOwner = nil // a simple Query destroys the unnamed statement
 	s.unflushed = true
 	s.mu.Unlock()
-	s.out = append(s.out, msg...)
+	if sent == text {
+		s.out = append(s.out, msg...)
+	} else {
+		q, start := beginMessage(s.out, 'Q')
+		q = appendCString(q, sent)
+		s.out = finishMessage(q, start)
+	}
 	s.sendUpstream(sc)
 	return nil
 }
 
-// describeQuery splits a simple query into statements and notes what the
-// session-state engine needs to know of each.
-func describeQuery(text string) (*queryInfo, uint8) {
+func (s *session) clientTxStatus() byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.txStatus
+}
+
+// describeQuery splits a simple query into statements, notes what the
+// session-state engine needs to know of each, and applies the
+// compatibility layer's rewrites: sent is the text to send upstream.
+func (s *session) describeQuery(text string) (qi *queryInfo, flags uint8, sent string) {
 	stmts := sqllex.SplitStatements(text)
-	qi := &queryInfo{stmts: make([]stmtInfo, len(stmts))}
-	var flags uint8
+	qi = &queryInfo{stmts: make([]stmtInfo, len(stmts))}
+	var b strings.Builder
+	last := 0
 	for i, st := range stmts {
 		k := sqllex.Classify(st.Text)
-		qi.stmts[i].kind = k
+		info := &qi.stmts[i]
+		info.kind = k
 		flags |= unitFlagsFor(k)
-		if k == sqllex.Set || k == sqllex.Reset {
+		info.rw = s.compatRewrite(st.Text, k, nil)
+		if info.rw != nil && info.rw.text != "" && (len(stmts) > 1 || info.rw.local == nil) {
+			b.WriteString(text[last:st.Start])
+			b.WriteString(info.rw.text)
+			last = st.End
+			continue
+		}
+		if (k == sqllex.Set || k == sqllex.Reset) && info.rw == nil {
 			if set, ok := sqllex.ParseSet(st.Text); ok {
-				qi.stmts[i].set = &set
+				info.set = &set
 			}
 		}
 	}
-	return qi, flags
+	if last == 0 {
+		return qi, flags, text
+	}
+	b.WriteString(text[last:])
+	return qi, flags, b.String()
+}
+
+// localQuery answers a simple Query that is one statement the gateway
+// answers itself (an advisory-lock call, an emulated setting's value).
+func (s *session) localQuery(la localAnswer) error {
+	inTx := s.clientTxStatus() == 'T'
+	out, perr := la.execute(s, nil, nil, 0, inTx)
+	if perr != nil {
+		return s.failStatement(perr, true)
+	}
+	full := la.appendRowDescription(nil, 0)
+	full = append(full, out...)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	full = append(full, readyForQuery(s.txStatus)...)
+	s.queueLocked(reply{kind: sBytes, data: full})
+	return nil
+}
+
+// failStatement reports an error the gateway raises for a client
+// statement. Inside a transaction on an attached upstream it makes the
+// upstream fail a statement too, so the transaction is failed there as
+// it is for the client; elsewhere the gateway answers alone.
+func (s *session) failStatement(e *pgError, simple bool) error {
+	s.mu.Lock()
+	sc := s.sc
+	if sc == nil || s.txStatus == 'I' {
+		s.writeClientLocked(appendErrorResponse(nil, e))
+		if simple {
+			s.writeClientLocked(readyForQuery(s.txStatus))
+		} else {
+			s.skipUntilSync = true
+			s.skipStatus = s.txStatus
+		}
+		s.mu.Unlock()
+		return nil
+	}
+	s.beginUnitLocked()
+	if simple {
+		s.q.push(reply{kind: rQuery, query: &queryInfo{stmts: []stmtInfo{{rw: &rewrite{err: e}}}}, unitStart: s.unitStart, unitFlags: s.unitFlags})
+		s.unitOpen = false
+		q, start := beginMessage(s.out, 'Q')
+		q = appendCString(q, failingSQL)
+		s.out = finishMessage(q, start)
+	} else {
+		s.inBatch = true
+		s.q.push(reply{kind: iParse, err: e})
+		p, start := beginMessage(s.out, 'P')
+		p = appendCString(p, "dsqlgate_refused")
+		p = appendCString(p, failingSQL)
+		p = appendInt16(p, 0)
+		s.out = finishMessage(p, start)
+	}
+	s.unflushed = true
+	s.mu.Unlock()
+	s.sendUpstream(sc)
+	return nil
 }
 
 // parseMessage is a decoded Parse. rest holds the query, the parameter
@@ -118,7 +206,7 @@ func decodeParse(msg []byte) (parseMessage, bool) {
 func appendParse(dst []byte, upstream string, st *preparedStmt) []byte {
 	dst, start := beginMessage(dst, 'P')
 	dst = appendCString(dst, upstream)
-	dst = appendCString(dst, st.query)
+	dst = appendCString(dst, st.sent)
 	dst = appendInt16(dst, int16(len(st.paramOIDs)))
 	for _, o := range st.paramOIDs {
 		dst = appendInt32(dst, int32(o))
@@ -134,7 +222,8 @@ func appendClose(dst []byte, kind byte, name string) []byte {
 }
 
 // onParse handles a Parse: named statements get a gateway-owned upstream
-// name and are parsed upstream only when that upstream lacks them.
+// name and are parsed upstream only when that upstream lacks them;
+// statements the gateway answers itself never go upstream.
 func (s *session) onParse(msg []byte) error {
 	if s.skipping() {
 		return nil
@@ -144,14 +233,23 @@ func (s *session) onParse(msg []byte) error {
 		return s.malformed("Parse")
 	}
 	kind := sqllex.Classify(p.query)
-	st := &preparedStmt{name: p.name, query: p.query, paramOIDs: p.oids, kind: kind}
-	if kind == sqllex.Set || kind == sqllex.Reset {
+	st := &preparedStmt{name: p.name, query: p.query, sent: p.query, paramOIDs: p.oids, kind: kind}
+	st.rw = s.compatRewrite(p.query, kind, p.oids)
+	switch {
+	case st.rw != nil && st.rw.local != nil:
+		st.local = true
+	case st.rw != nil && st.rw.text != "":
+		st.sent = st.rw.text
+	case kind == sqllex.Set || kind == sqllex.Reset:
 		if set, ok := sqllex.ParseSet(p.query); ok {
 			st.set = &set
 		}
 	}
 	if s.inLostTx() {
 		return s.lostTxParse(st)
+	}
+	if st.local {
+		return s.localParse(st)
 	}
 	sc, err := s.attached()
 	if err != nil {
@@ -168,15 +266,23 @@ func (s *session) onParse(msg []byte) error {
 		s.unnamed = st
 		us.unnamedOwner, us.unnamedGen = s, st.gen
 		s.q.push(reply{kind: rParse, stmt: st})
-		s.out = append(s.out, msg...)
+		if st.sent == p.query {
+			s.out = append(s.out, msg...)
+		} else {
+			s.out = appendParse(s.out, "", st)
+		}
 	case existing != nil:
 		// PostgreSQL refuses a second Parse of a name; let the upstream
 		// say so, about the existing statement, with its own semantics.
+		if existing.local {
+			s.mu.Unlock()
+			return s.failStatement(duplicateStatement(p.name), false)
+		}
 		s.ensureStmtLocked(us, existing)
 		s.out = appendParse(s.out, existing.upstream, st)
 		s.q.push(reply{kind: rParseDup, renameFrom: existing.upstream, renameTo: p.name})
 	default:
-		st.upstream = upstreamName(p.query, p.oids, s.gucs.desired["search_path"])
+		st.upstream = upstreamName(st.sent, p.oids, s.gucs.desired["search_path"])
 		s.stmts[p.name] = st
 		if us.hasStmt(st.upstream) {
 			s.queueLocked(reply{kind: sParseComplete})
@@ -189,6 +295,28 @@ func (s *session) onParse(msg []byte) error {
 	s.unflushed = true
 	s.mu.Unlock()
 	s.sendUpstream(sc)
+	return nil
+}
+
+func duplicateStatement(name string) *pgError {
+	return &pgError{Severity: severityError, Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", name)}
+}
+
+// localParse records a statement the gateway answers itself.
+func (s *session) localParse(st *preparedStmt) error {
+	s.mu.Lock()
+	if st.name == "" {
+		s.unnamedGen++
+		st.gen = s.unnamedGen
+		s.unnamed = st
+	} else if s.stmts[st.name] != nil {
+		s.mu.Unlock()
+		return s.failStatement(duplicateStatement(st.name), false)
+	} else {
+		s.stmts[st.name] = st
+	}
+	s.queueLocked(reply{kind: sParseComplete})
+	s.mu.Unlock()
 	return nil
 }
 
@@ -259,6 +387,12 @@ func (s *session) onBind(msg []byte) error {
 	if s.inLostTx() {
 		return s.lostTxBind(portal, stmtName)
 	}
+	s.mu.Lock()
+	local := s.lookupStmtLocked(stmtName)
+	s.mu.Unlock()
+	if local != nil && local.local {
+		return s.localBind(portal, local, params)
+	}
 	sc, err := s.attached()
 	if err != nil {
 		return s.startFailed(err, false)
@@ -266,6 +400,7 @@ func (s *session) onBind(msg []byte) error {
 	s.mu.Lock()
 	s.beginUnitLocked()
 	s.inBatch = true
+	delete(s.localPortals, portal)
 	upstream, st, from, to := s.stmtTargetLocked(stmtName)
 	b, start := beginMessage(s.out, 'B')
 	b = appendCString(b, portal)
@@ -285,6 +420,82 @@ func (s *session) onBind(msg []byte) error {
 	return nil
 }
 
+// localBind binds a statement the gateway answers itself: the parameters
+// are kept (copied: msg is only valid until the next read) for Execute.
+func (s *session) localBind(portal string, st *preparedStmt, rest []byte) error {
+	paramFormats, params, resultFormats, ok := decodeBindRest(rest)
+	if !ok {
+		return s.malformed("Bind")
+	}
+	lp := &localPortal{answer: st.rw.local, params: params, paramFormats: paramFormats}
+	if len(resultFormats) > 0 {
+		lp.resultFormat = resultFormats[0]
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.localPortals == nil {
+		s.localPortals = map[string]*localPortal{}
+	}
+	s.localPortals[portal] = lp
+	delete(s.portals, portal)
+	s.queueLocked(reply{kind: sBytes, data: msgBindComplete})
+	return nil
+}
+
+// decodeBindRest decodes a Bind after its portal and statement names,
+// copying the parameter values.
+func decodeBindRest(b []byte) (paramFormats []int16, params [][]byte, resultFormats []int16, ok bool) {
+	readInt16 := func() (int16, bool) {
+		if len(b) < 2 {
+			return 0, false
+		}
+		v := int16(binary.BigEndian.Uint16(b))
+		b = b[2:]
+		return v, true
+	}
+	n, ok := readInt16()
+	if !ok || n < 0 {
+		return nil, nil, nil, false
+	}
+	for i := 0; i < int(n); i++ {
+		f, ok := readInt16()
+		if !ok {
+			return nil, nil, nil, false
+		}
+		paramFormats = append(paramFormats, f)
+	}
+	if n, ok = readInt16(); !ok || n < 0 {
+		return nil, nil, nil, false
+	}
+	for i := 0; i < int(n); i++ {
+		if len(b) < 4 {
+			return nil, nil, nil, false
+		}
+		l := int32(binary.BigEndian.Uint32(b))
+		b = b[4:]
+		if l < 0 {
+			params = append(params, nil)
+			continue
+		}
+		if int(l) > len(b) {
+			return nil, nil, nil, false
+		}
+		params = append(params, append([]byte{}, b[:l]...))
+		b = b[l:]
+	}
+	if n, ok = readInt16(); !ok || n < 0 {
+		return nil, nil, nil, false
+	}
+	for i := 0; i < int(n); i++ {
+		f, ok := readInt16()
+		if !ok {
+			return nil, nil, nil, false
+		}
+		resultFormats = append(resultFormats, f)
+	}
+	return paramFormats, params, resultFormats, len(b) == 0
+}
+
 // onDescribe handles Describe of a statement (mapped) or a portal.
 func (s *session) onDescribe(msg []byte) error {
 	if s.skipping() {
@@ -301,6 +512,21 @@ func (s *session) onDescribe(msg []byte) error {
 	if s.inLostTx() {
 		return s.lostTxDescribe(b[0], name)
 	}
+	s.mu.Lock()
+	if b[0] == 'P' {
+		if lp := s.localPortals[name]; lp != nil {
+			s.queueLocked(reply{kind: sBytes, data: lp.answer.appendRowDescription(nil, lp.resultFormat)})
+			s.mu.Unlock()
+			return nil
+		}
+	} else if st := s.lookupStmtLocked(name); st != nil && st.local {
+		d := st.rw.local.appendParameterDescription(nil)
+		d = st.rw.local.appendRowDescription(d, 0)
+		s.queueLocked(reply{kind: sBytes, data: d})
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
 	sc, err := s.attached()
 	if err != nil {
 		return s.startFailed(err, false)
@@ -310,7 +536,7 @@ func (s *session) onDescribe(msg []byte) error {
 	s.inBatch = true
 	if b[0] == 'P' {
 		s.out = append(s.out, msg...)
-		s.q.push(reply{kind: rDescribePortal})
+		s.q.push(reply{kind: rDescribePortal, stmt: s.portals[name]})
 	} else {
 		upstream, st, from, to := s.stmtTargetLocked(name)
 		d, start := beginMessage(s.out, 'D')
@@ -337,6 +563,23 @@ func (s *session) onExecute(msg []byte) error {
 	}
 	if s.inLostTx() {
 		return s.lostTxExecute(portal)
+	}
+	s.mu.Lock()
+	lp := s.localPortals[portal]
+	status := s.txStatus
+	s.mu.Unlock()
+	if lp != nil {
+		if status == 'E' {
+			return s.failStatement(&pgError{Severity: severityError, Code: codeInFailedTransaction, Message: inFailedTxMessage}, false)
+		}
+		out, perr := lp.answer.execute(s, lp.params, lp.paramFormats, lp.resultFormat, status == 'T')
+		if perr != nil {
+			return s.failStatement(perr, false)
+		}
+		s.mu.Lock()
+		s.queueLocked(reply{kind: sBytes, data: out})
+		s.mu.Unlock()
+		return nil
 	}
 	sc, err := s.attached()
 	if err != nil {
@@ -383,10 +626,12 @@ func (s *session) onClose(msg []byte) error {
 		s.queueLocked(reply{kind: sCloseComplete})
 		return nil
 	}
-	if s.sc == nil || s.lostTx {
-		// No upstream: no portal can exist (portals end with their
-		// transaction), and closing a missing portal is not an error.
+	if _, local := s.localPortals[name]; local || s.sc == nil || s.lostTx {
+		// A portal the gateway answers, or no upstream: no upstream
+		// portal can exist (portals end with their transaction), and
+		// closing a missing portal is not an error.
 		delete(s.portals, name)
+		delete(s.localPortals, name)
 		s.queueLocked(reply{kind: sCloseComplete})
 		return nil
 	}

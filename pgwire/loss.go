@@ -37,6 +37,8 @@ func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 		fields = append(fields, zap.Error(cause))
 	}
 	s.log.Info("upstream connection lost", fields...)
+	timedOut := s.timedOut
+	s.stopStatementTimerLocked()
 	s.sc, s.us = nil, nil
 	s.replaced++
 	s.detachDeferred = false
@@ -48,6 +50,18 @@ func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 	for s.q.len() > 0 {
 		r := s.q.pop()
 		if !r.kind.endsUnit() || r.kind == iQuery {
+			continue
+		}
+		if timedOut && r.unitFlags&unitCommit == 0 {
+			// The gateway closed an upstream that ignored its cancel for
+			// statement_timeout: the statement was cancelled.
+			timedOut = false
+			s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityError, Code: "57014", Message: "canceling statement due to statement timeout"}))
+			if status == 'T' || status == 'E' {
+				status = 'E'
+				s.lostReported = true
+			}
+			s.writeClientLocked(readyForQuery(status))
 			continue
 		}
 		status = s.writeLossLocked(status, r.unitFlags, true)
@@ -70,8 +84,12 @@ func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 	if status == 'I' || s.lostTx {
 		s.gucs.rollback()
 	}
+	if status == 'I' {
+		s.releaseXactLocksLocked()
+	}
 	s.txStatus = status
 	clear(s.portals)
+	clear(s.localPortals)
 	s.flushClientLocked()
 }
 
@@ -127,7 +145,9 @@ func (s *session) endLostTxLocked() {
 	s.lostTx, s.lostReported = false, false
 	s.txStatus = 'I'
 	s.gucs.rollback()
+	s.releaseXactLocksLocked()
 	clear(s.portals)
+	clear(s.localPortals)
 }
 
 // lostTxQuery answers a simple Query in a lost transaction: ROLLBACK ends

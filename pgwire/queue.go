@@ -19,10 +19,11 @@ const (
 	iQuery                           // injected simple Query: everything up to ReadyForQuery is swallowed
 	sParseComplete                   // answered by the gateway: ParseComplete
 	sCloseComplete                   // answered by the gateway: CloseComplete
+	sBytes                           // answered by the gateway: the messages in data
 )
 
 // synthetic reports whether the gateway answers k itself.
-func (k replyKind) synthetic() bool { return k == sParseComplete || k == sCloseComplete }
+func (k replyKind) synthetic() bool { return k == sParseComplete || k == sCloseComplete || k == sBytes }
 
 // injected reports whether the server's reply to k is the gateway's, not
 // the client's.
@@ -54,6 +55,10 @@ type reply struct {
 	// unitStart and unitFlags describe the unit a Sync or Query ends.
 	unitStart byte
 	unitFlags uint8
+	// data is what an sBytes entry sends; err is the error an injected
+	// failing statement stands for (shown instead of the server's).
+	data []byte
+	err  *pgError
 }
 
 // replyQueue is a FIFO of replies. The zero value is empty and usable.

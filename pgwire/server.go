@@ -215,7 +215,11 @@ func (s *Server) serveConn(raw net.Conn) {
 			Hint:    "The gateway has no route for this database name; see routes in its configuration."}, log)
 		return
 	}
-	sess := s.newSession(conn, br, info, route, log)
+	sess, err := s.newSession(conn, br, info, route, log)
+	if err != nil {
+		s.startupFailed(conn, err, log)
+		return
+	}
 	if err := sess.greet(); err != nil {
 		s.startupFailed(conn, err, log)
 		sess.end()
@@ -286,8 +290,9 @@ func lingerClose(conn net.Conn) {
 	io.CopyN(io.Discard, tcp, 4<<20)
 }
 
-// newSession builds the session state of an authenticated client.
-func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, route *authbridge.Route, log *zap.Logger) *session {
+// newSession builds the session state of an authenticated client. An
+// error is for the client (an invalid startup setting).
+func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, route *authbridge.Route, log *zap.Logger) (*session, error) {
 	pool := route.Pool()
 	sess := &session{
 		srv:      s,
@@ -315,6 +320,21 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		}
 		params[strings.ToLower(name)] = value
 	}
+	c := route.Compat()
+	sess.compat = compatFlags{
+		enabled:       sess.dsql,
+		settings:      sess.dsql && c.Settings,
+		advisoryLocks: sess.dsql && c.AdvisoryLocks,
+		truncate:      sess.dsql && c.Truncate,
+	}
+	var emu map[string]string
+	if sess.compat.settings {
+		var perr *pgError
+		if emu, perr = startupEmulated(params); perr != nil {
+			perr.Severity = severityFatal
+			return nil, perr
+		}
+	}
 	startup := map[string]string{}
 	view := map[string]string{}
 	for name, value := range params {
@@ -324,6 +344,9 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		if report, ok := reportedParams[name]; ok {
 			view[report] = value
 		}
+		if _, emulated := emu[name]; emulated {
+			continue // kept by the gateway, never sent upstream
+		}
 		if sess.dsql && !isDSQLSettable(name) {
 			log.Debug("startup parameter not sent to DSQL", zap.String("name", name))
 			continue
@@ -332,10 +355,10 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 			startup[name] = sqlValue
 		}
 	}
-	sess.gucs = newGUCState(startup)
+	sess.gucs = newGUCState(startup, emu)
 	sess.clientParams = view
 	sess.key = s.keys.register(sess)
-	return sess
+	return sess, nil
 }
 
 // greet sends the client its ParameterStatus values, BackendKeyData and

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -98,9 +99,29 @@ type session struct {
 	portals      map[string]*preparedStmt // portal → statement, within a transaction
 	clientParams map[string]string        // ParameterStatus values the client has seen
 
+	// The compatibility layer (compat.go, advisory.go).
+	compat       compatFlags
+	advisory     advisoryState
+	hasXactLocks bool                    // transaction advisory locks to release at transaction end
+	localPortals map[string]*localPortal // portals of statements the gateway answers
+	// statement_timeout and idle_in_transaction_session_timeout, enforced
+	// by the gateway: stmtTimer runs while a unit is in flight, timedOut
+	// says it fired; idleTimer runs while the client idles in a
+	// transaction.
+	stmtTimer *time.Timer
+	timedOut  bool
+	idleTimer *time.Timer
+	idleArmed atomic.Bool // idleTimer is set: read without mu by the client goroutine
+
 	// counters for the session-end log line
 	transactions uint64
 	replaced     uint64
+}
+
+// compatFlags say which parts of the compatibility layer a session uses
+// (all off for kind postgres routes).
+type compatFlags struct {
+	enabled, settings, advisoryLocks, truncate bool
 }
 
 // errTerminate ends the client loop without an error.
@@ -114,6 +135,9 @@ func (s *session) run() error {
 		msg, err := s.fr.next()
 		if err != nil {
 			return s.clientReadError(err)
+		}
+		if s.idleArmed.Load() {
+			s.stopIdleTimer()
 		}
 		if err := s.onClientMessage(msg); err != nil {
 			if errors.Is(err, errTerminate) {
@@ -228,11 +252,14 @@ func (s *session) queueLocked(r reply) {
 // emitSyntheticLocked answers the synthetic entries at the front.
 func (s *session) emitSyntheticLocked() {
 	for s.q.len() > 0 && s.q.front().kind.synthetic() {
-		switch s.q.pop().kind {
+		r := s.q.pop()
+		switch r.kind {
 		case sParseComplete:
 			s.writeClientLocked(msgParseComplete)
 		case sCloseComplete:
 			s.writeClientLocked(msgCloseComplete)
+		case sBytes:
+			s.writeClientLocked(r.data)
 		}
 	}
 }
@@ -299,13 +326,104 @@ func (s *session) safeLocked() bool {
 	return s.q.len() == 0 && !s.inBatch && s.txStatus == 'I' && !s.copyIn && !s.unitOpen
 }
 
-// beginUnitLocked notes the start of a unit of work.
+// beginUnitLocked notes the start of a unit of work going upstream, and
+// starts the statement_timeout clock.
 func (s *session) beginUnitLocked() {
 	if !s.unitOpen {
 		s.unitOpen = true
 		s.unitStart = s.txStatus
 		s.unitFlags = 0
 	}
+	if s.stmtTimer == nil {
+		if d := s.statementTimeoutLocked(); d > 0 {
+			s.stmtTimer = time.AfterFunc(d, s.statementTimedOut)
+		}
+	}
+}
+
+// stopStatementTimerLocked stops the statement_timeout clock when nothing
+// is in flight any more.
+func (s *session) stopStatementTimerLocked() {
+	if s.stmtTimer != nil {
+		s.stmtTimer.Stop()
+		s.stmtTimer = nil
+	}
+	s.timedOut = false
+}
+
+// cancelGrace is how long an upstream may ignore a cancel sent for
+// statement_timeout before the gateway closes it (DSQL may not support
+// CancelRequest).
+const cancelGrace = 5 * time.Second
+
+// statementTimedOut runs on the timer's goroutine: the client's work has
+// run longer than its statement_timeout, so it is cancelled upstream, and
+// the client gets 57014 as PostgreSQL reports it.
+func (s *session) statementTimedOut() {
+	s.mu.Lock()
+	sc := s.sc
+	if sc == nil || s.q.len() == 0 || s.stmtTimer == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.timedOut = true
+	s.mu.Unlock()
+	s.log.Debug("statement timeout: cancelling upstream work")
+	ctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
+	defer cancel()
+	if err := sc.Route().Cancel(ctx, sc); err != nil {
+		s.log.Info("cancel for statement_timeout failed", zap.Error(err))
+	}
+	time.AfterFunc(cancelGrace, func() {
+		s.mu.Lock()
+		ignored := s.sc == sc && s.timedOut && s.q.len() > 0
+		s.mu.Unlock()
+		if ignored {
+			s.log.Info("upstream ignored the cancel for statement_timeout; closing it")
+			sc.Conn.Close()
+		}
+	})
+}
+
+// startIdleTimerLocked starts idle_in_transaction_session_timeout's clock
+// when the client is left idle inside a transaction.
+func (s *session) startIdleTimerLocked() {
+	if s.idleTimer != nil || s.q.len() > 0 || (s.txStatus != 'T' && s.txStatus != 'E') {
+		return
+	}
+	if d := s.emulatedMillisLocked("idle_in_transaction_session_timeout"); d > 0 {
+		s.idleTimer = time.AfterFunc(d, s.idleInTransactionTimedOut)
+		s.idleArmed.Store(true)
+	}
+}
+
+func (s *session) stopIdleTimer() {
+	s.mu.Lock()
+	if s.idleTimer != nil {
+		s.idleTimer.Stop()
+		s.idleTimer = nil
+	}
+	s.idleArmed.Store(false)
+	s.mu.Unlock()
+}
+
+// idleInTransactionTimedOut ends a session left idle in a transaction for
+// longer than idle_in_transaction_session_timeout, as PostgreSQL does:
+// FATAL 25P03, then the connection closes (and the gateway rolls the
+// transaction back upstream).
+func (s *session) idleInTransactionTimedOut() {
+	s.mu.Lock()
+	if s.idleTimer == nil || s.closing || s.q.len() > 0 || (s.txStatus != 'T' && s.txStatus != 'E') {
+		s.mu.Unlock()
+		return
+	}
+	s.idleTimer = nil
+	s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityFatal, Code: "25P03",
+		Message: "terminating connection due to idle-in-transaction timeout"}))
+	s.flushClientLocked()
+	s.mu.Unlock()
+	s.log.Info("closing a client idle in a transaction past idle_in_transaction_session_timeout")
+	s.conn.Close()
 }
 
 func unitFlagsFor(k sqllex.Kind) uint8 {
@@ -607,7 +725,13 @@ func (s *session) end() {
 	s.mu.Lock()
 	reserved, spare := s.reserved, s.spare
 	s.reserved, s.spare = nil, nil
+	s.stopStatementTimerLocked()
+	if s.idleTimer != nil {
+		s.idleTimer.Stop()
+		s.idleTimer = nil
+	}
 	s.mu.Unlock()
+	s.releaseAllLocks()
 	for _, sc := range []*authbridge.ServerConn{reserved, spare} {
 		if sc != nil {
 			s.pool.Release(sc)
@@ -646,6 +770,9 @@ func (s *session) cancel() {
 	s.mu.Lock()
 	sc := s.sc
 	busy := sc != nil && s.q.len() > 0
+	if stop := s.advisory.waiting; stop != nil {
+		stop() // a lock wait the gateway runs itself
+	}
 	s.mu.Unlock()
 	if !busy {
 		return

@@ -34,7 +34,14 @@ type preparedStmt struct {
 	upstream string
 	gen      uint64 // the client's unnamed-statement generation, for ""
 	kind     sqllex.Kind
-	set      *sqllex.SetStmt // when kind is a SET or RESET
+	set      *sqllex.SetStmt // when kind is a SET or RESET (and not emulated)
+	// rw is what the compatibility layer does with it (nil: nothing);
+	// sent is the text sent upstream (query, or rw.text).
+	rw   *rewrite
+	sent string
+	// local: the gateway answers it itself (rw.local); it never exists
+	// upstream.
+	local bool
 }
 
 // queryInfo describes the statements of one simple Query, in order.
@@ -43,9 +50,26 @@ type queryInfo struct {
 	next  int // index of the statement the next CommandComplete ends
 }
 
+// current is the statement whose replies are arriving, or nil.
+func (q *queryInfo) current() *stmtInfo {
+	if q == nil || q.next >= len(q.stmts) {
+		return nil
+	}
+	return &q.stmts[q.next]
+}
+
 type stmtInfo struct {
 	kind sqllex.Kind
 	set  *sqllex.SetStmt
+	rw   *rewrite
+}
+
+// localPortal is a portal bound to a statement the gateway answers itself.
+type localPortal struct {
+	answer       localAnswer
+	params       [][]byte // copies of the Bind parameter values
+	paramFormats []int16
+	resultFormat int16
 }
 
 // upstreamName derives the gateway-owned name of a statement.
@@ -76,28 +100,57 @@ type gucState struct {
 	startup map[string]string // name → replayable SQL value text; what RESET returns to
 	desired map[string]string // name → replayable SQL value text
 	ver     uint64            // bumped whenever desired changes
-	// saved is desired as it was before the first change in the current
-	// transaction (nil when there is none); a rollback restores it.
+	// emuStartup and emu are the emulated settings (compat.go), by name:
+	// display values kept by the gateway, never sent upstream.
+	emuStartup map[string]string
+	emu        map[string]string
+	// saved (and savedEmu) are desired (and emu) as they were before the
+	// first change in the current transaction (nil when there is none); a
+	// rollback restores them.
 	saved    map[string]string
+	savedEmu map[string]string
 	txFailed bool // an error happened in the current transaction
 	// touched holds names RESET on the attached upstream since it was
 	// attached: their value there is not known exactly.
 	touched map[string]struct{}
 }
 
-func newGUCState(startup map[string]string) *gucState {
-	return &gucState{startup: startup, desired: maps.Clone(startup), touched: map[string]struct{}{}}
+func newGUCState(startup, emuStartup map[string]string) *gucState {
+	if startup == nil {
+		startup = map[string]string{}
+	}
+	if emuStartup == nil {
+		emuStartup = map[string]string{}
+	}
+	return &gucState{startup: startup, desired: maps.Clone(startup),
+		emuStartup: emuStartup, emu: maps.Clone(emuStartup), touched: map[string]struct{}{}}
 }
 
-// beforeChange snapshots desired for a possible rollback.
+// beforeChange snapshots the settings for a possible rollback.
 func (g *gucState) beforeChange() {
 	if g.saved == nil {
 		g.saved = maps.Clone(g.desired)
-		if g.saved == nil {
-			g.saved = map[string]string{}
-		}
+		g.savedEmu = maps.Clone(g.emu)
 	}
 	g.ver++
+}
+
+// applyEmulated records a change to an emulated setting that completed.
+func (g *gucState) applyEmulated(c *emuChange) {
+	if c == nil || c.scope == sqllex.ScopeLocal {
+		return
+	}
+	g.beforeChange()
+	switch c.kind {
+	case sqllex.SetValue:
+		g.emu[c.name] = c.value
+	default: // SET ... TO DEFAULT, RESET
+		if v, ok := g.emuStartup[c.name]; ok {
+			g.emu[c.name] = v
+		} else {
+			delete(g.emu, c.name)
+		}
+	}
 }
 
 // apply records a SET or RESET that completed on the server.
@@ -122,9 +175,7 @@ func (g *gucState) apply(st *sqllex.SetStmt) {
 			g.touched[name] = struct{}{}
 		}
 		g.desired = maps.Clone(g.startup)
-		if g.desired == nil {
-			g.desired = map[string]string{}
-		}
+		g.emu = maps.Clone(g.emuStartup)
 	}
 }
 
@@ -139,15 +190,15 @@ func (g *gucState) resetOne(name string) {
 
 // commit ends the current transaction keeping its changes.
 func (g *gucState) commit() {
-	g.saved = nil
+	g.saved, g.savedEmu = nil, nil
 	g.txFailed = false
 }
 
 // rollback ends the current transaction undoing its changes.
 func (g *gucState) rollback() {
 	if g.saved != nil {
-		g.desired = g.saved
-		g.saved = nil
+		g.desired, g.emu = g.saved, g.savedEmu
+		g.saved, g.savedEmu = nil, nil
 		g.ver++
 	}
 	g.txFailed = false

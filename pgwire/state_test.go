@@ -80,7 +80,7 @@ func set(t *testing.T, sql string) *sqllex.SetStmt {
 // transaction commits, a rollback or an error in the transaction undoes
 // it, SET LOCAL never survives, RESET returns to the startup value.
 func TestGUCTransactions(t *testing.T) {
-	g := newGUCState(map[string]string{"timezone": "'UTC'"})
+	g := newGUCState(map[string]string{"timezone": "'UTC'"}, nil)
 	g.apply(set(t, "SET application_name = 'a'"))
 	g.endTransaction() // autocommit
 	g.apply(set(t, "SET application_name = 'b'"))
