@@ -57,10 +57,15 @@ type Route struct {
 	dialTimeout      time.Duration
 	limiter          *dialLimiter
 	pool             *Pool
+	compat           config.Compat // advisory lock table and lease
 	log              *zap.Logger
 
 	paramsMu sync.Mutex
 	params   map[string]string // ParameterStatus of the most recent handshake
+
+	locksMu     sync.Mutex
+	locks       *LockManager // created by the first Locks; guarded by locksMu
+	locksClosed bool         // Bridge.Close ran; guarded by locksMu
 }
 
 // New builds the routes and pools of cfg (already validated) and starts the
@@ -123,6 +128,7 @@ func newRoute(rc *config.Route, creds aws.CredentialsProvider, opts Options) (*R
 		negotiation:      rc.TLSNegotiation,
 		dialTimeout:      rc.Pool.DialTimeout.D(),
 		upstreamDatabase: rc.UpstreamDatabase,
+		compat:           rc.Compat,
 		log:              opts.Logger.With(zap.String("route", rc.Database)),
 	}
 	var err error
@@ -160,10 +166,14 @@ func (b *Bridge) Routes() []*Route {
 	return out
 }
 
-// Close closes every pool and the idle connections in them. Connections
-// held by clients are closed when they are released.
+// Close stops the routes' advisory lock renewals (the rows are left to
+// expire by their lease), then closes every pool and the idle connections
+// in them. Connections held by clients are closed when they are released.
 func (b *Bridge) Close() {
 	b.closed.Do(func() {
+		for _, r := range b.routes {
+			r.closeLocks()
+		}
 		for _, r := range b.routes {
 			r.pool.close()
 		}

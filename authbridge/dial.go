@@ -36,12 +36,60 @@ func (e *DialError) Unwrap() error { return e.Err }
 // has already taken a dial slot from the pool and a token from the rate
 // limiter.
 func (r *Route) dial(ctx context.Context) (*ServerConn, error) {
+	pgConn, err := r.connect(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	hj, err := pgConn.Hijack()
+	if err != nil {
+		pgConn.Close(context.Background())
+		return nil, &DialError{Route: r.Name, Err: err}
+	}
+	params := make(map[string]string, len(hj.ParameterStatuses))
+	for k, v := range hj.ParameterStatuses {
+		params[k] = v
+	}
+	return &ServerConn{
+		Conn:   hj.Conn,
+		Reader: bufio.NewReaderSize(hj.Conn, serverReadBufferSize),
+		Writer: bufio.NewWriterSize(hj.Conn, serverWriteBufferSize),
+		Params: params,
+		PID:    hj.PID,
+		Secret: hj.SecretKey,
+	}, nil
+}
+
+// connect opens and authenticates one upstream connection within the
+// route's dial timeout, with the startup parameters params (nil for none;
+// only ones DSQL accepts). The caller has already taken a token from the
+// rate limiter. Errors are *DialError and never carry the token or password.
+func (r *Route) connect(ctx context.Context, params map[string]string) (*pgconn.PgConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.dialTimeout)
 	defer cancel()
-
-	cfg, err := pgconn.ParseConfig("sslmode=disable")
+	cfg, err := r.connectConfig(ctx)
 	if err != nil {
 		return nil, &DialError{Route: r.Name, Err: err}
+	}
+	for k, v := range params {
+		cfg.RuntimeParams[k] = v
+	}
+	pgConn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, classifyDialError(r.Name, err)
+	}
+	return pgConn, nil
+}
+
+// connectConfig builds the pgconn configuration of one upstream
+// connection: the endpoint (dialling DialAddress when set), TLS with SNI and
+// verify-full, the route's user and database, and the password: a token
+// minted for this dial (kind dsql) or the static password (kind postgres).
+// The result holds a secret; it must not be logged or kept. ctx bounds the
+// minting and should carry the dial timeout.
+func (r *Route) connectConfig(ctx context.Context) (*pgconn.Config, error) {
+	cfg, err := pgconn.ParseConfig("sslmode=disable")
+	if err != nil {
+		return nil, err
 	}
 	// Set every field that matters explicitly: ParseConfig also reads the
 	// PG* environment variables, and none of them may steer an upstream.
@@ -73,34 +121,13 @@ func (r *Route) dial(ctx context.Context) (*ServerConn, error) {
 		cfg.RequireAuth = "password"
 		token, err := r.minter.Mint(ctx)
 		if err != nil {
-			return nil, &DialError{Route: r.Name, Err: err}
+			return nil, err
 		}
 		cfg.Password = token
 	} else {
 		cfg.Password = r.password
 	}
-
-	pgConn, err := pgconn.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, classifyDialError(r.Name, err)
-	}
-	hj, err := pgConn.Hijack()
-	if err != nil {
-		pgConn.Close(context.Background())
-		return nil, &DialError{Route: r.Name, Err: err}
-	}
-	params := make(map[string]string, len(hj.ParameterStatuses))
-	for k, v := range hj.ParameterStatuses {
-		params[k] = v
-	}
-	return &ServerConn{
-		Conn:   hj.Conn,
-		Reader: bufio.NewReaderSize(hj.Conn, serverReadBufferSize),
-		Writer: bufio.NewWriterSize(hj.Conn, serverWriteBufferSize),
-		Params: params,
-		PID:    hj.PID,
-		Secret: hj.SecretKey,
-	}, nil
+	return cfg, nil
 }
 
 // classifyDialError turns pgconn's connect error into a DialError, deciding

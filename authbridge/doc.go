@@ -7,7 +7,9 @@
 // and verify-full, the startup handshake, the pools with their lifetimes
 // (DSQL closes every connection after 60 minutes), idle timeouts and the
 // per-cluster dial rate limit (DSQL refuses more than 100 new connections a
-// second).
+// second). It also keeps the advisory locks pgwire answers for clients
+// (LockManager, from Route.Locks) as leased rows of a table on the cluster
+// itself, so they hold across every gateway serving it.
 //
 // It deliberately never speaks to clients: pgwire acquires a *ServerConn,
 // reads and writes protocol messages on it, and releases it at a safe point.

@@ -122,10 +122,14 @@ func containsInt(xs []int, x int) bool {
 	return false
 }
 
-// parseLockArg reads "123", "-5", "123::bigint", "$1", "$1::int8".
+// parseLockArg reads "123", "-5", "'123'", "123::bigint", "$1",
+// "$1::int8" (pgx's simple protocol sends parameters as quoted strings).
 func parseLockArg(text string) (lockArg, bool) {
 	text, cast, _ := strings.Cut(text, "::")
 	text = strings.TrimSpace(text)
+	if str, ok := stringConstant(text); ok {
+		text = strings.TrimSpace(str)
+	}
 	switch strings.ToLower(strings.TrimSpace(cast)) {
 	case "", "bigint", "int8", "int", "integer", "int4", "pg_catalog.int8", "pg_catalog.int4":
 	default:
@@ -321,6 +325,12 @@ func (s *session) runLockCall(lc *lockCall, vals []int64, inTx bool) (bool, *pgE
 	}
 	ctx, cancel := s.lockContext()
 	defer cancel()
+	fail := func(err error) *pgError {
+		if cause := context.Cause(ctx); cause != nil {
+			err = cause // why the wait ended: statement timeout or cancel
+		}
+		return s.lockServiceError(err)
+	}
 
 	if lc.fn.unlockAll {
 		for k, h := range a.holds {
@@ -328,7 +338,7 @@ func (s *session) runLockCall(lc *lockCall, vals []int64, inTx bool) (bool, *pgE
 			if h.xact == 0 {
 				delete(a.holds, k)
 				if _, err := mgr.Unlock(ctx, a.owner, k); err != nil {
-					return false, nil, s.lockServiceError(err)
+					return false, nil, fail(err)
 				}
 			}
 		}
@@ -344,7 +354,7 @@ func (s *session) runLockCall(lc *lockCall, vals []int64, inTx bool) (bool, *pgE
 		if h.session+h.xact == 0 {
 			delete(a.holds, k)
 			if _, err := mgr.Unlock(ctx, a.owner, k); err != nil {
-				return false, nil, s.lockServiceError(err)
+				return false, nil, fail(err)
 			}
 		}
 		return true, nil, nil
@@ -362,7 +372,7 @@ func (s *session) runLockCall(lc *lockCall, vals []int64, inTx bool) (bool, *pgE
 			got = err == nil
 		}
 		if err != nil {
-			return false, nil, s.lockServiceError(err)
+			return false, nil, fail(err)
 		}
 		if !got {
 			return false, nil, nil
@@ -378,7 +388,7 @@ func (s *session) runLockCall(lc *lockCall, vals []int64, inTx bool) (bool, *pgE
 	case h.session == 0:
 		delete(a.holds, k)
 		if _, err := mgr.Unlock(ctx, a.owner, k); err != nil {
-			return false, nil, s.lockServiceError(err)
+			return false, nil, fail(err)
 		}
 	}
 	return true, nil, nil

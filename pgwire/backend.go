@@ -281,9 +281,9 @@ func (s *session) onCommandCompleteLocked(r *reply, msg []byte) {
 	var info stmtInfo
 	switch r.kind {
 	case rExecute:
-		s.q.pop()
-		if r.stmt != nil {
-			info = stmtInfo{kind: r.stmt.kind, set: r.stmt.set, rw: r.stmt.rw}
+		done := s.q.pop() // r points into the queue: use the popped copy
+		if done.stmt != nil {
+			info = stmtInfo{kind: done.stmt.kind, set: done.stmt.set, rw: done.stmt.rw}
 		}
 	case rQuery:
 		if cur := r.query.current(); cur != nil {

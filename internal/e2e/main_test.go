@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"net/url"
+
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/dsqlgate/dsqlgate/authbridge"
+	"github.com/dsqlgate/dsqlgate/internal/gateway"
 	"os"
 	"os/exec"
 	"strings"
@@ -104,3 +109,35 @@ func testCtx(t testing.TB, d time.Duration) context.Context {
 
 // pgtestOptions are the PostgreSQL options for stacks started by tests.
 func pgtestOptions() pgtest.PostgresOptions { return pgtest.PostgresOptions{} }
+
+// secondGateway starts another gateway (its own bridge, pools and lock
+// manager) with st's configuration in front of st's emulator, and returns
+// a URL for it. It stops with the test.
+func secondGateway(t testing.TB, st *harness.Stack) string {
+	t.Helper()
+	cfg := *st.Gateway.Config
+	cfg.Listen = "127.0.0.1:0"
+	gw, err := gateway.Start(testCtx(t, time.Minute), &cfg, gateway.Options{
+		Credentials: credentials.StaticCredentialsProvider{Value: st.Credentials},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	u, _ := url.Parse(st.URL("sslmode=disable"))
+	u.Host = gw.Addr
+	return u.String()
+}
+
+// mintToken mints a token the emulator of st accepts, as a client
+// talking to DSQL directly would.
+func mintToken(t testing.TB, st *harness.Stack) string {
+	t.Helper()
+	m := authbridge.NewTokenMinter(harness.StackHost, harness.StackRegion, "admin", 15*time.Minute,
+		credentials.StaticCredentialsProvider{Value: st.Credentials})
+	token, err := m.Mint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}

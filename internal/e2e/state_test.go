@@ -29,13 +29,19 @@ func stackFor(t testing.TB, mode string) *harness.Stack {
 	if mode == config.PoolTransaction {
 		return shared
 	}
+	// Other names get a transaction-mode stack of their own (tests that
+	// need a database to themselves).
 	stacksMu.Lock()
 	defer stacksMu.Unlock()
 	if st := stacks[mode]; st != nil {
 		return st
 	}
 	st, err := harness.StartStack(testCtx(t, 2*time.Minute), harness.StackOptions{
-		Gateway: func(c *config.Config) { c.Routes[0].Pool.Mode = mode },
+		Gateway: func(c *config.Config) {
+			if mode == config.PoolSession {
+				c.Routes[0].Pool.Mode = mode
+			}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -84,6 +90,16 @@ func TestStateSurvivesReplacement(t *testing.T) {
 			if _, err := conn.Prepare(ctx, "by_value", "select v from t where v = $1"); err != nil {
 				t.Fatal(err)
 			}
+			// A SET through the extended protocol (Query, unlike Exec
+			// without arguments, prepares it) counts as well.
+			rows, err := conn.Query(ctx, "SET extra_float_digits = 2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
 			// A SET in a rolled-back transaction does not count.
 			tx, err := conn.Begin(ctx)
 			if err != nil {
@@ -105,6 +121,10 @@ func TestStateSurvivesReplacement(t *testing.T) {
 				}
 				if searchPath != schema+", public" || tz != "America/New_York" || app != "survivor" {
 					t.Fatalf("round %d: search_path=%q TimeZone=%q application_name=%q", round, searchPath, tz, app)
+				}
+				var digits string
+				if err := conn.QueryRow(ctx, "select current_setting('extra_float_digits')").Scan(&digits); err != nil || digits != "2" {
+					t.Fatalf("round %d: extra_float_digits=%q (set through the extended protocol), %v", round, digits, err)
 				}
 				var v int
 				if err := conn.QueryRow(ctx, "by_value", 42).Scan(&v); err != nil || v != 42 {

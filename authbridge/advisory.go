@@ -1,0 +1,912 @@
+package authbridge
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+)
+
+// Advisory locks for a cluster that has none.
+//
+// PostgreSQL's advisory locks live in one server's memory; DSQL refuses
+// them, and a gateway's memory is not enough either, since several
+// gateways may serve one cluster. So a LockManager keeps each held lock as
+// a row of a table on the cluster itself:
+//
+//	(space smallint, key bigint, owner text, expires_at timestamptz,
+//	 primary key (space, key))
+//
+// Every statement runs alone in its own autocommit transaction, and each
+// one both decides and writes, so no decision rests on a read made in an
+// earlier statement. Taking a lock is
+//
+//	UPDATE t SET owner = $3, expires_at = now() + lease
+//	 WHERE space = $1 AND key = $2 AND (expires_at < now() OR owner = $3)
+//
+// (one row: taken; it was free by expiry or already ours), and when that
+// changed nothing,
+//
+//	INSERT INTO t VALUES ($1, $2, $3, now() + lease)
+//
+// (success: taken; 23505 unique_violation: someone holds it). On DSQL two
+// transactions that write the same row (two takeovers of one expired lock,
+// two inserts of one key, a takeover racing the holder's renewal or
+// unlock) cannot both commit: one gets 40001, and the whole attempt is
+// repeated a few times. On PostgreSQL in READ COMMITTED the second writer
+// waits for the first and then re-checks the WHERE clause against the row
+// the first one committed (so it no longer matches), or, for an INSERT,
+// gets 23505. In REPEATABLE READ it gets 40001, as on DSQL. Either way at
+// most one owner is ever written into a row whose lock is unexpired.
+//
+// Expiry uses the database's clock (now()), never the gateway's. While a
+// LockManager holds locks, one goroutine extends all of them every third of
+// the lease in a single UPDATE ... WHERE owner = ANY($1) RETURNING, and
+// drops (with an error in the log) any it finds taken over. A gateway that
+// dies stops renewing, and its locks free themselves after the lease.
+
+// LockSpace separates PostgreSQL's two advisory key spaces: one bigint, or
+// a pair of int4 (the two never conflict in PostgreSQL).
+type LockSpace int16
+
+// The advisory key spaces. The values are stored in the lock table.
+const (
+	LockSpaceBigint  LockSpace = 1
+	LockSpaceIntPair LockSpace = 2
+)
+
+// LockKey names one advisory lock. For a pair of int4 keys, Key is
+// int64(k1)<<32 | int64(uint32(k2)) (see PairKey).
+type LockKey struct {
+	Space LockSpace
+	Key   int64
+}
+
+// BigintKey is the key of pg_advisory_lock(bigint).
+func BigintKey(k int64) LockKey { return LockKey{Space: LockSpaceBigint, Key: k} }
+
+// PairKey is the key of pg_advisory_lock(int4, int4).
+func PairKey(k1, k2 int32) LockKey {
+	return LockKey{Space: LockSpaceIntPair, Key: int64(k1)<<32 | int64(uint32(k2))}
+}
+
+// Pair returns the two int4 keys of a key in LockSpaceIntPair.
+func (k LockKey) Pair() (k1, k2 int32) { return int32(k.Key >> 32), int32(uint32(k.Key)) }
+
+// String is "bigint 42" or "pair 1,2", for logs.
+func (k LockKey) String() string {
+	switch k.Space {
+	case LockSpaceBigint:
+		return "bigint " + strconv.FormatInt(k.Key, 10)
+	case LockSpaceIntPair:
+		k1, k2 := k.Pair()
+		return "pair " + strconv.Itoa(int(k1)) + "," + strconv.Itoa(int(k2))
+	}
+	return "space " + strconv.Itoa(int(k.Space)) + " key " + strconv.FormatInt(k.Key, 10)
+}
+
+func (k LockKey) valid() bool { return k.Space == LockSpaceBigint || k.Space == LockSpaceIntPair }
+
+// ErrLocksClosed is returned by every LockManager method once it is closed.
+var ErrLocksClosed = errors.New("advisory locks closed")
+
+// Defaults for a route whose Compat leaves the lock settings empty.
+const (
+	defaultLockTable = "dsqlgate_advisory_locks"
+	defaultLockLease = time.Minute
+	// defaultLockConnAge replaces the lock connection when the route's
+	// pool has no max_lifetime.
+	defaultLockConnAge = 55 * time.Minute
+)
+
+// Timing of lock operations.
+const (
+	// lockStatementTimeout bounds each statement on the lock connection,
+	// a redial included.
+	lockStatementTimeout = 15 * time.Second
+	// Lock polls the cluster from lockPollMin, doubling to lockPollMax.
+	lockPollMin = 20 * time.Millisecond
+	lockPollMax = time.Second
+	// An attempt that meets a write conflict (40001) is repeated up to
+	// lockConflictRetries times, after jittered pauses from
+	// lockConflictPause, doubling.
+	lockConflictRetries = 5
+	lockConflictPause   = 5 * time.Millisecond
+)
+
+// lockConnParams are the startup parameters of the lock connection.
+var lockConnParams = map[string]string{"application_name": "dsqlgate advisory locks"}
+
+// LockManager keeps a route's advisory locks in a table on the cluster (see
+// above), for any number of owners in this process; an owner is one client
+// session (see NewLockOwner). It holds a lock's row once however many times
+// its owner takes it: counting re-entries is the caller's business. Safe
+// for concurrent use.
+//
+// Statements run one at a time on the manager's own connection (not a
+// pooled one). Lock order: sem, then mu. No I/O happens under mu.
+type LockManager struct {
+	route       *Route
+	log         *zap.Logger
+	now         func() time.Time // the gateway's clock: connection age only
+	maxConnAge  time.Duration    // the lock connection is replaced at this age
+	renewPeriod time.Duration    // a third of the lease
+	sql         lockSQL
+	life        context.Context // ends with Close, and every statement with it
+	endLife     context.CancelFunc
+	closeOnce   sync.Once
+	// The renewal goroutine is started (under sem) by the first lock
+	// taken and ends with life; Close waits for it.
+	startRenew sync.Once
+	renewals   sync.WaitGroup
+
+	// sem (capacity 1) is the right to use conn. Whoever holds it also
+	// records a statement's outcome in the local state before giving it
+	// back, so the renewal never sees a row whose outcome is unrecorded.
+	sem        chan struct{}
+	conn       *pgconn.PgConn // guarded by sem; nil until dialled or after a failure
+	connBorn   time.Time      // guarded by sem
+	tableReady bool           // guarded by sem
+
+	mu      sync.Mutex
+	closed  bool                            // guarded by mu
+	holders map[LockKey]string              // key → the local owner holding it; guarded by mu
+	owned   map[string]map[LockKey]struct{} // owner → its keys; guarded by mu
+	freed   map[LockKey]chan struct{}       // closed when the key's local holder lets go; guarded by mu
+
+	// Counters, for tests.
+	statements, dials, conflicts atomic.Uint64
+
+	// Test hooks, set before first use: connParams replaces
+	// lockConnParams; onWait runs when Lock starts waiting.
+	connParams map[string]string
+	onWait     func(owner string, k LockKey)
+}
+
+// lockSQL holds the statements for one table and lease.
+type lockSQL struct {
+	create, probe, take, insert, release, releaseAll, renew string
+}
+
+func newLockSQL(table string, lease time.Duration) lockSQL {
+	t := quoteTable(table)
+	until := fmt.Sprintf("now() + interval '%d milliseconds'", lease.Milliseconds())
+	return lockSQL{
+		create: "CREATE TABLE IF NOT EXISTS " + t + " (space smallint NOT NULL, key bigint NOT NULL, " +
+			"owner text NOT NULL, expires_at timestamptz NOT NULL, PRIMARY KEY (space, key))",
+		probe: "SELECT 1 FROM " + t + " WHERE false",
+		take: "UPDATE " + t + " SET owner = $3::text, expires_at = " + until +
+			" WHERE space = $1::smallint AND key = $2::bigint AND (expires_at < now() OR owner = $3::text)",
+		insert: "INSERT INTO " + t + " (space, key, owner, expires_at) VALUES ($1::smallint, $2::bigint, $3::text, " +
+			until + ")",
+		release:    "DELETE FROM " + t + " WHERE space = $1::smallint AND key = $2::bigint AND owner = $3::text",
+		releaseAll: "DELETE FROM " + t + " WHERE owner = $1::text",
+		renew: "UPDATE " + t + " SET expires_at = " + until +
+			" WHERE owner = ANY($1::text[]) RETURNING space, key, owner",
+	}
+}
+
+// quoteTable quotes a [schema.]table name as identifiers.
+func quoteTable(name string) string {
+	parts := strings.Split(name, ".")
+	for i, p := range parts {
+		parts[i] = `"` + strings.ReplaceAll(p, `"`, `""`) + `"`
+	}
+	return strings.Join(parts, ".")
+}
+
+// Locks returns the route's advisory lock manager, creating it on first
+// use. Nothing is dialled until a lock is asked for. After Bridge.Close it
+// returns a closed manager.
+func (r *Route) Locks() *LockManager {
+	r.locksMu.Lock()
+	defer r.locksMu.Unlock()
+	if r.locks == nil {
+		r.locks = newLockManager(r)
+		if r.locksClosed {
+			r.locks.Close()
+		}
+	}
+	return r.locks
+}
+
+// closeLocks closes the route's lock manager, if any, and any made later.
+func (r *Route) closeLocks() {
+	r.locksMu.Lock()
+	r.locksClosed = true
+	m := r.locks
+	r.locksMu.Unlock()
+	if m != nil {
+		m.Close()
+	}
+}
+
+func newLockManager(r *Route) *LockManager {
+	table := r.compat.AdvisoryLockTable
+	if table == "" {
+		table = defaultLockTable
+	}
+	lease := r.compat.AdvisoryLockLease.D()
+	if lease <= 0 {
+		lease = defaultLockLease
+	}
+	maxAge := r.pool.settings.MaxLifetime.D()
+	if maxAge <= 0 {
+		maxAge = defaultLockConnAge
+	}
+	life, end := context.WithCancel(context.Background())
+	return &LockManager{
+		route:       r,
+		log:         r.log.With(zap.String("lock_table", table)),
+		now:         r.pool.now,
+		renewPeriod: lease / 3,
+		maxConnAge:  maxAge,
+		sql:         newLockSQL(table, lease),
+		life:        life,
+		endLife:     end,
+		sem:         make(chan struct{}, 1),
+		holders:     map[LockKey]string{},
+		owned:       map[string]map[LockKey]struct{}{},
+		freed:       map[LockKey]chan struct{}{},
+		connParams:  lockConnParams,
+	}
+}
+
+// lockInstance identifies this process among every gateway that shares a
+// cluster: the host name, when known, and 64 random bits.
+var lockInstance = sync.OnceValue(func() string {
+	id := randomHex(8)
+	if h, err := os.Hostname(); err == nil && h != "" {
+		if len(h) > 64 {
+			h = h[:64]
+		}
+		id = h + "/" + id
+	}
+	return id
+})
+
+// NewLockOwner returns a new owner name, "<instance id>:<random>", unique
+// across every gateway process: one per client session that takes advisory
+// locks.
+func NewLockOwner() string { return lockInstance() + ":" + randomHex(8) }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never fails (crypto/rand since Go 1.24)
+	return hex.EncodeToString(b)
+}
+
+// TryLock takes k for owner if no one else holds it, and reports whether
+// owner holds it now (true also when owner already held it). A key held by
+// another owner of this process is refused without asking the cluster.
+// After repeated write conflicts it reports false.
+func (m *LockManager) TryLock(ctx context.Context, owner string, k LockKey) (bool, error) {
+	if err := checkLockArgs(owner, k); err != nil {
+		return false, err
+	}
+	if held, err := m.heldByOther(owner, k); held || err != nil {
+		return false, err
+	}
+	if err := m.take(ctx); err != nil {
+		return false, err
+	}
+	defer m.give()
+	// Another local owner may have taken it while we waited for sem.
+	if held, err := m.heldByOther(owner, k); held || err != nil {
+		return false, err
+	}
+	if err := m.ensureTable(ctx); err != nil {
+		return false, err
+	}
+	ok, err := m.acquire(ctx, owner, k)
+	if errors.Is(err, errLockBusy) {
+		return false, nil // the caller may try again
+	}
+	if err != nil {
+		return false, fmt.Errorf("take advisory lock %s: %w", k, err)
+	}
+	m.mu.Lock()
+	if m.closed {
+		// Closed while we worked: nothing will renew the row; it
+		// expires by its lease.
+		m.mu.Unlock()
+		return false, ErrLocksClosed
+	}
+	lost := !ok && m.holders[k] == owner // someone else has it now
+	if ok {
+		m.rememberLocked(owner, k)
+	} else if lost {
+		m.forgetLocked(owner, k)
+	}
+	m.mu.Unlock()
+	if lost {
+		m.log.Error("advisory lock lost", zap.String("owner", owner), zap.Stringer("key", k))
+	}
+	if ok {
+		// Still under sem: Close waits for it before it waits for the
+		// renewal goroutine.
+		m.startRenew.Do(func() {
+			m.renewals.Add(1)
+			go m.renewLoop()
+		})
+	}
+	return ok, nil
+}
+
+// Lock takes k for owner, waiting until it is free or ctx ends (then the
+// error wraps ctx.Err()). It polls the cluster with jittered backoff; while
+// another owner of this process holds k, it waits for that owner to let go
+// first. Failures that may pass (network, a lost connection, DSQL's
+// connection limits) are retried; others are returned.
+func (m *LockManager) Lock(ctx context.Context, owner string, k LockKey) error {
+	backoff := lockPollMin
+	waiting := false
+	for {
+		ok, err := m.TryLock(ctx, owner, k)
+		switch {
+		case ok:
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("wait for advisory lock %s: %w", k, ctx.Err())
+		case err != nil && !transientLockError(err):
+			return err
+		case err != nil:
+			m.log.Warn("advisory lock attempt failed", zap.Stringer("key", k), zap.Error(err))
+		}
+		if !waiting {
+			waiting = true
+			if m.onWait != nil {
+				m.onWait(owner, k)
+			}
+		}
+		// Another owner here holds k: wait for it to let go. Otherwise
+		// poll the cluster again after a pause.
+		freed := m.localRelease(owner, k)
+		var t *time.Timer
+		var pause <-chan time.Time // nil while waiting for freed
+		if freed != nil {
+			backoff = lockPollMin
+		} else {
+			t = time.NewTimer(jitter(backoff))
+			pause = t.C
+			backoff = min(2*backoff, lockPollMax)
+		}
+		var stopped error
+		select {
+		case <-freed:
+		case <-pause:
+		case <-ctx.Done():
+			stopped = fmt.Errorf("wait for advisory lock %s: %w", k, ctx.Err())
+		case <-m.life.Done():
+			stopped = ErrLocksClosed
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if stopped != nil {
+			return stopped
+		}
+	}
+}
+
+// Unlock releases owner's hold on k and reports whether owner held it (by
+// the cluster's account). When the statement fails the manager forgets the
+// lock anyway: the row is deleted later or expires by its lease.
+func (m *LockManager) Unlock(ctx context.Context, owner string, k LockKey) (bool, error) {
+	if err := checkLockArgs(owner, k); err != nil {
+		return false, err
+	}
+	if err := m.take(ctx); err != nil {
+		return false, err
+	}
+	defer m.give()
+	if err := m.ensureTable(ctx); err != nil {
+		return false, err
+	}
+	res, err := m.exec(ctx, m.sql.release, strconv.Itoa(int(k.Space)), strconv.FormatInt(k.Key, 10), owner)
+	m.mu.Lock()
+	believed := m.holders[k] == owner
+	m.forgetLocked(owner, k)
+	m.mu.Unlock()
+	if err != nil {
+		return false, fmt.Errorf("release advisory lock %s: %w", k, err)
+	}
+	released := res.CommandTag.RowsAffected() > 0
+	if believed && !released {
+		m.log.Error("advisory lock lost", zap.String("owner", owner), zap.Stringer("key", k))
+	}
+	return released, nil
+}
+
+// UnlockAll releases every lock owner holds (a session ending). Like
+// Unlock, the manager forgets them even when the statement fails.
+func (m *LockManager) UnlockAll(ctx context.Context, owner string) error {
+	if owner == "" {
+		return errors.New("advisory lock owner is empty")
+	}
+	if err := m.take(ctx); err != nil {
+		return err
+	}
+	defer m.give()
+	if err := m.ensureTable(ctx); err != nil {
+		return err
+	}
+	_, err := m.exec(ctx, m.sql.releaseAll, owner)
+	m.mu.Lock()
+	for k := range m.owned[owner] {
+		m.forgetLocked(owner, k)
+	}
+	m.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("release advisory locks: %w", err)
+	}
+	return nil
+}
+
+// Held returns the keys this manager believes owner holds, sorted (none
+// after Close).
+func (m *LockManager) Held(owner string) []LockKey {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []LockKey
+	for k := range m.owned[owner] {
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(a, b LockKey) int {
+		return cmp.Or(cmp.Compare(a.Space, b.Space), cmp.Compare(a.Key, b.Key))
+	})
+	return out
+}
+
+// Close stops the renewals and closes the lock connection. It does not
+// release the rows: a closing gateway's locks expire by their lease unless
+// UnlockAll ran first. Waiting Locks and every later call return
+// ErrLocksClosed. Idempotent.
+func (m *LockManager) Close() {
+	m.closeOnce.Do(func() {
+		m.mu.Lock()
+		m.closed = true
+		for k, ch := range m.freed {
+			close(ch)
+			delete(m.freed, k)
+		}
+		clear(m.holders)
+		clear(m.owned)
+		m.mu.Unlock()
+		m.endLife()         // ends the renewal and any statement in flight
+		m.sem <- struct{}{} // kept: nothing runs on conn after this
+		m.renewals.Wait()
+		m.dropConn()
+	})
+}
+
+func checkLockArgs(owner string, k LockKey) error {
+	if owner == "" {
+		return errors.New("advisory lock owner is empty")
+	}
+	if !k.valid() {
+		return fmt.Errorf("advisory lock space %d is unknown", k.Space)
+	}
+	return nil
+}
+
+// heldByOther reports whether another local owner holds k.
+func (m *LockManager) heldByOther(owner string, k LockKey) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false, ErrLocksClosed
+	}
+	h, ok := m.holders[k]
+	return ok && h != owner, nil
+}
+
+// localRelease returns a channel closed when the other local owner that
+// holds k lets go of it, or nil when no other local owner holds k.
+func (m *LockManager) localRelease(owner string, k LockKey) <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h, ok := m.holders[k]; !ok || h == owner || m.closed {
+		return nil
+	}
+	ch := m.freed[k]
+	if ch == nil {
+		ch = make(chan struct{})
+		m.freed[k] = ch
+	}
+	return ch
+}
+
+func (m *LockManager) rememberLocked(owner string, k LockKey) {
+	m.holders[k] = owner
+	keys := m.owned[owner]
+	if keys == nil {
+		keys = map[LockKey]struct{}{}
+		m.owned[owner] = keys
+	}
+	keys[k] = struct{}{}
+}
+
+// forgetLocked drops owner's hold on k, if it has one, and wakes local
+// waiters for k.
+func (m *LockManager) forgetLocked(owner string, k LockKey) {
+	if m.holders[k] != owner {
+		return
+	}
+	delete(m.holders, k)
+	delete(m.owned[owner], k)
+	if len(m.owned[owner]) == 0 {
+		delete(m.owned, owner)
+	}
+	if ch := m.freed[k]; ch != nil {
+		close(ch)
+		delete(m.freed, k)
+	}
+}
+
+// take waits for the right to use the connection (sem).
+func (m *LockManager) take(ctx context.Context) error {
+	select {
+	case m.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the advisory lock connection: %w", ctx.Err())
+	case <-m.life.Done():
+		return ErrLocksClosed
+	}
+	if m.life.Err() != nil {
+		<-m.sem
+		return ErrLocksClosed
+	}
+	return nil
+}
+
+func (m *LockManager) give() { <-m.sem }
+
+// errLockBusy: every attempt to take a lock met a write conflict. The lock
+// is not taken; whether someone else holds it is not known.
+var errLockBusy = errors.New("advisory lock busy")
+
+// acquire runs one attempt to take k for owner (the UPDATE, then the
+// INSERT), repeating it after write conflicts. The caller holds sem.
+func (m *LockManager) acquire(ctx context.Context, owner string, k LockKey) (bool, error) {
+	args := []string{strconv.Itoa(int(k.Space)), strconv.FormatInt(k.Key, 10), owner}
+	pause := lockConflictPause
+	for attempt := 0; ; attempt++ {
+		ok, err := m.acquireOnce(ctx, args)
+		if !isWriteConflict(err) {
+			return ok, err
+		}
+		m.conflicts.Add(1)
+		if attempt == lockConflictRetries {
+			return false, errLockBusy
+		}
+		if !sleepCtx(ctx, jitter(pause)) {
+			return false, ctx.Err()
+		}
+		pause *= 2
+	}
+}
+
+func (m *LockManager) acquireOnce(ctx context.Context, args []string) (bool, error) {
+	res, err := m.exec(ctx, m.sql.take, args...)
+	if err != nil {
+		return false, err
+	}
+	if res.CommandTag.RowsAffected() > 0 {
+		return true, nil // expired, or already ours
+	}
+	_, err = m.exec(ctx, m.sql.insert, args...)
+	if err == nil {
+		return true, nil
+	}
+	if sqlState(err) == "23505" {
+		return false, nil // someone holds it
+	}
+	return false, err
+}
+
+// ensureTable creates the lock table on first use, in a statement of its
+// own (DSQL allows one DDL statement per transaction, and none with DML).
+// The caller holds sem.
+func (m *LockManager) ensureTable(ctx context.Context) error {
+	if m.tableReady {
+		return nil
+	}
+	var err error
+	for attempt := 0; attempt <= lockConflictRetries; attempt++ {
+		_, err = m.exec(ctx, m.sql.create)
+		switch sqlState(err) {
+		case "":
+			m.tableReady = true
+			m.log.Debug("advisory lock table ready")
+			return nil
+		case "42501":
+			// Not allowed to create tables; enough if it exists.
+			if _, perr := m.exec(ctx, m.sql.probe); perr == nil {
+				m.tableReady = true
+				return nil
+			}
+			return fmt.Errorf("create advisory lock table: %w", err)
+		case "40001", "OC000", "OC001", "23505", "42P07", "42710", "40P01":
+			// Another gateway created it at the same moment.
+			if !sleepCtx(ctx, jitter(lockConflictPause)) {
+				return fmt.Errorf("create advisory lock table: %w", ctx.Err())
+			}
+			continue
+		}
+		return fmt.Errorf("create advisory lock table: %w", err)
+	}
+	return fmt.Errorf("create advisory lock table: %w", err)
+}
+
+// exec runs one statement in its own transaction with text parameters,
+// dialling or replacing the connection first when needed. A failure that
+// happened before anything was sent is retried once on a new connection.
+// The caller holds sem.
+func (m *LockManager) exec(ctx context.Context, sql string, args ...string) (*pgconn.Result, error) {
+	if m.life.Err() != nil {
+		return nil, ErrLocksClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, lockStatementTimeout)
+	defer cancel()
+	stop := context.AfterFunc(m.life, cancel) // Close ends the statement
+	defer stop()
+	params := make([][]byte, len(args))
+	for i, a := range args {
+		params[i] = []byte(a)
+	}
+	for retried := false; ; retried = true {
+		conn, err := m.connection(ctx)
+		if err != nil {
+			if m.life.Err() != nil {
+				return nil, ErrLocksClosed
+			}
+			return nil, err
+		}
+		m.statements.Add(1)
+		res := conn.ExecParams(ctx, sql, params, nil, nil, nil).Read()
+		if res.Err == nil {
+			return res, nil
+		}
+		if conn.IsClosed() {
+			m.conn = nil
+		}
+		if sqlState(res.Err) == "42P01" {
+			m.tableReady = false // dropped under us: create it again next time
+		}
+		if !retried && pgconn.SafeToRetry(res.Err) && ctx.Err() == nil {
+			m.dropConn()
+			continue
+		}
+		if m.life.Err() != nil {
+			return nil, ErrLocksClosed
+		}
+		return nil, res.Err
+	}
+}
+
+// connection returns the lock connection, replacing it first when it is
+// closed, has something unasked-for to say (PostgreSQL's FATAL before it
+// closes) or has reached the route's max_lifetime (DSQL closes connections
+// at 60 minutes), and dialling through the route's rate limiter when there
+// is none. The caller holds sem, so the connection is idle.
+func (m *LockManager) connection(ctx context.Context) (*pgconn.PgConn, error) {
+	if m.conn != nil && (m.conn.IsClosed() || !socketIdle(m.conn.Conn()) || m.now().Sub(m.connBorn) >= m.maxConnAge) {
+		m.dropConn()
+	}
+	if m.conn != nil {
+		return m.conn, nil
+	}
+	r := m.route
+	if err := r.limiter.wait(ctx); err != nil {
+		return nil, &DialError{Route: r.Name, Retryable: true, Err: fmt.Errorf("waiting for the dial rate limit: %w", err)}
+	}
+	conn, err := r.connect(ctx, m.connParams)
+	if err != nil {
+		var de *DialError
+		if errors.As(err, &de) && (de.SQLState == "53400" || de.SQLState == "53300") {
+			r.limiter.backoff(limitBackoff)
+		}
+		m.log.Warn("advisory lock dial failed", zap.Error(err))
+		return nil, err
+	}
+	m.dials.Add(1)
+	m.conn, m.connBorn = conn, m.now()
+	return conn, nil
+}
+
+// dropConn closes the lock connection, if any, the way a client does. The
+// caller holds sem.
+func (m *LockManager) dropConn() {
+	if m.conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), gracefulCloseWait)
+	m.conn.Close(ctx)
+	cancel()
+	m.conn = nil
+}
+
+// renewLoop runs in the manager's renewal goroutine, from the first lock
+// taken until Close: every third of the lease it extends every lock held.
+func (m *LockManager) renewLoop() {
+	defer m.renewals.Done()
+	t := time.NewTicker(m.renewPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.life.Done():
+			return
+		case <-t.C:
+		}
+		m.renew()
+	}
+}
+
+// heldLock is one row of the lock table.
+type heldLock struct {
+	owner string
+	key   LockKey
+}
+
+// renew extends every lock held here in one statement, and compares the
+// rows it extended with what the owners believe they hold: a lock not
+// among them was taken over (or deleted) after it expired, and is dropped;
+// a row of a local owner that it does not believe it holds (a statement
+// whose outcome was lost with its connection) is deleted.
+func (m *LockManager) renew() {
+	if m.take(m.life) != nil {
+		return
+	}
+	defer m.give()
+	m.mu.Lock()
+	owners := make([]string, 0, len(m.owned))
+	for o := range m.owned {
+		owners = append(owners, o)
+	}
+	m.mu.Unlock()
+	if len(owners) == 0 {
+		return
+	}
+	var res *pgconn.Result
+	var err error
+	// A write conflict here is a takeover of an expired lock racing the
+	// renewal (or, on DSQL, a schema change): run it again, and let the
+	// comparison below tell.
+	for attempt, pause := 0, lockConflictPause; ; attempt, pause = attempt+1, 2*pause {
+		res, err = m.exec(m.life, m.sql.renew, textArray(owners))
+		if !isWriteConflict(err) || attempt == lockConflictRetries || !sleepCtx(m.life, jitter(pause)) {
+			break
+		}
+		m.conflicts.Add(1)
+	}
+	if err != nil {
+		if m.life.Err() == nil {
+			m.log.Warn("advisory lock renewal failed", zap.Error(err))
+		}
+		return
+	}
+	extended := make(map[heldLock]bool, len(res.Rows))
+	for _, row := range res.Rows {
+		if h, ok := parseLockRow(row); ok {
+			extended[h] = true
+		}
+	}
+	var lost, orphans []heldLock
+	m.mu.Lock()
+	for owner, keys := range m.owned {
+		for k := range keys {
+			if !extended[heldLock{owner, k}] {
+				lost = append(lost, heldLock{owner, k})
+			}
+		}
+	}
+	for h := range extended {
+		if _, ok := m.owned[h.owner][h.key]; !ok {
+			orphans = append(orphans, h)
+		}
+	}
+	for _, h := range lost {
+		m.forgetLocked(h.owner, h.key)
+	}
+	m.mu.Unlock()
+	for _, h := range lost {
+		m.log.Error("advisory lock lost", zap.String("owner", h.owner), zap.Stringer("key", h.key))
+	}
+	for _, h := range orphans {
+		_, err := m.exec(m.life, m.sql.release, strconv.Itoa(int(h.key.Space)), strconv.FormatInt(h.key.Key, 10), h.owner)
+		if err != nil {
+			m.log.Warn("advisory lock orphan release failed", zap.String("owner", h.owner), zap.Stringer("key", h.key), zap.Error(err))
+			continue
+		}
+		m.log.Warn("advisory lock orphan released", zap.String("owner", h.owner), zap.Stringer("key", h.key))
+	}
+}
+
+// parseLockRow reads (space, key, owner) in text format.
+func parseLockRow(row [][]byte) (heldLock, bool) {
+	if len(row) != 3 {
+		return heldLock{}, false
+	}
+	space, err1 := strconv.ParseInt(string(row[0]), 10, 16)
+	key, err2 := strconv.ParseInt(string(row[1]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return heldLock{}, false
+	}
+	return heldLock{owner: string(row[2]), key: LockKey{Space: LockSpace(space), Key: key}}, true
+}
+
+// textArray writes ss as a PostgreSQL text[] literal, every element quoted.
+func textArray(ss []string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, s := range ss {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		for j := 0; j < len(s); j++ {
+			if s[j] == '"' || s[j] == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(s[j])
+		}
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// sqlState is the SQLSTATE of a server error in err's chain, or "".
+func sqlState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+// isWriteConflict reports a transaction that lost a write conflict and may
+// simply be run again: DSQL's optimistic concurrency (40001, or its bare
+// OC000/OC001 codes), PostgreSQL's serialization failure and deadlock.
+func isWriteConflict(err error) bool {
+	switch sqlState(err) {
+	case "40001", "OC000", "OC001", "40P01":
+		return true
+	}
+	return false
+}
+
+// transientLockError reports whether Lock should keep waiting after err:
+// dial failures that may pass and lost connections, but not errors the
+// server reported (write conflicts never get here) nor a closed manager.
+func transientLockError(err error) bool {
+	if errors.Is(err, ErrLocksClosed) {
+		return false
+	}
+	var de *DialError
+	if errors.As(err, &de) {
+		return de.Retryable
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// A server that is going away (admin shutdown, cannot connect
+		// now, too many connections) will be redialled.
+		// The lock table dropped under us is created again.
+		return strings.HasPrefix(pgErr.Code, "57P") || strings.HasPrefix(pgErr.Code, "08") ||
+			pgErr.Code == "53300" || pgErr.Code == "53400" || pgErr.Code == "42P01"
+	}
+	return true
+}

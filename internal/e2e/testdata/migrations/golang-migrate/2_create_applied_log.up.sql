@@ -1,0 +1,1 @@
+CREATE TABLE applied_log (migration int NOT NULL, applied_by text NOT NULL);

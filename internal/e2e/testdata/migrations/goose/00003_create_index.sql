@@ -1,0 +1,6 @@
+-- +goose NO TRANSACTION
+-- +goose Up
+CREATE INDEX orders_total ON orders (total);
+
+-- +goose Down
+DROP INDEX orders_total;
