@@ -58,9 +58,9 @@ const (
 // lockCall is a recognised whole-statement call. Immutable.
 type lockCall struct {
 	fn     lockFunc
-	column string     // the result column's name
-	args   []lockArg  // one (bigint key) or two (int4 pair); none for unlock_all
-	params []uint32   // parameter type OIDs the statement reports
+	column string    // the result column's name
+	args   []lockArg // one (bigint key) or two (int4 pair); none for unlock_all
+	params []uint32  // parameter type OIDs the statement reports
 }
 
 // lockArg is a constant or a $n parameter.
