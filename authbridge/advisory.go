@@ -56,6 +56,14 @@ import (
 // the lease in a single UPDATE ... WHERE owner = ANY($1) RETURNING, and
 // drops (with an error in the log) any it finds taken over. A gateway that
 // dies stops renewing, and its locks free themselves after the lease.
+// Unlock deletes the row (WHERE owner = $3, so only the holder can). A row
+// of a local owner that the manager does not know of (a statement whose
+// reply was lost with its connection) is deleted by the renewal.
+//
+// The manager also remembers which local owner holds which key, so that
+// another owner of the same gateway is refused, or waits for a local
+// Unlock, without a round trip. That is an optimisation only: every lock
+// taken was taken on the cluster.
 
 // LockSpace separates PostgreSQL's two advisory key spaces: one bigint, or
 // a pair of int4 (the two never conflict in PostgreSQL).
@@ -124,6 +132,8 @@ const (
 	// lockConflictPause, doubling.
 	lockConflictRetries = 5
 	lockConflictPause   = 5 * time.Millisecond
+	// A lock connection idle this long is pinged before it is used.
+	lockPingIdle = time.Second
 )
 
 // lockConnParams are the startup parameters of the lock connection.
@@ -158,6 +168,7 @@ type LockManager struct {
 	sem        chan struct{}
 	conn       *pgconn.PgConn // guarded by sem; nil until dialled or after a failure
 	connBorn   time.Time      // guarded by sem
+	connUsed   time.Time      // end of the last statement or ping; guarded by sem
 	tableReady bool           // guarded by sem
 
 	mu      sync.Mutex
@@ -677,6 +688,7 @@ func (m *LockManager) exec(ctx context.Context, sql string, args ...string) (*pg
 		}
 		m.statements.Add(1)
 		res := conn.ExecParams(ctx, sql, params, nil, nil, nil).Read()
+		m.connUsed = m.now()
 		if res.Err == nil {
 			return res, nil
 		}
@@ -698,13 +710,28 @@ func (m *LockManager) exec(ctx context.Context, sql string, args ...string) (*pg
 }
 
 // connection returns the lock connection, replacing it first when it is
-// closed, has something unasked-for to say (PostgreSQL's FATAL before it
-// closes) or has reached the route's max_lifetime (DSQL closes connections
-// at 60 minutes), and dialling through the route's rate limiter when there
-// is none. The caller holds sem, so the connection is idle.
+// closed or has reached the route's max_lifetime (DSQL closes connections
+// at 60 minutes), or when it has been idle for lockPingIdle and does not
+// answer a ping (DSQL, a restarted server or the network may have closed
+// it without a word; better to learn that before sending a statement whose
+// outcome must be known). It dials through the route's rate limiter when
+// there is no connection. The caller holds sem, so the connection is idle.
+//
+// (Peeking at the socket, as ServerConn.Alive does, is not possible here:
+// pgconn may have a background reader blocked on it.)
 func (m *LockManager) connection(ctx context.Context) (*pgconn.PgConn, error) {
-	if m.conn != nil && (m.conn.IsClosed() || !socketIdle(m.conn.Conn()) || m.now().Sub(m.connBorn) >= m.maxConnAge) {
-		m.dropConn()
+	if m.conn != nil {
+		now := m.now()
+		switch {
+		case m.conn.IsClosed() || now.Sub(m.connBorn) >= m.maxConnAge:
+			m.dropConn()
+		case now.Sub(m.connUsed) >= lockPingIdle:
+			if err := m.conn.Ping(ctx); err != nil {
+				m.dropConn()
+			} else {
+				m.connUsed = now
+			}
+		}
 	}
 	if m.conn != nil {
 		return m.conn, nil
@@ -723,7 +750,7 @@ func (m *LockManager) connection(ctx context.Context) (*pgconn.PgConn, error) {
 		return nil, err
 	}
 	m.dials.Add(1)
-	m.conn, m.connBorn = conn, m.now()
+	m.conn, m.connBorn, m.connUsed = conn, m.now(), m.now()
 	return conn, nil
 }
 

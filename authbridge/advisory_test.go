@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -831,31 +830,37 @@ func TestLockTableWithoutCreatePrivilege(t *testing.T) {
 
 // TestLockConnectionReplaced: the lock connection is replaced when its
 // backend is gone (PostgreSQL terminated it; DSQL's emulator closed it
-// abruptly, as at 60 minutes) or when it reaches max_lifetime, and the
-// next lock operation does not fail for it.
+// abruptly, as at 60 minutes) and a ping after a pause shows it, or when it
+// reaches max_lifetime, and the next lock operation does not fail for it.
 func TestLockConnectionReplaced(t *testing.T) {
 	var clock atomic.Int64 // nanoseconds added to the real time
 	now := func() time.Time { return time.Now().Add(time.Duration(clock.Load())) }
 	cases := []struct {
-		name    string
-		backend lockBackend
-		disturb func(t *testing.T, c *lockCluster, m *LockManager)
+		name      string
+		backend   lockBackend
+		disturb   func(t *testing.T, c *lockCluster, m *LockManager)
+		wantDials uint64
 	}{
+		{"idle and alive", readCommitted, func(*testing.T, *lockCluster, *LockManager) {
+			clock.Add(int64(lockPingIdle)) // pinged, kept
+		}, 1},
+		{"idle and alive through the emulator", viaEmulator, func(*testing.T, *lockCluster, *LockManager) {
+			clock.Add(int64(lockPingIdle))
+		}, 1},
 		{"terminated backend", readCommitted, func(t *testing.T, _ *lockCluster, m *LockManager) {
-			pid, conn := lockConnOf(t, m)
-			rawExec(t, "SELECT pg_terminate_backend($1::int)", fmt.Sprint(pid))
-			eventually(t, "the connection shows it is gone", func() bool { return !socketIdle(conn) })
-		}},
+			// Waits (up to 10 s) until the backend has gone.
+			rawExec(t, "SELECT pg_terminate_backend($1::int, 10000)", fmt.Sprint(lockConnPID(t, m)))
+			clock.Add(int64(lockPingIdle))
+		}, 2},
 		{"closed by the emulator", viaEmulator, func(t *testing.T, c *lockCluster, m *LockManager) {
-			_, conn := lockConnOf(t, m)
 			if c.emu.KillAll() != 1 {
 				t.Fatal("the emulator did not have exactly the lock connection")
 			}
-			eventually(t, "the connection shows it is gone", func() bool { return !socketIdle(conn) })
-		}},
+			clock.Add(int64(lockPingIdle))
+		}, 2},
 		{"past max_lifetime", readCommitted, func(t *testing.T, _ *lockCluster, m *LockManager) {
 			clock.Add(int64(m.maxConnAge))
-		}},
+		}, 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -869,22 +874,21 @@ func TestLockConnectionReplaced(t *testing.T) {
 			tc.disturb(t, c, m)
 			mustUnlock(t, m, owner, BigintKey(1), true)
 			mustTryLock(t, m, owner, BigintKey(2), true)
-			if m.dials.Load() != 2 {
-				t.Fatalf("%d dials, want 2", m.dials.Load())
+			if m.dials.Load() != tc.wantDials {
+				t.Fatalf("%d dials, want %d", m.dials.Load(), tc.wantDials)
 			}
 		})
 	}
 }
 
-// lockConnOf returns the backend pid and network connection of m's lock
-// connection.
-func lockConnOf(t *testing.T, m *LockManager) (uint32, net.Conn) {
+// lockConnPID returns the backend pid of m's lock connection.
+func lockConnPID(t *testing.T, m *LockManager) uint32 {
 	t.Helper()
 	if err := m.take(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer m.give()
-	return m.conn.PID(), m.conn.Conn()
+	return m.conn.PID()
 }
 
 // TestLockErrorsCarryNoSecret: when the cluster refuses the lock
