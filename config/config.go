@@ -10,9 +10,17 @@
 //	dsqlgate.yaml:12: routes[0].pool.size: must be at least 1
 //
 // Validate also reads the environment variables named by verifier_env and
-// password_env and keeps their values (ResolvedVerifier, ResolvedPassword),
-// so no later code reads the environment. Secrets (verifiers, passwords)
-// never appear in an error.
+// password_env and keeps what it needs of their values (ResolvedVerifier,
+// ResolvedMD5, ResolvedPassword), and loads users_file (AllUsers), so no
+// later code reads the environment. A user's password_env is turned into a
+// SCRAM verifier and an md5 hash at once; the password itself is not kept.
+// Secrets (passwords, verifiers, md5 hashes) never appear in an error.
+//
+// Client TLS is on by default wherever it matters: ClientTLSMode resolves an
+// empty client_tls.mode to require when listen is not a loopback address,
+// and Validate refuses that without a certificate, so a gateway reachable
+// from other hosts never takes passwords in clear unless the file says
+// client_tls.mode: disable.
 //
 // A validated *Config is read-only: any number of goroutines may read it.
 // Structs here carry unexported fields (resolved secrets, key lines), so
@@ -36,8 +44,14 @@ type Config struct {
 	ClientTLS ClientTLS `yaml:"client_tls"`
 	// Limits bound what a client may send and how long it may take.
 	Limits Limits `yaml:"limits"`
-	// Users are the gateway's own users.
+	// Users are the gateway's own users. With UsersFile, more users come
+	// from that file; AllUsers returns both.
 	Users []User `yaml:"users"`
+	// UsersFile, when set, is a users file in PgBouncer's userlist.txt
+	// format (see LoadUsersFile), read by Validate and again by the server
+	// when it changes. A relative path is relative to the working
+	// directory. A name must not be both in Users and in the file.
+	UsersFile string `yaml:"users_file"`
 	// Routes map a client's startup "database" to an upstream.
 	Routes []Route `yaml:"routes"`
 	// AWS configures how AWS credentials are found for minting tokens.
@@ -46,6 +60,8 @@ type Config struct {
 	// src records where Parse found each key, for messages; nil for a
 	// Config built in code.
 	src *origin
+	// fileUsers are the users of UsersFile as loaded by the last Validate.
+	fileUsers []User
 }
 
 // Log configures logging.
@@ -58,8 +74,10 @@ type Log struct {
 
 // ClientTLS configures TLS between clients and the gateway.
 type ClientTLS struct {
-	// Mode is disable, allow or require. Empty means allow when a
-	// certificate is configured and disable otherwise (see ResolvedMode).
+	// Mode is disable, allow or require. Empty means require when Listen
+	// is not a loopback address, else allow when a certificate is
+	// configured, else disable: see Config.ClientTLSMode, which is the
+	// mode the gateway uses.
 	Mode string `yaml:"mode"`
 	// CertFile and KeyFile are PEM files; both or neither. Validate loads
 	// them as a pair. Relative paths are relative to the working directory.
@@ -68,7 +86,11 @@ type ClientTLS struct {
 }
 
 // ResolvedMode returns Mode, or when it is empty, TLSAllow if a certificate
-// is configured and TLSDisable otherwise.
+// is configured and TLSDisable otherwise. It does not know the listen
+// address, so it never requires TLS on its own.
+//
+// Deprecated: use Config.ClientTLSMode, which also resolves an empty Mode
+// to TLSRequire on a listener that is not loopback.
 func (t *ClientTLS) ResolvedMode() string {
 	switch {
 	case t.Mode != "":
@@ -103,24 +125,76 @@ type Limits struct {
 	// MaxClientConn is the number of client connections served at once;
 	// one more gets SQLSTATE 53300. Default 10000.
 	MaxClientConn int `yaml:"max_client_conn"`
+	// AuthFailureLimit is how many failed logins one source address may
+	// have within AuthFailureWindow before each further failure from it is
+	// answered only after a growing delay. Default 5; 0 turns backoff off.
+	AuthFailureLimit int `yaml:"auth_failure_limit"`
+	// AuthFailureWindow is the span over which failures are counted.
+	// Default 1m; positive.
+	AuthFailureWindow Duration `yaml:"auth_failure_window"`
+	// AuthFailureMaxDelay caps the delay of one failure. Default 5s;
+	// positive and less than StartupTimeout, so that a delayed failure is
+	// still answered within the startup deadline (the default leaves half
+	// of the default 10s for the login itself).
+	AuthFailureMaxDelay Duration `yaml:"auth_failure_max_delay"`
 }
 
+// Authentication methods the gateway asks a user for (User.Auth).
+const (
+	// AuthSCRAM is SCRAM-SHA-256, the default: the password never crosses
+	// the network and the gateway keeps only a verifier.
+	AuthSCRAM = "scram-sha-256"
+	// AuthMD5 is PostgreSQL's md5 challenge, for old clients. The stored
+	// hash is as good as the password for logging in, so guard it as one.
+	AuthMD5 = "md5"
+	// AuthPassword is a cleartext password, checked against the SCRAM
+	// verifier; only over TLS.
+	AuthPassword = "password"
+)
+
 // User is a client-facing user of the gateway.
+//
+// Its secret is exactly one of Verifier, VerifierEnv and PasswordEnv, except
+// that a user with Auth md5 may have only MD5. Use the Resolved methods,
+// never the fields, to read them.
 type User struct {
 	// Name is the user name clients send in their startup message.
 	Name string `yaml:"name"`
 	// Verifier is the password as a SCRAM verifier,
 	// SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>
-	// (`dsqlgate passwd NAME` prints one). Exactly one of Verifier and
-	// VerifierEnv is set.
+	// (`dsqlgate passwd NAME` prints one).
 	Verifier string `yaml:"verifier"`
 	// VerifierEnv names an environment variable holding the verifier.
 	// Validate reads it once; use ResolvedVerifier.
 	VerifierEnv string `yaml:"verifier_env"`
+	// PasswordEnv names an environment variable holding the password
+	// itself (for containers whose secrets arrive that way), used exactly
+	// as set. Validate reads it once and keeps only a SCRAM verifier
+	// (with a fresh random salt each time) and the md5 hash made from it,
+	// never the password; use ResolvedVerifier and ResolvedMD5.
+	PasswordEnv string `yaml:"password_env"`
+	// MD5 is the password as PostgreSQL stores md5 passwords: "md5"
+	// followed by the lower-case hex of md5(password + Name), 35
+	// characters. Needed for Auth md5 unless PasswordEnv is set; not with
+	// PasswordEnv. Anyone holding it can log in with md5: keep it secret.
+	MD5 string `yaml:"md5"`
+	// Auth is the method the gateway asks this user for: scram-sha-256
+	// (AuthSCRAM, the default when empty), md5 (AuthMD5, opt-in for old
+	// clients; needs MD5 or PasswordEnv) or password (AuthPassword,
+	// cleartext, opt-in; needs a SCRAM verifier, and Validate refuses it
+	// when ClientTLSMode is disable). Under client TLS mode allow, pgwire
+	// must not ask for a cleartext password on a connection without TLS.
+	// Use ResolvedAuth.
+	Auth string `yaml:"auth"`
+	// Databases are the route databases (Route.Database) this user may
+	// connect to; empty means every route. Use AllowsDatabase.
+	Databases []string `yaml:"databases"`
 
-	// verifier is the value of VerifierEnv, read by Validate. Never put it
-	// in a log line or an error.
+	// verifier is the SCRAM verifier from VerifierEnv or PasswordEnv and
+	// md5 the hash from PasswordEnv, set by Validate. Never put them in a
+	// log line or an error.
 	verifier string
+	md5      string
 }
 
 // Route kinds.

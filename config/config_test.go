@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -54,14 +55,24 @@ func TestDefault(t *testing.T) {
 		Listen: "127.0.0.1:6432",
 		Log:    config.Log{Level: "info", Format: "console"},
 		Limits: config.Limits{
-			StartupTimeout:   config.Duration(10 * time.Second),
-			MaxStartupPacket: 1 << 20,
-			MaxMessageSize:   64 << 20,
-			MaxClientConn:    10000,
+			StartupTimeout:      config.Duration(10 * time.Second),
+			MaxStartupPacket:    1 << 20,
+			MaxMessageSize:      64 << 20,
+			MaxClientConn:       10000,
+			AuthFailureLimit:    5,
+			AuthFailureWindow:   config.Duration(time.Minute),
+			AuthFailureMaxDelay: config.Duration(5 * time.Second),
 		},
 	}
 	if diff := cmp.Diff(want, config.Default(), ignoreResolved); diff != "" {
 		t.Errorf("Default() mismatch (-want +got):\n%s", diff)
+	}
+	// The defaults pass the rules that relate them.
+	if d := config.Default(); d.Limits.AuthFailureMaxDelay >= d.Limits.StartupTimeout {
+		t.Errorf("default auth_failure_max_delay %s is not less than startup_timeout %s", d.Limits.AuthFailureMaxDelay, d.Limits.StartupTimeout)
+	}
+	if got := config.Default().ClientTLSMode(); got != config.TLSDisable {
+		t.Errorf("Default().ClientTLSMode() = %q, want %q", got, config.TLSDisable)
 	}
 }
 
@@ -202,13 +213,13 @@ func TestSampleLoads(t *testing.T) {
 	}
 
 	got := []string{
-		c.Users[0].ResolvedVerifier(),
+		c.Users[0].ResolvedVerifier(), c.Users[0].ResolvedAuth(), c.Users[0].ResolvedMD5(), strconv.FormatBool(c.Users[0].AllowsDatabase("reports")),
 		c.Routes[1].Role, c.Routes[1].Pool.Mode, c.Routes[1].Pool.MaxLifetime.String(), c.Routes[1].ResolvedRegion(),
 		c.Routes[1].Address(),
 		c.Routes[2].Kind, c.Routes[2].Address(), c.Routes[2].ResolvedPassword(), c.Routes[2].UpstreamDatabase,
 	}
 	want := []string{
-		testVerifier,
+		testVerifier, "scram-sha-256", "", "true",
 		"reporting", "session", "55m0s", "us-east-1",
 		"abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws:5432",
 		"postgres", "localhost:5432", "local-pw", "postgres",
@@ -236,10 +247,10 @@ func TestSampleNamesEveryKey(t *testing.T) {
 			if !strings.Contains(text, name+":") {
 				t.Errorf("the sample does not mention %s.%s (key %q)", typ.Name(), f.Name, name)
 			}
-			switch f.Type.Kind() {
-			case reflect.Struct:
+			switch {
+			case f.Type.Kind() == reflect.Struct:
 				walk(f.Type)
-			case reflect.Slice:
+			case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
 				walk(f.Type.Elem())
 			}
 		}

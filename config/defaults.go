@@ -4,17 +4,22 @@ import "time"
 
 // Default returns the top-level defaults: listen on 127.0.0.1:6432 (loopback
 // only), log at info to the console, client TLS off until a certificate is
-// configured, and the client limits. It has no users and no routes, so it
+// configured (required, once listen leaves loopback; see ClientTLSMode), and
+// the client limits, with login backoff after 5 failures a minute from one
+// address, each delayed at most 5s (half the startup timeout). It has no users and no routes, so it
 // does not validate on its own; DefaultRoute gives a route's defaults.
 func Default() *Config {
 	return &Config{
 		Listen: "127.0.0.1:6432",
 		Log:    Log{Level: "info", Format: "console"},
 		Limits: Limits{
-			StartupTimeout:   Duration(10 * time.Second),
-			MaxStartupPacket: 1 * MiB,
-			MaxMessageSize:   64 * MiB,
-			MaxClientConn:    10000,
+			StartupTimeout:      Duration(10 * time.Second),
+			MaxStartupPacket:    1 * MiB,
+			MaxMessageSize:      64 * MiB,
+			MaxClientConn:       10000,
+			AuthFailureLimit:    5,
+			AuthFailureWindow:   Duration(time.Minute),
+			AuthFailureMaxDelay: Duration(5 * time.Second),
 		},
 	}
 }

@@ -259,6 +259,10 @@ func (d *decoder) sequence(n *yaml.Node, path string, v reflect.Value) {
 		d.mistyped(n, path, "expected a list (lines starting with -), got %s", describeNode(n, false))
 		return
 	}
+	if len(n.Content) == 0 {
+		v.SetZero() // [] is the same as leaving the key out
+		return
+	}
 	s := reflect.MakeSlice(v.Type(), 0, len(n.Content))
 	for i, el := range n.Content {
 		key := fmt.Sprintf("%s[%d]", path, i)
@@ -321,7 +325,7 @@ func (d *decoder) scalar(n *yaml.Node, path string, v reflect.Value) {
 // isSecretKey reports whether the value at path must never be shown.
 func isSecretKey(path string) bool {
 	name := path[strings.LastIndexByte(path, '.')+1:]
-	return name == "verifier" || name == "password"
+	return name == "verifier" || name == "password" || name == "md5"
 }
 
 func describeType(t reflect.Type) string {

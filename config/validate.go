@@ -3,13 +3,13 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -21,20 +21,12 @@ import (
 // from Load or Parse, the file and line. It runs before anything listens.
 //
 // Validate also reads the environment variables named by verifier_env and
-// password_env, once, and keeps their values for ResolvedVerifier and
-// ResolvedPassword; call it again after changing those keys or the
-// environment. It must not run while other goroutines read c.
+// password_env, once, keeping what ResolvedVerifier, ResolvedMD5 and
+// ResolvedPassword return, and loads users_file for AllUsers; call it again
+// after changing those keys, the environment or the file. It must not run
+// while other goroutines read c.
 func (c *Config) Validate() error {
 	return newValidationError(c.check())
-}
-
-// ResolvedVerifier returns the user's SCRAM verifier: Verifier, or the value
-// of VerifierEnv as read by the last Validate. Never log it.
-func (u *User) ResolvedVerifier() string {
-	if u.VerifierEnv == "" {
-		return strings.TrimSpace(u.Verifier)
-	}
-	return u.verifier
 }
 
 // ResolvedPassword returns the upstream password of a kind postgres route:
@@ -96,20 +88,20 @@ func (k *checker) env(key, name string) (string, bool) {
 }
 
 // hostPort checks a host:port; listen allows an empty host (every
-// interface) and port 0 (any free port).
-func (k *checker) hostPort(key, s string, listen bool) {
+// interface) and port 0 (any free port). It reports whether s is valid.
+func (k *checker) hostPort(key, s string, listen bool) bool {
 	example := "127.0.0.1:5432"
 	if listen {
 		example = "127.0.0.1:6432"
 	}
 	if s == "" {
 		k.add(key, "required: host:port, such as %s", example)
-		return
+		return false
 	}
 	host, portText, err := net.SplitHostPort(s)
 	if err != nil {
 		k.add(key, "%q is not host:port, such as %s (an IPv6 address goes in brackets: [::1]:6432)", s, example)
-		return
+		return false
 	}
 	low := 1
 	if listen {
@@ -117,21 +109,24 @@ func (k *checker) hostPort(key, s string, listen bool) {
 	}
 	if port, err := strconv.Atoi(portText); err != nil || port < low || port > 65535 {
 		k.add(key, "port %q is not a number from %d to 65535", portText, low)
-		return
+		return false
 	}
 	if host == "" && !listen {
 		k.add(key, "%q has no host", s)
+		return false
 	}
+	return true
 }
 
-// maxPEMFile bounds the certificate, key and CA files read by Validate.
-const maxPEMFile = 4 << 20
+// maxSmallFile bounds the files read by Validate: certificate, key, CA and
+// users files.
+const maxSmallFile = 4 << 20
 
 // readable checks that path names a regular file of at most 4 MiB that
 // this process can read, and returns its content, or nil after adding a
 // problem. Devices and pipes are refused: reading /dev/zero never ends.
 func (k *checker) readable(key, path string) []byte {
-	data, err := readPEMFile(path)
+	data, err := readSmallFile(path)
 	if err != nil {
 		k.add(key, "cannot read %s: %v", path, err)
 		return nil
@@ -139,7 +134,9 @@ func (k *checker) readable(key, path string) []byte {
 	return data
 }
 
-func readPEMFile(path string) ([]byte, error) {
+// readSmallFile returns the content of path, which must be a regular file
+// of at most 4 MiB. Its errors do not repeat the path.
+func readSmallFile(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, unwrapPath(err)
@@ -149,20 +146,20 @@ func readPEMFile(path string) ([]byte, error) {
 		return nil, errors.New("it is a directory")
 	case !fi.Mode().IsRegular():
 		return nil, errors.New("it is not a regular file")
-	case fi.Size() > maxPEMFile:
-		return nil, fmt.Errorf("it is larger than %s", ByteSize(maxPEMFile))
+	case fi.Size() > maxSmallFile:
+		return nil, fmt.Errorf("it is larger than %s", ByteSize(maxSmallFile))
 	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, unwrapPath(err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
+	data, err := io.ReadAll(io.LimitReader(f, maxSmallFile+1))
 	if err != nil {
 		return nil, unwrapPath(err)
 	}
-	if len(data) > maxPEMFile {
-		return nil, fmt.Errorf("it is larger than %s", ByteSize(maxPEMFile))
+	if len(data) > maxSmallFile {
+		return nil, fmt.Errorf("it is larger than %s", ByteSize(maxSmallFile))
 	}
 	return data, nil
 }
@@ -179,17 +176,66 @@ func unwrapPath(err error) error {
 
 func (c *Config) check() []Problem {
 	k := &checker{src: c.src}
-	k.hostPort("listen", c.Listen, true)
+	listenOK := k.hostPort("listen", c.Listen, true)
 	k.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	k.oneOf("log.format", c.Log.Format, "console", "json")
-	c.ClientTLS.check(k)
+	c.checkClientTLS(k, listenOK)
 	c.Limits.check(k)
 	c.checkUsers(k)
 	c.checkRoutes(k)
 	return k.problems
 }
 
-func (t *ClientTLS) check(k *checker) {
+// ClientTLSMode returns the TLS mode towards clients that the gateway uses:
+// client_tls.mode when it is set; otherwise TLSRequire when Listen's host
+// is not a loopback address (127.0.0.0/8, ::1, localhost; an empty host,
+// 0.0.0.0 and :: listen on every interface, so they are not loopback, and
+// neither is an unparsable Listen), else TLSAllow when a certificate is
+// configured, else TLSDisable.
+func (c *Config) ClientTLSMode() string {
+	switch {
+	case c.ClientTLS.Mode != "":
+		return c.ClientTLS.Mode
+	case !isLoopbackListen(c.Listen):
+		return TLSRequire
+	case c.ClientTLS.CertFile != "":
+		return TLSAllow
+	}
+	return TLSDisable
+}
+
+// isLoopbackListen reports whether the host of listen, a host:port, is a
+// loopback address or the name localhost. Any other name may resolve to
+// anything, so it is not loopback.
+func isLoopbackListen(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// describeListen says, for a message, why listen is not loopback.
+func describeListen(listen string) string {
+	host, _, _ := net.SplitHostPort(listen)
+	if ip, err := netip.ParseAddr(host); host == "" || err == nil && ip.IsUnspecified() {
+		return fmt.Sprintf("%q listens on every interface", listen)
+	}
+	return fmt.Sprintf("%q is not a loopback address (127.0.0.0/8, ::1, localhost)", listen)
+}
+
+// Fixes offered when client TLS is required without a certificate.
+const (
+	makeCertHint  = "`dsqlgate cert` makes a self-signed pair"
+	plainConnHint = "or set client_tls.mode: disable explicitly to accept plain connections (only where something else encrypts the path, such as a tunnel)"
+)
+
+func (c *Config) checkClientTLS(k *checker, listenOK bool) {
+	t := &c.ClientTLS
 	switch t.Mode {
 	case "", TLSDisable, TLSAllow, TLSRequire:
 	default:
@@ -200,8 +246,14 @@ func (t *ClientTLS) check(k *checker) {
 		k.add("client_tls.key_file", "required with cert_file")
 	case t.CertFile == "" && t.KeyFile != "":
 		k.add("client_tls.cert_file", "required with key_file")
-	case t.CertFile == "" && (t.Mode == TLSRequire || t.Mode == TLSAllow):
-		k.add("client_tls.mode", "%s needs cert_file and key_file", t.Mode)
+	case t.CertFile != "":
+	case t.Mode == TLSRequire:
+		k.add("client_tls.mode", "require needs cert_file and key_file: clients must use TLS, which needs a certificate; set client_tls.cert_file and key_file (%s), %s", makeCertHint, plainConnHint)
+	case t.Mode == TLSAllow:
+		k.add("client_tls.mode", "allow needs cert_file and key_file (%s)", makeCertHint)
+	case t.Mode == "" && listenOK && c.ClientTLSMode() == TLSRequire:
+		k.add("listen", "%s, so client TLS is required (client_tls.mode resolves to require) and needs a certificate: a listener other hosts can reach must not accept passwords in clear. Set client_tls.cert_file and key_file (%s), %s",
+			describeListen(c.Listen), makeCertHint, plainConnHint)
 	}
 	var cert, key []byte
 	if t.CertFile != "" {
@@ -231,81 +283,18 @@ func (l *Limits) check(k *checker) {
 	if l.MaxClientConn < 1 {
 		k.add("limits.max_client_conn", "must be at least 1")
 	}
-}
-
-func (c *Config) checkUsers(k *checker) {
-	if len(c.Users) == 0 {
-		k.add("users", "at least one user is required: clients log in as one of them")
+	if l.AuthFailureLimit < 0 {
+		k.add("limits.auth_failure_limit", "must not be negative (0 turns login backoff off)")
 	}
-	byName := map[string]int{}
-	for i := range c.Users {
-		u := &c.Users[i]
-		p := fmt.Sprintf("users[%d]", i)
-		switch j, dup := byName[u.Name]; {
-		case u.Name == "":
-			k.add(p+".name", "required")
-		case strings.ContainsRune(u.Name, 0):
-			k.add(p+".name", "must not contain a NUL character")
-		case dup:
-			k.add(p+".name", "%q is already the name of users[%d]", u.Name, j)
-		default:
-			byName[u.Name] = i
-		}
-		u.verifier = ""
-		switch {
-		case u.Verifier != "" && u.VerifierEnv != "":
-			k.add(p+".verifier_env", "set verifier or verifier_env, not both")
-		case u.Verifier == "" && u.VerifierEnv == "":
-			k.add(p, "needs verifier or verifier_env: a SCRAM verifier, which `dsqlgate passwd NAME` prints")
-		case u.VerifierEnv != "":
-			v, ok := k.env(p+".verifier_env", u.VerifierEnv)
-			if !ok {
-				break
-			}
-			v = strings.TrimSpace(v)
-			if why := checkVerifier(v); why != "" {
-				k.add(p+".verifier_env", "environment variable %s does not hold a SCRAM-SHA-256 verifier: %s", u.VerifierEnv, why)
-				break
-			}
-			u.verifier = v
-		default:
-			if why := checkVerifier(strings.TrimSpace(u.Verifier)); why != "" {
-				k.add(p+".verifier", "not a SCRAM-SHA-256 verifier: %s", why)
-			}
-		}
+	if l.AuthFailureWindow <= 0 {
+		k.add("limits.auth_failure_window", "must be positive, such as \"1m\" (auth_failure_limit: 0 turns login backoff off)")
 	}
-}
-
-// verifierForm is the shape of a SCRAM verifier, for messages.
-const verifierForm = "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>, as `dsqlgate passwd NAME` prints"
-
-// checkVerifier checks the syntax of a SCRAM-SHA-256 verifier as pg_authid
-// stores it and returns what is wrong, or "". The reason never quotes any
-// part of v.
-func checkVerifier(v string) string {
-	rest, ok := strings.CutPrefix(v, "SCRAM-SHA-256$")
-	if !ok {
-		return "it must start with SCRAM-SHA-256$ (store a verifier, never a password)"
+	switch {
+	case l.AuthFailureMaxDelay <= 0:
+		k.add("limits.auth_failure_max_delay", "must be positive, such as \"10s\"")
+	case l.StartupTimeout > 0 && l.AuthFailureMaxDelay >= l.StartupTimeout:
+		k.add("limits.auth_failure_max_delay", "%s must be less than startup_timeout (%s): a delayed failure must still be answered before the startup deadline closes the connection", l.AuthFailureMaxDelay, l.StartupTimeout)
 	}
-	iterSalt, keys, ok1 := strings.Cut(rest, "$")
-	iter, salt, ok2 := strings.Cut(iterSalt, ":")
-	storedKey, serverKey, ok3 := strings.Cut(keys, ":")
-	if !ok1 || !ok2 || !ok3 {
-		return "expected " + verifierForm
-	}
-	if n, err := strconv.ParseInt(iter, 10, 32); err != nil || n < 1 {
-		return "the iteration count must be a whole number from 1 to 2147483647"
-	}
-	if b, err := base64.StdEncoding.DecodeString(salt); err != nil || len(b) == 0 {
-		return "the salt must be non-empty base64"
-	}
-	if b, err := base64.StdEncoding.DecodeString(storedKey); err != nil || len(b) != 32 {
-		return "StoredKey must be 32 bytes in base64"
-	}
-	if b, err := base64.StdEncoding.DecodeString(serverKey); err != nil || len(b) != 32 {
-		return "ServerKey must be 32 bytes in base64"
-	}
-	return ""
 }
 
 func (c *Config) checkRoutes(k *checker) {

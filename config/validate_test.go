@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -89,7 +91,8 @@ func TestValidateRules(t *testing.T) {
 		{name: "valid client tls", doc: "client_tls: {mode: require, cert_file: {{dir}}/cert.pem, key_file: {{dir}}/key.pem}\n" + user + dsqlRoute},
 		{name: "valid everything explicit", doc: user + dsqlRoute + "    region: us-east-1\n    dial_address: 127.0.0.1:15432\n    ca_file: {{dir}}/cert.pem\n    pool: {max_lifetime: 60m, lifetime_jitter: 0s, min_idle: 20}\n"},
 		{name: "valid privatelink endpoint", doc: user + "routes: [{database: app, endpoint: abcdefghijklmnopqrstuvwxyz.dsql-fnh4.eu-west-1.on.aws}]\n"},
-		{name: "valid listen on every interface", doc: "listen: :6432\n" + user + dsqlRoute},
+		{name: "valid listen on every interface without tls", doc: "listen: :6432\nclient_tls: {mode: disable}\n" + user + dsqlRoute},
+		{name: "valid listen on every interface with tls", doc: "listen: :6432\nclient_tls: {cert_file: {{dir}}/cert.pem, key_file: {{dir}}/key.pem}\n" + user + dsqlRoute},
 		{name: "valid postgres lifetime beyond 60m", doc: user + pgRoute + pgPass + "    pool: {max_lifetime: 2h}\n"},
 
 		// listen, log
@@ -121,7 +124,7 @@ func TestValidateRules(t *testing.T) {
 		{name: "user without name", doc: "users: [{verifier_env: TEST_VERIFIER}] # <-\n" + dsqlRoute, key: "users[0].name", msg: "required"},
 		{name: "duplicate user", doc: "users:\n  - {name: alice, verifier_env: TEST_VERIFIER}\n  - {name: alice, verifier_env: TEST_VERIFIER} # <-\n" + dsqlRoute, key: "users[1].name", msg: `"alice" is already the name of users[0]`},
 		{name: "verifier and verifier_env", doc: "users:\n  - name: alice\n    verifier: " + testVerifier + "\n    verifier_env: TEST_VERIFIER # <-\n" + dsqlRoute, key: "users[0].verifier_env", msg: "not both"},
-		{name: "no verifier", doc: "users: [{name: alice}] # <-\n" + dsqlRoute, key: "users[0]", msg: "needs verifier or verifier_env"},
+		{name: "no verifier", doc: "users: [{name: alice}] # <-\n" + dsqlRoute, key: "users[0]", msg: "needs verifier, verifier_env or password_env"},
 		{name: "verifier without prefix", doc: "users:\n  - name: alice\n    verifier: hunter2 # <-\n" + dsqlRoute, key: "users[0].verifier", msg: "must start with SCRAM-SHA-256$"},
 		{name: "verifier missing parts", doc: "users:\n  - name: alice\n    verifier: SCRAM-SHA-256$4096 # <-\n" + dsqlRoute, key: "users[0].verifier", msg: "expected SCRAM-SHA-256$<iterations>"},
 		{name: "verifier iterations zero", doc: "users:\n  - name: alice\n    verifier: " + strings.Replace(testVerifier, "$4096:", "$0:", 1) + " # <-\n" + dsqlRoute, key: "users[0].verifier", msg: "iteration count"},
@@ -291,44 +294,131 @@ func TestEnvResolution(t *testing.T) {
 }
 
 // TestSecretsNeverInErrors feeds secrets through every path that handles
-// one and checks that no error shows them.
+// one (inline and environment verifiers, passwords, md5 hashes, the users
+// file) and checks that no error shows them.
 func TestSecretsNeverInErrors(t *testing.T) {
 	const secret = "Sekr1tValue"
+	// keyed is a valid verifier whose keys are secret; so is validMD5.
+	keyed := makeVerifier("salt-not-secret", "stored", "server")
+	keys := strings.Split(keyed[strings.LastIndexByte(keyed, '$')+1:], ":")
+	validMD5 := md5Of(secret, "a")
 	t.Setenv("TEST_VERIFIER", testVerifier)
 	t.Setenv("TEST_SECRET_VERIFIER", "SCRAM-SHA-256$4096:"+secret+"$"+secret+":"+secret)
 	t.Setenv("TEST_SECRET_PLAIN", secret)
+	t.Setenv("TEST_KEYED_VERIFIER", keyed)
+	t.Setenv("TEST_VALID_MD5", validMD5)
+
+	// Users files, each line with a secret in it.
+	dir := t.TempDir()
+	files := map[string]string{
+		"plaintext":      `"alice" "` + secret + `"`,
+		"bad verifier":   `"alice" "SCRAM-SHA-256$4096:` + secret + "$" + secret + ":" + secret + `"`,
+		"md5 upper case": `"alice" "md5` + strings.ToUpper(validMD5[3:]) + `"`,
+		"run together":   `"alice""` + secret + `"`,
+		"swapped fields": `"` + keyed + `" "alice"`,
+		"unterminated":   `"alice" "` + secret,
+		"trailing text":  `"alice" "` + keyed + `" ` + secret,
+		"duplicate":      `"b" "` + keyed + `"` + "\n" + `"b" "` + validMD5 + `"`,
+		"in users too":   `"a" "` + keyed + `"` + "\n" + `"z" "` + validMD5 + `"`,
+		"name only":      `"` + secret + `"`,
+		"empty name":     `"" "` + keyed + `"`,
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const userA = "users: [{name: a, verifier_env: TEST_VERIFIER}]\n"
 	tests := []struct {
-		name string
-		doc  string
+		name    string
+		doc     string
+		secrets []string // nil: secret
 	}{
-		{"inline verifier without prefix", "users: [{name: a, verifier: " + secret + "}]\n" + dsqlRoute},
-		{"inline verifier bad parts", "users: [{name: a, verifier: 'SCRAM-SHA-256$4096:" + secret + "$" + secret + ":" + secret + "'}]\n" + dsqlRoute},
-		{"inline verifier bad iterations", "users: [{name: a, verifier: 'SCRAM-SHA-256$" + secret + ":c2FsdA==$x:y'}]\n" + dsqlRoute},
-		{"env verifier bad parts", "users: [{name: a, verifier_env: TEST_SECRET_VERIFIER}]\n" + dsqlRoute},
-		{"env verifier is a password", "users: [{name: a, verifier_env: TEST_SECRET_PLAIN}]\n" + dsqlRoute},
-		{"verifier and verifier_env", "users: [{name: a, verifier: " + secret + ", verifier_env: TEST_SECRET_PLAIN}]\n" + dsqlRoute},
-		{"verifier not text", "users: [{name: a, verifier: [" + secret + "]}]\n" + dsqlRoute},
-		{"verifier with a tag", "users: [{name: a, verifier: !!binary " + secret + "}]\n" + dsqlRoute},
-		{"password on a dsql route", user + dsqlRoute + "    password: " + secret + "\n"},
-		{"password and password_env", user + pgRoute + "    password: " + secret + "\n    password_env: TEST_SECRET_PLAIN\n"},
-		{"password not text", user + pgRoute + "    password: {x: " + secret + "}\n"},
-		{"password with other problems", user + pgRoute + "    password_env: TEST_SECRET_PLAIN\n    tls: bogus\n    pool: {size: 0}\n"},
-		{"misspelt password key", user + pgRoute + "    pasword: " + secret + "\n"},
-		{"unterminated quote", user + pgRoute + "    password: \"" + secret + "\n"},
-		{"bad indentation", user + pgRoute + "    password: " + secret + "\n   tls: x\n"},
-		{"secret as a key", user + pgRoute + "    " + secret + ": x\n"},
+		{name: "inline verifier without prefix", doc: "users: [{name: a, verifier: " + secret + "}]\n" + dsqlRoute},
+		{name: "inline verifier bad parts", doc: "users: [{name: a, verifier: 'SCRAM-SHA-256$4096:" + secret + "$" + secret + ":" + secret + "'}]\n" + dsqlRoute},
+		{name: "inline verifier bad iterations", doc: "users: [{name: a, verifier: 'SCRAM-SHA-256$" + secret + ":c2FsdA==$x:y'}]\n" + dsqlRoute},
+		{name: "env verifier bad parts", doc: "users: [{name: a, verifier_env: TEST_SECRET_VERIFIER}]\n" + dsqlRoute},
+		{name: "env verifier is a password", doc: "users: [{name: a, verifier_env: TEST_SECRET_PLAIN}]\n" + dsqlRoute},
+		{name: "verifier and verifier_env", doc: "users: [{name: a, verifier: " + secret + ", verifier_env: TEST_SECRET_PLAIN}]\n" + dsqlRoute},
+		{name: "verifier not text", doc: "users: [{name: a, verifier: [" + secret + "]}]\n" + dsqlRoute},
+		{name: "verifier with a tag", doc: "users: [{name: a, verifier: !!binary " + secret + "}]\n" + dsqlRoute},
+		{name: "valid verifier with other problems", doc: "users: [{name: a, verifier: '" + keyed + "', auth: md5, databases: [nope]}]\n" + dsqlRoute, secrets: keys},
+		{name: "password on a dsql route", doc: user + dsqlRoute + "    password: " + secret + "\n"},
+		{name: "password and password_env", doc: user + pgRoute + "    password: " + secret + "\n    password_env: TEST_SECRET_PLAIN\n"},
+		{name: "password not text", doc: user + pgRoute + "    password: {x: " + secret + "}\n"},
+		{name: "password with other problems", doc: user + pgRoute + "    password_env: TEST_SECRET_PLAIN\n    tls: bogus\n    pool: {size: 0}\n"},
+		{name: "misspelt password key", doc: user + pgRoute + "    pasword: " + secret + "\n"},
+		{name: "unterminated quote", doc: user + pgRoute + "    password: \"" + secret + "\n"},
+		{name: "bad indentation", doc: user + pgRoute + "    password: " + secret + "\n   tls: x\n"},
+		{name: "secret as a key", doc: user + pgRoute + "    " + secret + ": x\n"},
+
+		// A user's password_env: neither the password nor what is made
+		// from it.
+		{name: "user password_env with other problems", doc: "listen: 0.0.0.0:6432\nusers: [{name: a, password_env: TEST_SECRET_PLAIN, auth: bogus, databases: [nope]}, {name: a, password_env: TEST_SECRET_PLAIN}]\n" + dsqlRoute, secrets: []string{secret, validMD5}},
+		{name: "user password_env and verifier_env", doc: "users: [{name: a, password_env: TEST_SECRET_PLAIN, verifier_env: TEST_KEYED_VERIFIER}]\n" + dsqlRoute, secrets: append([]string{secret}, keys...)},
+		{name: "user password_env with auth password and no tls", doc: "users: [{name: a, password_env: TEST_SECRET_PLAIN, auth: password}]\n" + dsqlRoute, secrets: []string{secret, validMD5}},
+		{name: "user password_env holds a verifier", doc: "users: [{name: a, password_env: TEST_KEYED_VERIFIER}]\n" + dsqlRoute, secrets: keys},
+		{name: "user password_env holds an md5 hash", doc: "users: [{name: a, password_env: TEST_VALID_MD5}]\n" + dsqlRoute, secrets: []string{validMD5}},
+
+		// md5 hashes.
+		{name: "md5 malformed", doc: "users: [{name: a, auth: md5, md5: md5" + secret + "}]\n" + dsqlRoute},
+		{name: "md5 upper case", doc: "users: [{name: a, auth: md5, md5: md5" + strings.ToUpper(validMD5[3:]) + "}]\n" + dsqlRoute, secrets: []string{strings.ToUpper(validMD5[3:])}},
+		{name: "md5 valid without auth md5", doc: "users: [{name: a, md5: " + validMD5 + "}]\n" + dsqlRoute, secrets: []string{validMD5}},
+		{name: "md5 and password_env", doc: "users: [{name: a, md5: " + validMD5 + ", password_env: TEST_SECRET_PLAIN}]\n" + dsqlRoute, secrets: []string{secret, validMD5}},
+		{name: "md5 holds a verifier", doc: "users: [{name: a, auth: md5, md5: '" + keyed + "'}]\n" + dsqlRoute, secrets: keys},
+		{name: "md5 not text", doc: "users: [{name: a, auth: md5, md5: [" + secret + "]}]\n" + dsqlRoute},
+		{name: "md5 with a tag", doc: "users: [{name: a, auth: md5, md5: !!binary " + secret + "}]\n" + dsqlRoute},
+
+		// The users file.
+		{name: "file plaintext", doc: userA + "users_file: '{{dir}}/plaintext'\n" + dsqlRoute},
+		{name: "file bad verifier", doc: userA + "users_file: '{{dir}}/bad verifier'\n" + dsqlRoute},
+		{name: "file md5 upper case", doc: userA + "users_file: '{{dir}}/md5 upper case'\n" + dsqlRoute, secrets: []string{strings.ToUpper(validMD5[3:])}},
+		{name: "file fields run together", doc: userA + "users_file: '{{dir}}/run together'\n" + dsqlRoute},
+		{name: "file fields swapped", doc: userA + "users_file: '{{dir}}/swapped fields'\n" + dsqlRoute, secrets: keys},
+		{name: "file unterminated secret", doc: userA + "users_file: '{{dir}}/unterminated'\n" + dsqlRoute},
+		{name: "file trailing text", doc: userA + "users_file: '{{dir}}/trailing text'\n" + dsqlRoute, secrets: append([]string{secret}, keys...)},
+		{name: "file duplicate", doc: userA + "users_file: '{{dir}}/duplicate'\n" + dsqlRoute, secrets: append([]string{validMD5}, keys...)},
+		{name: "file user also in users", doc: userA + "users_file: '{{dir}}/in users too'\n" + dsqlRoute, secrets: append([]string{validMD5}, keys...)},
+		{name: "file name only", doc: userA + "users_file: '{{dir}}/name only'\n" + dsqlRoute},
+		{name: "file empty name", doc: userA + "users_file: '{{dir}}/empty name'\n" + dsqlRoute, secrets: keys},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := config.Parse([]byte(tt.doc), "test.yaml")
+			_, err := config.Parse([]byte(strings.ReplaceAll(tt.doc, "{{dir}}", dir)), "test.yaml")
 			if err == nil {
 				t.Fatalf("Parse succeeded, want an error")
 			}
 			if tt.name == "secret as a key" {
 				return // a key is shown by design; the case checks the parse fails
 			}
-			if strings.Contains(err.Error(), secret) {
-				t.Errorf("error shows the secret:\n%v", err)
+			secrets := tt.secrets
+			if secrets == nil {
+				secrets = []string{secret}
+			}
+			for _, s := range secrets {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("error shows the secret %q:\n%v", s, err)
+				}
+			}
+		})
+	}
+	// LoadUsersFile's own errors, as the server's reload sees them.
+	for name := range files {
+		t.Run("LoadUsersFile "+name, func(t *testing.T) {
+			_, err := config.LoadUsersFile(filepath.Join(dir, name))
+			if name == "in users too" {
+				if err != nil {
+					t.Fatalf("LoadUsersFile: %v", err)
+				}
+				return // only Validate knows the users of the configuration
+			}
+			if err == nil {
+				t.Fatal("LoadUsersFile succeeded, want an error")
+			}
+			for _, s := range append([]string{secret, validMD5, strings.ToUpper(validMD5[3:])}, keys...) {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("error shows the secret %q:\n%v", s, err)
+				}
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -18,46 +19,71 @@ import (
 // the upstream, or until the upstream is lost. done is closed on return.
 func (s *session) serverToClient(sc *authbridge.ServerConn, us *upstreamState, done chan struct{}) {
 	defer close(done)
+	defer func() {
+		if r := recover(); r != nil {
+			// A bug must cost this session only: log the stack (not the
+			// value, which could hold a secret) and close both ends. The
+			// lock was released by step's defer.
+			s.log.Error("session panicked relaying upstream replies; closing it", zap.String("panic_type", fmt.Sprintf("%T", r)), zap.Stack("stack"))
+			sc.Conn.Close()
+			s.conn.Close()
+			s.pool.Discard(sc)
+		}
+	}()
 	for {
 		msg, err := us.fr.next()
-		s.mu.Lock()
-		if err != nil {
-			if s.stopReading && errors.Is(err, os.ErrDeadlineExceeded) {
-				s.stopReading = false
-				sc.Conn.SetReadDeadline(time.Time{})
-				if s.safeLocked() && !s.unflushed {
-					release := s.detachLocked()
-					s.mu.Unlock()
-					release()
-					return
-				}
-				s.mu.Unlock()
-				continue
-			}
-			s.upstreamLostLocked(sc, err)
-			s.mu.Unlock()
+		switch next, after := s.step(sc, us, msg, err); next {
+		case relayContinue:
+		case relayDetached:
+			after()
+			return
+		case relayLost:
 			s.pool.Discard(sc)
 			return
 		}
-		detach, lost := s.onServerMessageLocked(msg)
-		if lost != nil {
-			s.upstreamLostLocked(sc, lost)
-			s.mu.Unlock()
-			s.pool.Discard(sc)
-			return
-		}
-		if detach {
-			release := s.detachLocked()
-			s.flushClientLocked()
-			s.mu.Unlock()
-			release()
-			return
-		}
-		if us.fr.buffered() == 0 {
-			s.flushClientLocked()
-		}
-		s.mu.Unlock()
 	}
+}
+
+// relayStep says what serverToClient does after one upstream message.
+type relayStep uint8
+
+const (
+	relayContinue relayStep = iota
+	relayDetached           // at a safe point: call the release, stop reading
+	relayLost               // the upstream is gone: discard it, stop reading
+)
+
+// step handles one read from the upstream (a message, or the read's
+// error) under mu. after is the release to call, outside mu, once detached.
+func (s *session) step(sc *authbridge.ServerConn, us *upstreamState, msg []byte, err error) (next relayStep, after func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		if s.stopReading && errors.Is(err, os.ErrDeadlineExceeded) {
+			s.stopReading = false
+			sc.Conn.SetReadDeadline(time.Time{})
+			if s.safeLocked() && !s.unflushed {
+				return relayDetached, s.detachLocked()
+			}
+			return relayContinue, nil
+		}
+		s.upstreamLostLocked(sc, err)
+		return relayLost, nil
+	}
+	detach, lost := s.onServerMessageLocked(msg)
+	switch {
+	case lost != nil:
+		s.upstreamLostLocked(sc, lost)
+		return relayLost, nil
+	case detach:
+		release := s.detachLocked()
+		s.flushClientLocked()
+		return relayDetached, release
+	}
+	if us.fr.buffered() == 0 {
+		s.flushClientLocked()
+	}
+	return relayContinue, nil
 }
 
 // errUpstreamFatal is an upstream that sent a FATAL error: it is about to

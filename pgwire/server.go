@@ -3,9 +3,7 @@ package pgwire
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +17,6 @@ import (
 
 	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
 )
 
 // Options are the parts of a Server that do not come from the config.
@@ -38,13 +35,15 @@ type Server struct {
 	log    *zap.Logger
 	now    func() time.Time
 
+	certs           *certStore  // client-facing certificate, reloaded on change; nil: no TLS
 	tlsConfig       *tls.Config // nil: no TLS towards clients
 	directTLSConfig *tls.Config // tlsConfig with ALPN "postgresql" required
-	channelBinding  []byte      // tls-server-end-point of our certificate, for SCRAM-PLUS
 	requireTLS      bool
 
-	users      map[string]scram.Verifier
-	mockSecret []byte // salts the mock verifier of unknown users
+	users      atomic.Pointer[userTable] // replaced whole by ReloadUsers
+	usersStamp atomic.Pointer[fileStamp] // version of the users file in force
+	backoff    *authBackoff
+	stop       chan struct{} // closed by Close: stops the users-file watcher
 
 	keys     keyRegistry
 	nextConn atomic.Uint64
@@ -54,6 +53,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
 	closed    bool
+	watching  bool // the users-file watcher runs
 	wg        sync.WaitGroup
 }
 
@@ -67,36 +67,24 @@ func NewServer(cfg *config.Config, bridge *authbridge.Bridge, opts Options) (*Se
 	}
 	s := &Server{
 		cfg: cfg, bridge: bridge, log: opts.Logger, now: opts.Now,
-		users:     map[string]scram.Verifier{},
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[net.Conn]struct{}{},
+		stop:      make(chan struct{}),
 	}
-	s.mockSecret = make([]byte, 32)
-	if _, err := rand.Read(s.mockSecret); err != nil {
+	if err := s.ReloadUsers(); err != nil {
 		return nil, err
 	}
-	for i := range cfg.Users {
-		u := &cfg.Users[i]
-		v, err := scram.ParseVerifier(u.ResolvedVerifier())
-		if err != nil {
-			return nil, fmt.Errorf("user %q: %w", u.Name, err)
-		}
-		s.users[u.Name] = v
-	}
-	mode := cfg.ClientTLS.ResolvedMode()
+	l := cfg.Limits
+	s.backoff = newAuthBackoff(l.AuthFailureLimit, l.AuthFailureWindow.D(), l.AuthFailureMaxDelay.D(), s.now)
+	mode := cfg.ClientTLSMode()
 	if cfg.ClientTLS.CertFile != "" && mode != config.TLSDisable {
-		cert, err := tls.LoadX509KeyPair(cfg.ClientTLS.CertFile, cfg.ClientTLS.KeyFile)
+		certs, err := newCertStore(cfg.ClientTLS.CertFile, cfg.ClientTLS.KeyFile, s.now, s.log)
 		if err != nil {
-			return nil, fmt.Errorf("load client_tls certificate: %w", err)
+			return nil, fmt.Errorf("client_tls: %w", err)
 		}
-		if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
-			// nil for certificates without a usable hash (Ed25519):
-			// then only SCRAM-SHA-256 is offered.
-			s.channelBinding, _ = scram.TLSServerEndPoint(leaf)
-		}
-		s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		s.directTLSConfig = s.tlsConfig.Clone()
-		s.directTLSConfig.NextProtos = []string{"postgresql"}
+		s.certs = certs
+		s.tlsConfig = certs.tlsConfig(false)
+		s.directTLSConfig = certs.tlsConfig(true)
 	}
 	s.requireTLS = mode == config.TLSRequire
 	return s, nil
@@ -108,6 +96,14 @@ func (s *Server) Serve(l net.Listener) error {
 	if s.closed {
 		s.mu.Unlock()
 		return net.ErrClosed
+	}
+	if len(s.listeners) == 0 && !s.watching {
+		s.watching = true
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.watchUsersFile(s.stop)
+		}()
 	}
 	s.listeners[l] = struct{}{}
 	s.mu.Unlock()
@@ -154,6 +150,9 @@ func (s *Server) Serve(l net.Listener) error {
 // their sessions to end.
 func (s *Server) Close() error {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.stop)
+	}
 	s.closed = true
 	for l := range s.listeners {
 		l.Close()
@@ -179,6 +178,10 @@ func (s *Server) serveConn(raw net.Conn) {
 	}()
 	id := s.nextConn.Add(1)
 	log := s.log.With(zap.Uint64("conn_id", id), zap.String("client", raw.RemoteAddr().String()))
+	defer recoverSession(log)
+	if s.certs != nil {
+		defer s.certs.forget(raw)
+	}
 	raw.SetDeadline(s.now().Add(s.cfg.Limits.StartupTimeout.D()))
 
 	conn, br, info, err := s.handshake(raw, log)
@@ -204,8 +207,24 @@ func (s *Server) serveConn(raw net.Conn) {
 			return
 		}
 	}
-	if err := s.authenticate(conn, br, info.user, log); err != nil {
+	host := hostOf(raw.RemoteAddr())
+	if !s.backoff.begin(host) {
+		s.startupFailed(conn, &pgError{Severity: severityFatal, Code: codeTooManyConnections,
+			Message: "too many failed authentications from this address; try again later"}, log)
+		return
+	}
+	u, err := s.authenticate(conn, br, info.user, log)
+	if delay := s.backoff.end(host, err == nil); err != nil {
+		if delay > 0 && !errors.Is(err, errClientGone) {
+			log.Info("delaying a failed authentication", zap.Duration("delay", delay))
+			time.Sleep(delay)
+		}
 		s.startupFailed(conn, err, log)
+		return
+	}
+	if u.databases != nil && !u.databases[info.database] {
+		s.startupFailed(conn, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+			Message: fmt.Sprintf("user %q may not connect to database %q", info.user, info.database)}, log)
 		return
 	}
 	route := s.bridge.Route(info.database)
@@ -418,4 +437,39 @@ func negotiateProtocolVersion(unknown []string) []byte {
 		msg = appendCString(msg, o)
 	}
 	return finishMessage(msg, start)
+}
+
+// channelBindingFor is the tls-server-end-point binding of the
+// certificate tc's handshake presented (nil when channel binding cannot be
+// offered).
+func (s *Server) channelBindingFor(tc *tls.Conn) []byte {
+	if s.certs == nil {
+		return nil
+	}
+	return s.certs.bindingFor(tc)
+}
+
+// ReloadCertificate re-reads the client TLS certificate and key now (the
+// files are also checked for changes at most once a second on new
+// handshakes). On error the certificate in use stays.
+func (s *Server) ReloadCertificate() error {
+	if s.certs == nil {
+		return nil
+	}
+	return s.certs.Reload()
+}
+
+// Reload re-reads what can change under a running server without a
+// restart: the users file and the client TLS certificate.
+func (s *Server) Reload() error {
+	return errors.Join(s.ReloadUsers(), s.ReloadCertificate())
+}
+
+// recoverSession keeps a bug in one session from taking the gateway down:
+// the panic is logged (its value's type and the stack, not the value, which
+// could hold a secret) and only that session's connection closes.
+func recoverSession(log *zap.Logger) {
+	if r := recover(); r != nil {
+		log.Error("session panicked; closing its connection", zap.String("panic_type", fmt.Sprintf("%T", r)), zap.Stack("stack"))
+	}
 }

@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"bufio"
+	"crypto/rand"
 	"crypto/subtle"
 	"crypto/tls"
 	"encoding/binary"
@@ -14,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/pgwire/scram"
 )
 
@@ -154,13 +156,21 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 		br = bufio.NewReaderSize(conn, clientReadBufferSize)
 	}
 
+	sslDone, gssDone := tlsDone, false
 	for {
 		code, rest, err := readStartupPacket(br, maxStartup)
 		if err != nil {
 			return conn, br, nil, err
 		}
+		// A second SSLRequest or GSSENCRequest is not a request any more:
+		// like PostgreSQL, treat its code as a protocol version (refused).
+		if (code == codeSSLRequest && sslDone) || (code == codeGSSENCRequest && gssDone) {
+			info, err := parseStartupMessage(code, rest)
+			return conn, br, info, err
+		}
 		switch code {
 		case codeSSLRequest:
+			sslDone = true
 			if tlsDone {
 				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "SSLRequest received on an encrypted connection"}
 			}
@@ -185,6 +195,7 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 			conn, tlsDone = tc, true
 			br = bufio.NewReaderSize(conn, clientReadBufferSize)
 		case codeGSSENCRequest:
+			gssDone = true
 			if tlsDone {
 				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "GSSENCRequest received on an encrypted connection"}
 			}
@@ -225,23 +236,122 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// authenticate runs SCRAM-SHA-256 with the client. An unknown user runs the
-// same exchange against a mock verifier and fails the same way as a wrong
-// password. It returns nil on success.
-func (s *Server) authenticate(conn net.Conn, br *bufio.Reader, user string, log *zap.Logger) error {
-	verifier, known := s.users[user]
-	if !known {
-		verifier = scram.MockVerifier(user, s.mockSecret)
-	}
+// authenticate checks the client's password with the method its user is
+// configured for: SCRAM-SHA-256 (with -PLUS channel binding over TLS),
+// md5, or a cleartext password (over TLS only). An unknown user runs the
+// same SCRAM exchange against a mock verifier and fails the same way as a
+// wrong password. It returns the user's entry on success.
+func (s *Server) authenticate(conn net.Conn, br *bufio.Reader, user string, log *zap.Logger) (*userEntry, error) {
+	tbl := s.users.Load()
+	u := tbl.byName[user]
 	failed := func() error {
 		return &pgError{Severity: severityFatal, Code: codeInvalidPassword,
 			Message: fmt.Sprintf("password authentication failed for user %q", user)}
 	}
+	fr := frameReader{r: br, maxSize: s.cfg.Limits.MaxStartupPacket.Int()}
+	method := config.AuthSCRAM
+	if u != nil {
+		method = u.auth
+	}
+	var err error
+	switch method {
+	case config.AuthMD5:
+		err = s.authMD5(conn, &fr, u, failed)
+	case config.AuthPassword:
+		err = s.authCleartext(conn, &fr, u, failed)
+	default:
+		verifier := scram.MockVerifier(user, tbl.mockSecret)
+		if u != nil && u.hasSCRAM {
+			verifier = u.verifier
+		}
+		err = s.authSCRAM(conn, &fr, verifier, u != nil && u.hasSCRAM, failed)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Write(authOK); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+var authOK = []byte{'R', 0, 0, 0, 8, 0, 0, 0, 0}
+
+// readPasswordMessage reads the client's next authentication message,
+// which must be a PasswordMessage ('p').
+func readPasswordMessage(fr *frameReader, what string) ([]byte, error) {
+	msg, err := fr.next()
+	if err != nil {
+		return nil, startupReadError(err)
+	}
+	if msg[0] != 'p' {
+		return nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+			Message: fmt.Sprintf("expected %s, got message type %q", what, msg[0])}
+	}
+	return body(msg), nil
+}
+
+// authMD5 runs md5 authentication (opt-in, for old clients).
+func (s *Server) authMD5(conn net.Conn, fr *frameReader, u *userEntry, failed func() error) error {
+	var salt [4]byte
+	if _, err := rand.Read(salt[:]); err != nil {
+		return err
+	}
+	out, start := beginMessage(nil, 'R')
+	out = appendInt32(out, 5) // AuthenticationMD5Password
+	out = append(out, salt[:]...)
+	if _, err := conn.Write(finishMessage(out, start)); err != nil {
+		return err
+	}
+	b, err := readPasswordMessage(fr, "password response")
+	if err != nil {
+		return err
+	}
+	got, _, ok := cstringBytes(b)
+	if !ok {
+		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid password packet size"}
+	}
+	if u == nil || u.md5 == "" || !constantTimeEqual(got, []byte(md5Response(u.md5, salt[:]))) {
+		return failed()
+	}
+	return nil
+}
+
+// authCleartext asks for the password itself: allowed only over TLS, and
+// checked against the SCRAM verifier (the password is never stored).
+func (s *Server) authCleartext(conn net.Conn, fr *frameReader, u *userEntry, failed func() error) error {
+	if _, isTLS := conn.(*tls.Conn); !isTLS {
+		return &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+			Message: "password authentication in clear text is only allowed over TLS",
+			Hint:    "Connect with sslmode=require (or stronger)."}
+	}
+	out, start := beginMessage(nil, 'R')
+	out = appendInt32(out, 3) // AuthenticationCleartextPassword
+	if _, err := conn.Write(finishMessage(out, start)); err != nil {
+		return err
+	}
+	b, err := readPasswordMessage(fr, "password response")
+	if err != nil {
+		return err
+	}
+	password, rest, ok := cstringBytes(b)
+	if !ok || len(rest) != 0 {
+		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid password packet size"}
+	}
+	if u == nil || !u.hasSCRAM || !u.verifier.VerifyPassword(string(password)) {
+		return failed()
+	}
+	return nil
+}
+
+// authSCRAM runs SCRAM-SHA-256(-PLUS). known is false for an unknown user
+// (verifier is then a mock that cannot succeed).
+func (s *Server) authSCRAM(conn net.Conn, fr *frameReader, verifier scram.Verifier, known bool, failed func() error) error {
 	var cb []byte
 	isTLS := false
-	if _, ok := conn.(*tls.Conn); ok {
+	if tc, ok := conn.(*tls.Conn); ok {
 		isTLS = true
-		cb = s.channelBinding
+		cb = s.channelBindingFor(tc)
 	}
 	mechs := scram.Mechanisms(isTLS && cb != nil)
 
@@ -256,7 +366,6 @@ func (s *Server) authenticate(conn net.Conn, br *bufio.Reader, user string, log 
 		return err
 	}
 
-	fr := frameReader{r: br, maxSize: s.cfg.Limits.MaxStartupPacket.Int()}
 	msg, err := fr.next()
 	if err != nil {
 		return startupReadError(err)
@@ -335,11 +444,7 @@ func (s *Server) authenticate(conn net.Conn, br *bufio.Reader, user string, log 
 	out, start = beginMessage(out[:0], 'R')
 	out = appendInt32(out, 12) // AuthenticationSASLFinal
 	out = append(out, serverFinal...)
-	out = finishMessage(out, start)
-	out, start = beginMessage(out, 'R')
-	out = appendInt32(out, 0) // AuthenticationOk
-	out = finishMessage(out, start)
-	_, err = conn.Write(out)
+	_, err = conn.Write(finishMessage(out, start))
 	return err
 }
 

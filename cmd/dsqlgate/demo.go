@@ -53,7 +53,8 @@ func runDemo(ctx context.Context, f demoFlags, st streams) error {
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	stack, err := harness.StartStack(startCtx, harness.StackOptions{
-		Logger: log,
+		Logger:    log,
+		ClientTLS: true,
 		Gateway: func(c *config.Config) {
 			c.Listen = f.listen
 		},
@@ -63,10 +64,11 @@ func runDemo(ctx context.Context, f demoFlags, st streams) error {
 	}
 	defer stack.Close()
 
+	q := url.Values{"sslmode": {"verify-full"}, "sslrootcert": {stack.ClientCAFile}}
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(stack.User, stack.Password),
-		Host: stack.Gateway.Addr, Path: "/" + harness.StackDatabase, RawQuery: "sslmode=disable"}
+		Host: stack.Gateway.Addr, Path: "/" + harness.StackDatabase, RawQuery: q.Encode()}
 	fmt.Fprintf(st.out, `
-dsqlgate demo is running: psql → gateway %s → DSQL emulator %s (IAM tokens checked) → PostgreSQL %d.
+dsqlgate demo is running: psql → gateway %s (TLS, SCRAM) → DSQL emulator %s (IAM tokens checked) → PostgreSQL %d.
 Connect with:
 
 psql "%s"

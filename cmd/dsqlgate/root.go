@@ -72,6 +72,7 @@ Start with 'dsqlgate demo' (no AWS needed), then 'dsqlgate serve -c dsqlgate.yam
 		newDemoCommand(st),
 		newEmulateCommand(st),
 		newPasswdCommand(st),
+		newCertCommand(st),
 		newTokenCommand(st),
 		newVersionCommand(st),
 	)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -22,6 +23,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/internal/dsqlsim"
 	"github.com/dsqlgate/dsqlgate/internal/gateway"
 	"github.com/dsqlgate/dsqlgate/internal/pgtest"
+	"github.com/dsqlgate/dsqlgate/internal/selfsigned"
 	"github.com/dsqlgate/dsqlgate/pgwire/scram"
 )
 
@@ -43,6 +45,9 @@ type StackOptions struct {
 	// Gateway adjusts the gateway's configuration before it starts (after
 	// the demo user and the route to the emulator are in it).
 	Gateway func(*config.Config)
+	// ClientTLS gives the gateway a self-signed certificate for localhost,
+	// 127.0.0.1 and ::1 (client_tls mode allow); Stack.ClientCAFile trusts it.
+	ClientTLS bool
 }
 
 // Stack is a private PostgreSQL, a DSQL emulator in front of it, and a
@@ -58,7 +63,10 @@ type Stack struct {
 	Credentials aws.Credentials
 	// CAFile holds the emulator's CA certificate.
 	CAFile string
-	dir    string
+	// ClientCAFile, ClientKeyFile hold the gateway's own self-signed
+	// certificate and key when StackOptions.ClientTLS was set.
+	ClientCAFile, ClientKeyFile string
+	dir                         string
 }
 
 // StartStack starts PostgreSQL, the emulator and the gateway. The caller
@@ -124,6 +132,21 @@ func StartStack(ctx context.Context, opts StackOptions) (st *Stack, err error) {
 	route.DialAddress = st.Emulator.Addr()
 	route.CAFile = st.CAFile
 	cfg.Routes = []config.Route{route}
+	if opts.ClientTLS {
+		pair, err := selfsigned.Generate([]string{"localhost", "127.0.0.1", "::1"}, time.Now(), 30*24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		st.ClientCAFile = filepath.Join(st.dir, "gateway.crt")
+		st.ClientKeyFile = filepath.Join(st.dir, "gateway.key")
+		if err := os.WriteFile(st.ClientCAFile, pair.CertPEM, 0o644); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(st.ClientKeyFile, pair.KeyPEM, 0o600); err != nil {
+			return nil, err
+		}
+		cfg.ClientTLS = config.ClientTLS{Mode: config.TLSAllow, CertFile: st.ClientCAFile, KeyFile: st.ClientKeyFile}
+	}
 	if opts.Gateway != nil {
 		opts.Gateway(cfg)
 	}

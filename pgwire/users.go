@@ -1,0 +1,156 @@
+package pgwire
+
+import (
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+)
+
+// userEntry is one gateway user, ready for authentication. Immutable.
+type userEntry struct {
+	name      string
+	auth      string // config.AuthSCRAM, AuthMD5 or AuthPassword
+	verifier  scram.Verifier
+	hasSCRAM  bool
+	md5       string          // "md5" + hex(md5(password + name)), or ""
+	databases map[string]bool // nil: every route
+}
+
+// userTable is the set of users in force. It is replaced whole on reload
+// (an atomic pointer in Server), never changed in place.
+type userTable struct {
+	byName map[string]*userEntry
+	// mockSecret salts the mock verifier of unknown users. It is derived
+	// from the users' own secrets, so it is the same across restarts (an
+	// unknown user's salt must not change when a known user's does not,
+	// or salts would tell them apart) and unknowable without them.
+	mockSecret []byte
+}
+
+func buildUserTable(users []config.User) (*userTable, error) {
+	t := &userTable{byName: make(map[string]*userEntry, len(users))}
+	h := sha256.New()
+	h.Write([]byte("dsqlgate mock verifier secret\x00"))
+	sort.Slice(users, func(i, j int) bool { return users[i].Name < users[j].Name })
+	for i := range users {
+		u := &users[i]
+		e := &userEntry{name: u.Name, auth: u.ResolvedAuth(), md5: u.ResolvedMD5()}
+		if v := u.ResolvedVerifier(); v != "" {
+			ver, err := scram.ParseVerifier(v)
+			if err != nil {
+				return nil, fmt.Errorf("user %q: %w", u.Name, err)
+			}
+			e.verifier, e.hasSCRAM = ver, true
+			h.Write(ver.StoredKey[:])
+		}
+		h.Write([]byte(e.md5))
+		if len(u.Databases) > 0 {
+			e.databases = map[string]bool{}
+			for _, db := range u.Databases {
+				e.databases[db] = true
+			}
+		}
+		t.byName[u.Name] = e
+	}
+	t.mockSecret = h.Sum(nil)
+	return t, nil
+}
+
+// md5Response is what a client sends for md5 authentication: "md5" +
+// hex(md5(hex(md5(password + user)) + salt)), from the stored hash.
+func md5Response(stored string, salt []byte) string {
+	sum := md5.Sum(append([]byte(stored[3:]), salt...))
+	return "md5" + hex.EncodeToString(sum[:])
+}
+
+// fileStamp identifies a version of a file, for change detection.
+type fileStamp struct {
+	size    int64
+	modTime time.Time
+}
+
+func stampOf(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{size: fi.Size(), modTime: fi.ModTime()}, nil
+}
+
+// usersFilePoll is how often the users file is checked for changes.
+const usersFilePoll = 2 * time.Second
+
+// ReloadUsers re-reads the users file (if any) and puts the users of the
+// configuration and the file in force for new connections. On error the
+// users in force stay. Sessions already authenticated are not affected.
+func (s *Server) ReloadUsers() error {
+	users := append([]config.User(nil), s.cfg.Users...)
+	var stamp fileStamp
+	if path := s.cfg.UsersFile; path != "" {
+		st, err := stampOf(path)
+		if err != nil {
+			return fmt.Errorf("users_file: %w", err)
+		}
+		fileUsers, err := config.LoadUsersFile(path)
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, u := range users {
+			seen[u.Name] = true
+		}
+		for i, u := range fileUsers {
+			if seen[u.Name] {
+				// The name is not quoted: a malformed line can put a secret
+				// in the name field.
+				return fmt.Errorf("users_file: its user number %d is also defined in the configuration's users", i+1)
+			}
+		}
+		users = append(users, fileUsers...)
+		stamp = st
+	}
+	tbl, err := buildUserTable(users)
+	if err != nil {
+		return err
+	}
+	s.users.Store(tbl)
+	s.usersStamp.Store(&stamp)
+	s.log.Info("users loaded", zap.Int("users", len(tbl.byName)), zap.String("users_file", s.cfg.UsersFile))
+	return nil
+}
+
+// watchUsersFile reloads the users file when it changes, until stop.
+func (s *Server) watchUsersFile(stop <-chan struct{}) {
+	if s.cfg.UsersFile == "" {
+		return
+	}
+	t := time.NewTicker(usersFilePoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		st, err := stampOf(s.cfg.UsersFile)
+		if err != nil {
+			continue
+		}
+		if old := s.usersStamp.Load(); old != nil && *old == st {
+			continue
+		}
+		if err := s.ReloadUsers(); err != nil {
+			s.log.Warn("users file changed but could not be loaded; the previous users stay", zap.Error(err))
+			s.usersStamp.Store(&st) // do not retry the same broken version every poll
+		}
+	}
+}
