@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -29,7 +32,8 @@ configured users, and serve each route from pooled upstream connections
 
 AWS credentials come from the default chain (environment, shared config and
 profile, SSO, web identity, ECS/EC2 metadata), or the profile in aws.profile.
-SIGINT or SIGTERM stops the gateway.`,
+SIGINT or SIGTERM stops the gateway; SIGHUP reloads the users file and the
+client TLS certificate (both are also reloaded when their files change).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext(cmd.Context())
@@ -74,7 +78,22 @@ func runServe(ctx context.Context, f serveFlags, st streams) error {
 		return fmt.Errorf("start gateway: %w", err)
 	}
 	log.Info("dsqlgate listening", zap.String("address", gw.Addr), zap.String("version", versionString()), zap.Int("routes", len(cfg.Routes)))
-	<-ctx.Done()
-	log.Info("shutting down")
-	return gw.Close()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			return gw.Close()
+		case <-hup:
+			// The users file and the client certificate are also reloaded
+			// when their files change; SIGHUP does it now.
+			if err := gw.Server.Reload(); err != nil {
+				log.Warn("reload failed; the previous users and certificate stay", zap.Error(err))
+			} else {
+				log.Info("reloaded users and client certificate")
+			}
+		}
+	}
 }
