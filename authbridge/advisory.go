@@ -253,7 +253,7 @@ func newLockManager(r *Route) *LockManager {
 	if lease <= 0 {
 		lease = defaultLockLease
 	}
-	maxAge := r.pool.settings.MaxLifetime.D()
+	maxAge := r.pool.cfg().MaxLifetime.D()
 	if maxAge <= 0 {
 		maxAge = defaultLockConnAge
 	}

@@ -119,10 +119,14 @@ func (r *Route) connectConfig(ctx context.Context) (*pgconn.Config, error) {
 		// DSQL asks for a cleartext password and takes the token; refuse
 		// to send it any other way.
 		cfg.RequireAuth = "password"
+		started := time.Now()
 		token, err := r.minter.Mint(ctx)
+		r.metrics.TokenMintSeconds.WithLabelValues(r.Name).Observe(time.Since(started).Seconds())
 		if err != nil {
+			r.metrics.TokenMintsTotal.WithLabelValues(r.Name, "error").Inc()
 			return nil, err
 		}
+		r.metrics.TokenMintsTotal.WithLabelValues(r.Name, "ok").Inc()
 		cfg.Password = token
 	} else {
 		cfg.Password = r.password

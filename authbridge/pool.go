@@ -65,7 +65,7 @@ type PoolStats struct {
 // and no I/O happens under it.
 type Pool struct {
 	route    *Route
-	settings config.Pool
+	settings atomic.Pointer[config.Pool] // replaced whole by update
 	log      *zap.Logger
 	now      func() time.Time
 	nextID   atomic.Uint64
@@ -79,6 +79,15 @@ type Pool struct {
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	maintTick time.Duration
+	// paused: Acquire waits (see Pause); resumed is closed by Resume.
+	paused  bool
+	resumed chan struct{}
+	// all holds every open connection, for SHOW SERVERS.
+	all map[uint64]*ServerConn
+
+	// generation is bumped by Reconnect: connections dialled before are
+	// retired at their next safe point. Read without mu.
+	generation atomic.Uint64
 }
 
 // waiter is a client waiting in Acquire. A grant delivers either a
@@ -88,7 +97,8 @@ type waiter struct {
 }
 
 func newPool(r *Route, settings config.Pool, opts Options) *Pool {
-	p := &Pool{route: r, settings: settings, log: r.log, now: opts.Now, stop: make(chan struct{})}
+	p := &Pool{route: r, log: r.log, now: opts.Now, stop: make(chan struct{}), all: map[uint64]*ServerConn{}}
+	p.settings.Store(&settings)
 	// Check often enough for the shortest period the pool must honour.
 	tick := time.Second
 	for _, d := range []time.Duration{settings.IdleTimeout.D() / 4, settings.LifetimeJitter.D() / 4, settings.MaxLifetime.D() / 20} {
@@ -106,7 +116,24 @@ func (p *Pool) start() {
 }
 
 // Settings returns the pool's configuration.
-func (p *Pool) Settings() config.Pool { return p.settings }
+func (p *Pool) Settings() config.Pool { return *p.settings.Load() }
+
+// cfg is the pool's configuration in force.
+func (p *Pool) cfg() *config.Pool { return p.settings.Load() }
+
+// update puts new settings in force (a reload): a smaller size takes
+// effect as connections come back; a larger one at once, for waiters too.
+func (p *Pool) update(settings config.Pool) {
+	p.settings.Store(&settings)
+	p.mu.Lock()
+	for len(p.waiters) > 0 && p.open < settings.Size {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		p.open++
+		w.ch <- nil // a dial slot
+	}
+	p.mu.Unlock()
+}
 
 // Stats returns a snapshot of the pool's counters.
 func (p *Pool) Stats() PoolStats {
@@ -128,6 +155,9 @@ func (p *Pool) Stats() PoolStats {
 // The caller owns the result until it calls Release or Discard.
 func (p *Pool) Acquire(ctx context.Context, prefer *ServerConn) (*ServerConn, error) {
 	start := p.now()
+	defer func() {
+		p.route.metrics.PoolWaitSeconds.WithLabelValues(p.route.Name).Observe(p.now().Sub(start).Seconds())
+	}()
 	var lastErr error
 	backoff := dialBackoffMin
 	exhausted := false
@@ -137,8 +167,18 @@ func (p *Pool) Acquire(ctx context.Context, prefer *ServerConn) (*ServerConn, er
 			p.mu.Unlock()
 			return nil, ErrPoolClosed
 		}
+		if p.paused {
+			resumed := p.resumed
+			p.mu.Unlock()
+			select {
+			case <-resumed:
+				continue
+			case <-ctx.Done():
+				return nil, p.waitError(start, true, nil, ctx)
+			}
+		}
 		sc, retired := p.takeIdleLocked(prefer)
-		if sc == nil && p.open < p.settings.Size {
+		if sc == nil && p.open < p.cfg().Size {
 			p.open++
 			p.mu.Unlock()
 			p.retire(retired...)
@@ -169,6 +209,7 @@ func (p *Pool) Acquire(ctx context.Context, prefer *ServerConn) (*ServerConn, er
 			if sc.Alive() {
 				return sc, nil
 			}
+			p.route.metrics.UpstreamReplacementsTotal.WithLabelValues(p.route.Name, "lost_idle").Inc()
 			p.Discard(sc)
 			continue
 		}
@@ -264,7 +305,19 @@ func (p *Pool) dial(ctx context.Context) (*ServerConn, error) {
 	started := p.now()
 	sc, err := r.dial(ctx)
 	if err != nil {
+		outcome := "error"
 		var de *DialError
+		if errors.As(err, &de) {
+			switch de.SQLState {
+			case "53400":
+				outcome = "rate_limited"
+			case "53300":
+				outcome = "too_many"
+			case "28000", "28P01":
+				outcome = "auth_failed"
+			}
+		}
+		r.metrics.UpstreamDialsTotal.WithLabelValues(r.Name, outcome).Inc()
 		if errors.As(err, &de) && (de.SQLState == "53400" || de.SQLState == "53300") {
 			r.limiter.backoff(limitBackoff)
 		}
@@ -275,19 +328,22 @@ func (p *Pool) dial(ctx context.Context) (*ServerConn, error) {
 		r.log.Warn("upstream dial failed", zap.Error(err), zap.Duration("took", p.now().Sub(started)))
 		return nil, err
 	}
+	r.metrics.UpstreamDialsTotal.WithLabelValues(r.Name, "ok").Inc()
 	now := p.now()
 	sc.ID = p.nextID.Add(1)
 	sc.pool = p
+	sc.gen = p.generation.Load()
 	sc.Created = now
-	life := p.settings.MaxLifetime.D()
+	life := p.cfg().MaxLifetime.D()
 	sc.maxAge = now.Add(life)
 	sc.retireAt = sc.maxAge
-	if j := p.settings.LifetimeJitter.D(); j > 0 {
+	if j := p.cfg().LifetimeJitter.D(); j > 0 {
 		sc.retireAt = sc.maxAge.Add(-rand.N(j))
 	}
 	r.setParams(sc.Params)
 	p.mu.Lock()
 	p.stats.Dials++
+	p.all[sc.ID] = sc
 	p.mu.Unlock()
 	r.log.Debug("upstream dialled", zap.Uint64("server_id", sc.ID), zap.Duration("took", now.Sub(started)))
 	return sc, nil
@@ -319,6 +375,7 @@ func (p *Pool) Release(sc *ServerConn) {
 func (p *Pool) Discard(sc *ServerConn) {
 	p.mu.Lock()
 	p.stats.Lost++
+	delete(p.all, sc.ID)
 	p.forgetLocked()
 	p.mu.Unlock()
 	sc.close()
@@ -343,13 +400,115 @@ func (p *Pool) closeThenForget(cs []*ServerConn, retired bool) {
 		c.closeGracefully()
 	}
 	p.mu.Lock()
-	for range cs {
+	reconnected := 0
+	for _, c := range cs {
 		if retired {
 			p.stats.Retired++
+			if c.gen < p.generation.Load() {
+				reconnected++
+			}
 		}
+		delete(p.all, c.ID)
 		p.forgetLocked()
 	}
 	p.mu.Unlock()
+	if retired {
+		m := p.route.metrics.UpstreamReplacementsTotal
+		m.WithLabelValues(p.route.Name, "lifetime").Add(float64(len(cs) - reconnected))
+		if reconnected > 0 {
+			m.WithLabelValues(p.route.Name, "reconnect").Add(float64(reconnected))
+		}
+	}
+}
+
+// retireAll is for a pool whose route was replaced or removed: its idle
+// connections close now, held ones when their holders let go, and nothing
+// is dialled to keep min_idle any more.
+func (p *Pool) retireAll() {
+	settings := *p.cfg()
+	settings.MinIdle = 0
+	p.settings.Store(&settings)
+	p.Reconnect()
+}
+
+// Pause stops handing out connections (clients wait, up to their
+// query_wait_timeout) until Resume, then waits until every connection
+// has come back to the pool or ctx ends. Idle connections stay open.
+func (p *Pool) Pause(ctx context.Context) error {
+	p.mu.Lock()
+	if !p.paused {
+		p.paused = true
+		p.resumed = make(chan struct{})
+	}
+	p.mu.Unlock()
+	for {
+		s := p.Stats()
+		if s.Open == s.Idle {
+			return nil
+		}
+		if !sleepCtx(ctx, 20*time.Millisecond) {
+			return fmt.Errorf("pause %q: %d connections still in use: %w", p.route.Name, s.Open-s.Idle, ctx.Err())
+		}
+	}
+}
+
+// Resume ends a Pause.
+func (p *Pool) Resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.paused {
+		p.paused = false
+		close(p.resumed)
+	}
+}
+
+// Paused reports whether the pool is paused.
+func (p *Pool) Paused() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.paused
+}
+
+// Reconnect retires every connection open now at its next safe point
+// (idle ones at once, held ones when their holder lets go): for rotating
+// credentials or moving to a new cluster address.
+func (p *Pool) Reconnect() {
+	p.generation.Add(1)
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	p.retire(idle...)
+}
+
+// ConnInfo describes one open upstream connection, for SHOW SERVERS.
+type ConnInfo struct {
+	ID       uint64
+	PID      uint32 // the upstream's backend process id
+	Created  time.Time
+	RetireAt time.Time
+	Idle     bool
+	LastUsed time.Time // when it last came back to the pool (idle ones)
+}
+
+// Conns lists the pool's open connections.
+func (p *Pool) Conns() []ConnInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	idle := map[*ServerConn]bool{}
+	for _, c := range p.idle {
+		idle[c] = true
+	}
+	out := make([]ConnInfo, 0, len(p.all))
+	for _, c := range p.all {
+		ci := ConnInfo{ID: c.ID, PID: c.PID, Created: c.Created, RetireAt: c.retireAt, Idle: idle[c]}
+		if ci.Idle {
+			ci.LastUsed = c.lastUsed
+		}
+		out = append(out, ci)
+	}
+	slices.SortFunc(out, func(a, b ConnInfo) int { return int(a.ID) - int(b.ID) })
+	return out
 }
 
 // forgetLocked accounts for one connection going away: its slot goes to the
@@ -392,7 +551,7 @@ func (p *Pool) maintain() {
 // ReplaceLead is how long before a connection's retirement its
 // replacement is dialled: enough for a dial, small against the lifetime.
 func (p *Pool) ReplaceLead() time.Duration {
-	return min(max(p.settings.MaxLifetime.D()/5, 3*p.maintTick), 30*time.Second)
+	return min(max(p.cfg().MaxLifetime.D()/5, 3*p.maintTick), 30*time.Second)
 }
 
 // TryAcquire returns an idle connection, or dials a new one when the pool
@@ -405,7 +564,7 @@ func (p *Pool) TryAcquire(ctx context.Context) (*ServerConn, error) {
 		return nil, ErrPoolClosed
 	}
 	sc, retired := p.takeIdleLocked(nil)
-	if sc == nil && p.open < p.settings.Size && len(p.waiters) == 0 {
+	if sc == nil && p.open < p.cfg().Size && len(p.waiters) == 0 {
 		p.open++
 		p.mu.Unlock()
 		p.retire(retired...)
@@ -440,7 +599,7 @@ func (p *Pool) maintainOnce() {
 		switch {
 		case c.Retiring(now):
 			toRetire = append(toRetire, c)
-		case fresh >= p.settings.MinIdle && now.Sub(c.lastUsed) >= p.settings.IdleTimeout.D():
+		case fresh >= p.cfg().MinIdle && now.Sub(c.lastUsed) >= p.cfg().IdleTimeout.D():
 			toClose = append(toClose, c)
 		default:
 			keep = append(keep, c)
@@ -458,7 +617,7 @@ func (p *Pool) maintainOnce() {
 	p.idle = keep
 	need := 0
 	if len(p.waiters) == 0 {
-		need = min(max(p.settings.MinIdle-fresh, len(stale)), p.settings.Size-p.open)
+		need = min(max(p.cfg().MinIdle-fresh, len(stale)), p.cfg().Size-p.open)
 		need = max(need, 0)
 		for i := 0; i < need && i < len(stale); i++ {
 			stale[i].replaced = true
@@ -472,7 +631,7 @@ func (p *Pool) maintainOnce() {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), p.settings.DialTimeout.D())
+			ctx, cancel := context.WithTimeout(context.Background(), p.cfg().DialTimeout.D())
 			defer cancel()
 			go func() {
 				select {
@@ -512,6 +671,11 @@ func (p *Pool) close() {
 	for _, c := range idle {
 		c.closeGracefully()
 	}
+	p.mu.Lock()
+	for _, c := range idle {
+		delete(p.all, c.ID)
+	}
+	p.mu.Unlock()
 	p.wg.Wait()
 }
 

@@ -45,6 +45,7 @@ type ServerConn struct {
 	// travels with the connection through the pool untouched.
 	State any
 
+	gen       uint64    // the pool's generation when dialled (see Pool.Reconnect)
 	lastUsed  time.Time // guarded by pool.mu while idle
 	replaced  bool      // a replacement was dialled ahead of retirement; guarded by pool.mu
 	closeOnce sync.Once
@@ -60,8 +61,12 @@ func (sc *ServerConn) Pool() *Pool { return sc.pool }
 // safe point.
 func (sc *ServerConn) RetireAt() time.Time { return sc.retireAt }
 
-// Retiring reports whether the connection should not start new work at now.
-func (sc *ServerConn) Retiring(now time.Time) bool { return !now.Before(sc.retireAt) }
+// Retiring reports whether the connection should not start new work at
+// now: it is past its lifetime, or the pool was told to reconnect after it
+// was dialled.
+func (sc *ServerConn) Retiring(now time.Time) bool {
+	return !now.Before(sc.retireAt) || sc.gen < sc.pool.generation.Load()
+}
 
 // close closes the network connection once, abruptly: for connections
 // that are broken or in an unknown state.

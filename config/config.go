@@ -4,10 +4,20 @@
 //
 // Load and Parse start from Default, decode the file over it (a route's
 // defaults are applied to each route, so a route that sets only pool.size
-// keeps every other pool default), then run Validate. Every problem is
-// reported at once in a *ValidationError, each as
+// keeps every other pool default), apply the environment's overrides
+// (ApplyEnv), then run Validate. Every problem is reported at once in a
+// *ValidationError, each as
 //
 //	dsqlgate.yaml:12: routes[0].pool.size: must be at least 1
+//	DSQLGATE_SHUTDOWN_TIMEOUT: shutdown_timeout: must be positive, such as "30s"
+//
+// The precedence is defaults < file < environment < command-line flags: every
+// key outside a list has a variable, EnvPrefix followed by its path in upper
+// case with dots as underscores (DSQLGATE_LOG_LEVEL; see EnvVar), and the
+// command applies its flags to the loaded Config before it listens. The
+// reference of every key, docs/CONFIG.md, is generated from this package's
+// types, defaults and field comments (go run ./config/internal/genref), and
+// a test fails when it is out of date or a field has no comment.
 //
 // Validate also reads the environment variables named by verifier_env and
 // password_env and keeps what it needs of their values (ResolvedVerifier,
@@ -44,6 +54,12 @@ type Config struct {
 	ClientTLS ClientTLS `yaml:"client_tls"`
 	// Limits bound what a client may send and how long it may take.
 	Limits Limits `yaml:"limits"`
+	// ShutdownTimeout is how long SIGTERM waits for each client to reach a
+	// safe point (between transactions) before its connection is closed
+	// anyway. Default 30s; positive.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// Metrics configures the HTTP listener for metrics and health checks.
+	Metrics Metrics `yaml:"metrics"`
 	// Users are the gateway's own users. With UsersFile, more users come
 	// from that file; AllUsers returns both.
 	Users []User `yaml:"users"`
@@ -52,13 +68,15 @@ type Config struct {
 	// when it changes. A relative path is relative to the working
 	// directory. A name must not be both in Users and in the file.
 	UsersFile string `yaml:"users_file"`
+	// Admin configures the admin console.
+	Admin Admin `yaml:"admin"`
 	// Routes map a client's startup "database" to an upstream.
 	Routes []Route `yaml:"routes"`
 	// AWS configures how AWS credentials are found for minting tokens.
 	AWS AWS `yaml:"aws"`
 
-	// src records where Parse found each key, for messages; nil for a
-	// Config built in code.
+	// src records where Parse found each key and which keys ApplyEnv
+	// set, for messages; nil for a Config built in code.
 	src *origin
 	// fileUsers are the users of UsersFile as loaded by the last Validate.
 	fileUsers []User
@@ -70,6 +88,14 @@ type Log struct {
 	Level string `yaml:"level"`
 	// Format is console or json. Default console.
 	Format string `yaml:"format"`
+	// SlowQueryThreshold logs every query that runs longer than this, with
+	// its text cut to SlowQueryMaxLength characters; parameter values are
+	// never logged. Default 0s, which turns slow query logging off; not
+	// negative.
+	SlowQueryThreshold Duration `yaml:"slow_query_threshold"`
+	// SlowQueryMaxLength is how many characters (Unicode code points) of a
+	// slow query's text are logged. Default 200; at least 20.
+	SlowQueryMaxLength int `yaml:"slow_query_max_length"`
 }
 
 // ClientTLS configures TLS between clients and the gateway.
@@ -79,10 +105,14 @@ type ClientTLS struct {
 	// configured, else disable: see Config.ClientTLSMode, which is the
 	// mode the gateway uses.
 	Mode string `yaml:"mode"`
-	// CertFile and KeyFile are PEM files; both or neither. Validate loads
-	// them as a pair. Relative paths are relative to the working directory.
+	// CertFile is a PEM file holding the certificate and its chain; set
+	// both or neither of CertFile and KeyFile. Validate loads them as a
+	// pair. A relative path is relative to the working directory.
 	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
+	// KeyFile is a PEM file holding the certificate's private key; set
+	// both or neither of CertFile and KeyFile. A relative path is relative
+	// to the working directory.
+	KeyFile string `yaml:"key_file"`
 }
 
 // ResolvedMode returns Mode, or when it is empty, TLSAllow if a certificate
@@ -169,9 +199,10 @@ type User struct {
 	VerifierEnv string `yaml:"verifier_env"`
 	// PasswordEnv names an environment variable holding the password
 	// itself (for containers whose secrets arrive that way), used exactly
-	// as set. Validate reads it once and keeps only a SCRAM verifier
-	// (with a fresh random salt each time) and the md5 hash made from it,
-	// never the password; use ResolvedVerifier and ResolvedMD5.
+	// as set. Validate reads it once and keeps only a SCRAM verifier (its
+	// salt derived from the password and the name, so that it is the same
+	// at every start) and the md5 hash made from it, never the password;
+	// use ResolvedVerifier and ResolvedMD5.
 	PasswordEnv string `yaml:"password_env"`
 	// MD5 is the password as PostgreSQL stores md5 passwords: "md5"
 	// followed by the lower-case hex of md5(password + Name), 35
@@ -244,11 +275,17 @@ type Route struct {
 	TLS string `yaml:"tls"`
 	// CAFile is a PEM file of CAs to trust instead of the system roots.
 	CAFile string `yaml:"ca_file"`
-	// User, Password and PasswordEnv are used only for kind postgres: the
-	// static login, with exactly one of Password and PasswordEnv. Prefer
-	// PasswordEnv to a password in the file; use ResolvedPassword.
-	User        string `yaml:"user"`
-	Password    string `yaml:"password"`
+	// User is the upstream login of a kind postgres route; used only for
+	// kind postgres.
+	User string `yaml:"user"`
+	// Password is the password of User itself, in the file; used only for
+	// kind postgres, which needs exactly one of Password and PasswordEnv.
+	// Prefer PasswordEnv; use ResolvedPassword.
+	Password string `yaml:"password"`
+	// PasswordEnv names an environment variable holding the password of
+	// User; used only for kind postgres, which needs exactly one of
+	// Password and PasswordEnv. Validate reads it once; use
+	// ResolvedPassword.
 	PasswordEnv string `yaml:"password_env"`
 	// UpstreamDatabase is the database opened upstream. For kind postgres
 	// it defaults to Database; for kind dsql it is always postgres, the
@@ -332,6 +369,30 @@ type Compat struct {
 	// IDENTITY) to DELETE FROM inside the client's transaction. Default
 	// true. DSQL's limits on rows changed per transaction still apply.
 	Truncate bool `yaml:"truncate"`
+}
+
+// Metrics configures the gateway's HTTP listener, for Prometheus and for
+// health checks by an orchestrator.
+type Metrics struct {
+	// Listen is the HTTP address, host:port, that serves /metrics
+	// (Prometheus), /livez, /readyz and /startupz. Default 127.0.0.1:9187,
+	// loopback only; "" turns the HTTP listener off. It must not use the
+	// port of listen. The endpoints ask for no credentials: keep them on
+	// loopback or a private network.
+	Listen string `yaml:"listen"`
+}
+
+// Admin configures the admin console: a virtual database, named by
+// Database, that the users in Users reach with any PostgreSQL client to
+// inspect and operate the gateway; no upstream is involved.
+type Admin struct {
+	// Users are the gateway users (from users or users_file) allowed into
+	// the admin console; they log in with their usual password. Each must
+	// be a known user. Default empty: the console admits nobody.
+	Users []string `yaml:"users"`
+	// Database is the database name a client asks for to open the admin
+	// console. Default dsqlgate; it must not be the database of a route.
+	Database string `yaml:"database"`
 }
 
 // AWS configures the credential chain used to mint DSQL tokens.

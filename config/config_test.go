@@ -53,7 +53,7 @@ func asValidation(t *testing.T, err error) []config.Problem {
 func TestDefault(t *testing.T) {
 	want := &config.Config{
 		Listen: "127.0.0.1:6432",
-		Log:    config.Log{Level: "info", Format: "console"},
+		Log:    config.Log{Level: "info", Format: "console", SlowQueryThreshold: 0, SlowQueryMaxLength: 200},
 		Limits: config.Limits{
 			StartupTimeout:      config.Duration(10 * time.Second),
 			MaxStartupPacket:    1 << 20,
@@ -63,6 +63,9 @@ func TestDefault(t *testing.T) {
 			AuthFailureWindow:   config.Duration(time.Minute),
 			AuthFailureMaxDelay: config.Duration(5 * time.Second),
 		},
+		ShutdownTimeout: config.Duration(30 * time.Second),
+		Metrics:         config.Metrics{Listen: "127.0.0.1:9187"},
+		Admin:           config.Admin{Users: nil, Database: "dsqlgate"},
 	}
 	if diff := cmp.Diff(want, config.Default(), ignoreResolved); diff != "" {
 		t.Errorf("Default() mismatch (-want +got):\n%s", diff)

@@ -3,15 +3,18 @@ package config
 import "time"
 
 // Default returns the top-level defaults: listen on 127.0.0.1:6432 (loopback
-// only), log at info to the console, client TLS off until a certificate is
-// configured (required, once listen leaves loopback; see ClientTLSMode), and
-// the client limits, with login backoff after 5 failures a minute from one
-// address, each delayed at most 5s (half the startup timeout). It has no users and no routes, so it
+// only), log at info to the console with slow query logging off, client TLS
+// off until a certificate is configured (required, once listen leaves
+// loopback; see ClientTLSMode), the client limits, with login backoff after
+// 5 failures a minute from one address, each delayed at most 5s (half the
+// startup timeout), 30s for clients to finish at shutdown, metrics and
+// health checks on 127.0.0.1:9187 (loopback only), and an admin console
+// named dsqlgate that admits nobody. It has no users and no routes, so it
 // does not validate on its own; DefaultRoute gives a route's defaults.
 func Default() *Config {
 	return &Config{
 		Listen: "127.0.0.1:6432",
-		Log:    Log{Level: "info", Format: "console"},
+		Log:    Log{Level: "info", Format: "console", SlowQueryMaxLength: 200},
 		Limits: Limits{
 			StartupTimeout:      Duration(10 * time.Second),
 			MaxStartupPacket:    1 * MiB,
@@ -21,6 +24,9 @@ func Default() *Config {
 			AuthFailureWindow:   Duration(time.Minute),
 			AuthFailureMaxDelay: Duration(5 * time.Second),
 		},
+		ShutdownTimeout: Duration(30 * time.Second),
+		Metrics:         Metrics{Listen: "127.0.0.1:9187"},
+		Admin:           Admin{Database: "dsqlgate"},
 	}
 }
 

@@ -24,3 +24,23 @@ routes:
 	// dsqlgate.yaml:6: routes[0].pool_size: unknown key; did you mean size: inside pool:?
 	// dsqlgate.yaml:8: routes[0].pool.max_lifetime: duration 90 has no unit; write "90s"
 }
+
+// The environment overrides the file: each key outside a list has a
+// variable. A misspelt variable is an error with a hint, and every problem
+// names its variable.
+func ExampleConfig_ApplyEnv() {
+	c := config.Default()
+	err := c.ApplyEnv([]string{
+		"HOME=/home/gw",
+		"DSQLGATE_LOG_LEVEL=debug",
+		"DSQLGATE_ADMIN_USERS=alice,bob",
+		"DSQLGATE_SHUTDOWN_TIMEOUT=30",
+		"DSQLGATE_METRICS_LISTN=:9187",
+	})
+	fmt.Println(c.Log.Level, c.Admin.Users)
+	fmt.Println(err)
+	// Output:
+	// debug [alice bob]
+	// DSQLGATE_METRICS_LISTN: unknown variable; did you mean DSQLGATE_METRICS_LISTEN?
+	// DSQLGATE_SHUTDOWN_TIMEOUT: shutdown_timeout: duration 30 has no unit; write "30s"
+}

@@ -15,12 +15,15 @@ import (
 // FuzzParse checks that no input panics, that every failure is a
 // *ValidationError with at least one placed problem, and that an accepted
 // Config validates again and survives a YAML round trip.
+//
+// The environment holds only the secrets the seeds name, none of them a
+// DSQLGATE_ variable, so that inputs are judged on the file alone (env_test.go
+// covers the environment): the sample's variables are renamed.
 func FuzzParse(f *testing.F) {
-	f.Setenv("DSQLGATE_ALICE_VERIFIER", testVerifier)
-	f.Setenv("DSQLGATE_LOCAL_PASSWORD", "pw")
 	f.Setenv("TEST_VERIFIER", testVerifier)
+	f.Setenv("TEST_PASSWORD", "pw")
 	if sample, err := os.ReadFile(samplePath); err == nil {
-		f.Add(string(sample))
+		f.Add(strings.NewReplacer("DSQLGATE_ALICE_VERIFIER", "TEST_VERIFIER", "DSQLGATE_LOCAL_PASSWORD", "TEST_PASSWORD").Replace(string(sample)))
 	}
 	f.Add(user + dsqlRoute)
 	f.Add(user + dsqlRoute + "    pool: {size: 0, dial_rate: .inf}\n")
@@ -37,7 +40,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("error %v (%T) is not a non-empty *ValidationError", err, err)
 			}
 			for _, p := range ve.Problems {
-				if p.File != "fuzz.yaml" || p.Line < 0 || p.Message == "" {
+				if p.File != "fuzz.yaml" || p.Env != "" || p.Line < 0 || p.Message == "" {
 					t.Fatalf("badly placed problem %#v", p)
 				}
 			}

@@ -27,7 +27,8 @@ func Load(path string) (*Config, error) {
 	return Parse(data, path)
 }
 
-// Parse decodes data, one YAML document, over Default and validates the
+// Parse decodes data, one YAML document, over Default, applies the
+// environment's overrides (ApplyEnv with os.Environ()) and validates the
 // result. Each route starts from DefaultRoute's settings for its kind, so a
 // route that omits pool gets every pool default and one that sets only
 // pool.size keeps the others. An empty key (`size:`) keeps its default.
@@ -35,8 +36,8 @@ func Load(path string) (*Config, error) {
 //
 // source names the input in messages, normally the file's path. All
 // problems are reported together in a *ValidationError: unknown keys, wrong
-// types and everything Validate finds; a YAML syntax error alone stops
-// decoding.
+// types, unknown or bad DSQLGATE_ variables and everything Validate finds;
+// a YAML syntax error alone stops decoding.
 func Parse(data []byte, source string) (*Config, error) {
 	c := Default()
 	d := &decoder{src: &origin{file: source, lines: map[string]int{}}, walking: map[*yaml.Node]bool{}}
@@ -49,7 +50,7 @@ func Parse(data []byte, source string) (*Config, error) {
 		d.value(root, "", reflect.ValueOf(c).Elem())
 	}
 	c.src = d.src
-	problems := d.problems
+	problems := append(d.problems, c.applyEnv(os.Environ())...)
 	for _, p := range c.check() {
 		if !d.isBroken(p.Key) {
 			problems = append(problems, p)

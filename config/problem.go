@@ -8,10 +8,15 @@ import (
 )
 
 // A Problem is one thing wrong with a configuration, placed as precisely as
-// the input allows. Message never holds a secret.
+// the input allows: at the environment variable that set the value, or else
+// at the file and line. Message never holds a secret.
 type Problem struct {
+	// Env is the environment variable the problem is with, when the value
+	// came from the environment (see ApplyEnv); File and Line are then
+	// empty.
+	Env string
 	// File names the input as given to Load or Parse; empty for a Config
-	// built in code.
+	// built in code and for a problem with an environment variable.
 	File string
 	// Line is the 1-based line of Key in File (of its nearest enclosing
 	// key when Key itself is missing); 0 when unknown.
@@ -23,10 +28,13 @@ type Problem struct {
 	Message string
 }
 
-// Error formats p as file:line: key: message, leaving out what is unknown.
+// Error formats p as file:line: key: message, or as VARIABLE: key: message
+// for a value from the environment, leaving out what is unknown.
 func (p Problem) Error() string {
 	var b strings.Builder
 	switch {
+	case p.Env != "":
+		b.WriteString(p.Env + ": ")
 	case p.File != "" && p.Line > 0:
 		b.WriteString(p.File + ":" + strconv.Itoa(p.Line) + ": ")
 	case p.File != "":
@@ -68,12 +76,41 @@ func newValidationError(ps []Problem) error {
 	return &ValidationError{Problems: ps}
 }
 
-// origin records where Parse found each key: the input's name and a map
-// from key path (routes[0].pool.size, routes[0]) to the key's line.
-// Written only by Parse; read-only afterwards.
+// origin records where each key came from: the input's name, a map from
+// key path (routes[0].pool.size, routes[0]) to the key's line, and the keys
+// the environment set. Written only by Parse and ApplyEnv; read-only
+// afterwards.
 type origin struct {
 	file  string
 	lines map[string]int
+	// env maps each key path ApplyEnv set (log.level, admin.users) to the
+	// variable that set it (DSQLGATE_LOG_LEVEL).
+	env map[string]string
+}
+
+// envVar returns the variable that set key or the key enclosing it
+// (admin.users for admin.users[1]), or "". o may be nil.
+func (o *origin) envVar(key string) string {
+	if o == nil {
+		return ""
+	}
+	for ; key != ""; key = parentKey(key) {
+		if name, ok := o.env[key]; ok {
+			return name
+		}
+	}
+	return ""
+}
+
+// has reports whether the file or the environment set key itself. o may be
+// nil.
+func (o *origin) has(key string) bool {
+	if o == nil {
+		return false
+	}
+	_, inFile := o.lines[key]
+	_, inEnv := o.env[key]
+	return inFile || inEnv
 }
 
 // line returns the line of key, or of its nearest enclosing key present in

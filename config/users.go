@@ -65,7 +65,9 @@ func md5Hash(password, user string) string {
 	return "md5" + hex.EncodeToString(sum[:])
 }
 
-func (c *Config) checkUsers(k *checker) {
+// checkUsers checks the users and loads users_file, and reports whether
+// every user is known: false when users_file could not be loaded.
+func (c *Config) checkUsers(k *checker) bool {
 	routes := make([]string, 0, len(c.Routes))
 	for _, r := range c.Routes {
 		routes = append(routes, r.Database)
@@ -103,6 +105,7 @@ func (c *Config) checkUsers(k *checker) {
 	default:
 		k.add("users_file", "%s holds no user and users is empty: at least one user is required, clients log in as one of them", c.UsersFile)
 	}
+	return fileLoaded
 }
 
 // checkUsersFile loads UsersFile into c.fileUsers, placing each of its

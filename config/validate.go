@@ -18,7 +18,8 @@ import (
 
 // Validate checks c and returns nil or a *ValidationError listing every
 // problem, each naming its key path (routes[0].pool.size) and, for a Config
-// from Load or Parse, the file and line. It runs before anything listens.
+// from Load or Parse, the file and line, or the environment variable when
+// ApplyEnv set the value. It runs before anything listens.
 //
 // Validate also reads the environment variables named by verifier_env and
 // password_env, once, keeping what ResolvedVerifier, ResolvedMD5 and
@@ -48,13 +49,14 @@ type checker struct {
 	problems []Problem
 }
 
+// add reports a problem at key: at the environment variable that set it,
+// or else at its line in the file.
 func (k *checker) add(key, format string, args ...any) {
-	k.problems = append(k.problems, Problem{
-		File:    k.src.fileName(),
-		Line:    k.src.line(key),
-		Key:     key,
-		Message: fmt.Sprintf(format, args...),
-	})
+	p := Problem{Key: key, Message: fmt.Sprintf(format, args...)}
+	if p.Env = k.src.envVar(key); p.Env == "" {
+		p.File, p.Line = k.src.fileName(), k.src.line(key)
+	}
+	k.problems = append(k.problems, p)
 }
 
 // oneOf checks that v is one of the allowed values.
@@ -87,13 +89,10 @@ func (k *checker) env(key, name string) (string, bool) {
 	return v, true
 }
 
-// hostPort checks a host:port; listen allows an empty host (every
-// interface) and port 0 (any free port). It reports whether s is valid.
-func (k *checker) hostPort(key, s string, listen bool) bool {
-	example := "127.0.0.1:5432"
-	if listen {
-		example = "127.0.0.1:6432"
-	}
+// hostPort checks a host:port, offering example in messages; listen allows
+// an empty host (every interface) and port 0 (any free port). It reports
+// whether s is valid.
+func (k *checker) hostPort(key, s, example string, listen bool) bool {
 	if s == "" {
 		k.add(key, "required: host:port, such as %s", example)
 		return false
@@ -176,14 +175,104 @@ func unwrapPath(err error) error {
 
 func (c *Config) check() []Problem {
 	k := &checker{src: c.src}
-	listenOK := k.hostPort("listen", c.Listen, true)
-	k.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
-	k.oneOf("log.format", c.Log.Format, "console", "json")
+	listenOK := k.hostPort("listen", c.Listen, "127.0.0.1:6432", true)
+	c.Log.check(k)
 	c.checkClientTLS(k, listenOK)
 	c.Limits.check(k)
-	c.checkUsers(k)
+	if c.ShutdownTimeout <= 0 {
+		k.add("shutdown_timeout", "must be positive, such as \"30s\"")
+	}
+	c.checkMetrics(k, listenOK)
+	usersKnown := c.checkUsers(k)
+	c.checkAdmin(k, usersKnown)
 	c.checkRoutes(k)
 	return k.problems
+}
+
+// minSlowQueryLength is the least log.slow_query_max_length: enough to
+// tell one statement from another.
+const minSlowQueryLength = 20
+
+func (l *Log) check(k *checker) {
+	k.oneOf("log.level", l.Level, "debug", "info", "warn", "error")
+	k.oneOf("log.format", l.Format, "console", "json")
+	if l.SlowQueryThreshold < 0 {
+		k.add("log.slow_query_threshold", "must not be negative (0s turns slow query logging off)")
+	}
+	if l.SlowQueryMaxLength < minSlowQueryLength {
+		k.add("log.slow_query_max_length", "must be at least %d characters", minSlowQueryLength)
+	}
+}
+
+// checkMetrics checks metrics.listen, which must not take the port of
+// listen (valid when listenOK).
+func (c *Config) checkMetrics(k *checker, listenOK bool) {
+	const key = "metrics.listen"
+	addr := c.Metrics.Listen
+	if addr == "" || !k.hostPort(key, addr, "127.0.0.1:9187", true) || !listenOK {
+		return // "" turns the HTTP listener off
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	listenHost, listenPort, _ := net.SplitHostPort(c.Listen)
+	if port != listenPort || port == "0" {
+		return
+	}
+	if host == listenHost || isEveryInterface(host) || isEveryInterface(listenHost) {
+		k.add(key, "%q uses the port of listen (%q): the HTTP listener needs a port of its own", addr, c.Listen)
+	}
+}
+
+// isEveryInterface reports whether a listener on host listens on every
+// interface: an empty host, 0.0.0.0 or ::.
+func isEveryInterface(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	return host == "" || err == nil && ip.IsUnspecified()
+}
+
+// checkAdmin checks the admin console's database name and users; a user
+// name is checked against AllUsers only when usersKnown (users_file, if
+// any, loaded).
+func (c *Config) checkAdmin(k *checker, usersKnown bool) {
+	a := &c.Admin
+	switch {
+	case a.Database == "":
+		k.add("admin.database", "required: the database name a client asks for to open the admin console, such as dsqlgate")
+	case strings.ContainsRune(a.Database, 0):
+		k.add("admin.database", "must not contain a NUL character")
+	default:
+		for i, r := range c.Routes {
+			if r.Database != a.Database {
+				continue
+			}
+			// Place the problem where the name was written: admin.database
+			// when it is set, else the route, which collides with the default.
+			if k.src.has("admin.database") {
+				k.add("admin.database", "%q is also the database of routes[%d]: the admin console needs a name no route uses", a.Database, i)
+			} else {
+				k.add(fmt.Sprintf("routes[%d].database", i), "%q is the admin console's database (admin.database defaults to it): rename the route, or set admin.database to a name no route uses", r.Database)
+			}
+		}
+	}
+	known := map[string]bool{}
+	for _, u := range c.AllUsers() {
+		known[u.Name] = true
+	}
+	seen := map[string]int{}
+	for i, name := range a.Users {
+		p := fmt.Sprintf("admin.users[%d]", i)
+		j, dup := seen[name]
+		if !dup {
+			seen[name] = i
+		}
+		switch {
+		case name == "":
+			k.add(p, "required: the name of a user in users or users_file")
+		case dup:
+			k.add(p, "%q is already admin.users[%d]", name, j)
+		case usersKnown && !known[name]:
+			k.add(p, "%q is not a user in users or users_file: only the gateway's own users can open the admin console", name)
+		}
+	}
 }
 
 // ClientTLSMode returns the TLS mode towards clients that the gateway uses:
@@ -342,7 +431,7 @@ func (r *Route) check(k *checker, p string) {
 		host = h
 	}
 	if r.DialAddress != "" {
-		k.hostPort(p+".dial_address", r.DialAddress, false)
+		k.hostPort(p+".dial_address", r.DialAddress, "127.0.0.1:5432", false)
 	}
 	if r.CAFile != "" {
 		if pem := k.readable(p+".ca_file", r.CAFile); pem != nil && !x509.NewCertPool().AppendCertsFromPEM(pem) {

@@ -102,6 +102,39 @@ func TestValidateRules(t *testing.T) {
 		{name: "log level", doc: "log: {level: verbose} # <-\n" + user + dsqlRoute, key: "log.level", msg: `"verbose" is not one of debug, info, warn, error`},
 		{name: "log format", doc: "log:\n  format: text # <-\n" + user + dsqlRoute, key: "log.format", msg: "console, json"},
 
+		// log: slow queries
+		{name: "valid slow query logging", doc: "log: {slow_query_threshold: 500ms, slow_query_max_length: 20}\n" + user + dsqlRoute},
+		{name: "slow query threshold negative", doc: "log: {slow_query_threshold: -1s} # <-\n" + user + dsqlRoute, key: "log.slow_query_threshold", msg: "must not be negative (0s turns slow query logging off)"},
+		{name: "slow query threshold bare number", doc: "log:\n  slow_query_threshold: 500 # <-\n" + user + dsqlRoute, key: "log.slow_query_threshold", msg: `duration 500 has no unit; write "500s"`},
+		{name: "slow query max length too small", doc: "log:\n  slow_query_max_length: 19 # <-\n" + user + dsqlRoute, key: "log.slow_query_max_length", msg: "must be at least 20 characters"},
+
+		// shutdown_timeout
+		{name: "shutdown timeout zero", doc: "shutdown_timeout: 0s # <-\n" + user + dsqlRoute, key: "shutdown_timeout", msg: `must be positive, such as "30s"`},
+		{name: "shutdown timeout negative", doc: "shutdown_timeout: -5s # <-\n" + user + dsqlRoute, key: "shutdown_timeout", msg: "must be positive"},
+
+		// metrics
+		{name: "valid metrics off", doc: "metrics: {listen: ''}\n" + user + dsqlRoute},
+		{name: "valid metrics on every interface", doc: "metrics: {listen: ':9187'}\n" + user + dsqlRoute},
+		{name: "valid metrics on listen's port of another host", doc: "metrics: {listen: '127.0.0.2:6432'}\n" + user + dsqlRoute},
+		{name: "valid metrics and listen on any free port", doc: "listen: 127.0.0.1:0\nmetrics: {listen: '127.0.0.1:0'}\n" + user + dsqlRoute},
+		{name: "metrics listen without port", doc: "metrics:\n  listen: localhost # <-\n" + user + dsqlRoute, key: "metrics.listen", msg: `"localhost" is not host:port, such as 127.0.0.1:9187`},
+		{name: "metrics listen port out of range", doc: "metrics: {listen: '127.0.0.1:99999'} # <-\n" + user + dsqlRoute, key: "metrics.listen", msg: `port "99999" is not a number from 0 to 65535`},
+		{name: "metrics listen on listen's address", doc: "metrics:\n  listen: 127.0.0.1:6432 # <-\n" + user + dsqlRoute, key: "metrics.listen", msg: `"127.0.0.1:6432" uses the port of listen ("127.0.0.1:6432")`},
+		{name: "metrics on every interface, listen's port", doc: "metrics: {listen: ':6432'} # <-\n" + user + dsqlRoute, key: "metrics.listen", msg: "the HTTP listener needs a port of its own"},
+
+		// admin
+		{name: "valid admin user", doc: "admin: {users: [alice]}\n" + user + dsqlRoute},
+		{name: "valid admin user from users_file", doc: "admin: {users: [carol, 'o\"brien']}\nusers_file: " + userlistPath + "\n" + dsqlRoute},
+		{name: "valid admin database", doc: "admin: {database: console}\n" + user + dsqlRoute},
+		{name: "admin user unknown", doc: "admin:\n  users: [alice, bob] # <-\n" + user + dsqlRoute, key: "admin.users[1]", msg: `"bob" is not a user in users or users_file`},
+		{name: "admin user unknown in a block list", doc: "admin:\n  users:\n    - alice\n    - bob # <-\n" + user + dsqlRoute, key: "admin.users[1]", msg: `"bob" is not a user`},
+		{name: "admin user listed twice", doc: "admin:\n  users:\n    - alice\n    - alice # <-\n" + user + dsqlRoute, key: "admin.users[1]", msg: `"alice" is already admin.users[0]`},
+		{name: "admin user empty", doc: "admin: {users: ['']} # <-\n" + user + dsqlRoute, key: "admin.users[0]", msg: "required"},
+		{name: "admin user not checked when users_file fails", doc: "admin: {users: [zed]}\nusers_file: {{dir}}/missing.txt # <-\n" + user + dsqlRoute, key: "users_file", msg: "no such file"},
+		{name: "admin database empty", doc: "admin: {database: ''} # <-\n" + user + dsqlRoute, key: "admin.database", msg: "required"},
+		{name: "admin database is a route's", doc: "admin:\n  database: app # <-\n" + user + dsqlRoute, key: "admin.database", msg: `"app" is also the database of routes[0]: the admin console needs a name no route uses`},
+		{name: "route on the default admin database", doc: user + "routes:\n  - database: dsqlgate # <-\n    endpoint: abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws\n", key: "routes[0].database", msg: `"dsqlgate" is the admin console's database (admin.database defaults to it)`},
+
 		// client_tls
 		{name: "client tls mode", doc: "client_tls: {mode: on} # <-\n" + user + dsqlRoute, key: "client_tls.mode", msg: `"on" is not one of`},
 		{name: "cert without key", doc: "client_tls: {cert_file: {{dir}}/cert.pem} # <-\n" + user + dsqlRoute, key: "client_tls.key_file", msg: "required with cert_file"},

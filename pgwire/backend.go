@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/authbridge"
+	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
@@ -58,6 +59,7 @@ const (
 func (s *session) step(sc *authbridge.ServerConn, us *upstreamState, msg []byte, err error) (next relayStep, after func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.bytesOut += uint64(len(msg))
 	if err != nil {
 		if s.stopReading && errors.Is(err, os.ErrDeadlineExceeded) {
 			s.stopReading = false
@@ -78,6 +80,9 @@ func (s *session) step(sc *authbridge.ServerConn, us *upstreamState, msg []byte,
 	case detach:
 		release := s.detachLocked()
 		s.flushClientLocked()
+		if s.draining {
+			s.terminateLocked()
+		}
 		return relayDetached, release
 	}
 	if us.fr.buffered() == 0 {
@@ -218,6 +223,7 @@ func (s *session) onErrorLocked(msg []byte) error {
 	if s.q.len() > 0 {
 		head = s.q.front()
 	}
+	s.srv.metrics.UpstreamErrorsTotal.WithLabelValues(s.route.Name, metrics.SQLStateLabel(sqlstateOf(msg))).Inc()
 	if severityOf(msg) != severityError {
 		er, _ := decodeError(msg)
 		if er != nil && (er.Severity == severityFatal || er.Severity == "PANIC") {
@@ -388,6 +394,7 @@ func (s *session) onReadyForQueryLocked(msg []byte) (detach bool) {
 		s.writeClientLocked(msg)
 	}
 	s.copyIn = false
+	s.observeUnitLocked(r, status)
 	if s.q.len() == 0 {
 		s.stopStatementTimerLocked()
 		s.startIdleTimerLocked()
@@ -434,6 +441,8 @@ func (s *session) detachLocked() (release func()) {
 		us.owner, us.ownerVer = s, s.gucs.ver
 	}
 	us.lastUser = s.user
+	s.setStateLocked(stateIdle)
+	s.flushBytesOutLocked()
 	if s.session && !s.closing {
 		now := s.srv.now()
 		if sc.Retiring(now) {
@@ -527,4 +536,49 @@ func statementTimeoutError(msg []byte) []byte {
 		return msg
 	}
 	return out
+}
+
+// observeUnitLocked measures a unit that ended with ReadyForQuery status:
+// the query, and the transaction when it ended (or an autocommit unit).
+func (s *session) observeUnitLocked(r reply, status byte) {
+	if r.began.IsZero() || r.kind == iQuery {
+		return
+	}
+	m, now := s.srv.metrics, s.srv.now()
+	c := s.srv.countersFor(s.route.Name)
+	took := now.Sub(r.began)
+	m.QuerySeconds.WithLabelValues(s.route.Name).Observe(took.Seconds())
+	c.queries.Add(1)
+	c.queryUs.Add(uint64(took / time.Microsecond))
+	s.logSlowQueryLocked(r, took)
+	switch {
+	case status != 'I' && s.txBegan.IsZero():
+		s.txBegan = r.began
+	case status == 'I':
+		began := s.txBegan
+		if began.IsZero() {
+			began = r.began
+		}
+		m.TransactionSeconds.WithLabelValues(s.route.Name).Observe(now.Sub(began).Seconds())
+		c.xacts.Add(1)
+		c.xactUs.Add(uint64(now.Sub(began) / time.Microsecond))
+		s.txBegan = time.Time{}
+	}
+}
+
+// logSlowQueryLocked logs a unit that ran past log.slow_query_threshold:
+// its statement text cut to log.slow_query_max_length characters. Bind
+// parameters are never logged.
+func (s *session) logSlowQueryLocked(r reply, took time.Duration) {
+	threshold := s.srv.currentConfig().Log.SlowQueryThreshold.D()
+	if threshold <= 0 || took < threshold {
+		return
+	}
+	text := r.text
+	if max := s.srv.currentConfig().Log.SlowQueryMaxLength; max > 0 {
+		if runes := []rune(text); len(runes) > max {
+			text = string(runes[:max]) + "…"
+		}
+	}
+	s.log.Warn("slow query", zap.Duration("took", took), zap.String("query", text))
 }

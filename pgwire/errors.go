@@ -144,3 +144,27 @@ func decodeError(msg []byte) (*pgproto3.ErrorResponse, error) {
 	}
 	return &er, nil
 }
+
+// isCode reports whether err is a pgError with SQLSTATE code.
+func isCode(err error, code string) bool {
+	var pe *pgError
+	return errors.As(err, &pe) && pe.Code == code
+}
+
+// sqlstateOf returns the SQLSTATE of an ErrorResponse without decoding
+// the rest.
+func sqlstateOf(msg []byte) string {
+	b := body(msg)
+	for len(b) > 0 && b[0] != 0 {
+		code := b[0]
+		v, rest, ok := cstringBytes(b[1:])
+		if !ok {
+			break
+		}
+		if code == 'C' {
+			return string(v)
+		}
+		b = rest
+	}
+	return ""
+}

@@ -55,7 +55,7 @@ func (s *session) onQuery(msg []byte) error {
 	}
 	s.mu.Lock()
 	s.beginUnitLocked()
-	s.q.push(reply{kind: rQuery, query: qi, unitStart: s.unitStart, unitFlags: s.unitFlags | flags})
+	s.q.push(reply{kind: rQuery, query: qi, unitStart: s.unitStart, unitFlags: s.unitFlags | flags, began: s.unitBegan, text: text})
 	s.unitOpen = false
 	s.us.unnamedOwner = nil // a simple Query destroys the unnamed statement
 	s.unflushed = true
@@ -591,6 +591,7 @@ func (s *session) onExecute(msg []byte) error {
 	st := s.portals[portal]
 	if st != nil {
 		s.unitFlags |= unitFlagsFor(st.kind)
+		s.unitText = st.query
 	}
 	s.q.push(reply{kind: rExecute, stmt: st})
 	s.unflushed = true
@@ -673,7 +674,7 @@ func (s *session) onSync() error {
 	}
 	sc := s.sc
 	s.beginUnitLocked()
-	s.q.push(reply{kind: rSync, unitStart: s.unitStart, unitFlags: s.unitFlags})
+	s.q.push(reply{kind: rSync, unitStart: s.unitStart, unitFlags: s.unitFlags, began: s.unitBegan, text: s.unitText})
 	s.unitOpen = false
 	s.inBatch = false
 	s.unflushed = true
@@ -711,7 +712,7 @@ func (s *session) onFunctionCall(msg []byte) error {
 	}
 	s.mu.Lock()
 	s.beginUnitLocked()
-	s.q.push(reply{kind: rQuery, query: &queryInfo{}, unitStart: s.unitStart, unitFlags: s.unitFlags})
+	s.q.push(reply{kind: rQuery, query: &queryInfo{}, unitStart: s.unitStart, unitFlags: s.unitFlags, began: s.unitBegan})
 	s.unitOpen = false
 	s.unflushed = true
 	s.mu.Unlock()

@@ -37,6 +37,13 @@ func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 		fields = append(fields, zap.Error(cause))
 	}
 	s.log.Info("upstream connection lost", fields...)
+	reason := "lost_idle"
+	if inFlight || s.txStatus != 'I' {
+		reason = "lost_in_transaction"
+	}
+	s.srv.metrics.UpstreamReplacementsTotal.WithLabelValues(s.route.Name, reason).Inc()
+	s.setStateLocked(stateIdle)
+	s.flushBytesOutLocked()
 	timedOut := s.timedOut
 	s.stopStatementTimerLocked()
 	s.sc, s.us = nil, nil

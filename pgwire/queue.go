@@ -1,5 +1,7 @@
 package pgwire
 
+import "time"
+
 // replyKind says what the server will send for one message the gateway
 // forwarded (or injected), or what the gateway answers itself in its place.
 type replyKind uint8
@@ -59,6 +61,10 @@ type reply struct {
 	// failing statement stands for (shown instead of the server's).
 	data []byte
 	err  *pgError
+	// began is when the unit a Sync or Query ends started being sent;
+	// text is its (last) statement's text, for the slow-query log.
+	began time.Time
+	text  string
 }
 
 // replyQueue is a FIFO of replies. The zero value is empty and usable.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/metrics"
 )
 
 // Options are the parts of a Server that do not come from the config.
@@ -25,26 +26,33 @@ type Options struct {
 	Logger *zap.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Version is shown by the admin console's SHOW VERSION.
+	Version string
+	// Reload, when set, is what the admin console's RELOAD runs (the same
+	// as SIGHUP).
+	Reload func() error
 }
 
 // Server accepts client connections and runs their sessions against the
 // routes of an authbridge.Bridge.
 type Server struct {
-	cfg    *config.Config
+	conf   atomic.Pointer[config.Config] // replaced whole by ApplyConfig
 	bridge *authbridge.Bridge
 	log    *zap.Logger
 	now    func() time.Time
 
-	certs           *certStore  // client-facing certificate, reloaded on change; nil: no TLS
-	tlsConfig       *tls.Config // nil: no TLS towards clients
-	directTLSConfig *tls.Config // tlsConfig with ALPN "postgresql" required
+	tls atomic.Pointer[serverTLS] // replaced whole by ApplyConfig
 	requireTLS      bool
 
 	users      atomic.Pointer[userTable] // replaced whole by ReloadUsers
 	usersStamp atomic.Pointer[fileStamp] // version of the users file in force
-	backoff    *authBackoff
+	backoff    atomic.Pointer[authBackoff]
 	stop       chan struct{} // closed by Close: stops the users-file watcher
 
+	metrics  *metrics.Metrics
+	version  string
+	reload   func() error
+	stats    sync.Map // route name → *routeCounters, for SHOW STATS
 	keys     keyRegistry
 	nextConn atomic.Uint64
 	active   atomic.Int64
@@ -52,6 +60,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
+	sessions  map[*session]struct{} // authenticated client sessions
+	draining  bool                  // Shutdown has begun
 	closed    bool
 	watching  bool // the users-file watcher runs
 	wg        sync.WaitGroup
@@ -66,27 +76,25 @@ func NewServer(cfg *config.Config, bridge *authbridge.Bridge, opts Options) (*Se
 		opts.Now = time.Now
 	}
 	s := &Server{
-		cfg: cfg, bridge: bridge, log: opts.Logger, now: opts.Now,
+		bridge: bridge, log: opts.Logger, now: opts.Now, metrics: bridge.Metrics(),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[net.Conn]struct{}{},
+		sessions:  map[*session]struct{}{},
 		stop:      make(chan struct{}),
+		version:   opts.Version,
+		reload:    opts.Reload,
 	}
+	s.conf.Store(cfg)
 	if err := s.ReloadUsers(); err != nil {
 		return nil, err
 	}
 	l := cfg.Limits
-	s.backoff = newAuthBackoff(l.AuthFailureLimit, l.AuthFailureWindow.D(), l.AuthFailureMaxDelay.D(), s.now)
-	mode := cfg.ClientTLSMode()
-	if cfg.ClientTLS.CertFile != "" && mode != config.TLSDisable {
-		certs, err := newCertStore(cfg.ClientTLS.CertFile, cfg.ClientTLS.KeyFile, s.now, s.log)
-		if err != nil {
-			return nil, fmt.Errorf("client_tls: %w", err)
-		}
-		s.certs = certs
-		s.tlsConfig = certs.tlsConfig(false)
-		s.directTLSConfig = certs.tlsConfig(true)
+	s.backoff.Store(newAuthBackoff(l.AuthFailureLimit, l.AuthFailureWindow.D(), l.AuthFailureMaxDelay.D(), s.now))
+	t, err := newServerTLS(cfg, s.now, s.log)
+	if err != nil {
+		return nil, err
 	}
-	s.requireTLS = mode == config.TLSRequire
+	s.tls.Store(t)
 	return s, nil
 }
 
@@ -179,12 +187,26 @@ func (s *Server) serveConn(raw net.Conn) {
 	id := s.nextConn.Add(1)
 	log := s.log.With(zap.Uint64("conn_id", id), zap.String("client", raw.RemoteAddr().String()))
 	defer recoverSession(log)
-	if s.certs != nil {
-		defer s.certs.forget(raw)
+	if certs := s.tlsState().certs; certs != nil {
+		defer certs.forget(raw)
 	}
-	raw.SetDeadline(s.now().Add(s.cfg.Limits.StartupTimeout.D()))
+	raw.SetDeadline(s.now().Add(s.currentConfig().Limits.StartupTimeout.D()))
+	m := s.metrics
+	m.ClientConnections.WithLabelValues("authenticating").Inc()
+	authenticating := true
+	outcome := "refused"
+	defer func() {
+		if authenticating {
+			m.ClientConnections.WithLabelValues("authenticating").Dec()
+		}
+		m.ClientConnectionsTotal.WithLabelValues(outcome).Inc()
+	}()
 
 	conn, br, info, err := s.handshake(raw, log)
+	if info == nil && err == nil {
+		outcome = "cancel"
+		return
+	}
 	if info == nil || err != nil {
 		s.startupFailed(conn, err, log)
 		return
@@ -192,11 +214,11 @@ func (s *Server) serveConn(raw net.Conn) {
 	if conn != raw {
 		defer conn.Close() // TLS: sends close_notify
 	}
-	if n := s.active.Add(1); n > int64(s.cfg.Limits.MaxClientConn) {
+	if n := s.active.Add(1); n > int64(s.currentConfig().Limits.MaxClientConn) {
 		s.active.Add(-1)
 		s.startupFailed(conn, &pgError{Severity: severityFatal, Code: codeTooManyConnections,
 			Message: "sorry, too many clients already",
-			Detail:  fmt.Sprintf("The gateway serves at most %d clients (limits.max_client_conn).", s.cfg.Limits.MaxClientConn)}, log)
+			Detail:  fmt.Sprintf("The gateway serves at most %d clients (limits.max_client_conn).", s.currentConfig().Limits.MaxClientConn)}, log)
 		return
 	}
 	defer s.active.Add(-1)
@@ -208,18 +230,39 @@ func (s *Server) serveConn(raw net.Conn) {
 		}
 	}
 	host := hostOf(raw.RemoteAddr())
-	if !s.backoff.begin(host) {
+	backoff := s.backoff.Load()
+	if !backoff.begin(host) {
 		s.startupFailed(conn, &pgError{Severity: severityFatal, Code: codeTooManyConnections,
 			Message: "too many failed authentications from this address; try again later"}, log)
 		return
 	}
 	u, err := s.authenticate(conn, br, info.user, log)
-	if delay := s.backoff.end(host, err == nil); err != nil {
+	if isCode(err, codeInvalidPassword) {
+		outcome = "auth_failed"
+	}
+	if delay := backoff.end(host, err == nil); err != nil {
 		if delay > 0 && !errors.Is(err, errClientGone) {
 			log.Info("delaying a failed authentication", zap.Duration("delay", delay))
 			time.Sleep(delay)
 		}
 		s.startupFailed(conn, err, log)
+		return
+	}
+	if info.database == s.currentConfig().Admin.Database {
+		if !s.isAdmin(info.user) {
+			s.startupFailed(conn, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+				Message: fmt.Sprintf("user %q may not use the admin console", info.user),
+				Hint:    "Admin users are listed in admin.users."}, log)
+			return
+		}
+		raw.SetDeadline(time.Time{})
+		if tc, ok := conn.(*tls.Conn); ok {
+			tc.SetDeadline(time.Time{})
+		}
+		outcome, authenticating = "accepted", false
+		m.ClientConnections.WithLabelValues("authenticating").Dec()
+		log.Info("admin console session started")
+		s.serveAdmin(conn, br, info.user, log)
 		return
 	}
 	if u.databases != nil && !u.databases[info.database] {
@@ -248,12 +291,27 @@ func (s *Server) serveConn(raw net.Conn) {
 	if tc, ok := conn.(*tls.Conn); ok {
 		tc.SetDeadline(time.Time{})
 	}
+	outcome, authenticating = "accepted", false
+	m.ClientConnections.WithLabelValues("authenticating").Dec()
+	sess.setState(stateIdle)
+	s.mu.Lock()
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.sessions, sess)
+		s.mu.Unlock()
+	}()
 	defer s.keys.unregister(sess.key)
 	log.Debug("client session started")
 	err = sess.run()
+	sess.setState("")
+	in, out := sess.flushByteCounts()
 	log.Info("client session ended",
 		zap.Duration("duration", s.now().Sub(sess.started)),
 		zap.Uint64("transactions", sess.transactions),
+		zap.Uint64("bytes_from_client", in),
+		zap.Uint64("bytes_to_client", out),
 		zap.Uint64("upstream_replacements", sess.replaced),
 		errField(err))
 }
@@ -317,7 +375,7 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		srv:      s,
 		log:      log,
 		conn:     conn,
-		fr:       frameReader{r: br, maxSize: s.cfg.Limits.MaxMessageSize.Int()},
+		fr:       frameReader{r: br, maxSize: s.currentConfig().Limits.MaxMessageSize.Int()},
 		user:     info.user,
 		database: info.database,
 		route:    route,
@@ -443,20 +501,22 @@ func negotiateProtocolVersion(unknown []string) []byte {
 // certificate tc's handshake presented (nil when channel binding cannot be
 // offered).
 func (s *Server) channelBindingFor(tc *tls.Conn) []byte {
-	if s.certs == nil {
+	certs := s.tlsState().certs
+	if certs == nil {
 		return nil
 	}
-	return s.certs.bindingFor(tc)
+	return certs.bindingFor(tc)
 }
 
 // ReloadCertificate re-reads the client TLS certificate and key now (the
 // files are also checked for changes at most once a second on new
 // handshakes). On error the certificate in use stays.
 func (s *Server) ReloadCertificate() error {
-	if s.certs == nil {
+	certs := s.tlsState().certs
+	if certs == nil {
 		return nil
 	}
-	return s.certs.Reload()
+	return certs.Reload()
 }
 
 // Reload re-reads what can change under a running server without a
@@ -473,3 +533,30 @@ func recoverSession(log *zap.Logger) {
 		log.Error("session panicked; closing its connection", zap.String("panic_type", fmt.Sprintf("%T", r)), zap.Stack("stack"))
 	}
 }
+
+// serverTLS is the client-facing TLS in force. Immutable; replaced whole.
+type serverTLS struct {
+	certs   *certStore  // nil: no TLS towards clients
+	config  *tls.Config // SSLRequest; nil without certs
+	direct  *tls.Config // direct TLS, ALPN "postgresql" required
+	require bool        // refuse clients without TLS
+}
+
+func newServerTLS(cfg *config.Config, now func() time.Time, log *zap.Logger) (*serverTLS, error) {
+	mode := cfg.ClientTLSMode()
+	t := &serverTLS{require: mode == config.TLSRequire}
+	if cfg.ClientTLS.CertFile != "" && mode != config.TLSDisable {
+		certs, err := newCertStore(cfg.ClientTLS.CertFile, cfg.ClientTLS.KeyFile, now, log)
+		if err != nil {
+			return nil, fmt.Errorf("client_tls: %w", err)
+		}
+		t.certs, t.config, t.direct = certs, certs.tlsConfig(false), certs.tlsConfig(true)
+	}
+	return t, nil
+}
+
+// tlsState is the client TLS in force.
+func (s *Server) tlsState() *serverTLS { return s.tls.Load() }
+
+// currentConfig is the configuration in force.
+func (s *Server) currentConfig() *config.Config { return s.conf.Load() }

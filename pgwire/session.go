@@ -72,6 +72,7 @@ type session struct {
 	unitOpen  bool
 	unitStart byte
 	unitFlags uint8
+	unitText  string // the unit's last statement text, for the slow-query log
 	txStatus  byte // as the client last saw it: 'I', 'T' or 'E'
 	copyIn    bool // the upstream is in COPY FROM STDIN
 	// unflushed: the client goroutine has written to the upstream and not
@@ -91,6 +92,7 @@ type session struct {
 	lostTx       bool
 	lostReported bool
 	closing      bool // the client is gone; nothing more is written to it
+	draining     bool // the server is shutting down: end at the next safe point
 
 	gucs         *gucState
 	stmts        map[string]*preparedStmt // by client name
@@ -113,9 +115,75 @@ type session struct {
 	idleTimer *time.Timer
 	idleArmed atomic.Bool // idleTimer is set: read without mu by the client goroutine
 
-	// counters for the session-end log line
+	// counters for the session-end log line and the metrics
 	transactions uint64
 	replaced     uint64
+	state        string    // the client_connections state this session counts in; guarded by mu
+	bytesIn        uint64 // from the client; client goroutine only
+	bytesInPending uint64 // not yet added to the metric; client goroutine only
+	bytesOut     uint64    // to the client, not yet added to the metric; guarded by mu
+	bytesOutAll  uint64    // to the client in all; guarded by mu
+	unitBegan    time.Time // start of the unit being sent; guarded by mu
+	waitSince    time.Time // when the client started waiting for an upstream; guarded by mu
+	txBegan      time.Time // start of the open transaction (zero: none); guarded by mu
+}
+
+// Session states, as the client_connections metric counts them.
+const (
+	stateIdle    = "idle"
+	stateActive  = "active"
+	stateWaiting = "waiting"
+)
+
+// setState moves the session between the client_connections states ("":
+// gone).
+func (s *session) setState(state string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.setStateLocked(state)
+}
+
+func (s *session) setStateLocked(state string) {
+	if s.state == state {
+		return
+	}
+	g := s.srv.metrics.ClientConnections
+	if s.state != "" {
+		g.WithLabelValues(s.state).Dec()
+	}
+	if state != "" {
+		g.WithLabelValues(state).Inc()
+	}
+	s.state = state
+}
+
+// flushByteCounts adds the bytes relayed since the last call to the
+// metric and returns the session's totals.
+func (s *session) flushByteCounts() (in, out uint64) {
+	s.flushBytesIn()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushBytesOutLocked()
+	return s.bytesIn, s.bytesOutAll
+}
+
+func (s *session) flushBytesOutLocked() {
+	if s.bytesOut > 0 {
+		s.srv.metrics.BytesTotal.WithLabelValues("server_to_client").Add(float64(s.bytesOut))
+		s.srv.countersFor(s.route.Name).sent.Add(s.bytesOut)
+		s.bytesOutAll += s.bytesOut
+		s.bytesOut = 0
+	}
+}
+
+// flushBytesIn adds the bytes read from the client since the last call to
+// the metric. Client goroutine only.
+func (s *session) flushBytesIn() {
+	if s.bytesInPending > 0 {
+		s.srv.metrics.BytesTotal.WithLabelValues("client_to_server").Add(float64(s.bytesInPending))
+		s.srv.countersFor(s.route.Name).received.Add(s.bytesInPending)
+		s.bytesInPending = 0
+	}
 }
 
 // compatFlags say which parts of the compatibility layer a session uses
@@ -138,6 +206,11 @@ func (s *session) run() error {
 		}
 		if s.idleArmed.Load() {
 			s.stopIdleTimer()
+		}
+		s.bytesIn += uint64(len(msg))
+		s.bytesInPending += uint64(len(msg))
+		if s.bytesInPending >= 1<<16 {
+			s.flushBytesIn()
 		}
 		if err := s.onClientMessage(msg); err != nil {
 			if errors.Is(err, errTerminate) {
@@ -333,6 +406,7 @@ func (s *session) beginUnitLocked() {
 		s.unitOpen = true
 		s.unitStart = s.txStatus
 		s.unitFlags = 0
+		s.unitBegan = s.srv.now()
 	}
 	if s.stmtTimer == nil {
 		if d := s.statementTimeoutLocked(); d > 0 {
@@ -464,6 +538,7 @@ func (s *session) attached() (*authbridge.ServerConn, error) {
 			s.done = make(chan struct{})
 			done := s.done
 			s.mu.Unlock()
+			s.setState(stateActive)
 			go s.serverToClient(sc, s.us, done)
 			return sc, nil
 		}
@@ -517,7 +592,14 @@ func (s *session) acquire() (*authbridge.ServerConn, error) {
 		s.flushClientLocked()
 	})
 	defer notice.Stop()
+	waitStart := s.srv.now()
+	s.mu.Lock()
+	s.waitSince = waitStart
+	s.setStateLocked(stateWaiting)
+	s.mu.Unlock()
 	sc, err := s.pool.Acquire(ctx, prev)
+	s.setState(stateIdle)
+	s.srv.countersFor(s.route.Name).waitUs.Add(uint64(s.srv.now().Sub(waitStart) / time.Microsecond))
 	if err != nil {
 		return nil, err
 	}
@@ -547,6 +629,7 @@ func (s *session) syncUpstream(sc *authbridge.ServerConn) error {
 	s.mu.Unlock()
 
 	if sql != "" {
+		s.srv.metrics.StateSyncsTotal.WithLabelValues(s.route.Name).Inc()
 		failed, err := s.runSync(sc, us, sql)
 		if err != nil {
 			return err

@@ -131,8 +131,9 @@ func parseStartupMessage(version uint32, b []byte) (*startupInfo, error) {
 // and what the client asked for. A CancelRequest is served here and yields
 // no startupInfo and no error. A *pgError is for the client to see.
 func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Reader, *startupInfo, error) {
-	maxStartup := s.cfg.Limits.MaxStartupPacket.Int()
+	maxStartup := s.currentConfig().Limits.MaxStartupPacket.Int()
 	tlsDone := false
+	t := s.tlsState()
 
 	// A TLS ClientHello as the very first byte is direct TLS (PostgreSQL
 	// 17's sslnegotiation=direct).
@@ -142,10 +143,10 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 		return conn, nil, nil, errClientGone
 	}
 	if first[0] == tlsRecordHandshake {
-		if s.tlsConfig == nil {
+		if t.config == nil {
 			return conn, nil, nil, errors.New("direct TLS attempted but no certificate is configured")
 		}
-		tc := tls.Server(&prefixConn{Conn: conn, r: br}, s.directTLSConfig)
+		tc := tls.Server(&prefixConn{Conn: conn, r: br}, t.direct)
 		if err := tc.Handshake(); err != nil {
 			return conn, nil, nil, fmt.Errorf("direct tls handshake: %w", err)
 		}
@@ -179,7 +180,7 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 				// outside TLS: a man in the middle could inject them.
 				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "received unencrypted data after SSL request"}
 			}
-			if s.tlsConfig == nil {
+			if t.config == nil {
 				if _, err := conn.Write([]byte{'N'}); err != nil {
 					return conn, br, nil, err
 				}
@@ -188,7 +189,7 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 			if _, err := conn.Write([]byte{'S'}); err != nil {
 				return conn, br, nil, err
 			}
-			tc := tls.Server(conn, s.tlsConfig)
+			tc := tls.Server(conn, t.config)
 			if err := tc.Handshake(); err != nil {
 				return conn, br, nil, fmt.Errorf("tls handshake: %w", err)
 			}
@@ -210,7 +211,7 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 			if err != nil {
 				return conn, br, nil, err
 			}
-			if s.requireTLS && !tlsDone {
+			if t.require && !tlsDone {
 				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
 					Message: "the gateway requires TLS", Hint: "Connect with sslmode=require (or stronger)."}
 			}
@@ -248,7 +249,7 @@ func (s *Server) authenticate(conn net.Conn, br *bufio.Reader, user string, log 
 		return &pgError{Severity: severityFatal, Code: codeInvalidPassword,
 			Message: fmt.Sprintf("password authentication failed for user %q", user)}
 	}
-	fr := frameReader{r: br, maxSize: s.cfg.Limits.MaxStartupPacket.Int()}
+	fr := frameReader{r: br, maxSize: s.currentConfig().Limits.MaxStartupPacket.Int()}
 	method := config.AuthSCRAM
 	if u != nil {
 		method = u.auth

@@ -82,10 +82,6 @@ func TestReadStartupPacket(t *testing.T) {
 	}
 }
 
-func isCode(err error, code string) bool {
-	var pe *pgError
-	return errors.As(err, &pe) && pe.Code == code
-}
 
 func FuzzParseStartupMessage(f *testing.F) {
 	f.Add(uint32(protocolVersion30), startupBody("user", "alice", "database", "app"))

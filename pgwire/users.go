@@ -93,16 +93,29 @@ const usersFilePoll = 2 * time.Second
 // configuration and the file in force for new connections. On error the
 // users in force stay. Sessions already authenticated are not affected.
 func (s *Server) ReloadUsers() error {
-	users := append([]config.User(nil), s.cfg.Users...)
+	cfg := s.currentConfig()
+	tbl, stamp, err := loadUsers(cfg)
+	if err != nil {
+		return err
+	}
+	s.users.Store(tbl)
+	s.usersStamp.Store(&stamp)
+	s.log.Info("users loaded", zap.Int("users", len(tbl.byName)), zap.String("users_file", cfg.UsersFile))
+	return nil
+}
+
+// loadUsers builds the user table of cfg, reading its users file now.
+func loadUsers(cfg *config.Config) (*userTable, fileStamp, error) {
+	users := append([]config.User(nil), cfg.Users...)
 	var stamp fileStamp
-	if path := s.cfg.UsersFile; path != "" {
+	if path := cfg.UsersFile; path != "" {
 		st, err := stampOf(path)
 		if err != nil {
-			return fmt.Errorf("users_file: %w", err)
+			return nil, stamp, fmt.Errorf("users_file: %w", err)
 		}
 		fileUsers, err := config.LoadUsersFile(path)
 		if err != nil {
-			return err
+			return nil, stamp, err
 		}
 		seen := map[string]bool{}
 		for _, u := range users {
@@ -112,7 +125,7 @@ func (s *Server) ReloadUsers() error {
 			if seen[u.Name] {
 				// The name is not quoted: a malformed line can put a secret
 				// in the name field.
-				return fmt.Errorf("users_file: its user number %d is also defined in the configuration's users", i+1)
+				return nil, stamp, fmt.Errorf("users_file: its user number %d is also defined in the configuration's users", i+1)
 			}
 		}
 		users = append(users, fileUsers...)
@@ -120,19 +133,13 @@ func (s *Server) ReloadUsers() error {
 	}
 	tbl, err := buildUserTable(users)
 	if err != nil {
-		return err
+		return nil, stamp, err
 	}
-	s.users.Store(tbl)
-	s.usersStamp.Store(&stamp)
-	s.log.Info("users loaded", zap.Int("users", len(tbl.byName)), zap.String("users_file", s.cfg.UsersFile))
-	return nil
+	return tbl, stamp, nil
 }
 
 // watchUsersFile reloads the users file when it changes, until stop.
 func (s *Server) watchUsersFile(stop <-chan struct{}) {
-	if s.cfg.UsersFile == "" {
-		return
-	}
 	t := time.NewTicker(usersFilePoll)
 	defer t.Stop()
 	for {
@@ -141,7 +148,11 @@ func (s *Server) watchUsersFile(stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		st, err := stampOf(s.cfg.UsersFile)
+		path := s.currentConfig().UsersFile
+		if path == "" {
+			continue
+		}
+		st, err := stampOf(path)
 		if err != nil {
 			continue
 		}

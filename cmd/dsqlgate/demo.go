@@ -41,7 +41,7 @@ on Ctrl-C.`,
 }
 
 func runDemo(ctx context.Context, f demoFlags, st streams) error {
-	log, err := newLogger(f.logLevel, "console", st.err)
+	log, _, err := newLogger(f.logLevel, "console", st.err)
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,7 @@ socket (trusted, as each DSQL role name).`,
 }
 
 func runEmulate(ctx context.Context, f emulateFlags, st streams) error {
-	log, err := newLogger(f.logLevel, "console", st.err)
+	log, _, err := newLogger(f.logLevel, "console", st.err)
 	if err != nil {
 		return err
 	}

@@ -69,6 +69,7 @@ Start with 'dsqlgate demo' (no AWS needed), then 'dsqlgate serve -c dsqlgate.yam
 	root.SetErr(st.err)
 	root.AddCommand(
 		newServeCommand(st),
+		newCheckCommand(st),
 		newDemoCommand(st),
 		newEmulateCommand(st),
 		newPasswdCommand(st),
@@ -108,11 +109,12 @@ func newVersionCommand(st streams) *cobra.Command {
 }
 
 // newLogger builds the process logger: level debug|info|warn|error, format
-// console|json, to w.
-func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
-	var lvl zapcore.Level
+// console|json, to w. The level can be changed later through the returned
+// AtomicLevel (a reload).
+func newLogger(level, format string, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
+	lvl := zap.NewAtomicLevel()
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", level, err)
+		return nil, lvl, fmt.Errorf("log level %q: %w", level, err)
 	}
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.TimeKey = "ts"
@@ -125,9 +127,9 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
 		enc = zapcore.NewConsoleEncoder(encCfg)
 	default:
-		return nil, fmt.Errorf("log format %q: want console or json", format)
+		return nil, lvl, fmt.Errorf("log format %q: want console or json", format)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), lvl, nil
 }
 
 // signalContext is cancelled at the first SIGINT or SIGTERM. A second

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -30,10 +32,17 @@ func newServeCommand(st streams) *cobra.Command {
 configured users, and serve each route from pooled upstream connections
 (Aurora DSQL with IAM tokens, or a plain PostgreSQL for kind postgres).
 
-AWS credentials come from the default chain (environment, shared config and
-profile, SSO, web identity, ECS/EC2 metadata), or the profile in aws.profile.
-SIGINT or SIGTERM stops the gateway; SIGHUP reloads the users file and the
-client TLS certificate (both are also reloaded when their files change).`,
+Settings come from the file, then DSQLGATE_* environment variables, then
+flags (each overriding the one before). AWS credentials come from the default
+chain (environment, shared config and profile, SSO, web identity, ECS/EC2
+metadata), or the profile in aws.profile.
+
+Signals: SIGTERM or SIGINT drains (no new clients; each client is closed at
+its next safe point, after its transaction, for up to shutdown_timeout); a
+second SIGINT exits at once. SIGHUP reloads the configuration (users, routes
+and pool sizes, client TLS, limits, log level) without dropping sessions, and
+logs what changed or why it refused. The client listener uses SO_REUSEPORT,
+so a new process can take over the port during a rolling restart.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext(cmd.Context())
@@ -41,7 +50,7 @@ client TLS certificate (both are also reloaded when their files change).`,
 			return runServe(ctx, f, st)
 		},
 	}
-	cmd.Flags().StringVarP(&f.configPath, "config", "c", "", "configuration file (YAML; see testdata/dsqlgate.sample.yaml)")
+	cmd.Flags().StringVarP(&f.configPath, "config", "c", "", "configuration file (YAML; see testdata/dsqlgate.sample.yaml and docs/CONFIG.md)")
 	cmd.Flags().StringVar(&f.listen, "listen", "", "client listen address host:port (overrides listen)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
 	cmd.Flags().StringVar(&f.logFormat, "log-format", "", "console or json (overrides log.format)")
@@ -49,12 +58,12 @@ client TLS certificate (both are also reloaded when their files change).`,
 	return cmd
 }
 
-// runServe loads and validates the configuration before anything listens,
-// then serves until ctx ends.
-func runServe(ctx context.Context, f serveFlags, st streams) error {
+// loadConfig reads the file (with the environment applied) and the flags
+// over it, and validates the result.
+func loadConfig(f serveFlags) (*config.Config, error) {
 	cfg, err := config.Load(f.configPath)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if f.listen != "" {
 		cfg.Listen = f.listen
@@ -66,34 +75,71 @@ func runServe(ctx context.Context, f serveFlags, st streams) error {
 		cfg.Log.Format = f.logFormat
 	}
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// runServe validates everything before anything listens, serves until ctx
+// ends, then drains.
+func runServe(ctx context.Context, f serveFlags, st streams) error {
+	cfg, err := loadConfig(f)
+	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.Log.Level, cfg.Log.Format, st.err)
+	log, level, err := newLogger(cfg.Log.Level, cfg.Log.Format, st.err)
 	if err != nil {
 		return err
 	}
 	defer log.Sync()
-	gw, err := gateway.Start(ctx, cfg, gateway.Options{Logger: log})
+
+	var gw *gateway.Gateway
+	var reloadMu sync.Mutex
+	reload := func() error {
+		reloadMu.Lock()
+		defer reloadMu.Unlock()
+		next, err := loadConfig(f)
+		if err != nil {
+			log.Warn("reload refused: the configuration does not validate; the previous one stays", zap.Error(err))
+			return err
+		}
+		changes, err := gw.Reload(ctx, next)
+		if err != nil {
+			log.Warn("reload refused; the previous configuration stays", zap.Error(err))
+			return err
+		}
+		level.UnmarshalText([]byte(next.Log.Level)) // validated already
+		if len(changes) == 0 {
+			log.Info("reloaded: nothing changed")
+		}
+		for _, c := range changes {
+			log.Info("reloaded", zap.String("change", c))
+		}
+		return nil
+	}
+	gw, err = gateway.Start(ctx, cfg, gateway.Options{Logger: log, Version: versionString(), Reload: reload})
 	if err != nil {
 		return fmt.Errorf("start gateway: %w", err)
 	}
-	log.Info("dsqlgate listening", zap.String("address", gw.Addr), zap.String("version", versionString()), zap.Int("routes", len(cfg.Routes)))
+	log.Info("dsqlgate listening", zap.String("address", gw.Addr), zap.String("metrics", gw.OpsAddr),
+		zap.String("version", versionString()), zap.Int("routes", len(cfg.Routes)))
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():
-			log.Info("shutting down")
-			return gw.Close()
-		case <-hup:
-			// The users file and the client certificate are also reloaded
-			// when their files change; SIGHUP does it now.
-			if err := gw.Server.Reload(); err != nil {
-				log.Warn("reload failed; the previous users and certificate stay", zap.Error(err))
-			} else {
-				log.Info("reloaded users and client certificate")
+			timeout := gw.Config.ShutdownTimeout.D()
+			log.Info("draining", zap.Duration("shutdown_timeout", timeout))
+			sctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			if err := gw.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				return err
 			}
+			log.Info("stopped")
+			return nil
+		case <-hup:
+			reload()
 		}
 	}
 }

@@ -100,7 +100,7 @@ func TestLifetimeChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("60-second pgbench runs")
 	}
-	duration := envSeconds("DSQLGATE_CHAOS_SECONDS", 60)
+	duration := envSeconds("E2E_CHAOS_SECONDS", 60)
 	for _, mode := range poolModes {
 		for _, proto := range []string{"simple", "extended", "prepared"} {
 			t.Run(mode+"/"+proto, func(t *testing.T) {
@@ -151,7 +151,7 @@ func TestKillChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("pgbench under chaos")
 	}
-	duration := envSeconds("DSQLGATE_KILL_CHAOS_SECONDS", 30)
+	duration := envSeconds("E2E_KILL_CHAOS_SECONDS", 30)
 	for _, mode := range poolModes {
 		t.Run(mode, func(t *testing.T) {
 			ctx := testCtx(t, 5*time.Minute)

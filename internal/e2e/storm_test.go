@@ -27,7 +27,7 @@ func TestConnectionStorm(t *testing.T) {
 		poolSize = 10
 		dialRate = 20
 	)
-	duration := time.Duration(envSeconds("DSQLGATE_STORM_SECONDS", 30)) * time.Second
+	duration := time.Duration(envSeconds("E2E_STORM_SECONDS", 30)) * time.Second
 	ctx := testCtx(t, duration+2*time.Minute)
 	st, err := harness.StartStack(ctx, harness.StackOptions{
 		Emulator: func(c *dsqlsim.Config) {

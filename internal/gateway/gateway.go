@@ -1,7 +1,7 @@
 // Package gateway wires a validated configuration into a running gateway:
-// the authbridge routes and pools, the pgwire server, and its listener.
-// The serve and demo commands and the test harness all start gateways
-// through it.
+// the authbridge routes and pools, the pgwire server and its listener, and
+// the HTTP listener for metrics and health. The serve and demo commands and
+// the test harness all start gateways through it.
 package gateway
 
 import (
@@ -9,33 +9,50 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/pgwire"
 )
 
-// Options are what StartGateway needs beyond the configuration.
+// Options are what Start needs beyond the configuration.
 type Options struct {
 	Logger      *zap.Logger
 	Credentials aws.CredentialsProvider // nil: the AWS default chain
+	// Version is reported by the admin console and the logs.
+	Version string
+	// Reload, when set, is what the admin console's RELOAD runs; serve
+	// passes the same function it runs on SIGHUP.
+	Reload func() error
 }
 
-// Gateway is a running gateway: a bridge, a server and its listener.
+// Gateway is a running gateway.
 type Gateway struct {
-	Config *config.Config
-	Bridge *authbridge.Bridge
-	Server *pgwire.Server
-	Addr   string // host:port it listens on
-	served chan error
+	Config  *config.Config
+	Bridge  *authbridge.Bridge
+	Server  *pgwire.Server
+	Metrics *metrics.Metrics
+	Addr    string // the client listener's host:port
+	// OpsAddr is the HTTP listener's host:port ("" when metrics.listen is
+	// empty).
+	OpsAddr string
+	health  *health
+	ops     *http.Server
+	served  chan error
+	log     *zap.Logger
 }
 
 // Start validates cfg, builds the bridge and server, and serves on
-// cfg.Listen (port 0 picks a free one). The caller must Close it.
+// cfg.Listen (port 0 picks a free one) and cfg.Metrics.Listen. The caller
+// must Close (or Shutdown) it.
 func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -43,33 +60,94 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	bridge, err := authbridge.New(ctx, cfg, authbridge.Options{Credentials: opts.Credentials, Logger: opts.Logger})
+	m := metrics.New()
+	bridge, err := authbridge.New(ctx, cfg, authbridge.Options{Credentials: opts.Credentials, Logger: opts.Logger, Metrics: m})
 	if err != nil {
 		return nil, err
 	}
-	srv, err := pgwire.NewServer(cfg, bridge, pgwire.Options{Logger: opts.Logger})
+	srv, err := pgwire.NewServer(cfg, bridge, pgwire.Options{Logger: opts.Logger, Version: opts.Version, Reload: opts.Reload})
 	if err != nil {
 		bridge.Close()
 		return nil, err
 	}
-	l, err := net.Listen("tcp", cfg.Listen)
+	l, err := listen(cfg.Listen)
 	if err != nil {
 		bridge.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	g := &Gateway{Config: cfg, Bridge: bridge, Server: srv, Addr: l.Addr().String(), served: make(chan error, 1)}
+	g := &Gateway{Config: cfg, Bridge: bridge, Server: srv, Metrics: m, Addr: l.Addr().String(), served: make(chan error, 1), log: opts.Logger}
+	g.health = newHealth(g)
+	if cfg.Metrics.Listen != "" {
+		ol, err := listen(cfg.Metrics.Listen)
+		if err != nil {
+			l.Close()
+			bridge.Close()
+			return nil, fmt.Errorf("metrics.listen %s: %w", cfg.Metrics.Listen, err)
+		}
+		g.OpsAddr = ol.Addr().String()
+		g.ops = &http.Server{Handler: g.health.handler(), ReadHeaderTimeout: 5 * time.Second}
+		go g.ops.Serve(ol)
+	}
 	go func() { g.served <- srv.Serve(l) }()
+	g.health.started()
 	return g, nil
 }
 
-// Close stops the gateway: listener, client sessions, then pools.
+// listen opens a TCP listener with SO_REUSEPORT, so that a new gateway
+// process can take over the port during a rolling restart while the old
+// one drains.
+func listen(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		})
+		return errors.Join(err, serr)
+	}}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+// Reload puts a new, validated configuration in force without dropping
+// sessions: routes and pools, users, client TLS, limits. When it fails,
+// the previous configuration stays. It returns what changed.
+func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) ([]string, error) {
+	routeChanges, err := g.Bridge.Update(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("routes: %w", err)
+	}
+	changes, err := g.Server.ApplyConfig(cfg)
+	if err != nil {
+		return routeChanges, err
+	}
+	g.Config = g.Server.Config()
+	return append(routeChanges, changes...), nil
+}
+
+// Shutdown drains: no new clients, each client closed at its next safe
+// point, until ctx ends; then everything closes.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.health.draining()
+	err := g.Server.Shutdown(ctx)
+	g.closeRest()
+	return err
+}
+
+// Close stops the gateway at once: listener, client sessions, then pools.
 func (g *Gateway) Close() error {
 	err := g.Server.Close()
+	g.closeRest()
+	return err
+}
+
+func (g *Gateway) closeRest() {
 	select {
-	case serr := <-g.served:
-		err = errors.Join(err, serr)
+	case <-g.served:
 	case <-time.After(10 * time.Second):
 	}
+	if g.ops != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		g.ops.Shutdown(ctx)
+		cancel()
+	}
 	g.Bridge.Close()
-	return err
 }

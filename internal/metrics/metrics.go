@@ -1,0 +1,114 @@
+// Package metrics defines dsqlgate's Prometheus metrics: one registry per
+// gateway, with the collectors pgwire and authbridge update. Names follow
+// Prometheus conventions (dsqlgate_..._total for counters, _seconds for
+// durations, base units everywhere).
+//
+// Label values are bounded: route names come from the configuration,
+// SQLSTATEs from a fixed list (others are counted as "other").
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds every collector. The zero value is not usable; use New.
+// Safe for concurrent use.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// ClientConnections counts client sessions by state: authenticating,
+	// idle (no upstream), active (an upstream attached), waiting (for an
+	// upstream).
+	ClientConnections *prometheus.GaugeVec
+	// ClientConnectionsTotal counts connections by how the startup ended:
+	// accepted, auth_failed, refused (limits, protocol errors, unknown
+	// database), cancel (a CancelRequest).
+	ClientConnectionsTotal *prometheus.CounterVec
+	// PoolWaitSeconds is how long clients waited for an upstream.
+	PoolWaitSeconds *prometheus.HistogramVec
+	// TransactionSeconds and QuerySeconds measure work through the
+	// gateway: a transaction from its first statement to its end, a query
+	// from the client's Query/Sync to ReadyForQuery.
+	TransactionSeconds *prometheus.HistogramVec
+	QuerySeconds       *prometheus.HistogramVec
+	// UpstreamDialsTotal counts upstream dials by outcome: ok, error,
+	// rate_limited (DSQL's 53400), too_many (53300), auth_failed.
+	UpstreamDialsTotal *prometheus.CounterVec
+	// TokenMintsTotal and TokenMintSeconds count and time IAM token mints.
+	TokenMintsTotal  *prometheus.CounterVec
+	TokenMintSeconds *prometheus.HistogramVec
+	// UpstreamReplacementsTotal counts upstreams replaced, by reason:
+	// lifetime, lost_idle, lost_in_transaction, reconnect.
+	UpstreamReplacementsTotal *prometheus.CounterVec
+	// StateSyncsTotal counts session-state syncs (SET/RESET sent before a
+	// client's work on an upstream).
+	StateSyncsTotal *prometheus.CounterVec
+	// UpstreamErrorsTotal counts ErrorResponses from upstreams by SQLSTATE.
+	UpstreamErrorsTotal *prometheus.CounterVec
+	// BytesTotal counts bytes relayed, by direction: client_to_server,
+	// server_to_client.
+	BytesTotal *prometheus.CounterVec
+}
+
+// New makes the collectors and registers them, with the Go runtime and
+// process collectors, on a new registry.
+func New() *Metrics {
+	const ns = "dsqlgate"
+	latency := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		ClientConnections: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "client_connections",
+			Help: "Client connections by state: authenticating, idle, active, waiting."}, []string{"state"}),
+		ClientConnectionsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "client_connections_total",
+			Help: "Client connections by how their startup ended: accepted, auth_failed, refused, cancel."}, []string{"outcome"}),
+		PoolWaitSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "pool_wait_seconds",
+			Help: "Time clients waited for an upstream connection.", Buckets: latency}, []string{"route"}),
+		TransactionSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "transaction_duration_seconds",
+			Help: "Duration of transactions through the gateway.", Buckets: latency}, []string{"route"}),
+		QuerySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "query_duration_seconds",
+			Help: "Duration of queries (a Query or a batch up to Sync) through the gateway.", Buckets: latency}, []string{"route"}),
+		UpstreamDialsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "upstream_dials_total",
+			Help: "Upstream dials by outcome: ok, error, rate_limited, too_many, auth_failed."}, []string{"route", "outcome"}),
+		TokenMintsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "token_mints_total",
+			Help: "IAM token mints by outcome: ok, error."}, []string{"route", "outcome"}),
+		TokenMintSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "token_mint_duration_seconds",
+			Help: "Time to mint an IAM token (credentials refresh included).", Buckets: latency}, []string{"route"}),
+		UpstreamReplacementsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "upstream_replacements_total",
+			Help: "Upstream connections replaced, by reason: lifetime, lost_idle, lost_in_transaction, reconnect."}, []string{"route", "reason"}),
+		StateSyncsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "session_state_syncs_total",
+			Help: "Session-state syncs: settings applied to an upstream before a client's work."}, []string{"route"}),
+		UpstreamErrorsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "upstream_errors_total",
+			Help: "Errors upstreams reported, by SQLSTATE (40001, 53400, 53300, 54000, 0A000, 57014, ...; other)."}, []string{"route", "sqlstate"}),
+		BytesTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "bytes_total",
+			Help: "Bytes relayed, by direction: client_to_server, server_to_client."}, []string{"direction"}),
+	}
+	m.Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.ClientConnections, m.ClientConnectionsTotal, m.PoolWaitSeconds, m.TransactionSeconds, m.QuerySeconds,
+		m.UpstreamDialsTotal, m.TokenMintsTotal, m.TokenMintSeconds, m.UpstreamReplacementsTotal,
+		m.StateSyncsTotal, m.UpstreamErrorsTotal, m.BytesTotal,
+	)
+	for _, s := range []string{"authenticating", "idle", "active", "waiting"} {
+		m.ClientConnections.WithLabelValues(s)
+	}
+	return m
+}
+
+// knownSQLStates are the SQLSTATEs counted under their own label; DSQL's
+// limits and conflicts among them.
+var knownSQLStates = map[string]bool{
+	"40001": true, "40P01": true, "53400": true, "53300": true, "53200": true, "54000": true,
+	"0A000": true, "57014": true, "25P02": true, "23505": true, "42P01": true, "42601": true,
+	"08006": true, "08P01": true, "28000": true, "28P01": true, "3D000": true, "57P01": true,
+	"OC000": true, "OC001": true,
+}
+
+// SQLStateLabel bounds the sqlstate label's values.
+func SQLStateLabel(code string) string {
+	if knownSQLStates[code] {
+		return code
+	}
+	return "other"
+}

@@ -1,0 +1,159 @@
+package pgwire
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sort"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dsqlgate/dsqlgate/config"
+)
+
+// This file is the server's lifecycle beyond serving: applying a reloaded
+// configuration, and draining at shutdown.
+
+// restartOnly are the settings a running server cannot change.
+var restartOnly = []string{"listen", "metrics.listen", "admin.database"}
+
+// ApplyConfig puts a reloaded, validated configuration in force for new
+// connections and new authentications without dropping sessions: users
+// (and the users file), client TLS, limits, log settings. (Routes and
+// pools are authbridge.Bridge.Update's.) Nothing changes when it returns
+// an error. It returns what changed, in words for the log; settings that
+// need a restart are reported and left as they were.
+func (s *Server) ApplyConfig(cfg *config.Config) ([]string, error) {
+	old := s.currentConfig()
+	next := *cfg
+	var notes []string
+	oldFlat, newFlat := map[string]string{}, map[string]string{}
+	flatten("", reflect.ValueOf(*old), oldFlat)
+	flatten("", reflect.ValueOf(next), newFlat)
+	for _, key := range restartOnly {
+		if oldFlat[key] != newFlat[key] {
+			notes = append(notes, fmt.Sprintf("%s: %q → %q needs a restart; keeping %q", key, oldFlat[key], newFlat[key], oldFlat[key]))
+		}
+	}
+	next.Listen = old.Listen
+	next.Metrics.Listen = old.Metrics.Listen
+	next.Admin.Database = old.Admin.Database
+
+	t, err := newServerTLS(&next, s.now, s.log)
+	if err != nil {
+		return nil, err
+	}
+	tbl, stamp, err := loadUsers(&next)
+	if err != nil {
+		return nil, err
+	}
+	// Commit.
+	s.conf.Store(&next)
+	s.tls.Store(t)
+	s.users.Store(tbl)
+	s.usersStamp.Store(&stamp)
+	l := next.Limits
+	s.backoff.Store(newAuthBackoff(l.AuthFailureLimit, l.AuthFailureWindow.D(), l.AuthFailureMaxDelay.D(), s.now))
+
+	keys := make([]string, 0, len(newFlat))
+	for k := range newFlat {
+		keys = append(keys, k)
+	}
+	for k := range oldFlat {
+		if _, ok := newFlat[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if oldFlat[k] == newFlat[k] || containsString(restartOnly, k) {
+			continue
+		}
+		if oldFlat[k] == "(secret)" || newFlat[k] == "(secret)" {
+			notes = append(notes, k+" changed")
+			continue
+		}
+		notes = append(notes, fmt.Sprintf("%s: %q → %q", k, oldFlat[k], newFlat[k]))
+	}
+	return notes, nil
+}
+
+func containsString(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Shutdown drains the server: it stops accepting, closes idle clients at
+// once and every other client at its next safe point (after its
+// transaction), each with FATAL 57P01, and returns when all sessions have
+// ended. When ctx ends first, the remaining connections are closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	sessions := make([]*session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+	s.log.Info("draining: no new connections; closing clients at their next safe point", zap.Int("clients", len(sessions)))
+	for _, sess := range sessions {
+		sess.drain()
+	}
+	for {
+		s.mu.Lock()
+		left := len(s.conns)
+		s.mu.Unlock()
+		if left == 0 {
+			return s.Close()
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Warn("shutdown timeout: closing the remaining connections", zap.Int("connections", left))
+			s.Close()
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Config is the configuration in force (it changes with ApplyConfig).
+func (s *Server) Config() *config.Config { return s.currentConfig() }
+
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+// drain ends the session at once when it is at a safe point, or marks it
+// to end at its next one.
+func (s *session) drain() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.draining = true
+	if s.sc == nil && s.q.len() == 0 && s.txStatus == 'I' && !s.lostTx && !s.unitOpen {
+		s.terminateLocked()
+	}
+}
+
+// terminateLocked tells the client the gateway is shutting down and closes
+// its connection; the client goroutine then ends the session.
+func (s *session) terminateLocked() {
+	if s.closing {
+		return
+	}
+	s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityFatal, Code: codeAdminShutdown,
+		Message: "terminating connection because the gateway is shutting down"}))
+	s.flushClientLocked()
+	s.closing = true
+	s.conn.Close()
+}
