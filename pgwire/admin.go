@@ -26,9 +26,9 @@ import (
 // routeCounters are a route's totals for SHOW STATS. Atomic: sessions on
 // any goroutine add to them.
 type routeCounters struct {
-	xacts, queries             atomic.Uint64
-	received, sent             atomic.Uint64
-	xactUs, queryUs, waitUs    atomic.Uint64
+	xacts, queries          atomic.Uint64
+	received, sent          atomic.Uint64
+	xactUs, queryUs, waitUs atomic.Uint64
 }
 
 // countersFor returns the route's counters, creating them on first use.

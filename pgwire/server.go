@@ -41,8 +41,8 @@ type Server struct {
 	log    *zap.Logger
 	now    func() time.Time
 
-	tls atomic.Pointer[serverTLS] // replaced whole by ApplyConfig
-	requireTLS      bool
+	tls        atomic.Pointer[serverTLS] // replaced whole by ApplyConfig
+	requireTLS bool
 
 	users      atomic.Pointer[userTable] // replaced whole by ReloadUsers
 	usersStamp atomic.Pointer[fileStamp] // version of the users file in force

@@ -73,8 +73,8 @@ type session struct {
 	unitStart byte
 	unitFlags uint8
 	unitText  string // the unit's last statement text, for the slow-query log
-	txStatus  byte // as the client last saw it: 'I', 'T' or 'E'
-	copyIn    bool // the upstream is in COPY FROM STDIN
+	txStatus  byte   // as the client last saw it: 'I', 'T' or 'E'
+	copyIn    bool   // the upstream is in COPY FROM STDIN
 	// unflushed: the client goroutine has written to the upstream and not
 	// flushed yet; the upstream must stay attached until it has.
 	unflushed      bool
@@ -116,16 +116,16 @@ type session struct {
 	idleArmed atomic.Bool // idleTimer is set: read without mu by the client goroutine
 
 	// counters for the session-end log line and the metrics
-	transactions uint64
-	replaced     uint64
-	state        string    // the client_connections state this session counts in; guarded by mu
-	bytesIn        uint64 // from the client; client goroutine only
-	bytesInPending uint64 // not yet added to the metric; client goroutine only
-	bytesOut     uint64    // to the client, not yet added to the metric; guarded by mu
-	bytesOutAll  uint64    // to the client in all; guarded by mu
-	unitBegan    time.Time // start of the unit being sent; guarded by mu
-	waitSince    time.Time // when the client started waiting for an upstream; guarded by mu
-	txBegan      time.Time // start of the open transaction (zero: none); guarded by mu
+	transactions   uint64
+	replaced       uint64
+	state          string    // the client_connections state this session counts in; guarded by mu
+	bytesIn        uint64    // from the client; client goroutine only
+	bytesInPending uint64    // not yet added to the metric; client goroutine only
+	bytesOut       uint64    // to the client, not yet added to the metric; guarded by mu
+	bytesOutAll    uint64    // to the client in all; guarded by mu
+	unitBegan      time.Time // start of the unit being sent; guarded by mu
+	waitSince      time.Time // when the client started waiting for an upstream; guarded by mu
+	txBegan        time.Time // start of the open transaction (zero: none); guarded by mu
 }
 
 // Session states, as the client_connections metric counts them.

@@ -44,8 +44,8 @@ invalid. It never prints a secret.`,
 // checkRow is one route's line of the report.
 type checkRow struct {
 	route, endpoint, region, role, creds, result string
-	latency                                     time.Duration
-	ok                                          bool
+	latency                                      time.Duration
+	ok                                           bool
 }
 
 func runCheck(ctx context.Context, f checkFlags, st streams) error {
