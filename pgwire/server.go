@@ -198,8 +198,8 @@ func (s *Server) serveConn(raw net.Conn) {
 	defer func() {
 		if authenticating {
 			m.ClientConnections.WithLabelValues("authenticating").Dec()
+			m.ClientConnectionsTotal.WithLabelValues(outcome).Inc()
 		}
-		m.ClientConnectionsTotal.WithLabelValues(outcome).Inc()
 	}()
 
 	conn, br, info, err := s.handshake(raw, log)
@@ -259,8 +259,9 @@ func (s *Server) serveConn(raw net.Conn) {
 		if tc, ok := conn.(*tls.Conn); ok {
 			tc.SetDeadline(time.Time{})
 		}
-		outcome, authenticating = "accepted", false
+		authenticating = false
 		m.ClientConnections.WithLabelValues("authenticating").Dec()
+		m.ClientConnectionsTotal.WithLabelValues("accepted").Inc()
 		log.Info("admin console session started")
 		s.serveAdmin(conn, br, info.user, log)
 		return
@@ -291,8 +292,9 @@ func (s *Server) serveConn(raw net.Conn) {
 	if tc, ok := conn.(*tls.Conn); ok {
 		tc.SetDeadline(time.Time{})
 	}
-	outcome, authenticating = "accepted", false
+	authenticating = false
 	m.ClientConnections.WithLabelValues("authenticating").Dec()
+	m.ClientConnectionsTotal.WithLabelValues("accepted").Inc()
 	sess.setState(stateIdle)
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}

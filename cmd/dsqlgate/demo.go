@@ -73,8 +73,9 @@ Connect with:
 
 psql "%s"
 
+Metrics and health: http://%s/metrics, /readyz.
 Press Ctrl-C to stop and remove everything.
-`, stack.Gateway.Addr, stack.Emulator.Addr(), stack.PG.Port, u.String())
+`, stack.Gateway.Addr, stack.Emulator.Addr(), stack.PG.Port, u.String(), stack.Gateway.OpsAddr)
 	<-ctx.Done()
 	fmt.Fprintln(st.err, "stopping...")
 	return nil

@@ -78,7 +78,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 	g := &Gateway{Config: cfg, Bridge: bridge, Server: srv, Metrics: m, Addr: l.Addr().String(), served: make(chan error, 1), log: opts.Logger}
 	g.health = newHealth(g)
 	if cfg.Metrics.Listen != "" {
-		ol, err := listen(cfg.Metrics.Listen)
+		ol, err := net.Listen("tcp", cfg.Metrics.Listen) // not shared: scrapes must reach this process
 		if err != nil {
 			l.Close()
 			bridge.Close()

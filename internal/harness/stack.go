@@ -126,6 +126,7 @@ func StartStack(ctx context.Context, opts StackOptions) (st *Stack, err error) {
 	}
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
+	cfg.Metrics.Listen = "127.0.0.1:0"
 	cfg.Users = []config.User{{Name: st.User, Verifier: verifier.Encode()}}
 	route := config.DefaultRoute(config.KindDSQL, StackDatabase)
 	route.Endpoint = StackHost
