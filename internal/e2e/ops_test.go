@@ -572,7 +572,7 @@ func TestCheck(t *testing.T) {
 		return string(out), code
 	}
 	out, code := run(write("good.yaml", st.Emulator.Addr()))
-	if code != 0 || !regexp.MustCompile(`postgres\s+` + regexp.QuoteMeta(harness.StackHost) + `\s+us-east-1\s+admin\s+\S+.*\sok\s`).MatchString(out) {
+	if code != 0 || !regexp.MustCompile(`postgres\s+`+regexp.QuoteMeta(harness.StackHost)+`\s+us-east-1\s+admin\s+\S+.*\sok\s`).MatchString(out) {
 		t.Fatalf("check against the emulator: exit %d\n%s", code, out)
 	}
 	if strings.Contains(out, st.Credentials.SecretAccessKey) || strings.Contains(out, "X-Amz-Signature") {
