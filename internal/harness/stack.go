@@ -9,6 +9,8 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -48,6 +50,10 @@ type StackOptions struct {
 	// ClientTLS gives the gateway a self-signed certificate for localhost,
 	// 127.0.0.1 and ::1 (client_tls mode allow); Stack.ClientCAFile trusts it.
 	ClientTLS bool
+	// Control serves the emulator's HTTP control API (sessions, kill) on a
+	// free loopback port: Stack.ControlURL. For client programs that cut
+	// their own upstream between two queries.
+	Control bool
 }
 
 // Stack is a private PostgreSQL, a DSQL emulator in front of it, and a
@@ -66,7 +72,12 @@ type Stack struct {
 	// ClientCAFile, ClientKeyFile hold the gateway's own self-signed
 	// certificate and key when StackOptions.ClientTLS was set.
 	ClientCAFile, ClientKeyFile string
-	dir                         string
+	// ControlURL is the emulator's control API (http://127.0.0.1:port)
+	// when StackOptions.Control was set: POST /kill?all=1 cuts every
+	// upstream session.
+	ControlURL string
+	control    *http.Server
+	dir        string
 }
 
 // StartStack starts PostgreSQL, the emulator and the gateway. The caller
@@ -118,6 +129,16 @@ func StartStack(ctx context.Context, opts StackOptions) (st *Stack, err error) {
 	st.Emulator, err = dsqlsim.Start(context.Background(), emuCfg)
 	if err != nil {
 		return nil, fmt.Errorf("start emulator: %w", err)
+	}
+
+	if opts.Control {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		st.control = &http.Server{Handler: st.Emulator.ControlHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go st.control.Serve(l)
+		st.ControlURL = "http://" + l.Addr().String()
 	}
 
 	verifier, err := scram.GenerateVerifier(st.Password)
@@ -178,6 +199,9 @@ func (st *Stack) Close() {
 	}
 	if st.Gateway != nil {
 		st.Gateway.Close()
+	}
+	if st.control != nil {
+		st.control.Close()
 	}
 	if st.Emulator != nil {
 		st.Emulator.Close()
