@@ -1,0 +1,134 @@
+package pgwire
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dsqlgate/dsqlgate/authbridge"
+	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/metrics"
+	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+)
+
+// benchSession is a session with its client writer going to io.Discard
+// and a route that never dials, for measuring the relay's own cost.
+func benchSession(b *testing.B) *session {
+	b.Helper()
+	v, err := scram.GenerateVerifier("x")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Users = []config.User{{Name: "u", Verifier: v.Encode()}}
+	r := config.DefaultRoute(config.KindPostgres, "db")
+	r.Endpoint, r.User, r.Password, r.TLS = "127.0.0.1:1", "u", "p", "disable"
+	cfg.Routes = []config.Route{r}
+	if err := cfg.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	bridge, err := authbridge.New(context.Background(), cfg, authbridge.Options{Metrics: metrics.New()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(bridge.Close)
+	srv := &Server{bridge: bridge, log: zap.NewNop(), now: time.Now, metrics: bridge.Metrics()}
+	srv.conf.Store(cfg)
+	route := bridge.Route("db")
+	return &session{srv: srv, log: zap.NewNop(), route: route, pool: route.Pool(),
+		cw: bufio.NewWriterSize(io.Discard, clientWriteBufferSize), txStatus: 'I',
+		gucs: newGUCState(nil, nil), stmts: map[string]*preparedStmt{}, clientParams: map[string]string{}}
+}
+
+func dataRow(cols ...string) []byte {
+	msg, start := beginMessage(nil, 'D')
+	msg = appendInt16(msg, int16(len(cols)))
+	for _, c := range cols {
+		msg = appendInt32(msg, int32(len(c)))
+		msg = append(msg, c...)
+	}
+	return finishMessage(msg, start)
+}
+
+// BenchmarkRelayDataRow is the hot path: a DataRow of a running query,
+// forwarded to the client. It must not allocate.
+func BenchmarkRelayDataRow(b *testing.B) {
+	s := benchSession(b)
+	s.q.push(reply{kind: rQuery, query: &queryInfo{stmts: []stmtInfo{{}}}})
+	msg := dataRow("12345", "some text value", "2026-11-26 12:00:00+00")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.mu.Lock()
+		s.onServerMessageLocked(msg)
+		s.mu.Unlock()
+	}
+}
+
+// BenchmarkRelayExecuteCommandComplete is the end of an extended-protocol
+// statement: CommandComplete for an Execute, then the next Execute queued.
+// It must not allocate.
+func BenchmarkRelayExecuteCommandComplete(b *testing.B) {
+	s := benchSession(b)
+	st := &preparedStmt{name: "s", query: "select 1"}
+	cc := commandComplete("SELECT 1")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.mu.Lock()
+		s.q.push(reply{kind: rExecute, stmt: st})
+		s.onServerMessageLocked(cc)
+		s.mu.Unlock()
+	}
+}
+
+// BenchmarkRelaySimpleQueryUnit is a whole select-only unit of the simple
+// protocol as the server answers it: RowDescription, DataRow,
+// CommandComplete, ReadyForQuery (without the detach).
+func BenchmarkRelaySimpleQueryUnit(b *testing.B) {
+	s := benchSession(b)
+	rowDesc := []byte{'T', 0, 0, 0, 31, 0, 1, 'a', 'b', 'a', 'l', 'a', 'n', 'c', 'e', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 23, 0, 4, 255, 255, 255, 255, 0, 0}
+	rowDesc[4] = byte(len(rowDesc) - 1)
+	row := dataRow("-4242")
+	cc := commandComplete("SELECT 1")
+	qi := &queryInfo{stmts: []stmtInfo{{}}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.mu.Lock()
+		qi.next = 0
+		s.q.push(reply{kind: rQuery, query: qi})
+		s.onServerMessageLocked(rowDesc)
+		s.onServerMessageLocked(row)
+		s.onServerMessageLocked(cc)
+		s.q.pop()
+		s.mu.Unlock()
+	}
+}
+
+// BenchmarkDescribeQuery is the client side's cost per simple Query: the
+// statement split and classification the session-state engine needs.
+func BenchmarkDescribeQuery(b *testing.B) {
+	s := benchSession(b)
+	const q = "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;"
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		s.describeQuery(q)
+	}
+}
+
+// BenchmarkStateSync is the session-state engine's diff when a client with
+// three settings moves to an upstream that has two of them differently.
+func BenchmarkStateSync(b *testing.B) {
+	have := map[string]string{"application_name": "'other'", "timezone": "'UTC'"}
+	want := map[string]string{"application_name": "'billing'", "timezone": "'UTC'", "search_path": "app, public"}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		syncSQL(have, want, false)
+	}
+}
