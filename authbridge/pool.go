@@ -260,6 +260,31 @@ func (p *Pool) Acquire(ctx context.Context, prefer *ServerConn) (*ServerConn, er
 	}
 }
 
+// TakeIdle returns an idle, alive connection at once (prefer when it is
+// idle here), or nil when there is none: Acquire's fast path, without a
+// context or a wait. It never dials.
+func (p *Pool) TakeIdle(prefer *ServerConn) *ServerConn {
+	for {
+		p.mu.Lock()
+		if p.closed || p.paused || len(p.waiters) > 0 {
+			// Waiting clients go first; a paused pool hands out nothing.
+			p.mu.Unlock()
+			return nil
+		}
+		sc, retired := p.takeIdleLocked(prefer)
+		p.mu.Unlock()
+		p.retire(retired...)
+		if sc == nil {
+			return nil
+		}
+		if sc.Alive() {
+			return sc
+		}
+		p.route.metrics.UpstreamReplacementsTotal.WithLabelValues(p.route.Name, "lost_idle").Inc()
+		p.Discard(sc)
+	}
+}
+
 func (p *Pool) waitError(start time.Time, exhausted bool, last error, ctx context.Context) error {
 	if ctx.Err() == nil && last != nil {
 		return last

@@ -1,9 +1,7 @@
 package pgwire
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -61,14 +59,6 @@ func (s *session) step(sc *authbridge.ServerConn, us *upstreamState, msg []byte,
 	defer s.mu.Unlock()
 	s.bytesOut += uint64(len(msg))
 	if err != nil {
-		if s.stopReading && errors.Is(err, os.ErrDeadlineExceeded) {
-			s.stopReading = false
-			sc.Conn.SetReadDeadline(time.Time{})
-			if s.safeLocked() && !s.unflushed {
-				return relayDetached, s.detachLocked()
-			}
-			return relayContinue, nil
-		}
 		s.upstreamLostLocked(sc, err)
 		return relayLost, nil
 	}
@@ -206,7 +196,10 @@ func (s *session) onParameterStatusLocked(msg []byte) {
 		return
 	}
 	if s.us != nil {
-		s.us.params[name] = value
+		if s.us.params[name] != value {
+			s.us.params[name] = value
+			s.us.paramsVer++
+		}
 	}
 	if old, seen := s.clientParams[name]; seen && old == value {
 		return
@@ -409,14 +402,13 @@ func (s *session) onReadyForQueryLocked(msg []byte) (detach bool) {
 		}
 	}
 	s.emitSyntheticLocked()
-	if !s.safeLocked() {
-		return false
+	// At a safe point the client goroutine may still be finishing its last
+	// write to this upstream (the server answered before the flush call
+	// returned): wait for it, it is about to be done, then look again.
+	for s.safeLocked() && s.unflushed {
+		s.flushed.Wait()
 	}
-	if s.unflushed {
-		s.detachDeferred = true
-		return false
-	}
-	return true
+	return s.safeLocked()
 }
 
 // detachLocked lets the upstream go at a safe point: its state is recorded
@@ -426,7 +418,6 @@ func (s *session) onReadyForQueryLocked(msg []byte) (detach bool) {
 func (s *session) detachLocked() (release func()) {
 	sc, us := s.sc, s.us
 	s.sc, s.us = nil, nil
-	s.detachDeferred = false
 	// What the upstream has now is what the client wanted, except for
 	// settings the client RESET there: those are at the server's default,
 	// which is not necessarily the client's startup value.

@@ -113,6 +113,7 @@ func (s *session) describeQuery(text string) (qi *queryInfo, flags uint8, sent s
 // localQuery answers a simple Query that is one statement the gateway
 // answers itself (an advisory-lock call, an emulated setting's value).
 func (s *session) localQuery(la localAnswer) error {
+	s.flushUpstream() // a lock wait must not hold back work already sent
 	inTx := s.clientTxStatus() == 'T'
 	out, perr := la.execute(s, nil, nil, 0, inTx)
 	if perr != nil {
@@ -572,6 +573,7 @@ func (s *session) onExecute(msg []byte) error {
 		if status == 'E' {
 			return s.failStatement(&pgError{Severity: severityError, Code: codeInFailedTransaction, Message: inFailedTxMessage}, false)
 		}
+		s.flushUpstream() // a lock wait must not hold back work already sent
 		out, perr := lp.answer.execute(s, lp.params, lp.paramFormats, lp.resultFormat, status == 'T')
 		if perr != nil {
 			return s.failStatement(perr, false)

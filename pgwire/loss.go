@@ -48,8 +48,6 @@ func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 	s.stopStatementTimerLocked()
 	s.sc, s.us = nil, nil
 	s.replaced++
-	s.detachDeferred = false
-	s.stopReading = false
 	s.copyIn = false
 	s.inBatch = false
 

@@ -389,6 +389,7 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		txStatus: 'I',
 		stmts:    map[string]*preparedStmt{},
 	}
+	sess.flushed.L = &sess.mu
 	params := map[string]string{}
 	for name, value := range info.params {
 		if name == "options" {

@@ -76,10 +76,10 @@ type session struct {
 	txStatus  byte   // as the client last saw it: 'I', 'T' or 'E'
 	copyIn    bool   // the upstream is in COPY FROM STDIN
 	// unflushed: the client goroutine has written to the upstream and not
-	// flushed yet; the upstream must stay attached until it has.
-	unflushed      bool
-	detachDeferred bool // a safe point came while unflushed
-	stopReading    bool // the server goroutine is being stopped at a safe point
+	// flushed yet; the upstream must stay attached until it has (flushed
+	// is signalled when it has).
+	unflushed bool
+	flushed   sync.Cond // on mu
 	// skipUntilSync: the gateway reported an error in the middle of an
 	// extended-protocol batch; client messages are dropped until Sync,
 	// which is answered with ReadyForQuery(skipStatus).
@@ -100,6 +100,10 @@ type session struct {
 	unnamedGen   uint64
 	portals      map[string]*preparedStmt // portal → statement, within a transaction
 	clientParams map[string]string        // ParameterStatus values the client has seen
+	// reportedFor/reportedVer: the upstream (and its params version) whose
+	// values were last compared with clientParams.
+	reportedFor *upstreamState
+	reportedVer uint64
 
 	// The compatibility layer (compat.go, advisory.go).
 	compat       compatFlags
@@ -359,30 +363,23 @@ func (s *session) sendUpstream(sc *authbridge.ServerConn) {
 	s.out = s.out[:0]
 }
 
-// flushUpstream flushes what the client goroutine wrote upstream and, if a
-// safe point came meanwhile, detaches.
+// flushUpstream flushes what the client goroutine wrote upstream, and lets
+// a server goroutine waiting to detach at a safe point go on.
 func (s *session) flushUpstream() {
 	s.mu.Lock()
-	sc := s.sc
-	pending := s.unflushed
+	sc, pending := s.sc, s.unflushed
 	s.mu.Unlock()
-	if !pending || sc == nil {
+	if !pending {
 		return
 	}
-	if err := sc.Writer.Flush(); err != nil {
-		s.upstreamWriteFailed(sc, err)
+	if sc != nil {
+		if err := sc.Writer.Flush(); err != nil {
+			s.upstreamWriteFailed(sc, err)
+		}
 	}
 	s.mu.Lock()
 	s.unflushed = false
-	if s.detachDeferred && s.sc == sc {
-		s.detachDeferred = false
-		if s.safeLocked() {
-			// The server goroutine is blocked reading; wake it with a
-			// deadline so it can detach.
-			s.stopReading = true
-			sc.Conn.SetReadDeadline(time.Unix(1, 0))
-		}
-	}
+	s.flushed.Broadcast()
 	s.mu.Unlock()
 }
 
@@ -581,6 +578,14 @@ func (s *session) acquire() (*authbridge.ServerConn, error) {
 			s.pool.Discard(spare)
 		}
 	}
+	// The common case: an idle upstream is there. No timer, no context.
+	if sc := s.pool.TakeIdle(prev); sc != nil {
+		if sc != prev && prev != nil {
+			s.replaced++
+		}
+		s.srv.metrics.PoolWaitSeconds.WithLabelValues(s.route.Name).Observe(0)
+		return sc, nil
+	}
 	wait := s.pool.Settings().QueryWaitTimeout.D()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -659,7 +664,10 @@ func (s *session) syncUpstream(sc *authbridge.ServerConn) error {
 		us.owner = nil
 	}
 	us.lastUser = s.user
-	s.reportParamsLocked(us)
+	if s.reportedFor != us || s.reportedVer != us.paramsVer {
+		s.reportParamsLocked(us)
+		s.reportedFor, s.reportedVer = us, us.paramsVer
+	}
 	return nil
 }
 
@@ -689,7 +697,10 @@ func (s *session) runSync(sc *authbridge.ServerConn, us *upstreamState, sql stri
 			name, rest, ok := readCString(body(msg))
 			value, _, ok2 := readCString(rest)
 			if ok && ok2 {
-				us.params[name] = value
+				if us.params[name] != value {
+					us.params[name] = value
+					us.paramsVer++
+				}
 			}
 		case 'E':
 			if failed == nil {

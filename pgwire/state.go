@@ -234,8 +234,10 @@ type upstreamState struct {
 	// upstream's unnamed statement is (nil: none, or not known).
 	unnamedOwner *session
 	unnamedGen   uint64
-	// params are the ParameterStatus values the upstream last reported.
-	params map[string]string
+	// params are the ParameterStatus values the upstream last reported;
+	// paramsVer counts their changes.
+	params    map[string]string
+	paramsVer uint64
 }
 
 func newUpstreamState(fr frameReader, params map[string]string) *upstreamState {
