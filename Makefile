@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # The whole suite on a 2-core machine, race detector on.
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build demo test test-short deps vet fmt clean
+.PHONY: all build demo test test-short fuzz-smoke fuzz deps deps-bench bench bench-quick test-clients deps-clients vet fmt clean
 
 all: build
 
@@ -25,9 +25,65 @@ deps:
 	cd internal/dsqlsim/testdata/jssigner && npm ci --no-audit --no-fund --loglevel=error
 
 # The whole test suite: unit, end-to-end against real PostgreSQL, race
-# detector on.
+# detector on; then every fuzz target briefly.
 test: deps vet
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) fuzz-smoke
+
+# Every fuzz target for FUZZTIME (default 3s) each, one after another
+# (about three minutes in all); the first failure stops it and names the
+# target. FUZZ_MATCH=regexp runs only the targets whose names match.
+fuzz-smoke:
+	GO=$(GO) FUZZTIME=$(or $(FUZZTIME),3s) bash scripts/fuzz-smoke.sh
+
+# The same, longer: FUZZTIME defaults to 60s a target (make fuzz
+# FUZZTIME=10m FUZZ_MATCH=FuzzHandshake to dig at one).
+fuzz:
+	GO=$(GO) FUZZTIME=$(or $(FUZZTIME),60s) bash scripts/fuzz-smoke.sh
+
+# Benchmark dependencies that do not come from the Go module proxy:
+# PgBouncer (Debian's), installed only when it is missing.
+deps-bench:
+	@command -v pgbouncer >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; }
+
+# pgbench against PostgreSQL, PgBouncer and dsqlgate side by side, plus
+# memory per idle client and the cost of an upstream replacement; writes
+# BENCHMARKS.md (under 20 minutes on two cores). bench-quick is a short
+# form (under 3 minutes) that writes the same tables with fewer cells.
+bench: deps-bench build
+	$(GO) run ./internal/benchrun -dsqlgate $(BIN) -out BENCHMARKS.md
+
+bench-quick: deps-bench build
+	$(GO) run ./internal/benchrun -quick -dsqlgate $(BIN) -out BENCHMARKS.md
+
+# The client compatibility suite: every client (psql, pgx in each exec
+# mode, database/sql, lib/pq, GORM, psycopg, SQLAlchemy, JDBC and those in
+# testdata/clients/*) runs one scenario through the gateway in both pool
+# modes; writes docs/CLIENTS.md; any failed step fails it (a few minutes).
+# DSQLGATE_CLIENTS=psql,jdbc runs only the named clients (and writes no doc).
+test-clients: deps-clients
+	$(GO) test -tags clients -count=1 -timeout 20m -v ./internal/clients/
+
+# What the client suite needs beyond Go: Debian packages, each installed
+# only when it is missing (Debian's release pins their versions), and
+# `npm ci` from the lock file in every client directory with a package.json.
+CLIENT_DEBS := python3-psycopg python3-psycopg2 python3-sqlalchemy libpostgresql-jdbc-java bsdutils curl
+deps-clients:
+	@missing=""; \
+	for p in $(CLIENT_DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	ls /usr/lib/postgresql/*/bin/psql >/dev/null 2>&1 || missing="$$missing postgresql-client"; \
+	command -v javac >/dev/null 2>&1 || missing="$$missing openjdk-17-jdk-headless"; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps-clients: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@for f in testdata/clients/*/package.json; do \
+	  [ -e "$$f" ] || continue; \
+	  d=$$(dirname "$$f"); echo "deps-clients: npm ci in $$d"; \
+	  (cd "$$d" && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	done
 
 test-short:
 	$(GO) test -short ./...

@@ -124,20 +124,27 @@ func containsInt(xs []int, x int) bool {
 
 // parseLockArg reads "123", "-5", "'123'", "123::bigint", "$1",
 // "$1::int8" (pgx's simple protocol sends parameters as quoted strings).
+// A parameter reference is recognised only unquoted and with ASCII
+// digits: '$1' is a string, $+1 a syntax error.
 func parseLockArg(text string) (lockArg, bool) {
 	text, cast, _ := strings.Cut(text, "::")
 	text = strings.TrimSpace(text)
-	if str, ok := stringConstant(text); ok {
-		text = strings.TrimSpace(str)
-	}
 	switch strings.ToLower(strings.TrimSpace(cast)) {
 	case "", "bigint", "int8", "int", "integer", "int4", "pg_catalog.int8", "pg_catalog.int4":
 	default:
 		return lockArg{}, false
 	}
-	if p, ok := strings.CutPrefix(text, "$"); ok {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
+	if str, ok := stringConstant(text); ok {
+		text = strings.TrimSpace(str)
+		if strings.HasPrefix(text, "$") {
+			return lockArg{}, false // a string that looks like a parameter is text
+		}
+	} else if p, ok := strings.CutPrefix(text, "$"); ok {
+		if p == "" || len(p) > 5 || strings.TrimLeft(p, "0123456789") != "" {
+			return lockArg{}, false
+		}
+		n, _ := strconv.Atoi(p)
+		if n < 1 || n > 65535 {
 			return lockArg{}, false
 		}
 		return lockArg{param: n}, true

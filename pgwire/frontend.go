@@ -474,9 +474,12 @@ func decodeBindRest(b []byte) (paramFormats []int16, params [][]byte, resultForm
 		}
 		l := int32(binary.BigEndian.Uint32(b))
 		b = b[4:]
-		if l < 0 {
+		if l == -1 {
 			params = append(params, nil)
 			continue
+		}
+		if l < 0 {
+			return nil, nil, nil, false // PostgreSQL: invalid Bind message
 		}
 		if int(l) > len(b) {
 			return nil, nil, nil, false

@@ -418,8 +418,8 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 	startup := map[string]string{}
 	view := map[string]string{}
 	for name, value := range params {
-		if !validGUCName(name) {
-			continue
+		if !validGUCName(name) || name == "role" || name == "session_authorization" || name == "all" {
+			continue // not a session setting a client may pick at startup through the gateway
 		}
 		if report, ok := reportedParams[name]; ok {
 			view[report] = value

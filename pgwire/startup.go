@@ -308,8 +308,8 @@ func (s *Server) authMD5(conn net.Conn, fr *frameReader, u *userEntry, failed fu
 	if err != nil {
 		return err
 	}
-	got, _, ok := cstringBytes(b)
-	if !ok {
+	got, rest, ok := cstringBytes(b)
+	if !ok || len(rest) != 0 {
 		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid password packet size"}
 	}
 	if u == nil || u.md5 == "" || !constantTimeEqual(got, []byte(md5Response(u.md5, salt[:]))) {

@@ -351,12 +351,15 @@ func validGUCName(name string) bool {
 	return true
 }
 
-// gucNameSQL writes a parameter name for a SET statement.
+// gucNameSQL writes a parameter name for a SET or RESET statement: each
+// dotted part quoted where PostgreSQL needs it, reserved words included
+// (an unquoted "all" would turn a RESET of one name into RESET ALL).
 func gucNameSQL(name string) string {
-	if validGUCName(name) {
-		return name
+	parts := strings.Split(name, ".")
+	for i, p := range parts {
+		parts[i] = sqllex.QuoteIdent(p)
 	}
-	return sqllex.QuoteIdent(name)
+	return strings.Join(parts, ".")
 }
 
 // dsqlSettable lists the parameters DSQL accepts in SET and the startup

@@ -1,0 +1,3 @@
+go test fuzz v1
+string("a.b.c")
+string("x")
