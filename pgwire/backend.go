@@ -327,6 +327,9 @@ func (s *session) onCommandCompleteLocked(r *reply, msg []byte) {
 			s.gucs.applyEmulated(info.rw.emu)
 			s.onEmulatedChangeLocked()
 		}
+		if info.rw.dealloc != nil {
+			info.rw.dealloc.applyLocked(s)
+		}
 		return
 	}
 	s.writeClientLocked(msg)

@@ -43,6 +43,15 @@ type rewrite struct {
 	// local is answered by the gateway itself (an advisory-lock call, or
 	// the value of an emulated setting), never sent upstream.
 	local localAnswer
+	// dealloc is a SQL DEALLOCATE of the client's protocol-level
+	// statements, applied when the placeholder completes.
+	dealloc *deallocation
+}
+
+// deallocation is DEALLOCATE [PREPARE] {name | ALL}.
+type deallocation struct {
+	name string
+	all  bool
 }
 
 // localAnswer is a statement the gateway answers itself, in both
@@ -314,6 +323,11 @@ const (
 // statement of kind k, given the session's current emulated settings.
 // It returns nil for the (common) statements it leaves alone.
 func (s *session) compatRewrite(text string, k sqllex.Kind, params []uint32) *rewrite {
+	if k == sqllex.Deallocate {
+		// Not a compatibility option: the client's statements have
+		// gateway-owned names upstream, so the gateway must answer.
+		return s.deallocateRewrite(text)
+	}
 	if !s.compat.enabled {
 		return nil
 	}
@@ -379,6 +393,39 @@ func (s *session) compatRewrite(text string, k sqllex.Kind, params []uint32) *re
 		}
 	}
 	return nil
+}
+
+// deallocateRewrite answers SQL DEALLOCATE, which drivers send to drop a
+// protocol-level prepared statement (psycopg when its statement cache
+// rotates, some ORMs on close) and which DSQL refuses for a name. Upstream
+// statements are shared by every client preparing the same text, so only
+// the client's own names go (as Close does); the upstream LRU reclaims the
+// rest. Not transactional, as in PostgreSQL: it takes effect when it runs.
+func (s *session) deallocateRewrite(text string) *rewrite {
+	name, all, ok := sqllex.ParseDeallocate(text)
+	if !ok {
+		return nil // not something PostgreSQL accepts either: its error
+	}
+	if all {
+		return &rewrite{text: placeholderSQL, tag: "DEALLOCATE ALL", hideRows: true, dealloc: &deallocation{all: true}}
+	}
+	s.mu.Lock()
+	_, exists := s.stmts[name]
+	s.mu.Unlock()
+	if !exists {
+		return &rewrite{text: failingSQL, err: &pgError{Severity: severityError, Code: codeInvalidSQLStatementName,
+			Message: fmt.Sprintf("prepared statement %q does not exist", name)}}
+	}
+	return &rewrite{text: placeholderSQL, tag: "DEALLOCATE", hideRows: true, dealloc: &deallocation{name: name}}
+}
+
+// applyLocked drops what d names from the client's prepared statements.
+func (d *deallocation) applyLocked(s *session) {
+	if d.all {
+		clear(s.stmts) // the unnamed statement stays, as in PostgreSQL
+		return
+	}
+	delete(s.stmts, d.name)
 }
 
 // setRewrite handles SET and RESET of emulated settings and the

@@ -21,6 +21,7 @@ const (
 	codeFeatureNotSupported          = "0A000"
 	codeSerializationFailure         = "40001"
 	codeInFailedTransaction          = "25P02"
+	codeInvalidSQLStatementName      = "26000"
 	codeAdminShutdown                = "57P01"
 	codeProgramLimitExceeded         = "54000"
 	codeInternalError                = "XX000"

@@ -82,7 +82,6 @@ func TestReadStartupPacket(t *testing.T) {
 	}
 }
 
-
 func FuzzParseStartupMessage(f *testing.F) {
 	f.Add(uint32(protocolVersion30), startupBody("user", "alice", "database", "app"))
 	f.Add(uint32(3<<16|2), startupBody("user", "u", "_pq_.x", "1", "options", "-c search_path=a"))

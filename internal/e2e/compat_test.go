@@ -270,3 +270,63 @@ func hintOf(err error) string {
 	}
 	return ""
 }
+
+// TestDeallocate: SQL DEALLOCATE of a protocol-level prepared statement,
+// which DSQL refuses by name and drivers send (psycopg when its cache
+// rotates), is answered by the gateway in both protocols: the name is
+// free again, an unknown name is 26000, and DEALLOCATE ALL drops them all.
+func TestDeallocate(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	conn := connect(t, shared, "sslmode=disable").PgConn()
+	prepare := func(name, sql string) error {
+		_, err := conn.Prepare(ctx, name, sql, nil)
+		return err
+	}
+	exec := func(sql string) (string, error) {
+		res := conn.ExecParams(ctx, sql, nil, nil, nil, nil).Read()
+		return res.CommandTag.String(), res.Err
+	}
+	simple := func(sql string) (string, error) {
+		res, err := conn.Exec(ctx, sql).ReadAll()
+		if err != nil || len(res) != 1 {
+			return "", err
+		}
+		return res[0].CommandTag.String(), res[0].Err
+	}
+	if err := prepare("s1", "select 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := prepare("s1", "select 2"); pgCode(err) != "42P05" {
+		t.Fatalf("preparing s1 twice: %v, want 42P05", err)
+	}
+	for _, run := range []struct {
+		name string
+		fn   func(string) (string, error)
+	}{{"simple", simple}, {"extended", exec}} {
+		if tag, err := run.fn("DEALLOCATE s1"); err != nil || tag != "DEALLOCATE" {
+			t.Fatalf("%s DEALLOCATE s1: %q %v", run.name, tag, err)
+		}
+		if err := prepare("s1", "select 2"); err != nil {
+			t.Fatalf("%s: s1 after DEALLOCATE: %v", run.name, err)
+		}
+		if _, err := run.fn("deallocate prepare nosuch"); pgCode(err) != "26000" {
+			t.Fatalf("%s DEALLOCATE of an unknown name: %v, want 26000", run.name, err)
+		}
+		if err := prepare("s2", "select 3"); err != nil {
+			t.Fatal(err)
+		}
+		if tag, err := run.fn("DEALLOCATE ALL"); err != nil || tag != "DEALLOCATE ALL" {
+			t.Fatalf("%s DEALLOCATE ALL: %q %v", run.name, tag, err)
+		}
+		for _, name := range []string{"s1", "s2"} {
+			if err := prepare(name, "select 4"); err != nil {
+				t.Fatalf("%s: %s after DEALLOCATE ALL: %v", run.name, name, err)
+			}
+		}
+		run.fn("DEALLOCATE s2")
+	}
+	var n int
+	if err := connect(t, shared, "sslmode=disable").QueryRow(ctx, "select 41 + 1").Scan(&n); err != nil || n != 42 {
+		t.Fatalf("another session after: %d %v", n, err)
+	}
+}

@@ -251,7 +251,11 @@ func startGatewayProcess(t testing.TB, st *harness.Stack, bin string) string {
 	}
 	addr := l.Addr().String()
 	l.Close()
+	// metrics on a port of its own: two of these run at once, beside
+	// any other gateway on the default 127.0.0.1:9187.
 	cfg := fmt.Sprintf(`listen: %s
+metrics:
+  listen: 127.0.0.1:0
 users:
   - name: %s
     verifier_env: TEST_VERIFIER
