@@ -72,20 +72,42 @@ func (f *frameReader) next() ([]byte, error) {
 		f.r.Discard(total)
 		return msg, nil
 	}
-	if cap(f.big) < total {
-		f.big = make([]byte, total)
-	}
-	msg := f.big[:total]
-	if _, err := io.ReadFull(f.r, msg); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
+	msg, err := readGrowing(f.r, f.big[:0], total)
+	f.big = msg
+	if err != nil {
 		return nil, err
 	}
 	if total > largeMessageKeep {
 		f.big = nil // don't pin a huge buffer for the rest of the session
 	}
 	return msg, nil
+}
+
+// growStep is the first allocation readGrowing makes for a large
+// message; it doubles from there as the bytes arrive.
+const growStep = 64 << 10
+
+// readGrowing reads n bytes from r into dst (whose length must be 0),
+// growing it as the bytes arrive rather than by what the peer announced:
+// a client that announces a large message and sends a few bytes holds
+// little memory. It returns the (possibly reallocated) buffer.
+func readGrowing(r io.Reader, dst []byte, n int) ([]byte, error) {
+	for len(dst) < n {
+		if len(dst) == cap(dst) {
+			grown := make([]byte, len(dst), min(n, max(2*cap(dst), growStep)))
+			copy(grown, dst)
+			dst = grown
+		}
+		m, err := r.Read(dst[len(dst):min(cap(dst), n)])
+		dst = dst[:len(dst)+m]
+		if err != nil && len(dst) < n {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return dst, err
+		}
+	}
+	return dst, nil
 }
 
 // buffered reports how many bytes are waiting in the reader: zero means the

@@ -332,7 +332,9 @@ func (s *Server) startupFailed(conn net.Conn, err error, log *zap.Logger) {
 		return
 	}
 	var pe *pgError
+	var he *tlsHandshakeError
 	switch {
+	case errors.As(err, &he):
 	case errors.As(err, &pe):
 	case deadlineExceeded(err):
 		pe = &pgError{Severity: severityFatal, Code: codeProtocolViolation,

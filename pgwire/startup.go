@@ -41,6 +41,15 @@ type startupInfo struct {
 // handshake; nothing is reported.
 var errClientGone = errors.New("client closed the connection")
 
+// tlsHandshakeError is a TLS handshake that failed (or timed out). The
+// client has started TLS, so a plaintext ErrorResponse would be garbage
+// to it: the gateway closes (crypto/tls has sent an alert if it could),
+// as PostgreSQL does.
+type tlsHandshakeError struct{ err error }
+
+func (e *tlsHandshakeError) Error() string { return "tls handshake: " + e.err.Error() }
+func (e *tlsHandshakeError) Unwrap() error { return e.err }
+
 // readStartupPacket reads one length-prefixed startup-phase packet (no type
 // byte) from r: the int32 code and the rest. Packets longer than max bytes
 // are refused before they are read.
@@ -63,8 +72,8 @@ func readStartupPacket(r io.Reader, max int) (code uint32, rest []byte, err erro
 	if _, err := io.ReadFull(r, hdr[4:8]); err != nil {
 		return 0, nil, fmt.Errorf("read startup packet: %w", err)
 	}
-	rest = make([]byte, n-8)
-	if _, err := io.ReadFull(r, rest); err != nil {
+	rest, err = readGrowing(r, nil, n-8)
+	if err != nil {
 		return 0, nil, fmt.Errorf("read startup packet: %w", err)
 	}
 	return binary.BigEndian.Uint32(hdr[4:8]), rest, nil
@@ -148,7 +157,7 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 		}
 		tc := tls.Server(&prefixConn{Conn: conn, r: br}, t.direct)
 		if err := tc.Handshake(); err != nil {
-			return conn, nil, nil, fmt.Errorf("direct tls handshake: %w", err)
+			return conn, nil, nil, fmt.Errorf("direct %w", &tlsHandshakeError{err})
 		}
 		if tc.ConnectionState().NegotiatedProtocol != "postgresql" {
 			return conn, nil, nil, errors.New("direct TLS without ALPN \"postgresql\"")
@@ -191,7 +200,7 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 			}
 			tc := tls.Server(conn, t.config)
 			if err := tc.Handshake(); err != nil {
-				return conn, br, nil, fmt.Errorf("tls handshake: %w", err)
+				return conn, br, nil, &tlsHandshakeError{err}
 			}
 			conn, tlsDone = tc, true
 			br = bufio.NewReaderSize(conn, clientReadBufferSize)
