@@ -11,7 +11,7 @@ import (
 // Buffer sizes of a client connection, in bytes. Messages up to the read
 // buffer's size are returned without copying.
 const (
-	clientReadBufferSize  = 8 * 1024
+	clientReadBufferSize  = 4 * 1024
 	clientWriteBufferSize = 8 * 1024
 	// largeMessageKeep is the largest scratch buffer a frameReader keeps
 	// between messages; larger ones are dropped after use.

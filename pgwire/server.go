@@ -387,7 +387,6 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		session:  pool.Settings().Mode == config.PoolSession,
 		dsql:     route.Kind() == config.KindDSQL,
 		started:  s.now(),
-		cw:       bufio.NewWriterSize(conn, clientWriteBufferSize),
 		txStatus: 'I',
 		stmts:    map[string]*preparedStmt{},
 	}
@@ -487,7 +486,11 @@ func (sess *session) greet() error {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	sess.writeClientLocked(out)
-	return sess.cw.Flush()
+	if err := sess.cw.Flush(); err != nil {
+		return err
+	}
+	sess.flushClientLocked()
+	return nil
 }
 
 // negotiateProtocolVersion tells a client asking for 3.x (x > 0) or for

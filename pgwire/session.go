@@ -51,7 +51,7 @@ type session struct {
 	out []byte // scratch for messages to the upstream; client goroutine only
 
 	mu   sync.Mutex
-	cw   *bufio.Writer // client writer
+	cw   *bufio.Writer // client writer while writing; nil when flushed (flushClientLocked)
 	sc   *authbridge.ServerConn
 	us   *upstreamState // sc.State while attached
 	done chan struct{}  // closed when the current server goroutine exits
@@ -305,17 +305,33 @@ func (s *session) writeClientLocked(msg []byte) {
 	if s.closing {
 		return
 	}
+	if s.cw == nil {
+		s.cw = clientWriters.Get().(*bufio.Writer)
+		s.cw.Reset(s.conn)
+	}
 	s.cw.Write(msg)
 }
 
+// flushClientLocked sends what is buffered for the client. After a
+// successful flush the buffer goes back to a pool shared by every session,
+// so an idle client holds no write buffer; after a failed one it stays,
+// with its sticky error.
 func (s *session) flushClientLocked() {
-	if s.closing || s.cw.Buffered() == 0 {
+	if s.closing || s.cw == nil {
 		return
 	}
 	if err := s.cw.Flush(); err != nil {
 		s.log.Debug("client write failed", zap.Error(err))
+		return
 	}
+	s.cw.Reset(nil)
+	clientWriters.Put(s.cw)
+	s.cw = nil
 }
+
+// clientWriters holds the client write buffers of sessions that are not
+// writing.
+var clientWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, clientWriteBufferSize) }}
 
 // queueLocked appends a reply entry; a synthetic one at the front is
 // answered at once.
