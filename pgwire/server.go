@@ -202,7 +202,13 @@ func (s *Server) serveConn(raw net.Conn) {
 		}
 	}()
 
-	conn, br, info, err := s.handshake(raw, log)
+	var (
+		conn net.Conn
+		br   *bufio.Reader
+		info *startupInfo
+		err  error
+	)
+	onFreshStack(func() { conn, br, info, err = s.handshake(raw, log) })
 	if info == nil && err == nil {
 		outcome = "cancel"
 		return
@@ -236,7 +242,8 @@ func (s *Server) serveConn(raw net.Conn) {
 			Message: "too many failed authentications from this address; try again later"}, log)
 		return
 	}
-	u, err := s.authenticate(conn, br, info.user, log)
+	var u *userEntry
+	onFreshStack(func() { u, err = s.authenticate(conn, br, info.user, log) })
 	if isCode(err, codeInvalidPassword) {
 		outcome = "auth_failed"
 	}
@@ -278,12 +285,17 @@ func (s *Server) serveConn(raw net.Conn) {
 			Hint:    "The gateway has no route for this database name; see routes in its configuration."}, log)
 		return
 	}
-	sess, err := s.newSession(conn, br, info, route, log)
-	if err != nil {
+	var sess *session
+	onFreshStack(func() {
+		if sess, err = s.newSession(conn, br, info, route, log); err == nil {
+			err = sess.greet()
+		}
+	})
+	if sess == nil {
 		s.startupFailed(conn, err, log)
 		return
 	}
-	if err := sess.greet(); err != nil {
+	if err != nil {
 		s.startupFailed(conn, err, log)
 		sess.end()
 		return
@@ -316,6 +328,25 @@ func (s *Server) serveConn(raw net.Conn) {
 		zap.Uint64("bytes_to_client", out),
 		zap.Uint64("upstream_replacements", sess.replaced),
 		errField(err))
+}
+
+// onFreshStack runs fn on a goroutine of its own and waits for it, a panic
+// included. The startup phase (TLS handshake, SCRAM, the greeting) needs a
+// deep stack once; run there, its stack is freed when it ends, and the
+// goroutine that then serves the session keeps only the small stack an
+// idle client needs (about 6 KiB less per idle client).
+func onFreshStack(fn func()) {
+	var p any
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { p = recover() }()
+		fn()
+	}()
+	<-done
+	if p != nil {
+		panic(p)
+	}
 }
 
 func errField(err error) zap.Field {
