@@ -538,10 +538,10 @@ func (s *session) observeUnitLocked(r reply, status byte) {
 	if r.began.IsZero() || r.kind == iQuery {
 		return
 	}
-	m, now := s.srv.metrics, s.srv.now()
-	c := s.srv.countersFor(s.route.Name)
+	now := s.srv.now()
+	c := s.mx.counters
 	took := now.Sub(r.began)
-	m.QuerySeconds.WithLabelValues(s.route.Name).Observe(took.Seconds())
+	s.mx.query.Observe(took.Seconds())
 	c.queries.Add(1)
 	c.queryUs.Add(uint64(took / time.Microsecond))
 	s.logSlowQueryLocked(r, took)
@@ -553,7 +553,7 @@ func (s *session) observeUnitLocked(r reply, status byte) {
 		if began.IsZero() {
 			began = r.began
 		}
-		m.TransactionSeconds.WithLabelValues(s.route.Name).Observe(now.Sub(began).Seconds())
+		s.mx.xact.Observe(now.Sub(began).Seconds())
 		c.xacts.Add(1)
 		c.xactUs.Add(uint64(now.Sub(began) / time.Microsecond))
 		s.txBegan = time.Time{}

@@ -418,6 +418,7 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		session:  pool.Settings().Mode == config.PoolSession,
 		dsql:     route.Kind() == config.KindDSQL,
 		started:  s.now(),
+		mx:       newSessionMetrics(s, route.Name),
 		txStatus: 'I',
 		stmts:    map[string]*preparedStmt{},
 	}

@@ -14,9 +14,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/authbridge"
+	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
@@ -36,6 +38,7 @@ import (
 // the upstream can never be detached while it owes the client a reply.
 type session struct {
 	srv      *Server
+	mx       sessionMetrics
 	log      *zap.Logger
 	conn     net.Conn // client connection, TLS or plain
 	fr       frameReader
@@ -151,14 +154,51 @@ func (s *session) setStateLocked(state string) {
 	if s.state == state {
 		return
 	}
-	g := s.srv.metrics.ClientConnections
 	if s.state != "" {
-		g.WithLabelValues(s.state).Dec()
+		s.mx.state(s.state).Dec()
 	}
 	if state != "" {
-		g.WithLabelValues(state).Inc()
+		s.mx.state(state).Inc()
 	}
 	s.state = state
+}
+
+// sessionMetrics are the session's series, looked up once: the route and
+// the states are fixed, and a label lookup per transaction is not free.
+type sessionMetrics struct {
+	m                     *metrics.Metrics
+	idle, active, waiting prometheus.Gauge
+	poolWait, query, xact prometheus.Observer
+	bytesIn, bytesOut     prometheus.Counter
+	counters              *routeCounters
+}
+
+func newSessionMetrics(srv *Server, route string) sessionMetrics {
+	m := srv.metrics
+	return sessionMetrics{
+		m:        m,
+		idle:     m.ClientConnections.WithLabelValues(stateIdle),
+		active:   m.ClientConnections.WithLabelValues(stateActive),
+		waiting:  m.ClientConnections.WithLabelValues(stateWaiting),
+		poolWait: m.PoolWaitSeconds.WithLabelValues(route),
+		query:    m.QuerySeconds.WithLabelValues(route),
+		xact:     m.TransactionSeconds.WithLabelValues(route),
+		bytesIn:  m.BytesTotal.WithLabelValues("client_to_server"),
+		bytesOut: m.BytesTotal.WithLabelValues("server_to_client"),
+		counters: srv.countersFor(route),
+	}
+}
+
+func (x *sessionMetrics) state(state string) prometheus.Gauge {
+	switch state {
+	case stateIdle:
+		return x.idle
+	case stateActive:
+		return x.active
+	case stateWaiting:
+		return x.waiting
+	}
+	return x.m.ClientConnections.WithLabelValues(state)
 }
 
 // flushByteCounts adds the bytes relayed since the last call to the
@@ -173,8 +213,8 @@ func (s *session) flushByteCounts() (in, out uint64) {
 
 func (s *session) flushBytesOutLocked() {
 	if s.bytesOut > 0 {
-		s.srv.metrics.BytesTotal.WithLabelValues("server_to_client").Add(float64(s.bytesOut))
-		s.srv.countersFor(s.route.Name).sent.Add(s.bytesOut)
+		s.mx.bytesOut.Add(float64(s.bytesOut))
+		s.mx.counters.sent.Add(s.bytesOut)
 		s.bytesOutAll += s.bytesOut
 		s.bytesOut = 0
 	}
@@ -184,8 +224,8 @@ func (s *session) flushBytesOutLocked() {
 // the metric. Client goroutine only.
 func (s *session) flushBytesIn() {
 	if s.bytesInPending > 0 {
-		s.srv.metrics.BytesTotal.WithLabelValues("client_to_server").Add(float64(s.bytesInPending))
-		s.srv.countersFor(s.route.Name).received.Add(s.bytesInPending)
+		s.mx.bytesIn.Add(float64(s.bytesInPending))
+		s.mx.counters.received.Add(s.bytesInPending)
 		s.bytesInPending = 0
 	}
 }
@@ -599,7 +639,7 @@ func (s *session) acquire() (*authbridge.ServerConn, error) {
 		if sc != prev && prev != nil {
 			s.replaced++
 		}
-		s.srv.metrics.PoolWaitSeconds.WithLabelValues(s.route.Name).Observe(0)
+		s.mx.poolWait.Observe(0)
 		return sc, nil
 	}
 	wait := s.pool.Settings().QueryWaitTimeout.D()
