@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/dsqlgate/dsqlgate/internal/scramclient"
 	"github.com/dsqlgate/dsqlgate/pgwire/scram"
 )
 
@@ -164,12 +165,12 @@ func TestSCRAMExchange(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		client := newSCRAMExchange()
-		serverFirst, err := server.ClientFirst(client.clientFirst())
+		client := &scramclient.Client{Password: password, SaltedPassword: keys.saltedPassword}
+		serverFirst, err := server.ClientFirst(client.First())
 		if err != nil {
 			t.Fatalf("attempt %d: client-first: %v", attempt, err)
 		}
-		final, err := client.clientFinal(serverFirst, keys)
+		final, err := client.Final(serverFirst)
 		if err != nil {
 			t.Fatalf("attempt %d: server-first: %v", attempt, err)
 		}
@@ -177,7 +178,7 @@ func TestSCRAMExchange(t *testing.T) {
 		if err != nil {
 			t.Fatalf("attempt %d: client-final: %v", attempt, err)
 		}
-		if !client.verifyServerFinal(serverFinal) {
+		if err := client.Verify(serverFinal); err != nil {
 			t.Fatalf("attempt %d: the server's signature does not verify", attempt)
 		}
 	}
@@ -186,9 +187,10 @@ func TestSCRAMExchange(t *testing.T) {
 	}
 
 	server, _ := scram.NewServerExchange(verifier, "SCRAM-SHA-256", scram.ServerOptions{})
-	client := newSCRAMExchange()
-	serverFirst, _ := server.ClientFirst(client.clientFirst())
-	final, _ := client.clientFinal(serverFirst, newSCRAMKeys("wrong"))
+	wrong := newSCRAMKeys("wrong")
+	client := &scramclient.Client{Password: wrong.password, SaltedPassword: wrong.saltedPassword}
+	serverFirst, _ := server.ClientFirst(client.First())
+	final, _ := client.Final(serverFirst)
 	if _, err := server.ClientFinal(final); !errors.Is(err, scram.ErrAuthFailed) {
 		t.Errorf("wrong password: got %v, want ErrAuthFailed", err)
 	}

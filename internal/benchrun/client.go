@@ -1,23 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/pbkdf2"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/dsqlgate/dsqlgate/internal/scramclient"
 )
 
 // This file is a minimal PostgreSQL client for the memory and replacement
@@ -89,7 +86,7 @@ func (c *clientConn) startup(user, database string, keys *scramKeys) error {
 	if err := c.frontend.Flush(); err != nil {
 		return err
 	}
-	var exchange *scramExchange
+	var exchange *scramclient.Client
 	for {
 		msg, err := c.frontend.Receive()
 		if err != nil {
@@ -100,19 +97,19 @@ func (c *clientConn) startup(user, database string, keys *scramKeys) error {
 			if !slices.Contains(m.AuthMechanisms, "SCRAM-SHA-256") {
 				return fmt.Errorf("server offers %v, not SCRAM-SHA-256", m.AuthMechanisms)
 			}
-			exchange = newSCRAMExchange()
-			c.frontend.Send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: exchange.clientFirst()})
+			exchange = &scramclient.Client{Password: keys.password, SaltedPassword: keys.saltedPassword}
+			c.frontend.Send(&pgproto3.SASLInitialResponse{AuthMechanism: scramclient.SCRAM, Data: exchange.First()})
 		case *pgproto3.AuthenticationSASLContinue:
 			if exchange == nil {
 				return errors.New("SASLContinue before SASL")
 			}
-			final, err := exchange.clientFinal(m.Data, keys)
+			final, err := exchange.Final(m.Data)
 			if err != nil {
 				return err
 			}
 			c.frontend.Send(&pgproto3.SASLResponse{Data: final})
 		case *pgproto3.AuthenticationSASLFinal:
-			if exchange == nil || !exchange.verifyServerFinal(m.Data) {
+			if exchange == nil || exchange.Verify(m.Data) != nil {
 				return errors.New("server signature does not match")
 			}
 			continue
@@ -169,81 +166,4 @@ func (c *clientConn) Close() error {
 	c.frontend.Send(&pgproto3.Terminate{})
 	c.frontend.Flush()
 	return c.conn.Close()
-}
-
-// scramExchange is the client side of one SCRAM-SHA-256 exchange without
-// channel binding (RFC 5802, RFC 7677).
-type scramExchange struct {
-	clientNonce     string
-	clientFirstBare string
-	authMessage     string
-	serverKey       []byte
-}
-
-func newSCRAMExchange() *scramExchange {
-	b := make([]byte, 18)
-	rand.Read(b)
-	nonce := base64.StdEncoding.EncodeToString(b)
-	// PostgreSQL ignores the user name in the exchange; libpq sends "".
-	return &scramExchange{clientNonce: nonce, clientFirstBare: "n=,r=" + nonce}
-}
-
-func (x *scramExchange) clientFirst() []byte { return []byte("n,," + x.clientFirstBare) }
-
-// clientFinal answers server-first-message "r=<nonce>,s=<salt>,i=<iterations>".
-func (x *scramExchange) clientFinal(serverFirst []byte, keys *scramKeys) ([]byte, error) {
-	var nonce, salt64 string
-	iterations := 0
-	for _, attr := range strings.Split(string(serverFirst), ",") {
-		k, v, ok := strings.Cut(attr, "=")
-		if !ok {
-			continue
-		}
-		switch k {
-		case "r":
-			nonce = v
-		case "s":
-			salt64 = v
-		case "i":
-			iterations, _ = strconv.Atoi(v)
-		}
-	}
-	if !strings.HasPrefix(nonce, x.clientNonce) || len(nonce) == len(x.clientNonce) || iterations < 1 {
-		return nil, fmt.Errorf("malformed server-first-message %q", serverFirst)
-	}
-	salt, err := base64.StdEncoding.DecodeString(salt64)
-	if err != nil {
-		return nil, fmt.Errorf("malformed salt: %w", err)
-	}
-	salted, err := keys.saltedPassword(salt, iterations)
-	if err != nil {
-		return nil, err
-	}
-	clientKey := hmacSHA256(salted, "Client Key")
-	storedKey := sha256.Sum256(clientKey)
-	withoutProof := "c=biws,r=" + nonce
-	x.authMessage = x.clientFirstBare + "," + string(serverFirst) + "," + withoutProof
-	signature := hmacSHA256(storedKey[:], x.authMessage)
-	proof := make([]byte, len(clientKey))
-	for i := range proof {
-		proof[i] = clientKey[i] ^ signature[i]
-	}
-	x.serverKey = hmacSHA256(salted, "Server Key")
-	return []byte(withoutProof + ",p=" + base64.StdEncoding.EncodeToString(proof)), nil
-}
-
-// verifyServerFinal checks server-final-message "v=<signature>".
-func (x *scramExchange) verifyServerFinal(serverFinal []byte) bool {
-	v, ok := bytes.CutPrefix(serverFinal, []byte("v="))
-	if !ok || x.serverKey == nil {
-		return false
-	}
-	want := base64.StdEncoding.EncodeToString(hmacSHA256(x.serverKey, x.authMessage))
-	return hmac.Equal(bytes.TrimSpace(v), []byte(want))
-}
-
-func hmacSHA256(key []byte, msg string) []byte {
-	h := hmac.New(sha256.New, key)
-	h.Write([]byte(msg))
-	return h.Sum(nil)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/gateway"
 	"github.com/dsqlgate/dsqlgate/internal/harness"
+	"github.com/dsqlgate/dsqlgate/internal/scramclient"
 )
 
 // catalogue is what the bad-input cases play against.
@@ -641,10 +642,10 @@ func playSCRAMMechanism(mechanism string) func(*testing.T, *catalogue) *pgproto3
 			t.Fatal(err)
 		}
 		sc := newSCRAMClient(c.f.Password, nil)
-		data := sc.first()
 		if mechanism == scramPlus {
-			data = []byte("p=tls-server-end-point,," + sc.clientFirstBare)
+			sc.GS2Header = "p=tls-server-end-point,,"
 		}
+		data := sc.First()
 		fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: mechanism, Data: data})
 		if err := fe.Flush(); err != nil {
 			t.Fatal(err)
@@ -663,7 +664,7 @@ func playSCRAMDowngrade(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 	}
 	fe := startDemo(t, c, tc)
 	sc := newSCRAMClient(c.f.Password, nil)
-	sc.gs2Header = "y,,"
+	sc.GS2Header = "y,,"
 	if _, err := beginSCRAM(fe, sc); err != nil {
 		return asErrorResponseOrFail(t, err)
 	}
@@ -704,13 +705,14 @@ func playSCRAMFinal(plus bool, edit func(nonce *string, cbind *[]byte)) func(*te
 
 // finishSCRAM runs the exchange from AuthenticationSASL and returns the
 // refusal; an exchange that succeeds fails t.
-func finishSCRAM(t *testing.T, fe *pgproto3.Frontend, sc *scramClient, edit func(nonce *string, cbind *[]byte)) *pgproto3.ErrorResponse {
+func finishSCRAM(t *testing.T, fe *pgproto3.Frontend, sc *scramclient.Client, edit func(nonce *string, cbind *[]byte)) *pgproto3.ErrorResponse {
 	t.Helper()
 	serverFirst, err := beginSCRAM(fe, sc)
 	if err != nil {
 		return asErrorResponseOrFail(t, err)
 	}
-	final, err := sc.final(serverFirst, edit)
+	sc.Edit = edit
+	final, err := sc.Final(serverFirst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -749,7 +751,7 @@ func playReplayedFinal(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recorded, err := first.final(serverFirst, nil)
+	recorded, err := first.Final(serverFirst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -764,7 +766,7 @@ func playReplayedFinal(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 	fe.Flush()
 
 	replay := newSCRAMClient(c.f.Password, nil)
-	replay.nonce = first.nonce
+	replay.Nonce = first.Nonce
 	fe = startDemo(t, c, dialRaw(t, c.f.Gateway.Addr))
 	if _, err := beginSCRAM(fe, replay); err != nil {
 		t.Fatal(err)
@@ -1122,7 +1124,7 @@ func playCancelWrongSecret(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 	if err != nil {
 		t.Fatal(err)
 	}
-	final, err := sc.final(serverFirst, nil)
+	final, err := sc.Final(serverFirst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1261,7 +1263,7 @@ func playProbeUnknownUser(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 		}
 		_, saltAndIterations, _ := strings.Cut(string(serverFirst), ",s=")
 		firsts = append(firsts, saltAndIterations)
-		final, err := sc.final(serverFirst, nil)
+		final, err := sc.Final(serverFirst)
 		if err != nil {
 			t.Fatal(err)
 		}

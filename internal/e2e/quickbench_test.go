@@ -18,7 +18,8 @@ import (
 	"github.com/dsqlgate/dsqlgate/pgwire/scram"
 )
 
-// TestQuickBench (QUICKBENCH=1) profiles the gateway in front of a plain
+// TestQuickBench (QUICKBENCH=1; QB_MODE, QB_PROTOS, QB_EXTRA=pgbench args,
+// QB_PROFILE=file) profiles the gateway in front of a plain
 // PostgreSQL under pgbench: a development aid, not part of the suite.
 func TestQuickBench(t *testing.T) {
 	if os.Getenv("QUICKBENCH") == "" {
@@ -73,7 +74,8 @@ func TestQuickBench(t *testing.T) {
 			pf, _ := os.Create(f + "." + mode)
 			pprof.StartCPUProfile(pf)
 		}
-		run("gateway -M "+mode, "pw", "-S", "-M", mode, "-c", "16", "-j", "2", "-T", "6", "-n", "-h", host, "-p", port, "-U", "bench", "postgres")
+		args := append([]string{"-S", "-M", mode, "-c", "16", "-j", "2", "-T", "6", "-n", "-h", host, "-p", port, "-U", "bench"}, strings.Fields(os.Getenv("QB_EXTRA"))...)
+		run("gateway -M "+mode+" "+os.Getenv("QB_EXTRA"), "pw", append(args, "postgres")...)
 		pprof.StopCPUProfile()
 	}
 	_ = url.URL{}

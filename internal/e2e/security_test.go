@@ -2,11 +2,7 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"crypto/md5"
-	"crypto/pbkdf2"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -20,7 +16,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +26,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/harness"
 	"github.com/dsqlgate/dsqlgate/internal/pgtest"
+	"github.com/dsqlgate/dsqlgate/internal/scramclient"
 	"github.com/dsqlgate/dsqlgate/pgwire/scram"
 )
 
@@ -323,129 +319,29 @@ func expect[T pgproto3.BackendMessage](fe *pgproto3.Frontend) (T, error) {
 	return m, nil
 }
 
-// scramClient is the client side of SCRAM-SHA-256(-PLUS), written from RFC
-// 5802 and RFC 5929 for these tests, sharing no code with the gateway. It
-// does no SASLprep: the tests' passwords are ASCII.
-type scramClient struct {
-	password  string
-	gs2Header string // "n,,", "y,," or "p=tls-server-end-point,,"
-	cbData    []byte // with "p=": the tls-server-end-point binding data
-	nonce     string // the client's part
-
-	clientFirstBare string
-	serverSignature []byte
-}
-
-// newSCRAMClient starts a client exchange; with tc it binds to tc's server
+// newSCRAMClient starts a client exchange (scramclient: written from the
+// RFCs, sharing no code with the gateway); with tc it binds to tc's server
 // certificate (SCRAM-SHA-256-PLUS).
-func newSCRAMClient(password string, tc *tls.Conn) *scramClient {
-	c := &scramClient{password: password, gs2Header: "n,,", nonce: randomNonce()}
-	if tc != nil {
-		c.gs2Header = "p=tls-server-end-point,,"
-		c.cbData = tlsServerEndPoint(tc.ConnectionState().PeerCertificates[0])
+func newSCRAMClient(password string, tc *tls.Conn) *scramclient.Client {
+	if tc == nil {
+		return scramclient.New(password, nil)
 	}
-	return c
-}
-
-func (c *scramClient) mechanism() string {
-	if strings.HasPrefix(c.gs2Header, "p=") {
-		return scram.MechanismSCRAMPlus
-	}
-	return scram.MechanismSCRAM
-}
-
-// tlsServerEndPoint is RFC 5929's binding data for the gateway's ECDSA
-// P-256 / SHA-256 certificates: the SHA-256 of the certificate.
-func tlsServerEndPoint(cert *x509.Certificate) []byte {
-	sum := sha256.Sum256(cert.Raw)
-	return sum[:]
-}
-
-func randomNonce() string {
-	b := make([]byte, 18)
-	rand.Read(b)
-	return base64.StdEncoding.EncodeToString(b)
-}
-
-// first returns client-first-message.
-func (c *scramClient) first() []byte {
-	c.clientFirstBare = "n=,r=" + c.nonce
-	return []byte(c.gs2Header + c.clientFirstBare)
-}
-
-// final checks server-first-message and returns client-final-message.
-// edit, if set, may change the nonce or the binding data before the proof
-// is computed over them.
-func (c *scramClient) final(serverFirst []byte, edit func(nonce *string, cbindInput *[]byte)) ([]byte, error) {
-	attrs := strings.Split(string(serverFirst), ",")
-	if len(attrs) != 3 || !strings.HasPrefix(attrs[0], "r=") || !strings.HasPrefix(attrs[1], "s=") || !strings.HasPrefix(attrs[2], "i=") {
-		return nil, fmt.Errorf("malformed server-first-message %q", serverFirst)
-	}
-	nonce := attrs[0][2:]
-	if !strings.HasPrefix(nonce, c.nonce) || len(nonce) == len(c.nonce) {
-		return nil, fmt.Errorf("server nonce %q does not extend client nonce %q", nonce, c.nonce)
-	}
-	salt, err := base64.StdEncoding.DecodeString(attrs[1][2:])
-	if err != nil {
-		return nil, fmt.Errorf("salt: %w", err)
-	}
-	iterations, err := strconv.Atoi(attrs[2][2:])
-	if err != nil || iterations < 1 {
-		return nil, fmt.Errorf("iterations %q", attrs[2])
-	}
-	cbindInput := append([]byte(c.gs2Header), c.cbData...)
-	if edit != nil {
-		edit(&nonce, &cbindInput)
-	}
-	withoutProof := "c=" + base64.StdEncoding.EncodeToString(cbindInput) + ",r=" + nonce
-	authMessage := c.clientFirstBare + "," + string(serverFirst) + "," + withoutProof
-	salted, err := pbkdf2.Key(sha256.New, c.password, salt, iterations, sha256.Size)
-	if err != nil {
-		return nil, err
-	}
-	clientKey := hmacSHA256(salted, "Client Key")
-	storedKey := sha256.Sum256(clientKey)
-	signature := hmacSHA256(storedKey[:], authMessage)
-	proof := make([]byte, len(clientKey))
-	for i := range proof {
-		proof[i] = clientKey[i] ^ signature[i]
-	}
-	c.serverSignature = hmacSHA256(hmacSHA256(salted, "Server Key"), authMessage)
-	return []byte(withoutProof + ",p=" + base64.StdEncoding.EncodeToString(proof)), nil
-}
-
-// verify checks server-final-message: the server knew the password too.
-func (c *scramClient) verify(serverFinal []byte) error {
-	v, ok := strings.CutPrefix(string(serverFinal), "v=")
-	if !ok {
-		return fmt.Errorf("malformed server-final-message %q", serverFinal)
-	}
-	sig, err := base64.StdEncoding.DecodeString(v)
-	if err != nil || !hmac.Equal(sig, c.serverSignature) {
-		return errors.New("wrong server signature")
-	}
-	return nil
-}
-
-func hmacSHA256(key []byte, msg string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(msg))
-	return m.Sum(nil)
+	return scramclient.New(password, scramclient.TLSServerEndPoint(tc.ConnectionState().PeerCertificates[0]))
 }
 
 // beginSCRAM reads AuthenticationSASL, sends the client-first message
 // (with SCRAM-SHA-256-PLUS on a TLS connection) and returns the
 // server-first message.
-func beginSCRAM(fe *pgproto3.Frontend, c *scramClient) ([]byte, error) {
+func beginSCRAM(fe *pgproto3.Frontend, c *scramclient.Client) ([]byte, error) {
 	sasl, err := expect[*pgproto3.AuthenticationSASL](fe)
 	if err != nil {
 		return nil, err
 	}
 	offered := strings.Join(sasl.AuthMechanisms, " ")
-	if !strings.Contains(" "+offered+" ", " "+c.mechanism()+" ") {
-		return nil, fmt.Errorf("server offers %q, not %s", offered, c.mechanism())
+	if !strings.Contains(" "+offered+" ", " "+c.Mechanism()+" ") {
+		return nil, fmt.Errorf("server offers %q, not %s", offered, c.Mechanism())
 	}
-	fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: c.mechanism(), Data: c.first()})
+	fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: c.Mechanism(), Data: c.First()})
 	if err := fe.Flush(); err != nil {
 		return nil, err
 	}
@@ -474,7 +370,7 @@ func login(conn net.Conn, user, password, db string) (*pgproto3.Frontend, error)
 		switch m := msg.(type) {
 		case *pgproto3.AuthenticationSASL:
 			c := newSCRAMClient(password, tc)
-			fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: c.mechanism(), Data: c.first()})
+			fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: c.Mechanism(), Data: c.First()})
 			if err := fe.Flush(); err != nil {
 				return nil, err
 			}
@@ -482,7 +378,7 @@ func login(conn net.Conn, user, password, db string) (*pgproto3.Frontend, error)
 			if err != nil {
 				return nil, err
 			}
-			final, err := c.final(cont.Data, nil)
+			final, err := c.Final(cont.Data)
 			if err != nil {
 				return nil, err
 			}
@@ -494,7 +390,7 @@ func login(conn net.Conn, user, password, db string) (*pgproto3.Frontend, error)
 			if err != nil {
 				return nil, err
 			}
-			if err := c.verify(done.Data); err != nil {
+			if err := c.Verify(done.Data); err != nil {
 				return nil, err
 			}
 		case *pgproto3.AuthenticationMD5Password:

@@ -2,6 +2,7 @@ package scram_test
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/pbkdf2"
 	"crypto/sha256"
 	"encoding/base64"
@@ -123,13 +124,13 @@ func FuzzClientFirst(f *testing.F) {
 func FuzzClientFinal(f *testing.F) {
 	for mode, setup := range fuzzSetups {
 		c := newTestClient(rfcPassword, setup.header, setup.binding)
-		c.username, c.nonce = "user", rfcClientNonce
+		c.Username, c.Nonce = "user", rfcClientNonce
 		e, _ := fuzzExchange(f, uint8(mode))
-		serverFirst, err := e.ClientFirst(c.first())
+		serverFirst, err := e.ClientFirst(c.First())
 		if err != nil {
 			f.Fatal(err)
 		}
-		final, err := c.final(serverFirst)
+		final, err := c.Final(serverFirst)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -169,4 +170,10 @@ func FuzzClientFinal(f *testing.F) {
 			t.Fatalf("accepted %q with a wrong proof", msg)
 		}
 	})
+}
+
+func mac(key []byte, msg string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(msg))
+	return m.Sum(nil)
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/dsqlgate/dsqlgate/internal/scramclient"
 	"github.com/dsqlgate/dsqlgate/pgwire/scram"
 	"github.com/google/go-cmp/cmp"
 )
@@ -93,18 +94,18 @@ func TestRFC7677Vector(t *testing.T) {
 // are the ones the RFC's exchange was computed with.
 func TestRFC7677VectorIndependentClient(t *testing.T) {
 	c := newTestClient(rfcPassword, "n,,", nil)
-	c.username, c.nonce = "user", rfcClientNonce
-	if got := string(c.first()); got != rfcClientFirst {
+	c.Username, c.Nonce = "user", rfcClientNonce
+	if got := string(c.First()); got != rfcClientFirst {
 		t.Fatalf("client-first-message %s", got)
 	}
-	final, err := c.final([]byte(rfcServerFirst))
+	final, err := c.Final([]byte(rfcServerFirst))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(final) != rfcClientFinal {
 		t.Fatalf("client-final-message:\n got %s\nwant %s", final, rfcClientFinal)
 	}
-	if err := c.verify([]byte(rfcServerFinal)); err != nil {
+	if err := c.Verify([]byte(rfcServerFinal)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -161,12 +162,12 @@ func TestNewServerExchange(t *testing.T) {
 
 // runExchange runs a whole exchange between e and c and returns the error of
 // the step that failed, if any, with the step's name.
-func runExchange(e *scram.ServerExchange, c *testClient) (step string, err error) {
-	serverFirst, err := e.ClientFirst(c.first())
+func runExchange(e *scram.ServerExchange, c *scramclient.Client) (step string, err error) {
+	serverFirst, err := e.ClientFirst(c.First())
 	if err != nil {
 		return "ClientFirst", err
 	}
-	final, err := c.final(serverFirst)
+	final, err := c.Final(serverFirst)
 	if err != nil {
 		return "client final", err
 	}
@@ -174,7 +175,7 @@ func runExchange(e *scram.ServerExchange, c *testClient) (step string, err error
 	if err != nil {
 		return "ClientFinal", err
 	}
-	return "client verify", c.verify(serverFinal)
+	return "client verify", c.Verify(serverFinal)
 }
 
 // TestExchangeChannelBinding covers the gs2 header against the mechanism and
@@ -227,7 +228,7 @@ func TestExchangeChannelBinding(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newExchange(t, rfcVerifier(t), tt.mechanism, scram.ServerOptions{ChannelBinding: tt.serverBinding})
 			c := newTestClient(rfcPassword, tt.header, tt.clientBinding)
-			c.finalHeader = tt.finalHeader
+			c.FinalHeader = tt.finalHeader
 			step, err := runExchange(e, c)
 			if tt.wantStep == "" {
 				if err != nil {
@@ -261,7 +262,7 @@ func TestExchangeClientFirstVariants(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newExchange(t, rfcVerifier(t), scram.MechanismSCRAM, scram.ServerOptions{})
 			c := newTestClient(rfcPassword, "n,,", nil)
-			c.username, c.nonce = tt.username, tt.nonce
+			c.Username, c.Nonce = tt.username, tt.nonce
 			if step, err := runExchange(e, c); err != nil {
 				t.Fatalf("%s: %v", step, err)
 			}
@@ -273,7 +274,7 @@ func TestExchangeExtensions(t *testing.T) {
 	t.Run("optional extension after the client nonce is ignored", func(t *testing.T) {
 		e := newExchange(t, rfcVerifier(t), scram.MechanismSCRAM, scram.ServerOptions{})
 		c := newTestClient(rfcPassword, "n,,", nil)
-		c.firstExt = ",x=whatever"
+		c.FirstExt = ",x=whatever"
 		if step, err := runExchange(e, c); err != nil {
 			t.Fatalf("%s: %v", step, err)
 		}
@@ -281,7 +282,7 @@ func TestExchangeExtensions(t *testing.T) {
 	t.Run("optional extension before the proof is ignored but signed", func(t *testing.T) {
 		e := newExchange(t, rfcVerifier(t), scram.MechanismSCRAM, scram.ServerOptions{})
 		c := newTestClient(rfcPassword, "n,,", nil)
-		c.finalExt = ",x=1,y=2"
+		c.FinalExt = ",x=1,y=2"
 		if step, err := runExchange(e, c); err != nil {
 			t.Fatalf("%s: %v", step, err)
 		}
@@ -473,11 +474,11 @@ func TestUnknownUser(t *testing.T) {
 	attempt := func(v scram.Verifier, password string) (serverFirst string, err error) {
 		e := newExchange(t, v, scram.MechanismSCRAM, scram.ServerOptions{})
 		c := newTestClient(password, "n,,", nil)
-		sf, err := e.ClientFirst(c.first())
+		sf, err := e.ClientFirst(c.First())
 		if err != nil {
 			return "", err
 		}
-		final, err := c.final(sf)
+		final, err := c.Final(sf)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -529,14 +530,14 @@ func TestTamperedNonce(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newExchange(t, rfcVerifier(t), scram.MechanismSCRAM, scram.ServerOptions{})
 			c := newTestClient(rfcPassword, "n,,", nil)
-			serverFirst, err := e.ClientFirst(c.first())
+			serverFirst, err := e.ClientFirst(c.First())
 			if err != nil {
 				t.Fatal(err)
 			}
 			nonce := strings.TrimPrefix(strings.Split(string(serverFirst), ",")[0], "r=")
 			tampered := strings.Replace(string(serverFirst), nonce, tt.tamper(nonce), 1)
 			// The client signs what it received, so only the nonce check can catch it.
-			final, err := c.final([]byte(tampered))
+			final, err := c.Final([]byte(tampered))
 			if err != nil {
 				final = []byte("c=biws,r=" + tt.tamper(nonce) + ",p=" + rfcProof)
 			}
@@ -552,11 +553,11 @@ func TestReplayedClientFinal(t *testing.T) {
 	v := rfcVerifier(t)
 	first := newExchange(t, v, scram.MechanismSCRAM, scram.ServerOptions{})
 	c := newTestClient(rfcPassword, "n,,", nil)
-	serverFirst, err := first.ClientFirst(c.first())
+	serverFirst, err := first.ClientFirst(c.First())
 	if err != nil {
 		t.Fatal(err)
 	}
-	recorded, err := c.final(serverFirst)
+	recorded, err := c.Final(serverFirst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -566,7 +567,7 @@ func TestReplayedClientFinal(t *testing.T) {
 
 	t.Run("into a new exchange with the same client nonce", func(t *testing.T) {
 		e := newExchange(t, v, scram.MechanismSCRAM, scram.ServerOptions{})
-		if _, err := e.ClientFirst(c.first()); err != nil {
+		if _, err := e.ClientFirst(c.First()); err != nil {
 			t.Fatal(err)
 		}
 		if out, err := e.ClientFinal(recorded); !errors.Is(err, scram.ErrProtocol) || out != nil {
@@ -658,7 +659,7 @@ func TestServerNonce(t *testing.T) {
 		for range 50 {
 			e := newExchange(t, rfcVerifier(t), scram.MechanismSCRAM, scram.ServerOptions{})
 			c := newTestClient(rfcPassword, "n,,", nil)
-			sf, err := e.ClientFirst(c.first())
+			sf, err := e.ClientFirst(c.First())
 			if err != nil {
 				t.Fatal(err)
 			}

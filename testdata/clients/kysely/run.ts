@@ -9,7 +9,7 @@ import pg from 'pg'
 import {
   testEnv, step, skip, finish, watchdog, check, eq, expectError, killUpstreams, sleep,
   installCrashHandlers,
-} from './report.js'
+} from '../shared/report.mjs'
 
 installCrashHandlers()
 watchdog(75000)

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 out=node_modules/.cache/dsqlgate-client
 mkdir -p "$out"
-stamp="$out/typecheck-$(cat run.ts report.js tsconfig.json package-lock.json | sha256sum | cut -c1-16)"
+stamp="$out/typecheck-$(cat run.ts ../shared/report.mjs tsconfig.json package-lock.json | sha256sum | cut -c1-16)"
 [ -e "$stamp" ] && exit 0
 if ! timeout 180 node_modules/.bin/tsc -p tsconfig.json >&2; then
   echo "kysely: tsc found type errors in run.ts" >&2

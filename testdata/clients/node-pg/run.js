@@ -9,7 +9,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams'
 import {
   testEnv, step as runStep, finish, watchdog, check, eq, expectError, killUpstreams, sleep,
   installCrashHandlers, withTimeout,
-} from './report.js'
+} from '../shared/report.mjs'
 
 installCrashHandlers()
 watchdog(75000)

@@ -9,7 +9,7 @@ import postgres from 'postgres'
 import {
   testEnv, step, finish, watchdog, check, eq, expectError, killUpstreams, sleep,
   installCrashHandlers, withTimeout,
-} from './report.js'
+} from '../shared/report.mjs'
 
 installCrashHandlers()
 watchdog(75000)

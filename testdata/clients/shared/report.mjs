@@ -1,6 +1,6 @@
-// Shared shape of a client run: the runner's environment, one JSON line per
-// step on stdout, bounded waits. (Each client directory keeps its own copy
-// so that it stays self-contained.)
+// Shared shape of a node client run (node-pg, postgres-js, kysely): the
+// runner's environment, one JSON line per step on stdout, bounded waits.
+// This directory has no run.sh, so the runner does not take it for a client.
 
 export const STEPS = [
   'connect_tls', 'param_query', 'prepared_reuse', 'tx_commit', 'tx_rollback',
