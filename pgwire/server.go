@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -336,17 +337,28 @@ func (s *Server) serveConn(raw net.Conn) {
 // goroutine that then serves the session keeps only the small stack an
 // idle client needs (about 6 KiB less per idle client).
 func onFreshStack(fn func()) {
-	var p any
+	var p *freshStackPanic
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer func() { p = recover() }()
+		defer func() {
+			if r := recover(); r != nil {
+				p = &freshStackPanic{value: r, stack: debug.Stack()}
+			}
+		}()
 		fn()
 	}()
 	<-done
 	if p != nil {
 		panic(p)
 	}
+}
+
+// freshStackPanic carries a panic out of onFreshStack with the stack where
+// it happened, for recoverSession's log.
+type freshStackPanic struct {
+	value any
+	stack []byte
 }
 
 func errField(err error) zap.Field {
@@ -569,9 +581,16 @@ func (s *Server) Reload() error {
 // the panic is logged (its value's type and the stack, not the value, which
 // could hold a secret) and only that session's connection closes.
 func recoverSession(log *zap.Logger) {
-	if r := recover(); r != nil {
-		log.Error("session panicked; closing its connection", zap.String("panic_type", fmt.Sprintf("%T", r)), zap.Stack("stack"))
+	r := recover()
+	if r == nil {
+		return
 	}
+	// The panic's value is not logged: it may hold client input or a secret.
+	if fp, ok := r.(*freshStackPanic); ok {
+		log.Error("session panicked; closing its connection", zap.String("panic_type", fmt.Sprintf("%T", fp.value)), zap.ByteString("stack", fp.stack))
+		return
+	}
+	log.Error("session panicked; closing its connection", zap.String("panic_type", fmt.Sprintf("%T", r)), zap.Stack("stack"))
 }
 
 // serverTLS is the client-facing TLS in force. Immutable; replaced whole.
