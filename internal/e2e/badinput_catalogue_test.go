@@ -483,13 +483,7 @@ func playSSLRequestTwice(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 
 func playGSSThenSSL(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 	conn := dialRaw(t, c.f.Gateway.Addr)
-	if _, err := conn.Write(requestPacket(gssEncRequestCode)); err != nil {
-		t.Fatal(err)
-	}
-	var answer [1]byte
-	if _, err := io.ReadFull(conn, answer[:]); err != nil || answer[0] != 'N' {
-		t.Fatalf("GSSENCRequest answered %q, %v; want 'N'", answer[0], err)
-	}
+	sendRequest(t, conn, gssEncRequestCode, 'N')
 	tc, err := negotiateTLS(conn, clientTLS(t, c.f.ClientCAFile))
 	if err != nil {
 		t.Fatal(err)
@@ -525,13 +519,7 @@ func readTLSFailure(t *testing.T, conn net.Conn) {
 
 func playGarbageAfterS(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 	conn := dialRaw(t, c.f.Gateway.Addr)
-	if _, err := conn.Write(requestPacket(sslRequestCode)); err != nil {
-		t.Fatal(err)
-	}
-	var answer [1]byte
-	if _, err := io.ReadFull(conn, answer[:]); err != nil || answer[0] != 'S' {
-		t.Fatalf("SSLRequest answered %q, %v; want 'S'", answer[0], err)
-	}
+	sendRequest(t, conn, sslRequestCode, 'S')
 	if _, err := conn.Write([]byte("this is not a TLS ClientHello\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -574,26 +562,14 @@ func readUntilCloseAfter(conn net.Conn, send []byte) ([]pgproto3.BackendMessage,
 
 func playCloseAfterSSLRequest(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 	conn := dialRaw(t, c.f.Gateway.Addr)
-	if _, err := conn.Write(requestPacket(sslRequestCode)); err != nil {
-		t.Fatal(err)
-	}
-	var answer [1]byte
-	if _, err := io.ReadFull(conn, answer[:]); err != nil || answer[0] != 'S' {
-		t.Fatalf("SSLRequest answered %q, %v; want 'S'", answer[0], err)
-	}
+	sendRequest(t, conn, sslRequestCode, 'S')
 	conn.Close()
 	return nil
 }
 
 func playCloseMidTLSHandshake(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 	conn := dialRaw(t, c.f.Gateway.Addr)
-	if _, err := conn.Write(requestPacket(sslRequestCode)); err != nil {
-		t.Fatal(err)
-	}
-	var answer [1]byte
-	if _, err := io.ReadFull(conn, answer[:]); err != nil || answer[0] != 'S' {
-		t.Fatalf("SSLRequest answered %q, %v; want 'S'", answer[0], err)
-	}
+	sendRequest(t, conn, sslRequestCode, 'S')
 	conn.Write(clientHelloFragment)
 	conn.Close()
 	return nil
@@ -1188,13 +1164,7 @@ func playSlowSCRAM(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 // cannot read (PostgreSQL closes silently).
 func playSilenceAfterS(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 	conn := dialRaw(t, c.f.Gateway.Addr)
-	if _, err := conn.Write(requestPacket(sslRequestCode)); err != nil {
-		t.Fatal(err)
-	}
-	var answer [1]byte
-	if _, err := io.ReadFull(conn, answer[:]); err != nil || answer[0] != 'S' {
-		t.Fatalf("SSLRequest answered %q, %v; want 'S'", answer[0], err)
-	}
+	sendRequest(t, conn, sslRequestCode, 'S')
 	readTLSFailure(t, conn)
 	return nil
 }
@@ -1233,13 +1203,7 @@ func playHalfDirectTLS(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 
 func playGSSENCTwice(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 	conn := dialRaw(t, c.f.Gateway.Addr)
-	if _, err := conn.Write(requestPacket(gssEncRequestCode)); err != nil {
-		t.Fatal(err)
-	}
-	var answer [1]byte
-	if _, err := io.ReadFull(conn, answer[:]); err != nil || answer[0] != 'N' {
-		t.Fatalf("GSSENCRequest answered %q, %v; want 'N'", answer[0], err)
-	}
+	sendRequest(t, conn, gssEncRequestCode, 'N')
 	return writeThenRead(t, conn, requestPacket(gssEncRequestCode), false)
 }
 
@@ -1334,5 +1298,18 @@ func TestAnnouncedNotSent(t *testing.T) {
 					grown>>20, clients, announced, limit>>20)
 			}
 		})
+	}
+}
+
+// sendRequest sends an SSLRequest or GSSENCRequest (code) on conn and
+// fails t unless the one-byte answer is want.
+func sendRequest(t *testing.T, conn net.Conn, code uint32, want byte) {
+	t.Helper()
+	if _, err := conn.Write(requestPacket(code)); err != nil {
+		t.Fatal(err)
+	}
+	var answer [1]byte
+	if _, err := io.ReadFull(conn, answer[:]); err != nil || answer[0] != want {
+		t.Fatalf("request %d answered %q, %v; want %q", code, answer[0], err, want)
 	}
 }
