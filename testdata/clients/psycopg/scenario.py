@@ -7,62 +7,20 @@ transaction around every statement, would keep the session inside a
 transaction between steps.
 """
 
-import json
 import os
-import signal
+import sys
 import threading
 import time
-import urllib.request
 
 import psycopg
 from psycopg import errors
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared"))
+from scenario_steps import Skip, emit, kill_all_upstreams, step, want  # noqa: E402
+
 URL = os.environ["DSQLGATE_TEST_URL"]
 SCHEMA = os.environ["DSQLGATE_TEST_SCHEMA"]
-CONTROL_URL = os.environ["DSQLGATE_TEST_CONTROL_URL"]
 TZ = "America/New_York"
-STEP_SECONDS = 30
-
-
-def emit(**line):
-    print(json.dumps(line), flush=True)
-
-
-class Skip(Exception):
-    """A step the client cannot do; the message says why."""
-
-
-class StepTimeout(Exception):
-    pass
-
-
-def _on_alarm(signum, frame):
-    raise StepTimeout(f"the step took more than {STEP_SECONDS} s")
-
-
-def step(name):
-    """Runs the decorated function as step name and reports it."""
-
-    def run(fn):
-        signal.signal(signal.SIGALRM, _on_alarm)
-        signal.alarm(STEP_SECONDS)
-        try:
-            detail = fn() or ""
-            emit(step=name, ok=True, detail=detail)
-        except Skip as e:
-            emit(step=name, ok=True, detail=f"skipped: {e}")
-        except BaseException as e:  # noqa: BLE001 - every failure is a row
-            emit(step=name, ok=False, detail=f"{type(e).__name__}: {e}".strip())
-        finally:
-            signal.alarm(0)
-        return fn
-
-    return run
-
-
-def want(what, got, expected):
-    if got != expected:
-        raise AssertionError(f"{what}: got {got!r}, want {expected!r}")
 
 
 def expect_error(what, cls, fn):
@@ -73,14 +31,6 @@ def expect_error(what, cls, fn):
     except psycopg.Error as e:
         raise AssertionError(f"{what}: {type(e).__name__} ({e.sqlstate}): {e}, want {cls.__name__}") from e
     raise AssertionError(f"{what}: succeeded, want {cls.__name__}")
-
-
-def kill_all_upstreams():
-    req = urllib.request.Request(CONTROL_URL + "/kill?all=1", data=b"", method="POST")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        killed = json.load(resp)["killed"]
-    if killed < 1:
-        raise AssertionError("the emulator had no upstream to cut")
 
 
 libpq = psycopg.pq.version()

@@ -9,12 +9,10 @@ each step ends with commit() or rollback(), as applications do, and the
 session is idle between steps.
 """
 
-import json
 import os
-import signal
+import sys
 import threading
 import time
-import urllib.request
 
 import psycopg2
 import sqlalchemy as sa
@@ -23,10 +21,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, declarative_base
 from sqlalchemy.pool import NullPool
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared"))
+import scenario_steps  # noqa: E402
+from scenario_steps import Skip, emit, kill_all_upstreams, want  # noqa: E402
+
 SCHEMA = os.environ["DSQLGATE_TEST_SCHEMA"]
-CONTROL_URL = os.environ["DSQLGATE_TEST_CONTROL_URL"]
 TZ = "America/New_York"
-STEP_SECONDS = 30
 
 URL = sa.engine.URL.create(
     "postgresql+psycopg2",
@@ -39,51 +39,15 @@ URL = sa.engine.URL.create(
 )
 
 
-def emit(**line):
-    print(json.dumps(line), flush=True)
-
-
-class Skip(Exception):
-    """A step the client cannot do; the message says why."""
-
-
-class StepTimeout(Exception):
-    pass
-
-
-def _on_alarm(signum, frame):
-    raise StepTimeout(f"the step took more than {STEP_SECONDS} s")
+def _rollback():
+    if session is not None:
+        session.rollback()
 
 
 def step(name):
     """Runs the decorated function as step name and reports it; the session
     is rolled back after a failure so that the next step starts clean."""
-
-    def run(fn):
-        signal.signal(signal.SIGALRM, _on_alarm)
-        signal.alarm(STEP_SECONDS)
-        try:
-            detail = fn() or ""
-            emit(step=name, ok=True, detail=detail)
-        except Skip as e:
-            emit(step=name, ok=True, detail=f"skipped: {e}")
-        except BaseException as e:  # noqa: BLE001 - every failure is a row
-            emit(step=name, ok=False, detail=f"{type(e).__name__}: {e}".strip())
-            if session is not None:
-                try:
-                    session.rollback()
-                except Exception:  # noqa: BLE001
-                    pass
-        finally:
-            signal.alarm(0)
-        return fn
-
-    return run
-
-
-def want(what, got, expected):
-    if got != expected:
-        raise AssertionError(f"{what}: got {got!r}, want {expected!r}")
+    return scenario_steps.step(name, after_failure=_rollback)
 
 
 def expect_sqlstate(what, code, fn):
@@ -95,14 +59,6 @@ def expect_sqlstate(what, code, fn):
             raise AssertionError(f"{what}: SQLSTATE {got}: {e.orig}, want {code}") from e
         return e
     raise AssertionError(f"{what}: succeeded, want SQLSTATE {code}")
-
-
-def kill_all_upstreams():
-    req = urllib.request.Request(CONTROL_URL + "/kill?all=1", data=b"", method="POST")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        killed = json.load(resp)["killed"]
-    if killed < 1:
-        raise AssertionError("the emulator had no upstream to cut")
 
 
 Base = declarative_base()
