@@ -3,41 +3,22 @@
 // starts `workerd serve`, waits for it, asks for each step of the client
 // scenario (one or more HTTP requests per step, each opening new pg
 // connections from inside the Worker), prints the step lines and stops
-// workerd. Plain Node, no dependencies.
+// workerd. Plain Node; the steps and the environment come from
+// ../shared/report.mjs.
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { createRequire } from 'node:module'
+import { STEPS, testEnv } from '../shared/report.mjs'
 
-const STEPS = [
-  'connect_tls', 'param_query', 'prepared_reuse', 'tx_commit', 'tx_rollback',
-  'error_recovery', 'set_observed', 'bulk_insert', 'cancel', 'survive_replacement',
-]
 const runDir = process.argv[2]
 if (!runDir || !fs.existsSync(path.join(runDir, 'worker.js'))) {
   console.error('usage: node driver.mjs RUN_DIR (with the bundled worker.js in it)')
   process.exit(2)
 }
 
-function env(name) {
-  const v = process.env[name]
-  if (!v) {
-    console.error(`worker: environment variable ${name} is not set (run this through the client runner)`)
-    process.exit(2)
-  }
-  return v
-}
-const E = {
-  host: env('DSQLGATE_TEST_HOST'),
-  port: env('DSQLGATE_TEST_PORT'),
-  user: env('DSQLGATE_TEST_USER'),
-  password: env('DSQLGATE_TEST_PASSWORD'),
-  database: env('DSQLGATE_TEST_DATABASE'),
-  caFile: env('DSQLGATE_TEST_CA_FILE'),
-  controlURL: env('DSQLGATE_TEST_CONTROL_URL'),
-  schema: env('DSQLGATE_TEST_SCHEMA'),
-}
+const E = testEnv()
 
 const reported = new Set()
 let failures = 0
