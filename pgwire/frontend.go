@@ -454,18 +454,26 @@ func decodeBindRest(b []byte) (paramFormats []int16, params [][]byte, resultForm
 		b = b[2:]
 		return v, true
 	}
-	n, ok := readInt16()
-	if !ok || n < 0 {
+	readFormats := func() ([]int16, bool) {
+		n, ok := readInt16()
+		if !ok || n < 0 {
+			return nil, false
+		}
+		var formats []int16
+		for i := 0; i < int(n); i++ {
+			f, ok := readInt16()
+			if !ok {
+				return nil, false
+			}
+			formats = append(formats, f)
+		}
+		return formats, true
+	}
+	if paramFormats, ok = readFormats(); !ok {
 		return nil, nil, nil, false
 	}
-	for i := 0; i < int(n); i++ {
-		f, ok := readInt16()
-		if !ok {
-			return nil, nil, nil, false
-		}
-		paramFormats = append(paramFormats, f)
-	}
-	if n, ok = readInt16(); !ok || n < 0 {
+	n, ok := readInt16()
+	if !ok || n < 0 {
 		return nil, nil, nil, false
 	}
 	for i := 0; i < int(n); i++ {
@@ -487,15 +495,8 @@ func decodeBindRest(b []byte) (paramFormats []int16, params [][]byte, resultForm
 		params = append(params, append([]byte{}, b[:l]...))
 		b = b[l:]
 	}
-	if n, ok = readInt16(); !ok || n < 0 {
+	if resultFormats, ok = readFormats(); !ok {
 		return nil, nil, nil, false
-	}
-	for i := 0; i < int(n); i++ {
-		f, ok := readInt16()
-		if !ok {
-			return nil, nil, nil, false
-		}
-		resultFormats = append(resultFormats, f)
 	}
 	return paramFormats, params, resultFormats, len(b) == 0
 }

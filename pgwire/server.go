@@ -256,13 +256,9 @@ func (s *Server) serveConn(raw net.Conn) {
 		s.startupFailed(conn, err, log)
 		return
 	}
-	if info.database == s.currentConfig().Admin.Database {
-		if !s.isAdmin(info.user) {
-			s.startupFailed(conn, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
-				Message: fmt.Sprintf("user %q may not use the admin console", info.user),
-				Hint:    "Admin users are listed in admin.users."}, log)
-			return
-		}
+	// accepted ends the startup phase of a client that logged in: no more
+	// startup deadline, and it counts as accepted.
+	accepted := func() {
 		raw.SetDeadline(time.Time{})
 		if tc, ok := conn.(*tls.Conn); ok {
 			tc.SetDeadline(time.Time{})
@@ -270,6 +266,15 @@ func (s *Server) serveConn(raw net.Conn) {
 		authenticating = false
 		m.ClientConnections.WithLabelValues("authenticating").Dec()
 		m.ClientConnectionsTotal.WithLabelValues("accepted").Inc()
+	}
+	if info.database == s.currentConfig().Admin.Database {
+		if !s.isAdmin(info.user) {
+			s.startupFailed(conn, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+				Message: fmt.Sprintf("user %q may not use the admin console", info.user),
+				Hint:    "Admin users are listed in admin.users."}, log)
+			return
+		}
+		accepted()
 		log.Info("admin console session started")
 		s.serveAdmin(conn, br, info.user, log)
 		return
@@ -301,13 +306,7 @@ func (s *Server) serveConn(raw net.Conn) {
 		sess.end()
 		return
 	}
-	raw.SetDeadline(time.Time{})
-	if tc, ok := conn.(*tls.Conn); ok {
-		tc.SetDeadline(time.Time{})
-	}
-	authenticating = false
-	m.ClientConnections.WithLabelValues("authenticating").Dec()
-	m.ClientConnectionsTotal.WithLabelValues("accepted").Inc()
+	accepted()
 	sess.setState(stateIdle)
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}

@@ -310,21 +310,32 @@ func (s *Server) authMD5(conn net.Conn, fr *frameReader, u *userEntry, failed fu
 	out, start := beginMessage(nil, 'R')
 	out = appendInt32(out, 5) // AuthenticationMD5Password
 	out = append(out, salt[:]...)
-	if _, err := conn.Write(finishMessage(out, start)); err != nil {
-		return err
-	}
-	b, err := readPasswordMessage(fr, "password response")
+	got, err := askPassword(conn, fr, finishMessage(out, start))
 	if err != nil {
 		return err
-	}
-	got, rest, ok := cstringBytes(b)
-	if !ok || len(rest) != 0 {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid password packet size"}
 	}
 	if u == nil || u.md5 == "" || !constantTimeEqual(got, []byte(md5Response(u.md5, salt[:]))) {
 		return failed()
 	}
 	return nil
+}
+
+// askPassword sends the authentication request and returns the client's
+// answer: a PasswordMessage holding one string (an md5 hash or the
+// password).
+func askPassword(conn net.Conn, fr *frameReader, request []byte) ([]byte, error) {
+	if _, err := conn.Write(request); err != nil {
+		return nil, err
+	}
+	b, err := readPasswordMessage(fr, "password response")
+	if err != nil {
+		return nil, err
+	}
+	answer, rest, ok := cstringBytes(b)
+	if !ok || len(rest) != 0 {
+		return nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid password packet size"}
+	}
+	return answer, nil
 }
 
 // authCleartext asks for the password itself: allowed only over TLS, and
@@ -337,16 +348,9 @@ func (s *Server) authCleartext(conn net.Conn, fr *frameReader, u *userEntry, fai
 	}
 	out, start := beginMessage(nil, 'R')
 	out = appendInt32(out, 3) // AuthenticationCleartextPassword
-	if _, err := conn.Write(finishMessage(out, start)); err != nil {
-		return err
-	}
-	b, err := readPasswordMessage(fr, "password response")
+	password, err := askPassword(conn, fr, finishMessage(out, start))
 	if err != nil {
 		return err
-	}
-	password, rest, ok := cstringBytes(b)
-	if !ok || len(rest) != 0 {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid password packet size"}
 	}
 	if u == nil || !u.hasSCRAM || !u.verifier.VerifyPassword(string(password)) {
 		return failed()
