@@ -237,6 +237,32 @@ func mustUnlock(t *testing.T, m *LockManager, owner string, k LockKey, want bool
 }
 
 // waitHook makes Lock on m report, once, that it has started waiting.
+// lockWaitsFor runs m.Lock of k for owner while holder (named for the
+// message) holds it: Lock must wait, and return once release has run.
+func lockWaitsFor(t *testing.T, m *LockManager, owner string, k LockKey, holder string, release func()) {
+	t.Helper()
+	waiting := waitHook(m)
+	letGo := make(chan struct{})
+	got := make(chan error, 1)
+	go func() {
+		err := m.Lock(context.Background(), owner, k)
+		if err == nil {
+			select {
+			case <-letGo:
+			default:
+				err = errors.New("Lock returned while " + holder + " held the key")
+			}
+		}
+		got <- err
+	}()
+	receive(t, waiting, "Lock waits")
+	close(letGo)
+	release()
+	if err := receive(t, got, "Lock gets the key after Unlock"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func waitHook(m *LockManager) <-chan struct{} {
 	ch := make(chan struct{})
 	var once sync.Once
@@ -359,26 +385,7 @@ func TestLockTwoInstances(t *testing.T) {
 					t.Fatalf("the refused instance believes it holds %v", got)
 				}
 
-				waiting := waitHook(b)
-				letGo := make(chan struct{})
-				got := make(chan error, 1)
-				go func() {
-					err := b.Lock(context.Background(), ownerB, k)
-					if err == nil {
-						select {
-						case <-letGo:
-						default:
-							err = errors.New("Lock returned while the other instance held the key")
-						}
-					}
-					got <- err
-				}()
-				receive(t, waiting, "Lock waits")
-				close(letGo)
-				mustUnlock(t, a, ownerA, k, true)
-				if err := receive(t, got, "Lock gets the key after Unlock"); err != nil {
-					t.Fatal(err)
-				}
+				lockWaitsFor(t, b, ownerB, k, "the other instance", func() { mustUnlock(t, a, ownerA, k, true) })
 				mustTryLock(t, a, ownerA, k, false)
 				mustUnlock(t, b, ownerB, k, true)
 				mustUnlock(t, b, ownerB, k, false) // only once
@@ -449,26 +456,7 @@ func TestLockLocalOwners(t *testing.T) {
 		t.Fatalf("a key held by a local owner cost %d statements", n)
 	}
 
-	waiting := waitHook(m)
-	letGo := make(chan struct{})
-	got := make(chan error, 1)
-	go func() {
-		err := m.Lock(context.Background(), y, k)
-		if err == nil {
-			select {
-			case <-letGo:
-			default:
-				err = errors.New("Lock returned while another local owner held the key")
-			}
-		}
-		got <- err
-	}()
-	receive(t, waiting, "Lock waits")
-	close(letGo)
-	mustUnlock(t, m, x, k, true)
-	if err := receive(t, got, "Lock gets the key after the local Unlock"); err != nil {
-		t.Fatal(err)
-	}
+	lockWaitsFor(t, m, y, k, "another local owner", func() { mustUnlock(t, m, x, k, true) })
 	if diff := cmp.Diff([]LockKey{k}, m.Held(y)); diff != "" {
 		t.Fatalf("Held (-want +got):\n%s", diff)
 	}

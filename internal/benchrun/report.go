@@ -225,9 +225,15 @@ func (r report) forEachCell(fn func(i int, c cell)) {
 	}
 }
 
+// cellTableHead writes the head of a table with a row per cell and a
+// right-aligned column per head.
+func cellTableHead(w func(string, ...any), heads []string) {
+	w("| workload | clients | %s |\n|---|--:|%s\n", strings.Join(heads, " | "), strings.Repeat("--:|", len(heads)))
+}
+
 func (r report) writeThroughput(w func(string, ...any), sums []map[string]summary) {
 	w("## Throughput (transactions per second)\n\n")
-	w("| workload | clients | %s |\n|---|--:|%s\n", strings.Join(backquote(reportOrder), " | "), strings.Repeat("--:|", len(reportOrder)))
+	cellTableHead(w, backquote(reportOrder))
 	r.forEachCell(func(i int, c cell) {
 		w("| %s | %d |", c.workload.name, c.clients)
 		for _, key := range reportOrder {
@@ -255,7 +261,7 @@ func (r report) writeRatios(w func(string, ...any), sums []map[string]summary) {
 			heads = append(heads, fmt.Sprintf("`%s` ÷ `%s`", g, base))
 		}
 	}
-	w("| workload | clients | %s |\n|---|--:|%s\n", strings.Join(heads, " | "), strings.Repeat("--:|", len(heads)))
+	cellTableHead(w, heads)
 	r.forEachCell(func(i int, c cell) {
 		w("| %s | %d |", c.workload.name, c.clients)
 		for _, base := range []string{"pgbouncer", "postgres"} {
@@ -279,7 +285,7 @@ func ratio(s map[string]summary, num, den string) string {
 
 func (r report) writeLatency(w func(string, ...any), sums []map[string]summary) {
 	w("## Latency per transaction (ms, average / p99)\n\n")
-	w("| workload | clients | %s |\n|---|--:|%s\n", strings.Join(backquote(reportOrder), " | "), strings.Repeat("--:|", len(reportOrder)))
+	cellTableHead(w, backquote(reportOrder))
 	r.forEachCell(func(i int, c cell) {
 		w("| %s | %d |", c.workload.name, c.clients)
 		for _, key := range reportOrder {
@@ -298,7 +304,7 @@ func (r report) writeLatency(w func(string, ...any), sums []map[string]summary) 
 func (r report) writeCPU(w func(string, ...any), sums []map[string]summary) {
 	w("## CPU per 1,000 transactions (seconds of user+system time)\n\n")
 	heads := []string{"`pgbouncer`", "dsqlgate in `gw-pg`", "dsqlgate in `gw-dsql-tx`", "dsqlgate in `gw-dsql-sess`", "emulator in `gw-dsql-tx`", "emulator in `gw-dsql-sess`"}
-	w("| workload | clients | %s |\n|---|--:|%s\n", strings.Join(heads, " | "), strings.Repeat("--:|", len(heads)))
+	cellTableHead(w, heads)
 	r.forEachCell(func(i int, c cell) {
 		w("| %s | %d |", c.workload.name, c.clients)
 		for _, key := range []string{"pgbouncer", "gw-pg", "gw-dsql-tx", "gw-dsql-sess"} {
