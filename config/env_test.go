@@ -148,15 +148,7 @@ func TestEnvOverrides(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv("TEST_VERIFIER", testVerifier)
-			for k, v := range tt.env {
-				t.Setenv(k, v)
-			}
-			doc := tt.doc
-			if !hasUsers(doc) {
-				doc += users
-			}
-			c, err := config.Parse([]byte(doc+dsqlRoute), "test.yaml")
+			c, err := parseWithEnv(t, tt.doc, tt.env, users)
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
@@ -294,15 +286,7 @@ func TestEnvProblems(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv("TEST_VERIFIER", testVerifier)
-			for k, v := range tt.env {
-				t.Setenv(k, v)
-			}
-			doc := tt.doc
-			if !hasUsers(doc) {
-				doc += user
-			}
-			_, err := config.Parse([]byte(doc+dsqlRoute), "test.yaml")
+			_, err := parseWithEnv(t, tt.doc, tt.env, user)
 			if diff := cmp.Diff(tt.want, asValidation(t, err)); diff != "" {
 				t.Errorf("problems mismatch (-want +got):\n%s", diff)
 			}
@@ -361,4 +345,19 @@ func TestApplyEnvInCode(t *testing.T) {
 	if got := config.Default().EnvOverrides(); len(got) != 0 {
 		t.Errorf("Default().EnvOverrides() = %v, want empty", got)
 	}
+}
+
+// parseWithEnv parses doc (with usersDoc added when it has no users of its
+// own, and a DSQL route) with env set, and TEST_VERIFIER holding a
+// verifier.
+func parseWithEnv(t *testing.T, doc string, env map[string]string, usersDoc string) (*config.Config, error) {
+	t.Helper()
+	t.Setenv("TEST_VERIFIER", testVerifier)
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	if !hasUsers(doc) {
+		doc += usersDoc
+	}
+	return config.Parse([]byte(doc+dsqlRoute), "test.yaml")
 }
