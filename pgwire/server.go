@@ -196,12 +196,21 @@ func (s *Server) serveConn(raw net.Conn) {
 	m.ClientConnections.WithLabelValues("authenticating").Inc()
 	authenticating := true
 	outcome := "refused"
-	defer func() {
+	// endStartup counts how the startup phase ended, once. A refused
+	// client is counted before it is told, so a client that has read its
+	// error also finds it in the metrics.
+	endStartup := func(outcome string) {
 		if authenticating {
+			authenticating = false
 			m.ClientConnections.WithLabelValues("authenticating").Dec()
 			m.ClientConnectionsTotal.WithLabelValues(outcome).Inc()
 		}
-	}()
+	}
+	defer func() { endStartup(outcome) }()
+	refuse := func(conn net.Conn, err error) {
+		endStartup(outcome)
+		s.startupFailed(conn, err, log)
+	}
 
 	var (
 		conn net.Conn
@@ -215,7 +224,7 @@ func (s *Server) serveConn(raw net.Conn) {
 		return
 	}
 	if info == nil || err != nil {
-		s.startupFailed(conn, err, log)
+		refuse(conn, err)
 		return
 	}
 	if conn != raw {
@@ -223,9 +232,9 @@ func (s *Server) serveConn(raw net.Conn) {
 	}
 	if n := s.active.Add(1); n > int64(s.currentConfig().Limits.MaxClientConn) {
 		s.active.Add(-1)
-		s.startupFailed(conn, &pgError{Severity: severityFatal, Code: codeTooManyConnections,
+		refuse(conn, &pgError{Severity: severityFatal, Code: codeTooManyConnections,
 			Message: "sorry, too many clients already",
-			Detail:  fmt.Sprintf("The gateway serves at most %d clients (limits.max_client_conn).", s.currentConfig().Limits.MaxClientConn)}, log)
+			Detail:  fmt.Sprintf("The gateway serves at most %d clients (limits.max_client_conn).", s.currentConfig().Limits.MaxClientConn)})
 		return
 	}
 	defer s.active.Add(-1)
@@ -239,8 +248,8 @@ func (s *Server) serveConn(raw net.Conn) {
 	host := hostOf(raw.RemoteAddr())
 	backoff := s.backoff.Load()
 	if !backoff.begin(host) {
-		s.startupFailed(conn, &pgError{Severity: severityFatal, Code: codeTooManyConnections,
-			Message: "too many failed authentications from this address; try again later"}, log)
+		refuse(conn, &pgError{Severity: severityFatal, Code: codeTooManyConnections,
+			Message: "too many failed authentications from this address; try again later"})
 		return
 	}
 	var u *userEntry
@@ -253,7 +262,7 @@ func (s *Server) serveConn(raw net.Conn) {
 			log.Info("delaying a failed authentication", zap.Duration("delay", delay))
 			time.Sleep(delay)
 		}
-		s.startupFailed(conn, err, log)
+		refuse(conn, err)
 		return
 	}
 	// accepted ends the startup phase of a client that logged in: no more
@@ -263,15 +272,13 @@ func (s *Server) serveConn(raw net.Conn) {
 		if tc, ok := conn.(*tls.Conn); ok {
 			tc.SetDeadline(time.Time{})
 		}
-		authenticating = false
-		m.ClientConnections.WithLabelValues("authenticating").Dec()
-		m.ClientConnectionsTotal.WithLabelValues("accepted").Inc()
+		endStartup("accepted")
 	}
 	if info.database == s.currentConfig().Admin.Database {
 		if !s.isAdmin(info.user) {
-			s.startupFailed(conn, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+			refuse(conn, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
 				Message: fmt.Sprintf("user %q may not use the admin console", info.user),
-				Hint:    "Admin users are listed in admin.users."}, log)
+				Hint:    "Admin users are listed in admin.users."})
 			return
 		}
 		accepted()
@@ -280,15 +287,15 @@ func (s *Server) serveConn(raw net.Conn) {
 		return
 	}
 	if u.databases != nil && !u.databases[info.database] {
-		s.startupFailed(conn, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
-			Message: fmt.Sprintf("user %q may not connect to database %q", info.user, info.database)}, log)
+		refuse(conn, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+			Message: fmt.Sprintf("user %q may not connect to database %q", info.user, info.database)})
 		return
 	}
 	route := s.bridge.Route(info.database)
 	if route == nil {
-		s.startupFailed(conn, &pgError{Severity: severityFatal, Code: codeInvalidCatalogName,
+		refuse(conn, &pgError{Severity: severityFatal, Code: codeInvalidCatalogName,
 			Message: fmt.Sprintf("database %q does not exist", info.database),
-			Hint:    "The gateway has no route for this database name; see routes in its configuration."}, log)
+			Hint:    "The gateway has no route for this database name; see routes in its configuration."})
 		return
 	}
 	var sess *session
@@ -298,11 +305,11 @@ func (s *Server) serveConn(raw net.Conn) {
 		}
 	})
 	if sess == nil {
-		s.startupFailed(conn, err, log)
+		refuse(conn, err)
 		return
 	}
 	if err != nil {
-		s.startupFailed(conn, err, log)
+		refuse(conn, err)
 		sess.end()
 		return
 	}
