@@ -18,6 +18,57 @@ import (
 // the upstream, or until the upstream is lost. done is closed on return.
 func (s *session) serverToClient(sc *authbridge.ServerConn, us *upstreamState, done chan struct{}) {
 	defer close(done)
+	s.relay(sc, us, false)
+}
+
+// relayInline lets the client goroutine read the replies to the units it
+// has just sent, instead of handing them to a server goroutine: a
+// transaction of one unit (the common case) then costs no goroutine and no
+// hand-off between two. It stops, and hands the upstream to a server
+// goroutine, where the client must be heard while the upstream still owes
+// replies or stays attached: a COPY FROM STDIN, replies asked for with a
+// Flush and no Sync yet, a transaction left open. The client goroutine
+// calls it after flushing the upstream.
+func (s *session) relayInline() {
+	s.mu.Lock()
+	sc, us := s.sc, s.us
+	if sc == nil || s.done != nil {
+		s.mu.Unlock() // no upstream, or its server goroutine runs
+		return
+	}
+	if !s.inlineLocked() {
+		s.startReaderLocked()
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	if s.relay(sc, us, true) {
+		return
+	}
+	s.mu.Lock()
+	if s.sc == sc && s.done == nil {
+		s.startReaderLocked()
+	}
+	s.mu.Unlock()
+}
+
+// inlineLocked reports whether the client goroutine may go on reading the
+// upstream: replies are owed and every unit they answer is complete, so
+// the client has nothing to add before they arrive.
+func (s *session) inlineLocked() bool {
+	return s.q.len() > 0 && !s.copyIn && s.q.last().kind.endsUnit()
+}
+
+// startReaderLocked starts the server goroutine for the attached upstream.
+func (s *session) startReaderLocked() {
+	s.done = make(chan struct{})
+	go s.serverToClient(s.sc, s.us, s.done)
+}
+
+// relay reads and handles the upstream's replies until the upstream is
+// detached at a safe point or lost (it returns true), or, inline, until
+// inlineLocked no longer holds (false).
+func (s *session) relay(sc *authbridge.ServerConn, us *upstreamState, inline bool) (ended bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			// A bug must cost this session only: log the stack (not the
@@ -26,35 +77,43 @@ func (s *session) serverToClient(sc *authbridge.ServerConn, us *upstreamState, d
 			s.log.Error("session panicked relaying upstream replies; closing it", zap.String("panic_type", fmt.Sprintf("%T", r)), zap.Stack("stack"))
 			sc.Conn.Close()
 			s.conn.Close()
+			s.mu.Lock()
+			if s.sc == sc {
+				s.sc, s.us = nil, nil
+			}
+			s.mu.Unlock()
 			s.pool.Discard(sc)
+			ended = true
 		}
 	}()
 	for {
 		msg, err := us.fr.next()
-		switch next, after := s.step(sc, us, msg, err); next {
-		case relayContinue:
+		switch next, after := s.step(sc, us, msg, err, inline); next {
+		case relayPaused:
+			return false
 		case relayDetached:
 			after()
-			return
+			return true
 		case relayLost:
 			s.pool.Discard(sc)
-			return
+			return true
 		}
 	}
 }
 
-// relayStep says what serverToClient does after one upstream message.
+// relayStep says what relay does after one upstream message.
 type relayStep uint8
 
 const (
 	relayContinue relayStep = iota
+	relayPaused             // inline: the client must be heard before more is read
 	relayDetached           // at a safe point: call the release, stop reading
 	relayLost               // the upstream is gone: discard it, stop reading
 )
 
 // step handles one read from the upstream (a message, or the read's
 // error) under mu. after is the release to call, outside mu, once detached.
-func (s *session) step(sc *authbridge.ServerConn, us *upstreamState, msg []byte, err error) (next relayStep, after func()) {
+func (s *session) step(sc *authbridge.ServerConn, us *upstreamState, msg []byte, err error, inline bool) (next relayStep, after func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bytesOut += uint64(len(msg))
@@ -77,6 +136,10 @@ func (s *session) step(sc *authbridge.ServerConn, us *upstreamState, msg []byte,
 	}
 	if us.fr.buffered() == 0 {
 		s.flushClientLocked()
+	}
+	if inline && !s.inlineLocked() {
+		s.flushClientLocked()
+		return relayPaused, nil
 	}
 	return relayContinue, nil
 }

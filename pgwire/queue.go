@@ -91,6 +91,9 @@ func (q *replyQueue) pop() reply {
 	return r
 }
 
+// last returns the newest entry; the queue must not be empty.
+func (q *replyQueue) last() *reply { return &q.items[len(q.items)-1] }
+
 // at returns the i-th entry from the front.
 func (q *replyQueue) at(i int) *reply { return &q.items[q.head+i] }
 

@@ -22,15 +22,20 @@ import (
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
-// session is one authenticated client. Two goroutines work on it:
+// session is one authenticated client. One or two goroutines work on it:
 //
 //   - the client goroutine (run) reads client messages, decides what to
 //     send upstream, writes to the upstream, and acquires an upstream when
-//     the client starts work without one;
-//   - the server goroutine (serverToClient), alive only while an upstream
-//     is attached, reads the upstream's replies, forwards or swallows them
-//     in the order the reply queue dictates, and detaches the upstream at a
-//     safe point.
+//     the client starts work without one. When the units it sent are
+//     complete (the client owes nothing more before their replies), it
+//     reads the replies itself (relayInline), forwards or swallows them in
+//     the order the reply queue dictates, and detaches the upstream at a
+//     safe point: an autocommit statement or a one-unit transaction runs on
+//     this goroutine alone.
+//   - the server goroutine (serverToClient) takes over the upstream's
+//     replies when the client must be heard while they come (a COPY FROM
+//     STDIN, a Flush without a Sync, an open transaction) and keeps reading
+//     until the upstream is detached or lost.
 //
 // Locking: mu guards every field below it and every write to the client
 // (cw). Writes to the upstream happen outside mu, by the client goroutine
@@ -57,7 +62,7 @@ type session struct {
 	cw   *bufio.Writer // client writer while writing; nil when flushed (flushClientLocked)
 	sc   *authbridge.ServerConn
 	us   *upstreamState // sc.State while attached
-	done chan struct{}  // closed when the current server goroutine exits
+	done chan struct{}  // the attachment's server goroutine, closed when it exits; nil while none runs
 	// reserved is, in session mode, the client's upstream while detached;
 	// prev is, in transaction mode, the last upstream (a preference only).
 	reserved *authbridge.ServerConn
@@ -264,6 +269,7 @@ func (s *session) run() error {
 		}
 		if s.fr.buffered() == 0 {
 			s.flushUpstream()
+			s.relayInline()
 			s.mu.Lock()
 			s.flushClientLocked()
 			s.mu.Unlock()
@@ -588,11 +594,9 @@ func (s *session) attached() (*authbridge.ServerConn, error) {
 			s.mu.Lock()
 			s.sc = sc
 			s.us = sc.State.(*upstreamState)
-			s.done = make(chan struct{})
-			done := s.done
+			s.done = nil // read inline or by a server goroutine (relayInline)
 			s.mu.Unlock()
 			s.setState(stateActive)
-			go s.serverToClient(sc, s.us, done)
 			return sc, nil
 		}
 		// The upstream died between the pool's check and our first
@@ -845,12 +849,16 @@ const (
 func (s *session) end() {
 	s.mu.Lock()
 	s.closing = true
-	sc, done := s.sc, s.done
+	sc := s.sc
 	idleInTx := sc != nil && s.q.len() == 0 && !s.inBatch && !s.copyIn && !s.unitOpen && s.txStatus != 'I'
 	if idleInTx {
 		s.q.push(reply{kind: iQuery, unitStart: s.txStatus})
 		s.unflushed = true
 	}
+	if sc != nil && s.done == nil {
+		s.startReaderLocked()
+	}
+	done := s.done
 	s.mu.Unlock()
 	if sc != nil {
 		if idleInTx {
