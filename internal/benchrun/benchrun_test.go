@@ -2,8 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -239,5 +241,43 @@ func TestKeptNotes(t *testing.T) {
 	os.WriteFile(path, []byte("# only tables\n"), 0o644)
 	if got := keptNotes(path); got != "" {
 		t.Fatalf("no marker: %q", got)
+	}
+}
+
+// TestBaselineSection: with a gw-pg-base target the report gets the
+// section comparing the two builds, with the ratios of the medians;
+// without one it has no such section.
+func TestBaselineSection(t *testing.T) {
+	c := cell{workload: workloads[0], clients: 16}
+	run := func(tps float64, cpu time.Duration) *runResult {
+		return &runResult{tps: tps, transactions: int64(tps * 3), avgMs: 1, p99Ms: 4, serverCPU: cpu}
+	}
+	r := report{
+		plan: plan{cells: []cell{c}},
+		env:  setup{targets: []*target{{key: "gw-pg", desc: "new"}, {key: baselineKey, desc: "old build"}}},
+		results: []map[string][]*runResult{{
+			"gw-pg":     {run(1200, 300*time.Millisecond)},
+			baselineKey: {run(1000, 400*time.Millisecond)},
+		}},
+	}
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	sums := []map[string]summary{{}}
+	for key, runs := range r.results[0] {
+		sums[0][key] = summarize(runs)
+	}
+	r.writeSetup(w)
+	r.writeBaseline(w, sums)
+	out := b.String()
+	for _, want := range []string{"| `gw-pg-base` | old build |", "## This build against the baseline build", "| 1,000 ±0% | 1,200 ±0% | 1.20 |", "| 0.133 | 0.083 | 0.62 |"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	r.env.targets = r.env.targets[:1]
+	b.Reset()
+	r.writeBaseline(w, sums)
+	if b.Len() != 0 {
+		t.Errorf("a run without a baseline has a baseline section:\n%s", b.String())
 	}
 }

@@ -68,6 +68,9 @@ type environment struct {
 	gatewayPassword string
 	gateway         *process
 	gatewayAddr     string
+	// baselineBin, when set, is the earlier build behind target
+	// baselineKey.
+	baselineBin string
 
 	pgbouncer     *process
 	pgbouncerAddr string
@@ -130,6 +133,11 @@ func startEnvironment(ctx context.Context, o options, p plan, logf func(string, 
 	if e.dsqlgateBin, err = dsqlgateBinary(ctx, o.dsqlgate, e.dir, logf); err != nil {
 		return nil, err
 	}
+	if o.baseline != "" {
+		if e.baselineBin, err = dsqlgateBinary(ctx, o.baseline, e.dir, logf); err != nil {
+			return nil, err
+		}
+	}
 
 	logf("starting PostgreSQL (max_connections %d) and loading pgbench scale %d", maxPostgresConnections, pgbenchScale)
 	e.pg, err = pgtest.StartPostgres(ctx, pgtest.PostgresOptions{
@@ -146,7 +154,7 @@ func startEnvironment(ctx context.Context, o options, p plan, logf func(string, 
 	if err := e.startEmulator(ctx); err != nil {
 		return nil, err
 	}
-	e.gateway, e.gatewayAddr, _, err = e.startGateway(ctx, "gateway", []gatewayRoute{
+	e.gateway, e.gatewayAddr, _, err = e.startGateway(ctx, e.dsqlgateBin, "gateway", []gatewayRoute{
 		{database: routeDSQLTx, kind: "dsql", mode: "transaction", size: e.poolSize},
 		{database: routeDSQLSession, kind: "dsql", mode: "session", size: e.sessionPoolSize},
 		{database: routePostgres, kind: "postgres", mode: "transaction", size: e.poolSize},
@@ -174,8 +182,23 @@ func startEnvironment(ctx context.Context, o options, p plan, logf func(string, 
 		gw("gw-dsql-tx", "dsqlgate, transaction mode → DSQL emulator → PostgreSQL", routeDSQLTx, e.emulator),
 		gw("gw-dsql-sess", "dsqlgate, session mode → DSQL emulator → PostgreSQL", routeDSQLSession, e.emulator),
 	}
+	if e.baselineBin != "" {
+		base, addr, _, err := e.startGateway(ctx, e.baselineBin, "baseline", []gatewayRoute{
+			{database: routePostgres, kind: "postgres", mode: "transaction", size: e.poolSize},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("baseline gateway: %w", err)
+		}
+		logf("baseline gateway (%s) pid %d", filepath.Base(e.baselineBin), base.pid())
+		e.targets = append(e.targets, &target{key: baselineKey,
+			desc: fmt.Sprintf("the baseline build `%s` as `gw-pg`: transaction mode → PostgreSQL, the same route and pool, its own process", filepath.Base(e.baselineBin)),
+			addr: addr, user: gatewayUser, password: e.gatewayPassword, database: routePostgres, server: base, prepared: true})
+	}
 	return e, nil
 }
+
+// baselineKey is the target of the baseline build (-baseline).
+const baselineKey = "gw-pg-base"
 
 // initPostgres creates DSQL's admin role (the emulator logs in to
 // PostgreSQL as the role the client names), loads pgbench's tables and
@@ -265,10 +288,10 @@ func (e *environment) gatewayConfig(listen, metrics string, routes []gatewayRout
 	return b.String()
 }
 
-// startGateway writes a configuration with routes and runs `dsqlgate
-// serve` with it; name names its files. It returns the client address
+// startGateway writes a configuration with routes and runs `bin serve`
+// with it; name names its files. It returns the client address
 // and the URL of its metrics.
-func (e *environment) startGateway(ctx context.Context, name string, routes []gatewayRoute) (p *process, addr, metricsURL string, err error) {
+func (e *environment) startGateway(ctx context.Context, bin, name string, routes []gatewayRoute) (p *process, addr, metricsURL string, err error) {
 	listen, err := freeAddr()
 	if err != nil {
 		return nil, "", "", err
@@ -292,7 +315,7 @@ func (e *environment) startGateway(ctx context.Context, name string, routes []ga
 			break
 		}
 	}
-	p, err = startProcess(name, e.dsqlgateBin, []string{"serve", "-c", cfgPath}, env, filepath.Join(e.dir, name+".log"), "")
+	p, err = startProcess(name, bin, []string{"serve", "-c", cfgPath}, env, filepath.Join(e.dir, name+".log"), "")
 	if err != nil {
 		return nil, "", "", err
 	}

@@ -17,6 +17,10 @@
 //	gw-dsql-tx    dsqlgate transaction mode → emulator → PostgreSQL
 //	gw-dsql-sess  dsqlgate session mode → emulator → PostgreSQL
 //
+// With -baseline BIN, a second gateway process runs an earlier build with
+// gw-pg's route and pool, as target gw-pg-base, and the report compares
+// the two builds cell by cell.
+//
 // Every cell (a workload at a client count) runs every target once per
 // round, in an order rotated from cell to cell and round to round, so that
 // machine noise falls on all targets alike; the report takes medians over
@@ -65,6 +69,9 @@ type options struct {
 	// dsqlgate is the gateway binary; empty means build one into a
 	// temporary directory with `go build`.
 	dsqlgate string
+	// baseline, when set, is an earlier gateway binary run beside
+	// dsqlgate as target gw-pg-base, for a before/after in one run.
+	baseline string
 	// rounds is how many times each cell runs every target.
 	rounds int
 	// duration is the length of one pgbench run (-T, whole seconds).
@@ -86,6 +93,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "the short form: fewer cells, one round, 1,000 idle clients, fewer replacements (under 3 minutes)")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "Markdown file to write")
 	fs.StringVar(&o.dsqlgate, "dsqlgate", "", "dsqlgate binary to run (empty: go build ./cmd/dsqlgate into a temporary directory)")
+	fs.StringVar(&o.baseline, "baseline", "", "an earlier dsqlgate binary to run beside -dsqlgate as target gw-pg-base (the same route and pool as gw-pg), for a before/after measured in one run")
 	fs.IntVar(&o.rounds, "rounds", 0, "rounds per cell (0: 3, or 1 with -quick)")
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of one pgbench run, whole seconds")
 	fs.IntVar(&o.poolSize, "pool-size", 20, "upstream pool size of the transaction-mode routes and of PgBouncer (20 is the gateway's default)")

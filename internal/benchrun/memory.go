@@ -80,7 +80,7 @@ func measureIdleClients(ctx context.Context, env *environment, target string, n 
 	)
 	switch target {
 	case "dsqlgate":
-		p, addr, metrics, err = env.startGateway(ctx, name, []gatewayRoute{
+		p, addr, metrics, err = env.startGateway(ctx, env.dsqlgateBin, name, []gatewayRoute{
 			{database: routeDSQLTx, kind: "dsql", mode: "transaction", size: env.poolSize},
 		})
 		user, database, secret = gatewayUser, routeDSQLTx, env.gatewayPassword

@@ -179,6 +179,7 @@ func (r report) markdown() string {
 	r.writeRatios(w, sums)
 	r.writeLatency(w, sums)
 	r.writeCPU(w, sums)
+	r.writeBaseline(w, sums)
 	r.writeConnect(w, sums)
 	r.writeMemory(w)
 	r.writeReplacement(w)
@@ -188,7 +189,7 @@ func (r report) markdown() string {
 
 func (r report) writeSetup(w func(string, ...any)) {
 	w("## Setup\n\n| target | what pgbench connects to |\n|---|---|\n")
-	for _, key := range reportOrder {
+	for _, key := range append(reportOrder[:len(reportOrder):len(reportOrder)], baselineKey) {
 		for _, t := range r.env.targets {
 			if t.key == key {
 				w("| `%s` | %s |\n", t.key, t.desc)
@@ -314,6 +315,43 @@ func (r report) writeCPU(w func(string, ...any), sums []map[string]summary) {
 			w(" %s |", cpuCell(sums[i], key, true))
 		}
 		w("\n")
+	})
+	w("\n")
+}
+
+// hasTarget reports whether the run had the target key.
+func (r report) hasTarget(key string) bool {
+	for _, t := range r.env.targets {
+		if t.key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// writeBaseline compares this build (gw-pg) with the baseline build
+// (gw-pg-base), when benchrun ran one.
+func (r report) writeBaseline(w func(string, ...any), sums []map[string]summary) {
+	if !r.hasTarget(baselineKey) {
+		return
+	}
+	w("## This build against the baseline build\n\n")
+	w("`gw-pg` (this build) and `%s` (the baseline build named in the setup) ran in the same rounds, each in its own gateway process with the same route and pool, so noise hit both alike. TPS ratio: this build ÷ the baseline, above 1 is faster; CPU ratio: this build ÷ the baseline, below 1 is cheaper.\n\n", baselineKey)
+	cellTableHead(w, []string{"TPS baseline", "TPS this build", "TPS ratio", "p99 ms baseline", "p99 ms this build", "CPU/1k tx baseline", "CPU/1k tx this build", "CPU ratio"})
+	r.forEachCell(func(i int, c cell) {
+		base, okB := sums[i][baselineKey]
+		cur, okC := sums[i]["gw-pg"]
+		if !okB || !okC || base.tps == 0 || cur.tps == 0 {
+			w("| %s | %d | — | — | — | — | — | — | — | — |\n", c.workload.name, c.clients)
+			return
+		}
+		cpuRatio := "—"
+		if base.cpuPer1k > 0 {
+			cpuRatio = fmt.Sprintf("%.2f", cur.cpuPer1k/base.cpuPer1k)
+		}
+		w("| %s | %d | %s ±%.0f%% | %s ±%.0f%% | %s | %s | %s | %.3f | %.3f | %s |\n", c.workload.name, c.clients,
+			thousands(base.tps), 100*base.spread, thousands(cur.tps), 100*cur.spread, ratio(sums[i], "gw-pg", baselineKey),
+			millis(base.p99Ms), millis(cur.p99Ms), base.cpuPer1k, cur.cpuPer1k, cpuRatio)
 	})
 	w("\n")
 }
