@@ -53,7 +53,9 @@ func (s *session) onQuery(msg []byte) error {
 	if err != nil {
 		return s.startFailed(err, true)
 	}
-	s.mu.Lock()
+	if !s.lockAttached(sc) {
+		return s.onQuery(msg)
+	}
 	s.beginUnitLocked()
 	s.q.push(reply{kind: rQuery, query: qi, unitStart: s.unitStart, unitFlags: s.unitFlags | flags, began: s.unitBegan, text: text})
 	s.unitOpen = false
@@ -256,7 +258,9 @@ func (s *session) onParse(msg []byte) error {
 	if err != nil {
 		return s.startFailed(err, false)
 	}
-	s.mu.Lock()
+	if !s.lockAttached(sc) {
+		return s.onParse(msg)
+	}
 	s.beginUnitLocked()
 	s.inBatch = true
 	us := s.us
@@ -398,7 +402,9 @@ func (s *session) onBind(msg []byte) error {
 	if err != nil {
 		return s.startFailed(err, false)
 	}
-	s.mu.Lock()
+	if !s.lockAttached(sc) {
+		return s.onBind(msg)
+	}
 	s.beginUnitLocked()
 	s.inBatch = true
 	delete(s.localPortals, portal)
@@ -536,7 +542,9 @@ func (s *session) onDescribe(msg []byte) error {
 	if err != nil {
 		return s.startFailed(err, false)
 	}
-	s.mu.Lock()
+	if !s.lockAttached(sc) {
+		return s.onDescribe(msg)
+	}
 	s.beginUnitLocked()
 	s.inBatch = true
 	if b[0] == 'P' {
@@ -591,7 +599,9 @@ func (s *session) onExecute(msg []byte) error {
 	if err != nil {
 		return s.startFailed(err, false)
 	}
-	s.mu.Lock()
+	if !s.lockAttached(sc) {
+		return s.onExecute(msg)
+	}
 	s.beginUnitLocked()
 	s.inBatch = true
 	st := s.portals[portal]
@@ -716,7 +726,9 @@ func (s *session) onFunctionCall(msg []byte) error {
 	if err != nil {
 		return s.startFailed(err, true)
 	}
-	s.mu.Lock()
+	if !s.lockAttached(sc) {
+		return s.onFunctionCall(msg)
+	}
 	s.beginUnitLocked()
 	s.q.push(reply{kind: rQuery, query: &queryInfo{}, unitStart: s.unitStart, unitFlags: s.unitFlags, began: s.unitBegan})
 	s.unitOpen = false

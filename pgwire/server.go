@@ -54,6 +54,7 @@ type Server struct {
 	version  string
 	reload   func() error
 	stats    sync.Map // route name → *routeCounters, for SHOW STATS
+	series   sync.Map // route name → *sessionMetrics, shared by the route's sessions
 	keys     keyRegistry
 	nextConn atomic.Uint64
 	active   atomic.Int64
@@ -186,134 +187,29 @@ func (s *Server) serveConn(raw net.Conn) {
 		raw.Close()
 	}()
 	id := s.nextConn.Add(1)
-	log := s.log.With(zap.Uint64("conn_id", id), zap.String("client", raw.RemoteAddr().String()))
-	defer recoverSession(log)
+	l := &login{s: s, raw: raw, outcome: "refused",
+		log: s.log.With(zap.Uint64("conn_id", id), zap.String("client", raw.RemoteAddr().String()))}
+	defer recoverSession(l.log)
 	if certs := s.tlsState().certs; certs != nil {
 		defer certs.forget(raw)
 	}
 	raw.SetDeadline(s.now().Add(s.currentConfig().Limits.StartupTimeout.D()))
-	m := s.metrics
-	m.ClientConnections.WithLabelValues("authenticating").Inc()
-	authenticating := true
-	outcome := "refused"
-	// endStartup counts how the startup phase ended, once. A refused
-	// client is counted before it is told, so a client that has read its
-	// error also finds it in the metrics.
-	endStartup := func(outcome string) {
-		if authenticating {
-			authenticating = false
-			m.ClientConnections.WithLabelValues("authenticating").Dec()
-			m.ClientConnectionsTotal.WithLabelValues(outcome).Inc()
-		}
-	}
-	defer func() { endStartup(outcome) }()
-	refuse := func(conn net.Conn, err error) {
-		endStartup(outcome)
-		s.startupFailed(conn, err, log)
-	}
-
-	var (
-		conn net.Conn
-		br   *bufio.Reader
-		info *startupInfo
-		err  error
-	)
-	onFreshStack(func() { conn, br, info, err = s.handshake(raw, log) })
-	if info == nil && err == nil {
-		outcome = "cancel"
-		return
-	}
-	if info == nil || err != nil {
-		refuse(conn, err)
-		return
-	}
-	if conn != raw {
-		defer conn.Close() // TLS: sends close_notify
-	}
-	if n := s.active.Add(1); n > int64(s.currentConfig().Limits.MaxClientConn) {
-		s.active.Add(-1)
-		refuse(conn, &pgError{Severity: severityFatal, Code: codeTooManyConnections,
-			Message: "sorry, too many clients already",
-			Detail:  fmt.Sprintf("The gateway serves at most %d clients (limits.max_client_conn).", s.currentConfig().Limits.MaxClientConn)})
-		return
-	}
-	defer s.active.Add(-1)
-	log = log.With(zap.String("user", info.user), zap.String("database", info.database))
-
-	if info.minor > 0 || len(info.unknownProtocolOptions) > 0 {
-		if _, err := conn.Write(negotiateProtocolVersion(info.unknownProtocolOptions)); err != nil {
-			return
-		}
-	}
-	host := hostOf(raw.RemoteAddr())
-	backoff := s.backoff.Load()
-	if !backoff.begin(host) {
-		refuse(conn, &pgError{Severity: severityFatal, Code: codeTooManyConnections,
-			Message: "too many failed authentications from this address; try again later"})
-		return
-	}
-	var u *userEntry
-	onFreshStack(func() { u, err = s.authenticate(conn, br, info.user, log) })
-	if isCode(err, codeInvalidPassword) {
-		outcome = "auth_failed"
-	}
-	if delay := backoff.end(host, err == nil); err != nil {
-		if delay > 0 && !errors.Is(err, errClientGone) {
-			log.Info("delaying a failed authentication", zap.Duration("delay", delay))
-			time.Sleep(delay)
-		}
-		refuse(conn, err)
-		return
-	}
-	// accepted ends the startup phase of a client that logged in: no more
-	// startup deadline, and it counts as accepted.
-	accepted := func() {
-		raw.SetDeadline(time.Time{})
-		if tc, ok := conn.(*tls.Conn); ok {
-			tc.SetDeadline(time.Time{})
-		}
-		endStartup("accepted")
-	}
-	if info.database == s.currentConfig().Admin.Database {
-		if !s.isAdmin(info.user) {
-			refuse(conn, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
-				Message: fmt.Sprintf("user %q may not use the admin console", info.user),
-				Hint:    "Admin users are listed in admin.users."})
-			return
-		}
-		accepted()
+	s.metrics.ClientConnections.WithLabelValues("authenticating").Inc()
+	l.authenticating = true
+	defer l.close()
+	// The whole startup phase runs on one fresh stack (one goroutine
+	// hand-off per connection).
+	onFreshStack(l.run)
+	log := l.log
+	switch {
+	case l.admin:
 		log.Info("admin console session started")
-		s.serveAdmin(conn, br, info.user, log)
+		s.serveAdmin(l.conn, l.br, l.info.user, log)
+		return
+	case l.sess == nil:
 		return
 	}
-	if u.databases != nil && !u.databases[info.database] {
-		refuse(conn, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
-			Message: fmt.Sprintf("user %q may not connect to database %q", info.user, info.database)})
-		return
-	}
-	route := s.bridge.Route(info.database)
-	if route == nil {
-		refuse(conn, &pgError{Severity: severityFatal, Code: codeInvalidCatalogName,
-			Message: fmt.Sprintf("database %q does not exist", info.database),
-			Hint:    "The gateway has no route for this database name; see routes in its configuration."})
-		return
-	}
-	var sess *session
-	onFreshStack(func() {
-		if sess, err = s.newSession(conn, br, info, route, log); err == nil {
-			err = sess.greet()
-		}
-	})
-	if sess == nil {
-		refuse(conn, err)
-		return
-	}
-	if err != nil {
-		refuse(conn, err)
-		sess.end()
-		return
-	}
-	accepted()
+	sess := l.sess
 	sess.setState(stateIdle)
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}
@@ -325,7 +221,7 @@ func (s *Server) serveConn(raw net.Conn) {
 	}()
 	defer s.keys.unregister(sess.key)
 	log.Debug("client session started")
-	err = sess.run()
+	err := sess.run()
 	sess.setState("")
 	in, out := sess.flushByteCounts()
 	log.Info("client session ended",
@@ -335,6 +231,149 @@ func (s *Server) serveConn(raw net.Conn) {
 		zap.Uint64("bytes_to_client", out),
 		zap.Uint64("upstream_replacements", sess.replaced),
 		errField(err))
+}
+
+// login is one client connection's startup phase: the handshake (TLS,
+// the startup packet), the limits, authentication, the route and the
+// greeting. It ends with a session to serve, an admin console to serve, or
+// the client refused (told why, when there is something to tell).
+type login struct {
+	s       *Server
+	raw     net.Conn
+	log     *zap.Logger // with the user and database once known
+	outcome string      // how the startup phase ended, for the metric: refused, cancel, auth_failed
+	// authenticating: the connection counts in the "authenticating"
+	// state still (end has not run).
+	authenticating bool
+	conn           net.Conn // the client connection (TLS or raw) once the handshake ran
+	counted        bool     // counted in s.active: uncounted by close
+	br             *bufio.Reader
+	info           *startupInfo
+	sess           *session // the session to serve
+	admin          bool     // serve the admin console instead
+}
+
+// end counts how the startup phase ended, once. A refused client is
+// counted before it is told, so a client that has read its error also
+// finds it in the metrics.
+func (l *login) end(outcome string) {
+	if l.authenticating {
+		l.authenticating = false
+		m := l.s.metrics
+		m.ClientConnections.WithLabelValues("authenticating").Dec()
+		m.ClientConnectionsTotal.WithLabelValues(outcome).Inc()
+	}
+}
+
+// refuse ends the startup phase with err.
+func (l *login) refuse(err error) {
+	l.end(l.outcome)
+	l.s.startupFailed(l.conn, err, l.log)
+}
+
+// accepted ends the startup phase of a client that logged in: no more
+// startup deadline, and it counts as accepted.
+func (l *login) accepted() {
+	l.raw.SetDeadline(time.Time{})
+	if tc, ok := l.conn.(*tls.Conn); ok {
+		tc.SetDeadline(time.Time{})
+	}
+	l.end("accepted")
+}
+
+// close runs when the connection ends, a panic included.
+func (l *login) close() {
+	l.end(l.outcome)
+	if l.counted {
+		l.s.active.Add(-1)
+	}
+	if l.conn != nil && l.conn != l.raw {
+		l.conn.Close() // TLS: sends close_notify
+	}
+}
+
+func (l *login) run() {
+	s := l.s
+	conn, br, info, err := s.handshake(l.raw, l.log)
+	l.conn, l.br, l.info = conn, br, info
+	if info == nil && err == nil {
+		l.outcome = "cancel"
+		return
+	}
+	if info == nil || err != nil {
+		l.refuse(err)
+		return
+	}
+	if n := s.active.Add(1); n > int64(s.currentConfig().Limits.MaxClientConn) {
+		s.active.Add(-1)
+		l.refuse(&pgError{Severity: severityFatal, Code: codeTooManyConnections,
+			Message: "sorry, too many clients already",
+			Detail:  fmt.Sprintf("The gateway serves at most %d clients (limits.max_client_conn).", s.currentConfig().Limits.MaxClientConn)})
+		return
+	}
+	l.counted = true
+	l.log = l.log.With(zap.String("user", info.user), zap.String("database", info.database))
+	log := l.log
+
+	if info.minor > 0 || len(info.unknownProtocolOptions) > 0 {
+		if _, err := conn.Write(negotiateProtocolVersion(info.unknownProtocolOptions)); err != nil {
+			return
+		}
+	}
+	host := hostOf(l.raw.RemoteAddr())
+	backoff := s.backoff.Load()
+	if !backoff.begin(host) {
+		l.refuse(&pgError{Severity: severityFatal, Code: codeTooManyConnections,
+			Message: "too many failed authentications from this address; try again later"})
+		return
+	}
+	u, err := s.authenticate(conn, br, info.user, log)
+	if isCode(err, codeInvalidPassword) {
+		l.outcome = "auth_failed"
+	}
+	if delay := backoff.end(host, err == nil); err != nil {
+		if delay > 0 && !errors.Is(err, errClientGone) {
+			log.Info("delaying a failed authentication", zap.Duration("delay", delay))
+			time.Sleep(delay)
+		}
+		l.refuse(err)
+		return
+	}
+	if info.database == s.currentConfig().Admin.Database {
+		if !s.isAdmin(info.user) {
+			l.refuse(&pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+				Message: fmt.Sprintf("user %q may not use the admin console", info.user),
+				Hint:    "Admin users are listed in admin.users."})
+			return
+		}
+		l.accepted()
+		l.admin = true
+		return
+	}
+	if u.databases != nil && !u.databases[info.database] {
+		l.refuse(&pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+			Message: fmt.Sprintf("user %q may not connect to database %q", info.user, info.database)})
+		return
+	}
+	route := s.bridge.Route(info.database)
+	if route == nil {
+		l.refuse(&pgError{Severity: severityFatal, Code: codeInvalidCatalogName,
+			Message: fmt.Sprintf("database %q does not exist", info.database),
+			Hint:    "The gateway has no route for this database name; see routes in its configuration."})
+		return
+	}
+	sess, err := s.newSession(conn, br, info, route, log)
+	if err != nil {
+		l.refuse(err)
+		return
+	}
+	if err := sess.greet(); err != nil {
+		l.refuse(err)
+		sess.end()
+		return
+	}
+	l.accepted()
+	l.sess = sess
 }
 
 // onFreshStack runs fn on a goroutine of its own and waits for it, a panic
@@ -436,7 +475,7 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		session:  pool.Settings().Mode == config.PoolSession,
 		dsql:     route.Kind() == config.KindDSQL,
 		started:  s.now(),
-		mx:       newSessionMetrics(s, route.Name),
+		mx:       s.sessionMetricsFor(route.Name),
 		txStatus: 'I',
 		stmts:    map[string]*preparedStmt{},
 	}

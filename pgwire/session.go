@@ -43,7 +43,7 @@ import (
 // the upstream can never be detached while it owes the client a reply.
 type session struct {
 	srv      *Server
-	mx       sessionMetrics
+	mx       *sessionMetrics
 	log      *zap.Logger
 	conn     net.Conn // client connection, TLS or plain
 	fr       frameReader
@@ -168,8 +168,9 @@ func (s *session) setStateLocked(state string) {
 	s.state = state
 }
 
-// sessionMetrics are the session's series, looked up once: the route and
-// the states are fixed, and a label lookup per transaction is not free.
+// sessionMetrics are a route's series for its sessions, looked up once per
+// route: the route and the states are fixed, and a label lookup per
+// transaction (or per connection) is not free.
 type sessionMetrics struct {
 	m                     *metrics.Metrics
 	idle, active, waiting prometheus.Gauge
@@ -178,9 +179,14 @@ type sessionMetrics struct {
 	counters              *routeCounters
 }
 
-func newSessionMetrics(srv *Server, route string) sessionMetrics {
-	m := srv.metrics
-	return sessionMetrics{
+// sessionMetricsFor returns the route's series, looking them up on first
+// use.
+func (s *Server) sessionMetricsFor(route string) *sessionMetrics {
+	if x, ok := s.series.Load(route); ok {
+		return x.(*sessionMetrics)
+	}
+	m := s.metrics
+	x, _ := s.series.LoadOrStore(route, &sessionMetrics{
 		m:        m,
 		idle:     m.ClientConnections.WithLabelValues(stateIdle),
 		active:   m.ClientConnections.WithLabelValues(stateActive),
@@ -190,8 +196,9 @@ func newSessionMetrics(srv *Server, route string) sessionMetrics {
 		xact:     m.TransactionSeconds.WithLabelValues(route),
 		bytesIn:  m.BytesTotal.WithLabelValues("client_to_server"),
 		bytesOut: m.BytesTotal.WithLabelValues("server_to_client"),
-		counters: srv.countersFor(route),
-	}
+		counters: s.countersFor(route),
+	})
+	return x.(*sessionMetrics)
 }
 
 func (x *sessionMetrics) state(state string) prometheus.Gauge {
@@ -606,6 +613,20 @@ func (s *session) attached() (*authbridge.ServerConn, error) {
 		lastErr = err
 	}
 	return nil, fmt.Errorf("state sync failed on three upstream connections: %w", lastErr)
+}
+
+// lockAttached locks mu and reports whether sc, which attached returned,
+// is still the attached upstream. When it is not (its server goroutine
+// found it lost in between), mu is released and the caller handles its
+// message over again, on the session's new state (a lost transaction, or
+// another upstream).
+func (s *session) lockAttached(sc *authbridge.ServerConn) bool {
+	s.mu.Lock()
+	if s.sc == sc {
+		return true
+	}
+	s.mu.Unlock()
+	return false
 }
 
 // acquire gets an upstream for the client: in session mode its reserved
