@@ -50,11 +50,15 @@ deps-bench:
 # memory per idle client and the cost of an upstream replacement; writes
 # BENCHMARKS.md (under 20 minutes on two cores). bench-quick is a short
 # form (under 3 minutes) that writes the same tables with fewer cells.
+# BASELINE=path/to/an/earlier/dsqlgate runs that build beside this one
+# (target gw-pg-base) and adds a before/after table.
+BENCH_FLAGS = -dsqlgate $(BIN) -out BENCHMARKS.md $(if $(BASELINE),-baseline $(BASELINE))
+
 bench: deps-bench build
-	$(GO) run ./internal/benchrun -dsqlgate $(BIN) -out BENCHMARKS.md
+	$(GO) run ./internal/benchrun $(BENCH_FLAGS)
 
 bench-quick: deps-bench build
-	$(GO) run ./internal/benchrun -quick -dsqlgate $(BIN) -out BENCHMARKS.md
+	$(GO) run ./internal/benchrun -quick $(BENCH_FLAGS)
 
 # The client compatibility suite: every client (psql, pgx in each exec
 # mode, database/sql, lib/pq, GORM, psycopg, SQLAlchemy, JDBC and those in
