@@ -190,10 +190,8 @@ func (r report) markdown() string {
 func (r report) writeSetup(w func(string, ...any)) {
 	w("## Setup\n\n| target | what pgbench connects to |\n|---|---|\n")
 	for _, key := range append(reportOrder[:len(reportOrder):len(reportOrder)], baselineKey) {
-		for _, t := range r.env.targets {
-			if t.key == key {
-				w("| `%s` | %s |\n", t.key, t.desc)
-			}
+		if t := r.target(key); t != nil {
+			w("| `%s` | %s |\n", t.key, t.desc)
 		}
 	}
 	w("\n")
@@ -234,19 +232,27 @@ func cellTableHead(w func(string, ...any), heads []string) {
 
 func (r report) writeThroughput(w func(string, ...any), sums []map[string]summary) {
 	w("## Throughput (transactions per second)\n\n")
+	r.writeTargetTable(w, sums, func(s summary, ok bool) string {
+		switch {
+		case !ok:
+			return "—"
+		case s.tps == 0:
+			return "failed"
+		}
+		return fmt.Sprintf("%s ±%.0f%%", thousands(s.tps), 100*s.spread)
+	})
+}
+
+// writeTargetTable writes a table with a row per cell and a column per
+// target in report order; text gives an entry from the cell's summary for
+// the target (ok: the target ran the cell).
+func (r report) writeTargetTable(w func(string, ...any), sums []map[string]summary, text func(s summary, ok bool) string) {
 	cellTableHead(w, backquote(reportOrder))
 	r.forEachCell(func(i int, c cell) {
 		w("| %s | %d |", c.workload.name, c.clients)
 		for _, key := range reportOrder {
 			s, ok := sums[i][key]
-			switch {
-			case !ok:
-				w(" — |")
-			case s.tps == 0:
-				w(" failed |")
-			default:
-				w(" %s ±%.0f%% |", thousands(s.tps), 100*s.spread)
-			}
+			w(" %s |", text(s, ok))
 		}
 		w("\n")
 	})
@@ -286,20 +292,12 @@ func ratio(s map[string]summary, num, den string) string {
 
 func (r report) writeLatency(w func(string, ...any), sums []map[string]summary) {
 	w("## Latency per transaction (ms, average / p99)\n\n")
-	cellTableHead(w, backquote(reportOrder))
-	r.forEachCell(func(i int, c cell) {
-		w("| %s | %d |", c.workload.name, c.clients)
-		for _, key := range reportOrder {
-			s, ok := sums[i][key]
-			if !ok || s.tps == 0 {
-				w(" — |")
-				continue
-			}
-			w(" %s / %s |", millis(s.avgMs), millis(s.p99Ms))
+	r.writeTargetTable(w, sums, func(s summary, ok bool) string {
+		if !ok || s.tps == 0 {
+			return "—"
 		}
-		w("\n")
+		return millis(s.avgMs) + " / " + millis(s.p99Ms)
 	})
-	w("\n")
 }
 
 func (r report) writeCPU(w func(string, ...any), sums []map[string]summary) {
@@ -319,20 +317,20 @@ func (r report) writeCPU(w func(string, ...any), sums []map[string]summary) {
 	w("\n")
 }
 
-// hasTarget reports whether the run had the target key.
-func (r report) hasTarget(key string) bool {
+// target returns the run's target key, nil when the run had none.
+func (r report) target(key string) *target {
 	for _, t := range r.env.targets {
 		if t.key == key {
-			return true
+			return t
 		}
 	}
-	return false
+	return nil
 }
 
 // writeBaseline compares this build (gw-pg) with the baseline build
 // (gw-pg-base), when benchrun ran one.
 func (r report) writeBaseline(w func(string, ...any), sums []map[string]summary) {
-	if !r.hasTarget(baselineKey) {
+	if r.target(baselineKey) == nil {
 		return
 	}
 	w("## This build against the baseline build\n\n")
