@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/dsqlgate/dsqlgate/internal/netio"
 )
 
 // DialError is a failed upstream dial. Retryable reports whether waiting and
@@ -113,7 +115,11 @@ func (r *Route) connectConfig(ctx context.Context) (*pgconn.Config, error) {
 	address := r.address
 	cfg.DialFunc = func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "tcp", address)
+		conn, err := d.DialContext(ctx, "tcp", address)
+		if err != nil {
+			return nil, err
+		}
+		return netio.Wrap(conn), nil
 	}
 	if r.kind == kindDSQL {
 		// DSQL asks for a cleartext password and takes the token; refuse

@@ -19,6 +19,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
+	"github.com/dsqlgate/dsqlgate/internal/netio"
 )
 
 // Options are the parts of a Server that do not come from the config.
@@ -143,6 +144,7 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
+		conn = netio.Wrap(conn)
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -443,14 +445,11 @@ func (s *Server) startupFailed(conn net.Conn, err error, log *zap.Logger) {
 // reset when the connection closes with unread data (an oversized packet,
 // say). The drain is bounded in bytes and time.
 func lingerClose(conn net.Conn) {
-	var tcp *net.TCPConn
-	switch c := conn.(type) {
-	case *net.TCPConn:
-		tcp = c
-	case *tls.Conn:
+	if c, ok := conn.(*tls.Conn); ok {
 		c.CloseWrite()
-		tcp, _ = c.NetConn().(*net.TCPConn)
+		conn = c.NetConn()
 	}
+	tcp := netio.TCP(conn)
 	if tcp == nil {
 		return
 	}
