@@ -115,9 +115,14 @@ func measureReplacement(ctx context.Context, env *environment, n int, budget tim
 			r.firstUs = append(r.firstUs, float64(first.Microseconds()))
 			r.addedUs = append(r.addedUs, float64((first - normal).Microseconds()))
 		}
-		logf("replacement: added p50 %.2f ms, p99 %.2f ms; %d failed, %d not replaced",
-			percentile(append([]float64(nil), r.addedUs...), 0.5)/1000, percentile(append([]float64(nil), r.addedUs...), 0.99)/1000,
-			sumCounts(r.failed), r.notReplaced)
+		if len(r.addedUs) == 0 {
+			// Every first query failed; the report says so.
+			logf("replacement: no replacement succeeded; %d failed", sumCounts(r.failed))
+		} else {
+			logf("replacement: added p50 %.2f ms, p99 %.2f ms; %d failed, %d not replaced",
+				percentile(append([]float64(nil), r.addedUs...), 0.5)/1000, percentile(append([]float64(nil), r.addedUs...), 0.99)/1000,
+				sumCounts(r.failed), r.notReplaced)
+		}
 		out = append(out, r)
 	}
 	return out, nil
