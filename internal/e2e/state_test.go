@@ -30,7 +30,8 @@ func stackFor(t testing.TB, mode string) *harness.Stack {
 		return shared
 	}
 	// Other names get a transaction-mode stack of their own (tests that
-	// need a database to themselves).
+	// need a database to themselves); stackPlain's route goes to
+	// PostgreSQL over plain TCP, not through the emulator.
 	stacksMu.Lock()
 	defer stacksMu.Unlock()
 	if st := stacks[mode]; st != nil {
@@ -42,6 +43,7 @@ func stackFor(t testing.TB, mode string) *harness.Stack {
 				c.Routes[0].Pool.Mode = mode
 			}
 		},
+		Plain: mode == stackPlain,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +61,14 @@ func closeStacks() {
 }
 
 var poolModes = []string{config.PoolTransaction, config.PoolSession}
+
+// stackPlain names the stack whose route is kind postgres over plain TCP:
+// the relay on a socket of its own (no TLS between it and the upstream).
+const stackPlain = "plain"
+
+// upstreamKinds are the stacks the protocol tests run on: through the
+// emulator (TLS, as DSQL) and to plain PostgreSQL.
+var upstreamKinds = []struct{ name, stack string }{{"dsql", config.PoolTransaction}, {"plain", stackPlain}}
 
 // TestStateSurvivesReplacement: a pgx session with its statement cache on
 // keeps search_path, TimeZone, application_name and its prepared

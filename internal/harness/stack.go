@@ -50,6 +50,10 @@ type StackOptions struct {
 	// ClientTLS gives the gateway a self-signed certificate for localhost,
 	// 127.0.0.1 and ::1 (client_tls mode allow); Stack.ClientCAFile trusts it.
 	ClientTLS bool
+	// Plain makes the gateway's route go straight to the stack's
+	// PostgreSQL instead of the emulator: kind postgres, plain TCP, the
+	// superuser's static password (the emulator still runs).
+	Plain bool
 	// Control serves the emulator's HTTP control API (sessions, kill) on a
 	// free loopback port: Stack.ControlURL. For client programs that cut
 	// their own upstream between two queries.
@@ -153,6 +157,11 @@ func StartStack(ctx context.Context, opts StackOptions) (st *Stack, err error) {
 	route.Endpoint = StackHost
 	route.DialAddress = st.Emulator.Addr()
 	route.CAFile = st.CAFile
+	if opts.Plain {
+		route = config.DefaultRoute(config.KindPostgres, StackDatabase)
+		route.Endpoint, route.TLS = st.PG.Addr(), "disable"
+		route.User, route.Password = "postgres", st.PG.Password
+	}
 	cfg.Routes = []config.Route{route}
 	if opts.ClientTLS {
 		pair, err := selfsigned.Generate([]string{"localhost", "127.0.0.1", "::1"}, time.Now(), 30*24*time.Hour)
