@@ -24,19 +24,22 @@ var execModes = []pgx.QueryExecMode{
 // TestPgxExecModes runs the same work through every pgx query mode, on
 // both upstream kinds: typed parameters and results, a statement used many
 // times, an error and recovery, and a transaction.
-func TestPgxExecModes(t *testing.T) {
+func TestPgxExecModes(t *testing.T) { eachUpstreamAndMode(t, testPgxExecMode) }
+
+// eachUpstreamAndMode runs f as a subtest for every upstream kind and pgx
+// query mode, with a connection in that mode.
+func eachUpstreamAndMode(t *testing.T, f func(t *testing.T, ctx context.Context, conn *pgx.Conn, mode pgx.QueryExecMode)) {
 	for _, kind := range upstreamKinds {
 		for _, mode := range execModes {
 			t.Run(kind.name+"/"+mode.String(), func(t *testing.T) {
-				testPgxExecMode(t, stackFor(t, kind.stack), mode)
+				ctx := testCtx(t, time.Minute)
+				f(t, ctx, connect(t, stackFor(t, kind.stack), "sslmode=disable&default_query_exec_mode="+modeParam(mode)), mode)
 			})
 		}
 	}
 }
 
-func testPgxExecMode(t *testing.T, st *harness.Stack, mode pgx.QueryExecMode) {
-	ctx := testCtx(t, time.Minute)
-	conn := connect(t, st, "sslmode=disable&default_query_exec_mode="+modeParam(mode))
+func testPgxExecMode(t *testing.T, ctx context.Context, conn *pgx.Conn, mode pgx.QueryExecMode) {
 	table := "pgx_" + modeParam(mode)
 	if _, err := conn.Exec(ctx, "create table "+table+" (id int primary key, name text, at timestamptz)"); err != nil {
 		t.Fatal(err)
@@ -111,19 +114,9 @@ func modeParam(m pgx.QueryExecMode) string {
 
 // TestPgxBatch sends a pipelined batch (one Sync per query) including an
 // error in the middle, on both upstream kinds.
-func TestPgxBatch(t *testing.T) {
-	for _, kind := range upstreamKinds {
-		for _, mode := range execModes {
-			t.Run(kind.name+"/"+mode.String(), func(t *testing.T) {
-				testPgxBatch(t, stackFor(t, kind.stack), mode)
-			})
-		}
-	}
-}
+func TestPgxBatch(t *testing.T) { eachUpstreamAndMode(t, testPgxBatch) }
 
-func testPgxBatch(t *testing.T, st *harness.Stack, mode pgx.QueryExecMode) {
-	ctx := testCtx(t, time.Minute)
-	conn := connect(t, st, "sslmode=disable&default_query_exec_mode="+modeParam(mode))
+func testPgxBatch(t *testing.T, ctx context.Context, conn *pgx.Conn, _ pgx.QueryExecMode) {
 	b := &pgx.Batch{}
 	for i := 0; i < 50; i++ {
 		b.Queue("select $1::int * 2", i)
