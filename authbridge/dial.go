@@ -42,6 +42,17 @@ func (r *Route) dial(ctx context.Context) (*ServerConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// pgconn reads in a goroutine of its own while one of its writes is
+	// slow (over 15 ms: a loaded machine during the handshake). Such a
+	// read still in flight at Hijack would take the first reply meant for
+	// us; SyncConn stops it and drains pgconn's buffers first.
+	syncCtx, cancel := context.WithTimeout(ctx, r.dialTimeout)
+	err = pgConn.SyncConn(syncCtx)
+	cancel()
+	if err != nil {
+		pgConn.Close(context.Background())
+		return nil, &DialError{Route: r.Name, Retryable: true, Err: fmt.Errorf("settle the new connection: %w", err)}
+	}
 	hj, err := pgConn.Hijack()
 	if err != nil {
 		pgConn.Close(context.Background())
