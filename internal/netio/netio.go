@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -24,6 +25,22 @@ import (
 type Conn struct {
 	*net.TCPConn
 	raw syscall.RawConn
+
+	// The calls given to raw are made once, at Wrap, and keep their
+	// state here, so that a read or write allocates nothing.
+	rmu     sync.Mutex
+	r       op
+	readFn  func(fd uintptr) bool
+	wmu     sync.Mutex
+	w       op
+	writeFn func(fd uintptr) bool
+}
+
+// op is the state of one read or write.
+type op struct {
+	p     []byte
+	n     int
+	errno syscall.Errno
 }
 
 // Wrap returns conn as a *Conn when it is a TCP connection, and conn
@@ -37,7 +54,9 @@ func Wrap(conn net.Conn) net.Conn {
 	if err != nil {
 		return conn
 	}
-	return &Conn{TCPConn: tc, raw: raw}
+	c := &Conn{TCPConn: tc, raw: raw}
+	c.readFn, c.writeFn = c.readOnce, c.writeAll
+	return c
 }
 
 // TCP returns the TCP connection under conn (a *net.TCPConn or a *Conn),
@@ -58,21 +77,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := c.raw.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait for data
-			}
-			n, errno = int(r), e
-			return true
-		}
-	})
+	c.rmu.Lock()
+	c.r = op{p: p}
+	err := c.raw.Read(c.readFn)
+	n, errno := c.r.n, c.r.errno
+	c.r.p = nil // keep no reference to the caller's buffer
+	c.rmu.Unlock()
 	switch {
 	case err != nil:
 		return 0, err
@@ -84,26 +94,33 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Write writes all of p, waiting for room in the socket when it is full.
-func (c *Conn) Write(p []byte) (int, error) {
-	var n int
-	var errno syscall.Errno
-	err := c.raw.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
-			switch e {
-			case 0:
-				n += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // wait for room
-			default:
-				errno = e
-				return true
-			}
+// readOnce is raw.Read's call: false (wait) while the socket is empty.
+func (c *Conn) readOnce(fd uintptr) bool {
+	p := c.r.p
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		case 0:
+			c.r.n = int(r)
+		default:
+			c.r.errno = e
 		}
 		return true
-	})
+	}
+}
+
+// Write writes all of p, waiting for room in the socket when it is full.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	c.w = op{p: p}
+	err := c.raw.Write(c.writeFn)
+	n, errno := c.w.n, c.w.errno
+	c.w.p = nil
+	c.wmu.Unlock()
 	switch {
 	case err != nil:
 		return n, err
@@ -111,6 +128,25 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return n, c.opError("write", errno)
 	}
 	return n, nil
+}
+
+// writeAll is raw.Write's call: false (wait) while the socket is full.
+func (c *Conn) writeAll(fd uintptr) bool {
+	p := c.w.p
+	for c.w.n < len(p) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[c.w.n])), uintptr(len(p)-c.w.n))
+		switch e {
+		case 0:
+			c.w.n += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.w.errno = e
+			return true
+		}
+	}
+	return true
 }
 
 func (c *Conn) opError(op string, errno syscall.Errno) error {

@@ -220,6 +220,25 @@ func TestTLS(t *testing.T) {
 	}
 }
 
+// TestNoAllocs: a read and a write on the relay's hot path allocate
+// nothing, waits for data included.
+func TestNoAllocs(t *testing.T) {
+	c, s := pair(t)
+	go io.Copy(s, s) // echo
+	msg, buf := make([]byte, 64), make([]byte, 64)
+	allocs := testing.AllocsPerRun(500, func() {
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("a round trip allocates %.1f times; want 0", allocs)
+	}
+}
+
 // BenchmarkPingPong compares one small round trip on a wrapped connection
 // with net's own (run with -benchtime and compare the two lines).
 func BenchmarkPingPong(b *testing.B) {
