@@ -341,7 +341,13 @@ func (r *Route) setParams(p map[string]string) {
 
 // Cancel asks the upstream to cancel what sc is running now, over a new
 // connection with the upstream's own key.
+//
+// The cancel's connection counts against the cluster's dial rate like any
+// other: DSQL limits new connections per second, cancels included.
 func (r *Route) Cancel(ctx context.Context, sc *ServerConn) error {
+	if err := r.limiter.wait(ctx); err != nil {
+		return fmt.Errorf("waiting for the dial rate limit: %w", err)
+	}
 	return r.sendCancel(ctx, sc.PID, sc.Secret)
 }
 

@@ -20,19 +20,28 @@ var ErrPoolClosed = errors.New("pool closed")
 
 // WaitError is returned by Acquire when no upstream could be had within the
 // caller's deadline. Last is the most recent dial error, if any; Exhausted
-// reports that every connection was busy (the pool was at its size).
+// reports that every connection was busy (the pool was at its size);
+// UserCapped that User held Limit connections, its
+// pool.max_user_connections, when the wait ended.
 type WaitError struct {
-	Route     string
-	Waited    time.Duration
-	Exhausted bool
-	Last      error
+	Route      string
+	Waited     time.Duration
+	Exhausted  bool
+	UserCapped bool
+	User       string
+	Limit      int
+	Last       error
 }
 
 func (e *WaitError) Error() string {
-	if e.Last != nil {
-		return fmt.Sprintf("no upstream for route %q after %s: %v", e.Route, e.Waited.Round(time.Millisecond), e.Last)
+	prefix := fmt.Sprintf("no upstream for route %q after %s", e.Route, e.Waited.Round(time.Millisecond))
+	switch {
+	case e.UserCapped:
+		return fmt.Sprintf("%s: user %q holds its limit of %d connections (pool.max_user_connections)", prefix, e.User, e.Limit)
+	case e.Last != nil:
+		return fmt.Sprintf("%s: %v", prefix, e.Last)
 	}
-	return fmt.Sprintf("no upstream for route %q after %s: all %s", e.Route, e.Waited.Round(time.Millisecond), "connections busy")
+	return prefix + ": all connections busy"
 }
 
 func (e *WaitError) Unwrap() error { return e.Last }
@@ -55,14 +64,27 @@ type PoolStats struct {
 	DialFails uint64
 	Retired   uint64 // closed for lifetime
 	Lost      uint64 // found dead or discarded as broken
+	Evicted   uint64 // idle, closed to give its slot to another user
 }
 
 // Pool keeps a route's upstream connections: at most Size open, MinIdle
 // kept warm, idle ones closed after IdleTimeout, every one retired at its
 // first safe point past its lifetime. Waiting clients are served in order.
 //
+// Ownership: every connection belongs to the gateway user it was first
+// handed to (ServerConn.Owner; "" until then) and is only ever handed to
+// that user again, so no session state (temporary tables, SET ROLE, WITH
+// HOLD cursors, prepared statements, LISTEN, locks) passes from one user
+// to another. A user with no idle connection of its own claims a never-used
+// one, else dials while the pool is below its size, else takes the slot of
+// another user's idle connection, which is closed first. With
+// max_user_connections, a user holding that many waits for one of its own
+// to come back, without holding up the users behind it.
+//
 // Lock order: Pool.mu is a leaf; nothing else is locked while it is held,
-// and no I/O happens under it.
+// and no I/O happens under it. Everything that can let a waiter be served
+// calls dispatchLocked before it unlocks, so after every unlock no waiter
+// that could be served is still waiting.
 type Pool struct {
 	route    *Route
 	settings atomic.Pointer[config.Pool] // replaced whole by update
@@ -71,17 +93,17 @@ type Pool struct {
 	nextID   atomic.Uint64
 
 	mu        sync.Mutex
-	idle      []*ServerConn // most recently released last
-	open      int
-	waiters   []*waiter // FIFO
+	idle      []*ServerConn  // most recently released last
+	open      int            // connections open or being dialled, and slots granted
+	waiters   []*waiter      // FIFO
+	held      map[string]int // per user: connections and dial slots handed out, not yet back
 	closed    bool
 	stats     PoolStats
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	maintTick time.Duration
-	// paused: Acquire waits (see Pause); resumed is closed by Resume.
-	paused  bool
-	resumed chan struct{}
+	// paused: nothing is handed out (see Pause).
+	paused bool
 	// all holds every open connection, for SHOW SERVERS.
 	all map[uint64]*ServerConn
 
@@ -90,14 +112,26 @@ type Pool struct {
 	generation atomic.Uint64
 }
 
-// waiter is a client waiting in Acquire. A grant delivers either a
-// connection (sc != nil) or a dial slot already counted in open.
+// waiter is a client waiting in Acquire for user.
 type waiter struct {
-	ch chan *ServerConn // buffered 1; nil value = a dial slot
+	user   string
+	prefer *ServerConn
+	ch     chan grant // buffered 1; dispatchLocked or close sends once
+}
+
+// grant is what a waiter receives: an idle connection already handed out
+// to its user (sc), or a dial slot counted in open and in the user's held
+// count. With a slot, victim is an idle connection (another user's, or
+// one past its retirement) whose slot it was: the waiter closes it before
+// it dials. closed: the pool closed; nothing was granted.
+type grant struct {
+	sc     *ServerConn
+	victim *ServerConn
+	closed bool
 }
 
 func newPool(r *Route, settings config.Pool, opts Options) *Pool {
-	p := &Pool{route: r, log: r.log, now: opts.Now, stop: make(chan struct{}), all: map[uint64]*ServerConn{}}
+	p := &Pool{route: r, log: r.log, now: opts.Now, stop: make(chan struct{}), all: map[uint64]*ServerConn{}, held: map[string]int{}}
 	p.settings.Store(&settings)
 	// Check often enough for the shortest period the pool must honour.
 	tick := time.Second
@@ -122,16 +156,12 @@ func (p *Pool) Settings() config.Pool { return *p.settings.Load() }
 func (p *Pool) cfg() *config.Pool { return p.settings.Load() }
 
 // update puts new settings in force (a reload): a smaller size takes
-// effect as connections come back; a larger one at once, for waiters too.
+// effect as connections come back; a larger one, or a higher
+// max_user_connections, at once, for waiters too.
 func (p *Pool) update(settings config.Pool) {
 	p.settings.Store(&settings)
 	p.mu.Lock()
-	for len(p.waiters) > 0 && p.open < settings.Size {
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
-		p.open++
-		w.ch <- nil // a dial slot
-	}
+	p.dispatchLocked()
 	p.mu.Unlock()
 }
 
@@ -144,136 +174,137 @@ func (p *Pool) Stats() PoolStats {
 	return s
 }
 
-// Acquire returns an upstream connection at ReadyForQuery, idle, alive and
-// not past its lifetime. It prefers prefer when that connection is idle in
-// the pool (fewer state changes for the caller), then the most recently
-// used idle connection, then a new dial while the pool is below its size,
-// and otherwise waits in line. Dials that fail for reasons that may pass
-// (DSQL's rate or connection limit, network trouble) are retried with
-// jittered backoff until ctx ends; other failures return at once.
+// Acquire returns an upstream connection for the gateway user user, at
+// ReadyForQuery, idle, alive and not past its lifetime; user owns it from
+// then on (see Pool). It prefers prefer when that is an idle connection of
+// user's (fewer state changes for the caller), then user's most recently
+// used idle connection, then a never-used one, then a new dial while the
+// pool is below its size, then a new dial in the slot of another user's
+// idle connection, which is closed first; otherwise it waits in line, as
+// it does while user holds pool.max_user_connections connections. Dials
+// that fail for reasons that may pass (DSQL's rate or connection limit,
+// network trouble) are retried with jittered backoff until ctx ends;
+// other failures return at once.
 //
-// The caller owns the result until it calls Release or Discard.
-func (p *Pool) Acquire(ctx context.Context, prefer *ServerConn) (*ServerConn, error) {
+// user "" is for callers that send nothing on the connection (health
+// checks): a connection dialled for it stays unowned.
+//
+// The caller holds the result until it calls Release, Discard or Retire.
+func (p *Pool) Acquire(ctx context.Context, user string, prefer *ServerConn) (*ServerConn, error) {
 	start := p.now()
 	defer func() {
 		p.route.metrics.PoolWaitSeconds.WithLabelValues(p.route.Name).Observe(p.now().Sub(start).Seconds())
 	}()
 	var lastErr error
 	backoff := dialBackoffMin
-	exhausted := false
 	for {
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			return nil, ErrPoolClosed
-		}
-		if p.paused {
-			resumed := p.resumed
-			p.mu.Unlock()
-			select {
-			case <-resumed:
-				continue
-			case <-ctx.Done():
-				return nil, p.waitError(start, true, nil, ctx)
+		g, err := p.wait(ctx, user, prefer)
+		if err != nil {
+			var we *WaitError
+			if errors.As(err, &we) {
+				we.Waited, we.Last = p.now().Sub(start), lastErr
+				we.Exhausted = we.Exhausted && lastErr == nil
 			}
+			return nil, err
 		}
-		sc, retired := p.takeIdleLocked(prefer)
-		if sc == nil && p.open < p.cfg().Size {
-			p.open++
-			p.mu.Unlock()
-			p.retire(retired...)
-			sc, err := p.dial(ctx)
-			if err == nil {
-				return sc, nil
-			}
-			lastErr = err
-			var de *DialError
-			if !errors.As(err, &de) || !de.Retryable || ctx.Err() != nil {
-				return nil, p.waitError(start, exhausted, err, ctx)
-			}
-			if !sleepCtx(ctx, jitter(backoff)) {
-				return nil, p.waitError(start, exhausted, lastErr, ctx)
-			}
-			backoff = min(2*backoff, dialBackoffMax)
-			continue
-		}
-		var w *waiter
-		if sc == nil {
-			w = &waiter{ch: make(chan *ServerConn, 1)}
-			p.waiters = append(p.waiters, w)
-			exhausted = true
-		}
-		p.mu.Unlock()
-		p.retire(retired...)
-		if sc != nil {
-			if sc.Alive() {
-				return sc, nil
+		if g.sc != nil {
+			if g.sc.Alive() {
+				return g.sc, nil
 			}
 			p.route.metrics.UpstreamReplacementsTotal.WithLabelValues(p.route.Name, "lost_idle").Inc()
-			p.Discard(sc)
+			p.Discard(g.sc)
 			continue
 		}
-		select {
-		case sc := <-w.ch:
-			if sc == nil {
-				// A dial slot was handed to us, or the pool closed.
-				p.mu.Lock()
-				closed := p.closed
-				p.mu.Unlock()
-				if closed {
-					return nil, ErrPoolClosed
-				}
-				sc, err := p.dial(ctx)
-				if err == nil {
-					return sc, nil
-				}
-				lastErr = err
-				var de *DialError
-				if !errors.As(err, &de) || !de.Retryable || ctx.Err() != nil {
-					return nil, p.waitError(start, exhausted, err, ctx)
-				}
-				sleepCtx(ctx, jitter(backoff))
-				backoff = min(2*backoff, dialBackoffMax)
-				continue
-			}
-			if sc.Alive() {
-				return sc, nil
-			}
-			p.Discard(sc)
-		case <-ctx.Done():
-			p.mu.Lock()
-			i := slices.Index(p.waiters, w)
-			if i >= 0 {
-				p.waiters = slices.Delete(p.waiters, i, i+1)
-			}
-			p.mu.Unlock()
-			if i < 0 {
-				// Granted while we gave up: pass it on.
-				if sc := <-w.ch; sc != nil {
-					p.Release(sc)
-				} else {
-					p.releaseSlot()
-				}
-			}
-			return nil, p.waitError(start, exhausted, lastErr, ctx)
+		if g.victim != nil {
+			p.takeOver(g.victim)
 		}
+		sc, err := p.dial(ctx, user, true)
+		if err == nil {
+			return sc, nil
+		}
+		lastErr = err
+		var de *DialError
+		if !errors.As(err, &de) || !de.Retryable || ctx.Err() != nil {
+			return nil, p.waitError(start, err, ctx)
+		}
+		if !sleepCtx(ctx, jitter(backoff)) {
+			return nil, p.waitError(start, lastErr, ctx)
+		}
+		backoff = min(2*backoff, dialBackoffMax)
 	}
 }
 
-// TakeIdle returns an idle, alive connection at once (prefer when it is
-// idle here), or nil when there is none: Acquire's fast path, without a
-// context or a wait. It never dials.
-func (p *Pool) TakeIdle(prefer *ServerConn) *ServerConn {
+// wait joins the line for user and returns what dispatchLocked grants, or
+// ErrPoolClosed, or, when ctx ends first, a *WaitError that says why it
+// waited (the caller fills in Waited and Last). A grant that arrives as
+// ctx ends is given back.
+func (p *Pool) wait(ctx context.Context, user string, prefer *ServerConn) (grant, error) {
+	w := &waiter{user: user, prefer: prefer, ch: make(chan grant, 1)}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return grant{}, ErrPoolClosed
+	}
+	p.waiters = append(p.waiters, w)
+	p.dispatchLocked()
+	p.mu.Unlock()
+	select {
+	case g := <-w.ch:
+		if g.closed {
+			return grant{}, ErrPoolClosed
+		}
+		return g, nil
+	case <-ctx.Done():
+		p.mu.Lock()
+		i := slices.Index(p.waiters, w)
+		if i >= 0 {
+			p.waiters = slices.Delete(p.waiters, i, i+1)
+		}
+		we := &WaitError{Route: p.route.Name, Exhausted: true, User: user}
+		if limit := p.cfg().MaxUserConnections; p.cappedLocked(user) {
+			we.Exhausted, we.UserCapped, we.Limit = false, true, limit
+		}
+		p.mu.Unlock()
+		if i < 0 {
+			p.giveBack(<-w.ch, user)
+		}
+		return grant{}, we
+	}
+}
+
+// giveBack returns a grant its waiter gave up on.
+func (p *Pool) giveBack(g grant, user string) {
+	switch {
+	case g.closed:
+	case g.sc != nil:
+		p.Release(g.sc)
+	default:
+		if g.victim != nil {
+			p.takeOver(g.victim)
+		}
+		p.releaseSlot(user, true)
+	}
+}
+
+// TakeIdle returns an idle, alive connection for user at once (prefer when
+// it is user's and idle here; else user's most recently used; else a
+// never-used one), or nil when it cannot: Acquire's fast path, without a
+// context or a wait. It never dials and never closes another user's
+// connection, and returns nil while the pool is paused or user holds
+// pool.max_user_connections connections. Waiting clients are never passed
+// over: any waiter that such a connection could serve was served first.
+func (p *Pool) TakeIdle(user string, prefer *ServerConn) *ServerConn {
 	for {
 		p.mu.Lock()
-		if p.closed || p.paused || len(p.waiters) > 0 {
-			// Waiting clients go first; a paused pool hands out nothing.
+		if p.closed || p.paused || p.cappedLocked(user) {
 			p.mu.Unlock()
 			return nil
 		}
-		sc, retired := p.takeIdleLocked(prefer)
+		sc := p.takeLocked(user, prefer)
+		if sc != nil {
+			p.handOutLocked(sc, user)
+		}
 		p.mu.Unlock()
-		p.retire(retired...)
 		if sc == nil {
 			return nil
 		}
@@ -285,46 +316,149 @@ func (p *Pool) TakeIdle(prefer *ServerConn) *ServerConn {
 	}
 }
 
-func (p *Pool) waitError(start time.Time, exhausted bool, last error, ctx context.Context) error {
-	if ctx.Err() == nil && last != nil {
+// waitError is the error of an Acquire whose dial failed with last: last
+// itself when it is final, or a WaitError when ctx ended.
+func (p *Pool) waitError(start time.Time, last error, ctx context.Context) error {
+	if ctx.Err() == nil {
 		return last
 	}
-	return &WaitError{Route: p.route.Name, Waited: p.now().Sub(start), Exhausted: exhausted && last == nil, Last: last}
+	return &WaitError{Route: p.route.Name, Waited: p.now().Sub(start), Last: last}
 }
 
-// takeIdleLocked removes and returns prefer if it is idle here, else the
-// most recently used idle connection. Connections past their retirement are
-// removed and returned in retired; they still count as open until the
-// caller passes them to retire.
-func (p *Pool) takeIdleLocked(prefer *ServerConn) (sc *ServerConn, retired []*ServerConn) {
+// dispatchLocked serves the line. In order, each eligible waiter (the pool
+// is not paused and its user holds fewer than max_user_connections; others
+// are passed over, not waited for) is granted the first of: an idle
+// connection takeLocked finds for its user; a free dial slot (open below
+// size); the slot of the oldest idle connection left, which can only be
+// another user's or one past its retirement (the waiter closes it, off the
+// lock, before it dials: the slot passes over, open stays). It stops when
+// the pool has nothing left to grant. Every change that can let a waiter
+// be served calls it: a waiter joining, a connection coming back or going
+// away, a user's held count going down, Resume, update.
+func (p *Pool) dispatchLocked() {
+	if p.closed || p.paused {
+		return
+	}
+	size := p.cfg().Size
+	for i := 0; i < len(p.waiters); {
+		w := p.waiters[i]
+		if p.cappedLocked(w.user) {
+			i++
+			continue
+		}
+		var g grant
+		switch sc := p.takeLocked(w.user, w.prefer); {
+		case sc != nil:
+			p.handOutLocked(sc, w.user)
+			g.sc = sc
+		case p.open < size:
+			p.open++
+			p.held[w.user]++
+		case len(p.idle) > 0:
+			g.victim = p.idle[0]
+			p.idle = p.idle[1:]
+			p.held[w.user]++
+		default:
+			return // nothing left for anyone
+		}
+		p.waiters = slices.Delete(p.waiters, i, i+1)
+		w.ch <- g
+	}
+}
+
+// cappedLocked reports whether user holds its pool.max_user_connections.
+func (p *Pool) cappedLocked(user string) bool {
+	limit := p.cfg().MaxUserConnections
+	return limit > 0 && p.held[user] >= limit
+}
+
+// takeLocked removes and returns an idle connection user may have: prefer
+// when it is one of user's, else user's most recently used, else the most
+// recently released never-used one; never one past its retirement (those
+// wait for maintenance or a waiter that takes their slot). nil when there
+// is none.
+func (p *Pool) takeLocked(user string, prefer *ServerConn) *ServerConn {
 	now := p.now()
+	own, unowned := -1, -1
 	for i := len(p.idle) - 1; i >= 0; i-- {
 		c := p.idle[i]
-		if c.Retiring(now) {
-			p.idle = slices.Delete(p.idle, i, i+1)
-			retired = append(retired, c)
+		switch {
+		case c.Retiring(now):
+		case c.owner == user:
+			if own < 0 || c == prefer {
+				own = i
+			}
+		case c.owner == "" && unowned < 0:
+			unowned = i
 		}
 	}
-	if len(p.idle) == 0 {
-		return nil, retired
+	i := own
+	if i < 0 {
+		i = unowned
 	}
-	i := len(p.idle) - 1
-	if prefer != nil {
-		if j := slices.Index(p.idle, prefer); j >= 0 {
-			i = j
-		}
+	if i < 0 {
+		return nil
 	}
-	sc = p.idle[i]
+	sc := p.idle[i]
 	p.idle = slices.Delete(p.idle, i, i+1)
-	return sc, retired
+	return sc
 }
 
-// dial opens one connection in a slot already counted in open. On failure
-// it gives the slot back.
-func (p *Pool) dial(ctx context.Context) (*ServerConn, error) {
+// handOutLocked gives sc, just taken from the idle list, to user: user
+// becomes its owner if it had none, and holds it.
+func (p *Pool) handOutLocked(sc *ServerConn, user string) {
+	sc.owner = user
+	sc.held = true
+	p.held[user]++
+}
+
+// letGoLocked ends sc's holder's hold on it, once: from then on it no
+// longer counts towards its owner's max_user_connections.
+func (p *Pool) letGoLocked(sc *ServerConn) {
+	if sc.held {
+		sc.held = false
+		p.unholdLocked(sc.owner)
+	}
+}
+
+func (p *Pool) unholdLocked(user string) {
+	if p.held[user]--; p.held[user] <= 0 {
+		delete(p.held, user)
+	}
+}
+
+// takeOver closes victim, an idle connection whose slot dispatchLocked
+// granted to a waiter, before the waiter dials in it: the server lets the
+// old connection go before the new one opens.
+func (p *Pool) takeOver(victim *ServerConn) {
+	victim.closeGracefully()
+	p.mu.Lock()
+	delete(p.all, victim.ID)
+	retired := victim.Retiring(p.now())
+	if retired {
+		p.stats.Retired++
+	} else {
+		p.stats.Evicted++
+	}
+	p.mu.Unlock()
+	if retired {
+		reason := "lifetime"
+		if victim.gen < p.generation.Load() {
+			reason = "reconnect"
+		}
+		p.route.metrics.UpstreamReplacementsTotal.WithLabelValues(p.route.Name, reason).Inc()
+	}
+}
+
+// dial opens one connection in a slot already counted in open. With held,
+// the slot was granted to user (and counted in its held count): the
+// connection is user's and held by the caller. Without, it is a warm
+// connection for the idle list, with no owner. On failure it gives the
+// slot back.
+func (p *Pool) dial(ctx context.Context, user string, held bool) (*ServerConn, error) {
 	r := p.route
 	if err := r.limiter.wait(ctx); err != nil {
-		p.releaseSlot()
+		p.releaseSlot(user, held)
 		return nil, &DialError{Route: r.Name, Retryable: true, Err: fmt.Errorf("waiting for the dial rate limit: %w", err)}
 	}
 	started := p.now()
@@ -349,7 +483,7 @@ func (p *Pool) dial(ctx context.Context) (*ServerConn, error) {
 		p.mu.Lock()
 		p.stats.DialFails++
 		p.mu.Unlock()
-		p.releaseSlot()
+		p.releaseSlot(user, held)
 		r.log.Warn("upstream dial failed", zap.Error(err), zap.Duration("took", p.now().Sub(started)))
 		return nil, err
 	}
@@ -365,6 +499,9 @@ func (p *Pool) dial(ctx context.Context) (*ServerConn, error) {
 	if j := p.cfg().LifetimeJitter.D(); j > 0 {
 		sc.retireAt = sc.maxAge.Add(-rand.N(j))
 	}
+	if held {
+		sc.owner, sc.held = user, true
+	}
 	r.setParams(sc.Params)
 	p.mu.Lock()
 	p.stats.Dials++
@@ -374,31 +511,28 @@ func (p *Pool) dial(ctx context.Context) (*ServerConn, error) {
 	return sc, nil
 }
 
-// Release gives a healthy connection at a safe point back to the pool. A
-// connection past its retirement is closed instead.
+// Release gives a healthy connection at a safe point back to the pool,
+// still its owner's. A connection past its retirement is closed instead.
 func (p *Pool) Release(sc *ServerConn) {
 	now := p.now()
 	p.mu.Lock()
+	p.letGoLocked(sc)
 	if p.closed || sc.Retiring(now) {
+		p.dispatchLocked() // the owner's count went down
 		p.mu.Unlock()
 		p.retire(sc)
 		return
 	}
-	if len(p.waiters) > 0 {
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
-		w.ch <- sc
-		p.mu.Unlock()
-		return
-	}
 	sc.lastUsed = now
 	p.idle = append(p.idle, sc)
+	p.dispatchLocked()
 	p.mu.Unlock()
 }
 
 // Discard closes a connection that is broken or whose state is unknown.
 func (p *Pool) Discard(sc *ServerConn) {
 	p.mu.Lock()
+	p.letGoLocked(sc)
 	p.stats.Lost++
 	delete(p.all, sc.ID)
 	p.forgetLocked()
@@ -407,7 +541,13 @@ func (p *Pool) Discard(sc *ServerConn) {
 }
 
 // Retire closes a healthy connection that its holder retires (lifetime).
-func (p *Pool) Retire(sc *ServerConn) { p.retire(sc) }
+func (p *Pool) Retire(sc *ServerConn) {
+	p.mu.Lock()
+	p.letGoLocked(sc)
+	p.dispatchLocked() // the owner's count went down
+	p.mu.Unlock()
+	p.retire(sc)
+}
 
 // retire closes healthy connections gracefully, then gives up their slots:
 // until the server has let a connection go, it still counts as open.
@@ -415,8 +555,8 @@ func (p *Pool) retire(cs ...*ServerConn) {
 	p.closeThenForget(cs, true)
 }
 
-// closeThenForget closes connections (gracefully or not) and then
-// accounts for them, in that order.
+// closeThenForget closes connections (gracefully or not), idle or held,
+// and then accounts for them, in that order.
 func (p *Pool) closeThenForget(cs []*ServerConn, retired bool) {
 	if len(cs) == 0 {
 		return
@@ -433,6 +573,7 @@ func (p *Pool) closeThenForget(cs []*ServerConn, retired bool) {
 				reconnected++
 			}
 		}
+		p.letGoLocked(c)
 		delete(p.all, c.ID)
 		p.forgetLocked()
 	}
@@ -461,10 +602,7 @@ func (p *Pool) retireAll() {
 // has come back to the pool or ctx ends. Idle connections stay open.
 func (p *Pool) Pause(ctx context.Context) error {
 	p.mu.Lock()
-	if !p.paused {
-		p.paused = true
-		p.resumed = make(chan struct{})
-	}
+	p.paused = true
 	p.mu.Unlock()
 	for {
 		s := p.Stats()
@@ -481,10 +619,8 @@ func (p *Pool) Pause(ctx context.Context) error {
 func (p *Pool) Resume() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.paused {
-		p.paused = false
-		close(p.resumed)
-	}
+	p.paused = false
+	p.dispatchLocked()
 }
 
 // Paused reports whether the pool is paused.
@@ -510,6 +646,7 @@ func (p *Pool) Reconnect() {
 type ConnInfo struct {
 	ID       uint64
 	PID      uint32 // the upstream's backend process id
+	User     string // its owner, the gateway user it belongs to ("" never handed out)
 	Created  time.Time
 	RetireAt time.Time
 	Idle     bool
@@ -526,7 +663,7 @@ func (p *Pool) Conns() []ConnInfo {
 	}
 	out := make([]ConnInfo, 0, len(p.all))
 	for _, c := range p.all {
-		ci := ConnInfo{ID: c.ID, PID: c.PID, Created: c.Created, RetireAt: c.retireAt, Idle: idle[c]}
+		ci := ConnInfo{ID: c.ID, PID: c.PID, User: c.owner, Created: c.Created, RetireAt: c.retireAt, Idle: idle[c]}
 		if ci.Idle {
 			ci.LastUsed = c.lastUsed
 		}
@@ -536,21 +673,20 @@ func (p *Pool) Conns() []ConnInfo {
 	return out
 }
 
-// forgetLocked accounts for one connection going away: its slot goes to the
-// first waiter, if any, or back to the pool.
+// forgetLocked accounts for one connection or slot going away: its slot
+// goes back to the pool, and so to the first waiter that can use it.
 func (p *Pool) forgetLocked() {
-	if len(p.waiters) > 0 && !p.closed {
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
-		w.ch <- nil // the slot stays counted in open, now the waiter's
-		return
-	}
 	p.open--
+	p.dispatchLocked()
 }
 
-// releaseSlot gives back a dial slot that produced no connection.
-func (p *Pool) releaseSlot() {
+// releaseSlot gives back a dial slot that produced no connection; held as
+// for dial.
+func (p *Pool) releaseSlot(user string, held bool) {
 	p.mu.Lock()
+	if held {
+		p.unholdLocked(user)
+	}
 	p.forgetLocked()
 	p.mu.Unlock()
 }
@@ -579,29 +715,40 @@ func (p *Pool) ReplaceLead() time.Duration {
 	return min(max(p.cfg().MaxLifetime.D()/5, 3*p.maintTick), 30*time.Second)
 }
 
-// TryAcquire returns an idle connection, or dials a new one when the pool
-// has room; it never waits for another holder and returns (nil, nil) when
-// the pool is full. It is for replacements dialled ahead of need.
-func (p *Pool) TryAcquire(ctx context.Context) (*ServerConn, error) {
+// TryAcquire returns an idle connection for user as TakeIdle does, or dials
+// a new one for user when the pool has room; it never waits and never
+// closes another user's connection, and returns (nil, nil) when the pool
+// is full or paused or user holds pool.max_user_connections connections.
+// It is for replacements dialled ahead of need. user "" is as for Acquire.
+func (p *Pool) TryAcquire(ctx context.Context, user string) (*ServerConn, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil, ErrPoolClosed
 	}
-	sc, retired := p.takeIdleLocked(nil)
-	if sc == nil && p.open < p.cfg().Size && len(p.waiters) == 0 {
-		p.open++
+	if p.paused || p.cappedLocked(user) {
 		p.mu.Unlock()
-		p.retire(retired...)
-		return p.dial(ctx)
-	}
-	p.mu.Unlock()
-	p.retire(retired...)
-	if sc != nil && !sc.Alive() {
-		p.Discard(sc)
 		return nil, nil
 	}
-	return sc, nil
+	if sc := p.takeLocked(user, nil); sc != nil {
+		p.handOutLocked(sc, user)
+		p.mu.Unlock()
+		if !sc.Alive() {
+			p.Discard(sc)
+			return nil, nil
+		}
+		return sc, nil
+	}
+	// Room left means no waiter can use it (dispatchLocked would have
+	// granted it): nobody is passed over.
+	if p.open >= p.cfg().Size {
+		p.mu.Unlock()
+		return nil, nil
+	}
+	p.open++
+	p.held[user]++
+	p.mu.Unlock()
+	return p.dial(ctx, user, true)
 }
 
 func (p *Pool) maintainOnce() {
@@ -640,13 +787,11 @@ func (p *Pool) maintainOnce() {
 	}
 	slices.Reverse(keep)
 	p.idle = keep
-	need := 0
-	if len(p.waiters) == 0 {
-		need = min(max(p.cfg().MinIdle-fresh, len(stale)), p.cfg().Size-p.open)
-		need = max(need, 0)
-		for i := 0; i < need && i < len(stale); i++ {
-			stale[i].replaced = true
-		}
+	// Room left means no waiter can use it (dispatchLocked would have
+	// granted it), so warm connections take nothing from the line.
+	need := max(min(max(p.cfg().MinIdle-fresh, len(stale)), p.cfg().Size-p.open), 0)
+	for i := 0; i < need && i < len(stale); i++ {
+		stale[i].replaced = true
 	}
 	p.open += need
 	p.mu.Unlock()
@@ -665,11 +810,11 @@ func (p *Pool) maintainOnce() {
 				case <-ctx.Done():
 				}
 			}()
-			sc, err := p.dial(ctx)
+			sc, err := p.dial(ctx, "", false)
 			if err != nil {
 				return
 			}
-			p.Release(sc)
+			p.Release(sc) // idle, never used: the first user to need one claims it
 		}()
 	}
 }
@@ -691,7 +836,7 @@ func (p *Pool) close() {
 	p.mu.Unlock()
 	close(p.stop)
 	for _, w := range waiters {
-		w.ch <- nil // they find the pool closed and return ErrPoolClosed
+		w.ch <- grant{closed: true} // Acquire returns ErrPoolClosed
 	}
 	for _, c := range idle {
 		c.closeGracefully()

@@ -3,7 +3,9 @@ package authbridge
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,11 +68,11 @@ func newTestBridge(t *testing.T, adjust func(*config.Pool)) *Route {
 	return b.Route("postgres")
 }
 
-func acquire(t *testing.T, p *Pool, prefer *ServerConn) *ServerConn {
+func acquire(t *testing.T, p *Pool, user string, prefer *ServerConn) *ServerConn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	sc, err := p.Acquire(ctx, prefer)
+	sc, err := p.Acquire(ctx, user, prefer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,18 +95,18 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestPoolReuseAndPreference(t *testing.T) {
 	r := newTestBridge(t, nil)
 	p := r.Pool()
-	a := acquire(t, p, nil)
-	b := acquire(t, p, nil)
+	a := acquire(t, p, "u", nil)
+	b := acquire(t, p, "u", nil)
 	if a == b {
 		t.Fatal("two holders got the same connection")
 	}
 	p.Release(a)
 	p.Release(b) // b is now the most recently used
-	got := acquire(t, p, a)
+	got := acquire(t, p, "u", a)
 	if got != a {
 		t.Fatal("the preferred idle connection was not handed out")
 	}
-	got2 := acquire(t, p, nil)
+	got2 := acquire(t, p, "u", nil)
 	if got2 != b {
 		t.Fatal("the remaining idle connection was not reused")
 	}
@@ -121,12 +123,12 @@ func TestPoolReuseAndPreference(t *testing.T) {
 func TestPoolSizeAndWaiters(t *testing.T) {
 	r := newTestBridge(t, func(p *config.Pool) { p.Size = 2 })
 	p := r.Pool()
-	a, b := acquire(t, p, nil), acquire(t, p, nil)
+	a, b := acquire(t, p, "u", nil), acquire(t, p, "u", nil)
 
 	// A third client waits until a connection comes back.
 	got := make(chan *ServerConn)
 	go func() {
-		sc, err := p.Acquire(context.Background(), nil)
+		sc, err := p.Acquire(context.Background(), "u", nil)
 		if err != nil {
 			t.Error(err)
 		}
@@ -142,7 +144,7 @@ func TestPoolSizeAndWaiters(t *testing.T) {
 	// the pool was exhausted.
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err := p.Acquire(ctx, nil)
+	_, err := p.Acquire(ctx, "u", nil)
 	var we *WaitError
 	if !errors.As(err, &we) || !we.Exhausted {
 		t.Fatalf("got %v, want an exhausted WaitError", err)
@@ -153,7 +155,7 @@ func TestPoolSizeAndWaiters(t *testing.T) {
 
 	// A discarded connection's slot goes to the next waiter, who dials.
 	go func() {
-		sc, err := p.Acquire(context.Background(), nil)
+		sc, err := p.Acquire(context.Background(), "u", nil)
 		if err != nil {
 			t.Error(err)
 		}
@@ -179,7 +181,7 @@ func TestPoolIdleTimeoutAndMinIdle(t *testing.T) {
 	})
 	p := r.Pool()
 	eventually(t, "min_idle is dialled without any client", func() bool { return p.Stats().Idle == 1 })
-	a, b, c := acquire(t, p, nil), acquire(t, p, nil), acquire(t, p, nil)
+	a, b, c := acquire(t, p, "u", nil), acquire(t, p, "u", nil), acquire(t, p, "u", nil)
 	p.Release(a)
 	p.Release(b)
 	p.Release(c)
@@ -198,7 +200,7 @@ func TestPoolLifetime(t *testing.T) {
 	p := r.Pool()
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
-		sc := acquire(t, p, nil)
+		sc := acquire(t, p, "u", nil)
 		if age := time.Since(sc.Created); age >= life {
 			t.Fatalf("handed out a connection aged %v, past max_lifetime %v", age, life)
 		}
@@ -220,10 +222,10 @@ func TestPoolMakeBeforeBreak(t *testing.T) {
 		p.LifetimeJitter = config.Duration(time.Millisecond)
 	})
 	p := r.Pool()
-	old := acquire(t, p, nil)
+	old := acquire(t, p, "u", nil)
 	p.Release(old)
 	for {
-		sc := acquire(t, p, old)
+		sc := acquire(t, p, "u", old)
 		p.Release(sc)
 		if sc != old {
 			if !sc.Created.Before(old.RetireAt()) {
@@ -246,7 +248,7 @@ func TestPoolMaintenanceKeepsIdleList(t *testing.T) {
 	p := r.Pool()
 	var all []*ServerConn
 	for i := 0; i < 4; i++ {
-		all = append(all, acquire(t, p, nil))
+		all = append(all, acquire(t, p, "u", nil))
 	}
 	for _, sc := range all {
 		p.Release(sc)
@@ -254,7 +256,7 @@ func TestPoolMaintenanceKeepsIdleList(t *testing.T) {
 	time.Sleep(time.Second)
 	seen := map[*ServerConn]bool{}
 	for i := 0; i < 4; i++ {
-		sc := acquire(t, p, nil)
+		sc := acquire(t, p, "u", nil)
 		if seen[sc] {
 			t.Fatal("one idle connection was handed out twice")
 		}
@@ -271,14 +273,14 @@ func TestPoolMaintenanceKeepsIdleList(t *testing.T) {
 func TestPoolDeadIdleConnection(t *testing.T) {
 	r := newTestBridge(t, nil)
 	p := r.Pool()
-	sc := acquire(t, p, nil)
+	sc := acquire(t, p, "u", nil)
 	pid := sc.PID
 	p.Release(sc)
 	if _, err := testPG.Psql(context.Background(), "postgres", "-qc", "select pg_terminate_backend("+itoa(int(pid))+")"); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the backend is gone", func() bool { return !sc.Alive() })
-	got := acquire(t, p, sc)
+	got := acquire(t, p, "u", sc)
 	if got == sc {
 		t.Fatal("a dead idle connection was handed out")
 	}
@@ -294,7 +296,7 @@ func TestPoolDialFailureIsNotRetried(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	_, err := r.Pool().Acquire(ctx, nil)
+	_, err := r.Pool().Acquire(ctx, "u", nil)
 	var de *DialError
 	if !errors.As(err, &de) || de.Retryable || de.SQLState != "28P01" {
 		t.Fatalf("got %v, want a non-retryable 28P01 DialError", err)
@@ -343,5 +345,158 @@ func TestDialLimiter(t *testing.T) {
 	}
 	if waited := time.Since(before); waited < 100*time.Millisecond {
 		t.Fatalf("a dial went through %v into a backoff of at least 100ms", waited)
+	}
+}
+
+// TestPoolConnectionsBelongToOneUser: a connection is only ever handed to
+// the user it was first handed to; prefer is honoured for that user only.
+func TestPoolConnectionsBelongToOneUser(t *testing.T) {
+	r := newTestBridge(t, nil)
+	p := r.Pool()
+	a := acquire(t, p, "alice", nil)
+	p.Release(a)
+	if sc := p.TakeIdle("bob", nil); sc != nil {
+		t.Fatal("TakeIdle handed alice's idle connection to bob")
+	}
+	b := acquire(t, p, "bob", a) // prefers alice's: must not get it
+	if b == a {
+		t.Fatal("bob got alice's connection")
+	}
+	if a.Owner() != "alice" || b.Owner() != "bob" {
+		t.Fatalf("owners %q and %q, want alice and bob", a.Owner(), b.Owner())
+	}
+	p.Release(b)
+	if got := acquire(t, p, "alice", b); got != a {
+		t.Fatal("alice, preferring bob's connection, did not get her own")
+	}
+	p.Release(a)
+	users := map[uint64]string{}
+	for _, c := range p.Conns() {
+		users[c.ID] = c.User
+	}
+	if want := map[uint64]string{a.ID: "alice", b.ID: "bob"}; !maps.Equal(users, want) {
+		t.Fatalf("Conns users %v, want %v", users, want)
+	}
+	if s := p.Stats(); s.Dials != 2 || s.Evicted != 0 {
+		t.Fatalf("stats %+v, want 2 dials and nothing evicted", s)
+	}
+}
+
+// TestPoolTakesAnotherUsersIdleSlot: with the pool full and only another
+// user's connection idle, a user gets a new connection in its slot; the
+// old one is closed, never reused. The fast paths do neither.
+func TestPoolTakesAnotherUsersIdleSlot(t *testing.T) {
+	r := newTestBridge(t, func(p *config.Pool) { p.Size = 1 })
+	p := r.Pool()
+	a := acquire(t, p, "alice", nil)
+	p.Release(a)
+	if sc := p.TakeIdle("bob", nil); sc != nil {
+		t.Fatal("TakeIdle handed out alice's connection")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if sc, err := p.TryAcquire(ctx, "bob"); sc != nil || err != nil {
+		t.Fatalf("TryAcquire = %v, %v; want nothing from a full pool", sc, err)
+	}
+
+	b := acquire(t, p, "bob", nil)
+	if b == a || b.Owner() != "bob" {
+		t.Fatal("bob did not get a new connection of his own")
+	}
+	if a.Alive() {
+		t.Fatal("alice's connection was not closed")
+	}
+	if s := p.Stats(); s.Open != 1 || s.Evicted != 1 || s.Dials != 2 {
+		t.Fatalf("stats %+v, want 1 open, 1 evicted, 2 dials", s)
+	}
+
+	// A waiter gets the slot of a connection released by another user.
+	got := make(chan *ServerConn)
+	go func() {
+		sc, err := p.Acquire(context.Background(), "alice", a)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- sc
+	}()
+	eventually(t, "alice waits", func() bool { return p.Stats().Waiting == 1 })
+	p.Release(b)
+	a2 := <-got
+	if a2 == b || a2 == a || a2.Owner() != "alice" {
+		t.Fatal("alice's waiter did not get a new connection of her own")
+	}
+	p.Release(a2)
+	if s := p.Stats(); s.Open != 1 || s.Evicted != 2 {
+		t.Fatalf("stats %+v, want 1 open, 2 evicted", s)
+	}
+}
+
+// TestPoolWarmConnectionIsClaimed: a connection dialled for min_idle has
+// no owner until the first user takes it.
+func TestPoolWarmConnectionIsClaimed(t *testing.T) {
+	r := newTestBridge(t, func(p *config.Pool) { p.MinIdle = 1 })
+	p := r.Pool()
+	eventually(t, "min_idle is dialled", func() bool { return p.Stats().Idle == 1 })
+	if cs := p.Conns(); len(cs) != 1 || cs[0].User != "" {
+		t.Fatalf("Conns = %+v, want one connection without a user", cs)
+	}
+	sc := p.TakeIdle("alice", nil)
+	if sc == nil {
+		t.Fatal("the warm connection was not handed to the first user")
+	}
+	if sc.Owner() != "alice" {
+		t.Fatalf("owner %q, want alice", sc.Owner())
+	}
+	if s := p.Stats(); s.Dials != 1 {
+		t.Fatalf("%d dials, want 1", s.Dials)
+	}
+	p.Release(sc)
+}
+
+// TestPoolMaxUserConnections: a user at its limit waits without holding up
+// the users behind it, is served when one of its own comes back, and a
+// wait that ends at the limit says so.
+func TestPoolMaxUserConnections(t *testing.T) {
+	r := newTestBridge(t, func(p *config.Pool) { p.Size = 4; p.MaxUserConnections = 1 })
+	p := r.Pool()
+	a := acquire(t, p, "alice", nil)
+	if sc := p.TakeIdle("alice", nil); sc != nil {
+		t.Fatal("TakeIdle went past alice's limit")
+	}
+
+	got := make(chan *ServerConn)
+	go func() {
+		sc, err := p.Acquire(context.Background(), "alice", nil)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- sc
+	}()
+	eventually(t, "alice waits at her limit", func() bool { return p.Stats().Waiting == 1 })
+	b := acquire(t, p, "bob", nil) // behind alice in line, served at once
+	select {
+	case <-got:
+		t.Fatal("alice got a second connection past her limit")
+	default:
+	}
+	p.Release(a)
+	if sc := <-got; sc != a {
+		t.Fatal("alice's waiter did not get her released connection")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := p.Acquire(ctx, "alice", nil)
+	var we *WaitError
+	if !errors.As(err, &we) || !we.UserCapped || we.Exhausted || we.User != "alice" || we.Limit != 1 {
+		t.Fatalf("got %#v, want a WaitError for alice at her limit of 1", err)
+	}
+	if want := `user "alice" holds its limit of 1 connections (pool.max_user_connections)`; !strings.HasSuffix(err.Error(), want) {
+		t.Fatalf("error %q does not end with %q", err, want)
+	}
+	p.Release(a)
+	p.Release(b)
+	if s := p.Stats(); s.Open != 2 || s.Idle != 2 || s.Waiting != 0 {
+		t.Fatalf("stats %+v, want 2 open, 2 idle, none waiting", s)
 	}
 }

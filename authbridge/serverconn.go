@@ -21,10 +21,15 @@ const (
 // ReadyForQuery when it is handed out.
 //
 // Ownership: a ServerConn belongs either to its pool (idle) or to exactly one
-// holder (between Acquire and Release/Discard). Only the holder may use
-// Conn, Reader, Writer and State, and only from one goroutine at a time of
-// its choosing. The other fields are fixed at dial time and may be read by
-// anyone.
+// holder (between Acquire and Release/Discard/Retire). Only the holder may
+// use Conn, Reader, Writer and State, and only from one goroutine at a time
+// of its choosing. The exported fields other than those are fixed at dial
+// time and may be read by anyone.
+//
+// Apart from its holder of the moment, a connection has an owner: the
+// gateway user it was first handed to (Owner). The pool hands it to no
+// other user, ever, so session state left on it never reaches another
+// user.
 type ServerConn struct {
 	ID      uint64
 	pool    *Pool
@@ -46,10 +51,25 @@ type ServerConn struct {
 	// travels with the connection through the pool untouched.
 	State any
 
-	gen       uint64    // the pool's generation when dialled (see Pool.Reconnect)
-	lastUsed  time.Time // guarded by pool.mu while idle
-	replaced  bool      // a replacement was dialled ahead of retirement; guarded by pool.mu
+	gen      uint64    // the pool's generation when dialled (see Pool.Reconnect)
+	lastUsed time.Time // guarded by pool.mu while idle
+	replaced bool      // a replacement was dialled ahead of retirement; guarded by pool.mu
+	// owner is the user the connection belongs to, "" until it is first
+	// handed out; set once, guarded by pool.mu.
+	owner string
+	// held: handed out to its owner and not yet back (Release, Discard,
+	// Retire), so it counts towards the owner's max_user_connections;
+	// guarded by pool.mu.
+	held      bool
 	closeOnce sync.Once
+}
+
+// Owner is the gateway user the connection belongs to, the only one it is
+// ever handed to; "" for a connection never handed out.
+func (sc *ServerConn) Owner() string {
+	sc.pool.mu.Lock()
+	defer sc.pool.mu.Unlock()
+	return sc.owner
 }
 
 // Route is the route this connection belongs to.

@@ -146,7 +146,8 @@ type Limits struct {
 	// authentication. Default 10s.
 	StartupTimeout Duration `yaml:"startup_timeout"`
 	// MaxStartupPacket is the largest startup or authentication message
-	// accepted, in bytes. Default 1 MiB; at least 1 KiB, at most 1 GiB.
+	// accepted, in bytes. Default 10000, PostgreSQL's own limit on a
+	// startup packet; at least 1 KiB, at most 1 GiB.
 	MaxStartupPacket ByteSize `yaml:"max_startup_packet"`
 	// MaxMessageSize is the largest message accepted from a client after
 	// authentication, in bytes. Default 64 MiB; at least 8 KiB, at most
@@ -167,6 +168,25 @@ type Limits struct {
 	// still answered within the startup deadline (the default leaves half
 	// of the default 10s for the login itself).
 	AuthFailureMaxDelay Duration `yaml:"auth_failure_max_delay"`
+	// IdleInTransactionTimeout closes a client that stays idle inside a
+	// transaction longer than this, with FATAL 25P03, whatever the client
+	// set itself (idle_in_transaction_session_timeout), so that no client
+	// keeps upstreams idle in a transaction. Default 1m; 0s turns it off;
+	// not negative.
+	IdleInTransactionTimeout Duration `yaml:"idle_in_transaction_timeout"`
+	// MaxPendingReplies is how many replies one client may have
+	// outstanding: messages it sent, or that the gateway answered, whose
+	// replies it has not been sent yet. One more gets FATAL 54000 and the
+	// client is disconnected. Default 100000; at least 100.
+	MaxPendingReplies int `yaml:"max_pending_replies"`
+	// MaxClientStatements is how many named prepared statements one client
+	// connection may hold; a Parse beyond it fails with ERROR 54000.
+	// Default 10000; at least 1.
+	MaxClientStatements int `yaml:"max_client_statements"`
+	// MaxClientSettings is how many custom settings (names with a dot, set
+	// by SET) one client connection may hold; a SET beyond it fails with
+	// ERROR 54000. Default 1000; at least 1.
+	MaxClientSettings int `yaml:"max_client_settings"`
 }
 
 // Authentication methods the gateway asks a user for (User.Auth).
@@ -318,6 +338,12 @@ type Pool struct {
 	// MinIdle upstreams are kept open and idle, ready for clients. May be
 	// 0 so that an idle gateway holds no upstream. Default 0.
 	MinIdle int `yaml:"min_idle"`
+	// MaxUserConnections is the most upstreams one gateway user may hold
+	// at once (each upstream belongs to one user and serves no other); a
+	// user holding that many waits, up to QueryWaitTimeout, for one of its
+	// own to come back, without holding up other users. Default 0: no
+	// limit but Size; not negative.
+	MaxUserConnections int `yaml:"max_user_connections"`
 	// IdleTimeout closes upstreams idle longer than this, beyond MinIdle.
 	// Default 10m.
 	IdleTimeout Duration `yaml:"idle_timeout"`

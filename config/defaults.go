@@ -7,7 +7,7 @@ import "time"
 // off until a certificate is configured (required, once listen leaves
 // loopback; see ClientTLSMode), the client limits, with login backoff after
 // 5 failures a minute from one address, each delayed at most 5s (half the
-// startup timeout), 30s for clients to finish at shutdown, metrics and
+// startup timeout), clients idle in a transaction closed after 1m, 30s for clients to finish at shutdown, metrics and
 // health checks on 127.0.0.1:9187 (loopback only), and an admin console
 // named dsqlgate that admits nobody. It has no users and no routes, so it
 // does not validate on its own; DefaultRoute gives a route's defaults.
@@ -16,13 +16,17 @@ func Default() *Config {
 		Listen: "127.0.0.1:6432",
 		Log:    Log{Level: "info", Format: "console", SlowQueryMaxLength: 200},
 		Limits: Limits{
-			StartupTimeout:      Duration(10 * time.Second),
-			MaxStartupPacket:    1 * MiB,
-			MaxMessageSize:      64 * MiB,
-			MaxClientConn:       10000,
-			AuthFailureLimit:    5,
-			AuthFailureWindow:   Duration(time.Minute),
-			AuthFailureMaxDelay: Duration(5 * time.Second),
+			StartupTimeout:           Duration(10 * time.Second),
+			MaxStartupPacket:         10000,
+			MaxMessageSize:           64 * MiB,
+			MaxClientConn:            10000,
+			AuthFailureLimit:         5,
+			AuthFailureWindow:        Duration(time.Minute),
+			AuthFailureMaxDelay:      Duration(5 * time.Second),
+			IdleInTransactionTimeout: Duration(time.Minute),
+			MaxPendingReplies:        100000,
+			MaxClientStatements:      10000,
+			MaxClientSettings:        1000,
 		},
 		ShutdownTimeout: Duration(30 * time.Second),
 		Metrics:         Metrics{Listen: "127.0.0.1:9187"},
@@ -47,7 +51,7 @@ func DefaultRoute(kind, database string) Route {
 }
 
 // DefaultPool returns a pool's defaults: transaction mode, 20 upstreams, none
-// kept idle, idle upstreams closed after 10m, retired after 55m less up to
+// kept idle, no per-user limit, idle upstreams closed after 10m, retired after 55m less up to
 // 5m of jitter, clients waiting up to 2m, dials bounded by 10s and limited
 // to 100 per second, 500 prepared statements per upstream.
 func DefaultPool() Pool {
@@ -55,6 +59,7 @@ func DefaultPool() Pool {
 		Mode:                  PoolTransaction,
 		Size:                  20,
 		MinIdle:               0,
+		MaxUserConnections:    0,
 		IdleTimeout:           Duration(10 * time.Minute),
 		MaxLifetime:           Duration(55 * time.Minute),
 		LifetimeJitter:        Duration(5 * time.Minute),

@@ -43,6 +43,10 @@ func TestEnvVar(t *testing.T) {
 		{"limits.auth_failure_limit", "DSQLGATE_LIMITS_AUTH_FAILURE_LIMIT"},
 		{"limits.auth_failure_window", "DSQLGATE_LIMITS_AUTH_FAILURE_WINDOW"},
 		{"limits.auth_failure_max_delay", "DSQLGATE_LIMITS_AUTH_FAILURE_MAX_DELAY"},
+		{"limits.idle_in_transaction_timeout", "DSQLGATE_LIMITS_IDLE_IN_TRANSACTION_TIMEOUT"},
+		{"limits.max_pending_replies", "DSQLGATE_LIMITS_MAX_PENDING_REPLIES"},
+		{"limits.max_client_statements", "DSQLGATE_LIMITS_MAX_CLIENT_STATEMENTS"},
+		{"limits.max_client_settings", "DSQLGATE_LIMITS_MAX_CLIENT_SETTINGS"},
 		{"shutdown_timeout", "DSQLGATE_SHUTDOWN_TIMEOUT"},
 		{"metrics.listen", "DSQLGATE_METRICS_LISTEN"},
 		{"users_file", "DSQLGATE_USERS_FILE"},
@@ -56,6 +60,7 @@ func TestEnvVar(t *testing.T) {
 		{"routes", ""},
 		{"routes[0].pool.size", ""},
 		{"routes[].pool.size", ""},
+		{"routes[0].pool.max_user_connections", ""},
 		{"no_such_key", ""},
 	}
 	for _, tt := range tests {
@@ -120,6 +125,8 @@ func TestEnvOverrides(t *testing.T) {
 		{name: "size with a unit", env: map[string]string{"DSQLGATE_LIMITS_MAX_MESSAGE_SIZE": "1MiB"}, get: func(c *config.Config) any { return c.Limits.MaxMessageSize }, want: config.MiB},
 		{name: "size in bytes", env: map[string]string{"DSQLGATE_LIMITS_MAX_STARTUP_PACKET": "2048"}, get: func(c *config.Config) any { return c.Limits.MaxStartupPacket }, want: 2 * config.KiB},
 		{name: "whole number", env: map[string]string{"DSQLGATE_LIMITS_MAX_CLIENT_CONN": "50"}, get: func(c *config.Config) any { return c.Limits.MaxClientConn }, want: 50},
+		{name: "idle in transaction timeout off", env: map[string]string{"DSQLGATE_LIMITS_IDLE_IN_TRANSACTION_TIMEOUT": "0s"}, get: func(c *config.Config) any { return c.Limits.IdleInTransactionTimeout }, want: config.Duration(0)},
+		{name: "max pending replies", env: map[string]string{"DSQLGATE_LIMITS_MAX_PENDING_REPLIES": "500"}, get: func(c *config.Config) any { return c.Limits.MaxPendingReplies }, want: 500},
 		{name: "list of text", env: map[string]string{"DSQLGATE_ADMIN_USERS": "alice, bob,"}, get: func(c *config.Config) any { return c.Admin.Users }, want: []string{"alice", "bob"}},
 		{name: "empty list clears the file's", doc: "admin: {users: [alice]}\n", env: map[string]string{"DSQLGATE_ADMIN_USERS": ""}, get: func(c *config.Config) any { return c.Admin.Users }, want: []string(nil)},
 		{
@@ -178,7 +185,7 @@ func hasUsers(doc string) bool {
 func envKey(t *testing.T, name string) string {
 	t.Helper()
 	for _, key := range []string{"listen", "log.level", "log.format", "log.slow_query_threshold", "aws.profile", "metrics.listen", "shutdown_timeout",
-		"limits.max_message_size", "limits.max_startup_packet", "limits.max_client_conn", "admin.users", "users_file"} {
+		"limits.max_message_size", "limits.max_startup_packet", "limits.max_client_conn", "limits.idle_in_transaction_timeout", "limits.max_pending_replies", "admin.users", "users_file"} {
 		if config.EnvVar(key) == name {
 			return key
 		}

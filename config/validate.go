@@ -384,7 +384,23 @@ func (l *Limits) check(k *checker) {
 	case l.StartupTimeout > 0 && l.AuthFailureMaxDelay >= l.StartupTimeout:
 		k.add("limits.auth_failure_max_delay", "%s must be less than startup_timeout (%s): a delayed failure must still be answered before the startup deadline closes the connection", l.AuthFailureMaxDelay, l.StartupTimeout)
 	}
+	if l.IdleInTransactionTimeout < 0 {
+		k.add("limits.idle_in_transaction_timeout", "must not be negative (0s turns it off)")
+	}
+	if l.MaxPendingReplies < minPendingReplies {
+		k.add("limits.max_pending_replies", "must be at least %d", minPendingReplies)
+	}
+	if l.MaxClientStatements < 1 {
+		k.add("limits.max_client_statements", "must be at least 1")
+	}
+	if l.MaxClientSettings < 1 {
+		k.add("limits.max_client_settings", "must be at least 1")
+	}
 }
+
+// minPendingReplies is the least limits.max_pending_replies: room for an
+// ordinary pipeline.
+const minPendingReplies = 100
 
 func (c *Config) checkRoutes(k *checker) {
 	if len(c.Routes) == 0 {
@@ -526,6 +542,9 @@ func (pl *Pool) check(k *checker, p, kind string) {
 	}
 	if pl.MinIdle < 0 || pl.MinIdle > max(pl.Size, 0) {
 		k.add(p+".min_idle", "must be from 0 to size (%d)", pl.Size)
+	}
+	if pl.MaxUserConnections < 0 {
+		k.add(p+".max_user_connections", "must not be negative (0: no limit but size)")
 	}
 	for _, f := range []struct {
 		key string

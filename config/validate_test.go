@@ -103,6 +103,8 @@ func TestValidateRules(t *testing.T) {
 		{name: "log format", doc: "log:\n  format: text # <-\n" + user + dsqlRoute, key: "log.format", msg: "console, json"},
 
 		// log: slow queries
+		{name: "valid limits at their bounds", doc: "limits: {max_startup_packet: 1KiB, idle_in_transaction_timeout: 0s, max_pending_replies: 100, max_client_statements: 1, max_client_settings: 1}\n" + user + dsqlRoute},
+		{name: "valid max user connections", doc: user + dsqlRoute + "    pool: {size: 10, max_user_connections: 3}\n"},
 		{name: "valid slow query logging", doc: "log: {slow_query_threshold: 500ms, slow_query_max_length: 20}\n" + user + dsqlRoute},
 		{name: "slow query threshold negative", doc: "log: {slow_query_threshold: -1s} # <-\n" + user + dsqlRoute, key: "log.slow_query_threshold", msg: "must not be negative (0s turns slow query logging off)"},
 		{name: "slow query threshold bare number", doc: "log:\n  slow_query_threshold: 500 # <-\n" + user + dsqlRoute, key: "log.slow_query_threshold", msg: `duration 500 has no unit; write "500s"`},
@@ -151,6 +153,10 @@ func TestValidateRules(t *testing.T) {
 		{name: "message size too small", doc: "limits: {max_message_size: 4KiB} # <-\n" + user + dsqlRoute, key: "limits.max_message_size", msg: "from 8KiB to 1GiB"},
 		{name: "message size too large", doc: "limits: {max_message_size: 2GiB} # <-\n" + user + dsqlRoute, key: "limits.max_message_size", msg: "2GiB is out of range"},
 		{name: "max client conn zero", doc: "limits: {max_client_conn: 0} # <-\n" + user + dsqlRoute, key: "limits.max_client_conn", msg: "at least 1"},
+		{name: "idle in transaction timeout negative", doc: "limits: {idle_in_transaction_timeout: -1s} # <-\n" + user + dsqlRoute, key: "limits.idle_in_transaction_timeout", msg: "must not be negative"},
+		{name: "max pending replies too few", doc: "limits: {max_pending_replies: 99} # <-\n" + user + dsqlRoute, key: "limits.max_pending_replies", msg: "at least 100"},
+		{name: "max client statements zero", doc: "limits: {max_client_statements: 0} # <-\n" + user + dsqlRoute, key: "limits.max_client_statements", msg: "at least 1"},
+		{name: "max client settings zero", doc: "limits: {max_client_settings: 0} # <-\n" + user + dsqlRoute, key: "limits.max_client_settings", msg: "at least 1"},
 
 		// users
 		{name: "no users", doc: dsqlRoute, key: "users", msg: "at least one user"},
@@ -220,6 +226,7 @@ func TestValidateRules(t *testing.T) {
 		{name: "pool jitter negative", doc: user + dsqlRoute + "    pool: {lifetime_jitter: -1s} # <-\n", key: "routes[0].pool.lifetime_jitter", msg: "must not be negative"},
 		{name: "pool dial rate zero", doc: user + dsqlRoute + "    pool: {dial_rate: 0} # <-\n", key: "routes[0].pool.dial_rate", msg: "positive number"},
 		{name: "pool dial rate nan", doc: user + dsqlRoute + "    pool: {dial_rate: .nan} # <-\n", key: "routes[0].pool.dial_rate", msg: "positive number"},
+		{name: "pool max user connections negative", doc: user + dsqlRoute + "    pool: {max_user_connections: -1} # <-\n", key: "routes[0].pool.max_user_connections", msg: "must not be negative"},
 		{name: "pool prepared statements zero", doc: user + dsqlRoute + "    pool: {max_prepared_statements: 0} # <-\n", key: "routes[0].pool.max_prepared_statements", msg: "at least 1"},
 		{name: "dial rate differs on one cluster", doc: user + dsqlRoute + "  - database: other\n    endpoint: ABCDEFGHIJKLMNOPQRSTUVWXYZ.dsql.us-east-1.on.aws\n    pool: {dial_rate: 50} # <-\n", key: "routes[1].pool.dial_rate", msg: "50 differs from 100 in routes[0]"},
 	}

@@ -239,7 +239,14 @@ func (s *Server) liveSessions() []*session {
 	return out
 }
 
-// sessionView is what the console shows of a session, read under its mu.
+// sessionSeen is the part of a session's state the console shows that
+// changes while it runs; session.seen, guarded by session.cmu.
+type sessionSeen struct {
+	state, appName         string
+	lastRequest, waitSince time.Time
+}
+
+// sessionView is what the console shows of a session.
 type sessionView struct {
 	route, user, database, state, appName string
 	remote, local                         net.Addr
@@ -249,14 +256,17 @@ type sessionView struct {
 	pid                                   uint32
 }
 
+// view reads what the console shows under cmu only: a session busy (or
+// blocked writing to its client) never holds the console up.
 func (sess *session) view() sessionView {
-	sess.mu.Lock()
-	defer sess.mu.Unlock()
-	v := sessionView{route: sess.route.Name, user: sess.user, database: sess.database, state: sess.state,
-		appName: sess.clientParams["application_name"], remote: sess.conn.RemoteAddr(), local: sess.conn.LocalAddr(),
-		started: sess.started, lastRequest: sess.unitBegan, waitSince: sess.waitSince, pid: sess.key.pid}
-	if sess.sc != nil {
-		v.serverID = sess.sc.ID
+	sess.cmu.Lock()
+	defer sess.cmu.Unlock()
+	seen := sess.seen
+	v := sessionView{route: sess.route.Name, user: sess.user, database: sess.database, state: seen.state,
+		appName: seen.appName, remote: sess.conn.RemoteAddr(), local: sess.conn.LocalAddr(),
+		started: sess.started, lastRequest: seen.lastRequest, waitSince: seen.waitSince, pid: sess.key.pid}
+	if sc := sess.cancelTarget; sc != nil {
+		v.serverID = sc.ID
 	}
 	_, v.tls = sess.conn.(*tls.Conn)
 	return v

@@ -286,12 +286,14 @@ type advisoryHold struct {
 // advisoryState is a session's advisory locks. Its own mutex serialises
 // every lock operation of the session (the client goroutine's, and the
 // release of transaction locks at transaction end), so they reach the lock
-// service in order; it is never held together with session.mu.
+// service in order. Lock order: advisoryState.mu, then session.cmu (a lock
+// wait registers its cancel there); it is never held together with
+// session.mu.
 type advisoryState struct {
 	mu      sync.Mutex
 	owner   string
 	holds   map[authbridge.LockKey]*advisoryHold
-	waiting context.CancelFunc // cancels the current lock wait; guarded by session.mu
+	waiting context.CancelFunc // cancels the current lock wait; guarded by session.cmu
 }
 
 // execute runs the call for the client goroutine and returns its reply
@@ -410,14 +412,14 @@ func (s *session) lockContext() (context.Context, context.CancelFunc) {
 		t := time.AfterFunc(d, func() { cancel(errStatementTimeout) })
 		stop = func() { t.Stop() }
 	}
-	s.mu.Lock()
+	s.cmu.Lock()
 	s.advisory.waiting = func() { cancel(errUserCancel) }
-	s.mu.Unlock()
+	s.cmu.Unlock()
 	return ctx, func() {
 		stop()
-		s.mu.Lock()
+		s.cmu.Lock()
 		s.advisory.waiting = nil
-		s.mu.Unlock()
+		s.cmu.Unlock()
 		cancel(nil)
 	}
 }

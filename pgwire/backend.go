@@ -1,7 +1,9 @@
 package pgwire
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -42,7 +44,7 @@ func (s *session) relayInline() {
 		return
 	}
 	s.mu.Unlock()
-	if s.relay(sc, us, true) {
+	if s.relay(sc, us, true) || s.clientLeft {
 		return
 	}
 	s.mu.Lock()
@@ -79,19 +81,40 @@ func (s *session) relay(sc *authbridge.ServerConn, us *upstreamState, inline boo
 			s.conn.Close()
 			s.mu.Lock()
 			if s.sc == sc {
-				s.sc, s.us = nil, nil
+				s.setAttachedLocked(nil, nil)
 			}
 			s.mu.Unlock()
 			s.pool.Discard(sc)
 			ended = true
 		}
 	}()
+	if inline {
+		// The client goroutine reads the upstream and not the client: a
+		// read deadline brings it back now and then to see whether the
+		// client is still there (clientGone), so a client that leaves in
+		// the middle of long work is noticed within clientCheckInterval.
+		// Every return below clears it before sc can change hands.
+		sc.Conn.SetReadDeadline(time.Now().Add(clientCheckInterval))
+	}
 	for {
 		msg, err := us.fr.next()
+		if inline && err != nil && isTimeout(err) {
+			if s.clientGone() {
+				sc.Conn.SetReadDeadline(time.Time{})
+				s.clientLeft = true
+				return false // run reads the client's EOF and ends the session
+			}
+			sc.Conn.SetReadDeadline(time.Now().Add(clientCheckInterval))
+			continue
+		}
 		switch next, after := s.step(sc, us, msg, err, inline); next {
 		case relayPaused:
+			sc.Conn.SetReadDeadline(time.Time{})
 			return false
 		case relayDetached:
+			if inline {
+				sc.Conn.SetReadDeadline(time.Time{}) // before anyone else holds it
+			}
 			after()
 			return true
 		case relayLost:
@@ -99,6 +122,29 @@ func (s *session) relay(sc *authbridge.ServerConn, us *upstreamState, inline boo
 			return true
 		}
 	}
+}
+
+// clientCheckInterval is how often a client goroutine waiting for an
+// upstream's replies looks whether its client is still connected.
+const clientCheckInterval = 250 * time.Millisecond
+
+// clientGone reports whether the client has closed its connection (or it
+// broke), without waiting and without losing anything the client sent:
+// whatever arrives stays in the client reader for the client goroutine.
+// Client goroutine only.
+func (s *session) clientGone() bool {
+	if s.fr.buffered() > 0 {
+		return false
+	}
+	s.conn.SetReadDeadline(time.Now())
+	_, err := s.fr.r.Peek(1)
+	s.conn.SetReadDeadline(time.Time{})
+	return err != nil && !isTimeout(err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // relayStep says what relay does after one upstream message.
@@ -267,7 +313,7 @@ func (s *session) onParameterStatusLocked(msg []byte) {
 	if old, seen := s.clientParams[name]; seen && old == value {
 		return
 	}
-	s.clientParams[name] = value
+	s.setClientParamLocked(name, value)
 	s.writeClientLocked(msg)
 }
 
@@ -318,9 +364,13 @@ func (s *session) onErrorLocked(msg []byte) error {
 		rw = head.stmt.rw
 	}
 	s.writeClientLocked(rewriteError(renameInError(msg, head), rw, head.err))
-	// Drop the failed entry and every reply expected up to (not
-	// including) the next Sync, undoing their bookkeeping.
-	for s.q.len() > 0 && !s.q.front().kind.endsUnit() {
+	// An error in extended-protocol mode makes the server ignore every
+	// message up to the next Sync, a simple Query or FunctionCall sent in
+	// between included: drop the failed entry and every reply expected up
+	// to (not including) the next Sync, undoing their bookkeeping. With no
+	// Sync sent yet, the client's messages are dropped until it sends one
+	// (serverSkipping), as the server will drop them.
+	for s.q.len() > 0 && s.q.front().kind != rSync {
 		r := s.q.pop()
 		switch r.kind {
 		case rParse:
@@ -334,6 +384,9 @@ func (s *session) onErrorLocked(msg []byte) error {
 				}
 			}
 		}
+	}
+	if s.q.len() == 0 {
+		s.serverSkipping = true
 	}
 	return nil
 }
@@ -353,8 +406,8 @@ func (s *session) forgetFailedParseLocked(st *preparedStmt) {
 		}
 		return
 	}
-	if s.stmts[st.name] == st {
-		delete(s.stmts, st.name)
+	if s.stmts.get(st.name) == st {
+		s.stmts.del(st.name)
 	}
 	if s.us != nil {
 		s.us.dropStmt(st.upstream)
@@ -377,6 +430,12 @@ func (s *session) onCommandCompleteLocked(r *reply, msg []byte) {
 		if cur := r.query.current(); cur != nil {
 			info = *cur
 			r.query.next++
+			if r.query.next < len(r.query.stmts) {
+				// Each statement of a multi-statement query has its own
+				// statement_timeout (PostgreSQL 13 and later), the one in
+				// force once this statement (perhaps a SET of it) is done.
+				defer s.restartStatementTimerLocked()
+			}
 		}
 	case iQuery:
 		return
@@ -417,13 +476,13 @@ func (s *session) applyCompletedLocked(info stmtInfo, tag []byte) {
 	case t == "DEALLOCATE ALL":
 		// Every prepared statement on the upstream is gone, the other
 		// clients' too; the client's own are gone as PostgreSQL says.
-		clear(s.stmts)
+		s.stmts.clear()
 		s.unnamed = nil
 		if s.us != nil {
 			s.us.dropAllStmts()
 		}
 	case t == "DISCARD ALL":
-		clear(s.stmts)
+		s.stmts.clear()
 		s.unnamed = nil
 		if s.us != nil {
 			s.us.dropAllStmts()
@@ -483,7 +542,7 @@ func (s *session) onReadyForQueryLocked(msg []byte) (detach bool) {
 // after mu is unlocked (releasing may close the connection).
 func (s *session) detachLocked() (release func()) {
 	sc, us := s.sc, s.us
-	s.sc, s.us = nil, nil
+	cs := s.setAttachedLocked(nil, nil)
 	// What the upstream has now is what the client wanted, except for
 	// settings the client RESET there: those are at the server's default,
 	// which is not necessarily the client's startup value.
@@ -500,6 +559,19 @@ func (s *session) detachLocked() (release func()) {
 	us.lastUser = s.user
 	s.setStateLocked(stateIdle)
 	s.flushBytesOutLocked()
+	if cs.busy != nil || cs.sent {
+		// A cancel was sent on this attachment: the holder settles it
+		// before anyone, this session included, runs anything there
+		// (session mode too gives the upstream back, and takes it again).
+		s.prev = sc
+		return func() {
+			if err := s.settleCancel(sc, us, cs); err != nil {
+				s.pool.Discard(sc)
+				return
+			}
+			s.pool.Release(sc)
+		}
+	}
 	if s.session && !s.closing {
 		now := s.srv.now()
 		if sc.Retiring(now) {

@@ -410,7 +410,7 @@ func (s *session) deallocateRewrite(text string) *rewrite {
 		return &rewrite{text: placeholderSQL, tag: "DEALLOCATE ALL", hideRows: true, dealloc: &deallocation{all: true}}
 	}
 	s.mu.Lock()
-	_, exists := s.stmts[name]
+	exists := s.stmts.get(name) != nil
 	s.mu.Unlock()
 	if !exists {
 		return &rewrite{text: failingSQL, err: &pgError{Severity: severityError, Code: codeInvalidSQLStatementName,
@@ -422,10 +422,10 @@ func (s *session) deallocateRewrite(text string) *rewrite {
 // applyLocked drops what d names from the client's prepared statements.
 func (d *deallocation) applyLocked(s *session) {
 	if d.all {
-		clear(s.stmts) // the unnamed statement stays, as in PostgreSQL
+		s.stmts.clear() // the unnamed statement stays, as in PostgreSQL
 		return
 	}
-	delete(s.stmts, d.name)
+	s.stmts.del(d.name)
 }
 
 // setRewrite handles SET and RESET of emulated settings and the

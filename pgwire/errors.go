@@ -100,6 +100,9 @@ func errorForClient(err error) *pgError {
 			if de.SQLState != "53300" && de.SQLState != "53400" {
 				e.Code = codeConnectionFailure
 			}
+		} else if we.UserCapped {
+			e.Message = fmt.Sprintf("user %q already holds its limit of upstream connections for database %q; waited %s", we.User, we.Route, we.Waited.Round(1e6))
+			e.Hint = "Finish open transactions sooner, or raise pool.max_user_connections."
 		} else if we.Exhausted {
 			e.Hint = "Every upstream connection of the pool is busy; raise pool.size or shorten transactions."
 		}

@@ -43,9 +43,17 @@ type frameReader struct {
 	r       *bufio.Reader
 	maxSize int    // largest whole message accepted, bytes
 	big     []byte // scratch for messages larger than r's buffer
+	// partial is the size of the large message whose first len(big)
+	// bytes were read when a read failed (a deadline): the next call goes
+	// on with it. Messages that fit r's buffer are only peeked until
+	// whole, so a failed read loses nothing of them either.
+	partial int
 }
 
 func (f *frameReader) next() ([]byte, error) {
+	if f.partial > 0 {
+		return f.readLarge(f.partial)
+	}
 	hdr, err := f.r.Peek(5)
 	if err != nil {
 		if len(hdr) > 0 && err == io.EOF {
@@ -72,11 +80,19 @@ func (f *frameReader) next() ([]byte, error) {
 		f.r.Discard(total)
 		return msg, nil
 	}
-	msg, err := readGrowing(f.r, f.big[:0], total)
+	f.big = f.big[:0]
+	return f.readLarge(total)
+}
+
+// readLarge reads (the rest of) a message of total bytes into f.big.
+func (f *frameReader) readLarge(total int) ([]byte, error) {
+	msg, err := readGrowing(f.r, f.big, total)
 	f.big = msg
 	if err != nil {
+		f.partial = total
 		return nil, err
 	}
+	f.partial = 0
 	if total > largeMessageKeep {
 		f.big = nil // don't pin a huge buffer for the rest of the session
 	}
@@ -87,7 +103,7 @@ func (f *frameReader) next() ([]byte, error) {
 // message; it doubles from there as the bytes arrive.
 const growStep = 64 << 10
 
-// readGrowing reads n bytes from r into dst (whose length must be 0),
+// readGrowing reads n bytes from r into dst (which may hold a first part),
 // growing it as the bytes arrive rather than by what the peer announced:
 // a client that announces a large message and sends a few bytes holds
 // little memory. It returns the (possibly reallocated) buffer.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/dsqlgate/dsqlgate/authbridge"
@@ -25,51 +26,74 @@ func (s *session) startFailed(err error, simple bool) error {
 	s.log.Warn("no upstream for client work", errField(err))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.writeClientLocked(appendErrorResponse(nil, e))
-	if simple {
-		s.writeClientLocked(readyForQuery(s.txStatus))
-	} else {
-		s.skipUntilSync = true
-		s.skipStatus = s.txStatus
-	}
+	s.answerErrorLocked(e, simple)
 	s.flushClientLocked()
 	return nil
 }
 
+// answerErrorLocked answers a client message with an error the gateway
+// raises without the upstream, in order behind the replies still owed: a
+// simple Query's ends with ReadyForQuery; in an extended-protocol batch the
+// rest of the batch is dropped until Sync.
+func (s *session) answerErrorLocked(e *pgError, simple bool) {
+	data := appendErrorResponse(nil, e)
+	if simple {
+		data = append(data, readyForQuery(s.txStatus)...)
+	} else {
+		s.skipUntilSync = true
+		s.skipStatus = s.txStatus
+	}
+	s.queueLocked(reply{kind: sBytes, data: data})
+}
+
 // onQuery handles a simple Query.
 func (s *session) onQuery(msg []byte) error {
+	if s.skipping() {
+		return nil // the server, too, ignores a Query until the batch's Sync
+	}
 	text, _, ok := readCString(body(msg))
 	if !ok {
 		return s.malformed("Query")
 	}
 	qi, flags, sent := s.describeQuery(text)
+	if e := s.admitSettings(qi.stmts...); e != nil {
+		return s.failStatement(e, true)
+	}
 	if s.inLostTx() {
 		return s.lostTxQuery(msg, text, qi)
 	}
 	if len(qi.stmts) == 1 && qi.stmts[0].rw != nil && qi.stmts[0].rw.local != nil && s.clientTxStatus() != 'E' {
 		return s.localQuery(qi.stmts[0].rw.local)
 	}
-	sc, err := s.attached()
-	if err != nil {
-		return s.startFailed(err, true)
+	return s.toUpstream(true, func(us *upstreamState) *pgError {
+		s.beginUnitLocked()
+		s.q.push(reply{kind: rQuery, query: qi, unitStart: s.unitStart, unitFlags: s.unitFlags | flags, began: s.unitBegan, text: text})
+		s.unitOpen = false
+		us.unnamedOwner = nil // a simple Query destroys the unnamed statement
+		if sent == text {
+			s.out = append(s.out, msg...)
+		} else {
+			q, start := beginMessage(s.out, 'Q')
+			q = appendCString(q, sent)
+			s.out = finishMessage(q, start)
+		}
+		return nil
+	})
+}
+
+// admitSettings returns the error for SETs that would take the client past
+// its bounds on settings, or nil.
+func (s *session) admitSettings(stmts ...stmtInfo) *pgError {
+	if !slices.ContainsFunc(stmts, func(st stmtInfo) bool { return st.set != nil }) {
+		return nil
 	}
-	if !s.lockAttached(sc) {
-		return s.onQuery(msg)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range stmts {
+		if e := s.gucs.admitSetting(st.set, s.limits().MaxClientSettings); e != nil {
+			return e
+		}
 	}
-	s.beginUnitLocked()
-	s.q.push(reply{kind: rQuery, query: qi, unitStart: s.unitStart, unitFlags: s.unitFlags | flags, began: s.unitBegan, text: text})
-	s.unitOpen = false
-	s.us.unnamedOwner = nil // a simple Query destroys the unnamed statement
-	s.unflushed = true
-	s.mu.Unlock()
-	if sent == text {
-		s.out = append(s.out, msg...)
-	} else {
-		q, start := beginMessage(s.out, 'Q')
-		q = appendCString(q, sent)
-		s.out = finishMessage(q, start)
-	}
-	s.sendUpstream(sc)
 	return nil
 }
 
@@ -135,39 +159,52 @@ func (s *session) localQuery(la localAnswer) error {
 // upstream fail a statement too, so the transaction is failed there as
 // it is for the client; elsewhere the gateway answers alone.
 func (s *session) failStatement(e *pgError, simple bool) error {
-	s.mu.Lock()
-	sc := s.sc
-	if sc == nil || s.txStatus == 'I' {
-		s.writeClientLocked(appendErrorResponse(nil, e))
-		if simple {
-			s.writeClientLocked(readyForQuery(s.txStatus))
-		} else {
-			s.skipUntilSync = true
-			s.skipStatus = s.txStatus
+	s.sendLocked(func() *authbridge.ServerConn {
+		// Outside a transaction and with nothing of the batch sent
+		// upstream, the gateway answers alone; otherwise the upstream must
+		// fail too, or it would commit what the batch sent before the
+		// error.
+		if s.sc == nil || (s.txStatus == 'I' && !s.inBatch) {
+			s.answerErrorLocked(e, simple)
+			return nil
 		}
-		s.mu.Unlock()
-		return nil
-	}
-	s.beginUnitLocked()
-	if simple {
-		s.q.push(reply{kind: rQuery, query: &queryInfo{stmts: []stmtInfo{{rw: &rewrite{err: e}}}}, unitStart: s.unitStart, unitFlags: s.unitFlags})
-		s.unitOpen = false
-		q, start := beginMessage(s.out, 'Q')
-		q = appendCString(q, failingSQL)
-		s.out = finishMessage(q, start)
-	} else {
-		s.inBatch = true
-		s.q.push(reply{kind: iParse, err: e})
-		p, start := beginMessage(s.out, 'P')
-		p = appendCString(p, "dsqlgate_refused")
-		p = appendCString(p, failingSQL)
-		p = appendInt16(p, 0)
-		s.out = finishMessage(p, start)
-	}
-	s.unflushed = true
-	s.mu.Unlock()
-	s.sendUpstream(sc)
+		s.beginUnitLocked()
+		if simple {
+			s.q.push(reply{kind: rQuery, query: &queryInfo{stmts: []stmtInfo{{rw: &rewrite{err: e}}}}, unitStart: s.unitStart, unitFlags: s.unitFlags})
+			s.unitOpen = false
+			q, start := beginMessage(s.out, 'Q')
+			q = appendCString(q, failingSQL)
+			s.out = finishMessage(q, start)
+		} else {
+			s.inBatch = true
+			s.q.push(reply{kind: iParse, err: e})
+			p, start := beginMessage(s.out, 'P')
+			p = appendCString(p, "dsqlgate_refused")
+			p = appendCString(p, failingSQL)
+			p = appendInt16(p, 0)
+			s.out = finishMessage(p, start)
+		}
+		return s.sc
+	})
 	return nil
+}
+
+// sendLocked runs fn under mu; fn queues the replies it expects, appends
+// the messages to s.out and returns the upstream to write them to (nil:
+// nothing goes upstream). They are written after mu is released.
+func (s *session) sendLocked(fn func() *authbridge.ServerConn) {
+	sc := func() *authbridge.ServerConn {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		sc := fn()
+		if sc != nil {
+			s.unflushed = true
+		}
+		return sc
+	}()
+	if sc != nil {
+		s.sendUpstream(sc)
+	}
 }
 
 // parseMessage is a decoded Parse. rest holds the query, the parameter
@@ -248,23 +285,25 @@ func (s *session) onParse(msg []byte) error {
 			st.set = &set
 		}
 	}
+	if e := s.admitSettings(stmtInfo{set: st.set}); e != nil {
+		return s.failStatement(e, false)
+	}
 	if s.inLostTx() {
 		return s.lostTxParse(st)
 	}
 	if st.local {
 		return s.localParse(st)
 	}
-	sc, err := s.attached()
-	if err != nil {
-		return s.startFailed(err, false)
-	}
-	if !s.lockAttached(sc) {
-		return s.onParse(msg)
-	}
+	return s.toUpstream(false, func(us *upstreamState) *pgError {
+		return s.parseLocked(us, msg, p, st)
+	})
+}
+
+// parseLocked builds the upstream side of a client Parse.
+func (s *session) parseLocked(us *upstreamState, msg []byte, p parseMessage, st *preparedStmt) *pgError {
 	s.beginUnitLocked()
 	s.inBatch = true
-	us := s.us
-	switch existing := s.stmts[p.name]; {
+	switch existing := s.stmts.get(p.name); {
 	case p.name == "":
 		s.unnamedGen++
 		st.gen = s.unnamedGen
@@ -280,15 +319,17 @@ func (s *session) onParse(msg []byte) error {
 		// PostgreSQL refuses a second Parse of a name; let the upstream
 		// say so, about the existing statement, with its own semantics.
 		if existing.local {
-			s.mu.Unlock()
-			return s.failStatement(duplicateStatement(p.name), false)
+			return duplicateStatement(p.name)
 		}
 		s.ensureStmtLocked(us, existing)
 		s.out = appendParse(s.out, existing.upstream, st)
 		s.q.push(reply{kind: rParseDup, renameFrom: existing.upstream, renameTo: p.name})
 	default:
-		st.upstream = upstreamName(st.sent, p.oids, s.gucs.desired["search_path"])
-		s.stmts[p.name] = st
+		if e := s.stmts.admit(st, s.limits().MaxClientStatements); e != nil {
+			return e
+		}
+		st.upstream = s.upstreamNameLocked(st.sent, p.oids)
+		s.stmts.put(st)
 		if us.hasStmt(st.upstream) {
 			s.queueLocked(reply{kind: sParseComplete})
 		} else {
@@ -297,9 +338,6 @@ func (s *session) onParse(msg []byte) error {
 			s.q.push(reply{kind: rParse, stmt: st})
 		}
 	}
-	s.unflushed = true
-	s.mu.Unlock()
-	s.sendUpstream(sc)
 	return nil
 }
 
@@ -309,19 +347,29 @@ func duplicateStatement(name string) *pgError {
 
 // localParse records a statement the gateway answers itself.
 func (s *session) localParse(st *preparedStmt) error {
+	if e := s.localParseLocked(st); e != nil {
+		return s.failStatement(e, false)
+	}
+	return nil
+}
+
+func (s *session) localParseLocked(st *preparedStmt) *pgError {
 	s.mu.Lock()
-	if st.name == "" {
+	defer s.mu.Unlock()
+	switch {
+	case st.name == "":
 		s.unnamedGen++
 		st.gen = s.unnamedGen
 		s.unnamed = st
-	} else if s.stmts[st.name] != nil {
-		s.mu.Unlock()
-		return s.failStatement(duplicateStatement(st.name), false)
-	} else {
-		s.stmts[st.name] = st
+	case s.stmts.get(st.name) != nil:
+		return duplicateStatement(st.name)
+	default:
+		if e := s.stmts.admit(st, s.limits().MaxClientStatements); e != nil {
+			return e
+		}
+		s.stmts.put(st)
 	}
 	s.queueLocked(reply{kind: sParseComplete})
-	s.mu.Unlock()
 	return nil
 }
 
@@ -355,12 +403,27 @@ func (s *session) ensureStmtLocked(us *upstreamState, st *preparedStmt) {
 	s.q.push(reply{kind: iParse, stmt: st})
 }
 
+// lookupStmt finds the client's statement by name (nil if none).
+func (s *session) lookupStmt(name string) *preparedStmt {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lookupStmtLocked(name)
+}
+
+// localPortal returns the portal the gateway answers by that name (nil if
+// none) and the client's transaction status.
+func (s *session) localPortal(name string) (*localPortal, byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.localPortals[name], s.txStatus
+}
+
 // lookupStmtLocked finds the client's statement by name (nil if none).
 func (s *session) lookupStmtLocked(name string) *preparedStmt {
 	if name == "" {
 		return s.unnamed
 	}
-	return s.stmts[name]
+	return s.stmts.get(name)
 }
 
 // stmtTarget returns the upstream name for a client's statement reference,
@@ -392,39 +455,28 @@ func (s *session) onBind(msg []byte) error {
 	if s.inLostTx() {
 		return s.lostTxBind(portal, stmtName)
 	}
-	s.mu.Lock()
-	local := s.lookupStmtLocked(stmtName)
-	s.mu.Unlock()
-	if local != nil && local.local {
+	if local := s.lookupStmt(stmtName); local != nil && local.local {
 		return s.localBind(portal, local, params)
 	}
-	sc, err := s.attached()
-	if err != nil {
-		return s.startFailed(err, false)
-	}
-	if !s.lockAttached(sc) {
-		return s.onBind(msg)
-	}
-	s.beginUnitLocked()
-	s.inBatch = true
-	delete(s.localPortals, portal)
-	upstream, st, from, to := s.stmtTargetLocked(stmtName)
-	b, start := beginMessage(s.out, 'B')
-	b = appendCString(b, portal)
-	b = appendCString(b, upstream)
-	b = append(b, params...)
-	s.out = finishMessage(b, start)
-	s.q.push(reply{kind: rBind, stmt: st, renameFrom: from, renameTo: to})
-	if st != nil {
-		if s.portals == nil {
-			s.portals = map[string]*preparedStmt{}
+	return s.toUpstream(false, func(us *upstreamState) *pgError {
+		s.beginUnitLocked()
+		s.inBatch = true
+		delete(s.localPortals, portal)
+		upstream, st, from, to := s.stmtTargetLocked(stmtName)
+		b, start := beginMessage(s.out, 'B')
+		b = appendCString(b, portal)
+		b = appendCString(b, upstream)
+		b = append(b, params...)
+		s.out = finishMessage(b, start)
+		s.q.push(reply{kind: rBind, stmt: st, renameFrom: from, renameTo: to})
+		if st != nil {
+			if s.portals == nil {
+				s.portals = map[string]*preparedStmt{}
+			}
+			s.portals[portal] = st
 		}
-		s.portals[portal] = st
-	}
-	s.unflushed = true
-	s.mu.Unlock()
-	s.sendUpstream(sc)
-	return nil
+		return nil
+	})
 }
 
 // localBind binds a statement the gateway answers itself: the parameters
@@ -523,45 +575,44 @@ func (s *session) onDescribe(msg []byte) error {
 	if s.inLostTx() {
 		return s.lostTxDescribe(b[0], name)
 	}
+	if s.describeLocal(b[0], name) {
+		return nil
+	}
+	return s.toUpstream(false, func(us *upstreamState) *pgError {
+		s.beginUnitLocked()
+		s.inBatch = true
+		if b[0] == 'P' {
+			s.out = append(s.out, msg...)
+			s.q.push(reply{kind: rDescribePortal, stmt: s.portals[name]})
+		} else {
+			upstream, st, from, to := s.stmtTargetLocked(name)
+			d, start := beginMessage(s.out, 'D')
+			d = append(d, 'S')
+			d = appendCString(d, upstream)
+			s.out = finishMessage(d, start)
+			s.q.push(reply{kind: rDescribeStmt, stmt: st, renameFrom: from, renameTo: to})
+		}
+		return nil
+	})
+}
+
+// describeLocal answers a Describe of a statement or portal the gateway
+// answers itself, and reports whether it was one.
+func (s *session) describeLocal(kind byte, name string) bool {
 	s.mu.Lock()
-	if b[0] == 'P' {
+	defer s.mu.Unlock()
+	if kind == 'P' {
 		if lp := s.localPortals[name]; lp != nil {
 			s.queueLocked(reply{kind: sBytes, data: lp.answer.appendRowDescription(nil, lp.resultFormat)})
-			s.mu.Unlock()
-			return nil
+			return true
 		}
 	} else if st := s.lookupStmtLocked(name); st != nil && st.local {
 		d := st.rw.local.appendParameterDescription(nil)
 		d = st.rw.local.appendRowDescription(d, 0)
 		s.queueLocked(reply{kind: sBytes, data: d})
-		s.mu.Unlock()
-		return nil
+		return true
 	}
-	s.mu.Unlock()
-	sc, err := s.attached()
-	if err != nil {
-		return s.startFailed(err, false)
-	}
-	if !s.lockAttached(sc) {
-		return s.onDescribe(msg)
-	}
-	s.beginUnitLocked()
-	s.inBatch = true
-	if b[0] == 'P' {
-		s.out = append(s.out, msg...)
-		s.q.push(reply{kind: rDescribePortal, stmt: s.portals[name]})
-	} else {
-		upstream, st, from, to := s.stmtTargetLocked(name)
-		d, start := beginMessage(s.out, 'D')
-		d = append(d, 'S')
-		d = appendCString(d, upstream)
-		s.out = finishMessage(d, start)
-		s.q.push(reply{kind: rDescribeStmt, stmt: st, renameFrom: from, renameTo: to})
-	}
-	s.unflushed = true
-	s.mu.Unlock()
-	s.sendUpstream(sc)
-	return nil
+	return false
 }
 
 // onExecute forwards an Execute; the statement behind the portal tells
@@ -577,11 +628,7 @@ func (s *session) onExecute(msg []byte) error {
 	if s.inLostTx() {
 		return s.lostTxExecute(portal)
 	}
-	s.mu.Lock()
-	lp := s.localPortals[portal]
-	status := s.txStatus
-	s.mu.Unlock()
-	if lp != nil {
+	if lp, status := s.localPortal(portal); lp != nil {
 		if status == 'E' {
 			return s.failStatement(&pgError{Severity: severityError, Code: codeInFailedTransaction, Message: inFailedTxMessage}, false)
 		}
@@ -590,31 +637,24 @@ func (s *session) onExecute(msg []byte) error {
 		if perr != nil {
 			return s.failStatement(perr, false)
 		}
-		s.mu.Lock()
-		s.queueLocked(reply{kind: sBytes, data: out})
-		s.mu.Unlock()
+		s.sendLocked(func() *authbridge.ServerConn {
+			s.queueLocked(reply{kind: sBytes, data: out})
+			return nil
+		})
 		return nil
 	}
-	sc, err := s.attached()
-	if err != nil {
-		return s.startFailed(err, false)
-	}
-	if !s.lockAttached(sc) {
-		return s.onExecute(msg)
-	}
-	s.beginUnitLocked()
-	s.inBatch = true
-	st := s.portals[portal]
-	if st != nil {
-		s.unitFlags |= unitFlagsFor(st.kind)
-		s.unitText = st.query
-	}
-	s.q.push(reply{kind: rExecute, stmt: st})
-	s.unflushed = true
-	s.mu.Unlock()
-	s.out = append(s.out, msg...)
-	s.sendUpstream(sc)
-	return nil
+	return s.toUpstream(false, func(us *upstreamState) *pgError {
+		s.beginUnitLocked()
+		s.inBatch = true
+		st := s.portals[portal]
+		if st != nil {
+			s.unitFlags |= unitFlagsFor(st.kind)
+			s.unitText = st.query
+		}
+		s.q.push(reply{kind: rExecute, stmt: st})
+		s.out = append(s.out, msg...)
+		return nil
+	})
 }
 
 // onClose: closing a statement is answered by the gateway (the upstream
@@ -632,137 +672,126 @@ func (s *session) onClose(msg []byte) error {
 	if !ok {
 		return s.malformed("Close")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if b[0] == 'S' {
-		if name == "" {
-			s.unnamed = nil
-		} else {
-			delete(s.stmts, name)
+	s.sendLocked(func() *authbridge.ServerConn {
+		if b[0] == 'S' {
+			if name == "" {
+				s.unnamed = nil
+			} else {
+				s.stmts.del(name)
+			}
+			s.queueLocked(reply{kind: sCloseComplete})
+			return nil
 		}
-		s.queueLocked(reply{kind: sCloseComplete})
-		return nil
-	}
-	if _, local := s.localPortals[name]; local || s.sc == nil || s.lostTx {
-		// A portal the gateway answers, or no upstream: no upstream
-		// portal can exist (portals end with their transaction), and
-		// closing a missing portal is not an error.
+		if _, local := s.localPortals[name]; local || s.sc == nil || s.lostTx {
+			// A portal the gateway answers, or no upstream: no upstream
+			// portal can exist (portals end with their transaction), and
+			// closing a missing portal is not an error.
+			delete(s.portals, name)
+			delete(s.localPortals, name)
+			s.queueLocked(reply{kind: sCloseComplete})
+			return nil
+		}
+		s.beginUnitLocked()
+		s.inBatch = true
 		delete(s.portals, name)
-		delete(s.localPortals, name)
-		s.queueLocked(reply{kind: sCloseComplete})
-		return nil
-	}
-	sc := s.sc
-	s.beginUnitLocked()
-	s.inBatch = true
-	delete(s.portals, name)
-	s.q.push(reply{kind: rClosePortal})
-	s.unflushed = true
-	s.mu.Unlock()
-	s.out = append(s.out, msg...)
-	s.sendUpstream(sc)
-	s.mu.Lock()
+		s.q.push(reply{kind: rClosePortal})
+		s.out = append(s.out, msg...)
+		return s.sc
+	})
 	return nil
 }
 
 // onSync ends an extended-protocol batch.
 func (s *session) onSync() error {
-	s.mu.Lock()
-	if s.skipUntilSync {
-		s.skipUntilSync = false
+	lostTx := false
+	s.sendLocked(func() *authbridge.ServerConn {
+		if s.skipUntilSync {
+			s.skipUntilSync = false
+			s.unitOpen = false
+			s.inBatch = false
+			s.txStatus = s.skipStatus
+			s.queueLocked(reply{kind: sBytes, data: readyForQuery(s.skipStatus)})
+			return nil
+		}
+		// serverSkipping: the upstream ignores messages until this Sync;
+		// it goes upstream like any other.
+		s.serverSkipping = false
+		if s.lostTx {
+			lostTx = true
+			return nil
+		}
+		if s.sc == nil {
+			// Nothing of this batch went upstream (only Close, or nothing).
+			s.unitOpen = false
+			s.queueLocked(reply{kind: sBytes, data: readyForQuery(s.txStatus)})
+			return nil
+		}
+		s.beginUnitLocked()
+		s.q.push(reply{kind: rSync, unitStart: s.unitStart, unitFlags: s.unitFlags, began: s.unitBegan, text: s.unitText})
 		s.unitOpen = false
 		s.inBatch = false
-		s.txStatus = s.skipStatus
-		s.writeClientLocked(readyForQuery(s.skipStatus))
-		s.mu.Unlock()
-		return nil
-	}
-	if s.lostTx {
-		s.mu.Unlock()
+		s.out = append(s.out, msgSync...)
+		return s.sc
+	})
+	if lostTx {
 		return s.lostTxSync()
 	}
-	if s.sc == nil {
-		// Nothing of this batch went upstream (only Close, or nothing).
-		s.unitOpen = false
-		s.writeClientLocked(readyForQuery(s.txStatus))
-		s.mu.Unlock()
-		return nil
-	}
-	sc := s.sc
-	s.beginUnitLocked()
-	s.q.push(reply{kind: rSync, unitStart: s.unitStart, unitFlags: s.unitFlags, began: s.unitBegan, text: s.unitText})
-	s.unitOpen = false
-	s.inBatch = false
-	s.unflushed = true
-	s.mu.Unlock()
-	s.out = append(s.out, msgSync...)
-	s.sendUpstream(sc)
 	return nil
 }
 
 // onFlush forwards a Flush when the upstream owes replies.
 func (s *session) onFlush(msg []byte) error {
-	s.mu.Lock()
-	sc := s.sc
-	forward := sc != nil && s.q.len() > 0 && !s.skipUntilSync
-	if forward {
-		s.unflushed = true
-	}
-	s.mu.Unlock()
-	if forward {
+	s.sendLocked(func() *authbridge.ServerConn {
+		if s.sc == nil || s.q.len() == 0 || s.skipUntilSync {
+			return nil
+		}
 		s.out = append(s.out, msg...)
-		s.sendUpstream(sc)
-	}
+		return s.sc
+	})
 	return nil
 }
 
 // onFunctionCall forwards the legacy FunctionCall; its replies end with
 // ReadyForQuery like a simple query.
 func (s *session) onFunctionCall(msg []byte) error {
+	if s.skipping() {
+		return nil
+	}
 	if s.inLostTx() {
 		return s.lostTxQuery(msg, "", &queryInfo{})
 	}
-	sc, err := s.attached()
-	if err != nil {
-		return s.startFailed(err, true)
-	}
-	if !s.lockAttached(sc) {
-		return s.onFunctionCall(msg)
-	}
-	s.beginUnitLocked()
-	s.q.push(reply{kind: rQuery, query: &queryInfo{}, unitStart: s.unitStart, unitFlags: s.unitFlags, began: s.unitBegan})
-	s.unitOpen = false
-	s.unflushed = true
-	s.mu.Unlock()
-	s.out = append(s.out, msg...)
-	s.sendUpstream(sc)
-	return nil
+	return s.toUpstream(true, func(us *upstreamState) *pgError {
+		s.beginUnitLocked()
+		s.q.push(reply{kind: rQuery, query: &queryInfo{}, unitStart: s.unitStart, unitFlags: s.unitFlags, began: s.unitBegan})
+		s.unitOpen = false
+		s.out = append(s.out, msg...)
+		return nil
+	})
 }
 
 // onCopyFromClient forwards COPY data while the upstream is in COPY FROM
 // STDIN; otherwise such messages are dropped, as PostgreSQL drops them.
 func (s *session) onCopyFromClient(msg []byte) error {
-	s.mu.Lock()
-	sc := s.sc
-	// pgx and others stream COPY data right after the Query, before the
-	// CopyInResponse arrives: forward while the upstream owes replies.
-	forward := sc != nil && (s.copyIn || s.q.len() > 0)
-	if forward {
-		s.unflushed = true
-	}
-	s.mu.Unlock()
-	if forward {
+	s.sendLocked(func() *authbridge.ServerConn {
+		// pgx and others stream COPY data right after the Query, before
+		// the CopyInResponse arrives: forward while the upstream owes
+		// replies.
+		if s.sc == nil || (!s.copyIn && s.q.len() == 0) {
+			return nil
+		}
 		s.out = append(s.out, msg...)
-		s.sendUpstream(sc)
-	}
+		return s.sc
+	})
 	return nil
 }
 
-// skipping reports whether the client's batch is being dropped until Sync.
+// skipping reports whether the client's batch is being dropped until Sync:
+// after an error the gateway raised, or one the upstream raised (which
+// then ignores everything up to the Sync).
 func (s *session) skipping() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.skipUntilSync
+	return s.skipUntilSync || s.serverSkipping
 }
 
 var _ = errors.New

@@ -105,7 +105,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	s.log.Info("draining: no new connections; closing clients at their next safe point", zap.Int("clients", len(sessions)))
 	for _, sess := range sessions {
-		sess.drain()
+		// drain takes the session's mu, which a relay blocked writing to
+		// a client that stopped reading may hold until Close below
+		// closes that client: never wait for it here.
+		go sess.drain()
 	}
 	for {
 		s.mu.Lock()
@@ -153,7 +156,5 @@ func (s *session) terminateLocked() {
 	}
 	s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityFatal, Code: codeAdminShutdown,
 		Message: "terminating connection because the gateway is shutting down"}))
-	s.flushClientLocked()
-	s.closing = true
-	s.conn.Close()
+	s.closeClientLocked()
 }

@@ -46,10 +46,11 @@ func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 	s.flushBytesOutLocked()
 	timedOut := s.timedOut
 	s.stopStatementTimerLocked()
-	s.sc, s.us = nil, nil
+	s.setAttachedLocked(nil, nil)
 	s.replaced++
 	s.copyIn = false
 	s.inBatch = false
+	s.serverSkipping = false
 
 	status := s.txStatus
 	for s.q.len() > 0 {
@@ -164,29 +165,35 @@ func (s *session) lostTxQuery(msg []byte, text string, qi *queryInfo) error {
 	if len(stmts) > 0 {
 		first = sqllex.Classify(stmts[0].Text)
 	}
-	s.mu.Lock()
-	switch first {
-	case sqllex.Rollback:
-		s.writeClientLocked(commandComplete("ROLLBACK"))
-		s.endLostTxLocked()
-		if len(stmts) > 1 {
-			rest := text[stmts[1].Start:]
-			s.mu.Unlock()
-			q, start := beginMessage(nil, 'Q')
-			q = appendCString(q, rest)
-			return s.onQuery(finishMessage(q, start))
+	rest := ""
+	s.sendLocked(func() *authbridge.ServerConn {
+		switch first {
+		case sqllex.Rollback:
+			s.writeClientLocked(commandComplete("ROLLBACK"))
+			s.endLostTxLocked()
+			if len(stmts) > 1 {
+				rest = text[stmts[1].Start:]
+				return nil
+			}
+			s.writeClientLocked(readyForQuery('I'))
+		case sqllex.Commit:
+			s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostCommitTxMsg, Hint: lostInTxHint}))
+			s.endLostTxLocked()
+			s.writeClientLocked(readyForQuery('I'))
+		default:
+			s.writeClientLocked(appendErrorResponse(nil, s.lostTxErrorLocked()))
+			s.txStatus = 'E'
+			s.writeClientLocked(readyForQuery('E'))
 		}
-		s.writeClientLocked(readyForQuery('I'))
-	case sqllex.Commit:
-		s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostCommitTxMsg, Hint: lostInTxHint}))
-		s.endLostTxLocked()
-		s.writeClientLocked(readyForQuery('I'))
-	default:
-		s.writeClientLocked(appendErrorResponse(nil, s.lostTxErrorLocked()))
-		s.txStatus = 'E'
-		s.writeClientLocked(readyForQuery('E'))
+		return nil
+	})
+	if rest != "" {
+		// The rest of the query runs normally once ROLLBACK ended the
+		// lost transaction.
+		q, start := beginMessage(nil, 'Q')
+		q = appendCString(q, rest)
+		return s.onQuery(finishMessage(q, start))
 	}
-	s.mu.Unlock()
 	return nil
 }
 
@@ -215,8 +222,8 @@ func (s *session) lostTxParse(st *preparedStmt) error {
 		st.gen = s.unnamedGen
 		s.unnamed = st
 	} else {
-		st.upstream = upstreamName(st.query, st.paramOIDs, s.gucs.desired["search_path"])
-		s.stmts[st.name] = st
+		st.upstream = s.upstreamNameLocked(st.query, st.paramOIDs)
+		s.stmts.put(st)
 	}
 	s.writeClientLocked(msgParseComplete)
 	return nil

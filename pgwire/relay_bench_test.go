@@ -1,9 +1,8 @@
 package pgwire
 
 import (
-	"bufio"
 	"context"
-	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -40,8 +39,8 @@ func benchSession(b *testing.B) *session {
 	srv.conf.Store(cfg)
 	route := bridge.Route("db")
 	return &session{srv: srv, log: zap.NewNop(), route: route, pool: route.Pool(),
-		cw: bufio.NewWriterSize(io.Discard, clientWriteBufferSize), txStatus: 'I',
-		gucs: newGUCState(nil, nil), stmts: map[string]*preparedStmt{}, clientParams: map[string]string{}}
+		conn: discardConn{}, txStatus: 'I',
+		gucs: newGUCState(nil, nil), clientParams: map[string]string{}}
 }
 
 func dataRow(cols ...string) []byte {
@@ -132,3 +131,8 @@ func BenchmarkStateSync(b *testing.B) {
 		syncSQL(have, want, false)
 	}
 }
+
+// discardConn is a client connection that takes every write.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(p []byte) (int, error) { return len(p), nil }

@@ -476,7 +476,6 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		started:  s.now(),
 		mx:       s.sessionMetricsFor(route.Name),
 		txStatus: 'I',
-		stmts:    map[string]*preparedStmt{},
 	}
 	sess.flushed.L = &sess.mu
 	params := map[string]string{}
@@ -538,7 +537,7 @@ func (sess *session) greet() error {
 	params := sess.route.Params()
 	if params == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), sess.pool.Settings().QueryWaitTimeout.D())
-		sc, err := sess.pool.Acquire(ctx, nil)
+		sc, err := sess.pool.Acquire(ctx, sess.user, nil)
 		cancel()
 		if err != nil {
 			e := errorForClient(err)
@@ -560,12 +559,12 @@ func (sess *session) greet() error {
 		if v, ok := view[name]; ok {
 			value = v
 		}
-		sess.clientParams[name] = value
+		sess.setClientParamLocked(name, value)
 		out = append(out, parameterStatus(name, value)...)
 	}
 	for name, value := range view {
 		if _, ok := params[name]; !ok {
-			sess.clientParams[name] = value
+			sess.setClientParamLocked(name, value)
 			out = append(out, parameterStatus(name, value)...)
 		}
 	}
@@ -574,10 +573,10 @@ func (sess *session) greet() error {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	sess.writeClientLocked(out)
-	if err := sess.cw.Flush(); err != nil {
-		return err
-	}
 	sess.flushClientLocked()
+	if sess.writeFailed {
+		return errors.New("write the greeting: client connection failed")
+	}
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package pgwire
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/authbridge"
+	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
@@ -57,9 +57,42 @@ type session struct {
 	started  time.Time
 
 	out []byte // scratch for messages to the upstream; client goroutine only
+	// clientLeft: the client closed its connection while the client
+	// goroutine waited for replies (relay's clientGone); client goroutine
+	// only.
+	clientLeft bool
 
-	mu   sync.Mutex
-	cw   *bufio.Writer // client writer while writing; nil when flushed (flushClientLocked)
+	// cmu guards what a cancel needs, so that a CancelRequest never waits
+	// for mu (which a relay blocked writing to a client that stopped
+	// reading may hold). Lock order: mu, then cmu; cmu is a leaf.
+	cmu sync.Mutex
+	// cancelTarget is the attached upstream (nil when none); it changes
+	// with s.sc, under both locks.
+	cancelTarget *authbridge.ServerConn
+	// cancelBusy is closed when the cancel in flight to cancelTarget has
+	// been delivered (nil: none in flight); at most one is in flight.
+	cancelBusy chan struct{}
+	// cancelSent: a cancel went to cancelTarget during this attachment.
+	// Before the upstream goes to other work, the holder waits for it to
+	// be delivered and runs a statement that absorbs it, so a late cancel
+	// never lands on what runs there next (settleCancel).
+	cancelSent bool
+	// seen is what the admin console shows of the session, kept apart from
+	// mu so that SHOW CLIENTS never waits for a busy (or stuck) session;
+	// guarded by cmu.
+	seen sessionSeen
+
+	mu sync.Mutex
+	// cw holds what is buffered for the client (nil when nothing is);
+	// writing: a goroutine is writing to the client, with mu released
+	// (flushClientLocked); writeFailed: a write failed, nothing more is
+	// written.
+	cw          *[]byte
+	writing     bool
+	writeFailed bool
+	// closeWhenWritten: the client connection is to be closed once the
+	// writing goroutine has written what is buffered (closeClientLocked).
+	closeWhenWritten bool
 	sc   *authbridge.ServerConn
 	us   *upstreamState // sc.State while attached
 	done chan struct{}  // the attachment's server goroutine, closed when it exits; nil while none runs
@@ -93,6 +126,11 @@ type session struct {
 	// which is answered with ReadyForQuery(skipStatus).
 	skipUntilSync bool
 	skipStatus    byte
+	// serverSkipping: the upstream reported an error in an
+	// extended-protocol batch whose Sync has not been sent: it ignores
+	// everything up to that Sync, so the client's messages are dropped too
+	// (no reply will come for them), and the Sync goes upstream.
+	serverSkipping bool
 	// lostTx: the upstream was lost inside a transaction; the client is in
 	// a failed transaction the gateway plays out until ROLLBACK.
 	// lostReported: the client has been told (40001), later statements
@@ -100,10 +138,19 @@ type session struct {
 	lostTx       bool
 	lostReported bool
 	closing      bool // the client is gone; nothing more is written to it
-	draining     bool // the server is shutting down: end at the next safe point
+	// attachGen counts attachments (and detachments); unitSeq counts
+	// statement_timeout clocks. A timer acts only if the one it captured
+	// is still current, so a stale timer does nothing.
+	attachGen uint64
+	unitSeq   uint64
+	// broken: the session's bookkeeping cannot be trusted (a panic, a
+	// limit that ended it with replies owed): its upstream is closed, never
+	// reused.
+	broken   bool
+	draining bool // the server is shutting down: end at the next safe point
 
 	gucs         *gucState
-	stmts        map[string]*preparedStmt // by client name
+	stmts        clientStmts // named prepared statements
 	unnamed      *preparedStmt
 	unnamedGen   uint64
 	portals      map[string]*preparedStmt // portal → statement, within a transaction
@@ -166,6 +213,11 @@ func (s *session) setStateLocked(state string) {
 		s.mx.state(state).Inc()
 	}
 	s.state = state
+	s.cmu.Lock()
+	s.seen.state = state
+	s.seen.lastRequest = s.unitBegan
+	s.seen.waitSince = s.waitSince
+	s.cmu.Unlock()
 }
 
 // sessionMetrics are a route's series for its sessions, looked up once per
@@ -248,13 +300,30 @@ type compatFlags struct {
 	enabled, settings, advisoryLocks, truncate bool
 }
 
+// errSessionPanicked ends a session whose client goroutine panicked.
+var errSessionPanicked = errors.New("session panicked")
+
 // errTerminate ends the client loop without an error.
 var errTerminate = errors.New("client sent Terminate")
 
 // run is the client goroutine. It returns when the client leaves or
 // misbehaves; the caller closes the connection.
-func (s *session) run() error {
+func (s *session) run() (err error) {
 	defer s.end()
+	// A bug must cost this session only. Every critical section unlocks
+	// mu in a defer, so by the time this runs nothing is locked; the
+	// upstream's bookkeeping cannot be trusted, so end closes it.
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("session panicked handling a client message; closing it",
+				zap.String("panic_type", fmt.Sprintf("%T", r)), zap.Stack("stack"))
+			s.mu.Lock()
+			s.broken = true
+			s.mu.Unlock()
+			s.conn.Close()
+			err = errSessionPanicked
+		}
+	}()
 	for {
 		msg, err := s.fr.next()
 		if err != nil {
@@ -279,10 +348,27 @@ func (s *session) run() error {
 			s.relayInline()
 			s.mu.Lock()
 			s.flushClientLocked()
+			pending := s.q.len()
 			s.mu.Unlock()
+			// Replies wait in the queue behind one the upstream still owes
+			// (a Parse without Sync, then millions of Close): the client,
+			// not the gateway, pays for that. Checked once per read
+			// buffer, so the queue exceeds the limit by one buffer's worth
+			// of messages at most.
+			if limit := s.limits().MaxPendingReplies; limit > 0 && pending > limit {
+				e := &pgError{Severity: severityFatal, Code: codeProgramLimitExceeded,
+					Message: fmt.Sprintf("more than %d replies pending for this connection", limit),
+					Hint:    "Read the server's replies while sending, or send Sync more often; limits.max_pending_replies sets the limit."}
+				s.fatal(e)
+				s.broken = true
+				return e
+			}
 		}
 	}
 }
+
+// limits are the gateway's limits in force.
+func (s *session) limits() *config.Limits { return &s.srv.currentConfig().Limits }
 
 func (s *session) clientReadError(err error) error {
 	var tooLarge *MessageTooLargeError
@@ -309,7 +395,17 @@ func (s *session) fatal(e *pgError) {
 	s.flushClientLocked()
 }
 
+// onClientMessage handles one client message; the one retry loop of the
+// client goroutine is here (see errRetry).
 func (s *session) onClientMessage(msg []byte) error {
+	for {
+		if err := s.dispatch(msg); err != errRetry {
+			return err
+		}
+	}
+}
+
+func (s *session) dispatch(msg []byte) error {
 	switch msg[0] {
 	case 'Q':
 		return s.onQuery(msg)
@@ -351,40 +447,101 @@ func (s *session) malformed(what string) error {
 
 // ---- writing ----
 
-// writeClientLocked buffers msg for the client. Write errors are sticky in
-// cw and surface as the client goroutine's next read error; the server
-// goroutine keeps going so the upstream still reaches a safe point.
+// writeClientLocked buffers msg for the client (in order with everything
+// else buffered); a full buffer is flushed.
 func (s *session) writeClientLocked(msg []byte) {
-	if s.closing {
+	if s.closing || s.writeFailed {
 		return
 	}
 	if s.cw == nil {
-		s.cw = clientWriters.Get().(*bufio.Writer)
-		s.cw.Reset(s.conn)
+		s.cw = clientBuffers.Get().(*[]byte)
 	}
-	s.cw.Write(msg)
+	*s.cw = append(*s.cw, msg...)
+	if len(*s.cw) >= clientWriteBufferSize {
+		s.flushClientLocked()
+	}
 }
 
-// flushClientLocked sends what is buffered for the client. After a
-// successful flush the buffer goes back to a pool shared by every session,
-// so an idle client holds no write buffer; after a failed one it stays,
-// with its sticky error.
+// flushClientLocked sends what is buffered for the client, without holding
+// mu across the write: a client that stops reading blocks only the
+// goroutine writing to it, never a canceller, a timer, the console or the
+// other goroutine of its session. One goroutine writes at a time (writing);
+// another that flushes meanwhile leaves its bytes to that one, which writes
+// until nothing is buffered, so the client receives everything in order.
+// Called with mu held; mu is released during the write and held again on
+// return, so a caller must not rely on state it read before the call.
+//
+// After the last write the buffer goes back to a pool shared by every
+// session, so an idle client holds none. A failed write closes the client
+// connection (the client goroutine's read then fails) and drops whatever
+// is written after it; the server goroutine keeps going so the upstream
+// still reaches a safe point.
 func (s *session) flushClientLocked() {
-	if s.closing || s.cw == nil {
+	if s.writing {
 		return
 	}
-	if err := s.cw.Flush(); err != nil {
-		s.log.Debug("client write failed", zap.Error(err))
-		return
+	s.writing = true
+	for s.cw != nil && len(*s.cw) > 0 && !s.writeFailed {
+		buf := s.cw
+		s.cw = nil
+		s.mu.Unlock()
+		_, err := s.conn.Write(*buf)
+		*buf = (*buf)[:0]
+		s.mu.Lock()
+		if s.cw == nil {
+			s.cw = buf
+		} else {
+			putClientBuffer(buf)
+		}
+		if err != nil {
+			s.log.Debug("client write failed", zap.Error(err))
+			s.writeFailed = true
+			s.conn.Close()
+		}
 	}
-	s.cw.Reset(nil)
-	clientWriters.Put(s.cw)
-	s.cw = nil
+	s.writing = false
+	if s.cw != nil && (len(*s.cw) == 0 || s.writeFailed) {
+		putClientBuffer(s.cw)
+		s.cw = nil
+	}
+	if s.closeWhenWritten {
+		s.conn.Close()
+	}
 }
 
-// clientWriters holds the client write buffers of sessions that are not
+// closeClientLocked ends the client connection after what is buffered for
+// it (a FATAL error) has been written: now, or when the goroutine writing
+// to the client is done. Nothing written after it reaches the client; the
+// client goroutine's read fails and it ends the session.
+func (s *session) closeClientLocked() {
+	if s.closing {
+		return
+	}
+	s.flushClientLocked()
+	s.closing = true
+	if s.writing {
+		s.closeWhenWritten = true
+		return
+	}
+	s.conn.Close()
+}
+
+// clientBuffers holds the client write buffers of sessions that are not
 // writing.
-var clientWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, clientWriteBufferSize) }}
+var clientBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, clientWriteBufferSize+clientWriteBufferSize/2)
+	return &b
+}}
+
+// putClientBuffer gives a buffer back to the pool, unless one large message
+// made it too big to keep.
+func putClientBuffer(b *[]byte) {
+	if cap(*b) > 4*clientWriteBufferSize {
+		return
+	}
+	*b = (*b)[:0]
+	clientBuffers.Put(b)
+}
 
 // queueLocked appends a reply entry; a synthetic one at the front is
 // answered at once.
@@ -474,11 +631,32 @@ func (s *session) beginUnitLocked() {
 		s.unitFlags = 0
 		s.unitBegan = s.srv.now()
 	}
+	s.startStatementTimerLocked()
+}
+
+// startStatementTimerLocked starts the statement_timeout clock unless it
+// runs already.
+func (s *session) startStatementTimerLocked() {
 	if s.stmtTimer == nil {
 		if d := s.statementTimeoutLocked(); d > 0 {
-			s.stmtTimer = time.AfterFunc(d, s.statementTimedOut)
+			s.unitSeq++
+			seq := s.unitSeq
+			s.stmtTimer = time.AfterFunc(d, func() { s.statementTimedOut(seq) })
 		}
 	}
+}
+
+// restartStatementTimerLocked starts the statement_timeout clock anew for
+// the next statement of the unit in flight.
+func (s *session) restartStatementTimerLocked() {
+	if s.stmtTimer == nil && s.statementTimeoutLocked() <= 0 {
+		return
+	}
+	if s.timedOut {
+		return // the cancel is on its way; this unit ends with 57014
+	}
+	s.stopStatementTimerLocked()
+	s.startStatementTimerLocked()
 }
 
 // stopStatementTimerLocked stops the statement_timeout clock when nothing
@@ -498,40 +676,92 @@ const cancelGrace = 5 * time.Second
 
 // statementTimedOut runs on the timer's goroutine: the client's work has
 // run longer than its statement_timeout, so it is cancelled upstream, and
-// the client gets 57014 as PostgreSQL reports it.
-func (s *session) statementTimedOut() {
+// the client gets 57014 as PostgreSQL reports it. seq is the clock that
+// fired: a clock stopped (or replaced) in the meantime does nothing.
+func (s *session) statementTimedOut(seq uint64) {
 	s.mu.Lock()
-	sc := s.sc
-	if sc == nil || s.q.len() == 0 || s.stmtTimer == nil {
+	sc, gen := s.sc, s.attachGen
+	if sc == nil || s.q.len() == 0 || s.stmtTimer == nil || s.unitSeq != seq {
 		s.mu.Unlock()
 		return
 	}
 	s.timedOut = true
 	s.mu.Unlock()
 	s.log.Debug("statement timeout: cancelling upstream work")
-	ctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
-	defer cancel()
-	if err := sc.Route().Cancel(ctx, sc); err != nil {
-		s.log.Info("cancel for statement_timeout failed", zap.Error(err))
-	}
+	s.cancelUpstream(sc, "statement_timeout", cancelGrace)
 	time.AfterFunc(cancelGrace, func() {
 		s.mu.Lock()
-		ignored := s.sc == sc && s.timedOut && s.q.len() > 0
-		s.mu.Unlock()
-		if ignored {
+		defer s.mu.Unlock()
+		// Still the same attachment and the same clock, still waiting:
+		// the upstream ignored the cancel. Closing it ends the wait (the
+		// relay sees the loss and answers 57014); the check and the close
+		// are one step under mu, so a later holder's upstream is never
+		// touched.
+		if s.sc == sc && s.attachGen == gen && s.unitSeq == seq && s.timedOut && s.q.len() > 0 {
 			s.log.Info("upstream ignored the cancel for statement_timeout; closing it")
 			sc.Conn.Close()
 		}
 	})
 }
 
-// startIdleTimerLocked starts idle_in_transaction_session_timeout's clock
-// when the client is left idle inside a transaction.
+// cancelUpstream sends a CancelRequest to sc if it is still the attached
+// upstream and no cancel is in flight to it already, and returns once the
+// upstream has taken it (or the attempt failed). The upstream cannot go to
+// other work meanwhile: its release waits for the cancel (settleCancel).
+func (s *session) cancelUpstream(sc *authbridge.ServerConn, why string, timeout time.Duration) {
+	s.cmu.Lock()
+	if s.cancelTarget != sc || sc == nil || s.cancelBusy != nil {
+		s.cmu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	s.cancelBusy, s.cancelSent = done, true
+	s.cmu.Unlock()
+	defer func() {
+		s.cmu.Lock()
+		if s.cancelBusy == done {
+			s.cancelBusy = nil
+		}
+		s.cmu.Unlock()
+		close(done)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := sc.Route().Cancel(ctx, sc); err != nil {
+		s.log.Info("cancel request to upstream failed", zap.String("reason", why), zap.Error(err))
+	}
+}
+
+// settleCancel runs before sc, just detached, goes to other work (or back
+// to its session's next statement): it waits for a cancel still in flight
+// to it, and when one was sent during the attachment, runs a statement
+// that absorbs a cancel arriving late, so it cannot hit what runs next.
+// The caller holds sc (it is detached, not yet released).
+func (s *session) settleCancel(sc *authbridge.ServerConn, us *upstreamState, cs cancelState) error {
+	if cs.busy != nil {
+		<-cs.busy
+	}
+	if !cs.sent {
+		return nil
+	}
+	_, err := s.runSync(sc, us, "SELECT 1")
+	return err
+}
+
+// startIdleTimerLocked starts the idle-in-transaction clock when the client
+// is left idle inside a transaction: the shorter of the client's own
+// idle_in_transaction_session_timeout (where the gateway emulates it) and
+// the gateway's limits.idle_in_transaction_timeout, which keeps one client
+// from holding an upstream with an open transaction it does not use.
 func (s *session) startIdleTimerLocked() {
 	if s.idleTimer != nil || s.q.len() > 0 || (s.txStatus != 'T' && s.txStatus != 'E') {
 		return
 	}
-	if d := s.emulatedMillisLocked("idle_in_transaction_session_timeout"); d > 0 {
+	d := s.emulatedMillisLocked("idle_in_transaction_session_timeout")
+	if g := s.limits().IdleInTransactionTimeout.D(); g > 0 && (d <= 0 || g < d) {
+		d = g
+	}
+	if d > 0 {
 		s.idleTimer = time.AfterFunc(d, s.idleInTransactionTimedOut)
 		s.idleArmed.Store(true)
 	}
@@ -553,17 +783,15 @@ func (s *session) stopIdleTimer() {
 // transaction back upstream).
 func (s *session) idleInTransactionTimedOut() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.idleTimer == nil || s.closing || s.q.len() > 0 || (s.txStatus != 'T' && s.txStatus != 'E') {
-		s.mu.Unlock()
 		return
 	}
 	s.idleTimer = nil
+	s.log.Info("closing a client idle in a transaction past its idle-in-transaction timeout")
 	s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityFatal, Code: "25P03",
 		Message: "terminating connection due to idle-in-transaction timeout"}))
-	s.flushClientLocked()
-	s.mu.Unlock()
-	s.log.Info("closing a client idle in a transaction past idle_in_transaction_session_timeout")
-	s.conn.Close()
+	s.closeClientLocked()
 }
 
 func unitFlagsFor(k sqllex.Kind) uint8 {
@@ -599,8 +827,7 @@ func (s *session) attached() (*authbridge.ServerConn, error) {
 		err = s.syncUpstream(sc)
 		if err == nil {
 			s.mu.Lock()
-			s.sc = sc
-			s.us = sc.State.(*upstreamState)
+			s.setAttachedLocked(sc, sc.State.(*upstreamState))
 			s.done = nil // read inline or by a server goroutine (relayInline)
 			s.mu.Unlock()
 			s.setState(stateActive)
@@ -615,19 +842,76 @@ func (s *session) attached() (*authbridge.ServerConn, error) {
 	return nil, fmt.Errorf("state sync failed on three upstream connections: %w", lastErr)
 }
 
-// lockAttached locks mu and reports whether sc, which attached returned,
-// is still the attached upstream. When it is not (its server goroutine
-// found it lost in between), mu is released and the caller handles its
-// message over again, on the session's new state (a lost transaction, or
-// another upstream).
-func (s *session) lockAttached(sc *authbridge.ServerConn) bool {
-	s.mu.Lock()
-	if s.sc == sc {
-		return true
-	}
-	s.mu.Unlock()
-	return false
+// setAttachedLocked makes sc (with its state us) the attached upstream, or
+// detaches (nil). Every change of s.sc goes through it. It returns what
+// the previous attachment's holder must settle before that upstream goes
+// to other work (see settleCancel).
+func (s *session) setAttachedLocked(sc *authbridge.ServerConn, us *upstreamState) cancelState {
+	s.sc, s.us = sc, us
+	s.attachGen++
+	s.cmu.Lock()
+	prev := cancelState{busy: s.cancelBusy, sent: s.cancelSent}
+	s.cancelTarget, s.cancelSent = sc, false
+	s.cmu.Unlock()
+	return prev
 }
+
+// cancelState is what was cancelled on one attachment: a cancel still in
+// flight (busy, closed when delivered) and whether any was sent.
+type cancelState struct {
+	busy chan struct{}
+	sent bool
+}
+
+// errRetry says the upstream a handler attached was lost (its server
+// goroutine found it gone) before the handler could use it: the dispatcher
+// (onClientMessage) handles the message over again, on the session's new
+// state (a lost transaction, or another upstream).
+var errRetry = errors.New("upstream lost before use; handle the message again")
+
+// toUpstream is how a client message reaches an upstream: it attaches one
+// if none is (the client gets the error when none can be had), runs build
+// under mu, and writes what build appended to s.out. build queues the
+// replies it expects before anything is written, so the upstream cannot be
+// detached while it owes them; a non-nil result refuses the message with
+// that error instead (nothing is sent). It returns errRetry when the
+// upstream was lost between attaching and locking.
+func (s *session) toUpstream(simple bool, build func(us *upstreamState) *pgError) error {
+	sc, err := s.attached()
+	if err != nil {
+		return s.startFailed(err, simple)
+	}
+	refused, ok := s.buildLocked(sc, build)
+	switch {
+	case !ok:
+		return errRetry
+	case refused != nil:
+		s.out = s.out[:0]
+		return s.failStatement(refused, simple)
+	}
+	s.sendUpstream(sc)
+	return nil
+}
+
+// buildLocked runs build under mu if sc is still attached.
+func (s *session) buildLocked(sc *authbridge.ServerConn, build func(us *upstreamState) *pgError) (refused *pgError, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sc != sc {
+		return nil, false
+	}
+	if testHookLocked != nil {
+		testHookLocked(s)
+	}
+	if refused = build(s.us); refused == nil {
+		s.unflushed = true
+	}
+	return refused, true
+}
+
+// testHookLocked, when set by a test, runs under mu before every message
+// is built for an upstream (to inject a panic there).
+var testHookLocked func(*session)
 
 // acquire gets an upstream for the client: in session mode its reserved
 // one while that is alive and not retiring, else one from the pool. A
@@ -660,7 +944,7 @@ func (s *session) acquire() (*authbridge.ServerConn, error) {
 		}
 	}
 	// The common case: an idle upstream is there. No timer, no context.
-	if sc := s.pool.TakeIdle(prev); sc != nil {
+	if sc := s.pool.TakeIdle(s.user, prev); sc != nil {
 		if sc != prev && prev != nil {
 			s.replaced++
 		}
@@ -683,7 +967,7 @@ func (s *session) acquire() (*authbridge.ServerConn, error) {
 	s.waitSince = waitStart
 	s.setStateLocked(stateWaiting)
 	s.mu.Unlock()
-	sc, err := s.pool.Acquire(ctx, prev)
+	sc, err := s.pool.Acquire(ctx, s.user, prev)
 	s.setState(stateIdle)
 	s.srv.countersFor(s.route.Name).waitUs.Add(uint64(s.srv.now().Sub(waitStart) / time.Microsecond))
 	if err != nil {
@@ -821,13 +1105,14 @@ func (s *session) syncOneByOne(sc *authbridge.ServerConn, us *upstreamState, des
 			return err
 		}
 		if failed != nil {
-			s.mu.Lock()
-			delete(s.gucs.desired, name)
-			delete(s.gucs.startup, name)
-			s.gucs.ver++
-			s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: "WARNING", Code: "01000",
-				Message: fmt.Sprintf("setting %q could not be restored on a new upstream connection and was reset: %s", name, failed.Message)}))
-			s.mu.Unlock()
+			s.sendLocked(func() *authbridge.ServerConn {
+				delete(s.gucs.desired, name)
+				delete(s.gucs.startup, name)
+				s.gucs.ver++
+				s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: "WARNING", Code: "01000",
+					Message: fmt.Sprintf("setting %q could not be restored on a new upstream connection and was reset: %s", name, failed.Message)}))
+				return nil
+			})
 			s.runSync(sc, us, "RESET "+gucNameSQL(name))
 		}
 	}
@@ -844,8 +1129,18 @@ func (s *session) reportParamsLocked(us *upstreamState) {
 		if old, ok := s.clientParams[name]; ok && old == v {
 			continue
 		}
-		s.clientParams[name] = v
+		s.setClientParamLocked(name, v)
 		s.writeClientLocked(parameterStatus(name, v))
+	}
+}
+
+// setClientParamLocked records a ParameterStatus value the client is sent.
+func (s *session) setClientParamLocked(name, value string) {
+	s.clientParams[name] = value
+	if name == "application_name" {
+		s.cmu.Lock()
+		s.seen.appName = value
+		s.cmu.Unlock()
 	}
 }
 
@@ -864,23 +1159,39 @@ const (
 
 // ---- ending the session ----
 
-// end runs when the client goroutine returns: an upstream still attached
-// is brought to a safe point (an open transaction is rolled back) and
-// returned, or closed when that cannot be done quickly.
+// end runs when the client goroutine returns. An upstream still attached
+// and idle in a transaction is rolled back and returned. One with work in
+// flight (the client left in the middle of a statement, a pipeline, a
+// COPY, a lock wait) is cancelled and closed at once, so the work stops
+// now rather than when it next writes; it is never reused.
 func (s *session) end() {
 	s.mu.Lock()
 	s.closing = true
 	sc := s.sc
-	idleInTx := sc != nil && s.q.len() == 0 && !s.inBatch && !s.copyIn && !s.unitOpen && s.txStatus != 'I'
+	busy := sc != nil && (s.q.len() > 0 || s.inBatch || s.copyIn || s.unitOpen || s.serverSkipping || s.broken)
+	// One complete unit in flight (a statement, one batch up to its Sync):
+	// a cancel ends it at once, sleeping or waiting for a lock, and the
+	// upstream comes back reusable. Anything more (a pipeline of units, a
+	// batch without its Sync, a COPY) cannot be brought to an end that
+	// way: the upstream is cancelled and closed.
+	oneUnit := busy && !s.inBatch && !s.copyIn && !s.unitOpen && !s.serverSkipping && !s.broken && s.unitsOwedLocked() == 1
+	idleInTx := sc != nil && !busy && s.txStatus != 'I'
 	if idleInTx {
 		s.q.push(reply{kind: iQuery, unitStart: s.txStatus})
 		s.unflushed = true
 	}
-	if sc != nil && s.done == nil {
+	if sc != nil && s.done == nil && (!busy || oneUnit) {
 		s.startReaderLocked()
 	}
 	done := s.done
 	s.mu.Unlock()
+	switch {
+	case oneUnit:
+		s.cancelUpstream(sc, "client gone", time.Second)
+	case busy:
+		s.abandon(sc, done)
+		sc = nil
+	}
 	if sc != nil {
 		if idleInTx {
 			q, start := beginMessage(nil, 'Q')
@@ -918,12 +1229,46 @@ func (s *session) end() {
 	}
 }
 
+// unitsOwedLocked counts the units whose ReadyForQuery the upstream owes.
+func (s *session) unitsOwedLocked() int {
+	n := 0
+	for i := range s.q.len() {
+		if s.q.at(i).kind.endsUnit() {
+			n++
+		}
+	}
+	return n
+}
+
+// abandon stops the work a departed client left running on sc, which the
+// ending client goroutine holds: a cancel (a statement asleep or waiting
+// for a lock would not notice a closed connection), then the close. A
+// server goroutine still reading sc (done) sees the loss and discards it;
+// otherwise the client goroutine does.
+func (s *session) abandon(sc *authbridge.ServerConn, done chan struct{}) {
+	s.log.Debug("client left with work in flight: cancelling and closing its upstream", zap.Uint64("server_id", sc.ID))
+	s.conn.Close() // nothing more goes to the client; a blocked write to it ends
+	s.cancelUpstream(sc, "client gone", time.Second)
+	sc.Conn.Close()
+	if done != nil {
+		<-done
+		return
+	}
+	s.mu.Lock()
+	if s.sc == sc {
+		s.setAttachedLocked(nil, nil)
+		s.q.reset()
+	}
+	s.mu.Unlock()
+	s.pool.Discard(sc)
+}
+
 // dialSpare gets the replacement of the session's upstream ahead of its
 // retirement, without waiting for other clients' connections.
 func (s *session) dialSpare() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.pool.Settings().DialTimeout.D())
 	defer cancel()
-	sc, err := s.pool.TryAcquire(ctx)
+	sc, err := s.pool.TryAcquire(ctx, s.user)
 	s.mu.Lock()
 	s.spareDialing = false
 	keep := err == nil && sc != nil && !s.closing && s.spare == nil
@@ -943,23 +1288,20 @@ func (s *session) dialSpare() {
 // may run before its upstream is closed instead of reused.
 const abandonTimeout = 5 * time.Second
 
-// cancel forwards a CancelRequest to the upstream running the client's
-// work, if any.
+// cancel serves the client's CancelRequest: it stops a lock wait the
+// gateway runs itself, and forwards the cancel to the attached upstream,
+// if any. It never takes mu, so a session whose relay is blocked writing
+// to its client cannot hold the canceller up; and with one cancel in
+// flight per session, repeated CancelRequests pin nothing.
 func (s *session) cancel() {
-	s.mu.Lock()
-	sc := s.sc
-	busy := sc != nil && s.q.len() > 0
+	s.cmu.Lock()
 	if stop := s.advisory.waiting; stop != nil {
-		stop() // a lock wait the gateway runs itself
+		stop()
 	}
-	s.mu.Unlock()
-	if !busy {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := sc.Route().Cancel(ctx, sc); err != nil {
-		s.log.Info("forwarding cancel failed", zap.Error(err))
+	sc := s.cancelTarget
+	s.cmu.Unlock()
+	if sc != nil {
+		s.cancelUpstream(sc, "client", cancelGrace)
 	}
 }
 

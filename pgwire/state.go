@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -72,11 +73,30 @@ type localPortal struct {
 	resultFormat int16
 }
 
-// upstreamName derives the gateway-owned name of a statement.
-func upstreamName(query string, oids []uint32, searchPath string) string {
+// parseSettings are the settings that change what a statement's text
+// means when it is parsed (name resolution, literal input, string lexing):
+// a statement parsed under other values is another statement, so their
+// values are part of its upstream name.
+var parseSettings = [...]string{"search_path", "datestyle", "timezone", "intervalstyle", "standard_conforming_strings"}
+
+// upstreamNameLocked is the upstream name of a statement the client
+// prepares now, under its current settings.
+func (s *session) upstreamNameLocked(query string, oids []uint32) string {
+	var key [len(parseSettings)]string
+	for i, name := range parseSettings {
+		key[i] = s.gucs.desired[name]
+	}
+	return upstreamName(query, oids, key[:]...)
+}
+
+// upstreamName derives the gateway-owned name of a statement from its
+// text, parameter types and the values of parseSettings.
+func upstreamName(query string, oids []uint32, settings ...string) string {
 	h := sha256.New()
-	h.Write([]byte(searchPath))
-	h.Write([]byte{0})
+	for _, v := range settings {
+		h.Write([]byte(v))
+		h.Write([]byte{0})
+	}
 	h.Write([]byte(query))
 	h.Write([]byte{0})
 	var b [4]byte
@@ -86,6 +106,97 @@ func upstreamName(query string, oids []uint32, searchPath string) string {
 	}
 	sum := h.Sum(nil)
 	return "dsg_" + hex.EncodeToString(sum[:16])
+}
+
+// Bounds on what one client connection keeps (besides the configured
+// limits.max_client_statements and limits.max_client_settings): the text of
+// its prepared statements and of its settings, in bytes.
+const (
+	maxClientStatementBytes = 32 << 20
+	maxClientSettingBytes   = 1 << 20
+)
+
+// clientStmts are a client's named prepared statements, by name, with the
+// bytes of text they hold.
+type clientStmts struct {
+	byName map[string]*preparedStmt
+	bytes  int
+}
+
+func (c *clientStmts) get(name string) *preparedStmt { return c.byName[name] }
+
+func (c *clientStmts) put(st *preparedStmt) {
+	if c.byName == nil {
+		c.byName = map[string]*preparedStmt{}
+	}
+	c.del(st.name)
+	c.byName[st.name] = st
+	c.bytes += st.size()
+}
+
+func (c *clientStmts) del(name string) {
+	if st, ok := c.byName[name]; ok {
+		c.bytes -= st.size()
+		delete(c.byName, name)
+	}
+}
+
+func (c *clientStmts) clear() {
+	clear(c.byName)
+	c.bytes = 0
+}
+
+// admit returns the error for a new statement st that would take the
+// client past max statements or maxClientStatementBytes, or nil.
+func (c *clientStmts) admit(st *preparedStmt, max int) *pgError {
+	if max > 0 && len(c.byName) >= max {
+		return &pgError{Severity: severityError, Code: codeProgramLimitExceeded,
+			Message: fmt.Sprintf("too many prepared statements on this connection (limit %d)", max),
+			Hint:    "Close statements that are no longer needed; limits.max_client_statements sets the limit."}
+	}
+	if c.bytes+st.size() > maxClientStatementBytes {
+		return &pgError{Severity: severityError, Code: codeProgramLimitExceeded,
+			Message: fmt.Sprintf("prepared statements on this connection would hold more than %d bytes of text", maxClientStatementBytes),
+			Hint:    "Close statements that are no longer needed."}
+	}
+	return nil
+}
+
+// size is what st costs its session, roughly: its texts and types.
+func (st *preparedStmt) size() int {
+	n := len(st.name) + len(st.query) + 4*len(st.paramOIDs) + 64
+	if st.sent != st.query {
+		n += len(st.sent)
+	}
+	return n
+}
+
+// admitSetting returns the error for a SET that would take the client past
+// max custom settings (names with a dot) or maxClientSettingBytes, or nil.
+func (g *gucState) admitSetting(st *sqllex.SetStmt, max int) *pgError {
+	if st == nil || st.Kind != sqllex.SetValue || st.Scope == sqllex.ScopeLocal {
+		return nil
+	}
+	_, exists := g.desired[st.Name]
+	custom, bytes := 0, len(st.Name)+len(st.ValueText)
+	for name, v := range g.desired {
+		if strings.Contains(name, ".") {
+			custom++
+		}
+		if name != st.Name {
+			bytes += len(name) + len(v)
+		}
+	}
+	if !exists && max > 0 && strings.Contains(st.Name, ".") && custom >= max {
+		return &pgError{Severity: severityError, Code: codeProgramLimitExceeded,
+			Message: fmt.Sprintf("too many custom settings on this connection (limit %d)", max),
+			Hint:    "limits.max_client_settings sets the limit."}
+	}
+	if bytes > maxClientSettingBytes {
+		return &pgError{Severity: severityError, Code: codeProgramLimitExceeded,
+			Message: fmt.Sprintf("settings on this connection would hold more than %d bytes", maxClientSettingBytes)}
+	}
+	return nil
 }
 
 // missingStatementName is what a Bind or Describe of a statement the client

@@ -104,7 +104,7 @@ func checkRoute(ctx context.Context, r *authbridge.Route, timeout time.Duration)
 			return "token: " + oneLine(err), time.Since(start), false
 		}
 	}
-	sc, err := r.Pool().TryAcquire(ctx)
+	sc, err := r.Pool().TryAcquire(ctx, "")
 	took := time.Since(start)
 	if err != nil {
 		return "dial: " + oneLine(err), took, false
