@@ -6,12 +6,18 @@ import (
 	"time"
 )
 
-// authBackoff slows down password guessing from one source address: after
-// limit failures within window, each further failure from that address is
-// reported only after a delay that doubles per failure (up to maxDelay), and
-// the address may have only a couple of authentications in progress at
-// once. A success from the address clears its record. The zero limit turns
-// it off. Safe for concurrent use.
+// authBackoff slows down password guessing from one source address, as
+// PostgreSQL's auth_delay does, and never locks anyone out: after limit
+// failures within window, each further failure from that address is
+// reported only after a delay that doubles per failure (up to maxDelay).
+// Only failures are slowed: a correct password is never refused nor
+// delayed because of other attempts, and an authentication in progress
+// counts for nothing until it fails (or times out). A success does not
+// clear the record either, or a client knowing one password could reset
+// its guessing of others. While its failure is delayed, a connection
+// still counts toward limits.max_client_conn and holds what any idle
+// connection does (its socket, goroutine and read buffer), nothing of its
+// exchange. The zero limit turns it off. Safe for concurrent use.
 type authBackoff struct {
 	limit    int
 	window   time.Duration
@@ -24,14 +30,14 @@ type authBackoff struct {
 }
 
 type addrFailures struct {
-	count      int       // failures in the current window
-	since      time.Time // start of the window
-	inProgress int       // authentications running now
+	count int       // failures in the current window
+	since time.Time // start of the window
 }
 
-// maxConcurrentInBackoff is how many authentications an address in
-// backoff may run at once; more are refused at once.
-const maxConcurrentInBackoff = 2
+// maxBackoffAddrs bounds the addresses tracked at once (a few MiB): a
+// client with more addresses than that defeats a per-address count
+// anyway, and must not grow the table without bound.
+const maxBackoffAddrs = 1 << 16
 
 func newAuthBackoff(limit int, window, maxDelay time.Duration, now func() time.Time) *authBackoff {
 	return &authBackoff{limit: limit, window: window, maxDelay: maxDelay, now: now, addrs: map[string]*addrFailures{}}
@@ -47,50 +53,29 @@ func hostOf(addr net.Addr) string {
 	return host
 }
 
-// begin is called before an authentication from host starts. It returns
-// false when the host is in backoff and already has its share of
-// authentications in progress; otherwise the caller must call end.
-func (b *authBackoff) begin(host string) bool {
-	if b == nil || b.limit <= 0 {
-		return true
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	f := b.current(host)
-	if f != nil && f.count >= b.limit && f.inProgress >= maxConcurrentInBackoff {
-		return false
-	}
-	if f == nil {
-		f = &addrFailures{since: b.now()}
-		b.addrs[host] = f
-	}
-	f.inProgress++
-	return true
-}
-
-// end records the outcome of an authentication begun with begin and
-// returns how long to wait before reporting a failure.
+// end records the outcome of an authentication and returns how long to
+// wait before reporting it: zero for a success, and for a failure while
+// host has had at most limit failures within the window.
 func (b *authBackoff) end(host string, ok bool) time.Duration {
-	if b == nil || b.limit <= 0 {
+	if b == nil || b.limit <= 0 || ok {
 		return 0
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	now := b.now()
+	b.sweepLocked(now)
 	f := b.addrs[host]
 	if f == nil {
-		return 0
+		if len(b.addrs) >= maxBackoffAddrs {
+			return 0
+		}
+		f = &addrFailures{since: now}
+		b.addrs[host] = f
 	}
-	f.inProgress--
-	if ok {
-		f.count = 0
-		return 0
-	}
-	now := b.now()
 	if now.Sub(f.since) > b.window {
 		f.count, f.since = 0, now
 	}
 	f.count++
-	b.sweepLocked(now)
 	if f.count <= b.limit {
 		return 0
 	}
@@ -98,25 +83,15 @@ func (b *authBackoff) end(host string, ok bool) time.Duration {
 	return min(d, b.maxDelay)
 }
 
-// current returns host's record if it is still within its window.
-func (b *authBackoff) current(host string) *addrFailures {
-	f := b.addrs[host]
-	if f != nil && f.inProgress == 0 && b.now().Sub(f.since) > b.window {
-		delete(b.addrs, host)
-		return nil
-	}
-	return f
-}
-
-// sweepLocked forgets expired records now and then, so the map cannot
-// grow without bound.
+// sweepLocked forgets expired records now and then, so the map holds only
+// addresses that failed within the last window or two.
 func (b *authBackoff) sweepLocked(now time.Time) {
 	if now.Sub(b.swept) < b.window {
 		return
 	}
 	b.swept = now
 	for host, f := range b.addrs {
-		if f.inProgress == 0 && now.Sub(f.since) > b.window {
+		if now.Sub(f.since) > b.window {
 			delete(b.addrs, host)
 		}
 	}

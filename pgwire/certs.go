@@ -118,9 +118,13 @@ func (c *certStore) current() *certState { return c.state.Load() }
 // Session tickets are off, as in PostgreSQL: a resumed session presents no
 // certificate, so its channel binding could not be known (and after a
 // replacement would be the old certificate's).
+//
+// TLS 1.2 is limited to tls12CipherSuites; TLS 1.3's suites (all AEAD)
+// are Go's.
 func (c *certStore) tlsConfig(alpn bool) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion:             tls.VersionTLS12,
+		CipherSuites:           tls12CipherSuites,
 		GetCertificate:         c.getCertificate,
 		SessionTicketsDisabled: true,
 	}
@@ -128,6 +132,18 @@ func (c *certStore) tlsConfig(alpn bool) *tls.Config {
 		cfg.NextProtos = []string{"postgresql"}
 	}
 	return cfg
+}
+
+// tls12CipherSuites are the TLS 1.2 suites offered to clients: forward
+// secret (ECDHE) and AEAD (AES-GCM, ChaCha20-Poly1305) only, as Mozilla's
+// "intermediate" profile; no CBC with SHA-1 MACs, no RSA key exchange.
+var tls12CipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
 // bindingFor is the tls-server-end-point channel binding of the certificate

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -806,5 +807,99 @@ func TestCertStoreConcurrent(t *testing.T) {
 	}
 	if n := c.connCount(); n != 0 {
 		t.Errorf("%d connections remembered after forget", n)
+	}
+}
+
+// issueRSA is issue with an RSA key.
+func (ca *testCA) issueRSA(t *testing.T, serial int64) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: fmt.Sprintf("gateway %d", serial)},
+		DNSNames:     []string{"localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+}
+
+// TestCertStoreCipherSuites: over TLS 1.2 only ECDHE with an AEAD cipher
+// is accepted, with an ECDSA and with an RSA certificate: a client that
+// offers only CBC suites with SHA-1 MACs (or any CBC, or RSA key
+// exchange) fails the handshake. TLS 1.3 is unchanged.
+func TestCertStoreCipherSuites(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	for _, s := range tls12CipherSuites {
+		name := tls.CipherSuiteName(s)
+		if !strings.HasPrefix(name, "TLS_ECDHE_") || !(strings.Contains(name, "_GCM_") || strings.Contains(name, "CHACHA20_POLY1305")) {
+			t.Errorf("TLS 1.2 suite %s is not ECDHE with AEAD", name)
+		}
+	}
+	ca := newTestCA(t)
+	ecCert, ecKey := ca.issue(t, 1)
+	rsaCert, rsaKey := ca.issueRSA(t, 2)
+	for _, kind := range []struct {
+		name      string
+		cert, key []byte
+		aead      []uint16
+		weak      []uint16
+	}{
+		{"ecdsa", ecCert, ecKey,
+			[]uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305},
+			[]uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}},
+		{"rsa", rsaCert, rsaKey,
+			[]uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305},
+			[]uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256,
+				tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_RSA_WITH_AES_128_GCM_SHA256}},
+	} {
+		c, _ := newTestCertStore(t, writeTestPair(t, kind.cert, kind.key), newFakeClock())
+		for _, alpn := range []bool{false, true} {
+			srvCfg := c.tlsConfig(alpn)
+			handshake := func(maxVersion uint16, suites []uint16) (*tls.Conn, error) {
+				cliCfg := clientConfig(ca)
+				cliCfg.MaxVersion, cliCfg.CipherSuites = maxVersion, suites
+				if alpn {
+					cliCfg.NextProtos = []string{"postgresql"}
+				}
+				cli, srv, err := pipeHandshake(srvCfg, cliCfg)
+				if err == nil {
+					c.forget(srv)
+					cli.NetConn().Close()
+					srv.NetConn().Close()
+				}
+				return cli, err
+			}
+			for _, s := range kind.weak {
+				if _, err := handshake(tls.VersionTLS12, []uint16{s}); err == nil {
+					t.Errorf("%s, alpn %v: a TLS 1.2 handshake with only %s succeeded", kind.name, alpn, tls.CipherSuiteName(s))
+				}
+			}
+			for _, s := range kind.aead {
+				cli, err := handshake(tls.VersionTLS12, []uint16{s})
+				if err != nil {
+					t.Errorf("%s, alpn %v: TLS 1.2 with %s: %v", kind.name, alpn, tls.CipherSuiteName(s), err)
+					continue
+				}
+				if st := cli.ConnectionState(); st.Version != tls.VersionTLS12 || st.CipherSuite != s {
+					t.Errorf("%s: negotiated %x %s, want TLS 1.2 %s", kind.name, st.Version, tls.CipherSuiteName(st.CipherSuite), tls.CipherSuiteName(s))
+				}
+			}
+			// TLS 1.3 does not use CipherSuites: it still works, with any client.
+			cli, err := handshake(tls.VersionTLS13, kind.weak)
+			if err != nil || cli.ConnectionState().Version != tls.VersionTLS13 {
+				t.Errorf("%s, alpn %v: TLS 1.3: %v", kind.name, alpn, err)
+			}
+		}
 	}
 }

@@ -324,11 +324,6 @@ func (l *login) run() {
 	}
 	host := hostOf(l.raw.RemoteAddr())
 	backoff := s.backoff.Load()
-	if !backoff.begin(host) {
-		l.refuse(&pgError{Severity: severityFatal, Code: codeTooManyConnections,
-			Message: "too many failed authentications from this address; try again later"})
-		return
-	}
 	u, err := s.authenticate(conn, br, info.user, log)
 	if isCode(err, codeInvalidPassword) {
 		l.outcome = "auth_failed"
@@ -547,6 +542,7 @@ func (sess *session) greet() error {
 		params = sc.Params
 		if sess.session {
 			sess.reserved = sc
+			sess.noteServerLocked() // no other goroutine knows the session yet
 		} else {
 			sess.prev = sc
 			sess.pool.Release(sc)

@@ -66,8 +66,9 @@ func readStartupPacket(r io.Reader, max int) (code uint32, rest []byte, err erro
 		return 0, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid length of startup packet"}
 	}
 	if n > max {
+		// Refused from its header: nothing of it is read or buffered.
 		return 0, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation,
-			Message: fmt.Sprintf("startup packet of %d bytes exceeds the limit of %d bytes", n, max)}
+			Message: fmt.Sprintf("invalid length of startup packet: %d bytes exceeds the limit of %d bytes", n, max)}
 	}
 	if _, err := io.ReadFull(r, hdr[4:8]); err != nil {
 		return 0, nil, fmt.Errorf("read startup packet: %w", err)
@@ -78,6 +79,12 @@ func readStartupPacket(r io.Reader, max int) (code uint32, rest []byte, err erro
 	}
 	return binary.BigEndian.Uint32(hdr[4:8]), rest, nil
 }
+
+// maxStartupParameters is how many name/value pairs a StartupMessage may
+// hold (user, database and _pq_ options included). Real clients send a
+// handful; the cap keeps what an unauthenticated client makes the gateway
+// allocate to a small constant, however short its parameters.
+const maxStartupParameters = 64
 
 // parseStartupMessage decodes a StartupMessage body after the protocol
 // version: pairs of NUL-terminated name and value, ended by a NUL.
@@ -90,7 +97,7 @@ func parseStartupMessage(version uint32, b []byte) (*startupInfo, error) {
 			Message: fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0", version>>16, version&0xffff)}
 	}
 	info := &startupInfo{params: map[string]string{}, minor: version & 0xffff}
-	for {
+	for n := 0; ; n++ {
 		if len(b) == 0 {
 			return nil, bad("invalid startup packet layout: expected terminator as last byte")
 		}
@@ -99,6 +106,9 @@ func parseStartupMessage(version uint32, b []byte) (*startupInfo, error) {
 				return nil, bad("invalid startup packet layout: expected terminator as last byte")
 			}
 			break
+		}
+		if n == maxStartupParameters {
+			return nil, bad(fmt.Sprintf("invalid startup packet: more than %d parameters", maxStartupParameters))
 		}
 		name, rest, ok := readCString(b)
 		if !ok {
@@ -248,9 +258,11 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 
 // authenticate checks the client's password with the method its user is
 // configured for: SCRAM-SHA-256 (with -PLUS channel binding over TLS),
-// md5, or a cleartext password (over TLS only). An unknown user runs the
-// same SCRAM exchange against a mock verifier and fails the same way as a
-// wrong password. It returns the user's entry on success.
+// md5, or a cleartext password (over TLS only). An unknown user is
+// answered as a configured user would be (userTable.mock): the method, the
+// iteration count and a salt that are always the same for its name, the
+// same work, and the same failure as a wrong password. It returns the
+// user's entry on success.
 func (s *Server) authenticate(conn net.Conn, br *bufio.Reader, user string, log *zap.Logger) (*userEntry, error) {
 	tbl := s.users.Load()
 	u := tbl.byName[user]
@@ -259,22 +271,25 @@ func (s *Server) authenticate(conn net.Conn, br *bufio.Reader, user string, log 
 			Message: fmt.Sprintf("password authentication failed for user %q", user)}
 	}
 	fr := frameReader{r: br, maxSize: s.currentConfig().Limits.MaxStartupPacket.Int()}
-	method := config.AuthSCRAM
-	if u != nil {
-		method = u.auth
+	var method string
+	var verifier scram.Verifier // a doomed mock unless u has a real one
+	switch {
+	case u == nil:
+		method, verifier = tbl.mock(user)
+	case u.hasSCRAM:
+		method, verifier = u.auth, u.verifier
+	default:
+		method, verifier = u.auth, scram.MockVerifier(user, tbl.mockSecret)
 	}
+	known := u != nil && u.hasSCRAM
 	var err error
 	switch method {
 	case config.AuthMD5:
 		err = s.authMD5(conn, &fr, u, failed)
 	case config.AuthPassword:
-		err = s.authCleartext(conn, &fr, u, failed)
+		err = s.authCleartext(conn, &fr, verifier, known, failed)
 	default:
-		verifier := scram.MockVerifier(user, tbl.mockSecret)
-		if u != nil && u.hasSCRAM {
-			verifier = u.verifier
-		}
-		err = s.authSCRAM(conn, &fr, verifier, u != nil && u.hasSCRAM, failed)
+		err = s.authSCRAM(conn, &fr, verifier, known, failed)
 	}
 	if err != nil {
 		return nil, err
@@ -314,11 +329,19 @@ func (s *Server) authMD5(conn net.Conn, fr *frameReader, u *userEntry, failed fu
 	if err != nil {
 		return err
 	}
-	if u == nil || u.md5 == "" || !constantTimeEqual(got, []byte(md5Response(u.md5, salt[:]))) {
+	stored := mockMD5 // the same work for an unknown user
+	if u != nil && u.md5 != "" {
+		stored = u.md5
+	}
+	if !constantTimeEqual(got, []byte(md5Response(stored, salt[:]))) || u == nil || u.md5 == "" {
 		return failed()
 	}
 	return nil
 }
+
+// mockMD5 is the stored md5 hash an unknown user's answer is checked
+// against (and then refused whatever it is).
+var mockMD5 = "md5" + strings.Repeat("0", 32)
 
 // askPassword sends the authentication request and returns the client's
 // answer: a PasswordMessage holding one string (an md5 hash or the
@@ -339,8 +362,10 @@ func askPassword(conn net.Conn, fr *frameReader, request []byte) ([]byte, error)
 }
 
 // authCleartext asks for the password itself: allowed only over TLS, and
-// checked against the SCRAM verifier (the password is never stored).
-func (s *Server) authCleartext(conn net.Conn, fr *frameReader, u *userEntry, failed func() error) error {
+// checked against the SCRAM verifier (the password is never stored). known
+// is false when verifier is a mock (an unknown user, or one without a
+// verifier): the check then costs the same and fails.
+func (s *Server) authCleartext(conn net.Conn, fr *frameReader, verifier scram.Verifier, known bool, failed func() error) error {
 	if _, isTLS := conn.(*tls.Conn); !isTLS {
 		return &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
 			Message: "password authentication in clear text is only allowed over TLS",
@@ -352,7 +377,7 @@ func (s *Server) authCleartext(conn net.Conn, fr *frameReader, u *userEntry, fai
 	if err != nil {
 		return err
 	}
-	if u == nil || !u.hasSCRAM || !u.verifier.VerifyPassword(string(password)) {
+	if !verifier.VerifyPassword(string(password)) || !known {
 		return failed()
 	}
 	return nil

@@ -1,8 +1,10 @@
 package pgwire
 
 import (
+	"crypto/hmac"
 	"crypto/md5"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -29,11 +31,48 @@ type userEntry struct {
 // (an atomic pointer in Server), never changed in place.
 type userTable struct {
 	byName map[string]*userEntry
-	// mockSecret salts the mock verifier of unknown users. It is derived
-	// from the users' own secrets, so it is the same across restarts (an
-	// unknown user's salt must not change when a known user's does not,
-	// or salts would tell them apart) and unknowable without them.
+	// mockSecret keys what an unknown user is answered with (mock). It is
+	// derived from the users' own secrets, so it is the same across
+	// restarts and on every gateway with the same users (an unknown
+	// user's answer must not change when a known user's does not, or the
+	// answers would tell them apart) and unknowable without them.
 	mockSecret []byte
+	// sorted are the users by name: mock draws an unknown user's answer
+	// from them.
+	sorted []*userEntry
+}
+
+// mock is how an unknown user is answered: as the configured user that an
+// HMAC of its name under mockSecret picks would be, with that user's
+// method and SCRAM iteration count, and a salt of the same length derived
+// from the name. So every unknown name always gets the same answer, and
+// the answers are distributed over methods and counts as the real users
+// are. The verifier's keys are zero: no exchange or password can pass it,
+// after the same work as a real one.
+func (t *userTable) mock(name string) (method string, v scram.Verifier) {
+	method, v = config.AuthSCRAM, scram.Verifier{Iterations: scram.DefaultIterations}
+	saltLen := scram.DefaultSaltLen
+	if n := uint64(len(t.sorted)); n > 0 {
+		like := t.sorted[binary.BigEndian.Uint64(t.mockMAC("method", 0, name))%n]
+		method = like.auth
+		if like.hasSCRAM && len(like.verifier.Salt) > 0 {
+			v.Iterations, saltLen = like.verifier.Iterations, len(like.verifier.Salt)
+		}
+	}
+	for i := 0; len(v.Salt) < saltLen; i++ {
+		v.Salt = append(v.Salt, t.mockMAC("salt", i, name)...)
+	}
+	v.Salt = v.Salt[:saltLen]
+	return method, v
+}
+
+// mockMAC is HMAC-SHA-256 under mockSecret of a purpose, a counter and an
+// unknown user's name.
+func (t *userTable) mockMAC(purpose string, i int, name string) []byte {
+	mac := hmac.New(sha256.New, t.mockSecret)
+	fmt.Fprintf(mac, "%s\x00%d\x00", purpose, i)
+	mac.Write([]byte(name))
+	return mac.Sum(nil)
 }
 
 func buildUserTable(users []config.User) (*userTable, error) {
@@ -60,6 +99,7 @@ func buildUserTable(users []config.User) (*userTable, error) {
 			}
 		}
 		t.byName[u.Name] = e
+		t.sorted = append(t.sorted, e)
 	}
 	t.mockSecret = h.Sum(nil)
 	return t, nil

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -189,8 +190,10 @@ func badInputCases() []badInputCase {
 		// ---- authentication ----
 		{name: "wrong SCRAM password", severity: "FATAL", code: "28P01", contains: `password authentication failed for user "demo"`,
 			play: pgxLogin(func(f *securityFixture) string { return f.plainURL(harness.StackUser, "wrong", "postgres") })},
+		// Over TLS, whichever method an unknown name is asked for (it
+		// looks like a real user's), it fails like a wrong password.
 		{name: "unknown user", severity: "FATAL", code: "28P01", contains: `password authentication failed for user "nobody"`,
-			play: pgxLogin(func(f *securityFixture) string { return f.plainURL("nobody", "whatever", "postgres") })},
+			play: pgxLogin(func(f *securityFixture) string { return f.tlsURL("nobody", "whatever", "postgres", "") })},
 		{name: "unknown database", severity: "FATAL", code: "3D000", contains: `database "nosuchdb" does not exist`,
 			play: pgxLogin(func(f *securityFixture) string { return f.plainURL(harness.StackUser, f.Password, "nosuchdb") })},
 		{name: "user not allowed on a database", severity: "FATAL", code: "28000", contains: `user "scoped_user" may not connect to database "other"`,
@@ -207,7 +210,7 @@ func badInputCases() []badInputCase {
 			})},
 		{name: "wrong SCRAM nonce", severity: "FATAL", code: "08P01",
 			play: playSCRAMFinal(false, func(nonce *string, _ *[]byte) { *nonce = changeLast(*nonce) })},
-		{name: "probing an unknown user twice (its mock salt must not change)", severity: "FATAL", code: "28P01", contains: `password authentication failed for user "nobody"`, play: playProbeUnknownUser},
+		{name: "probing an unknown user twice (its mock salt must not change)", severity: "FATAL", code: "28P01", contains: `password authentication failed for user "nobody`, play: playProbeUnknownUser},
 		{name: "wrong SCRAM proof", severity: "FATAL", code: "28P01", contains: "password authentication failed", play: playWrongProof},
 		{name: "replayed SCRAM client-final", severity: "FATAL", code: "08P01", play: playReplayedFinal},
 		{name: "abrupt close mid SCRAM", play: playCloseMidSCRAM},
@@ -1252,10 +1255,30 @@ func playGSSENCTwice(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 // either), so a prober cannot tell an unknown user from a known one; both
 // exchanges fail as a wrong password does.
 func playProbeUnknownUser(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
+	// An unknown name is asked for the method of a configured user chosen
+	// from the name; find one asked for SCRAM.
+	name := ""
+	for i := 0; i < 64 && name == ""; i++ {
+		candidate := fmt.Sprintf("nobody%d", i)
+		conn := dialRaw(t, c.f.Gateway.Addr)
+		fe, err := sendStartup(conn, map[string]string{"user": candidate, "database": "postgres"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg, err := fe.Receive(); err == nil {
+			if _, ok := msg.(*pgproto3.AuthenticationSASL); ok {
+				name = candidate
+			}
+		}
+		conn.Close()
+	}
+	if name == "" {
+		t.Fatal("no unknown name among 64 was asked for SCRAM")
+	}
 	var firsts []string
 	var er *pgproto3.ErrorResponse
 	for range 2 {
-		fe, err := sendStartup(dialRaw(t, c.f.Gateway.Addr), map[string]string{"user": "nobody", "database": "postgres"})
+		fe, err := sendStartup(dialRaw(t, c.f.Gateway.Addr), map[string]string{"user": name, "database": "postgres"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -85,12 +85,35 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 			return nil, fmt.Errorf("metrics.listen %s: %w", cfg.Metrics.Listen, err)
 		}
 		g.OpsAddr = ol.Addr().String()
-		g.ops = &http.Server{Handler: g.health.handler(), ReadHeaderTimeout: 5 * time.Second}
+		g.ops = newOpsServer(g.health.handler())
 		go g.ops.Serve(ol)
 	}
 	go func() { g.served <- srv.Serve(l) }()
 	g.health.started()
 	return g, nil
+}
+
+// Limits of the metrics and health listener. Its endpoints answer at once
+// (no streaming, no pprof), so a client that sends or reads slowly, or
+// keeps an idle keep-alive connection, is cut off after these.
+const (
+	opsReadHeaderTimeout = 5 * time.Second
+	opsReadTimeout       = 10 * time.Second
+	opsWriteTimeout      = 30 * time.Second // a /metrics scrape included
+	opsIdleTimeout       = 60 * time.Second
+	opsMaxHeaderBytes    = 16 << 10
+)
+
+// newOpsServer is the metrics and health listener's HTTP server.
+func newOpsServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: opsReadHeaderTimeout,
+		ReadTimeout:       opsReadTimeout,
+		WriteTimeout:      opsWriteTimeout,
+		IdleTimeout:       opsIdleTimeout,
+		MaxHeaderBytes:    opsMaxHeaderBytes,
+	}
 }
 
 // listen opens a TCP listener with SO_REUSEPORT, so that a new gateway
