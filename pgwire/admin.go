@@ -244,6 +244,7 @@ func (s *Server) liveSessions() []*session {
 type sessionSeen struct {
 	state, appName         string
 	lastRequest, waitSince time.Time
+	serverID               uint64 // the upstream held: attached, or reserved in session mode
 }
 
 // sessionView is what the console shows of a session.
@@ -265,9 +266,7 @@ func (sess *session) view() sessionView {
 	v := sessionView{route: sess.route.Name, user: sess.user, database: sess.database, state: seen.state,
 		appName: seen.appName, remote: sess.conn.RemoteAddr(), local: sess.conn.LocalAddr(),
 		started: sess.started, lastRequest: seen.lastRequest, waitSince: seen.waitSince, pid: sess.key.pid}
-	if sc := sess.cancelTarget; sc != nil {
-		v.serverID = sc.ID
-	}
+	v.serverID = seen.serverID
 	_, v.tls = sess.conn.(*tls.Conn)
 	return v
 }

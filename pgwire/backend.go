@@ -578,10 +578,12 @@ func (s *session) detachLocked() (release func()) {
 			s.replaced++
 			if s.spare != nil {
 				s.reserved, s.spare = s.spare, nil
+				s.noteServerLocked()
 			}
 			return func() { s.pool.Retire(sc) }
 		}
 		s.reserved = sc
+		s.noteServerLocked()
 		if s.spare == nil && !s.spareDialing && !now.Before(sc.RetireAt().Add(-s.pool.ReplaceLead())) {
 			s.spareDialing = true
 			go s.dialSpare()

@@ -853,7 +853,24 @@ func (s *session) setAttachedLocked(sc *authbridge.ServerConn, us *upstreamState
 	prev := cancelState{busy: s.cancelBusy, sent: s.cancelSent}
 	s.cancelTarget, s.cancelSent = sc, false
 	s.cmu.Unlock()
+	s.noteServerLocked()
 	return prev
+}
+
+// noteServerLocked records for the console the upstream the session holds:
+// the attached one, or in session mode the one reserved for it between
+// transactions.
+func (s *session) noteServerLocked() {
+	var id uint64
+	switch {
+	case s.sc != nil:
+		id = s.sc.ID
+	case s.reserved != nil:
+		id = s.reserved.ID
+	}
+	s.cmu.Lock()
+	s.seen.serverID = id
+	s.cmu.Unlock()
 }
 
 // cancelState is what was cancelled on one attachment: a cancel still in
@@ -920,6 +937,7 @@ func (s *session) acquire() (*authbridge.ServerConn, error) {
 	s.mu.Lock()
 	sc, prev := s.reserved, s.prev
 	s.reserved = nil
+	s.noteServerLocked()
 	s.mu.Unlock()
 	if sc != nil {
 		alive := sc.Alive()
