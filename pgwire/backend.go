@@ -136,7 +136,9 @@ func (s *session) clientGone() bool {
 	if s.fr.buffered() > 0 {
 		return false
 	}
-	s.conn.SetReadDeadline(time.Now())
+	// A deadline already past would fail the read before it is tried;
+	// a millisecond lets a pending EOF (or data) through.
+	s.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
 	_, err := s.fr.r.Peek(1)
 	s.conn.SetReadDeadline(time.Time{})
 	return err != nil && !isTimeout(err)

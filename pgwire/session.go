@@ -310,6 +310,7 @@ var errTerminate = errors.New("client sent Terminate")
 // misbehaves; the caller closes the connection.
 func (s *session) run() (err error) {
 	defer s.end()
+	sinceCheck := 0
 	// A bug must cost this session only. Every critical section unlocks
 	// mu in a defer, so by the time this runs nothing is locked; the
 	// upstream's bookkeeping cannot be trusted, so end closes it.
@@ -343,28 +344,49 @@ func (s *session) run() (err error) {
 			}
 			return err
 		}
+		sinceCheck++
 		if s.fr.buffered() == 0 {
 			s.flushUpstream()
 			s.relayInline()
 			s.mu.Lock()
 			s.flushClientLocked()
-			pending := s.q.len()
 			s.mu.Unlock()
-			// Replies wait in the queue behind one the upstream still owes
-			// (a Parse without Sync, then millions of Close): the client,
-			// not the gateway, pays for that. Checked once per read
-			// buffer, so the queue exceeds the limit by one buffer's worth
-			// of messages at most.
-			if limit := s.limits().MaxPendingReplies; limit > 0 && pending > limit {
-				e := &pgError{Severity: severityFatal, Code: codeProgramLimitExceeded,
-					Message: fmt.Sprintf("more than %d replies pending for this connection", limit),
-					Hint:    "Read the server's replies while sending, or send Sync more often; limits.max_pending_replies sets the limit."}
-				s.fatal(e)
-				s.broken = true
-				return e
+		}
+		// Replies wait in the queue behind one the upstream still owes (a
+		// Parse without Sync, then millions of Close): the client, not the
+		// gateway, pays for that. Checked every pendingCheckEvery messages,
+		// so the queue exceeds the limit by that many entries at most.
+		if sinceCheck >= pendingCheckEvery {
+			sinceCheck = 0
+			if err := s.checkPending(); err != nil {
+				return err
 			}
 		}
 	}
+}
+
+// pendingCheckEvery is how many client messages may go by between two
+// checks of the reply queue against limits.max_pending_replies.
+const pendingCheckEvery = 256
+
+// checkPending ends the session with FATAL 54000 when more replies are
+// pending than limits.max_pending_replies allows.
+func (s *session) checkPending() error {
+	s.mu.Lock()
+	pending := s.q.len()
+	s.mu.Unlock()
+	limit := s.limits().MaxPendingReplies
+	if limit <= 0 || pending <= limit {
+		return nil
+	}
+	e := &pgError{Severity: severityFatal, Code: codeProgramLimitExceeded,
+		Message: fmt.Sprintf("more than %d replies pending for this connection", limit),
+		Hint:    "Read the server's replies while sending, or send Sync more often; limits.max_pending_replies sets the limit."}
+	s.fatal(e)
+	s.mu.Lock()
+	s.broken = true
+	s.mu.Unlock()
+	return e
 }
 
 // limits are the gateway's limits in force.
