@@ -77,8 +77,8 @@ type PoolStats struct {
 // HOLD cursors, prepared statements, LISTEN, locks) passes from one user
 // to another. A user with no idle connection of its own claims a never-used
 // one, else dials while the pool is below its size, else takes the slot of
-// another user's idle connection, which is closed first. With
-// max_user_connections, a user holding that many waits for one of its own
+// another user's idle connection, which is closed first (see evictAfter).
+// With max_user_connections, a user holding that many waits for one of its own
 // to come back, without holding up the users behind it.
 //
 // Lock order: Pool.mu is a leaf; nothing else is locked while it is held,
@@ -354,16 +354,41 @@ func (p *Pool) dispatchLocked() {
 		case p.open < size:
 			p.open++
 			p.held[w.user]++
-		case len(p.idle) > 0:
-			g.victim = p.idle[0]
-			p.idle = p.idle[1:]
-			p.held[w.user]++
 		default:
-			return // nothing left for anyone
+			v := p.victimLocked(w.user)
+			if v < 0 {
+				i++ // a waiter behind may still have an idle one of its own
+				continue
+			}
+			g.victim = p.idle[v]
+			p.idle = slices.Delete(p.idle, v, v+1)
+			p.held[w.user]++
 		}
 		p.waiters = slices.Delete(p.waiters, i, i+1)
 		w.ch <- g
 	}
+}
+
+// evictAfter is how long another user's connection must have been idle
+// before a user that holds connections of its own may take its slot. A
+// user that holds none takes one at once; one that holds some waits for
+// its own to come back rather than make two users trade slots (each trade
+// costs a dial) on every transaction.
+const evictAfter = time.Second
+
+// victimLocked returns the index in p.idle of the connection whose slot a
+// waiter of user may take (closing it), or -1: the least recently used one
+// past its retirement, or of another user and idle long enough (any idle
+// one of another user when user holds none).
+func (p *Pool) victimLocked(user string) int {
+	now := p.now()
+	holdsNone := p.held[user] == 0
+	for i, c := range p.idle { // least recently released first
+		if c.Retiring(now) || (c.owner != user && (holdsNone || now.Sub(c.lastUsed) >= evictAfter)) {
+			return i
+		}
+	}
+	return -1
 }
 
 // cappedLocked reports whether user holds its pool.max_user_connections.
@@ -787,6 +812,7 @@ func (p *Pool) maintainOnce() {
 	}
 	slices.Reverse(keep)
 	p.idle = keep
+	p.dispatchLocked() // another user's connection may now be idle long enough to take
 	// Room left means no waiter can use it (dispatchLocked would have
 	// granted it), so warm connections take nothing from the line.
 	need := max(min(max(p.cfg().MinIdle-fresh, len(stale)), p.cfg().Size-p.open), 0)

@@ -70,7 +70,8 @@ type session struct {
 	// with s.sc, under both locks.
 	cancelTarget *authbridge.ServerConn
 	// cancelBusy is closed when the cancel in flight to cancelTarget has
-	// been delivered (nil: none in flight); at most one is in flight.
+	// been delivered (nil: none in flight); at most one is in flight per
+	// attachment.
 	cancelBusy chan struct{}
 	// cancelSent: a cancel went to cancelTarget during this attachment.
 	// Before the upstream goes to other work, the holder waits for it to
@@ -873,7 +874,9 @@ func (s *session) setAttachedLocked(sc *authbridge.ServerConn, us *upstreamState
 	s.attachGen++
 	s.cmu.Lock()
 	prev := cancelState{busy: s.cancelBusy, sent: s.cancelSent}
-	s.cancelTarget, s.cancelSent = sc, false
+	// A cancel still in flight belongs to the previous attachment, whose
+	// releaser waits for it; the new one starts with none.
+	s.cancelTarget, s.cancelSent, s.cancelBusy = sc, false, nil
 	s.cmu.Unlock()
 	s.noteServerLocked()
 	return prev
@@ -1332,7 +1335,7 @@ const abandonTimeout = 5 * time.Second
 // gateway runs itself, and forwards the cancel to the attached upstream,
 // if any. It never takes mu, so a session whose relay is blocked writing
 // to its client cannot hold the canceller up; and with one cancel in
-// flight per session, repeated CancelRequests pin nothing.
+// flight per attachment, repeated CancelRequests pin nothing.
 func (s *session) cancel() {
 	s.cmu.Lock()
 	if stop := s.advisory.waiting; stop != nil {
