@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -26,7 +25,6 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/harness"
 	"github.com/dsqlgate/dsqlgate/internal/pgtest"
-	"github.com/dsqlgate/dsqlgate/internal/scramclient"
 	"github.com/dsqlgate/dsqlgate/pgwire/scram"
 )
 
@@ -1217,65 +1215,14 @@ func isoTryLoginDB(addr, user, password, db string, d time.Duration) (*isoClient
 		return nil, err
 	}
 	conn.SetDeadline(time.Now().Add(d))
-	c := &isoClient{conn: conn, fe: pgproto3.NewFrontend(conn, conn), timeout: 10 * time.Second}
-	err = c.login(user, password, db)
+	fe, key, err := loginWithKey(conn, user, password, db)
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
+	c := &isoClient{conn: conn, fe: fe, key: key, status: 'I', timeout: 10 * time.Second}
 	conn.SetDeadline(time.Time{})
 	return c, nil
-}
-
-func (c *isoClient) login(user, password, db string) error {
-	c.fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": user, "database": db}})
-	if err := c.fe.Flush(); err != nil {
-		return err
-	}
-	var sc *scramclient.Client
-	for {
-		msg, err := c.fe.Receive()
-		if err != nil {
-			return err
-		}
-		switch m := msg.(type) {
-		case *pgproto3.AuthenticationSASL:
-			sc = scramclient.New(password, nil)
-			c.fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: sc.Mechanism(), Data: sc.First()})
-		case *pgproto3.AuthenticationSASLContinue:
-			if sc == nil {
-				return errors.New("SASLContinue before SASL")
-			}
-			final, err := sc.Final(m.Data)
-			if err != nil {
-				return err
-			}
-			c.fe.Send(&pgproto3.SASLResponse{Data: final})
-		case *pgproto3.AuthenticationSASLFinal:
-			if sc == nil {
-				return errors.New("SASLFinal before SASL")
-			}
-			if err := sc.Verify(m.Data); err != nil {
-				return err
-			}
-			continue
-		case *pgproto3.AuthenticationOk, *pgproto3.ParameterStatus, *pgproto3.NoticeResponse:
-			continue
-		case *pgproto3.BackendKeyData:
-			c.key = &pgproto3.BackendKeyData{ProcessID: m.ProcessID, SecretKey: bytes.Clone(m.SecretKey)}
-			continue
-		case *pgproto3.ReadyForQuery:
-			c.status = m.TxStatus
-			return nil
-		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("login refused: %s %s: %s", m.Severity, m.Code, m.Message)
-		default:
-			return fmt.Errorf("unexpected %T during login", msg)
-		}
-		if err := c.fe.Flush(); err != nil {
-			return err
-		}
-	}
 }
 
 // send writes msgs at once.

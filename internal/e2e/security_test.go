@@ -357,54 +357,62 @@ func beginSCRAM(fe *pgproto3.Frontend, c *scramclient.Client) ([]byte, error) {
 // first ReadyForQuery. A refusal is returned as an error that
 // asErrorResponse unwraps.
 func login(conn net.Conn, user, password, db string) (*pgproto3.Frontend, error) {
-	fe, err := sendStartup(conn, map[string]string{"user": user, "database": db})
+	fe, _, err := loginWithKey(conn, user, password, db)
+	return fe, err
+}
+
+// loginWithKey is login, returning the BackendKeyData the gateway sent too.
+func loginWithKey(conn net.Conn, user, password, db string) (fe *pgproto3.Frontend, key *pgproto3.BackendKeyData, err error) {
+	fe, err = sendStartup(conn, map[string]string{"user": user, "database": db})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tc, _ := conn.(*tls.Conn)
 	for {
 		msg, err := receive(fe)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		switch m := msg.(type) {
 		case *pgproto3.AuthenticationSASL:
 			c := newSCRAMClient(password, tc)
 			fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: c.Mechanism(), Data: c.First()})
 			if err := fe.Flush(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			cont, err := expect[*pgproto3.AuthenticationSASLContinue](fe)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			final, err := c.Final(cont.Data)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			fe.Send(&pgproto3.SASLResponse{Data: final})
 			if err := fe.Flush(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			done, err := expect[*pgproto3.AuthenticationSASLFinal](fe)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if err := c.Verify(done.Data); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		case *pgproto3.AuthenticationMD5Password:
 			fe.Send(&pgproto3.PasswordMessage{Password: md5Response(password, user, m.Salt)})
 			if err := fe.Flush(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		case *pgproto3.AuthenticationCleartextPassword:
 			fe.Send(&pgproto3.PasswordMessage{Password: password})
 			if err := fe.Flush(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
+		case *pgproto3.BackendKeyData:
+			key = &pgproto3.BackendKeyData{ProcessID: m.ProcessID, SecretKey: bytes.Clone(m.SecretKey)}
 		case *pgproto3.ReadyForQuery:
-			return fe, nil
+			return fe, key, nil
 		}
 	}
 }
