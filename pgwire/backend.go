@@ -432,12 +432,6 @@ func (s *session) onCommandCompleteLocked(r *reply, msg []byte) {
 		if cur := r.query.current(); cur != nil {
 			info = *cur
 			r.query.next++
-			if r.query.next < len(r.query.stmts) {
-				// Each statement of a multi-statement query has its own
-				// statement_timeout (PostgreSQL 13 and later), the one in
-				// force once this statement (perhaps a SET of it) is done.
-				defer s.restartStatementTimerLocked()
-			}
 		}
 	case iQuery:
 		return

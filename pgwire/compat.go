@@ -111,6 +111,15 @@ const placeholderSQL = "SELECT 1 WHERE false"
 const failingSQL = `SELECT 1 FROM "dsqlgate: refused statement"`
 
 // emuChange is a change to an emulated setting.
+// emuChangeOf returns the change rw makes to the emulated setting name, or
+// nil (rw may be nil).
+func (rw *rewrite) emuChangeOf(name string) *emuChange {
+	if rw == nil || rw.emu == nil || rw.emu.name != name {
+		return nil
+	}
+	return rw.emu
+}
+
 type emuChange struct {
 	kind  sqllex.SetKind // SetValue, SetDefault, ResetParam
 	scope sqllex.Scope

@@ -67,6 +67,7 @@ func (s *session) onQuery(msg []byte) error {
 	}
 	return s.toUpstream(true, func(us *upstreamState) *pgError {
 		s.beginUnitLocked()
+		s.queryTimeoutLocked(qi)
 		s.q.push(reply{kind: rQuery, query: qi, unitStart: s.unitStart, unitFlags: s.unitFlags | flags, began: s.unitBegan, text: text})
 		s.unitOpen = false
 		us.unnamedOwner = nil // a simple Query destroys the unnamed statement

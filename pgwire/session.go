@@ -661,25 +661,49 @@ func (s *session) beginUnitLocked() {
 // runs already.
 func (s *session) startStatementTimerLocked() {
 	if s.stmtTimer == nil {
-		if d := s.statementTimeoutLocked(); d > 0 {
-			s.unitSeq++
-			seq := s.unitSeq
-			s.stmtTimer = time.AfterFunc(d, func() { s.statementTimedOut(seq) })
-		}
+		s.startStatementTimerForLocked(s.statementTimeoutLocked())
 	}
 }
 
-// restartStatementTimerLocked starts the statement_timeout clock anew for
-// the next statement of the unit in flight.
-func (s *session) restartStatementTimerLocked() {
-	if s.stmtTimer == nil && s.statementTimeoutLocked() <= 0 {
+func (s *session) startStatementTimerForLocked(d time.Duration) {
+	if d > 0 {
+		s.unitSeq++
+		seq := s.unitSeq
+		s.stmtTimer = time.AfterFunc(d, func() { s.statementTimedOut(seq) })
+	}
+}
+
+// queryTimeoutLocked handles a simple query that sets statement_timeout
+// before other statements (SET statement_timeout = '1s'; SELECT ...): the
+// statements after it run under the new value, so the clock of the unit
+// just begun is set to it. The server sends the SET's completion only with
+// the rest of the query's output, too late to start a clock then; the
+// query's statements after the SET share this one clock.
+func (s *session) queryTimeoutLocked(qi *queryInfo) {
+	if s.timedOut || !s.compat.settings {
 		return
 	}
-	if s.timedOut {
-		return // the cancel is on its way; this unit ends with 57014
+	d, found := time.Duration(0), false
+	for _, st := range qi.stmts[:max(len(qi.stmts)-1, 0)] {
+		c := st.rw.emuChangeOf("statement_timeout")
+		if c == nil || c.scope == sqllex.ScopeLocal && s.txStatus == 'I' {
+			continue
+		}
+		found = true
+		switch c.kind {
+		case sqllex.SetValue:
+			ms, _ := parseMillis(c.value)
+			d = time.Duration(ms) * time.Millisecond
+		default:
+			ms, _ := parseMillis(s.gucs.emuStartup["statement_timeout"])
+			d = time.Duration(ms) * time.Millisecond
+		}
+	}
+	if !found {
+		return
 	}
 	s.stopStatementTimerLocked()
-	s.startStatementTimerLocked()
+	s.startStatementTimerForLocked(d)
 }
 
 // stopStatementTimerLocked stops the statement_timeout clock when nothing

@@ -552,6 +552,42 @@ END $$`)
 	})
 }
 
+// TestIsolationStatementTimeoutInMultiStatementQuery: a statement_timeout
+// SET inside a multi-statement simple query applies to the statements after
+// it in the same query, as in PostgreSQL (emulator route: the gateway
+// enforces the timeout). It did not: the SET's completion reaches the
+// gateway only with the rest of the query's output.
+func TestIsolationStatementTimeoutInMultiStatementQuery(t *testing.T) {
+	st, pw := isoStack(t, false, []string{"alice"}, nil)
+	c := isoLogin(t, st.Gateway.Addr, "alice", pw["alice"])
+	defer c.close()
+	started := time.Now()
+	_, code, err := c.query("SET statement_timeout = '100ms'; SELECT pg_sleep(5)")
+	took := time.Since(started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != "57014" || took > 3*time.Second {
+		t.Fatalf("SET statement_timeout then pg_sleep(5) in one query: SQLSTATE %q after %v; want 57014 within the timeout's reach", code, took.Round(time.Millisecond))
+	}
+	// The failed query's implicit transaction took its SET with it, as in
+	// PostgreSQL: the next query has no timeout.
+	if _, code, err := c.query("SELECT pg_sleep(0.3)"); err != nil || code != "" {
+		t.Fatalf("the next query, after the SET was rolled back: SQLSTATE %q, %v", code, err)
+	}
+	// A query that raises the timeout for itself is not held to the old
+	// value, and the raised value stays.
+	if _, code, err := c.query("SET statement_timeout = '100ms'"); err != nil || code != "" {
+		t.Fatalf("SET statement_timeout: SQLSTATE %q, %v", code, err)
+	}
+	if _, code, err := c.query("SET statement_timeout = '5s'; SELECT pg_sleep(0.3)"); err != nil || code != "" {
+		t.Fatalf("a query that raises its own timeout: SQLSTATE %q, %v", code, err)
+	}
+	if _, code, err := c.query("SELECT pg_sleep(0.3)"); err != nil || code != "" {
+		t.Fatalf("the next query under the raised timeout: SQLSTATE %q, %v", code, err)
+	}
+}
+
 // ---- 4 ----
 
 // TestIsolationStatementKeySettings: a statement whose meaning depends on
