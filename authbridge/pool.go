@@ -115,6 +115,7 @@ type Pool struct {
 // waiter is a client waiting in Acquire for user.
 type waiter struct {
 	user   string
+	since  time.Time // when it joined the line
 	prefer *ServerConn
 	ch     chan grant // buffered 1; dispatchLocked or close sends once
 }
@@ -239,7 +240,7 @@ func (p *Pool) Acquire(ctx context.Context, user string, prefer *ServerConn) (*S
 // waited (the caller fills in Waited and Last). A grant that arrives as
 // ctx ends is given back.
 func (p *Pool) wait(ctx context.Context, user string, prefer *ServerConn) (grant, error) {
-	w := &waiter{user: user, prefer: prefer, ch: make(chan grant, 1)}
+	w := &waiter{user: user, prefer: prefer, ch: make(chan grant, 1), since: p.now()}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -355,7 +356,7 @@ func (p *Pool) dispatchLocked() {
 			p.open++
 			p.held[w.user]++
 		default:
-			v := p.victimLocked(w.user)
+			v := p.victimLocked(w)
 			if v < 0 {
 				i++ // a waiter behind may still have an idle one of its own
 				continue
@@ -376,15 +377,17 @@ func (p *Pool) dispatchLocked() {
 // costs a dial) on every transaction.
 const evictAfter = time.Second
 
-// victimLocked returns the index in p.idle of the connection whose slot a
-// waiter of user may take (closing it), or -1: the least recently used one
-// past its retirement, or of another user and idle long enough (any idle
-// one of another user when user holds none).
-func (p *Pool) victimLocked(user string) int {
+// victimLocked returns the index in p.idle of the connection whose slot
+// waiter w may take (closing it), or -1: the least recently used one past
+// its retirement, or one of another user's that has been idle evictAfter,
+// or any of another user's when w's user holds none or w has waited
+// evictAfter already (a busy user reuses its connections within
+// microseconds; waiting for one of them to sit idle could starve w).
+func (p *Pool) victimLocked(w *waiter) int {
 	now := p.now()
-	holdsNone := p.held[user] == 0
+	urgent := p.held[w.user] == 0 || now.Sub(w.since) >= evictAfter
 	for i, c := range p.idle { // least recently released first
-		if c.Retiring(now) || (c.owner != user && (holdsNone || now.Sub(c.lastUsed) >= evictAfter)) {
+		if c.Retiring(now) || (c.owner != w.user && (urgent || now.Sub(c.lastUsed) >= evictAfter)) {
 			return i
 		}
 	}

@@ -500,3 +500,48 @@ func TestPoolMaxUserConnections(t *testing.T) {
 		t.Fatalf("stats %+v, want 2 open, 2 idle, none waiting", s)
 	}
 }
+
+// TestPoolBusyUserDoesNotStarveAnother: alice holds the pool's only
+// connection and reuses it without pause; bob, who holds one elsewhere
+// (so he is not served at once), still gets a slot once he has waited
+// evictAfter, instead of waiting until his deadline while alice's
+// connection is never idle long enough to be taken.
+func TestPoolBusyUserDoesNotStarveAnother(t *testing.T) {
+	r := newTestBridge(t, func(p *config.Pool) { p.Size = 2 })
+	p := r.Pool()
+	bobs := acquire(t, p, "bob", nil) // bob holds one: he is not urgent at once
+	a := acquire(t, p, "alice", nil)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := a
+		for {
+			p.Release(sc)
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if sc = p.TakeIdle("alice", sc); sc == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				sc, _ = p.Acquire(ctx, "alice", nil)
+				cancel()
+				if sc == nil {
+					return
+				}
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*evictAfter)
+	defer cancel()
+	started := time.Now()
+	sc, err := p.Acquire(ctx, "bob", nil)
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatalf("bob waited %v and got %v while alice reused her connection", time.Since(started).Round(time.Millisecond), err)
+	}
+	p.Release(sc)
+	p.Release(bobs)
+}

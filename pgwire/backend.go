@@ -1,6 +1,7 @@
 package pgwire
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
@@ -116,6 +117,7 @@ func (s *session) relay(sc *authbridge.ServerConn, us *upstreamState, inline boo
 				sc.Conn.SetReadDeadline(time.Time{}) // before anyone else holds it
 			}
 			after()
+			s.flushClient()
 			return true
 		case relayLost:
 			s.pool.Discard(sc)
@@ -133,15 +135,19 @@ const clientCheckInterval = 250 * time.Millisecond
 // whatever arrives stays in the client reader for the client goroutine.
 // Client goroutine only.
 func (s *session) clientGone() bool {
-	if s.fr.buffered() > 0 {
+	// Look one byte past what the client reader holds already (the client
+	// may have sent more before it left); a full reader cannot look
+	// further, and its client is still sending.
+	n := s.fr.buffered() + 1
+	if n > s.fr.r.Size() {
 		return false
 	}
 	// A deadline already past would fail the read before it is tried;
 	// a millisecond lets a pending EOF (or data) through.
 	s.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
-	_, err := s.fr.r.Peek(1)
+	_, err := s.fr.r.Peek(n)
 	s.conn.SetReadDeadline(time.Time{})
-	return err != nil && !isTimeout(err)
+	return err != nil && !isTimeout(err) && !errors.Is(err, bufio.ErrBufferFull)
 }
 
 func isTimeout(err error) bool {
@@ -175,19 +181,20 @@ func (s *session) step(sc *authbridge.ServerConn, us *upstreamState, msg []byte,
 		s.upstreamLostLocked(sc, lost)
 		return relayLost, nil
 	case detach:
+		// The upstream goes back before the client is written to: a
+		// client that does not read must not hold it.
 		release := s.detachLocked()
-		s.flushClientLocked()
 		if s.draining {
 			s.terminateLocked()
 		}
 		return relayDetached, release
 	}
-	if us.fr.buffered() == 0 {
-		s.flushClientLocked()
-	}
 	if inline && !s.inlineLocked() {
 		s.flushClientLocked()
 		return relayPaused, nil
+	}
+	if us.fr.buffered() == 0 || s.clientBufferFull() {
+		s.flushClientLocked() // the last step: it may release mu
 	}
 	return relayContinue, nil
 }
@@ -526,10 +533,13 @@ func (s *session) onReadyForQueryLocked(msg []byte) (detach bool) {
 	// At a safe point the client goroutine may still be finishing its last
 	// write to this upstream (the server answered before the flush call
 	// returned): wait for it, it is about to be done, then look again.
-	for s.safeLocked() && s.unflushed {
+	for s.safeLocked() && s.unflushed && !s.abandoning {
 		s.flushed.Wait()
 	}
-	return s.safeLocked()
+	// Bytes still unflushed in the upstream's writer must never go to its
+	// next holder: not a safe point while there are (the session is
+	// abandoning the upstream: it closes it).
+	return s.safeLocked() && !s.unflushed
 }
 
 // detachLocked lets the upstream go at a safe point: its state is recorded
@@ -555,10 +565,12 @@ func (s *session) detachLocked() (release func()) {
 	us.lastUser = s.user
 	s.setStateLocked(stateIdle)
 	s.flushBytesOutLocked()
-	if cs.busy != nil || cs.sent {
+	keep := s.session && !s.closing && !sc.Retiring(s.srv.now())
+	if (cs.busy != nil || cs.sent) && !keep {
 		// A cancel was sent on this attachment: the holder settles it
-		// before anyone, this session included, runs anything there
-		// (session mode too gives the upstream back, and takes it again).
+		// before anyone else runs anything there. (An upstream kept for
+		// its session is settled by acquire, before the session's next
+		// statement.)
 		s.prev = sc
 		return func() {
 			if err := s.settleCancel(sc, us, cs); err != nil {
@@ -578,7 +590,7 @@ func (s *session) detachLocked() (release func()) {
 			}
 			return func() { s.pool.Retire(sc) }
 		}
-		s.reserved = sc
+		s.reserved, s.reservedCancel = sc, cs
 		s.noteServerLocked()
 		if s.spare == nil && !s.spareDialing && !now.Before(sc.RetireAt().Add(-s.pool.ReplaceLead())) {
 			s.spareDialing = true

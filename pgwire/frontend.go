@@ -36,14 +36,11 @@ func (s *session) startFailed(err error, simple bool) error {
 // simple Query's ends with ReadyForQuery; in an extended-protocol batch the
 // rest of the batch is dropped until Sync.
 func (s *session) answerErrorLocked(e *pgError, simple bool) {
-	data := appendErrorResponse(nil, e)
-	if simple {
-		data = append(data, readyForQuery(s.txStatus)...)
-	} else {
+	if !simple {
 		s.skipUntilSync = true
 		s.skipStatus = s.txStatus
 	}
-	s.queueLocked(reply{kind: sBytes, data: data})
+	s.queueLocked(reply{kind: sBytes, data: appendErrorResponse(nil, e), rfq: simple})
 }
 
 // onQuery handles a simple Query.
@@ -150,8 +147,7 @@ func (s *session) localQuery(la localAnswer) error {
 	full = append(full, out...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	full = append(full, readyForQuery(s.txStatus)...)
-	s.queueLocked(reply{kind: sBytes, data: full})
+	s.queueLocked(reply{kind: sBytes, data: full, rfq: true})
 	return nil
 }
 
@@ -165,7 +161,9 @@ func (s *session) failStatement(e *pgError, simple bool) error {
 		// upstream, the gateway answers alone; otherwise the upstream must
 		// fail too, or it would commit what the batch sent before the
 		// error.
-		if s.sc == nil || (s.txStatus == 'I' && !s.inBatch) {
+		// (s.txStatus is what the client last saw: with replies still
+		// owed it may be about to change, so only the upstream can tell.)
+		if s.sc == nil || (s.txStatus == 'I' && !s.inBatch && s.q.len() == 0) {
 			s.answerErrorLocked(e, simple)
 			return nil
 		}
@@ -711,7 +709,7 @@ func (s *session) onSync() error {
 			s.unitOpen = false
 			s.inBatch = false
 			s.txStatus = s.skipStatus
-			s.queueLocked(reply{kind: sBytes, data: readyForQuery(s.skipStatus)})
+			s.queueLocked(reply{kind: sBytes, rfq: true})
 			return nil
 		}
 		// serverSkipping: the upstream ignores messages until this Sync;
@@ -724,7 +722,7 @@ func (s *session) onSync() error {
 		if s.sc == nil {
 			// Nothing of this batch went upstream (only Close, or nothing).
 			s.unitOpen = false
-			s.queueLocked(reply{kind: sBytes, data: readyForQuery(s.txStatus)})
+			s.queueLocked(reply{kind: sBytes, rfq: true})
 			return nil
 		}
 		s.beginUnitLocked()

@@ -61,6 +61,10 @@ type reply struct {
 	// failing statement stands for (shown instead of the server's).
 	data []byte
 	err  *pgError
+	// rfq: an sBytes entry ends with ReadyForQuery, its status the
+	// client's when the entry is answered (not when it was queued: units
+	// ahead of it may still change it).
+	rfq bool
 	// began is when the unit a Sync or Query ends started being sent;
 	// text is its (last) statement's text, for the slow-query log.
 	began time.Time

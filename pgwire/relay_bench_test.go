@@ -38,9 +38,11 @@ func benchSession(b *testing.B) *session {
 	srv := &Server{bridge: bridge, log: zap.NewNop(), now: time.Now, metrics: bridge.Metrics()}
 	srv.conf.Store(cfg)
 	route := bridge.Route("db")
-	return &session{srv: srv, log: zap.NewNop(), route: route, pool: route.Pool(),
+	s := &session{srv: srv, log: zap.NewNop(), route: route, pool: route.Pool(),
 		conn: discardConn{}, txStatus: 'I',
 		gucs: newGUCState(nil, nil), clientParams: map[string]string{}}
+	s.flushed.L, s.written.L = &s.mu, &s.mu
+	return s
 }
 
 func dataRow(cols ...string) []byte {
@@ -136,3 +138,5 @@ func BenchmarkStateSync(b *testing.B) {
 type discardConn struct{ net.Conn }
 
 func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
+
+func (discardConn) SetWriteDeadline(time.Time) error { return nil }

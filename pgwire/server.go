@@ -473,6 +473,7 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		txStatus: 'I',
 	}
 	sess.flushed.L = &sess.mu
+	sess.written.L = &sess.mu
 	params := map[string]string{}
 	for name, value := range info.params {
 		if name == "options" {

@@ -66,9 +66,10 @@ type session struct {
 	// for mu (which a relay blocked writing to a client that stopped
 	// reading may hold). Lock order: mu, then cmu; cmu is a leaf.
 	cmu sync.Mutex
-	// cancelTarget is the attached upstream (nil when none); it changes
-	// with s.sc, under both locks.
+	// cancelTarget is the attached upstream (nil when none), and cancelGen
+	// its attachment (attachGen); they change with s.sc, under both locks.
 	cancelTarget *authbridge.ServerConn
+	cancelGen    uint64
 	// cancelBusy is closed when the cancel in flight to cancelTarget has
 	// been delivered (nil: none in flight); at most one is in flight per
 	// attachment.
@@ -91,6 +92,7 @@ type session struct {
 	cw          *[]byte
 	writing     bool
 	writeFailed bool
+	written     sync.Cond // on mu: a write to the client finished
 	// closeWhenWritten: the client connection is to be closed once the
 	// writing goroutine has written what is buffered (closeClientLocked).
 	closeWhenWritten bool
@@ -101,6 +103,9 @@ type session struct {
 	// prev is, in transaction mode, the last upstream (a preference only).
 	reserved *authbridge.ServerConn
 	prev     *authbridge.ServerConn
+	// reservedCancel is what was cancelled on reserved's last attachment:
+	// settled before the session runs anything there again.
+	reservedCancel cancelState
 	// spare is, in session mode, the replacement dialled for reserved
 	// before reserved retires (make before break); spareDialing is set
 	// while that dial runs.
@@ -139,8 +144,11 @@ type session struct {
 	lostTx       bool
 	lostReported bool
 	closing      bool // the client is gone; nothing more is written to it
-	// attachGen counts attachments (and detachments); unitSeq counts
-	// statement_timeout clocks. A timer acts only if the one it captured
+	// abandoning: the ending session closes its upstream (abandon); no
+	// flush of it is coming.
+	abandoning bool
+	// attachGen counts attachments (and detachments); unitSeq counts the
+	// session's clocks (statement_timeout, idle in transaction). A timer acts only if the one it captured
 	// is still current, so a stale timer does nothing.
 	attachGen uint64
 	unitSeq   uint64
@@ -301,6 +309,15 @@ type compatFlags struct {
 	enabled, settings, advisoryLocks, truncate bool
 }
 
+// recoverTimer keeps a panic in a session's timer callback from ending
+// the process; the callback's session goes on (its next statement or its
+// end cleans up).
+func recoverTimer(log *zap.Logger) {
+	if r := recover(); r != nil {
+		log.Error("session timer panicked", zap.String("panic_type", fmt.Sprintf("%T", r)), zap.Stack("stack"))
+	}
+}
+
 // errSessionPanicked ends a session whose client goroutine panicked.
 var errSessionPanicked = errors.New("session panicked")
 
@@ -350,6 +367,10 @@ func (s *session) run() (err error) {
 			s.flushUpstream()
 			s.relayInline()
 			s.mu.Lock()
+			// A message that needed no reply from upstream (a Close, a
+			// Flush) stopped the idle-in-transaction clock: start it
+			// again when the client is still idle in its transaction.
+			s.startIdleTimerLocked()
 			s.flushClientLocked()
 			s.mu.Unlock()
 		}
@@ -415,6 +436,15 @@ func (s *session) fatal(e *pgError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.writeClientLocked(appendErrorResponse(nil, e))
+	s.closing = true // nothing more after the FATAL
+	s.flushClientLocked()
+}
+
+// flushClient sends what is buffered for the client (see
+// flushClientLocked).
+func (s *session) flushClient() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.flushClientLocked()
 }
 
@@ -480,19 +510,36 @@ func (s *session) writeClientLocked(msg []byte) {
 		s.cw = clientBuffers.Get().(*[]byte)
 	}
 	*s.cw = append(*s.cw, msg...)
-	if len(*s.cw) >= clientWriteBufferSize {
-		s.flushClientLocked()
-	}
 }
+
+// clientBufferFull reports that enough is buffered for the client to send
+// it now (the end of a critical section flushes then).
+func (s *session) clientBufferFull() bool {
+	return s.cw != nil && len(*s.cw) >= clientWriteBufferSize
+}
+
+// maxClientBacklog bounds what may wait for the client while another
+// goroutine is blocked writing to it: past it, flushClientLocked waits for
+// that write (backpressure) instead of letting the buffer grow.
+const maxClientBacklog = 1 << 20
+
+// clientWriteTimeout bounds one write to the client: a client that accepts
+// nothing for this long while the gateway has replies for it is
+// disconnected, so it cannot hold its upstream (and the session's
+// goroutines) for ever.
+const clientWriteTimeout = time.Minute
 
 // flushClientLocked sends what is buffered for the client, without holding
 // mu across the write: a client that stops reading blocks only the
 // goroutine writing to it, never a canceller, a timer, the console or the
 // other goroutine of its session. One goroutine writes at a time (writing);
 // another that flushes meanwhile leaves its bytes to that one, which writes
-// until nothing is buffered, so the client receives everything in order.
-// Called with mu held; mu is released during the write and held again on
-// return, so a caller must not rely on state it read before the call.
+// until nothing is buffered, so the client receives everything in order;
+// past maxClientBacklog it waits for that writer. Called with mu held, as
+// the LAST step of a critical section: mu is released during the write (or
+// the wait) and held again on return, so the caller must have left the
+// session consistent and must not rely on state it read before the call.
+// writeClientLocked never flushes, so nothing else releases mu midway.
 //
 // After the last write the buffer goes back to a pool shared by every
 // session, so an idle client holds none. A failed write closes the client
@@ -501,6 +548,9 @@ func (s *session) writeClientLocked(msg []byte) {
 // still reaches a safe point.
 func (s *session) flushClientLocked() {
 	if s.writing {
+		for s.writing && s.cw != nil && len(*s.cw) > maxClientBacklog && !s.writeFailed {
+			s.written.Wait()
+		}
 		return
 	}
 	s.writing = true
@@ -508,9 +558,11 @@ func (s *session) flushClientLocked() {
 		buf := s.cw
 		s.cw = nil
 		s.mu.Unlock()
+		s.conn.SetWriteDeadline(time.Now().Add(clientWriteTimeout))
 		_, err := s.conn.Write(*buf)
 		*buf = (*buf)[:0]
 		s.mu.Lock()
+		s.written.Broadcast()
 		if s.cw == nil {
 			s.cw = buf
 		} else {
@@ -523,6 +575,7 @@ func (s *session) flushClientLocked() {
 		}
 	}
 	s.writing = false
+	s.written.Broadcast()
 	if s.cw != nil && (len(*s.cw) == 0 || s.writeFailed) {
 		putClientBuffer(s.cw)
 		s.cw = nil
@@ -540,8 +593,8 @@ func (s *session) closeClientLocked() {
 	if s.closing {
 		return
 	}
+	s.closing = true // nothing is buffered after what is there now
 	s.flushClientLocked()
-	s.closing = true
 	if s.writing {
 		s.closeWhenWritten = true
 		return
@@ -586,6 +639,9 @@ func (s *session) emitSyntheticLocked() {
 			s.writeClientLocked(msgCloseComplete)
 		case sBytes:
 			s.writeClientLocked(r.data)
+			if r.rfq {
+				s.writeClientLocked(readyForQuery(s.txStatus))
+			}
 		}
 	}
 }
@@ -606,10 +662,28 @@ func (s *session) sendUpstream(sc *authbridge.ServerConn) {
 	if len(s.out) == 0 {
 		return
 	}
+	if sc.Writer.Available() < len(s.out) {
+		// This write reaches the socket now. An upstream whose replies
+		// nobody reads stops reading too (its own writes block), and this
+		// write would then block for ever: a client that pipelines
+		// without pause never lets relayInline run, so have the replies
+		// read now.
+		s.ensureReader(sc)
+	}
 	if _, err := sc.Writer.Write(s.out); err != nil {
 		s.upstreamWriteFailed(sc, err)
 	}
 	s.out = s.out[:0]
+}
+
+// ensureReader starts the server goroutine for sc if replies are owed and
+// nothing reads them.
+func (s *session) ensureReader(sc *authbridge.ServerConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sc == sc && s.done == nil && s.q.len() > 0 {
+		s.startReaderLocked()
+	}
 }
 
 // flushUpstream flushes what the client goroutine wrote upstream, and lets
@@ -726,6 +800,7 @@ const cancelGrace = 5 * time.Second
 // the client gets 57014 as PostgreSQL reports it. seq is the clock that
 // fired: a clock stopped (or replaced) in the meantime does nothing.
 func (s *session) statementTimedOut(seq uint64) {
+	defer recoverTimer(s.log)
 	s.mu.Lock()
 	sc, gen := s.sc, s.attachGen
 	if sc == nil || s.q.len() == 0 || s.stmtTimer == nil || s.unitSeq != seq {
@@ -735,7 +810,7 @@ func (s *session) statementTimedOut(seq uint64) {
 	s.timedOut = true
 	s.mu.Unlock()
 	s.log.Debug("statement timeout: cancelling upstream work")
-	s.cancelUpstream(sc, "statement_timeout", cancelGrace)
+	s.cancelUpstream(sc, gen, "statement_timeout", cancelGrace)
 	time.AfterFunc(cancelGrace, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -755,9 +830,9 @@ func (s *session) statementTimedOut(seq uint64) {
 // upstream and no cancel is in flight to it already, and returns once the
 // upstream has taken it (or the attempt failed). The upstream cannot go to
 // other work meanwhile: its release waits for the cancel (settleCancel).
-func (s *session) cancelUpstream(sc *authbridge.ServerConn, why string, timeout time.Duration) {
+func (s *session) cancelUpstream(sc *authbridge.ServerConn, gen uint64, why string, timeout time.Duration) {
 	s.cmu.Lock()
-	if s.cancelTarget != sc || sc == nil || s.cancelBusy != nil {
+	if s.cancelTarget != sc || s.cancelGen != gen || sc == nil || s.cancelBusy != nil {
 		s.cmu.Unlock()
 		return
 	}
@@ -809,7 +884,9 @@ func (s *session) startIdleTimerLocked() {
 		d = g
 	}
 	if d > 0 {
-		s.idleTimer = time.AfterFunc(d, s.idleInTransactionTimedOut)
+		s.unitSeq++
+		seq := s.unitSeq
+		s.idleTimer = time.AfterFunc(d, func() { s.idleInTransactionTimedOut(seq) })
 		s.idleArmed.Store(true)
 	}
 }
@@ -828,10 +905,11 @@ func (s *session) stopIdleTimer() {
 // longer than idle_in_transaction_session_timeout, as PostgreSQL does:
 // FATAL 25P03, then the connection closes (and the gateway rolls the
 // transaction back upstream).
-func (s *session) idleInTransactionTimedOut() {
+func (s *session) idleInTransactionTimedOut(seq uint64) {
+	defer recoverTimer(s.log)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.idleTimer == nil || s.closing || s.q.len() > 0 || (s.txStatus != 'T' && s.txStatus != 'E') {
+	if s.idleTimer == nil || s.unitSeq != seq || s.closing || s.q.len() > 0 || (s.txStatus != 'T' && s.txStatus != 'E') {
 		return
 	}
 	s.idleTimer = nil
@@ -901,6 +979,7 @@ func (s *session) setAttachedLocked(sc *authbridge.ServerConn, us *upstreamState
 	// A cancel still in flight belongs to the previous attachment, whose
 	// releaser waits for it; the new one starts with none.
 	s.cancelTarget, s.cancelSent, s.cancelBusy = sc, false, nil
+	s.cancelGen = s.attachGen
 	s.cmu.Unlock()
 	s.noteServerLocked()
 	return prev
@@ -947,10 +1026,12 @@ func (s *session) toUpstream(simple bool, build func(us *upstreamState) *pgError
 	if err != nil {
 		return s.startFailed(err, simple)
 	}
-	refused, ok := s.buildLocked(sc, build)
+	refused, ok, skipped := s.buildLocked(sc, build)
 	switch {
 	case !ok:
 		return errRetry
+	case skipped:
+		return nil
 	case refused != nil:
 		s.out = s.out[:0]
 		return s.failStatement(refused, simple)
@@ -959,12 +1040,17 @@ func (s *session) toUpstream(simple bool, build func(us *upstreamState) *pgError
 	return nil
 }
 
-// buildLocked runs build under mu if sc is still attached.
-func (s *session) buildLocked(sc *authbridge.ServerConn, build func(us *upstreamState) *pgError) (refused *pgError, ok bool) {
+// buildLocked runs build under mu if sc is still attached, unless the
+// batch is being skipped (an error reached the session since the handler
+// looked: the message is dropped, as the server drops it).
+func (s *session) buildLocked(sc *authbridge.ServerConn, build func(us *upstreamState) *pgError) (refused *pgError, ok, skipped bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sc != sc {
-		return nil, false
+		return nil, false, false
+	}
+	if s.skipUntilSync || s.serverSkipping {
+		return nil, true, true
 	}
 	if testHookLocked != nil {
 		testHookLocked(s)
@@ -972,7 +1058,7 @@ func (s *session) buildLocked(sc *authbridge.ServerConn, build func(us *upstream
 	if refused = build(s.us); refused == nil {
 		s.unflushed = true
 	}
-	return refused, true
+	return refused, true, false
 }
 
 // testHookLocked, when set by a test, runs under mu before every message
@@ -984,14 +1070,18 @@ var testHookLocked func(*session)
 // client that waits longer than a second is told so with a NOTICE.
 func (s *session) acquire() (*authbridge.ServerConn, error) {
 	s.mu.Lock()
-	sc, prev := s.reserved, s.prev
-	s.reserved = nil
+	sc, prev, cs := s.reserved, s.prev, s.reservedCancel
+	s.reserved, s.reservedCancel = nil, cancelState{}
 	s.noteServerLocked()
 	s.mu.Unlock()
 	if sc != nil {
 		alive := sc.Alive()
 		if alive && !sc.Retiring(s.srv.now()) {
-			return sc, nil
+			us, _ := sc.State.(*upstreamState) // nil until first attached; then nothing was cancelled
+			if err := s.settleCancel(sc, us, cs); err == nil {
+				return sc, nil
+			}
+			alive = false
 		}
 		s.replaced++
 		if alive {
@@ -1232,9 +1322,18 @@ const (
 // COPY, a lock wait) is cancelled and closed at once, so the work stops
 // now rather than when it next writes; it is never reused.
 func (s *session) end() {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("session panicked while ending; its upstream is closed", zap.String("panic_type", fmt.Sprintf("%T", r)), zap.Stack("stack"))
+		}
+	}()
 	s.mu.Lock()
+	// The client is gone (or is being sent away): nothing more is written
+	// to it, and a write blocked on it ends now rather than at its
+	// deadline, so nothing here waits for a client that does not read.
 	s.closing = true
-	sc := s.sc
+	s.conn.Close()
+	sc, gen := s.sc, s.attachGen
 	busy := sc != nil && (s.q.len() > 0 || s.inBatch || s.copyIn || s.unitOpen || s.serverSkipping || s.broken)
 	// One complete unit in flight (a statement, one batch up to its Sync):
 	// a cancel ends it at once, sleeping or waiting for a lock, and the
@@ -1254,9 +1353,9 @@ func (s *session) end() {
 	s.mu.Unlock()
 	switch {
 	case oneUnit:
-		s.cancelUpstream(sc, "client gone", time.Second)
+		s.cancelUpstream(sc, gen, "client gone", time.Second)
 	case busy:
-		s.abandon(sc, done)
+		s.abandon(sc, gen, done)
 		sc = nil
 	}
 	if sc != nil {
@@ -1280,8 +1379,8 @@ func (s *session) end() {
 		t.Stop()
 	}
 	s.mu.Lock()
-	reserved, spare := s.reserved, s.spare
-	s.reserved, s.spare = nil, nil
+	reserved, spare, cs := s.reserved, s.spare, s.reservedCancel
+	s.reserved, s.spare, s.reservedCancel = nil, nil, cancelState{}
 	s.stopStatementTimerLocked()
 	if s.idleTimer != nil {
 		s.idleTimer.Stop()
@@ -1289,6 +1388,13 @@ func (s *session) end() {
 	}
 	s.mu.Unlock()
 	s.releaseAllLocks()
+	if reserved != nil {
+		us, _ := reserved.State.(*upstreamState)
+		if err := s.settleCancel(reserved, us, cs); err != nil {
+			s.pool.Discard(reserved)
+			reserved = nil
+		}
+	}
 	for _, sc := range []*authbridge.ServerConn{reserved, spare} {
 		if sc != nil {
 			s.pool.Release(sc)
@@ -1312,10 +1418,16 @@ func (s *session) unitsOwedLocked() int {
 // for a lock would not notice a closed connection), then the close. A
 // server goroutine still reading sc (done) sees the loss and discards it;
 // otherwise the client goroutine does.
-func (s *session) abandon(sc *authbridge.ServerConn, done chan struct{}) {
+func (s *session) abandon(sc *authbridge.ServerConn, gen uint64, done chan struct{}) {
 	s.log.Debug("client left with work in flight: cancelling and closing its upstream", zap.Uint64("server_id", sc.ID))
 	s.conn.Close() // nothing more goes to the client; a blocked write to it ends
-	s.cancelUpstream(sc, "client gone", time.Second)
+	s.mu.Lock()
+	// A relay waiting for this goroutine to flush before it detaches
+	// (onReadyForQueryLocked) must not wait for a flush that never comes.
+	s.abandoning = true
+	s.flushed.Broadcast()
+	s.mu.Unlock()
+	s.cancelUpstream(sc, gen, "client gone", time.Second)
 	sc.Conn.Close()
 	if done != nil {
 		<-done
@@ -1365,10 +1477,10 @@ func (s *session) cancel() {
 	if stop := s.advisory.waiting; stop != nil {
 		stop()
 	}
-	sc := s.cancelTarget
+	sc, gen := s.cancelTarget, s.cancelGen
 	s.cmu.Unlock()
 	if sc != nil {
-		s.cancelUpstream(sc, "client", cancelGrace)
+		s.cancelUpstream(sc, gen, "client", cancelGrace)
 	}
 }
 
