@@ -96,9 +96,9 @@ type session struct {
 	// closeWhenWritten: the client connection is to be closed once the
 	// writing goroutine has written what is buffered (closeClientLocked).
 	closeWhenWritten bool
-	sc   *authbridge.ServerConn
-	us   *upstreamState // sc.State while attached
-	done chan struct{}  // the attachment's server goroutine, closed when it exits; nil while none runs
+	sc               *authbridge.ServerConn
+	us               *upstreamState // sc.State while attached
+	done             chan struct{}  // the attachment's server goroutine, closed when it exits; nil while none runs
 	// reserved is, in session mode, the client's upstream while detached;
 	// prev is, in transaction mode, the last upstream (a preference only).
 	reserved *authbridge.ServerConn
