@@ -478,15 +478,14 @@ func (s *session) applyCompletedLocked(info stmtInfo, tag []byte) {
 		s.releaseXactLocksLocked()
 	case t == "DEALLOCATE ALL":
 		// Every prepared statement on the upstream is gone, the other
-		// clients' too; the client's own are gone as PostgreSQL says.
+		// clients' too; the client's named ones are gone as PostgreSQL
+		// says (the unnamed one is not among them).
 		s.stmts.clear()
-		s.unnamed = nil
 		if s.us != nil {
 			s.us.dropAllStmts()
 		}
 	case t == "DISCARD ALL":
 		s.stmts.clear()
-		s.unnamed = nil
 		if s.us != nil {
 			s.us.dropAllStmts()
 		}

@@ -67,7 +67,10 @@ func (s *session) onQuery(msg []byte) error {
 		s.queryTimeoutLocked(qi)
 		s.q.push(reply{kind: rQuery, query: qi, unitStart: s.unitStart, unitFlags: s.unitFlags | flags, began: s.unitBegan, text: text})
 		s.unitOpen = false
-		us.unnamedOwner = nil // a simple Query destroys the unnamed statement
+		// A simple Query destroys the unnamed statement, the client's and
+		// the upstream's.
+		us.unnamedOwner = nil
+		s.unnamed = nil
 		if sent == text {
 			s.out = append(s.out, msg...)
 		} else {
@@ -315,15 +318,20 @@ func (s *session) parseLocked(us *upstreamState, msg []byte, p parseMessage, st 
 			s.out = appendParse(s.out, "", st)
 		}
 	case existing != nil:
-		// PostgreSQL refuses a second Parse of a name; let the upstream
-		// say so, about the existing statement, with its own semantics.
-		if existing.local {
-			return duplicateStatement(p.name)
+		// PostgreSQL refuses a second Parse of a name (in a failed
+		// transaction it says so first). The gateway says it, and the
+		// upstream fails a statement of its own (failStatement): the
+		// client's text never goes upstream under the existing
+		// statement's shared name, which the upstream might not have
+		// (the name would then hold this text for everyone using it).
+		if s.txStatus == 'E' {
+			return inFailedTransaction()
 		}
-		s.ensureStmtLocked(us, existing)
-		s.out = appendParse(s.out, existing.upstream, st)
-		s.q.push(reply{kind: rParseDup, renameFrom: existing.upstream, renameTo: p.name})
+		return duplicateStatement(p.name)
 	default:
+		if s.txStatus == 'E' {
+			return inFailedTransaction() // as PostgreSQL, before anything else
+		}
 		if e := s.stmts.admit(st, s.limits().MaxClientStatements); e != nil {
 			return e
 		}
@@ -338,6 +346,10 @@ func (s *session) parseLocked(us *upstreamState, msg []byte, p parseMessage, st 
 		}
 	}
 	return nil
+}
+
+func inFailedTransaction() *pgError {
+	return &pgError{Severity: severityError, Code: codeInFailedTransaction, Message: inFailedTxMessage}
 }
 
 func duplicateStatement(name string) *pgError {

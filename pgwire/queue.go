@@ -8,7 +8,6 @@ type replyKind uint8
 
 const (
 	rParse          replyKind = iota // client Parse: ParseComplete is forwarded
-	rParseDup                        // client Parse of a name it already has: forwarded to get the server's own error
 	rBind                            // BindComplete
 	rDescribeStmt                    // ParameterDescription, then RowDescription or NoData
 	rDescribePortal                  // RowDescription or NoData
