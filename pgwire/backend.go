@@ -379,11 +379,36 @@ func (s *session) onErrorLocked(msg []byte) error {
 	// to (not including) the next Sync, undoing their bookkeeping. With no
 	// Sync sent yet, the client's messages are dropped until it sends one
 	// (serverSkipping), as the server will drop them.
-	for s.q.len() > 0 && s.q.front().kind != rSync {
+	for failed := true; s.q.len() > 0 && s.q.front().kind != rSync; failed = false {
 		r := s.q.pop()
 		switch r.kind {
 		case rParse:
 			s.forgetFailedParseLocked(r.stmt)
+			// An unnamed Parse that failed leaves no unnamed statement (as
+			// in PostgreSQL); one the server skipped leaves the one before.
+			if !failed && r.stmt != nil && r.stmt.name == "" && s.unnamed == nil && r.prev != nil {
+				s.unnamed = r.prev // the server never replaced it
+				if s.us != nil {
+					s.us.unnamedOwner = nil // nor is it known to be there
+				}
+			}
+		case sParseComplete:
+			// A Parse the gateway answered from the upstream's cache that
+			// the server would have skipped: the statement never existed.
+			if r.stmt != nil && s.stmts.get(r.stmt.name) == r.stmt {
+				s.stmts.del(r.stmt.name)
+			}
+		case sCloseComplete:
+			// A Close the server would have skipped: the statement stays.
+			if r.closed && r.stmt != nil {
+				if r.stmt.name == "" {
+					if s.unnamed == nil {
+						s.unnamed = r.stmt
+					}
+				} else if s.stmts.get(r.stmt.name) == nil {
+					s.stmts.put(r.stmt)
+				}
+			}
 		case iParse:
 			if r.stmt != nil && s.us != nil {
 				if r.stmt.name == "" {

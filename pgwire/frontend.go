@@ -307,11 +307,12 @@ func (s *session) parseLocked(us *upstreamState, msg []byte, p parseMessage, st 
 	s.inBatch = true
 	switch existing := s.stmts.get(p.name); {
 	case p.name == "":
+		prev := s.unnamed
 		s.unnamedGen++
 		st.gen = s.unnamedGen
 		s.unnamed = st
 		us.unnamedOwner, us.unnamedGen = s, st.gen
-		s.q.push(reply{kind: rParse, stmt: st})
+		s.q.push(reply{kind: rParse, stmt: st, prev: prev})
 		if st.sent == p.query {
 			s.out = append(s.out, msg...)
 		} else {
@@ -338,7 +339,7 @@ func (s *session) parseLocked(us *upstreamState, msg []byte, p parseMessage, st 
 		st.upstream = s.upstreamNameLocked(st.sent, p.oids)
 		s.stmts.put(st)
 		if us.hasStmt(st.upstream) {
-			s.queueLocked(reply{kind: sParseComplete})
+			s.queueLocked(reply{kind: sParseComplete, stmt: st})
 		} else {
 			s.evictLocked(us.addStmt(st.upstream, s.maxPrepared()))
 			s.out = appendParse(s.out, st.upstream, st)
@@ -685,12 +686,15 @@ func (s *session) onClose(msg []byte) error {
 	}
 	s.sendLocked(func() *authbridge.ServerConn {
 		if b[0] == 'S' {
+			// The reply entry keeps the statement, to put it back if the
+			// server skips this Close (an error ahead of it in the batch).
+			closed := s.lookupStmtLocked(name)
 			if name == "" {
 				s.unnamed = nil
 			} else {
 				s.stmts.del(name)
 			}
-			s.queueLocked(reply{kind: sCloseComplete})
+			s.queueLocked(reply{kind: sCloseComplete, stmt: closed, closed: true})
 			return nil
 		}
 		if _, local := s.localPortals[name]; local || s.sc == nil || s.lostTx {

@@ -64,6 +64,11 @@ type reply struct {
 	// client's when the entry is answered (not when it was queued: units
 	// ahead of it may still change it).
 	rfq bool
+	// prev is the client's unnamed statement an unnamed Parse replaced
+	// (rParse), and closed marks an sCloseComplete whose stmt the Close
+	// removed: both are put back if the server skips the message.
+	prev   *preparedStmt
+	closed bool
 	// began is when the unit a Sync or Query ends started being sent;
 	// text is its (last) statement's text, for the slow-query log.
 	began time.Time
