@@ -111,9 +111,10 @@ func startEnvironment(ctx context.Context, o options, p plan, logf func(string, 
 		awsKeyID:        "AKIA" + strings.ToUpper(pgtest.RandomHex(8)),
 		awsSecret:       pgtest.RandomHex(20),
 	}
+	started := e // the returns below set e to nil
 	defer func() {
 		if err != nil {
-			e.Close()
+			started.Close()
 		}
 	}()
 	e.dir, err = os.MkdirTemp("", "dsqlgate-bench-")
