@@ -325,13 +325,15 @@ func (s *session) parseLocked(us *upstreamState, msg []byte, p parseMessage, st 
 		// client's text never goes upstream under the existing
 		// statement's shared name, which the upstream might not have
 		// (the name would then hold this text for everyone using it).
-		if s.txStatus == 'E' {
+		if s.txStatus == 'E' && !endsTx(st.kind) {
 			return inFailedTransaction()
 		}
 		return duplicateStatement(p.name)
 	default:
-		if s.txStatus == 'E' {
-			return inFailedTransaction() // as PostgreSQL, before anything else
+		if s.txStatus == 'E' && !endsTx(st.kind) {
+			// As PostgreSQL, before anything else: in a failed transaction
+			// only COMMIT and ROLLBACK may be prepared.
+			return inFailedTransaction()
 		}
 		if e := s.stmts.admit(st, s.limits().MaxClientStatements); e != nil {
 			return e

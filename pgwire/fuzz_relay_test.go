@@ -984,6 +984,9 @@ var relayCases = []struct {
 		opFunctionCall(0), opQuery("begin"), opQuery("fail"), opFunctionCall(1), opQuery("rollback"), opFunctionCall(1)}, ""},
 	{"empty statements", []relayOp{
 		opParse("", ""), opBind("", ""), opDescribe('P', ""), opExecute("", 0), opSync, opQuery("", "")}, ""},
+	{"ROLLBACK prepared in a failed transaction", []relayOp{
+		opQuery("begin"), opQuery("fail"), opParse("s1", "rollback"), opBind("", "s1"), opExecute("", 0), opSync,
+		opParse("s2", "select 1"), opBind("", "s2"), opExecute("", 0), opSync}, ""},
 	// Gateway bugs.
 	{"Parse the gateway answers itself, skipped after an error", []relayOp{
 		opParse("s1", "select 1"), opSync, opClose('S', "s1"), opSync,
