@@ -633,10 +633,12 @@ func (s *session) emulatedMillisLocked(name string) time.Duration {
 	if !s.compat.settings {
 		return 0
 	}
-	v, ok := s.gucs.emu[name]
-	if !ok {
-		return 0
-	}
-	ms, _ := parseMillis(strings.TrimSuffix(v, ""))
+	return millis(s.gucs.emu[name])
+}
+
+// millis is an emulated duration setting's display value as a duration
+// (0 when empty or not one).
+func millis(v string) time.Duration {
+	ms, _ := parseMillis(v)
 	return time.Duration(ms) * time.Millisecond
 }

@@ -764,13 +764,10 @@ func (s *session) queryTimeoutLocked(qi *queryInfo) {
 			continue
 		}
 		found = true
-		switch c.kind {
-		case sqllex.SetValue:
-			ms, _ := parseMillis(c.value)
-			d = time.Duration(ms) * time.Millisecond
-		default:
-			ms, _ := parseMillis(s.gucs.emuStartup["statement_timeout"])
-			d = time.Duration(ms) * time.Millisecond
+		if c.kind == sqllex.SetValue {
+			d = millis(c.value)
+		} else {
+			d = millis(s.gucs.emuStartup["statement_timeout"])
 		}
 	}
 	if !found {
@@ -980,8 +977,8 @@ func (s *session) setAttachedLocked(sc *authbridge.ServerConn, us *upstreamState
 	// releaser waits for it; the new one starts with none.
 	s.cancelTarget, s.cancelSent, s.cancelBusy = sc, false, nil
 	s.cancelGen = s.attachGen
+	s.seen.serverID = s.heldServerIDLocked()
 	s.cmu.Unlock()
-	s.noteServerLocked()
 	return prev
 }
 
@@ -989,16 +986,21 @@ func (s *session) setAttachedLocked(sc *authbridge.ServerConn, us *upstreamState
 // the attached one, or in session mode the one reserved for it between
 // transactions.
 func (s *session) noteServerLocked() {
-	var id uint64
+	s.cmu.Lock()
+	s.seen.serverID = s.heldServerIDLocked()
+	s.cmu.Unlock()
+}
+
+// heldServerIDLocked is the ID of the upstream the session holds: the
+// attached one, or the reserved one (0: none).
+func (s *session) heldServerIDLocked() uint64 {
 	switch {
 	case s.sc != nil:
-		id = s.sc.ID
+		return s.sc.ID
 	case s.reserved != nil:
-		id = s.reserved.ID
+		return s.reserved.ID
 	}
-	s.cmu.Lock()
-	s.seen.serverID = id
-	s.cmu.Unlock()
+	return 0
 }
 
 // cancelState is what was cancelled on one attachment: a cancel still in
