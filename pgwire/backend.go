@@ -12,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/authbridge"
-	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
@@ -175,7 +174,8 @@ func (s *session) step(sc *authbridge.ServerConn, us *upstreamState, msg []byte,
 		s.upstreamLostLocked(sc, err)
 		return relayLost, nil
 	}
-	detach, lost := s.onServerMessageLocked(msg)
+	rfq, lost := s.serverLocked(msg)
+	detach := rfq && lost == nil && s.safeToDetachLocked()
 	switch {
 	case lost != nil:
 		s.upstreamLostLocked(sc, lost)
@@ -205,154 +205,156 @@ type errUpstreamFatal struct{ code, message string }
 
 func (e *errUpstreamFatal) Error() string { return "upstream FATAL " + e.code + ": " + e.message }
 
-// onServerMessageLocked handles one upstream message: it forwards or
-// swallows it as the front reply entry says, keeps the session state, and
-// reports whether the upstream reached a safe point (detach) or is dying.
-func (s *session) onServerMessageLocked(msg []byte) (detach bool, lost error) {
+// serverLocked handles one upstream message: it forwards or swallows it as
+// the front reply entry says and keeps the session state. It reports a
+// ReadyForQuery (rfq: the end of a unit, where the upstream may have
+// reached a safe point) or an upstream that is dying (lost).
+func (e *engine) serverLocked(msg []byte) (rfq bool, lost error) {
 	typ := msg[0]
 	switch typ {
 	case 'D', 'd': // DataRow, CopyData: the hot path
-		s.forwardLocked(msg)
+		e.forwardLocked(msg)
 		return false, nil
 	case 'S':
-		s.onParameterStatusLocked(msg)
+		e.onParameterStatusLocked(msg)
 		return false, nil
 	case 'N', 'A': // NoticeResponse, NotificationResponse
-		if s.q.len() > 0 && s.q.front().kind == iQuery {
+		if e.q.len() > 0 && e.q.front().kind == iQuery {
 			return false, nil
 		}
-		if typ == 'N' && s.belowMinMessagesLocked(msg) {
+		if typ == 'N' && e.belowMinMessagesLocked(msg) {
 			return false, nil
 		}
-		s.writeClientLocked(msg)
+		e.host.writeClientLocked(msg)
 		return false, nil
 	case 'E':
-		return false, s.onErrorLocked(msg)
+		return false, e.onErrorLocked(msg)
 	}
-	if s.q.len() == 0 {
+	if e.q.len() == 0 {
 		// Nothing expected: pass it on rather than lose it.
-		s.log.Debug("unexpected upstream message", zap.String("type", string(typ)))
-		s.writeClientLocked(msg)
+		e.log.Debug("unexpected upstream message", zap.String("type", string(typ)))
+		e.host.writeClientLocked(msg)
 		return false, nil
 	}
-	r := s.q.front()
+	r := e.q.front()
 	if r.kind == iQuery && typ != 'Z' {
 		return false, nil // the gateway's own statement's output
 	}
 	switch typ {
 	case '1': // ParseComplete
-		k := s.q.pop().kind
+		k := e.q.pop().kind
 		if k != iParse {
-			s.writeClientLocked(msg)
+			e.host.writeClientLocked(msg)
 		}
 	case '2', 's', 'I': // BindComplete, PortalSuspended, EmptyQueryResponse
 		if r.kind == rQuery {
-			s.writeClientLocked(msg) // EmptyQueryResponse of an empty query
+			e.host.writeClientLocked(msg) // EmptyQueryResponse of an empty query
 			break
 		}
-		s.q.pop()
-		s.writeClientLocked(msg)
+		e.q.pop()
+		e.host.writeClientLocked(msg)
 	case '3': // CloseComplete
-		if s.q.pop().kind != iClose {
-			s.writeClientLocked(msg)
+		if e.q.pop().kind != iClose {
+			e.host.writeClientLocked(msg)
 		}
 	case 't': // ParameterDescription
-		s.writeClientLocked(msg)
+		e.host.writeClientLocked(msg)
 	case 'T', 'n': // RowDescription, NoData
 		switch r.kind {
 		case rDescribeStmt, rDescribePortal:
 			// A placeholder's columns are not the client's business: the
 			// statement it stands for (a SET) has no result.
 			hide := typ == 'T' && r.stmt != nil && r.stmt.rw != nil && r.stmt.rw.hideRows
-			s.q.pop()
+			e.q.pop()
 			if hide {
-				s.writeClientLocked(msgNoData)
+				e.host.writeClientLocked(msgNoData)
 			} else {
-				s.writeClientLocked(msg)
+				e.host.writeClientLocked(msg)
 			}
 		case rQuery:
 			if cur := r.query.current(); cur == nil || cur.rw == nil || !cur.rw.hideRows {
-				s.writeClientLocked(msg)
+				e.host.writeClientLocked(msg)
 			}
 		default:
-			s.writeClientLocked(msg)
+			e.host.writeClientLocked(msg)
 		}
 	case 'C': // CommandComplete
-		s.onCommandCompleteLocked(r, msg)
+		e.onCommandCompleteLocked(r, msg)
 	case 'G': // CopyInResponse
-		s.copyIn = true
-		s.writeClientLocked(msg)
+		e.copyIn = true
+		e.host.writeClientLocked(msg)
 	case 'Z':
-		return s.onReadyForQueryLocked(msg), nil
+		e.onReadyForQueryLocked(msg)
+		return true, nil
 	case 'K', 'R', 'v':
 		// BackendKeyData, Authentication*, NegotiateProtocolVersion:
 		// startup-only messages; never for the client now.
-		s.log.Debug("dropping startup message from upstream", zap.String("type", string(typ)))
+		e.log.Debug("dropping startup message from upstream", zap.String("type", string(typ)))
 	default: // CopyOutResponse, CopyDone, CopyBothResponse, FunctionCallResponse
 		if r.kind != iQuery {
-			s.writeClientLocked(msg)
+			e.host.writeClientLocked(msg)
 		}
 	}
-	s.emitSyntheticLocked()
+	e.emitSyntheticLocked()
 	return false, nil
 }
 
 // forwardLocked passes a message through unless it answers the gateway.
-func (s *session) forwardLocked(msg []byte) {
-	if s.q.len() > 0 && s.q.front().kind == iQuery {
+func (e *engine) forwardLocked(msg []byte) {
+	if e.q.len() > 0 && e.q.front().kind == iQuery {
 		return
 	}
-	s.writeClientLocked(msg)
+	e.host.writeClientLocked(msg)
 }
 
 // onParameterStatusLocked records a reported value and forwards it only if
 // the client has not seen that value already.
-func (s *session) onParameterStatusLocked(msg []byte) {
+func (e *engine) onParameterStatusLocked(msg []byte) {
 	name, rest, ok := readCString(body(msg))
 	value, _, ok2 := readCString(rest)
 	if !ok || !ok2 {
 		return
 	}
-	if s.us != nil {
-		if s.us.params[name] != value {
-			s.us.params[name] = value
-			s.us.paramsVer++
+	if e.us != nil {
+		if e.us.params[name] != value {
+			e.us.params[name] = value
+			e.us.paramsVer++
 		}
 	}
-	if old, seen := s.clientParams[name]; seen && old == value {
+	if old, seen := e.clientParams[name]; seen && old == value {
 		return
 	}
-	s.setClientParamLocked(name, value)
-	s.writeClientLocked(msg)
+	e.setClientParamLocked(name, value)
+	e.host.writeClientLocked(msg)
 }
 
 // onErrorLocked handles an ErrorResponse: it belongs to the front entry;
 // the upstream then skips everything up to the next Sync, and so do the
 // replies the gateway expected or would have answered itself.
-func (s *session) onErrorLocked(msg []byte) error {
+func (e *engine) onErrorLocked(msg []byte) error {
 	var head *reply
-	if s.q.len() > 0 {
-		head = s.q.front()
+	if e.q.len() > 0 {
+		head = e.q.front()
 	}
-	s.srv.metrics.UpstreamErrorsTotal.WithLabelValues(s.route.Name, metrics.SQLStateLabel(sqlstateOf(msg))).Inc()
+	e.host.upstreamErrorLocked(sqlstateOf(msg))
 	if severityOf(msg) != severityError {
 		er, _ := decodeError(msg)
 		if er != nil && (er.Severity == severityFatal || er.Severity == "PANIC") {
 			return &errUpstreamFatal{code: er.Code, message: er.Message}
 		}
 	}
-	s.gucs.txFailed = true
-	s.copyIn = false
-	if s.timedOut {
+	e.gucs.txFailed = true
+	e.copyIn = false
+	if e.timedOut {
 		msg = statementTimeoutError(msg)
 	}
 	if head == nil {
-		s.writeClientLocked(msg)
+		e.host.writeClientLocked(msg)
 		return nil
 	}
 	switch head.kind {
 	case iQuery:
-		s.log.Warn("injected statement failed upstream", zap.String("error", errorMessage(msg)))
+		e.log.Warn("injected statement failed upstream", zap.String("error", errorMessage(msg)))
 		return nil
 	case rQuery, rSync:
 		// Part of a simple query's output, or an error at Sync (a
@@ -365,98 +367,98 @@ func (s *session) onErrorLocked(msg []byte) error {
 			}
 			head.query.next = len(head.query.stmts) // the rest did not run
 		}
-		s.writeClientLocked(rewriteError(msg, rw, nil))
+		e.host.writeClientLocked(rewriteError(msg, rw, nil))
 		return nil
 	}
 	var rw *rewrite
 	if head.stmt != nil {
 		rw = head.stmt.rw
 	}
-	s.writeClientLocked(rewriteError(renameInError(msg, head), rw, head.err))
+	e.host.writeClientLocked(rewriteError(renameInError(msg, head), rw, head.err))
 	// An error in extended-protocol mode makes the server ignore every
 	// message up to the next Sync, a simple Query or FunctionCall sent in
 	// between included: drop the failed entry and every reply expected up
 	// to (not including) the next Sync, undoing their bookkeeping. With no
 	// Sync sent yet, the client's messages are dropped until it sends one
 	// (serverSkipping), as the server will drop them.
-	for failed := true; s.q.len() > 0 && s.q.front().kind != rSync; failed = false {
-		r := s.q.pop()
+	for failed := true; e.q.len() > 0 && e.q.front().kind != rSync; failed = false {
+		r := e.q.pop()
 		switch r.kind {
 		case rParse:
-			s.forgetFailedParseLocked(r.stmt)
+			e.forgetFailedParseLocked(r.stmt)
 			// An unnamed Parse that failed leaves no unnamed statement (as
 			// in PostgreSQL); one the server skipped leaves the one before.
-			if !failed && r.stmt != nil && r.stmt.name == "" && s.unnamed == nil && r.prev != nil {
-				s.unnamed = r.prev // the server never replaced it
-				if s.us != nil {
-					s.us.unnamedOwner = nil // nor is it known to be there
+			if !failed && r.stmt != nil && r.stmt.name == "" && e.unnamed == nil && r.prev != nil {
+				e.unnamed = r.prev // the server never replaced it
+				if e.us != nil {
+					e.us.unnamedOwner = nil // nor is it known to be there
 				}
 			}
 		case sParseComplete:
 			// A Parse the gateway answered from the upstream's cache that
 			// the server would have skipped: the statement never existed.
-			if r.stmt != nil && s.stmts.get(r.stmt.name) == r.stmt {
-				s.stmts.del(r.stmt.name)
+			if r.stmt != nil && e.stmts.get(r.stmt.name) == r.stmt {
+				e.stmts.del(r.stmt.name)
 			}
 		case sCloseComplete:
 			// A Close the server would have skipped: the statement stays.
 			if r.closed && r.stmt != nil {
 				if r.stmt.name == "" {
-					if s.unnamed == nil {
-						s.unnamed = r.stmt
+					if e.unnamed == nil {
+						e.unnamed = r.stmt
 					}
-				} else if s.stmts.get(r.stmt.name) == nil {
-					s.stmts.put(r.stmt)
+				} else if e.stmts.get(r.stmt.name) == nil {
+					e.stmts.put(r.stmt)
 				}
 			}
 		case iParse:
-			if r.stmt != nil && s.us != nil {
+			if r.stmt != nil && e.us != nil {
 				if r.stmt.name == "" {
-					s.us.unnamedOwner = nil
+					e.us.unnamedOwner = nil
 				} else {
-					s.us.dropStmt(r.stmt.upstream)
+					e.us.dropStmt(r.stmt.upstream)
 				}
 			}
 		}
 	}
-	if s.q.len() == 0 {
-		s.serverSkipping = true
+	if e.q.len() == 0 {
+		e.serverSkipping = true
 	}
 	return nil
 }
 
 // forgetFailedParseLocked undoes the bookkeeping of a client Parse the
 // upstream did not carry out.
-func (s *session) forgetFailedParseLocked(st *preparedStmt) {
+func (e *engine) forgetFailedParseLocked(st *preparedStmt) {
 	if st == nil {
 		return
 	}
 	if st.name == "" {
-		if s.unnamed == st {
-			s.unnamed = nil
+		if e.unnamed == st {
+			e.unnamed = nil
 		}
-		if s.us != nil {
-			s.us.unnamedOwner = nil
+		if e.us != nil {
+			e.us.unnamedOwner = nil
 		}
 		return
 	}
-	if s.stmts.get(st.name) == st {
-		s.stmts.del(st.name)
+	if e.stmts.get(st.name) == st {
+		e.stmts.del(st.name)
 	}
-	if s.us != nil {
-		s.us.dropStmt(st.upstream)
+	if e.us != nil {
+		e.us.dropStmt(st.upstream)
 	}
 }
 
 // onCommandCompleteLocked forwards a CommandComplete and applies what the
 // completed statement did to the session state.
-func (s *session) onCommandCompleteLocked(r *reply, msg []byte) {
-	s.copyIn = false
+func (e *engine) onCommandCompleteLocked(r *reply, msg []byte) {
+	e.copyIn = false
 	tag, _, _ := cstringBytes(body(msg))
 	var info stmtInfo
 	switch r.kind {
 	case rExecute:
-		done := s.q.pop() // r points into the queue: use the popped copy
+		done := e.q.pop() // r points into the queue: use the popped copy
 		if done.stmt != nil {
 			info = stmtInfo{kind: done.stmt.kind, set: done.stmt.set, rw: done.stmt.rw}
 		}
@@ -468,101 +470,104 @@ func (s *session) onCommandCompleteLocked(r *reply, msg []byte) {
 	case iQuery:
 		return
 	default:
-		s.writeClientLocked(msg)
+		e.host.writeClientLocked(msg)
 		return
 	}
 	if info.rw != nil && info.rw.tag != "" {
-		s.writeClientLocked(commandComplete(info.rw.tag))
+		e.host.writeClientLocked(commandComplete(info.rw.tag))
 		if info.rw.emu != nil {
-			s.gucs.applyEmulated(info.rw.emu)
-			s.onEmulatedChangeLocked()
+			e.gucs.applyEmulated(info.rw.emu)
 		}
 		if info.rw.dealloc != nil {
-			info.rw.dealloc.applyLocked(s)
+			info.rw.dealloc.applyLocked(e)
 		}
 		return
 	}
-	s.writeClientLocked(msg)
-	s.applyCompletedLocked(info, tag)
+	e.host.writeClientLocked(msg)
+	e.applyCompletedLocked(info, tag)
 }
 
 // applyCompletedLocked updates settings, statements and the transaction
 // bookkeeping for a statement that completed with tag.
-func (s *session) applyCompletedLocked(info stmtInfo, tag []byte) {
+func (e *engine) applyCompletedLocked(info stmtInfo, tag []byte) {
 	t := string(tag)
 	switch {
 	case t == "SET" || t == "RESET":
 		if info.set != nil {
-			s.gucs.apply(info.set)
+			e.gucs.apply(info.set)
 		}
 	case t == "COMMIT":
-		s.gucs.commit()
-		s.releaseXactLocksLocked()
+		e.gucs.commit()
+		e.host.releaseXactLocksLocked()
 	case t == "ROLLBACK":
-		s.gucs.rollback()
-		s.releaseXactLocksLocked()
+		e.gucs.rollback()
+		e.host.releaseXactLocksLocked()
 	case t == "DEALLOCATE ALL":
 		// Every prepared statement on the upstream is gone, the other
 		// clients' too; the client's named ones are gone as PostgreSQL
 		// says (the unnamed one is not among them).
-		s.stmts.clear()
-		if s.us != nil {
-			s.us.dropAllStmts()
+		e.stmts.clear()
+		if e.us != nil {
+			e.us.dropAllStmts()
 		}
 	case t == "DISCARD ALL":
-		s.stmts.clear()
-		if s.us != nil {
-			s.us.dropAllStmts()
+		e.stmts.clear()
+		if e.us != nil {
+			e.us.dropAllStmts()
 		}
-		s.gucs.apply(&sqllex.SetStmt{Kind: sqllex.ResetAll})
+		e.gucs.apply(&sqllex.SetStmt{Kind: sqllex.ResetAll})
 	}
 }
 
-// onReadyForQueryLocked ends a unit: the transaction status, the end of an
-// implicit transaction, and whether the upstream can go.
-func (s *session) onReadyForQueryLocked(msg []byte) (detach bool) {
+// onReadyForQueryLocked ends a unit: the transaction status and the end of
+// an implicit transaction.
+func (e *engine) onReadyForQueryLocked(msg []byte) {
 	status := byte('I')
 	if len(msg) >= 6 {
 		status = msg[5]
 	}
-	r := s.q.pop()
-	for !r.kind.endsUnit() && s.q.len() > 0 {
-		s.log.Warn("upstream ReadyForQuery out of step with the reply queue")
-		r = s.q.pop()
+	r := e.q.pop()
+	for !r.kind.endsUnit() && e.q.len() > 0 {
+		e.log.Warn("upstream ReadyForQuery out of step with the reply queue")
+		r = e.q.pop()
 	}
 	if r.kind == iQuery {
 		// The gateway's own statement (a rollback of an abandoned
 		// transaction): the client does not see it.
-		s.txStatus = status
+		e.txStatus = status
 	} else {
-		s.txStatus = status
-		s.writeClientLocked(msg)
+		e.txStatus = status
+		e.host.writeClientLocked(msg)
 	}
-	s.copyIn = false
-	s.observeUnitLocked(r, status)
-	if s.q.len() == 0 {
-		s.stopStatementTimerLocked()
-		s.startIdleTimerLocked()
+	e.copyIn = false
+	e.host.observeUnitLocked(r, status)
+	if e.q.len() == 0 {
+		e.host.stopStatementTimerLocked()
+		e.host.startIdleTimerLocked()
 	}
 	if status == 'I' {
-		s.gucs.endTransaction()
-		clear(s.portals)
-		clear(s.localPortals)
-		s.releaseXactLocksLocked()
+		e.gucs.endTransaction()
+		clear(e.portals)
+		clear(e.localPortals)
+		e.host.releaseXactLocksLocked()
 		if r.kind != iQuery {
-			s.transactions++
+			e.transactions++
 		}
 	}
-	s.emitSyntheticLocked()
-	// At a safe point the client goroutine may still be finishing its last
-	// write to this upstream (the server answered before the flush call
-	// returned): wait for it, it is about to be done, then look again.
+	e.emitSyntheticLocked()
+}
+
+// safeToDetachLocked reports, after a ReadyForQuery, whether the upstream
+// can go now. At a safe point the client goroutine may still be finishing
+// its last write to this upstream (the server answered before the flush
+// call returned): wait for it, it is about to be done, then look again.
+// Bytes still unflushed in the upstream's writer must never go to its next
+// holder: not a safe point while there are (the session is abandoning the
+// upstream: it closes it).
+func (s *session) safeToDetachLocked() bool {
 	for s.safeLocked() && s.unflushed && !s.abandoning {
 		s.flushed.Wait()
 	}
-	// Bytes still unflushed in the upstream's writer must never go to its
-	// next holder: not a safe point while there are (the session is
-	// abandoning the upstream: it closes it).
 	return s.safeLocked() && !s.unflushed
 }
 
@@ -576,7 +581,7 @@ func (s *session) detachLocked() (release func()) {
 	// What the upstream has now is what the client wanted, except for
 	// settings the client RESET there: those are at the server's default,
 	// which is not necessarily the client's startup value.
-	if us.owner != s || us.ownerVer != s.gucs.ver || len(s.gucs.touched) > 0 {
+	if us.owner != &s.engine || us.ownerVer != s.gucs.ver || len(s.gucs.touched) > 0 {
 		us.gucs = cloneMap(s.gucs.desired)
 		for name := range s.gucs.touched {
 			if _, ok := us.gucs[name]; ok {
@@ -584,7 +589,7 @@ func (s *session) detachLocked() (release func()) {
 			}
 		}
 		clear(s.gucs.touched)
-		us.owner, us.ownerVer = s, s.gucs.ver
+		us.owner, us.ownerVer = &s.engine, s.gucs.ver
 	}
 	us.lastUser = s.user
 	s.setStateLocked(stateIdle)

@@ -331,34 +331,34 @@ const (
 // compatRewrite decides what the compatibility layer does with one
 // statement of kind k, given the session's current emulated settings.
 // It returns nil for the (common) statements it leaves alone.
-func (s *session) compatRewrite(text string, k sqllex.Kind, params []uint32) *rewrite {
+func (e *engine) compatRewrite(text string, k sqllex.Kind, params []uint32) *rewrite {
 	if k == sqllex.Deallocate {
 		// Not a compatibility option: the client's statements have
 		// gateway-owned names upstream, so the gateway must answer.
-		return s.deallocateRewrite(text)
+		return e.deallocateRewrite(text)
 	}
-	if !s.compat.enabled {
+	if !e.compat.enabled {
 		return nil
 	}
 	switch k {
 	case sqllex.Set, sqllex.Reset:
-		if !s.compat.settings {
+		if !e.compat.settings {
 			return nil
 		}
 		st, ok := sqllex.ParseSet(text)
 		if !ok {
 			return nil
 		}
-		return s.setRewrite(&st)
+		return e.setRewrite(&st)
 	case sqllex.Show:
-		if !s.compat.settings {
+		if !e.compat.settings {
 			return nil
 		}
 		name, ok := sqllex.ParseShow(text)
 		if !ok {
 			return nil
 		}
-		if v, ok := s.emulatedValue(name); ok {
+		if v, ok := e.emulatedValueLocked(name); ok {
 			return &rewrite{text: "SELECT " + sqllex.QuoteLiteral(v) + "::text AS " + sqllex.QuoteIdent(name), tag: "SHOW",
 				local: &showCall{name: name, column: name, tag: "SHOW"}}
 		}
@@ -367,10 +367,10 @@ func (s *session) compatRewrite(text string, k sqllex.Kind, params []uint32) *re
 		if !ok || (call.Schema != "" && call.Schema != "pg_catalog") {
 			return nil
 		}
-		if call.Name == "current_setting" && s.compat.settings {
-			return s.currentSettingRewrite(call)
+		if call.Name == "current_setting" && e.compat.settings {
+			return e.currentSettingRewrite(call)
 		}
-		if s.compat.advisoryLocks {
+		if e.compat.advisoryLocks {
 			if lc, ok := parseLockCall(call, params); ok {
 				return &rewrite{local: lc}
 			}
@@ -379,7 +379,7 @@ func (s *session) compatRewrite(text string, k sqllex.Kind, params []uint32) *re
 			}
 		}
 	case sqllex.Truncate:
-		if !s.compat.truncate {
+		if !e.compat.truncate {
 			return nil
 		}
 		ts, ok := sqllex.ParseTruncate(text)
@@ -410,7 +410,7 @@ func (s *session) compatRewrite(text string, k sqllex.Kind, params []uint32) *re
 // statements are shared by every client preparing the same text, so only
 // the client's own names go (as Close does); the upstream LRU reclaims the
 // rest. Not transactional, as in PostgreSQL: it takes effect when it runs.
-func (s *session) deallocateRewrite(text string) *rewrite {
+func (e *engine) deallocateRewrite(text string) *rewrite {
 	name, all, ok := sqllex.ParseDeallocate(text)
 	if !ok {
 		return nil // not something PostgreSQL accepts either: its error
@@ -418,9 +418,7 @@ func (s *session) deallocateRewrite(text string) *rewrite {
 	if all {
 		return &rewrite{text: placeholderSQL, tag: "DEALLOCATE ALL", hideRows: true, dealloc: &deallocation{all: true}}
 	}
-	s.mu.Lock()
-	exists := s.stmts.get(name) != nil
-	s.mu.Unlock()
+	exists := e.stmts.get(name) != nil
 	if !exists {
 		return &rewrite{text: failingSQL, err: &pgError{Severity: severityError, Code: codeInvalidSQLStatementName,
 			Message: fmt.Sprintf("prepared statement %q does not exist", name)}}
@@ -429,17 +427,17 @@ func (s *session) deallocateRewrite(text string) *rewrite {
 }
 
 // applyLocked drops what d names from the client's prepared statements.
-func (d *deallocation) applyLocked(s *session) {
+func (d *deallocation) applyLocked(e *engine) {
 	if d.all {
-		s.stmts.clear() // the unnamed statement stays, as in PostgreSQL
+		e.stmts.clear() // the unnamed statement stays, as in PostgreSQL
 		return
 	}
-	s.stmts.del(d.name)
+	e.stmts.del(d.name)
 }
 
 // setRewrite handles SET and RESET of emulated settings and the
 // transaction-isolation forms DSQL refuses.
-func (s *session) setRewrite(st *sqllex.SetStmt) *rewrite {
+func (e *engine) setRewrite(st *sqllex.SetStmt) *rewrite {
 	refuse := func(e *pgError) *rewrite { return &rewrite{text: failingSQL, err: e} }
 	switch st.Kind {
 	case sqllex.SetTransaction, sqllex.SetSessionCharacteristics:
@@ -482,7 +480,7 @@ func (s *session) setRewrite(st *sqllex.SetStmt) *rewrite {
 
 // currentSettingRewrite answers current_setting('<emulated>'[, missing_ok])
 // with the session's value.
-func (s *session) currentSettingRewrite(call sqllex.Call) *rewrite {
+func (e *engine) currentSettingRewrite(call sqllex.Call) *rewrite {
 	if len(call.Args) < 1 || len(call.Args) > 2 {
 		return nil
 	}
@@ -490,7 +488,7 @@ func (s *session) currentSettingRewrite(call sqllex.Call) *rewrite {
 	if !ok {
 		return nil
 	}
-	v, ok := s.emulatedValue(strings.ToLower(name))
+	v, ok := e.emulatedValueLocked(strings.ToLower(name))
 	if !ok {
 		return nil
 	}
@@ -516,6 +514,12 @@ func stringConstant(text string) (string, bool) {
 // emulatedValue is the session's current value of an emulated setting
 // (transaction_isolation is always repeatable read on DSQL).
 func (s *session) emulatedValue(name string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.emulatedValueLocked(name)
+}
+
+func (e *engine) emulatedValueLocked(name string) (string, bool) {
 	if name == "transaction_isolation" {
 		return "repeatable read", true
 	}
@@ -523,9 +527,7 @@ func (s *session) emulatedValue(name string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if v, ok := s.gucs.emu[name]; ok {
+	if v, ok := e.gucs.emu[name]; ok {
 		return v, true
 	}
 	return es.def, true
@@ -601,9 +603,9 @@ func rewriteError(msg []byte, rw *rewrite, forced *pgError) []byte {
 // belowMinMessagesLocked reports whether a NoticeResponse is below the
 // session's client_min_messages and must be dropped. INFO is always sent,
 // as PostgreSQL does.
-func (s *session) belowMinMessagesLocked(msg []byte) bool {
-	level, ok := s.gucs.emu["client_min_messages"]
-	if !ok || !s.compat.settings {
+func (e *engine) belowMinMessagesLocked(msg []byte) bool {
+	level, ok := e.gucs.emu["client_min_messages"]
+	if !ok || !e.compat.settings {
 		return false
 	}
 	sev := strings.ToLower(severityOf(msg))
@@ -614,10 +616,6 @@ func (s *session) belowMinMessagesLocked(msg []byte) bool {
 	return known && got < messageLevels[level]
 }
 
-// onEmulatedChangeLocked follows a change of an emulated setting that the
-// gateway enforces (the timers read the settings when they start).
-func (s *session) onEmulatedChangeLocked() {}
-
 // statementTimeout is the session's statement_timeout (0: none).
 func (s *session) statementTimeout() time.Duration {
 	s.mu.Lock()
@@ -625,15 +623,15 @@ func (s *session) statementTimeout() time.Duration {
 	return s.statementTimeoutLocked()
 }
 
-func (s *session) statementTimeoutLocked() time.Duration {
-	return s.emulatedMillisLocked("statement_timeout")
+func (e *engine) statementTimeoutLocked() time.Duration {
+	return e.emulatedMillisLocked("statement_timeout")
 }
 
-func (s *session) emulatedMillisLocked(name string) time.Duration {
-	if !s.compat.settings {
+func (e *engine) emulatedMillisLocked(name string) time.Duration {
+	if !e.compat.settings {
 		return 0
 	}
-	return millis(s.gucs.emu[name])
+	return millis(e.gucs.emu[name])
 }
 
 // millis is an emulated duration setting's display value as a duration

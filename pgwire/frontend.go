@@ -2,81 +2,94 @@ package pgwire
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
-	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
-// This file handles the client's messages in the client goroutine: each
-// handler queues the replies it expects under mu, then writes upstream.
+// This file is the engine's side of the client's messages: each handler
+// decides, under session.mu, whether the message is dropped (a batch being
+// skipped), answered by the gateway (the compatibility layer, a lost
+// transaction, a Close of a statement) or sent upstream, and for the last
+// queues the replies it expects before appending the message to out. A
+// handler that needs an upstream and has none returns needUpstream before
+// it changes anything, so the session can attach one and hand the message
+// in again.
 
-// startFailed reports a failure to get an upstream for a unit of work: the
-// client gets the error; in an extended-protocol batch the rest of the batch
-// is dropped until Sync, as after any error.
-func (s *session) startFailed(err error, simple bool) error {
-	e := errorForClient(err)
-	if e.Severity == severityFatal {
-		s.fatal(e)
-		return e
-	}
-	s.log.Warn("no upstream for client work", errField(err))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.answerErrorLocked(e, simple)
-	s.flushClientLocked()
-	return nil
+// protocolViolation is the FATAL error for a message the gateway cannot
+// accept, as PostgreSQL reports it.
+func protocolViolation(format string, args ...any) *pgError {
+	return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: fmt.Sprintf(format, args...)}
 }
 
-// answerErrorLocked answers a client message with an error the gateway
-// raises without the upstream, in order behind the replies still owed: a
-// simple Query's ends with ReadyForQuery; in an extended-protocol batch the
-// rest of the batch is dropped until Sync.
-func (s *session) answerErrorLocked(e *pgError, simple bool) {
-	if !simple {
-		s.skipUntilSync = true
-		s.skipStatus = s.txStatus
+// malformed is the FATAL error for a message the gateway cannot decode.
+func malformed(what string) *pgError {
+	return protocolViolation("invalid %s message format", what)
+}
+
+// skipping reports whether the client's batch is being dropped until Sync:
+// after an error the gateway raised, or one the upstream raised (which
+// then ignores everything up to the Sync).
+func (e *engine) skipping() bool { return e.skipUntilSync || e.serverSkipping }
+
+// attachFirst is the step for a message that must go upstream while none
+// is attached.
+func attachFirst(simple bool) (clientStep, error) {
+	return clientStep{need: needUpstream, simple: simple}, nil
+}
+
+// build runs fn, which queues the replies it expects and appends the
+// message to out, or refuses it: a refused message is failed
+// (failStatementLocked) and nothing of it goes upstream.
+func (e *engine) build(simple bool, fn func(us *upstreamState) *pgError) (clientStep, error) {
+	mark := len(e.out)
+	if refused := fn(e.us); refused != nil {
+		e.out = e.out[:mark]
+		e.failStatementLocked(refused, simple)
 	}
-	s.queueLocked(reply{kind: sBytes, data: appendErrorResponse(nil, e), rfq: simple})
+	return clientStep{}, nil
 }
 
 // onQuery handles a simple Query.
-func (s *session) onQuery(msg []byte) error {
-	if s.skipping() {
-		return nil // the server, too, ignores a Query until the batch's Sync
+func (e *engine) onQuery(msg []byte) (clientStep, error) {
+	if e.skipping() {
+		return clientStep{}, nil // the server, too, ignores a Query until the batch's Sync
 	}
 	text, _, ok := readCString(body(msg))
 	if !ok {
-		return s.malformed("Query")
+		return clientStep{}, malformed("Query")
 	}
-	qi, flags, sent := s.describeQuery(text)
-	if e := s.admitSettings(qi.stmts...); e != nil {
-		return s.failStatement(e, true)
+	qi, flags, sent := e.describeQuery(text)
+	if pe := e.admitSettings(qi.stmts...); pe != nil {
+		e.failStatementLocked(pe, true)
+		return clientStep{}, nil
 	}
-	if s.inLostTx() {
-		return s.lostTxQuery(msg, text, qi)
+	if e.lostTx {
+		return e.lostTxQuery(text)
 	}
-	if len(qi.stmts) == 1 && qi.stmts[0].rw != nil && qi.stmts[0].rw.local != nil && s.clientTxStatus() != 'E' {
-		return s.localQuery(qi.stmts[0].rw.local)
+	if len(qi.stmts) == 1 && qi.stmts[0].rw != nil && qi.stmts[0].rw.local != nil && e.txStatus != 'E' {
+		return clientStep{need: needLocal, local: &localCall{answer: qi.stmts[0].rw.local, inTx: e.txStatus == 'T', simple: true}}, nil
 	}
-	return s.toUpstream(true, func(us *upstreamState) *pgError {
-		s.beginUnitLocked()
-		s.queryTimeoutLocked(qi)
-		s.q.push(reply{kind: rQuery, query: qi, unitStart: s.unitStart, unitFlags: s.unitFlags | flags, began: s.unitBegan, text: text})
-		s.unitOpen = false
+	if e.us == nil {
+		return attachFirst(true)
+	}
+	return e.build(true, func(us *upstreamState) *pgError {
+		e.beginUnitLocked()
+		e.host.queryTimeoutLocked(qi)
+		e.q.push(reply{kind: rQuery, query: qi, unitStart: e.unitStart, unitFlags: e.unitFlags | flags, began: e.unitBegan, text: text})
+		e.unitOpen = false
 		// A simple Query destroys the unnamed statement, the client's and
 		// the upstream's.
 		us.unnamedOwner = nil
-		s.unnamed = nil
+		e.unnamed = nil
 		if sent == text {
-			s.out = append(s.out, msg...)
+			e.out = append(e.out, msg...)
 		} else {
-			q, start := beginMessage(s.out, 'Q')
+			q, start := beginMessage(e.out, 'Q')
 			q = appendCString(q, sent)
-			s.out = finishMessage(q, start)
+			e.out = finishMessage(q, start)
 		}
 		return nil
 	})
@@ -84,30 +97,22 @@ func (s *session) onQuery(msg []byte) error {
 
 // admitSettings returns the error for SETs that would take the client past
 // its bounds on settings, or nil.
-func (s *session) admitSettings(stmts ...stmtInfo) *pgError {
+func (e *engine) admitSettings(stmts ...stmtInfo) *pgError {
 	if !slices.ContainsFunc(stmts, func(st stmtInfo) bool { return st.set != nil }) {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, st := range stmts {
-		if e := s.gucs.admitSetting(st.set, s.limits().MaxClientSettings); e != nil {
-			return e
+		if pe := e.gucs.admitSetting(st.set, e.host.limits().MaxClientSettings); pe != nil {
+			return pe
 		}
 	}
 	return nil
 }
 
-func (s *session) clientTxStatus() byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.txStatus
-}
-
 // describeQuery splits a simple query into statements, notes what the
 // session-state engine needs to know of each, and applies the
 // compatibility layer's rewrites: sent is the text to send upstream.
-func (s *session) describeQuery(text string) (qi *queryInfo, flags uint8, sent string) {
+func (e *engine) describeQuery(text string) (qi *queryInfo, flags uint8, sent string) {
 	stmts := sqllex.SplitStatements(text)
 	qi = &queryInfo{stmts: make([]stmtInfo, len(stmts))}
 	var b strings.Builder
@@ -117,7 +122,7 @@ func (s *session) describeQuery(text string) (qi *queryInfo, flags uint8, sent s
 		info := &qi.stmts[i]
 		info.kind = k
 		flags |= unitFlagsFor(k)
-		info.rw = s.compatRewrite(st.Text, k, nil)
+		info.rw = e.compatRewrite(st.Text, k, nil)
 		if info.rw != nil && info.rw.text != "" && (len(stmts) > 1 || info.rw.local == nil) {
 			b.WriteString(text[last:st.Start])
 			b.WriteString(info.rw.text)
@@ -137,76 +142,82 @@ func (s *session) describeQuery(text string) (qi *queryInfo, flags uint8, sent s
 	return qi, flags, b.String()
 }
 
-// localQuery answers a simple Query that is one statement the gateway
-// answers itself (an advisory-lock call, an emulated setting's value).
-func (s *session) localQuery(la localAnswer) error {
-	s.flushUpstream() // a lock wait must not hold back work already sent
-	inTx := s.clientTxStatus() == 'T'
-	out, perr := la.execute(s, nil, nil, 0, inTx)
-	if perr != nil {
-		return s.failStatement(perr, true)
-	}
-	full := la.appendRowDescription(nil, 0)
-	full = append(full, out...)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.queueLocked(reply{kind: sBytes, data: full, rfq: true})
-	return nil
-}
-
-// failStatement reports an error the gateway raises for a client
+// failStatementLocked reports an error the gateway raises for a client
 // statement. Inside a transaction on an attached upstream it makes the
 // upstream fail a statement too, so the transaction is failed there as
 // it is for the client; elsewhere the gateway answers alone.
-func (s *session) failStatement(e *pgError, simple bool) error {
-	s.sendLocked(func() *authbridge.ServerConn {
-		// Outside a transaction and with nothing of the batch sent
-		// upstream, the gateway answers alone; otherwise the upstream must
-		// fail too, or it would commit what the batch sent before the
-		// error.
-		// (s.txStatus is what the client last saw: with replies still
-		// owed it may be about to change, so only the upstream can tell.)
-		if s.sc == nil || (s.txStatus == 'I' && !s.inBatch && s.q.len() == 0) {
-			s.answerErrorLocked(e, simple)
-			return nil
-		}
-		s.beginUnitLocked()
-		if simple {
-			s.q.push(reply{kind: rQuery, query: &queryInfo{stmts: []stmtInfo{{rw: &rewrite{err: e}}}}, unitStart: s.unitStart, unitFlags: s.unitFlags})
-			s.unitOpen = false
-			q, start := beginMessage(s.out, 'Q')
-			q = appendCString(q, failingSQL)
-			s.out = finishMessage(q, start)
-		} else {
-			s.inBatch = true
-			s.q.push(reply{kind: iParse, err: e})
-			p, start := beginMessage(s.out, 'P')
-			p = appendCString(p, "dsqlgate_refused")
-			p = appendCString(p, failingSQL)
-			p = appendInt16(p, 0)
-			s.out = finishMessage(p, start)
-		}
-		return s.sc
-	})
-	return nil
+func (e *engine) failStatementLocked(pe *pgError, simple bool) {
+	// Outside a transaction and with nothing of the batch sent upstream,
+	// the gateway answers alone; otherwise the upstream must fail too, or
+	// it would commit what the batch sent before the error. (txStatus is
+	// what the client last saw: with replies still owed it may be about
+	// to change, so only the upstream can tell.)
+	if e.us == nil || (e.txStatus == 'I' && !e.inBatch && e.q.len() == 0) {
+		e.answerErrorLocked(pe, simple)
+		return
+	}
+	e.beginUnitLocked()
+	if simple {
+		e.q.push(reply{kind: rQuery, query: &queryInfo{stmts: []stmtInfo{{rw: &rewrite{err: pe}}}}, unitStart: e.unitStart, unitFlags: e.unitFlags})
+		e.unitOpen = false
+		q, start := beginMessage(e.out, 'Q')
+		q = appendCString(q, failingSQL)
+		e.out = finishMessage(q, start)
+		return
+	}
+	e.inBatch = true
+	e.q.push(reply{kind: iParse, err: pe})
+	p, start := beginMessage(e.out, 'P')
+	p = appendCString(p, "dsqlgate_refused")
+	p = appendCString(p, failingSQL)
+	p = appendInt16(p, 0)
+	e.out = finishMessage(p, start)
 }
 
-// sendLocked runs fn under mu; fn queues the replies it expects, appends
-// the messages to s.out and returns the upstream to write them to (nil:
-// nothing goes upstream). They are written after mu is released.
-func (s *session) sendLocked(fn func() *authbridge.ServerConn) {
-	sc := func() *authbridge.ServerConn {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		sc := fn()
-		if sc != nil {
-			s.unflushed = true
-		}
-		return sc
-	}()
-	if sc != nil {
-		s.sendUpstream(sc)
+// onParse handles a Parse: named statements get a gateway-owned upstream
+// name and are parsed upstream only when that upstream lacks them;
+// statements the gateway answers itself never go upstream.
+func (e *engine) onParse(msg []byte) (clientStep, error) {
+	if e.skipping() {
+		return clientStep{}, nil
 	}
+	p, ok := decodeParse(msg)
+	if !ok {
+		return clientStep{}, malformed("Parse")
+	}
+	kind := sqllex.Classify(p.query)
+	st := &preparedStmt{name: p.name, query: p.query, sent: p.query, paramOIDs: p.oids, kind: kind}
+	st.rw = e.compatRewrite(p.query, kind, p.oids)
+	switch {
+	case st.rw != nil && st.rw.local != nil:
+		st.local = true
+	case st.rw != nil && st.rw.text != "":
+		st.sent = st.rw.text
+	case kind == sqllex.Set || kind == sqllex.Reset:
+		if set, ok := sqllex.ParseSet(p.query); ok {
+			st.set = &set
+		}
+	}
+	if pe := e.admitSettings(stmtInfo{set: st.set}); pe != nil {
+		e.failStatementLocked(pe, false)
+		return clientStep{}, nil
+	}
+	if e.lostTx {
+		e.lostTxParse(st)
+		return clientStep{}, nil
+	}
+	if st.local {
+		if pe := e.localParseLocked(st); pe != nil {
+			e.failStatementLocked(pe, false)
+		}
+		return clientStep{}, nil
+	}
+	if e.us == nil {
+		return attachFirst(false)
+	}
+	return e.build(false, func(us *upstreamState) *pgError {
+		return e.parseLocked(us, msg, p, st)
+	})
 }
 
 // parseMessage is a decoded Parse. rest holds the query, the parameter
@@ -263,89 +274,51 @@ func appendClose(dst []byte, kind byte, name string) []byte {
 	return finishMessage(dst, start)
 }
 
-// onParse handles a Parse: named statements get a gateway-owned upstream
-// name and are parsed upstream only when that upstream lacks them;
-// statements the gateway answers itself never go upstream.
-func (s *session) onParse(msg []byte) error {
-	if s.skipping() {
-		return nil
-	}
-	p, ok := decodeParse(msg)
-	if !ok {
-		return s.malformed("Parse")
-	}
-	kind := sqllex.Classify(p.query)
-	st := &preparedStmt{name: p.name, query: p.query, sent: p.query, paramOIDs: p.oids, kind: kind}
-	st.rw = s.compatRewrite(p.query, kind, p.oids)
-	switch {
-	case st.rw != nil && st.rw.local != nil:
-		st.local = true
-	case st.rw != nil && st.rw.text != "":
-		st.sent = st.rw.text
-	case kind == sqllex.Set || kind == sqllex.Reset:
-		if set, ok := sqllex.ParseSet(p.query); ok {
-			st.set = &set
-		}
-	}
-	if e := s.admitSettings(stmtInfo{set: st.set}); e != nil {
-		return s.failStatement(e, false)
-	}
-	if s.inLostTx() {
-		return s.lostTxParse(st)
-	}
-	if st.local {
-		return s.localParse(st)
-	}
-	return s.toUpstream(false, func(us *upstreamState) *pgError {
-		return s.parseLocked(us, msg, p, st)
-	})
-}
-
 // parseLocked builds the upstream side of a client Parse.
-func (s *session) parseLocked(us *upstreamState, msg []byte, p parseMessage, st *preparedStmt) *pgError {
-	s.beginUnitLocked()
-	s.inBatch = true
-	switch existing := s.stmts.get(p.name); {
+func (e *engine) parseLocked(us *upstreamState, msg []byte, p parseMessage, st *preparedStmt) *pgError {
+	e.beginUnitLocked()
+	e.inBatch = true
+	switch existing := e.stmts.get(p.name); {
 	case p.name == "":
-		prev := s.unnamed
-		s.unnamedGen++
-		st.gen = s.unnamedGen
-		s.unnamed = st
-		us.unnamedOwner, us.unnamedGen = s, st.gen
-		s.q.push(reply{kind: rParse, stmt: st, prev: prev})
+		prev := e.unnamed
+		e.unnamedGen++
+		st.gen = e.unnamedGen
+		e.unnamed = st
+		us.unnamedOwner, us.unnamedGen = e, st.gen
+		e.q.push(reply{kind: rParse, stmt: st, prev: prev})
 		if st.sent == p.query {
-			s.out = append(s.out, msg...)
+			e.out = append(e.out, msg...)
 		} else {
-			s.out = appendParse(s.out, "", st)
+			e.out = appendParse(e.out, "", st)
 		}
 	case existing != nil:
 		// PostgreSQL refuses a second Parse of a name (in a failed
 		// transaction it says so first). The gateway says it, and the
-		// upstream fails a statement of its own (failStatement): the
+		// upstream fails a statement of its own (failStatementLocked): the
 		// client's text never goes upstream under the existing
 		// statement's shared name, which the upstream might not have
 		// (the name would then hold this text for everyone using it).
-		if s.txStatus == 'E' && !endsTx(st.kind) {
+		if e.txStatus == 'E' && !endsTx(st.kind) {
 			return inFailedTransaction()
 		}
 		return duplicateStatement(p.name)
 	default:
-		if s.txStatus == 'E' && !endsTx(st.kind) {
+		if e.txStatus == 'E' && !endsTx(st.kind) {
 			// As PostgreSQL, before anything else: in a failed transaction
 			// only COMMIT and ROLLBACK may be prepared.
 			return inFailedTransaction()
 		}
-		if e := s.stmts.admit(st, s.limits().MaxClientStatements); e != nil {
-			return e
+		if pe := e.stmts.admit(st, e.host.limits().MaxClientStatements); pe != nil {
+			return pe
 		}
-		st.upstream = s.upstreamNameLocked(st.sent, p.oids)
-		s.stmts.put(st)
+		st.upstream = e.upstreamNameLocked(st.sent, p.oids)
+		e.stmts.put(st)
 		if us.hasStmt(st.upstream) {
-			s.queueLocked(reply{kind: sParseComplete, stmt: st})
+			e.queueLocked(reply{kind: sParseComplete, stmt: st})
 		} else {
-			s.evictLocked(us.addStmt(st.upstream, s.maxPrepared()))
-			s.out = appendParse(s.out, st.upstream, st)
-			s.q.push(reply{kind: rParse, stmt: st})
+			e.evictLocked(us.addStmt(st.upstream, e.host.maxPrepared()))
+			e.out = appendParse(e.out, st.upstream, st)
+			e.q.push(reply{kind: rParse, stmt: st})
 		}
 	}
 	return nil
@@ -359,135 +332,114 @@ func duplicateStatement(name string) *pgError {
 	return &pgError{Severity: severityError, Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", name)}
 }
 
-// localParse records a statement the gateway answers itself.
-func (s *session) localParse(st *preparedStmt) error {
-	if e := s.localParseLocked(st); e != nil {
-		return s.failStatement(e, false)
-	}
-	return nil
-}
-
-func (s *session) localParseLocked(st *preparedStmt) *pgError {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// localParseLocked records a statement the gateway answers itself.
+func (e *engine) localParseLocked(st *preparedStmt) *pgError {
 	switch {
 	case st.name == "":
-		s.unnamedGen++
-		st.gen = s.unnamedGen
-		s.unnamed = st
-	case s.stmts.get(st.name) != nil:
+		e.unnamedGen++
+		st.gen = e.unnamedGen
+		e.unnamed = st
+	case e.stmts.get(st.name) != nil:
 		return duplicateStatement(st.name)
 	default:
-		if e := s.stmts.admit(st, s.limits().MaxClientStatements); e != nil {
-			return e
+		if pe := e.stmts.admit(st, e.host.limits().MaxClientStatements); pe != nil {
+			return pe
 		}
-		s.stmts.put(st)
+		e.stmts.put(st)
 	}
-	s.queueLocked(reply{kind: sParseComplete})
+	e.queueLocked(reply{kind: sParseComplete})
 	return nil
 }
 
-func (s *session) maxPrepared() int { return s.pool.Settings().MaxPreparedStatements }
-
 // evictLocked closes upstream statements pushed out of the upstream's LRU.
-func (s *session) evictLocked(names []string) {
+func (e *engine) evictLocked(names []string) {
 	for _, n := range names {
-		s.out = appendClose(s.out, 'S', n)
-		s.q.push(reply{kind: iClose})
+		e.out = appendClose(e.out, 'S', n)
+		e.q.push(reply{kind: iClose})
 	}
 }
 
 // ensureStmtLocked injects a Parse of st before the message being built
 // when the attached upstream lacks it.
-func (s *session) ensureStmtLocked(us *upstreamState, st *preparedStmt) {
+func (e *engine) ensureStmtLocked(us *upstreamState, st *preparedStmt) {
 	if st.name == "" {
-		if us.unnamedOwner == s && us.unnamedGen == st.gen {
+		if us.unnamedOwner == e && us.unnamedGen == st.gen {
 			return
 		}
-		s.out = appendParse(s.out, "", st)
-		s.q.push(reply{kind: iParse, stmt: st})
-		us.unnamedOwner, us.unnamedGen = s, st.gen
+		e.out = appendParse(e.out, "", st)
+		e.q.push(reply{kind: iParse, stmt: st})
+		us.unnamedOwner, us.unnamedGen = e, st.gen
 		return
 	}
 	if us.hasStmt(st.upstream) {
 		return
 	}
-	s.evictLocked(us.addStmt(st.upstream, s.maxPrepared()))
-	s.out = appendParse(s.out, st.upstream, st)
-	s.q.push(reply{kind: iParse, stmt: st})
-}
-
-// lookupStmt finds the client's statement by name (nil if none).
-func (s *session) lookupStmt(name string) *preparedStmt {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lookupStmtLocked(name)
-}
-
-// localPortal returns the portal the gateway answers by that name (nil if
-// none) and the client's transaction status.
-func (s *session) localPortal(name string) (*localPortal, byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.localPortals[name], s.txStatus
+	e.evictLocked(us.addStmt(st.upstream, e.host.maxPrepared()))
+	e.out = appendParse(e.out, st.upstream, st)
+	e.q.push(reply{kind: iParse, stmt: st})
 }
 
 // lookupStmtLocked finds the client's statement by name (nil if none).
-func (s *session) lookupStmtLocked(name string) *preparedStmt {
+func (e *engine) lookupStmtLocked(name string) *preparedStmt {
 	if name == "" {
-		return s.unnamed
+		return e.unnamed
 	}
-	return s.stmts.get(name)
+	return e.stmts.get(name)
 }
 
-// stmtTarget returns the upstream name for a client's statement reference,
-// injecting a Parse when needed, and the error rename for a missing one.
-func (s *session) stmtTargetLocked(name string) (upstream string, st *preparedStmt, renameFrom, renameTo string) {
-	st = s.lookupStmtLocked(name)
+// stmtTargetLocked returns the upstream name for a client's statement
+// reference, injecting a Parse when needed, and the error rename for a
+// missing one.
+func (e *engine) stmtTargetLocked(name string) (upstream string, st *preparedStmt, renameFrom, renameTo string) {
+	st = e.lookupStmtLocked(name)
 	if st == nil {
 		// Let the upstream report the missing statement (with a real
 		// error's transaction semantics), then show the client's name.
 		return missingStatementName, nil, missingStatementName, name
 	}
-	s.ensureStmtLocked(s.us, st)
+	e.ensureStmtLocked(e.us, st)
 	return st.upstream, st, "", ""
 }
 
 // onBind handles a Bind: the statement name is mapped to the upstream's.
-func (s *session) onBind(msg []byte) error {
-	if s.skipping() {
-		return nil
+func (e *engine) onBind(msg []byte) (clientStep, error) {
+	if e.skipping() {
+		return clientStep{}, nil
 	}
 	portal, rest, ok := readCString(body(msg))
 	if !ok {
-		return s.malformed("Bind")
+		return clientStep{}, malformed("Bind")
 	}
 	stmtName, params, ok := readCString(rest)
 	if !ok {
-		return s.malformed("Bind")
+		return clientStep{}, malformed("Bind")
 	}
-	if s.inLostTx() {
-		return s.lostTxBind(portal, stmtName)
+	if e.lostTx {
+		e.lostTxBind(portal, stmtName)
+		return clientStep{}, nil
 	}
-	if local := s.lookupStmt(stmtName); local != nil && local.local {
-		return s.localBind(portal, local, params)
+	if local := e.lookupStmtLocked(stmtName); local != nil && local.local {
+		return clientStep{}, e.localBind(portal, local, params)
 	}
-	return s.toUpstream(false, func(us *upstreamState) *pgError {
-		s.beginUnitLocked()
-		s.inBatch = true
-		delete(s.localPortals, portal)
-		upstream, st, from, to := s.stmtTargetLocked(stmtName)
-		b, start := beginMessage(s.out, 'B')
+	if e.us == nil {
+		return attachFirst(false)
+	}
+	return e.build(false, func(us *upstreamState) *pgError {
+		e.beginUnitLocked()
+		e.inBatch = true
+		delete(e.localPortals, portal)
+		upstream, st, from, to := e.stmtTargetLocked(stmtName)
+		b, start := beginMessage(e.out, 'B')
 		b = appendCString(b, portal)
 		b = appendCString(b, upstream)
 		b = append(b, params...)
-		s.out = finishMessage(b, start)
-		s.q.push(reply{kind: rBind, stmt: st, renameFrom: from, renameTo: to})
+		e.out = finishMessage(b, start)
+		e.q.push(reply{kind: rBind, stmt: st, renameFrom: from, renameTo: to})
 		if st != nil {
-			if s.portals == nil {
-				s.portals = map[string]*preparedStmt{}
+			if e.portals == nil {
+				e.portals = map[string]*preparedStmt{}
 			}
-			s.portals[portal] = st
+			e.portals[portal] = st
 		}
 		return nil
 	})
@@ -495,23 +447,21 @@ func (s *session) onBind(msg []byte) error {
 
 // localBind binds a statement the gateway answers itself: the parameters
 // are kept (copied: msg is only valid until the next read) for Execute.
-func (s *session) localBind(portal string, st *preparedStmt, rest []byte) error {
+func (e *engine) localBind(portal string, st *preparedStmt, rest []byte) error {
 	paramFormats, params, resultFormats, ok := decodeBindRest(rest)
 	if !ok {
-		return s.malformed("Bind")
+		return malformed("Bind")
 	}
 	lp := &localPortal{answer: st.rw.local, params: params, paramFormats: paramFormats}
 	if len(resultFormats) > 0 {
 		lp.resultFormat = resultFormats[0]
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.localPortals == nil {
-		s.localPortals = map[string]*localPortal{}
+	if e.localPortals == nil {
+		e.localPortals = map[string]*localPortal{}
 	}
-	s.localPortals[portal] = lp
-	delete(s.portals, portal)
-	s.queueLocked(reply{kind: sBytes, data: msgBindComplete})
+	e.localPortals[portal] = lp
+	delete(e.portals, portal)
+	e.queueLocked(reply{kind: sBytes, data: msgBindComplete})
 	return nil
 }
 
@@ -574,37 +524,41 @@ func decodeBindRest(b []byte) (paramFormats []int16, params [][]byte, resultForm
 }
 
 // onDescribe handles Describe of a statement (mapped) or a portal.
-func (s *session) onDescribe(msg []byte) error {
-	if s.skipping() {
-		return nil
+func (e *engine) onDescribe(msg []byte) (clientStep, error) {
+	if e.skipping() {
+		return clientStep{}, nil
 	}
 	b := body(msg)
 	if len(b) < 2 || (b[0] != 'S' && b[0] != 'P') {
-		return s.malformed("Describe")
+		return clientStep{}, malformed("Describe")
 	}
 	name, _, ok := readCString(b[1:])
 	if !ok {
-		return s.malformed("Describe")
+		return clientStep{}, malformed("Describe")
 	}
-	if s.inLostTx() {
-		return s.lostTxDescribe(b[0], name)
+	if e.lostTx {
+		e.lostTxDescribe(b[0], name)
+		return clientStep{}, nil
 	}
-	if s.describeLocal(b[0], name) {
-		return nil
+	if e.describeLocal(b[0], name) {
+		return clientStep{}, nil
 	}
-	return s.toUpstream(false, func(us *upstreamState) *pgError {
-		s.beginUnitLocked()
-		s.inBatch = true
+	if e.us == nil {
+		return attachFirst(false)
+	}
+	return e.build(false, func(us *upstreamState) *pgError {
+		e.beginUnitLocked()
+		e.inBatch = true
 		if b[0] == 'P' {
-			s.out = append(s.out, msg...)
-			s.q.push(reply{kind: rDescribePortal, stmt: s.portals[name]})
+			e.out = append(e.out, msg...)
+			e.q.push(reply{kind: rDescribePortal, stmt: e.portals[name]})
 		} else {
-			upstream, st, from, to := s.stmtTargetLocked(name)
-			d, start := beginMessage(s.out, 'D')
+			upstream, st, from, to := e.stmtTargetLocked(name)
+			d, start := beginMessage(e.out, 'D')
 			d = append(d, 'S')
 			d = appendCString(d, upstream)
-			s.out = finishMessage(d, start)
-			s.q.push(reply{kind: rDescribeStmt, stmt: st, renameFrom: from, renameTo: to})
+			e.out = finishMessage(d, start)
+			e.q.push(reply{kind: rDescribeStmt, stmt: st, renameFrom: from, renameTo: to})
 		}
 		return nil
 	})
@@ -612,18 +566,16 @@ func (s *session) onDescribe(msg []byte) error {
 
 // describeLocal answers a Describe of a statement or portal the gateway
 // answers itself, and reports whether it was one.
-func (s *session) describeLocal(kind byte, name string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (e *engine) describeLocal(kind byte, name string) bool {
 	if kind == 'P' {
-		if lp := s.localPortals[name]; lp != nil {
-			s.queueLocked(reply{kind: sBytes, data: lp.answer.appendRowDescription(nil, lp.resultFormat)})
+		if lp := e.localPortals[name]; lp != nil {
+			e.queueLocked(reply{kind: sBytes, data: lp.answer.appendRowDescription(nil, lp.resultFormat)})
 			return true
 		}
-	} else if st := s.lookupStmtLocked(name); st != nil && st.local {
+	} else if st := e.lookupStmtLocked(name); st != nil && st.local {
 		d := st.rw.local.appendParameterDescription(nil)
 		d = st.rw.local.appendRowDescription(d, 0)
-		s.queueLocked(reply{kind: sBytes, data: d})
+		e.queueLocked(reply{kind: sBytes, data: d})
 		return true
 	}
 	return false
@@ -631,42 +583,39 @@ func (s *session) describeLocal(kind byte, name string) bool {
 
 // onExecute forwards an Execute; the statement behind the portal tells
 // whether it changes settings or the transaction.
-func (s *session) onExecute(msg []byte) error {
-	if s.skipping() {
-		return nil
+func (e *engine) onExecute(msg []byte) (clientStep, error) {
+	if e.skipping() {
+		return clientStep{}, nil
 	}
 	portal, _, ok := readCString(body(msg))
 	if !ok {
-		return s.malformed("Execute")
+		return clientStep{}, malformed("Execute")
 	}
-	if s.inLostTx() {
-		return s.lostTxExecute(portal)
+	if e.lostTx {
+		e.lostTxExecute(portal)
+		return clientStep{}, nil
 	}
-	if lp, status := s.localPortal(portal); lp != nil {
-		if status == 'E' {
-			return s.failStatement(&pgError{Severity: severityError, Code: codeInFailedTransaction, Message: inFailedTxMessage}, false)
+	if lp := e.localPortals[portal]; lp != nil {
+		if e.txStatus == 'E' {
+			e.failStatementLocked(inFailedTransaction(), false)
+			return clientStep{}, nil
 		}
-		s.flushUpstream() // a lock wait must not hold back work already sent
-		out, perr := lp.answer.execute(s, lp.params, lp.paramFormats, lp.resultFormat, status == 'T')
-		if perr != nil {
-			return s.failStatement(perr, false)
-		}
-		s.sendLocked(func() *authbridge.ServerConn {
-			s.queueLocked(reply{kind: sBytes, data: out})
-			return nil
-		})
-		return nil
+		return clientStep{need: needLocal, local: &localCall{answer: lp.answer, params: lp.params,
+			paramFormats: lp.paramFormats, resultFormat: lp.resultFormat, inTx: e.txStatus == 'T'}}, nil
 	}
-	return s.toUpstream(false, func(us *upstreamState) *pgError {
-		s.beginUnitLocked()
-		s.inBatch = true
-		st := s.portals[portal]
+	if e.us == nil {
+		return attachFirst(false)
+	}
+	return e.build(false, func(us *upstreamState) *pgError {
+		e.beginUnitLocked()
+		e.inBatch = true
+		st := e.portals[portal]
 		if st != nil {
-			s.unitFlags |= unitFlagsFor(st.kind)
-			s.unitText = st.query
+			e.unitFlags |= unitFlagsFor(st.kind)
+			e.unitText = st.query
 		}
-		s.q.push(reply{kind: rExecute, stmt: st})
-		s.out = append(s.out, msg...)
+		e.q.push(reply{kind: rExecute, stmt: st})
+		e.out = append(e.out, msg...)
 		return nil
 	})
 }
@@ -674,142 +623,113 @@ func (s *session) onExecute(msg []byte) error {
 // onClose: closing a statement is answered by the gateway (the upstream
 // keeps it for others; the LRU closes it in time); closing a portal goes
 // upstream when one is attached.
-func (s *session) onClose(msg []byte) error {
-	if s.skipping() {
-		return nil
+func (e *engine) onClose(msg []byte) (clientStep, error) {
+	if e.skipping() {
+		return clientStep{}, nil
 	}
 	b := body(msg)
 	if len(b) < 2 || (b[0] != 'S' && b[0] != 'P') {
-		return s.malformed("Close")
+		return clientStep{}, malformed("Close")
 	}
 	name, _, ok := readCString(b[1:])
 	if !ok {
-		return s.malformed("Close")
+		return clientStep{}, malformed("Close")
 	}
-	s.sendLocked(func() *authbridge.ServerConn {
-		if b[0] == 'S' {
-			// The reply entry keeps the statement, to put it back if the
-			// server skips this Close (an error ahead of it in the batch).
-			closed := s.lookupStmtLocked(name)
-			if name == "" {
-				s.unnamed = nil
-			} else {
-				s.stmts.del(name)
-			}
-			s.queueLocked(reply{kind: sCloseComplete, stmt: closed, closed: true})
-			return nil
+	if b[0] == 'S' {
+		// The reply entry keeps the statement, to put it back if the
+		// server skips this Close (an error ahead of it in the batch).
+		closed := e.lookupStmtLocked(name)
+		if name == "" {
+			e.unnamed = nil
+		} else {
+			e.stmts.del(name)
 		}
-		if _, local := s.localPortals[name]; local || s.sc == nil || s.lostTx {
-			// A portal the gateway answers, or no upstream: no upstream
-			// portal can exist (portals end with their transaction), and
-			// closing a missing portal is not an error.
-			delete(s.portals, name)
-			delete(s.localPortals, name)
-			s.queueLocked(reply{kind: sCloseComplete})
-			return nil
-		}
-		s.beginUnitLocked()
-		s.inBatch = true
-		delete(s.portals, name)
-		s.q.push(reply{kind: rClosePortal})
-		s.out = append(s.out, msg...)
-		return s.sc
-	})
-	return nil
+		e.queueLocked(reply{kind: sCloseComplete, stmt: closed, closed: true})
+		return clientStep{}, nil
+	}
+	if _, local := e.localPortals[name]; local || e.us == nil || e.lostTx {
+		// A portal the gateway answers, or no upstream: no upstream
+		// portal can exist (portals end with their transaction), and
+		// closing a missing portal is not an error.
+		delete(e.portals, name)
+		delete(e.localPortals, name)
+		e.queueLocked(reply{kind: sCloseComplete})
+		return clientStep{}, nil
+	}
+	e.beginUnitLocked()
+	e.inBatch = true
+	delete(e.portals, name)
+	e.q.push(reply{kind: rClosePortal})
+	e.out = append(e.out, msg...)
+	return clientStep{}, nil
 }
 
 // onSync ends an extended-protocol batch.
-func (s *session) onSync() error {
-	lostTx := false
-	s.sendLocked(func() *authbridge.ServerConn {
-		if s.skipUntilSync {
-			s.skipUntilSync = false
-			s.unitOpen = false
-			s.inBatch = false
-			s.txStatus = s.skipStatus
-			s.queueLocked(reply{kind: sBytes, rfq: true})
-			return nil
-		}
-		// serverSkipping: the upstream ignores messages until this Sync;
-		// it goes upstream like any other.
-		s.serverSkipping = false
-		if s.lostTx {
-			lostTx = true
-			return nil
-		}
-		if s.sc == nil {
-			// Nothing of this batch went upstream (only Close, or nothing).
-			s.unitOpen = false
-			s.queueLocked(reply{kind: sBytes, rfq: true})
-			return nil
-		}
-		s.beginUnitLocked()
-		s.q.push(reply{kind: rSync, unitStart: s.unitStart, unitFlags: s.unitFlags, began: s.unitBegan, text: s.unitText})
-		s.unitOpen = false
-		s.inBatch = false
-		s.out = append(s.out, msgSync...)
-		return s.sc
-	})
-	if lostTx {
-		return s.lostTxSync()
+func (e *engine) onSync() {
+	if e.skipUntilSync {
+		e.skipUntilSync = false
+		e.unitOpen = false
+		e.inBatch = false
+		e.txStatus = e.skipStatus
+		e.queueLocked(reply{kind: sBytes, rfq: true})
+		return
 	}
-	return nil
+	// serverSkipping: the upstream ignores messages until this Sync; it
+	// goes upstream like any other.
+	e.serverSkipping = false
+	if e.lostTx {
+		e.host.writeClientLocked(readyForQuery(e.txStatus))
+		return
+	}
+	if e.us == nil {
+		// Nothing of this batch went upstream (only Close, or nothing).
+		e.unitOpen = false
+		e.queueLocked(reply{kind: sBytes, rfq: true})
+		return
+	}
+	e.beginUnitLocked()
+	e.q.push(reply{kind: rSync, unitStart: e.unitStart, unitFlags: e.unitFlags, began: e.unitBegan, text: e.unitText})
+	e.unitOpen = false
+	e.inBatch = false
+	e.out = append(e.out, msgSync...)
 }
 
 // onFlush forwards a Flush when the upstream owes replies.
-func (s *session) onFlush(msg []byte) error {
-	s.sendLocked(func() *authbridge.ServerConn {
-		if s.sc == nil || s.q.len() == 0 || s.skipUntilSync {
-			return nil
-		}
-		s.out = append(s.out, msg...)
-		return s.sc
-	})
-	return nil
+func (e *engine) onFlush(msg []byte) {
+	if e.us == nil || e.q.len() == 0 || e.skipUntilSync {
+		return
+	}
+	e.out = append(e.out, msg...)
 }
 
 // onFunctionCall forwards the legacy FunctionCall; its replies end with
 // ReadyForQuery like a simple query.
-func (s *session) onFunctionCall(msg []byte) error {
-	if s.skipping() {
-		return nil
+func (e *engine) onFunctionCall(msg []byte) (clientStep, error) {
+	if e.skipping() {
+		return clientStep{}, nil
 	}
-	if s.inLostTx() {
-		return s.lostTxQuery(msg, "", &queryInfo{})
+	if e.lostTx {
+		return e.lostTxQuery("")
 	}
-	return s.toUpstream(true, func(us *upstreamState) *pgError {
-		s.beginUnitLocked()
-		s.q.push(reply{kind: rQuery, query: &queryInfo{}, unitStart: s.unitStart, unitFlags: s.unitFlags, began: s.unitBegan})
-		s.unitOpen = false
-		s.out = append(s.out, msg...)
+	if e.us == nil {
+		return attachFirst(true)
+	}
+	return e.build(true, func(us *upstreamState) *pgError {
+		e.beginUnitLocked()
+		e.q.push(reply{kind: rQuery, query: &queryInfo{}, unitStart: e.unitStart, unitFlags: e.unitFlags, began: e.unitBegan})
+		e.unitOpen = false
+		e.out = append(e.out, msg...)
 		return nil
 	})
 }
 
 // onCopyFromClient forwards COPY data while the upstream is in COPY FROM
 // STDIN; otherwise such messages are dropped, as PostgreSQL drops them.
-func (s *session) onCopyFromClient(msg []byte) error {
-	s.sendLocked(func() *authbridge.ServerConn {
-		// pgx and others stream COPY data right after the Query, before
-		// the CopyInResponse arrives: forward while the upstream owes
-		// replies.
-		if s.sc == nil || (!s.copyIn && s.q.len() == 0) {
-			return nil
-		}
-		s.out = append(s.out, msg...)
-		return s.sc
-	})
-	return nil
+func (e *engine) onCopyFromClient(msg []byte) {
+	// pgx and others stream COPY data right after the Query, before the
+	// CopyInResponse arrives: forward while the upstream owes replies.
+	if e.us == nil || (!e.copyIn && e.q.len() == 0) {
+		return
+	}
+	e.out = append(e.out, msg...)
 }
-
-// skipping reports whether the client's batch is being dropped until Sync:
-// after an error the gateway raised, or one the upstream raised (which
-// then ignores everything up to the Sync).
-func (s *session) skipping() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.skipUntilSync || s.serverSkipping
-}
-
-var _ = errors.New
-var _ *authbridge.ServerConn

@@ -48,13 +48,22 @@ func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 	s.stopStatementTimerLocked()
 	s.setAttachedLocked(nil, nil)
 	s.replaced++
-	s.copyIn = false
-	s.inBatch = false
-	s.serverSkipping = false
+	s.lostLocked(timedOut)
+	s.flushClientLocked()
+}
 
-	status := s.txStatus
-	for s.q.len() > 0 {
-		r := s.q.pop()
+// lostLocked is the engine's side of a lost upstream (see
+// upstreamLostLocked): every unit in flight gets its answer, and the
+// client's status is what PostgreSQL would leave after an error. timedOut:
+// the gateway had cancelled the work in flight for statement_timeout.
+func (e *engine) lostLocked(timedOut bool) {
+	e.us = nil
+	e.copyIn = false
+	e.inBatch = false
+	e.serverSkipping = false
+	status := e.txStatus
+	for e.q.len() > 0 {
+		r := e.q.pop()
 		if !r.kind.endsUnit() || r.kind == iQuery {
 			continue
 		}
@@ -62,236 +71,202 @@ func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 			// The gateway closed an upstream that ignored its cancel for
 			// statement_timeout: the statement was cancelled.
 			timedOut = false
-			s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityError, Code: "57014", Message: "canceling statement due to statement timeout"}))
+			e.host.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityError, Code: "57014", Message: "canceling statement due to statement timeout"}))
 			if status == 'T' || status == 'E' {
 				status = 'E'
-				s.lostReported = true
+				e.lostReported = true
 			}
-			s.writeClientLocked(readyForQuery(status))
+			e.host.writeClientLocked(readyForQuery(status))
 			continue
 		}
-		status = s.writeLossLocked(status, r.unitFlags, true)
+		status = e.writeLossLocked(status, r.unitFlags, true)
 	}
-	if s.unitOpen {
+	if e.unitOpen {
 		// A batch without its Sync yet: answer now, drop the rest until
 		// the Sync, which gets ReadyForQuery.
-		s.skipStatus = s.writeLossLocked(status, s.unitFlags, false)
-		s.skipUntilSync = true
-		status = s.skipStatus
-		s.unitOpen = false
+		e.skipStatus = e.writeLossLocked(status, e.unitFlags, false)
+		e.skipUntilSync = true
+		status = e.skipStatus
+		e.unitOpen = false
 	}
 	switch status {
 	case 'T':
 		// Idle in a transaction: the next statement learns it is gone.
-		s.lostTx, s.lostReported = true, false
+		e.lostTx, e.lostReported = true, false
 	case 'E':
-		s.lostTx = true
+		e.lostTx = true
 	}
-	if status == 'I' || s.lostTx {
-		s.gucs.rollback()
+	if status == 'I' || e.lostTx {
+		e.gucs.rollback()
 	}
 	if status == 'I' {
-		s.releaseXactLocksLocked()
+		e.host.releaseXactLocksLocked()
 	}
-	s.txStatus = status
-	clear(s.portals)
-	clear(s.localPortals)
-	s.flushClientLocked()
+	e.txStatus = status
+	clear(e.portals)
+	clear(e.localPortals)
 }
 
 // writeLossLocked answers one unit of work lost with the upstream and
 // returns the client-visible status after it. With rfq, the answer ends
 // with ReadyForQuery.
-func (s *session) writeLossLocked(status byte, flags uint8, rfq bool) byte {
-	var e *pgError
+func (e *engine) writeLossLocked(status byte, flags uint8, rfq bool) byte {
+	var pe *pgError
 	after := status
 	switch {
 	case status == 'E':
 		if flags&(unitRollback|unitCommit) != 0 {
-			e = &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostInTxMessage, Hint: lostInTxHint}
+			pe = &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostInTxMessage, Hint: lostInTxHint}
 			after = 'I'
 		} else {
-			e = &pgError{Severity: severityError, Code: codeInFailedTransaction, Message: inFailedTxMessage}
+			pe = &pgError{Severity: severityError, Code: codeInFailedTransaction, Message: inFailedTxMessage}
 		}
 	case flags&unitCommit != 0 || (status == 'I' && flags&unitBegin == 0):
-		e = &pgError{Severity: severityError, Code: codeTransactionResolutionUnknown, Message: lostCommitMessage, Hint: lostCommitHint}
+		pe = &pgError{Severity: severityError, Code: codeTransactionResolutionUnknown, Message: lostCommitMessage, Hint: lostCommitHint}
 		after = 'I'
 	default:
-		e = &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostInTxMessage, Hint: lostInTxHint}
+		pe = &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostInTxMessage, Hint: lostInTxHint}
 		after = 'E'
-		s.lostReported = true
+		e.lostReported = true
 	}
-	s.writeClientLocked(appendErrorResponse(nil, e))
+	e.host.writeClientLocked(appendErrorResponse(nil, pe))
 	if rfq {
-		s.writeClientLocked(readyForQuery(after))
+		e.host.writeClientLocked(readyForQuery(after))
 	}
 	return after
 }
 
-// inLostTx reports whether the client is in a transaction whose upstream
-// was lost: its statements are answered by the gateway until it ends it.
-func (s *session) inLostTx() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lostTx
-}
-
 // lostTxErrorLocked is the error for a statement in the lost transaction:
 // 40001 the first time, then 25P02 as in any failed transaction.
-func (s *session) lostTxErrorLocked() *pgError {
-	if !s.lostReported {
-		s.lostReported = true
+func (e *engine) lostTxErrorLocked() *pgError {
+	if !e.lostReported {
+		e.lostReported = true
 		return &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostInTxMessage, Hint: lostInTxHint}
 	}
-	return &pgError{Severity: severityError, Code: codeInFailedTransaction, Message: inFailedTxMessage}
+	return inFailedTransaction()
 }
 
 // endLostTxLocked ends the lost transaction.
-func (s *session) endLostTxLocked() {
-	s.lostTx, s.lostReported = false, false
-	s.txStatus = 'I'
-	s.gucs.rollback()
-	s.releaseXactLocksLocked()
-	clear(s.portals)
-	clear(s.localPortals)
+func (e *engine) endLostTxLocked() {
+	e.lostTx, e.lostReported = false, false
+	e.txStatus = 'I'
+	e.gucs.rollback()
+	e.host.releaseXactLocksLocked()
+	clear(e.portals)
+	clear(e.localPortals)
 }
 
-// lostTxQuery answers a simple Query in a lost transaction: ROLLBACK ends
-// it (and the rest of the query then runs normally), COMMIT fails with
-// 40001 (it must not look like success), anything else fails.
-func (s *session) lostTxQuery(msg []byte, text string, qi *queryInfo) error {
+// lostTxQuery answers a simple Query (or a FunctionCall: text "") in a lost
+// transaction: ROLLBACK ends it (and the rest of the query then runs
+// normally, on an upstream), COMMIT fails with 40001 (it must not look
+// like success), anything else fails.
+func (e *engine) lostTxQuery(text string) (clientStep, error) {
 	stmts := sqllex.SplitStatements(text)
 	first := sqllex.Other
 	if len(stmts) > 0 {
 		first = sqllex.Classify(stmts[0].Text)
 	}
-	rest := ""
-	s.sendLocked(func() *authbridge.ServerConn {
-		switch first {
-		case sqllex.Rollback:
-			s.writeClientLocked(commandComplete("ROLLBACK"))
-			s.endLostTxLocked()
-			if len(stmts) > 1 {
-				rest = text[stmts[1].Start:]
-				return nil
-			}
-			s.writeClientLocked(readyForQuery('I'))
-		case sqllex.Commit:
-			s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostCommitTxMsg, Hint: lostInTxHint}))
-			s.endLostTxLocked()
-			s.writeClientLocked(readyForQuery('I'))
-		default:
-			s.writeClientLocked(appendErrorResponse(nil, s.lostTxErrorLocked()))
-			s.txStatus = 'E'
-			s.writeClientLocked(readyForQuery('E'))
+	switch first {
+	case sqllex.Rollback:
+		e.host.writeClientLocked(commandComplete("ROLLBACK"))
+		e.endLostTxLocked()
+		if len(stmts) > 1 {
+			// The rest of the query runs normally now that ROLLBACK ended
+			// the lost transaction: it is handed in again as a query of
+			// its own.
+			q, start := beginMessage(nil, 'Q')
+			q = appendCString(q, text[stmts[1].Start:])
+			return clientStep{need: needUpstream, simple: true, redo: finishMessage(q, start)}, nil
 		}
-		return nil
-	})
-	if rest != "" {
-		// The rest of the query runs normally once ROLLBACK ended the
-		// lost transaction.
-		q, start := beginMessage(nil, 'Q')
-		q = appendCString(q, rest)
-		return s.onQuery(finishMessage(q, start))
+		e.host.writeClientLocked(readyForQuery('I'))
+	case sqllex.Commit:
+		e.host.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostCommitTxMsg, Hint: lostInTxHint}))
+		e.endLostTxLocked()
+		e.host.writeClientLocked(readyForQuery('I'))
+	default:
+		e.host.writeClientLocked(appendErrorResponse(nil, e.lostTxErrorLocked()))
+		e.txStatus = 'E'
+		e.host.writeClientLocked(readyForQuery('E'))
 	}
-	return nil
+	return clientStep{}, nil
 }
 
 // lostTxFailLocked fails the rest of an extended batch in a lost
 // transaction.
-func (s *session) lostTxFailLocked() {
-	s.writeClientLocked(appendErrorResponse(nil, s.lostTxErrorLocked()))
-	s.skipUntilSync = true
-	s.skipStatus = 'E'
-	s.txStatus = 'E'
+func (e *engine) lostTxFailLocked() {
+	e.host.writeClientLocked(appendErrorResponse(nil, e.lostTxErrorLocked()))
+	e.skipUntilSync = true
+	e.skipStatus = 'E'
+	e.txStatus = 'E'
 }
 
 func endsTx(k sqllex.Kind) bool { return k == sqllex.Rollback || k == sqllex.Commit }
 
 // lostTxParse: in a failed transaction only transaction-ending statements
 // may be prepared.
-func (s *session) lostTxParse(st *preparedStmt) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (e *engine) lostTxParse(st *preparedStmt) {
 	if !endsTx(st.kind) {
-		s.lostTxFailLocked()
-		return nil
+		e.lostTxFailLocked()
+		return
 	}
 	if st.name == "" {
-		s.unnamedGen++
-		st.gen = s.unnamedGen
-		s.unnamed = st
+		e.unnamedGen++
+		st.gen = e.unnamedGen
+		e.unnamed = st
 	} else {
-		st.upstream = s.upstreamNameLocked(st.query, st.paramOIDs)
-		s.stmts.put(st)
+		st.upstream = e.upstreamNameLocked(st.query, st.paramOIDs)
+		e.stmts.put(st)
 	}
-	s.writeClientLocked(msgParseComplete)
-	return nil
+	e.host.writeClientLocked(msgParseComplete)
 }
 
-func (s *session) lostTxBind(portal, stmtName string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := s.lookupStmtLocked(stmtName)
+func (e *engine) lostTxBind(portal, stmtName string) {
+	st := e.lookupStmtLocked(stmtName)
 	if st == nil || !endsTx(st.kind) {
-		s.lostTxFailLocked()
-		return nil
+		e.lostTxFailLocked()
+		return
 	}
-	if s.portals == nil {
-		s.portals = map[string]*preparedStmt{}
+	if e.portals == nil {
+		e.portals = map[string]*preparedStmt{}
 	}
-	s.portals[portal] = st
-	s.writeClientLocked(msgBindComplete)
-	return nil
+	e.portals[portal] = st
+	e.host.writeClientLocked(msgBindComplete)
 }
 
-func (s *session) lostTxDescribe(kind byte, name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (e *engine) lostTxDescribe(kind byte, name string) {
 	var st *preparedStmt
 	if kind == 'S' {
-		st = s.lookupStmtLocked(name)
+		st = e.lookupStmtLocked(name)
 	} else {
-		st = s.portals[name]
+		st = e.portals[name]
 	}
 	if st == nil || !endsTx(st.kind) {
-		s.lostTxFailLocked()
-		return nil
+		e.lostTxFailLocked()
+		return
 	}
 	if kind == 'S' {
-		s.writeClientLocked([]byte{'t', 0, 0, 0, 6, 0, 0}) // no parameters
+		e.host.writeClientLocked([]byte{'t', 0, 0, 0, 6, 0, 0}) // no parameters
 	}
-	s.writeClientLocked(msgNoData)
-	return nil
+	e.host.writeClientLocked(msgNoData)
 }
 
-func (s *session) lostTxExecute(portal string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := s.portals[portal]
+func (e *engine) lostTxExecute(portal string) {
+	st := e.portals[portal]
 	switch {
 	case st != nil && st.kind == sqllex.Rollback:
-		s.writeClientLocked(commandComplete("ROLLBACK"))
-		s.endLostTxLocked()
-		// Stay in "lost" mode for the rest of this batch's messages?
-		// No: the transaction is over; the Sync reports 'I'.
-		s.skipUntilSync = false
+		e.host.writeClientLocked(commandComplete("ROLLBACK"))
+		e.endLostTxLocked()
+		// The transaction is over: the rest of the batch runs, and the
+		// Sync reports 'I'.
+		e.skipUntilSync = false
 	case st != nil && st.kind == sqllex.Commit:
-		s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostCommitTxMsg, Hint: lostInTxHint}))
-		s.endLostTxLocked()
-		s.skipUntilSync = true
-		s.skipStatus = 'I'
+		e.host.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostCommitTxMsg, Hint: lostInTxHint}))
+		e.endLostTxLocked()
+		e.skipUntilSync = true
+		e.skipStatus = 'I'
 	default:
-		s.lostTxFailLocked()
+		e.lostTxFailLocked()
 	}
-	return nil
-}
-
-func (s *session) lostTxSync() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.writeClientLocked(readyForQuery(s.txStatus))
-	return nil
 }
 
 func commandComplete(tag string) []byte {

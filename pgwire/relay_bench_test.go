@@ -38,9 +38,8 @@ func benchSession(b *testing.B) *session {
 	srv := &Server{bridge: bridge, log: zap.NewNop(), now: time.Now, metrics: bridge.Metrics()}
 	srv.conf.Store(cfg)
 	route := bridge.Route("db")
-	s := &session{srv: srv, log: zap.NewNop(), route: route, pool: route.Pool(),
-		conn: discardConn{}, txStatus: 'I',
-		gucs: newGUCState(nil, nil), clientParams: map[string]string{}}
+	s := &session{srv: srv, log: zap.NewNop(), route: route, pool: route.Pool(), conn: discardConn{}}
+	s.engine = newEngine(s, s.log, newGUCState(nil, nil))
 	s.flushed.L, s.written.L = &s.mu, &s.mu
 	return s
 }
@@ -66,7 +65,7 @@ func BenchmarkRelayDataRow(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		s.mu.Lock()
-		s.onServerMessageLocked(msg)
+		s.serverLocked(msg)
 		s.mu.Unlock()
 	}
 }
@@ -83,7 +82,7 @@ func BenchmarkRelayExecuteCommandComplete(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		s.mu.Lock()
 		s.q.push(reply{kind: rExecute, stmt: st})
-		s.onServerMessageLocked(cc)
+		s.serverLocked(cc)
 		s.mu.Unlock()
 	}
 }
@@ -104,9 +103,9 @@ func BenchmarkRelaySimpleQueryUnit(b *testing.B) {
 		s.mu.Lock()
 		qi.next = 0
 		s.q.push(reply{kind: rQuery, query: qi})
-		s.onServerMessageLocked(rowDesc)
-		s.onServerMessageLocked(row)
-		s.onServerMessageLocked(cc)
+		s.serverLocked(rowDesc)
+		s.serverLocked(row)
+		s.serverLocked(cc)
 		s.q.pop()
 		s.mu.Unlock()
 	}

@@ -470,8 +470,8 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		dsql:     route.Kind() == config.KindDSQL,
 		started:  s.now(),
 		mx:       s.sessionMetricsFor(route.Name),
-		txStatus: 'I',
 	}
+	sess.engine = newEngine(sess, log, nil)
 	sess.flushed.L = &sess.mu
 	sess.written.L = &sess.mu
 	params := map[string]string{}
@@ -485,7 +485,7 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		params[strings.ToLower(name)] = value
 	}
 	c := route.Compat()
-	sess.compat = compatFlags{
+	sess.engine.compat = compatFlags{
 		enabled:       sess.dsql,
 		settings:      sess.dsql && c.Settings,
 		advisoryLocks: sess.dsql && c.AdvisoryLocks,

@@ -56,7 +56,6 @@ type session struct {
 	key      cancelKey
 	started  time.Time
 
-	out []byte // scratch for messages to the upstream; client goroutine only
 	// clientLeft: the client closed its connection while the client
 	// goroutine waited for replies (relay's clientGone); client goroutine
 	// only.
@@ -96,9 +95,11 @@ type session struct {
 	// closeWhenWritten: the client connection is to be closed once the
 	// writing goroutine has written what is buffered (closeClientLocked).
 	closeWhenWritten bool
-	sc               *authbridge.ServerConn
-	us               *upstreamState // sc.State while attached
-	done             chan struct{}  // the attachment's server goroutine, closed when it exits; nil while none runs
+	// engine is the session's protocol state and rules (engine.go); its
+	// us is sc's state while sc is attached.
+	engine
+	sc   *authbridge.ServerConn
+	done chan struct{} // the attachment's server goroutine, closed when it exits; nil while none runs
 	// reserved is, in session mode, the client's upstream while detached;
 	// prev is, in transaction mode, the last upstream (a preference only).
 	reserved *authbridge.ServerConn
@@ -111,39 +112,12 @@ type session struct {
 	// while that dial runs.
 	spare        *authbridge.ServerConn
 	spareDialing bool
-	q            replyQueue
-	inBatch      bool // extended-protocol messages sent upstream since the last Sync
-	// The unit of work being sent: the client-visible status when it began
-	// and what it contains (unitFlags). unitOpen: messages of the unit were
-	// sent and its Sync has not come yet.
-	unitOpen  bool
-	unitStart byte
-	unitFlags uint8
-	unitText  string // the unit's last statement text, for the slow-query log
-	txStatus  byte   // as the client last saw it: 'I', 'T' or 'E'
-	copyIn    bool   // the upstream is in COPY FROM STDIN
 	// unflushed: the client goroutine has written to the upstream and not
 	// flushed yet; the upstream must stay attached until it has (flushed
 	// is signalled when it has).
 	unflushed bool
 	flushed   sync.Cond // on mu
-	// skipUntilSync: the gateway reported an error in the middle of an
-	// extended-protocol batch; client messages are dropped until Sync,
-	// which is answered with ReadyForQuery(skipStatus).
-	skipUntilSync bool
-	skipStatus    byte
-	// serverSkipping: the upstream reported an error in an
-	// extended-protocol batch whose Sync has not been sent: it ignores
-	// everything up to that Sync, so the client's messages are dropped too
-	// (no reply will come for them), and the Sync goes upstream.
-	serverSkipping bool
-	// lostTx: the upstream was lost inside a transaction; the client is in
-	// a failed transaction the gateway plays out until ROLLBACK.
-	// lostReported: the client has been told (40001), later statements
-	// get 25P02.
-	lostTx       bool
-	lostReported bool
-	closing      bool // the client is gone; nothing more is written to it
+	closing   bool      // the client is gone; nothing more is written to it
 	// abandoning: the ending session closes its upstream (abandon); no
 	// flush of it is coming.
 	abandoning bool
@@ -158,40 +132,29 @@ type session struct {
 	broken   bool
 	draining bool // the server is shutting down: end at the next safe point
 
-	gucs         *gucState
-	stmts        clientStmts // named prepared statements
-	unnamed      *preparedStmt
-	unnamedGen   uint64
-	portals      map[string]*preparedStmt // portal → statement, within a transaction
-	clientParams map[string]string        // ParameterStatus values the client has seen
 	// reportedFor/reportedVer: the upstream (and its params version) whose
 	// values were last compared with clientParams.
 	reportedFor *upstreamState
 	reportedVer uint64
 
-	// The compatibility layer (compat.go, advisory.go).
-	compat       compatFlags
+	// The compatibility layer's advisory locks (advisory.go).
 	advisory     advisoryState
-	hasXactLocks bool                    // transaction advisory locks to release at transaction end
-	localPortals map[string]*localPortal // portals of statements the gateway answers
+	hasXactLocks bool // transaction advisory locks to release at transaction end
 	// statement_timeout and idle_in_transaction_session_timeout, enforced
-	// by the gateway: stmtTimer runs while a unit is in flight, timedOut
-	// says it fired; idleTimer runs while the client idles in a
-	// transaction.
+	// by the gateway: stmtTimer runs while a unit is in flight (the
+	// engine's timedOut says it fired); idleTimer runs while the client
+	// idles in a transaction.
 	stmtTimer *time.Timer
-	timedOut  bool
 	idleTimer *time.Timer
 	idleArmed atomic.Bool // idleTimer is set: read without mu by the client goroutine
 
 	// counters for the session-end log line and the metrics
-	transactions   uint64
 	replaced       uint64
 	state          string    // the client_connections state this session counts in; guarded by mu
 	bytesIn        uint64    // from the client; client goroutine only
 	bytesInPending uint64    // not yet added to the metric; client goroutine only
 	bytesOut       uint64    // to the client, not yet added to the metric; guarded by mu
 	bytesOutAll    uint64    // to the client in all; guarded by mu
-	unitBegan      time.Time // start of the unit being sent; guarded by mu
 	waitSince      time.Time // when the client started waiting for an upstream; guarded by mu
 	txBegan        time.Time // start of the open transaction (zero: none); guarded by mu
 }
@@ -448,54 +411,121 @@ func (s *session) flushClient() {
 	s.flushClientLocked()
 }
 
-// onClientMessage handles one client message; the one retry loop of the
-// client goroutine is here (see errRetry).
+// onClientMessage handles one client message. The engine decides under mu
+// (handleLocked); what it needs done with I/O, attaching an upstream or
+// running a call the gateway answers itself, is done here without mu, and
+// the message is then handed in again or its result reported. This is the
+// client goroutine's one retry loop: a message also comes back here when
+// the upstream just attached was lost before the engine could use it (the
+// engine then sees a lost transaction, or no upstream).
 func (s *session) onClientMessage(msg []byte) error {
 	for {
-		if err := s.dispatch(msg); err != errRetry {
+		step, sc, err := s.handleLocked(msg)
+		if sc != nil {
+			s.sendUpstream(sc)
+		}
+		if err != nil {
+			var pe *pgError
+			if errors.As(err, &pe) && pe.Severity == severityFatal {
+				s.fatal(pe)
+			}
 			return err
+		}
+		switch step.need {
+		case needUpstream:
+			if step.redo != nil {
+				msg = step.redo
+			}
+			if _, err := s.attached(); err != nil {
+				return s.startFailed(err, step.simple)
+			}
+		case needLocal:
+			s.runLocal(step.local)
+			return nil
+		default:
+			return nil
 		}
 	}
 }
 
-func (s *session) dispatch(msg []byte) error {
-	switch msg[0] {
-	case 'Q':
-		return s.onQuery(msg)
-	case 'P':
-		return s.onParse(msg)
-	case 'B':
-		return s.onBind(msg)
-	case 'D':
-		return s.onDescribe(msg)
-	case 'E':
-		return s.onExecute(msg)
-	case 'C':
-		return s.onClose(msg)
-	case 'S':
-		return s.onSync()
-	case 'H':
-		return s.onFlush(msg)
-	case 'F':
-		return s.onFunctionCall(msg)
-	case 'd', 'c', 'f':
-		return s.onCopyFromClient(msg)
-	case 'X':
-		return errTerminate
-	default:
-		e := &pgError{Severity: severityFatal, Code: codeProtocolViolation,
-			Message: fmt.Sprintf("invalid frontend message type %d", msg[0])}
-		s.fatal(e)
-		return e
+// handleLocked hands msg to the engine under mu and returns the upstream
+// to write what it built to (nil: nothing goes upstream).
+func (s *session) handleLocked(msg []byte) (step clientStep, sc *authbridge.ServerConn, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if testHookLocked != nil {
+		testHookLocked(s)
+	}
+	step, err = s.clientLocked(msg)
+	return step, s.upstreamOutLocked(), err
+}
+
+// upstreamOutLocked returns the attached upstream when the engine built
+// messages for it, marking them unflushed so the upstream stays attached
+// until they are flushed.
+func (s *session) upstreamOutLocked() *authbridge.ServerConn {
+	if len(s.out) == 0 {
+		return nil
+	}
+	if s.sc == nil {
+		s.out = s.out[:0] // the engine builds only with an upstream attached
+		return nil
+	}
+	s.unflushed = true
+	return s.sc
+}
+
+// testHookLocked, when set by a test, runs under mu before every client
+// message is handled (to inject a panic there).
+var testHookLocked func(*session)
+
+// runLocal runs a statement the gateway answers itself (an advisory-lock
+// call may wait for the lock) and reports the result to the engine.
+func (s *session) runLocal(lc *localCall) {
+	s.flushUpstream() // a lock wait must not hold back work already sent
+	out, perr := lc.answer.execute(s, lc.params, lc.paramFormats, lc.resultFormat, lc.inTx)
+	sc := func() *authbridge.ServerConn {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.localDoneLocked(lc, out, perr)
+		return s.upstreamOutLocked()
+	}()
+	if sc != nil {
+		s.sendUpstream(sc)
 	}
 }
 
-// malformed reports a message the gateway cannot decode and ends the
-// session, as PostgreSQL does.
-func (s *session) malformed(what string) error {
-	e := &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid " + what + " message format"}
-	s.fatal(e)
-	return e
+// startFailed reports a failure to get an upstream for a unit of work: the
+// client gets the error; in an extended-protocol batch the rest of the batch
+// is dropped until Sync, as after any error.
+func (s *session) startFailed(err error, simple bool) error {
+	e := errorForClient(err)
+	if e.Severity == severityFatal {
+		s.fatal(e)
+		return e
+	}
+	s.log.Warn("no upstream for client work", errField(err))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.answerErrorLocked(e, simple)
+	s.flushClientLocked()
+	return nil
+}
+
+// Host methods of the engine (engineHost) not defined elsewhere.
+
+func (s *session) now() time.Time { return s.srv.now() }
+
+func (s *session) maxPrepared() int { return s.pool.Settings().MaxPreparedStatements }
+
+func (s *session) upstreamErrorLocked(sqlstate string) {
+	s.srv.metrics.UpstreamErrorsTotal.WithLabelValues(s.route.Name, metrics.SQLStateLabel(sqlstate)).Inc()
+}
+
+func (s *session) appNameLocked(name string) {
+	s.cmu.Lock()
+	s.seen.appName = name
+	s.cmu.Unlock()
 }
 
 // ---- writing ----
@@ -619,33 +649,6 @@ func putClientBuffer(b *[]byte) {
 	clientBuffers.Put(b)
 }
 
-// queueLocked appends a reply entry; a synthetic one at the front is
-// answered at once.
-func (s *session) queueLocked(r reply) {
-	s.q.push(r)
-	if r.kind.synthetic() && s.q.len() == 1 {
-		s.emitSyntheticLocked()
-	}
-}
-
-// emitSyntheticLocked answers the synthetic entries at the front.
-func (s *session) emitSyntheticLocked() {
-	for s.q.len() > 0 && s.q.front().kind.synthetic() {
-		r := s.q.pop()
-		switch r.kind {
-		case sParseComplete:
-			s.writeClientLocked(msgParseComplete)
-		case sCloseComplete:
-			s.writeClientLocked(msgCloseComplete)
-		case sBytes:
-			s.writeClientLocked(r.data)
-			if r.rfq {
-				s.writeClientLocked(readyForQuery(s.txStatus))
-			}
-		}
-	}
-}
-
 var (
 	msgParseComplete = []byte{'1', 0, 0, 0, 4}
 	msgBindComplete  = []byte{'2', 0, 0, 0, 4}
@@ -711,24 +714,6 @@ func (s *session) flushUpstream() {
 func (s *session) upstreamWriteFailed(sc *authbridge.ServerConn, err error) {
 	s.log.Debug("upstream write failed", zap.Uint64("server_id", sc.ID), zap.Error(err))
 	sc.Conn.Close()
-}
-
-// safeLocked reports a safe point: nothing owed by the upstream, no batch
-// open, no transaction, no COPY.
-func (s *session) safeLocked() bool {
-	return s.q.len() == 0 && !s.inBatch && s.txStatus == 'I' && !s.copyIn && !s.unitOpen
-}
-
-// beginUnitLocked notes the start of a unit of work going upstream, and
-// starts the statement_timeout clock.
-func (s *session) beginUnitLocked() {
-	if !s.unitOpen {
-		s.unitOpen = true
-		s.unitStart = s.txStatus
-		s.unitFlags = 0
-		s.unitBegan = s.srv.now()
-	}
-	s.startStatementTimerLocked()
 }
 
 // startStatementTimerLocked starts the statement_timeout clock unless it
@@ -1010,63 +995,6 @@ type cancelState struct {
 	sent bool
 }
 
-// errRetry says the upstream a handler attached was lost (its server
-// goroutine found it gone) before the handler could use it: the dispatcher
-// (onClientMessage) handles the message over again, on the session's new
-// state (a lost transaction, or another upstream).
-var errRetry = errors.New("upstream lost before use; handle the message again")
-
-// toUpstream is how a client message reaches an upstream: it attaches one
-// if none is (the client gets the error when none can be had), runs build
-// under mu, and writes what build appended to s.out. build queues the
-// replies it expects before anything is written, so the upstream cannot be
-// detached while it owes them; a non-nil result refuses the message with
-// that error instead (nothing is sent). It returns errRetry when the
-// upstream was lost between attaching and locking.
-func (s *session) toUpstream(simple bool, build func(us *upstreamState) *pgError) error {
-	sc, err := s.attached()
-	if err != nil {
-		return s.startFailed(err, simple)
-	}
-	refused, ok, skipped := s.buildLocked(sc, build)
-	switch {
-	case !ok:
-		return errRetry
-	case skipped:
-		return nil
-	case refused != nil:
-		s.out = s.out[:0]
-		return s.failStatement(refused, simple)
-	}
-	s.sendUpstream(sc)
-	return nil
-}
-
-// buildLocked runs build under mu if sc is still attached, unless the
-// batch is being skipped (an error reached the session since the handler
-// looked: the message is dropped, as the server drops it).
-func (s *session) buildLocked(sc *authbridge.ServerConn, build func(us *upstreamState) *pgError) (refused *pgError, ok, skipped bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sc != sc {
-		return nil, false, false
-	}
-	if s.skipUntilSync || s.serverSkipping {
-		return nil, true, true
-	}
-	if testHookLocked != nil {
-		testHookLocked(s)
-	}
-	if refused = build(s.us); refused == nil {
-		s.unflushed = true
-	}
-	return refused, true, false
-}
-
-// testHookLocked, when set by a test, runs under mu before every message
-// is built for an upstream (to inject a panic there).
-var testHookLocked func(*session)
-
 // acquire gets an upstream for the client: in session mode its reserved
 // one while that is alive and not retiring, else one from the pool. A
 // client that waits longer than a second is told so with a NOTICE.
@@ -1150,7 +1078,7 @@ func (s *session) syncUpstream(sc *authbridge.ServerConn) error {
 	s.mu.Lock()
 	resetAll := us.lastUser != "" && us.lastUser != s.user
 	var sql string
-	if resetAll || us.owner != s || us.ownerVer != s.gucs.ver {
+	if resetAll || us.owner != &s.engine || us.ownerVer != s.gucs.ver {
 		sql = syncSQL(us.gucs, s.gucs.desired, resetAll)
 	}
 	desired := s.gucs.desired
@@ -1183,7 +1111,7 @@ func (s *session) syncUpstream(sc *authbridge.ServerConn) error {
 		}
 	}
 	if s.gucs.ver == ver {
-		us.owner, us.ownerVer = s, ver
+		us.owner, us.ownerVer = &s.engine, ver
 	} else {
 		us.owner = nil
 	}
@@ -1264,14 +1192,13 @@ func (s *session) syncOneByOne(sc *authbridge.ServerConn, us *upstreamState, des
 			return err
 		}
 		if failed != nil {
-			s.sendLocked(func() *authbridge.ServerConn {
-				delete(s.gucs.desired, name)
-				delete(s.gucs.startup, name)
-				s.gucs.ver++
-				s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: "WARNING", Code: "01000",
-					Message: fmt.Sprintf("setting %q could not be restored on a new upstream connection and was reset: %s", name, failed.Message)}))
-				return nil
-			})
+			s.mu.Lock()
+			delete(s.gucs.desired, name)
+			delete(s.gucs.startup, name)
+			s.gucs.ver++
+			s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: "WARNING", Code: "01000",
+				Message: fmt.Sprintf("setting %q could not be restored on a new upstream connection and was reset: %s", name, failed.Message)}))
+			s.mu.Unlock()
 			s.runSync(sc, us, "RESET "+gucNameSQL(name))
 		}
 	}
@@ -1290,16 +1217,6 @@ func (s *session) reportParamsLocked(us *upstreamState) {
 		}
 		s.setClientParamLocked(name, v)
 		s.writeClientLocked(parameterStatus(name, v))
-	}
-}
-
-// setClientParamLocked records a ParameterStatus value the client is sent.
-func (s *session) setClientParamLocked(name, value string) {
-	s.clientParams[name] = value
-	if name == "application_name" {
-		s.cmu.Lock()
-		s.seen.appName = value
-		s.cmu.Unlock()
 	}
 }
 

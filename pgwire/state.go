@@ -81,10 +81,10 @@ var parseSettings = [...]string{"search_path", "datestyle", "timezone", "interva
 
 // upstreamNameLocked is the upstream name of a statement the client
 // prepares now, under its current settings.
-func (s *session) upstreamNameLocked(query string, oids []uint32) string {
+func (e *engine) upstreamNameLocked(query string, oids []uint32) string {
 	var key [len(parseSettings)]string
 	for i, name := range parseSettings {
-		key[i] = s.gucs.desired[name]
+		key[i] = e.gucs.desired[name]
 	}
 	return upstreamName(query, oids, key[:]...)
 }
@@ -334,7 +334,7 @@ type upstreamState struct {
 	gucs map[string]string
 	// owner and ownerVer: gucs equals owner's desired settings at that
 	// version (a cheap way to skip the comparison when nothing changed).
-	owner    *session
+	owner    *engine
 	ownerVer uint64
 	lastUser string // gateway user whose session last used the upstream
 	// stmts holds the gateway-owned statements the upstream has, least
@@ -343,7 +343,7 @@ type upstreamState struct {
 	stmtsLRU list.List
 	// unnamedOwner/unnamedGen identify whose unnamed statement the
 	// upstream's unnamed statement is (nil: none, or not known).
-	unnamedOwner *session
+	unnamedOwner *engine
 	unnamedGen   uint64
 	// params are the ParameterStatus values the upstream last reported;
 	// paramsVer counts their changes.

@@ -1,0 +1,263 @@
+package pgwire
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dsqlgate/dsqlgate/config"
+)
+
+// engine is a session's protocol state and the rules that keep it, with no
+// I/O: it takes client messages (clientLocked), upstream messages
+// (serverLocked) and the loss of the upstream (lostLocked), and answers
+// with what to send where. What goes upstream is appended to out; what goes
+// to the client is handed to host.writeClientLocked, in order; what needs
+// I/O (an upstream to attach, an advisory-lock call to make) is returned as
+// a clientStep for the session to do before it hands the message in again
+// or reports the result. Everything that is not protocol (timers, metrics,
+// the advisory lock table, limits) is behind engineHost.
+//
+// The rules themselves live with the messages they concern: frontend.go
+// (client messages), backend.go (upstream replies), loss.go (a lost
+// upstream), compat.go (the compatibility layer's rewrites), state.go
+// (statements and settings). engine_test.go drives the engine alone against
+// the model backend of modelserver_test.go.
+//
+// The engine is not safe for concurrent use: its session calls it with
+// session.mu held (every method named *Locked, and the handlers below
+// clientLocked and serverLocked).
+type engine struct {
+	host   engineHost
+	log    *zap.Logger
+	compat compatFlags
+
+	// out holds the messages built for the upstream by the client message
+	// being handled; the session writes them after releasing mu (client
+	// goroutine only).
+	out []byte
+	// us is the attached upstream's state (nil: none attached).
+	us *upstreamState
+
+	q       replyQueue
+	inBatch bool // extended-protocol messages sent upstream since the last Sync
+	// The unit of work being sent: the client-visible status when it began
+	// and what it contains (unitFlags). unitOpen: messages of the unit were
+	// sent and its Sync has not come yet.
+	unitOpen  bool
+	unitStart byte
+	unitFlags uint8
+	unitText  string    // the unit's last statement text, for the slow-query log
+	unitBegan time.Time // start of the unit being sent
+	txStatus  byte      // as the client last saw it: 'I', 'T' or 'E'
+	copyIn    bool      // the upstream is in COPY FROM STDIN
+	// skipUntilSync: the gateway reported an error in the middle of an
+	// extended-protocol batch; client messages are dropped until Sync,
+	// which is answered with ReadyForQuery(skipStatus).
+	skipUntilSync bool
+	skipStatus    byte
+	// serverSkipping: the upstream reported an error in an
+	// extended-protocol batch whose Sync has not been sent: it ignores
+	// everything up to that Sync, so the client's messages are dropped too
+	// (no reply will come for them), and the Sync goes upstream.
+	serverSkipping bool
+	// lostTx: the upstream was lost inside a transaction; the client is in
+	// a failed transaction the gateway plays out until ROLLBACK.
+	// lostReported: the client has been told (40001), later statements
+	// get 25P02.
+	lostTx       bool
+	lostReported bool
+	// timedOut: the gateway cancelled the unit in flight for
+	// statement_timeout; the upstream's error is reported as PostgreSQL
+	// reports that timeout.
+	timedOut bool
+
+	gucs         *gucState
+	stmts        clientStmts // named prepared statements
+	unnamed      *preparedStmt
+	unnamedGen   uint64
+	portals      map[string]*preparedStmt // portal → statement, within a transaction
+	localPortals map[string]*localPortal  // portals of statements the gateway answers
+	clientParams map[string]string        // ParameterStatus values the client has seen
+
+	transactions uint64 // client transactions completed
+}
+
+// engineHost is what the engine needs of its session beyond protocol
+// state. Every method is called with session.mu held and must not block.
+type engineHost interface {
+	// writeClientLocked buffers a message for the client.
+	writeClientLocked(msg []byte)
+	now() time.Time
+	limits() *config.Limits
+	// maxPrepared bounds the statements one upstream keeps.
+	maxPrepared() int
+	// The statement_timeout clock: started when a unit begins (unless it
+	// runs), set again by a query that changes it midway, stopped when
+	// nothing is in flight; the idle-in-transaction clock starts then.
+	startStatementTimerLocked()
+	queryTimeoutLocked(qi *queryInfo)
+	stopStatementTimerLocked()
+	startIdleTimerLocked()
+	// upstreamErrorLocked counts an ErrorResponse from the upstream.
+	upstreamErrorLocked(sqlstate string)
+	// observeUnitLocked measures a unit that ended with ReadyForQuery.
+	observeUnitLocked(r reply, status byte)
+	// releaseXactLocksLocked lets go of the transaction's advisory locks.
+	releaseXactLocksLocked()
+	// appNameLocked records the client's application_name for the console.
+	appNameLocked(name string)
+}
+
+func newEngine(host engineHost, log *zap.Logger, gucs *gucState) engine {
+	return engine{host: host, log: log, gucs: gucs, txStatus: 'I', clientParams: map[string]string{}}
+}
+
+// clientNeed says what the session does after the engine handled a client
+// message.
+type clientNeed uint8
+
+const (
+	// handled: the message was answered, queued or dropped; what goes
+	// upstream for it is in out.
+	handled clientNeed = iota
+	// needUpstream: nothing changed; attach an upstream and hand the
+	// message (or redo, when set) in again. An attach failure answers it as
+	// a simple Query's error when simple is set.
+	needUpstream
+	// needLocal: run local (it may block), then hand its result to
+	// localDoneLocked.
+	needLocal
+)
+
+// clientStep is the engine's answer to one client message.
+type clientStep struct {
+	need   clientNeed
+	simple bool
+	redo   []byte
+	local  *localCall
+}
+
+// localCall is a statement the gateway answers itself, to run outside mu.
+type localCall struct {
+	answer       localAnswer
+	params       [][]byte
+	paramFormats []int16
+	resultFormat int16
+	inTx         bool
+	simple       bool // a simple Query: RowDescription first, ReadyForQuery last
+}
+
+// clientLocked handles one client message. A non-nil error ends the
+// session: errTerminate, or a FATAL *pgError for the client.
+func (e *engine) clientLocked(msg []byte) (clientStep, error) {
+	switch msg[0] {
+	case 'Q':
+		return e.onQuery(msg)
+	case 'P':
+		return e.onParse(msg)
+	case 'B':
+		return e.onBind(msg)
+	case 'D':
+		return e.onDescribe(msg)
+	case 'E':
+		return e.onExecute(msg)
+	case 'C':
+		return e.onClose(msg)
+	case 'S':
+		e.onSync()
+	case 'H':
+		e.onFlush(msg)
+	case 'F':
+		return e.onFunctionCall(msg)
+	case 'd', 'c', 'f':
+		e.onCopyFromClient(msg)
+	case 'X':
+		return clientStep{}, errTerminate
+	default:
+		return clientStep{}, protocolViolation("invalid frontend message type %d", msg[0])
+	}
+	return clientStep{}, nil
+}
+
+// localDoneLocked answers a local call with what it returned: out, or the
+// error it raised.
+func (e *engine) localDoneLocked(lc *localCall, out []byte, perr *pgError) {
+	if e.skipping() {
+		return // an error reached the batch meanwhile: the server skips it too
+	}
+	if perr != nil {
+		e.failStatementLocked(perr, lc.simple)
+		return
+	}
+	if lc.simple {
+		full := lc.answer.appendRowDescription(nil, 0)
+		out = append(full, out...)
+	}
+	e.queueLocked(reply{kind: sBytes, data: out, rfq: lc.simple})
+}
+
+// answerErrorLocked answers a client message with an error the gateway
+// raises without the upstream, in order behind the replies still owed: a
+// simple Query's ends with ReadyForQuery; in an extended-protocol batch the
+// rest of the batch is dropped until Sync.
+func (e *engine) answerErrorLocked(pe *pgError, simple bool) {
+	if !simple {
+		e.skipUntilSync = true
+		e.skipStatus = e.txStatus
+	}
+	e.queueLocked(reply{kind: sBytes, data: appendErrorResponse(nil, pe), rfq: simple})
+}
+
+// queueLocked appends a reply entry; a synthetic one at the front is
+// answered at once.
+func (e *engine) queueLocked(r reply) {
+	e.q.push(r)
+	if r.kind.synthetic() && e.q.len() == 1 {
+		e.emitSyntheticLocked()
+	}
+}
+
+// emitSyntheticLocked answers the synthetic entries at the front.
+func (e *engine) emitSyntheticLocked() {
+	for e.q.len() > 0 && e.q.front().kind.synthetic() {
+		r := e.q.pop()
+		switch r.kind {
+		case sParseComplete:
+			e.host.writeClientLocked(msgParseComplete)
+		case sCloseComplete:
+			e.host.writeClientLocked(msgCloseComplete)
+		case sBytes:
+			e.host.writeClientLocked(r.data)
+			if r.rfq {
+				e.host.writeClientLocked(readyForQuery(e.txStatus))
+			}
+		}
+	}
+}
+
+// safeLocked reports a safe point: nothing owed by the upstream, no batch
+// open, no transaction, no COPY.
+func (e *engine) safeLocked() bool {
+	return e.q.len() == 0 && !e.inBatch && e.txStatus == 'I' && !e.copyIn && !e.unitOpen
+}
+
+// beginUnitLocked notes the start of a unit of work going upstream, and
+// starts the statement_timeout clock.
+func (e *engine) beginUnitLocked() {
+	if !e.unitOpen {
+		e.unitOpen = true
+		e.unitStart = e.txStatus
+		e.unitFlags = 0
+		e.unitBegan = e.host.now()
+	}
+	e.host.startStatementTimerLocked()
+}
+
+// setClientParamLocked records a ParameterStatus value the client is sent.
+func (e *engine) setClientParamLocked(name, value string) {
+	e.clientParams[name] = value
+	if name == "application_name" {
+		e.host.appNameLocked(value)
+	}
+}
