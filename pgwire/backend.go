@@ -384,8 +384,10 @@ func (e *engine) onErrorLocked(msg []byte) error {
 	for failed := true; e.q.len() > 0 && e.q.front().kind != rSync; failed = false {
 		r := e.q.pop()
 		switch r.kind {
+		case rQuery:
+			e.unitsDone++ // a Query the server ignores: no ReadyForQuery
 		case rParse:
-			e.forgetFailedParseLocked(r.stmt)
+			e.forgetFailedParseLocked(r.stmt, r.probe)
 			// An unnamed Parse that failed leaves no unnamed statement (as
 			// in PostgreSQL); one the server skipped leaves the one before.
 			if !failed && r.stmt != nil && r.stmt.name == "" && e.unnamed == nil && r.prev != nil {
@@ -429,7 +431,7 @@ func (e *engine) onErrorLocked(msg []byte) error {
 
 // forgetFailedParseLocked undoes the bookkeeping of a client Parse the
 // upstream did not carry out.
-func (e *engine) forgetFailedParseLocked(st *preparedStmt) {
+func (e *engine) forgetFailedParseLocked(st *preparedStmt, probe bool) {
 	if st == nil {
 		return
 	}
@@ -444,6 +446,12 @@ func (e *engine) forgetFailedParseLocked(st *preparedStmt) {
 	}
 	if e.stmts.get(st.name) == st {
 		e.stmts.del(st.name)
+	}
+	if probe {
+		if e.us != nil {
+			e.us.unnamedOwner = nil
+		}
+		return
 	}
 	if e.us != nil {
 		e.us.dropStmt(st.upstream)
@@ -545,10 +553,12 @@ func (e *engine) onReadyForQueryLocked(msg []byte) {
 		e.host.stopStatementTimerLocked()
 		e.host.startIdleTimerLocked()
 	}
+	if r.kind == rSync || r.kind == rQuery {
+		e.unitsDone++
+	}
 	if status == 'I' {
 		e.gucs.endTransaction()
-		clear(e.portals)
-		clear(e.localPortals)
+		e.endPortals(e.unitsDone)
 		e.host.releaseXactLocksLocked()
 		if r.kind != iQuery {
 			e.transactions++

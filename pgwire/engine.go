@@ -78,6 +78,13 @@ type engine struct {
 	unnamedGen   uint64
 	portals      map[string]*preparedStmt // portal → statement, within a transaction
 	localPortals map[string]*localPortal  // portals of statements the gateway answers
+	// portalUnit is the unit each portal was bound in, counted by
+	// unitsSent (the units handed upstream so far); unitsDone counts their
+	// ReadyForQuery. A transaction that ends at a unit's ReadyForQuery
+	// drops the portals bound up to that unit, not those of units the
+	// client pipelined behind it.
+	portalUnit           map[string]uint64
+	unitsSent, unitsDone uint64
 	clientParams map[string]string        // ParameterStatus values the client has seen
 
 	transactions uint64 // client transactions completed
@@ -252,6 +259,43 @@ func (e *engine) beginUnitLocked() {
 		e.unitBegan = e.host.now()
 	}
 	e.host.startStatementTimerLocked()
+}
+
+// pushUnitEnd queues the reply entry that ends a unit upstream (its
+// ReadyForQuery).
+func (e *engine) pushUnitEnd(r reply) {
+	e.q.push(r)
+	e.unitsSent++
+}
+
+// bindPortal records a portal bound in the unit being sent: of an upstream
+// statement st, or one the gateway answers (lp).
+func (e *engine) bindPortal(name string, st *preparedStmt, lp *localPortal) {
+	if e.portalUnit == nil {
+		e.portals = map[string]*preparedStmt{}
+		e.localPortals = map[string]*localPortal{}
+		e.portalUnit = map[string]uint64{}
+	}
+	delete(e.portals, name)
+	delete(e.localPortals, name)
+	if st != nil {
+		e.portals[name] = st
+	} else {
+		e.localPortals[name] = lp
+	}
+	e.portalUnit[name] = e.unitsSent
+}
+
+// endPortals drops the portals bound before unit upTo: their transaction
+// ended.
+func (e *engine) endPortals(upTo uint64) {
+	for name, u := range e.portalUnit {
+		if u < upTo {
+			delete(e.portals, name)
+			delete(e.localPortals, name)
+			delete(e.portalUnit, name)
+		}
+	}
 }
 
 // setClientParamLocked records a ParameterStatus value the client is sent.

@@ -78,7 +78,7 @@ func (e *engine) onQuery(msg []byte) (clientStep, error) {
 	return e.build(true, func(us *upstreamState) *pgError {
 		e.beginUnitLocked()
 		e.host.queryTimeoutLocked(qi)
-		e.q.push(reply{kind: rQuery, query: qi, unitStart: e.unitStart, unitFlags: e.unitFlags | flags, began: e.unitBegan, text: text})
+		e.pushUnitEnd(reply{kind: rQuery, query: qi, unitStart: e.unitStart, unitFlags: e.unitFlags | flags, began: e.unitBegan, text: text})
 		e.unitOpen = false
 		// A simple Query destroys the unnamed statement, the client's and
 		// the upstream's.
@@ -158,7 +158,7 @@ func (e *engine) failStatementLocked(pe *pgError, simple bool) {
 	}
 	e.beginUnitLocked()
 	if simple {
-		e.q.push(reply{kind: rQuery, query: &queryInfo{stmts: []stmtInfo{{rw: &rewrite{err: pe}}}}, unitStart: e.unitStart, unitFlags: e.unitFlags})
+		e.pushUnitEnd(reply{kind: rQuery, query: &queryInfo{stmts: []stmtInfo{{rw: &rewrite{err: pe}}}}, unitStart: e.unitStart, unitFlags: e.unitFlags})
 		e.unitOpen = false
 		q, start := beginMessage(e.out, 'Q')
 		q = appendCString(q, failingSQL)
@@ -303,7 +303,11 @@ func (e *engine) parseLocked(us *upstreamState, msg []byte, p parseMessage, st *
 		}
 		return duplicateStatement(p.name)
 	default:
-		if e.txStatus == 'E' && !endsTx(st.kind) {
+		// With replies owed, the transaction status this Parse will meet
+		// upstream is not known yet (txStatus is what the client last
+		// saw): the upstream decides, as PostgreSQL would.
+		settled := e.q.len() == 0
+		if settled && e.txStatus == 'E' && !endsTx(st.kind) {
 			// As PostgreSQL, before anything else: in a failed transaction
 			// only COMMIT and ROLLBACK may be prepared.
 			return inFailedTransaction()
@@ -313,9 +317,19 @@ func (e *engine) parseLocked(us *upstreamState, msg []byte, p parseMessage, st *
 		}
 		st.upstream = e.upstreamNameLocked(st.sent, p.oids)
 		e.stmts.put(st)
-		if us.hasStmt(st.upstream) {
+		switch {
+		case us.hasStmt(st.upstream) && settled:
 			e.queueLocked(reply{kind: sParseComplete, stmt: st})
-		} else {
+		case us.hasStmt(st.upstream):
+			// The upstream has the statement, but whether PostgreSQL would
+			// accept this Parse depends on what runs before it (an error
+			// makes the server skip it, a failed transaction refuses it):
+			// the same text parsed as the unnamed statement asks the
+			// upstream. Its ParseComplete or error is the client's.
+			us.unnamedOwner = nil
+			e.out = appendParse(e.out, "", st)
+			e.q.push(reply{kind: rParse, stmt: st, probe: true})
+		default:
 			e.evictLocked(us.addStmt(st.upstream, e.host.maxPrepared()))
 			e.out = appendParse(e.out, st.upstream, st)
 			e.q.push(reply{kind: rParse, stmt: st})
@@ -436,10 +450,7 @@ func (e *engine) onBind(msg []byte) (clientStep, error) {
 		e.out = finishMessage(b, start)
 		e.q.push(reply{kind: rBind, stmt: st, renameFrom: from, renameTo: to})
 		if st != nil {
-			if e.portals == nil {
-				e.portals = map[string]*preparedStmt{}
-			}
-			e.portals[portal] = st
+			e.bindPortal(portal, st, nil)
 		}
 		return nil
 	})
@@ -456,11 +467,7 @@ func (e *engine) localBind(portal string, st *preparedStmt, rest []byte) error {
 	if len(resultFormats) > 0 {
 		lp.resultFormat = resultFormats[0]
 	}
-	if e.localPortals == nil {
-		e.localPortals = map[string]*localPortal{}
-	}
-	e.localPortals[portal] = lp
-	delete(e.portals, portal)
+	e.bindPortal(portal, nil, lp)
 	e.queueLocked(reply{kind: sBytes, data: msgBindComplete})
 	return nil
 }
@@ -684,11 +691,14 @@ func (e *engine) onSync() {
 	if e.us == nil {
 		// Nothing of this batch went upstream (only Close, or nothing).
 		e.unitOpen = false
+		if e.q.len() == 0 && e.txStatus == 'I' {
+			e.endPortals(e.unitsSent + 1) // an implicit transaction ends here
+		}
 		e.queueLocked(reply{kind: sBytes, rfq: true})
 		return
 	}
 	e.beginUnitLocked()
-	e.q.push(reply{kind: rSync, unitStart: e.unitStart, unitFlags: e.unitFlags, began: e.unitBegan, text: e.unitText})
+	e.pushUnitEnd(reply{kind: rSync, unitStart: e.unitStart, unitFlags: e.unitFlags, began: e.unitBegan, text: e.unitText})
 	e.unitOpen = false
 	e.inBatch = false
 	e.out = append(e.out, msgSync...)
@@ -716,7 +726,7 @@ func (e *engine) onFunctionCall(msg []byte) (clientStep, error) {
 	}
 	return e.build(true, func(us *upstreamState) *pgError {
 		e.beginUnitLocked()
-		e.q.push(reply{kind: rQuery, query: &queryInfo{}, unitStart: e.unitStart, unitFlags: e.unitFlags, began: e.unitBegan})
+		e.pushUnitEnd(reply{kind: rQuery, query: &queryInfo{}, unitStart: e.unitStart, unitFlags: e.unitFlags, began: e.unitBegan})
 		e.unitOpen = false
 		e.out = append(e.out, msg...)
 		return nil

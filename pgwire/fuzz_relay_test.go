@@ -1024,6 +1024,9 @@ var relayCases = []struct {
 		opQuery("begin"), opQuery("fail"), opParse("s1", "select 1"), opSync, opQuery("rollback"),
 		opParse("s1", "select 2"), opSync, opParse("s2", "select 1"), opBind("", "s2"), opExecute("", 0), opSync},
 		"A Parse of a name whose first Parse is still in flight is refused 42P05 by the gateway, which registered the first when it sent it; when the first fails (here 25P02) PostgreSQL accepts the second. (It used to be sent as a duplicate under the first one's shared upstream name, where it could succeed and make that name hold another text: wrong results for every client using it. The gateway no longer sends a client's text under another statement's name.)"},
+	{"Parse of an existing name with an invalid text", []relayOp{
+		opParse("s1", "select 1"), opSync, opParse("s1", "select 1; select 2"), opSync},
+		"PostgreSQL parses the text before it looks at the name, so an invalid text gets its own error (42601); the gateway refuses the existing name (42P05) without sending the text upstream."},
 	{"DISCARD ALL keeps the unnamed statement", []relayOp{
 		opParse("", "select 1"), opParse("s1", "discard all"), opBind("p1", "s1"), opExecute("p1", 0), opSync,
 		opCheckpoint, opBind("", ""), opExecute("", 0), opSync},

@@ -58,6 +58,7 @@ func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 // the gateway had cancelled the work in flight for statement_timeout.
 func (e *engine) lostLocked(timedOut bool) {
 	e.us = nil
+	e.unitsDone = e.unitsSent // no ReadyForQuery is coming for them
 	e.copyIn = false
 	e.inBatch = false
 	e.serverSkipping = false
@@ -103,8 +104,7 @@ func (e *engine) lostLocked(timedOut bool) {
 		e.host.releaseXactLocksLocked()
 	}
 	e.txStatus = status
-	clear(e.portals)
-	clear(e.localPortals)
+	e.endPortals(e.unitsSent + 1)
 }
 
 // writeLossLocked answers one unit of work lost with the upstream and
@@ -152,8 +152,7 @@ func (e *engine) endLostTxLocked() {
 	e.txStatus = 'I'
 	e.gucs.rollback()
 	e.host.releaseXactLocksLocked()
-	clear(e.portals)
-	clear(e.localPortals)
+	e.endPortals(e.unitsSent + 1)
 }
 
 // lostTxQuery answers a simple Query (or a FunctionCall: text "") in a lost
@@ -226,10 +225,7 @@ func (e *engine) lostTxBind(portal, stmtName string) {
 		e.lostTxFailLocked()
 		return
 	}
-	if e.portals == nil {
-		e.portals = map[string]*preparedStmt{}
-	}
-	e.portals[portal] = st
+	e.bindPortal(portal, st, nil)
 	e.host.writeClientLocked(msgBindComplete)
 }
 

@@ -199,6 +199,10 @@ const (
 	modelNoteFailedParse = "a named Parse was refused in a failed transaction"
 	modelNoteReparse     = "a name was parsed again after its Parse failed"
 	modelNoteDeallocate  = "a DEALLOCATE was prepared or run"
+	// modelNoteDuplicateInvalid: PostgreSQL reports a Parse's own error
+	// before the name's duplication (42P05), which the gateway reports
+	// without sending the text upstream.
+	modelNoteDuplicateInvalid = "a Parse of an existing name failed for another reason"
 )
 
 // killIdle closes the connections of user that are waiting for a message
@@ -649,6 +653,28 @@ func (c *modelConn) serve() {
 	c.mu.Lock()
 	c.user = params["user"]
 	c.mu.Unlock()
+	c.open(params)
+	if c.be.Flush() != nil {
+		return
+	}
+	for {
+		c.mu.Lock()
+		c.waiting = true
+		c.mu.Unlock()
+		msg, err := c.be.Receive()
+		c.mu.Lock()
+		c.waiting = false
+		c.mu.Unlock()
+		if err != nil || c.handle(msg) {
+			return
+		}
+	}
+}
+
+// open starts a session for a client with startup parameters params: it
+// sends what follows authentication, up to the first ReadyForQuery (not
+// flushed).
+func (c *modelConn) open(params map[string]string) {
 	startup := map[string]string{}
 	for k, v := range params {
 		startup[strings.ToLower(k)] = v
@@ -668,57 +694,47 @@ func (c *modelConn) serve() {
 	}
 	c.be.Send(&pgproto3.BackendKeyData{ProcessID: c.pid, SecretKey: []byte{1, 2, 3, 4}})
 	c.be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
-	if c.be.Flush() != nil {
-		return
-	}
-	for {
-		c.mu.Lock()
-		c.waiting = true
-		c.mu.Unlock()
-		msg, err := c.be.Receive()
-		c.mu.Lock()
-		c.waiting = false
-		c.mu.Unlock()
-		if err != nil {
-			return
+}
+
+// handle runs one frontend message; quit says the connection ends.
+func (c *modelConn) handle(msg pgproto3.FrontendMessage) (quit bool) {
+	if c.ignoring {
+		switch msg.(type) {
+		case *pgproto3.Parse, *pgproto3.Close:
+			c.note(modelNoteSkipped)
 		}
-		if c.ignoring {
-			switch msg.(type) {
-			case *pgproto3.Parse, *pgproto3.Close:
-				c.note(modelNoteSkipped)
-			}
-			if _, ok := msg.(*pgproto3.Sync); !ok {
-				continue // everything up to Sync, Query and Terminate included
-			}
-		}
-		switch m := msg.(type) {
-		case *pgproto3.Query:
-			c.simpleQuery(m.String)
-		case *pgproto3.Parse:
-			c.extended(c.parse(m.Name, m.Query))
-		case *pgproto3.Bind:
-			c.extended(c.bind(m.DestinationPortal, m.PreparedStatement, len(m.Parameters)))
-		case *pgproto3.Describe:
-			c.extended(c.describe(m.ObjectType, m.Name))
-		case *pgproto3.Execute:
-			c.extended(c.execute(m.Portal, int(m.MaxRows)))
-		case *pgproto3.Close:
-			c.closeMessage(m.ObjectType, m.Name)
-		case *pgproto3.Flush:
-			c.flush()
-		case *pgproto3.Sync:
-			c.ignoring = false
-			c.finishXact()
-			c.readyForQuery()
-		case *pgproto3.FunctionCall:
-			c.functionCall(m.Function)
-		case *pgproto3.Terminate:
-			return
-		default:
-			c.sendError(mErr("08P01", "unsupported frontend message %T", msg), "FATAL")
-			return
+		if _, ok := msg.(*pgproto3.Sync); !ok {
+			return false // everything up to Sync, Query and Terminate included
 		}
 	}
+	switch m := msg.(type) {
+	case *pgproto3.Query:
+		c.simpleQuery(m.String)
+	case *pgproto3.Parse:
+		c.extended(c.parse(m.Name, m.Query))
+	case *pgproto3.Bind:
+		c.extended(c.bind(m.DestinationPortal, m.PreparedStatement, len(m.Parameters)))
+	case *pgproto3.Describe:
+		c.extended(c.describe(m.ObjectType, m.Name))
+	case *pgproto3.Execute:
+		c.extended(c.execute(m.Portal, int(m.MaxRows)))
+	case *pgproto3.Close:
+		c.closeMessage(m.ObjectType, m.Name)
+	case *pgproto3.Flush:
+		c.flush()
+	case *pgproto3.Sync:
+		c.ignoring = false
+		c.finishXact()
+		c.readyForQuery()
+	case *pgproto3.FunctionCall:
+		c.functionCall(m.Function)
+	case *pgproto3.Terminate:
+		return true
+	default:
+		c.sendError(mErr("08P01", "unsupported frontend message %T", msg), "FATAL")
+		return true
+	}
+	return false
 }
 
 // startup reads SSLRequest/GSSEncRequest (answered 'N') and the
@@ -1041,6 +1057,9 @@ func (c *modelConn) parse(name, text string) (e *modelErr) {
 			c.note(modelNoteReparse)
 		}
 		defer func() {
+			if e != nil && e.code != "42P05" && c.stmts[name] != nil {
+				c.note(modelNoteDuplicateInvalid)
+			}
 			switch {
 			case e != nil && e.code == "25P02":
 				c.note(modelNoteFailedParse)

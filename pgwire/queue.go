@@ -69,6 +69,12 @@ type reply struct {
 	// removed: both are put back if the server skips the message.
 	prev   *preparedStmt
 	closed bool
+	// probe: an rParse of a named statement the upstream already has,
+	// sent as an unnamed Parse of its text so that the upstream, in the
+	// transaction state the client's Parse meets there, accepts or refuses
+	// it (see parseLocked); refused or skipped, the upstream's statement
+	// stays.
+	probe bool
 	// began is when the unit a Sync or Query ends started being sent;
 	// text is its (last) statement's text, for the slow-query log.
 	began time.Time
