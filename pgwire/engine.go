@@ -85,7 +85,7 @@ type engine struct {
 	// client pipelined behind it.
 	portalUnit           map[string]uint64
 	unitsSent, unitsDone uint64
-	clientParams map[string]string        // ParameterStatus values the client has seen
+	clientParams         map[string]string // ParameterStatus values the client has seen
 
 	transactions uint64 // client transactions completed
 }
