@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,7 +60,7 @@ func (s *session) relayInline() {
 // upstream: replies are owed and every unit they answer is complete, so
 // the client has nothing to add before they arrive.
 func (s *session) inlineLocked() bool {
-	return s.q.len() > 0 && !s.copyIn && s.q.last().kind.endsUnit()
+	return s.q.len() > 0 && !s.copyIn && (s.q.last().kind.endsUnit() || s.unsettled())
 }
 
 // startReaderLocked starts the server goroutine for the attached upstream.
@@ -175,6 +177,9 @@ func (s *session) step(sc *authbridge.ServerConn, us *upstreamState, msg []byte,
 		return relayLost, nil
 	}
 	rfq, lost := s.serverLocked(msg)
+	if s.awaiting {
+		s.progress.Broadcast()
+	}
 	detach := rfq && lost == nil && s.safeToDetachLocked()
 	switch {
 	case lost != nil:
@@ -367,66 +372,104 @@ func (e *engine) onErrorLocked(msg []byte) error {
 			}
 			head.query.next = len(head.query.stmts) // the rest did not run
 		}
-		e.host.writeClientLocked(rewriteError(msg, rw, nil))
+		e.host.writeClientLocked(rewriteError(msg, rw, nil, failingSQLCode))
 		return nil
 	}
 	var rw *rewrite
 	if head.stmt != nil {
 		rw = head.stmt.rw
 	}
-	e.host.writeClientLocked(rewriteError(renameInError(msg, head), rw, head.err))
+	standIn := head.standIn
+	if standIn == "" {
+		standIn = failingSQLCode
+	}
+	e.host.writeClientLocked(rewriteError(renameInError(msg, head), rw, head.err, standIn))
 	// An error in extended-protocol mode makes the server ignore every
 	// message up to the next Sync, a simple Query or FunctionCall sent in
 	// between included: drop the failed entry and every reply expected up
-	// to (not including) the next Sync, undoing their bookkeeping. With no
-	// Sync sent yet, the client's messages are dropped until it sends one
-	// (serverSkipping), as the server will drop them.
-	for failed := true; e.q.len() > 0 && e.q.front().kind != rSync; failed = false {
-		r := e.q.pop()
-		switch r.kind {
-		case rQuery:
-			e.unitsDone++ // a Query the server ignores: no ReadyForQuery
-		case rParse:
-			e.forgetFailedParseLocked(r.stmt, r.probe)
-			// An unnamed Parse that failed leaves no unnamed statement (as
-			// in PostgreSQL); one the server skipped leaves the one before.
-			if !failed && r.stmt != nil && r.stmt.name == "" && e.unnamed == nil && r.prev != nil {
-				e.unnamed = r.prev // the server never replaced it
-				if e.us != nil {
-					e.us.unnamedOwner = nil // nor is it known to be there
-				}
-			}
-		case sParseComplete:
-			// A Parse the gateway answered from the upstream's cache that
-			// the server would have skipped: the statement never existed.
-			if r.stmt != nil && e.stmts.get(r.stmt.name) == r.stmt {
-				e.stmts.del(r.stmt.name)
-			}
-		case sCloseComplete:
-			// A Close the server would have skipped: the statement stays.
-			if r.closed && r.stmt != nil {
-				if r.stmt.name == "" {
-					if e.unnamed == nil {
-						e.unnamed = r.stmt
-					}
-				} else if e.stmts.get(r.stmt.name) == nil {
-					e.stmts.put(r.stmt)
-				}
-			}
-		case iParse:
-			if r.stmt != nil && e.us != nil {
-				if r.stmt.name == "" {
-					e.us.unnamedOwner = nil
-				} else {
-					e.us.dropStmt(r.stmt.upstream)
-				}
-			}
-		}
+	// to (not including) the next Sync, undoing their bookkeeping, newest
+	// first (each undo restores what was there before its message, which
+	// is what the messages before it left). With no Sync sent yet, the
+	// client's messages are dropped until it sends one (serverSkipping), as
+	// the server will drop them.
+	var dropped []reply
+	for e.q.len() > 0 && e.q.front().kind != rSync {
+		dropped = append(dropped, e.q.pop())
+	}
+	for i, r := range slices.Backward(dropped) {
+		e.undoLocked(r, i == 0)
 	}
 	if e.q.len() == 0 {
 		e.serverSkipping = true
 	}
 	return nil
+}
+
+// undoLocked undoes the bookkeeping of a message the server did not carry
+// out: it failed (failed), or the server skipped it after an error.
+func (e *engine) undoLocked(r reply, failed bool) {
+	restoreUnnamed := func(prev *preparedStmt) {
+		if e.unnamed == nil && prev != nil {
+			e.unnamed = prev // the server never replaced it
+			if e.us != nil {
+				e.us.unnamedOwner = nil // nor is it known to be there
+			}
+		}
+	}
+	switch r.kind {
+	case rQuery:
+		e.unitsDone++ // a Query the server ignores: no ReadyForQuery
+		restoreUnnamed(r.prev)
+	case rExecute:
+		for _, st := range r.dropped { // a DEALLOCATE or DISCARD that did not run
+			if e.stmts.get(st.name) == nil {
+				e.stmts.put(st)
+			}
+		}
+		if e.us != nil {
+			for _, name := range slices.Backward(r.droppedUpstream) {
+				e.us.keepStmt(name)
+			}
+		}
+	case rParse:
+		e.forgetFailedParseLocked(r.stmt, r.probe)
+		// An unnamed Parse that failed leaves no unnamed statement (as in
+		// PostgreSQL); one the server skipped leaves the one before.
+		if !failed && r.stmt != nil && r.stmt.name == "" {
+			restoreUnnamed(r.prev)
+		}
+	case sParseComplete:
+		// A Parse the gateway answered from the upstream's cache that the
+		// server would have skipped: the statement never existed.
+		if r.stmt != nil && e.stmts.get(r.stmt.name) == r.stmt {
+			e.stmts.del(r.stmt.name)
+		}
+	case sCloseComplete:
+		// A Close the server would have skipped: the statement stays.
+		if r.closed && r.stmt != nil {
+			if r.stmt.name == "" {
+				if e.unnamed == nil {
+					e.unnamed = r.stmt
+				}
+			} else if e.stmts.get(r.stmt.name) == nil {
+				e.stmts.put(r.stmt)
+			}
+		}
+	case iParse:
+		if r.stmt != nil && e.us != nil {
+			if r.stmt.name == "" {
+				e.us.unnamedOwner = nil
+			} else {
+				e.us.dropStmt(r.stmt.upstream)
+			}
+		}
+	case iClose:
+		// An eviction the server skipped: the upstream still has the
+		// statement (a Parse of it would fail as a duplicate).
+		if e.us != nil {
+			e.us.keepStmt(r.text)
+		}
+	}
 }
 
 // forgetFailedParseLocked undoes the bookkeeping of a client Parse the
@@ -464,9 +507,11 @@ func (e *engine) onCommandCompleteLocked(r *reply, msg []byte) {
 	e.copyIn = false
 	tag, _, _ := cstringBytes(body(msg))
 	var info stmtInfo
+	deallocated := false // a DEALLOCATE's effect was applied when it was sent
 	switch r.kind {
 	case rExecute:
 		done := e.q.pop() // r points into the queue: use the popped copy
+		deallocated = done.stmt.dropsStatements()
 		if done.stmt != nil {
 			info = stmtInfo{kind: done.stmt.kind, set: done.stmt.set, rw: done.stmt.rw}
 		}
@@ -486,18 +531,20 @@ func (e *engine) onCommandCompleteLocked(r *reply, msg []byte) {
 		if info.rw.emu != nil {
 			e.gucs.applyEmulated(info.rw.emu)
 		}
-		if info.rw.dealloc != nil {
+		if info.rw.dealloc != nil && !deallocated {
 			info.rw.dealloc.applyLocked(e)
 		}
 		return
 	}
 	e.host.writeClientLocked(msg)
-	e.applyCompletedLocked(info, tag)
+	e.applyCompletedLocked(info, tag, deallocated)
 }
 
 // applyCompletedLocked updates settings, statements and the transaction
 // bookkeeping for a statement that completed with tag.
-func (e *engine) applyCompletedLocked(info stmtInfo, tag []byte) {
+// dropped: the statement's effect on prepared statements was applied when
+// it was sent (an Execute: see onExecute).
+func (e *engine) applyCompletedLocked(info stmtInfo, tag []byte, dropped bool) {
 	t := string(tag)
 	switch {
 	case t == "SET" || t == "RESET":
@@ -510,21 +557,29 @@ func (e *engine) applyCompletedLocked(info stmtInfo, tag []byte) {
 	case t == "ROLLBACK":
 		e.gucs.rollback()
 		e.host.releaseXactLocksLocked()
-	case t == "DEALLOCATE ALL":
-		// Every prepared statement on the upstream is gone, the other
-		// clients' too; the client's named ones are gone as PostgreSQL
-		// says (the unnamed one is not among them).
-		e.stmts.clear()
-		if e.us != nil {
-			e.us.dropAllStmts()
-		}
-	case t == "DISCARD ALL":
-		e.stmts.clear()
-		if e.us != nil {
-			e.us.dropAllStmts()
-		}
+	case (t == "DEALLOCATE ALL" || t == "DISCARD ALL") && !dropped:
+		e.dropAllStmtsLocked()
+	}
+	if t == "DISCARD ALL" {
 		e.gucs.apply(&sqllex.SetStmt{Kind: sqllex.ResetAll})
 	}
+}
+
+// dropAllStmtsLocked follows a DEALLOCATE ALL or DISCARD ALL that ran on
+// the upstream: every prepared statement there is gone, the other clients'
+// too; the client's named ones are gone as PostgreSQL says (the unnamed
+// one is not among them). It returns what it dropped, to put back if the
+// statement does not run after all.
+func (e *engine) dropAllStmtsLocked() (client []*preparedStmt, upstream []string) {
+	client = slices.Collect(maps.Values(e.stmts.byName))
+	e.stmts.clear()
+	if e.us != nil {
+		for el := e.us.stmtsLRU.Front(); el != nil; el = el.Next() {
+			upstream = append(upstream, el.Value.(string))
+		}
+		e.us.dropAllStmts()
+	}
+	return client, upstream
 }
 
 // onReadyForQueryLocked ends a unit: the transaction status and the end of

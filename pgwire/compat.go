@@ -2,6 +2,8 @@ package pgwire
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -109,6 +111,18 @@ const placeholderSQL = "SELECT 1 WHERE false"
 // parse time (no such relation), and the client is shown the gateway's
 // error instead. The name cannot clash with a real relation.
 const failingSQL = `SELECT 1 FROM "dsqlgate: refused statement"`
+
+// failingSQLCode is the error failingSQL raises (undefined_table).
+const failingSQLCode = "42P01"
+
+// syntaxErrorSQL fails at the first step of parsing (it ends where a
+// table name must come), before the server looks at the transaction's
+// state: a stand-in whose error must be the gateway's even in a failed
+// transaction.
+const syntaxErrorSQL = "SELECT syntax_error FROM"
+
+// syntaxErrorCode is the error syntaxErrorSQL raises (syntax_error).
+const syntaxErrorCode = "42601"
 
 // emuChange is a change to an emulated setting.
 // emuChangeOf returns the change rw makes to the emulated setting name, or
@@ -409,7 +423,9 @@ func (e *engine) compatRewrite(text string, k sqllex.Kind, params []uint32) *rew
 // rotates, some ORMs on close) and which DSQL refuses for a name. Upstream
 // statements are shared by every client preparing the same text, so only
 // the client's own names go (as Close does); the upstream LRU reclaims the
-// rest. Not transactional, as in PostgreSQL: it takes effect when it runs.
+// rest. Not transactional, as in PostgreSQL: it takes effect when it runs,
+// and whether the statement exists is checked then too (deallocateMissing),
+// not when a DEALLOCATE is prepared.
 func (e *engine) deallocateRewrite(text string) *rewrite {
 	name, all, ok := sqllex.ParseDeallocate(text)
 	if !ok {
@@ -418,21 +434,44 @@ func (e *engine) deallocateRewrite(text string) *rewrite {
 	if all {
 		return &rewrite{text: placeholderSQL, tag: "DEALLOCATE ALL", hideRows: true, dealloc: &deallocation{all: true}}
 	}
-	exists := e.stmts.get(name) != nil
-	if !exists {
-		return &rewrite{text: failingSQL, err: &pgError{Severity: severityError, Code: codeInvalidSQLStatementName,
-			Message: fmt.Sprintf("prepared statement %q does not exist", name)}}
-	}
 	return &rewrite{text: placeholderSQL, tag: "DEALLOCATE", hideRows: true, dealloc: &deallocation{name: name}}
 }
 
-// applyLocked drops what d names from the client's prepared statements.
-func (d *deallocation) applyLocked(e *engine) {
+// deallocation is the DEALLOCATE rw stands for (nil: none).
+func (rw *rewrite) deallocation() *deallocation {
+	if rw == nil {
+		return nil
+	}
+	return rw.dealloc
+}
+
+// deallocateMissing is the error of a DEALLOCATE of a statement the client
+// does not have, or nil.
+func (e *engine) deallocateMissing(d *deallocation) *pgError {
+	if d.all || e.stmts.get(d.name) != nil {
+		return nil
+	}
+	return statementMissing(d.name)
+}
+
+func statementMissing(name string) *pgError {
+	return &pgError{Severity: severityError, Code: codeInvalidSQLStatementName,
+		Message: fmt.Sprintf("prepared statement %q does not exist", name)}
+}
+
+// applyLocked drops what d names from the client's prepared statements and
+// returns them (to put back if the DEALLOCATE does not run after all).
+func (d *deallocation) applyLocked(e *engine) (dropped []*preparedStmt) {
 	if d.all {
+		dropped = slices.Collect(maps.Values(e.stmts.byName))
 		e.stmts.clear() // the unnamed statement stays, as in PostgreSQL
-		return
+		return dropped
+	}
+	if st := e.stmts.get(d.name); st != nil {
+		dropped = append(dropped, st)
 	}
 	e.stmts.del(d.name)
+	return dropped
 }
 
 // setRewrite handles SET and RESET of emulated settings and the
@@ -577,13 +616,20 @@ func startupEmulated(params map[string]string) (map[string]string, *pgError) {
 
 // rewriteError shows the client the error the compatibility layer stands
 // for: the gateway's own (forced, or rw.err) instead of the stand-in's,
-// or the server's with a hint added to a DSQL refusal.
-func rewriteError(msg []byte, rw *rewrite, forced *pgError) []byte {
+// or the server's with a hint added to a DSQL refusal. standIn is the
+// SQLSTATE the stand-in raises (failingSQLCode, syntaxErrorCode): any other
+// error is the server's to report, as PostgreSQL reports it before the
+// statement's own (25P02 in a failed transaction, a syntax error elsewhere
+// in the query).
+func rewriteError(msg []byte, rw *rewrite, forced *pgError, standIn string) []byte {
 	if forced == nil && rw != nil {
 		forced = rw.err
 	}
 	if forced != nil {
-		return appendErrorResponse(nil, forced)
+		if sqlstateOf(msg) == standIn {
+			return appendErrorResponse(nil, forced)
+		}
+		return msg
 	}
 	if rw == nil || rw.hint == "" {
 		return msg

@@ -85,7 +85,18 @@ type engine struct {
 	// client pipelined behind it.
 	portalUnit           map[string]uint64
 	unitsSent, unitsDone uint64
-	clientParams         map[string]string // ParameterStatus values the client has seen
+	// portalRan holds the portals of placeholder stand-ins (hideRows) that
+	// were executed: the utility statement a placeholder stands for runs
+	// once, a second Execute of its portal fails as in PostgreSQL.
+	portalRan map[string]bool
+	// specLast is 1 + the unit of the last speculative reply entry queued
+	// (0: none), specPrev the same for the last one queued in an earlier
+	// unit. An entry is speculative when its answer may undo bookkeeping
+	// done when it was built: a Parse (it may fail, or be skipped after an
+	// error), an injected Parse or Close, a Close answered by the gateway
+	// behind owed replies (see unsettled).
+	specLast, specPrev uint64
+	clientParams       map[string]string // ParameterStatus values the client has seen
 
 	transactions uint64 // client transactions completed
 }
@@ -135,6 +146,10 @@ const (
 	// needLocal: run local (it may block), then hand its result to
 	// localDoneLocked.
 	needLocal
+	// needReplies: nothing changed; the message depends on answers owed
+	// for units already sent (unsettled): hand it in again once they have
+	// come.
+	needReplies
 )
 
 // clientStep is the engine's answer to one client message.
@@ -268,6 +283,32 @@ func (e *engine) pushUnitEnd(r reply) {
 	e.unitsSent++
 }
 
+// pushSpeculative queues a speculative reply entry (see specLast).
+func (e *engine) pushSpeculative(r reply) {
+	e.q.push(r)
+	e.markSpeculative()
+}
+
+func (e *engine) markSpeculative() {
+	if u := e.unitsSent + 1; u != e.specLast {
+		e.specPrev, e.specLast = e.specLast, u
+	}
+}
+
+// unsettled reports whether a unit the client already ended (its Sync or
+// Query was sent) still owes an answer that may undo statement bookkeeping.
+// A message that reads that bookkeeping (a Parse, Bind or Describe of a
+// statement) must then wait for it: PostgreSQL runs the message after
+// that unit, and within a unit an error makes the server skip the rest
+// anyway, so only earlier units matter.
+func (e *engine) unsettled() bool {
+	last := e.specLast
+	if last == e.unitsSent+1 {
+		last = e.specPrev // the unit being sent
+	}
+	return last != 0 && last-1 >= e.unitsDone && last-1 < e.unitsSent
+}
+
 // bindPortal records a portal bound in the unit being sent: of an upstream
 // statement st, or one the gateway answers (lp).
 func (e *engine) bindPortal(name string, st *preparedStmt, lp *localPortal) {
@@ -278,6 +319,7 @@ func (e *engine) bindPortal(name string, st *preparedStmt, lp *localPortal) {
 	}
 	delete(e.portals, name)
 	delete(e.localPortals, name)
+	delete(e.portalRan, name)
 	if st != nil {
 		e.portals[name] = st
 	} else {
@@ -294,6 +336,7 @@ func (e *engine) endPortals(upTo uint64) {
 			delete(e.portals, name)
 			delete(e.localPortals, name)
 			delete(e.portalUnit, name)
+			delete(e.portalRan, name)
 		}
 	}
 }

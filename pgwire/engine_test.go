@@ -209,6 +209,12 @@ func (r *engineRig) send(msg []byte) {
 			continue
 		case needLocal:
 			r.t.Fatalf("a local call without the compatibility layer")
+		case needReplies:
+			if len(r.pending) == 0 {
+				r.t.Fatalf("the engine waits for replies and none is owed: it would wait for ever")
+			}
+			r.deliver(len(r.pending))
+			continue
 		}
 		break
 	}

@@ -25,6 +25,7 @@ const (
 	codeAdminShutdown                = "57P01"
 	codeProgramLimitExceeded         = "54000"
 	codeInternalError                = "XX000"
+	codeObjectNotInPrerequisiteState = "55000"
 )
 
 // Severities.

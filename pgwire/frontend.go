@@ -72,16 +72,24 @@ func (e *engine) onQuery(msg []byte) (clientStep, error) {
 	if len(qi.stmts) == 1 && qi.stmts[0].rw != nil && qi.stmts[0].rw.local != nil && e.txStatus != 'E' {
 		return clientStep{need: needLocal, local: &localCall{answer: qi.stmts[0].rw.local, inTx: e.txStatus == 'T', simple: true}}, nil
 	}
+	if flags&unitStatements != 0 && e.unsettled() {
+		return clientStep{need: needReplies}, nil // its DEALLOCATE reads the statements
+	}
 	if e.us == nil {
 		return attachFirst(true)
 	}
 	return e.build(true, func(us *upstreamState) *pgError {
 		e.beginUnitLocked()
 		e.host.queryTimeoutLocked(qi)
-		e.pushUnitEnd(reply{kind: rQuery, query: qi, unitStart: e.unitStart, unitFlags: e.unitFlags | flags, began: e.unitBegan, text: text})
-		e.unitOpen = false
+		if flags&unitStatements != 0 {
+			// It changes the client's statements when it completes:
+			// messages behind it wait for that (unsettled).
+			e.markSpeculative()
+		}
 		// A simple Query destroys the unnamed statement, the client's and
-		// the upstream's.
+		// the upstream's (unless the server skips it: prev is put back).
+		e.pushUnitEnd(reply{kind: rQuery, query: qi, unitStart: e.unitStart, unitFlags: e.unitFlags | flags, began: e.unitBegan, text: text, prev: e.unnamed})
+		e.unitOpen = false
 		us.unnamedOwner = nil
 		e.unnamed = nil
 		if sent == text {
@@ -117,12 +125,29 @@ func (e *engine) describeQuery(text string) (qi *queryInfo, flags uint8, sent st
 	qi = &queryInfo{stmts: make([]stmtInfo, len(stmts))}
 	var b strings.Builder
 	last := 0
+	var gone []string // DEALLOCATEd by the query's statements so far
+	goneAll := false
 	for i, st := range stmts {
 		k := sqllex.Classify(st.Text)
 		info := &qi.stmts[i]
 		info.kind = k
 		flags |= unitFlagsFor(k)
 		info.rw = e.compatRewrite(st.Text, k, nil)
+		if d := info.rw.deallocation(); d != nil {
+			// Checked as the statement will run: after the query's earlier
+			// DEALLOCATEs.
+			pe := e.deallocateMissing(d)
+			if pe == nil && !d.all && (goneAll || slices.Contains(gone, d.name)) {
+				pe = statementMissing(d.name)
+			}
+			if pe != nil {
+				info.rw = &rewrite{text: failingSQL, err: pe}
+			} else if d.all {
+				goneAll = true
+			} else {
+				gone = append(gone, d.name)
+			}
+		}
 		if info.rw != nil && info.rw.text != "" && (len(stmts) > 1 || info.rw.local == nil) {
 			b.WriteString(text[last:st.Start])
 			b.WriteString(info.rw.text)
@@ -212,6 +237,9 @@ func (e *engine) onParse(msg []byte) (clientStep, error) {
 		}
 		return clientStep{}, nil
 	}
+	if e.unsettled() {
+		return clientStep{need: needReplies}, nil
+	}
 	if e.us == nil {
 		return attachFirst(false)
 	}
@@ -285,33 +313,38 @@ func (e *engine) parseLocked(us *upstreamState, msg []byte, p parseMessage, st *
 		st.gen = e.unnamedGen
 		e.unnamed = st
 		us.unnamedOwner, us.unnamedGen = e, st.gen
-		e.q.push(reply{kind: rParse, stmt: st, prev: prev})
+		e.pushSpeculative(reply{kind: rParse, stmt: st, prev: prev})
 		if st.sent == p.query {
 			e.out = append(e.out, msg...)
 		} else {
 			e.out = appendParse(e.out, "", st)
 		}
 	case existing != nil:
-		// PostgreSQL refuses a second Parse of a name (in a failed
-		// transaction it says so first). The gateway says it, and the
-		// upstream fails a statement of its own (failStatementLocked): the
-		// client's text never goes upstream under the existing
-		// statement's shared name, which the upstream might not have
-		// (the name would then hold this text for everyone using it).
-		if e.txStatus == 'E' && !endsTx(st.kind) {
-			return inFailedTransaction()
-		}
-		return duplicateStatement(p.name)
+		// PostgreSQL parses the text before it looks at the name: an
+		// invalid text, or a failed transaction, gets its own error, and
+		// only a text that would be accepted gets 42P05. So the text goes
+		// upstream as the unnamed statement (never under the existing
+		// statement's shared name, which would then hold this text for
+		// everyone using it), its ParseComplete swallowed, and a failing
+		// statement behind it reports the duplicate.
+		us.unnamedOwner = nil
+		e.out = appendParse(e.out, "", st)
+		e.q.push(reply{kind: iParse})
+		// The stand-in is a syntax error: it fails even in a failed
+		// transaction (where the probe got 25P02 unless the text is
+		// COMMIT or ROLLBACK, which PostgreSQL also prepares there).
+		e.q.push(reply{kind: iParse, err: duplicateStatement(p.name), standIn: syntaxErrorCode})
+		d, start := beginMessage(e.out, 'P')
+		d = appendCString(d, "dsqlgate_refused")
+		d = appendCString(d, syntaxErrorSQL)
+		d = appendInt16(d, 0)
+		e.out = finishMessage(d, start)
 	default:
-		// With replies owed, the transaction status this Parse will meet
-		// upstream is not known yet (txStatus is what the client last
-		// saw): the upstream decides, as PostgreSQL would.
-		settled := e.q.len() == 0
-		if settled && e.txStatus == 'E' && !endsTx(st.kind) {
-			// As PostgreSQL, before anything else: in a failed transaction
-			// only COMMIT and ROLLBACK may be prepared.
-			return inFailedTransaction()
-		}
+		// In a failed transaction, or with replies owed (the status this
+		// Parse will meet upstream is not known yet), the upstream decides
+		// whether PostgreSQL would accept it: its text's own errors come
+		// first, then 25P02 unless it is COMMIT or ROLLBACK.
+		settled := e.q.len() == 0 && e.txStatus != 'E'
 		if pe := e.stmts.admit(st, e.host.limits().MaxClientStatements); pe != nil {
 			return pe
 		}
@@ -328,11 +361,11 @@ func (e *engine) parseLocked(us *upstreamState, msg []byte, p parseMessage, st *
 			// upstream. Its ParseComplete or error is the client's.
 			us.unnamedOwner = nil
 			e.out = appendParse(e.out, "", st)
-			e.q.push(reply{kind: rParse, stmt: st, probe: true})
+			e.pushSpeculative(reply{kind: rParse, stmt: st, probe: true})
 		default:
 			e.evictLocked(us.addStmt(st.upstream, e.host.maxPrepared()))
 			e.out = appendParse(e.out, st.upstream, st)
-			e.q.push(reply{kind: rParse, stmt: st})
+			e.pushSpeculative(reply{kind: rParse, stmt: st})
 		}
 	}
 	return nil
@@ -369,7 +402,7 @@ func (e *engine) localParseLocked(st *preparedStmt) *pgError {
 func (e *engine) evictLocked(names []string) {
 	for _, n := range names {
 		e.out = appendClose(e.out, 'S', n)
-		e.q.push(reply{kind: iClose})
+		e.pushSpeculative(reply{kind: iClose, text: n})
 	}
 }
 
@@ -381,7 +414,7 @@ func (e *engine) ensureStmtLocked(us *upstreamState, st *preparedStmt) {
 			return
 		}
 		e.out = appendParse(e.out, "", st)
-		e.q.push(reply{kind: iParse, stmt: st})
+		e.pushSpeculative(reply{kind: iParse, stmt: st})
 		us.unnamedOwner, us.unnamedGen = e, st.gen
 		return
 	}
@@ -390,7 +423,7 @@ func (e *engine) ensureStmtLocked(us *upstreamState, st *preparedStmt) {
 	}
 	e.evictLocked(us.addStmt(st.upstream, e.host.maxPrepared()))
 	e.out = appendParse(e.out, st.upstream, st)
-	e.q.push(reply{kind: iParse, stmt: st})
+	e.pushSpeculative(reply{kind: iParse, stmt: st})
 }
 
 // lookupStmtLocked finds the client's statement by name (nil if none).
@@ -434,6 +467,9 @@ func (e *engine) onBind(msg []byte) (clientStep, error) {
 	}
 	if local := e.lookupStmtLocked(stmtName); local != nil && local.local {
 		return clientStep{}, e.localBind(portal, local, params)
+	}
+	if e.unsettled() {
+		return clientStep{need: needReplies}, nil
 	}
 	if e.us == nil {
 		return attachFirst(false)
@@ -550,6 +586,9 @@ func (e *engine) onDescribe(msg []byte) (clientStep, error) {
 	if e.describeLocal(b[0], name) {
 		return clientStep{}, nil
 	}
+	if b[0] == 'S' && e.unsettled() {
+		return clientStep{need: needReplies}, nil
+	}
 	if e.us == nil {
 		return attachFirst(false)
 	}
@@ -610,18 +649,49 @@ func (e *engine) onExecute(msg []byte) (clientStep, error) {
 		return clientStep{need: needLocal, local: &localCall{answer: lp.answer, params: lp.params,
 			paramFormats: lp.paramFormats, resultFormat: lp.resultFormat, inTx: e.txStatus == 'T'}}, nil
 	}
+	st := e.portals[portal]
+	dealloc := st != nil && st.rw != nil && st.rw.dealloc != nil
+	discardAll := st.dropsStatements() && !dealloc
+	if (dealloc || discardAll) && e.unsettled() {
+		return clientStep{need: needReplies}, nil
+	}
 	if e.us == nil {
 		return attachFirst(false)
 	}
 	return e.build(false, func(us *upstreamState) *pgError {
 		e.beginUnitLocked()
 		e.inBatch = true
-		st := e.portals[portal]
+		r := reply{kind: rExecute, stmt: st}
 		if st != nil {
 			e.unitFlags |= unitFlagsFor(st.kind)
 			e.unitText = st.query
 		}
-		e.q.push(reply{kind: rExecute, stmt: st})
+		if st != nil && st.rw != nil && st.rw.hideRows {
+			if e.portalRan[portal] {
+				return &pgError{Severity: severityError, Code: codeObjectNotInPrerequisiteState,
+					Message: fmt.Sprintf("portal %q cannot be run", portal)}
+			}
+			if e.portalRan == nil {
+				e.portalRan = map[string]bool{}
+			}
+			e.portalRan[portal] = true
+		}
+		if dealloc {
+			// DEALLOCATE takes effect as it runs, for the messages
+			// pipelined behind it too; undone if the server skips it.
+			if pe := e.deallocateMissing(st.rw.dealloc); pe != nil {
+				return pe
+			}
+			r.dropped = st.rw.dealloc.applyLocked(e)
+			e.pushSpeculative(r)
+		} else if discardAll {
+			// Likewise DISCARD ALL's dropping of every statement (its
+			// settings are reset when it completes).
+			r.dropped, r.droppedUpstream = e.dropAllStmtsLocked()
+			e.pushSpeculative(r)
+		} else {
+			e.q.push(r)
+		}
 		e.out = append(e.out, msg...)
 		return nil
 	})
@@ -651,6 +721,9 @@ func (e *engine) onClose(msg []byte) (clientStep, error) {
 		} else {
 			e.stmts.del(name)
 		}
+		if e.q.len() > 0 {
+			e.markSpeculative()
+		}
 		e.queueLocked(reply{kind: sCloseComplete, stmt: closed, closed: true})
 		return clientStep{}, nil
 	}
@@ -660,12 +733,14 @@ func (e *engine) onClose(msg []byte) (clientStep, error) {
 		// closing a missing portal is not an error.
 		delete(e.portals, name)
 		delete(e.localPortals, name)
+		delete(e.portalRan, name)
 		e.queueLocked(reply{kind: sCloseComplete})
 		return clientStep{}, nil
 	}
 	e.beginUnitLocked()
 	e.inBatch = true
 	delete(e.portals, name)
+	delete(e.portalRan, name)
 	e.q.push(reply{kind: rClosePortal})
 	e.out = append(e.out, msg...)
 	return clientStep{}, nil
@@ -742,4 +817,21 @@ func (e *engine) onCopyFromClient(msg []byte) {
 		return
 	}
 	e.out = append(e.out, msg...)
+}
+
+// dropsStatements reports whether executing st removes prepared statements
+// (DEALLOCATE, DISCARD ALL): the engine applies that when it sends the
+// Execute, so the messages pipelined behind it see it.
+func (st *preparedStmt) dropsStatements() bool {
+	if st == nil {
+		return false
+	}
+	return st.rw != nil && st.rw.dealloc != nil || st.kind == sqllex.Discard && isDiscardAll(st.query)
+}
+
+// isDiscardAll recognises DISCARD ALL (any case and spacing, an optional
+// semicolon).
+func isDiscardAll(text string) bool {
+	f := strings.Fields(strings.TrimSuffix(strings.TrimSpace(text), ";"))
+	return len(f) == 2 && strings.EqualFold(f[0], "discard") && strings.EqualFold(f[1], "all")
 }

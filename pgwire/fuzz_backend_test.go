@@ -156,7 +156,13 @@ func FuzzErrorResponse(f *testing.F) {
 		if forced {
 			force = &pgError{Severity: severityError, Code: "22023", Message: "forced " + to}
 		}
-		out = rewriteError(msg, rw, force)
+		out = rewriteError(msg, rw, force, sqlstateOf(msg))
+		if forced && derr == nil {
+			// An error other than the stand-in's is the server's.
+			if other := rewriteError(msg, rw, force, "XXXXX"); sqlstateOf(msg) != "XXXXX" && !bytes.Equal(other, msg) {
+				t.Fatalf("rewriteError replaced %q, not the stand-in's error", raw)
+			}
+		}
 		switch {
 		case forced:
 			if !bytes.Equal(out, appendErrorResponse(nil, force)) {
@@ -177,7 +183,7 @@ func FuzzErrorResponse(f *testing.F) {
 				t.Fatalf("rewriteError changed %q (hint %q, decode error %v)", raw, hint, derr)
 			}
 		}
-		if out := rewriteError(msg, nil, nil); !bytes.Equal(out, msg) {
+		if out := rewriteError(msg, nil, nil, failingSQLCode); !bytes.Equal(out, msg) {
 			t.Fatalf("rewriteError without a rewrite changed %q", raw)
 		}
 

@@ -49,6 +49,9 @@ func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 	s.setAttachedLocked(nil, nil)
 	s.replaced++
 	s.lostLocked(timedOut)
+	if s.awaiting {
+		s.progress.Broadcast()
+	}
 	s.flushClientLocked()
 }
 

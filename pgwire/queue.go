@@ -37,9 +37,10 @@ func (k replyKind) endsUnit() bool { return k == rSync || k == rQuery || k == iQ
 // Query) contains, for deciding what a client is told when its upstream is
 // lost with the unit in flight.
 const (
-	unitBegin    uint8 = 1 << iota // BEGIN / START TRANSACTION
-	unitCommit                     // COMMIT / END / PREPARE TRANSACTION
-	unitRollback                   // ROLLBACK / ABORT
+	unitBegin      uint8 = 1 << iota // BEGIN / START TRANSACTION
+	unitCommit                       // COMMIT / END / PREPARE TRANSACTION
+	unitRollback                     // ROLLBACK / ABORT
+	unitStatements                   // DEALLOCATE / DISCARD: changes the client's prepared statements
 )
 
 // reply is one expected server reply (or synthetic answer), in order.
@@ -60,12 +61,16 @@ type reply struct {
 	// failing statement stands for (shown instead of the server's).
 	data []byte
 	err  *pgError
+	// standIn is the SQLSTATE of the error the stand-in an injected
+	// failing statement sends raises ("": failingSQLCode); another error
+	// is the server's to show (see rewriteError).
+	standIn string
 	// rfq: an sBytes entry ends with ReadyForQuery, its status the
 	// client's when the entry is answered (not when it was queued: units
 	// ahead of it may still change it).
 	rfq bool
 	// prev is the client's unnamed statement an unnamed Parse replaced
-	// (rParse), and closed marks an sCloseComplete whose stmt the Close
+	// (rParse) or a simple Query dropped (rQuery), and closed marks an sCloseComplete whose stmt the Close
 	// removed: both are put back if the server skips the message.
 	prev   *preparedStmt
 	closed bool
@@ -75,8 +80,14 @@ type reply struct {
 	// it (see parseLocked); refused or skipped, the upstream's statement
 	// stays.
 	probe bool
+	// dropped (and droppedUpstream) are the client's statements (and the
+	// upstream's) an rExecute of DEALLOCATE or DISCARD ALL removed when it
+	// was sent: put back if the server skips or refuses it.
+	dropped         []*preparedStmt
+	droppedUpstream []string
 	// began is when the unit a Sync or Query ends started being sent;
-	// text is its (last) statement's text, for the slow-query log.
+	// text is its (last) statement's text, for the slow-query log (for
+	// iClose: the upstream statement closed).
 	began time.Time
 	text  string
 }

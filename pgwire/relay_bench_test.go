@@ -40,7 +40,7 @@ func benchSession(b *testing.B) *session {
 	route := bridge.Route("db")
 	s := &session{srv: srv, log: zap.NewNop(), route: route, pool: route.Pool(), conn: discardConn{}}
 	s.engine = newEngine(s, s.log, newGUCState(nil, nil))
-	s.flushed.L, s.written.L = &s.mu, &s.mu
+	s.flushed.L, s.written.L, s.progress.L = &s.mu, &s.mu, &s.mu
 	return s
 }
 

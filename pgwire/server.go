@@ -474,6 +474,7 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 	sess.engine = newEngine(sess, log, nil)
 	sess.flushed.L = &sess.mu
 	sess.written.L = &sess.mu
+	sess.progress.L = &sess.mu
 	params := map[string]string{}
 	for name, value := range info.params {
 		if name == "options" {

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,7 +118,12 @@ type session struct {
 	// is signalled when it has).
 	unflushed bool
 	flushed   sync.Cond // on mu
-	closing   bool      // the client is gone; nothing more is written to it
+	// awaiting: the client goroutine waits for the server goroutine to
+	// settle the engine (awaitSettled); progress is signalled after each
+	// upstream message then.
+	awaiting bool
+	progress sync.Cond // on mu
+	closing  bool      // the client is gone; nothing more is written to it
 	// abandoning: the ending session closes its upstream (abandon); no
 	// flush of it is coming.
 	abandoning bool
@@ -442,6 +448,13 @@ func (s *session) onClientMessage(msg []byte) error {
 		case needLocal:
 			s.runLocal(step.local)
 			return nil
+		case needReplies:
+			// Waiting may look at the client reader (clientGone), which
+			// may move what msg points into.
+			msg = slices.Clone(msg)
+			if !s.awaitSettled() {
+				return nil // the client left: run reads its end
+			}
 		default:
 			return nil
 		}
@@ -473,6 +486,47 @@ func (s *session) upstreamOutLocked() *authbridge.ServerConn {
 	}
 	s.unflushed = true
 	return s.sc
+}
+
+// awaitSettled waits until the answers owed for units already sent no
+// longer leave the engine unsettled (or the upstream is gone, or the
+// client): their Sync or Query is sent, so the upstream answers without
+// the client's help. The client goroutine reads those answers itself when
+// nothing else reads the upstream (relayInline reads on while the engine
+// is unsettled); otherwise it waits for the server goroutine, looking now
+// and then whether its client has left (false: it has).
+func (s *session) awaitSettled() bool {
+	s.flushUpstream()
+	for {
+		s.mu.Lock()
+		sc := s.sc
+		if sc == nil || !s.unsettled() || s.closing {
+			s.mu.Unlock()
+			return true
+		}
+		if s.done == nil {
+			s.mu.Unlock()
+			s.relayInline()
+			if s.clientLeft {
+				return false
+			}
+			continue
+		}
+		s.awaiting = true
+		wake := time.AfterFunc(clientCheckInterval, func() {
+			s.mu.Lock()
+			s.progress.Broadcast()
+			s.mu.Unlock()
+		})
+		s.progress.Wait()
+		s.awaiting = false
+		s.mu.Unlock()
+		wake.Stop()
+		if s.clientGone() {
+			s.clientLeft = true
+			return false
+		}
+	}
 }
 
 // testHookLocked, when set by a test, runs under mu before every client
@@ -909,6 +963,8 @@ func unitFlagsFor(k sqllex.Kind) uint8 {
 		return unitCommit
 	case sqllex.Rollback:
 		return unitRollback
+	case sqllex.Deallocate, sqllex.Discard:
+		return unitStatements
 	}
 	return 0
 }

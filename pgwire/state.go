@@ -386,6 +386,14 @@ func (u *upstreamState) addStmt(name string, max int) (evict []string) {
 	return evict
 }
 
+// keepStmt records that the upstream still has name after all (a Close
+// of it was skipped), as the least recently used statement.
+func (u *upstreamState) keepStmt(name string) {
+	if _, ok := u.stmts[name]; !ok {
+		u.stmts[name] = u.stmtsLRU.PushFront(name)
+	}
+}
+
 func (u *upstreamState) dropStmt(name string) {
 	if e, ok := u.stmts[name]; ok {
 		u.stmtsLRU.Remove(e)
