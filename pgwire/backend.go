@@ -60,7 +60,7 @@ func (s *session) relayInline() {
 // upstream: replies are owed and every unit they answer is complete, so
 // the client has nothing to add before they arrive.
 func (s *session) inlineLocked() bool {
-	return s.q.len() > 0 && !s.copyIn && (s.q.last().kind.endsUnit() || s.unsettled())
+	return s.q.len() > 0 && !s.copyIn && (s.q.last().kind.endsUnit() || s.mustWait())
 }
 
 // startReaderLocked starts the server goroutine for the attached upstream.

@@ -96,6 +96,9 @@ type engine struct {
 	// error), an injected Parse or Close, a Close answered by the gateway
 	// behind owed replies (see unsettled).
 	specLast, specPrev uint64
+	// waitAll: the message being handed in waits for every answer owed
+	// (awaitStatus), not only for unsettled ones.
+	waitAll bool
 	clientParams       map[string]string // ParameterStatus values the client has seen
 
 	transactions uint64 // client transactions completed
@@ -173,6 +176,7 @@ type localCall struct {
 // clientLocked handles one client message. A non-nil error ends the
 // session: errTerminate, or a FATAL *pgError for the client.
 func (e *engine) clientLocked(msg []byte) (clientStep, error) {
+	e.waitAll = false
 	switch msg[0] {
 	case 'Q':
 		return e.onQuery(msg)
@@ -307,6 +311,39 @@ func (e *engine) unsettled() bool {
 		last = e.specPrev // the unit being sent
 	}
 	return last != 0 && last-1 >= e.unitsDone && last-1 < e.unitsSent
+}
+
+// mustWait reports whether the message that asked for needReplies must
+// still wait.
+func (e *engine) mustWait() bool {
+	return e.unsettled() || e.waitAll && e.q.len() > 0
+}
+
+// awaitStatus reports (and asks the session) that a message answered by
+// the gateway, whose answer depends on the transaction status (an
+// advisory-lock call: transaction-scoped or not), must wait for the
+// answers owed by units already sent: one of them may begin or end a
+// transaction. With a unit of the client's still open nothing is waited
+// for (the server answers it only at its Sync); statusAhead then tells.
+func (e *engine) awaitStatus() bool {
+	if e.q.len() > 0 && !e.unitOpen {
+		e.waitAll = true
+		return true
+	}
+	return false
+}
+
+// statusAhead is the transaction status a message handled now meets, as
+// far as the client's open unit tells: what the client last saw, changed
+// by a BEGIN, COMMIT or ROLLBACK sent in the unit.
+func (e *engine) statusAhead() byte {
+	switch {
+	case e.unitOpen && e.unitFlags&(unitCommit|unitRollback) != 0:
+		return 'I'
+	case e.unitOpen && e.unitFlags&unitBegin != 0:
+		return 'T'
+	}
+	return e.txStatus
 }
 
 // bindPortal records a portal bound in the unit being sent: of an upstream

@@ -473,3 +473,40 @@ func FuzzEngine(f *testing.F) {
 		checkEngineLoss(t, ops, seed, int(loss)-1)
 	})
 }
+
+// TestEngineLocalCallMeetsItsTransaction: an advisory-lock call the
+// gateway answers itself is transaction-scoped or not by the status it
+// meets, which a BEGIN pipelined before it decides: the call waits for the
+// BEGIN's answer, or, inside the batch that began the transaction, reads
+// it from the batch.
+func TestEngineLocalCallMeetsItsTransaction(t *testing.T) {
+	lockCall := "select pg_advisory_xact_lock(1)"
+	t.Run("simple queries", func(t *testing.T) {
+		r := newEngineRig(t, 0, -1)
+		r.e.compat = compatFlags{enabled: true, advisoryLocks: true}
+		r.hold = true
+		r.send(mustEncode(&pgproto3.Query{String: "begin"}))
+		step, err := r.e.clientLocked(mustEncode(&pgproto3.Query{String: lockCall}))
+		if err != nil || step.need != needReplies {
+			t.Fatalf("a lock call behind an unanswered BEGIN: step %+v, %v; want needReplies", step, err)
+		}
+		r.deliver(len(r.pending))
+		step, err = r.e.clientLocked(mustEncode(&pgproto3.Query{String: lockCall}))
+		if err != nil || step.need != needLocal || !step.local.inTx {
+			t.Fatalf("the lock call after BEGIN's answer: step %+v, %v; want needLocal in a transaction", step, err)
+		}
+	})
+	t.Run("extended batch", func(t *testing.T) {
+		r := newEngineRig(t, 0, -1)
+		r.e.compat = compatFlags{enabled: true, advisoryLocks: true}
+		r.hold = true
+		for _, m := range []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "begin"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Parse{Name: "l", Query: lockCall}, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "l"}} {
+			r.send(mustEncode(m))
+		}
+		step, err := r.e.clientLocked(mustEncode(&pgproto3.Execute{Portal: "p"}))
+		if err != nil || step.need != needLocal || !step.local.inTx {
+			t.Fatalf("the lock call in the batch that began a transaction: step %+v, %v; want needLocal in a transaction", step, err)
+		}
+	})
+}

@@ -69,8 +69,13 @@ func (e *engine) onQuery(msg []byte) (clientStep, error) {
 	if e.lostTx {
 		return e.lostTxQuery(text)
 	}
-	if len(qi.stmts) == 1 && qi.stmts[0].rw != nil && qi.stmts[0].rw.local != nil && e.txStatus != 'E' {
-		return clientStep{need: needLocal, local: &localCall{answer: qi.stmts[0].rw.local, inTx: e.txStatus == 'T', simple: true}}, nil
+	if len(qi.stmts) == 1 && qi.stmts[0].rw != nil && qi.stmts[0].rw.local != nil {
+		if e.awaitStatus() {
+			return clientStep{need: needReplies}, nil
+		}
+		if status := e.statusAhead(); status != 'E' {
+			return clientStep{need: needLocal, local: &localCall{answer: qi.stmts[0].rw.local, inTx: status == 'T', simple: true}}, nil
+		}
 	}
 	if flags&unitStatements != 0 && e.unsettled() {
 		return clientStep{need: needReplies}, nil // its DEALLOCATE reads the statements
@@ -642,12 +647,16 @@ func (e *engine) onExecute(msg []byte) (clientStep, error) {
 		return clientStep{}, nil
 	}
 	if lp := e.localPortals[portal]; lp != nil {
-		if e.txStatus == 'E' {
+		if e.awaitStatus() {
+			return clientStep{need: needReplies}, nil
+		}
+		status := e.statusAhead()
+		if status == 'E' {
 			e.failStatementLocked(inFailedTransaction(), false)
 			return clientStep{}, nil
 		}
 		return clientStep{need: needLocal, local: &localCall{answer: lp.answer, params: lp.params,
-			paramFormats: lp.paramFormats, resultFormat: lp.resultFormat, inTx: e.txStatus == 'T'}}, nil
+			paramFormats: lp.paramFormats, resultFormat: lp.resultFormat, inTx: status == 'T'}}, nil
 	}
 	st := e.portals[portal]
 	dealloc := st != nil && st.rw != nil && st.rw.dealloc != nil

@@ -500,7 +500,7 @@ func (s *session) awaitSettled() bool {
 	for {
 		s.mu.Lock()
 		sc := s.sc
-		if sc == nil || !s.unsettled() || s.closing {
+		if sc == nil || !s.mustWait() || s.closing {
 			s.mu.Unlock()
 			return true
 		}
@@ -847,18 +847,39 @@ func (s *session) statementTimedOut(seq uint64) {
 	s.mu.Unlock()
 	s.log.Debug("statement timeout: cancelling upstream work")
 	s.cancelUpstream(sc, gen, "statement_timeout", cancelGrace)
-	time.AfterFunc(cancelGrace, func() {
+	s.recancel(sc, gen, seq, time.Now().Add(cancelGrace), recancelInterval)
+}
+
+// recancelInterval is how long the gateway first waits for a cancelled
+// statement to end before it cancels it again (a cancel that reaches the
+// server before the statement does, still on its way, is ignored there);
+// each later wait is twice as long, so an upstream that ignores cancels
+// costs a handful of dials before cancelGrace, not one per interval.
+const recancelInterval = 100 * time.Millisecond
+
+// recancel checks, wait after a cancel for statement_timeout was
+// delivered, whether the same attachment still runs the same clock's
+// work: then it cancels again, and once past deadline it closes the
+// upstream (the relay sees the loss and answers 57014). The check and the
+// close are one step under mu, so a later holder's upstream is never
+// touched.
+func (s *session) recancel(sc *authbridge.ServerConn, gen, seq uint64, deadline time.Time, wait time.Duration) {
+	time.AfterFunc(min(wait, max(time.Until(deadline), 0)), func() {
+		defer recoverTimer(s.log)
 		s.mu.Lock()
-		defer s.mu.Unlock()
-		// Still the same attachment and the same clock, still waiting:
-		// the upstream ignored the cancel. Closing it ends the wait (the
-		// relay sees the loss and answers 57014); the check and the close
-		// are one step under mu, so a later holder's upstream is never
-		// touched.
-		if s.sc == sc && s.attachGen == gen && s.unitSeq == seq && s.timedOut && s.q.len() > 0 {
+		if s.sc != sc || s.attachGen != gen || s.unitSeq != seq || !s.timedOut || s.q.len() == 0 {
+			s.mu.Unlock()
+			return
+		}
+		if !time.Now().Before(deadline) {
+			defer s.mu.Unlock()
 			s.log.Info("upstream ignored the cancel for statement_timeout; closing it")
 			sc.Conn.Close()
+			return
 		}
+		s.mu.Unlock()
+		s.cancelUpstream(sc, gen, "statement_timeout", cancelGrace)
+		s.recancel(sc, gen, seq, deadline, 2*wait)
 	})
 }
 
