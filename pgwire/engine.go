@@ -98,10 +98,10 @@ type engine struct {
 	specLast, specPrev uint64
 	// waitAll: the message being handed in waits for every answer owed
 	// (awaitStatus), not only for unsettled ones.
-	waitAll      bool
-	clientParams map[string]string // ParameterStatus values the client has seen
+	waitAll bool
 
-	transactions uint64 // client transactions completed
+	clientParams map[string]string // ParameterStatus values the client has seen
+	transactions uint64            // client transactions completed
 }
 
 // engineHost is what the engine needs of its session beyond protocol
