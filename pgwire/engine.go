@@ -99,6 +99,11 @@ type engine struct {
 	// waitAll: the message being handed in waits for every answer owed
 	// (awaitStatus), not only for unsettled ones.
 	waitAll bool
+	// held is what the engine derived from the message it last answered
+	// needUpstream (nothing else can change meanwhile: no upstream is
+	// attached): handed in again after the attach, it is not analysed
+	// twice. Any other message clears it.
+	held heldAnalysis
 
 	clientParams map[string]string // ParameterStatus values the client has seen
 	transactions uint64            // client transactions completed
@@ -132,6 +137,16 @@ type engineHost interface {
 
 func newEngine(host engineHost, log *zap.Logger, gucs *gucState) engine {
 	return engine{host: host, log: log, gucs: gucs, txStatus: 'I', clientParams: map[string]string{}}
+}
+
+// heldAnalysis is what onQuery (text, qi, flags, sent) or onParse (st)
+// derived from a message.
+type heldAnalysis struct {
+	text  string
+	qi    *queryInfo
+	flags uint8
+	sent  string
+	st    *preparedStmt
 }
 
 // clientNeed says what the session does after the engine handled a client
@@ -177,6 +192,9 @@ type localCall struct {
 // session: errTerminate, or a FATAL *pgError for the client.
 func (e *engine) clientLocked(msg []byte) (clientStep, error) {
 	e.waitAll = false
+	if msg[0] != 'Q' && msg[0] != 'P' {
+		e.held = heldAnalysis{}
+	}
 	switch msg[0] {
 	case 'Q':
 		return e.onQuery(msg)

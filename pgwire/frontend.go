@@ -61,7 +61,15 @@ func (e *engine) onQuery(msg []byte) (clientStep, error) {
 	if !ok {
 		return clientStep{}, malformed("Query")
 	}
-	qi, flags, sent := e.describeQuery(text)
+	var qi *queryInfo
+	var flags uint8
+	var sent string
+	if h := e.held; h.qi != nil && h.text == text {
+		qi, flags, sent = h.qi, h.flags, h.sent // handed in again after an attach
+	} else {
+		qi, flags, sent = e.describeQuery(text)
+	}
+	e.held = heldAnalysis{}
 	if pe := e.admitSettings(qi.stmts...); pe != nil {
 		e.failStatementLocked(pe, true)
 		return clientStep{}, nil
@@ -81,6 +89,7 @@ func (e *engine) onQuery(msg []byte) (clientStep, error) {
 		return clientStep{need: needReplies}, nil // its DEALLOCATE reads the statements
 	}
 	if e.us == nil {
+		e.held = heldAnalysis{text: text, qi: qi, flags: flags, sent: sent}
 		return attachFirst(true)
 	}
 	return e.build(true, func(us *upstreamState) *pgError {
@@ -215,19 +224,11 @@ func (e *engine) onParse(msg []byte) (clientStep, error) {
 	if !ok {
 		return clientStep{}, malformed("Parse")
 	}
-	kind := sqllex.Classify(p.query)
-	st := &preparedStmt{name: p.name, query: p.query, sent: p.query, paramOIDs: p.oids, kind: kind}
-	st.rw = e.compatRewrite(p.query, kind, p.oids)
-	switch {
-	case st.rw != nil && st.rw.local != nil:
-		st.local = true
-	case st.rw != nil && st.rw.text != "":
-		st.sent = st.rw.text
-	case kind == sqllex.Set || kind == sqllex.Reset:
-		if set, ok := sqllex.ParseSet(p.query); ok {
-			st.set = &set
-		}
-	}
+	st := e.held.st
+	if st == nil || st.name != p.name || st.query != p.query || !slices.Equal(st.paramOIDs, p.oids) {
+		st = e.describeParse(p)
+	} // else: handed in again after an attach
+	e.held = heldAnalysis{}
 	if pe := e.admitSettings(stmtInfo{set: st.set}); pe != nil {
 		e.failStatementLocked(pe, false)
 		return clientStep{}, nil
@@ -246,11 +247,31 @@ func (e *engine) onParse(msg []byte) (clientStep, error) {
 		return clientStep{need: needReplies}, nil
 	}
 	if e.us == nil {
+		e.held = heldAnalysis{st: st}
 		return attachFirst(false)
 	}
 	return e.build(false, func(us *upstreamState) *pgError {
 		return e.parseLocked(us, msg, p, st)
 	})
+}
+
+// describeParse notes what the engine needs to know of a Parse's statement
+// and applies the compatibility layer's rewrite.
+func (e *engine) describeParse(p parseMessage) *preparedStmt {
+	kind := sqllex.Classify(p.query)
+	st := &preparedStmt{name: p.name, query: p.query, sent: p.query, paramOIDs: p.oids, kind: kind}
+	st.rw = e.compatRewrite(p.query, kind, p.oids)
+	switch {
+	case st.rw != nil && st.rw.local != nil:
+		st.local = true
+	case st.rw != nil && st.rw.text != "":
+		st.sent = st.rw.text
+	case kind == sqllex.Set || kind == sqllex.Reset:
+		if set, ok := sqllex.ParseSet(p.query); ok {
+			st.set = &set
+		}
+	}
+	return st
 }
 
 // parseMessage is a decoded Parse. rest holds the query, the parameter

@@ -23,11 +23,15 @@ import (
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
-// session is one authenticated client. One or two goroutines work on it:
+// session is one authenticated client: the relay around its engine (the
+// protocol state and rules, engine.go), which it calls with mu held. The
+// goroutines that work on it (ARCHITECTURE.md lists them all, with the
+// lock order):
 //
-//   - the client goroutine (run) reads client messages, decides what to
-//     send upstream, writes to the upstream, and acquires an upstream when
-//     the client starts work without one. When the units it sent are
+//   - the client goroutine (run) reads client messages, hands each to the
+//     engine, writes what the engine built to the upstream, and does what
+//     the engine asks for: attach an upstream, run a call the gateway
+//     answers itself, wait for owed answers. When the units it sent are
 //     complete (the client owes nothing more before their replies), it
 //     reads the replies itself (relayInline), forwards or swallows them in
 //     the order the reply queue dictates, and detaches the upstream at a
@@ -561,6 +565,7 @@ func (s *session) startFailed(err error, simple bool) error {
 	s.log.Warn("no upstream for client work", errField(err))
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.held = heldAnalysis{} // the message is answered: not handed in again
 	s.answerErrorLocked(e, simple)
 	s.flushClientLocked()
 	return nil
