@@ -180,8 +180,9 @@ type Limits struct {
 	// client is disconnected. Default 100000; at least 100.
 	MaxPendingReplies int `yaml:"max_pending_replies"`
 	// MaxClientStatements is how many named prepared statements one client
-	// connection may hold; a Parse beyond it fails with ERROR 54000.
-	// Default 10000; at least 1.
+	// connection may hold, and separately how many portals; a Parse (or a
+	// Bind of a new portal) beyond it fails with ERROR 54000. Default
+	// 10000; at least 1.
 	MaxClientStatements int `yaml:"max_client_statements"`
 	// MaxClientSettings is how many custom settings (names with a dot, set
 	// by SET) one client connection may hold; a SET beyond it fails with

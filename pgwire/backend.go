@@ -361,7 +361,7 @@ func (e *engine) onErrorLocked(msg []byte) error {
 	case iQuery:
 		e.log.Warn("injected statement failed upstream", zap.String("error", errorMessage(msg)))
 		return nil
-	case rQuery, rSync:
+	case rQuery, rSync, iSync:
 		// Part of a simple query's output, or an error at Sync (a
 		// deferred COMMIT of an implicit transaction): ReadyForQuery
 		// follows.
@@ -393,7 +393,7 @@ func (e *engine) onErrorLocked(msg []byte) error {
 	// client's messages are dropped until it sends one (serverSkipping), as
 	// the server will drop them.
 	var dropped []reply
-	for e.q.len() > 0 && e.q.front().kind != rSync {
+	for e.q.len() > 0 && e.q.front().kind != rSync && e.q.front().kind != iSync {
 		dropped = append(dropped, e.q.pop())
 	}
 	for i, r := range slices.Backward(dropped) {
@@ -439,9 +439,16 @@ func (e *engine) undoLocked(r reply, failed bool) {
 			restoreUnnamed(r.prev)
 		}
 	case sParseComplete:
-		// A Parse the gateway answered from the upstream's cache that the
-		// server would have skipped: the statement never existed.
-		if r.stmt != nil && e.stmts.get(r.stmt.name) == r.stmt {
+		// A Parse the gateway answered (from the upstream's cache, or a
+		// statement it answers itself) that the server would have
+		// skipped: the statement never existed.
+		switch {
+		case r.stmt == nil:
+		case r.stmt.name == "":
+			if e.unnamed == r.stmt {
+				e.unnamed = r.prev
+			}
+		case e.stmts.get(r.stmt.name) == r.stmt:
 			e.stmts.del(r.stmt.name)
 		}
 	case sCloseComplete:
@@ -594,9 +601,10 @@ func (e *engine) onReadyForQueryLocked(msg []byte) {
 		e.log.Warn("upstream ReadyForQuery out of step with the reply queue")
 		r = e.q.pop()
 	}
-	if r.kind == iQuery {
+	if r.kind == iQuery || r.kind == iSync {
 		// The gateway's own statement (a rollback of an abandoned
-		// transaction): the client does not see it.
+		// transaction) or Sync (ending a batch before a Query the gateway
+		// answers): the client does not see its ReadyForQuery.
 		e.txStatus = status
 	} else {
 		e.txStatus = status
@@ -608,7 +616,7 @@ func (e *engine) onReadyForQueryLocked(msg []byte) {
 		e.host.stopStatementTimerLocked()
 		e.host.startIdleTimerLocked()
 	}
-	if r.kind == rSync || r.kind == rQuery {
+	if r.kind == rSync || r.kind == rQuery || r.kind == iSync {
 		e.unitsDone++
 	}
 	if status == 'I' {

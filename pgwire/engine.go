@@ -1,6 +1,8 @@
 package pgwire
 
 import (
+	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -47,10 +49,13 @@ type engine struct {
 	unitOpen  bool
 	unitStart byte
 	unitFlags uint8
-	unitText  string    // the unit's last statement text, for the slow-query log
-	unitBegan time.Time // start of the unit being sent
-	txStatus  byte      // as the client last saw it: 'I', 'T' or 'E'
-	copyIn    bool      // the upstream is in COPY FROM STDIN
+	// unitLastTx is the last of unitBegin, unitCommit and unitRollback
+	// executed in the open unit (0: none), for statusAhead.
+	unitLastTx uint8
+	unitText   string    // the unit's last statement text, for the slow-query log
+	unitBegan  time.Time // start of the unit being sent
+	txStatus   byte      // as the client last saw it: 'I', 'T' or 'E'
+	copyIn     bool      // the upstream is in COPY FROM STDIN
 	// skipUntilSync: the gateway reported an error in the middle of an
 	// extended-protocol batch; client messages are dropped until Sync,
 	// which is answered with ReadyForQuery(skipStatus).
@@ -85,6 +90,11 @@ type engine struct {
 	// client pipelined behind it.
 	portalUnit           map[string]uint64
 	unitsSent, unitsDone uint64
+	// portalOrder lists the binds in the order they were sent (units only
+	// grow), so that a transaction's end finds its portals without a scan
+	// of the others: an entry whose name was bound again since is stale.
+	portalOrder     []portalBind
+	portalOrderHead int
 	// portalRan holds the portals of placeholder stand-ins (hideRows) that
 	// were executed: the utility statement a placeholder stands for runs
 	// once, a second Execute of its portal fails as in PostgreSQL.
@@ -265,17 +275,21 @@ func (e *engine) queueLocked(r reply) {
 // emitSyntheticLocked answers the synthetic entries at the front.
 func (e *engine) emitSyntheticLocked() {
 	for e.q.len() > 0 && e.q.front().kind.synthetic() {
-		r := e.q.pop()
-		switch r.kind {
-		case sParseComplete:
-			e.host.writeClientLocked(msgParseComplete)
-		case sCloseComplete:
-			e.host.writeClientLocked(msgCloseComplete)
-		case sBytes:
-			e.host.writeClientLocked(r.data)
-			if r.rfq {
-				e.host.writeClientLocked(readyForQuery(e.txStatus))
-			}
+		e.emitOneLocked(e.q.pop())
+	}
+}
+
+// emitOneLocked answers one synthetic entry.
+func (e *engine) emitOneLocked(r reply) {
+	switch r.kind {
+	case sParseComplete:
+		e.host.writeClientLocked(msgParseComplete)
+	case sCloseComplete:
+		e.host.writeClientLocked(msgCloseComplete)
+	case sBytes:
+		e.host.writeClientLocked(r.data)
+		if r.rfq {
+			e.host.writeClientLocked(readyForQuery(e.txStatus))
 		}
 	}
 }
@@ -293,6 +307,7 @@ func (e *engine) beginUnitLocked() {
 		e.unitOpen = true
 		e.unitStart = e.txStatus
 		e.unitFlags = 0
+		e.unitLastTx = 0
 		e.unitBegan = e.host.now()
 	}
 	e.host.startStatementTimerLocked()
@@ -337,31 +352,69 @@ func (e *engine) mustWait() bool {
 	return e.unsettled() || e.waitAll && e.q.len() > 0
 }
 
-// awaitStatus reports (and asks the session) that a message answered by
-// the gateway, whose answer depends on the transaction status (an
-// advisory-lock call: transaction-scoped or not), must wait for the
-// answers owed by units already sent: one of them may begin or end a
-// transaction. With a unit of the client's still open nothing is waited
-// for (the server answers it only at its Sync); statusAhead then tells.
+// awaitStatus reports (and asks the session) that a message the gateway
+// answers itself must first wait for every answer owed: its answer
+// depends on the transaction status it meets (an advisory-lock call is
+// transaction-scoped or not), and on whether the server skips it (an
+// error earlier in its batch), and a lock call cannot be taken back. A
+// Flush goes upstream when the client's batch is open, so that the
+// server sends what it owes without waiting for the batch's Sync.
 func (e *engine) awaitStatus() bool {
-	if e.q.len() > 0 && !e.unitOpen {
-		e.waitAll = true
-		return true
+	if e.q.len() == 0 || e.copyIn {
+		return false
 	}
-	return false
+	if e.unitOpen {
+		e.out = append(e.out, msgFlush...)
+	}
+	e.waitAll = true
+	return true
 }
 
-// statusAhead is the transaction status a message handled now meets, as
-// far as the client's open unit tells: what the client last saw, changed
-// by a BEGIN, COMMIT or ROLLBACK sent in the unit.
+// statusAhead is the transaction status a message handled with nothing
+// owed meets: what the client last saw, changed by a BEGIN, COMMIT or
+// ROLLBACK that ran in the client's open batch (its ReadyForQuery has not
+// come yet).
 func (e *engine) statusAhead() byte {
-	switch {
-	case e.unitOpen && e.unitFlags&(unitCommit|unitRollback) != 0:
-		return 'I'
-	case e.unitOpen && e.unitFlags&unitBegin != 0:
-		return 'T'
+	if e.unitOpen {
+		switch e.unitLastTx {
+		case unitBegin:
+			return 'T'
+		case unitCommit, unitRollback:
+			return 'I'
+		}
 	}
 	return e.txStatus
+}
+
+// endBatchLocked ends the client's open batch upstream with a Sync of the
+// gateway's (its ReadyForQuery not shown): a simple Query the gateway
+// answers itself in the middle of a batch ends the batch's implicit
+// transaction, as PostgreSQL's simple Query does.
+func (e *engine) endBatchLocked() {
+	e.pushUnitEnd(reply{kind: iSync, unitStart: e.unitStart, unitFlags: e.unitFlags})
+	e.unitOpen = false
+	e.inBatch = false
+	e.out = append(e.out, msgSync...)
+}
+
+// admitPortal returns the error for a Bind of a new portal beyond the
+// client's bound on portals (limits.max_client_statements), or nil.
+func (e *engine) admitPortal(name string) *pgError {
+	if _, ok := e.portalUnit[name]; ok {
+		return nil
+	}
+	if max := e.host.limits().MaxClientStatements; max > 0 && len(e.portalUnit) >= max {
+		return &pgError{Severity: severityError, Code: codeProgramLimitExceeded,
+			Message: fmt.Sprintf("more than %d portals open on this connection", max),
+			Hint:    "Close portals or end the transaction; limits.max_client_statements sets the limit."}
+	}
+	return nil
+}
+
+// portalBind is one Bind of a portal, in the unit it was sent in.
+type portalBind struct {
+	name string
+	unit uint64
 }
 
 // bindPortal records a portal bound in the unit being sent: of an upstream
@@ -381,18 +434,44 @@ func (e *engine) bindPortal(name string, st *preparedStmt, lp *localPortal) {
 		e.localPortals[name] = lp
 	}
 	e.portalUnit[name] = e.unitsSent
+	e.portalOrder = append(e.portalOrder, portalBind{name: name, unit: e.unitsSent})
+	if live := len(e.portalOrder) - e.portalOrderHead; live > 2*len(e.portalUnit)+64 {
+		// Mostly names bound again (one portal per statement of a long
+		// transaction): keep only the current bind of each.
+		seen := make(map[string]bool, len(e.portalUnit))
+		var kept []portalBind
+		for _, b := range slices.Backward(e.portalOrder[e.portalOrderHead:]) {
+			if u, ok := e.portalUnit[b.name]; ok && u == b.unit && !seen[b.name] {
+				seen[b.name] = true
+				kept = append(kept, b)
+			}
+		}
+		slices.Reverse(kept)
+		e.portalOrder, e.portalOrderHead = kept, 0
+	}
 }
 
 // endPortals drops the portals bound before unit upTo: their transaction
 // ended.
 func (e *engine) endPortals(upTo uint64) {
-	for name, u := range e.portalUnit {
-		if u < upTo {
-			delete(e.portals, name)
-			delete(e.localPortals, name)
-			delete(e.portalUnit, name)
-			delete(e.portalRan, name)
+	for e.portalOrderHead < len(e.portalOrder) && e.portalOrder[e.portalOrderHead].unit < upTo {
+		b := e.portalOrder[e.portalOrderHead]
+		e.portalOrder[e.portalOrderHead] = portalBind{}
+		e.portalOrderHead++
+		if u, ok := e.portalUnit[b.name]; ok && u == b.unit {
+			delete(e.portals, b.name)
+			delete(e.localPortals, b.name)
+			delete(e.portalUnit, b.name)
+			delete(e.portalRan, b.name)
 		}
+	}
+	switch {
+	case e.portalOrderHead == len(e.portalOrder):
+		e.portalOrder, e.portalOrderHead = e.portalOrder[:0], 0
+	case e.portalOrderHead > len(e.portalOrder)/2:
+		n := copy(e.portalOrder, e.portalOrder[e.portalOrderHead:])
+		clear(e.portalOrder[n:])
+		e.portalOrder, e.portalOrderHead = e.portalOrder[:n], 0
 	}
 }
 

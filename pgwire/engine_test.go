@@ -144,8 +144,9 @@ type engineRig struct {
 	lossAt  int // hand in a loss of the upstream before this client message (-1: never)
 	sent    int // client messages handed in
 	lost    bool
-	ended   bool // the engine ended the session (a FATAL error or Terminate)
-	hold    bool // send hands in no reply
+	ended   bool        // the engine ended the session (a FATAL error or Terminate)
+	hold    bool        // send hands in no reply
+	locals  []localCall // the local calls run, in order
 }
 
 func newEngineRig(t testing.TB, seed uint64, lossAt int) *engineRig {
@@ -208,7 +209,15 @@ func (r *engineRig) send(msg []byte) {
 			r.attach()
 			continue
 		case needLocal:
-			r.t.Fatalf("a local call without the compatibility layer")
+			// A lock call the gateway answers: granted (the lock table is
+			// the session's business, not the engine's).
+			lc, ok := step.local.answer.(*lockCall)
+			if !ok {
+				r.t.Fatalf("a local call the rig cannot answer: %T", step.local.answer)
+			}
+			r.locals = append(r.locals, *step.local)
+			r.e.localDoneLocked(step.local, lc.appendResult(nil, true, step.local.resultFormat), nil)
+			r.toModel()
 		case needReplies:
 			if len(r.pending) == 0 {
 				r.t.Fatalf("the engine waits for replies and none is owed: it would wait for ever")
@@ -509,4 +518,143 @@ func TestEngineLocalCallMeetsItsTransaction(t *testing.T) {
 			t.Fatalf("the lock call in the batch that began a transaction: step %+v, %v; want needLocal in a transaction", step, err)
 		}
 	})
+}
+
+// TestReplyQueueStaysBounded: a client that always keeps a reply owed
+// never empties the queue; its backing array must still stay the size of
+// what is live, not of everything ever queued.
+func TestReplyQueueStaysBounded(t *testing.T) {
+	var q replyQueue
+	q.push(reply{kind: rSync})
+	for range 1_000_000 {
+		q.push(reply{kind: rSync})
+		q.pop()
+	}
+	if q.len() != 1 || cap(q.items) > 1024 {
+		t.Fatalf("one entry live, backing array of %d entries", cap(q.items))
+	}
+	for range 10_000 {
+		q.push(reply{kind: rSync})
+	}
+	for q.len() > 0 {
+		q.pop()
+	}
+	if cap(q.items) > maxIdleQueue {
+		t.Fatalf("an empty queue keeps a backing array of %d entries", cap(q.items))
+	}
+}
+
+// lockRig is an engine rig with the advisory-lock calls answered by the
+// gateway (the compatibility layer).
+func lockRig(t *testing.T) *engineRig {
+	r := newEngineRig(t, 0, -1)
+	r.e.compat = compatFlags{enabled: true, advisoryLocks: true}
+	return r
+}
+
+// TestEngineLocalCalls: the calls the gateway answers itself take the
+// transaction status, the skipping and the bookkeeping PostgreSQL would
+// give them at their place in the pipeline, however the replies before
+// them come in.
+func TestEngineLocalCalls(t *testing.T) {
+	const lock = "select pg_advisory_xact_lock(1)"
+	msgs := func(r *engineRig, ms ...pgproto3.FrontendMessage) {
+		for _, m := range ms {
+			r.send(mustEncode(m))
+		}
+	}
+	lastCall := func(t *testing.T, r *engineRig) localCall {
+		t.Helper()
+		if len(r.locals) == 0 {
+			t.Fatal("no local call ran")
+		}
+		return r.locals[len(r.locals)-1]
+	}
+	t.Run("behind a BEGIN not answered yet, in a batch", func(t *testing.T) {
+		r := lockRig(t)
+		r.hold = true
+		msgs(r, &pgproto3.Query{String: "begin"},
+			&pgproto3.Parse{Query: "select 1"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Parse{Name: "l", Query: lock}, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "l"},
+			&pgproto3.Execute{Portal: "p"})
+		if !lastCall(t, r).inTx {
+			t.Fatal("the transaction lock was taken outside the transaction BEGIN opened")
+		}
+	})
+	t.Run("after COMMIT then BEGIN in one batch", func(t *testing.T) {
+		r := lockRig(t)
+		msgs(r, &pgproto3.Query{String: "begin"})
+		r.settle("begin")
+		r.hold = true
+		msgs(r, &pgproto3.Parse{Name: "c", Query: "commit"}, &pgproto3.Bind{PreparedStatement: "c"}, &pgproto3.Execute{},
+			&pgproto3.Parse{Name: "b", Query: "begin"}, &pgproto3.Bind{PreparedStatement: "b"}, &pgproto3.Execute{},
+			&pgproto3.Parse{Name: "l", Query: lock}, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "l"},
+			&pgproto3.Execute{Portal: "p"})
+		if !lastCall(t, r).inTx {
+			t.Fatal("the transaction lock was taken outside the transaction the batch's last BEGIN opened")
+		}
+	})
+	t.Run("simple Query in the middle of a batch", func(t *testing.T) {
+		r := lockRig(t)
+		r.hold = true
+		msgs(r, &pgproto3.Parse{Query: "select 1"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Query{String: "select pg_advisory_lock(1)"})
+		r.settle("the Query")
+		got, _ := decodeClientStream(t, r.host.client)
+		want := []string{"ParseComplete", "BindComplete", `DataRow "1"`, "CommandComplete SELECT 1",
+			"RowDescription", `DataRow ""`, "CommandComplete SELECT 1", "ReadyForQuery I"} // void
+		if !slices.Equal(got, want) {
+			t.Fatalf("got\n%s\nwant\n%s", indent(got), indent(want))
+		}
+	})
+	t.Run("skipped after an error", func(t *testing.T) {
+		r := lockRig(t)
+		r.hold = true
+		msgs(r, &pgproto3.Parse{Query: "select syntax_error"}, &pgproto3.Parse{Name: "x", Query: lock},
+			&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "x"}, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
+		r.settle("the batch")
+		if len(r.locals) != 0 {
+			t.Fatal("a lock call the server would have skipped ran")
+		}
+		if r.e.stmts.get("x") != nil {
+			t.Fatal("a Parse the server would have skipped left its statement")
+		}
+		r.hold = false
+		r.host.client = nil
+		msgs(r, &pgproto3.Parse{Name: "x", Query: lock}, &pgproto3.Sync{})
+		r.settle("the second Parse")
+		got, _ := decodeClientStream(t, r.host.client)
+		if want := []string{"ParseComplete", "ReadyForQuery I"}; !slices.Equal(got, want) {
+			t.Fatalf("got\n%s\nwant\n%s", indent(got), indent(want))
+		}
+	})
+	t.Run("in a failed transaction", func(t *testing.T) {
+		r := lockRig(t)
+		msgs(r, &pgproto3.Query{String: "begin"}, &pgproto3.Query{String: "fail"})
+		r.settle("the failed transaction")
+		r.host.client = nil
+		msgs(r, &pgproto3.Parse{Name: "x", Query: lock}, &pgproto3.Sync{})
+		r.settle("the Parse")
+		got, _ := decodeClientStream(t, r.host.client)
+		if want := []string{"ErrorResponse 25P02", "ReadyForQuery E"}; !slices.Equal(got, want) {
+			t.Fatalf("got\n%s\nwant\n%s", indent(got), indent(want))
+		}
+	})
+}
+
+// TestEngineLossKeepsGatewayAnswers: what the gateway answers itself
+// behind a lost unit, with no batch open, is still answered.
+func TestEngineLossKeepsGatewayAnswers(t *testing.T) {
+	r := newEngineRig(t, 0, -1)
+	r.hold = true
+	r.send(mustEncode(&pgproto3.Query{String: "select 1"}))
+	r.send(mustEncode(&pgproto3.Close{ObjectType: 'S', Name: "x"}))
+	r.pending = nil
+	r.e.lostLocked(false)
+	r.fresh()
+	r.send(mustEncode(&pgproto3.Sync{}))
+	got, _ := decodeClientStream(t, r.host.client)
+	if want := []string{"ErrorResponse 08007", "ReadyForQuery I", "CloseComplete", "ReadyForQuery I"}; !slices.Equal(got, want) {
+		t.Fatalf("got\n%s\nwant\n%s", indent(got), indent(want))
+	}
 }

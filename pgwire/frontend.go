@@ -78,12 +78,16 @@ func (e *engine) onQuery(msg []byte) (clientStep, error) {
 		return e.lostTxQuery(text)
 	}
 	if len(qi.stmts) == 1 && qi.stmts[0].rw != nil && qi.stmts[0].rw.local != nil {
+		if e.unitOpen {
+			e.endBatchLocked()
+		}
 		if e.awaitStatus() {
 			return clientStep{need: needReplies}, nil
 		}
-		if status := e.statusAhead(); status != 'E' {
-			return clientStep{need: needLocal, local: &localCall{answer: qi.stmts[0].rw.local, inTx: status == 'T', simple: true}}, nil
+		if e.txStatus != 'E' {
+			return clientStep{need: needLocal, local: &localCall{answer: qi.stmts[0].rw.local, inTx: e.txStatus == 'T', simple: true}}, nil
 		}
+		// In a failed transaction the server refuses it, as PostgreSQL.
 	}
 	if flags&unitStatements != 0 && e.unsettled() {
 		return clientStep{need: needReplies}, nil // its DEALLOCATE reads the statements
@@ -139,7 +143,7 @@ func (e *engine) describeQuery(text string) (qi *queryInfo, flags uint8, sent st
 	qi = &queryInfo{stmts: make([]stmtInfo, len(stmts))}
 	var b strings.Builder
 	last := 0
-	var gone []string // DEALLOCATEd by the query's statements so far
+	var gone map[string]bool // DEALLOCATEd by the query's statements so far
 	goneAll := false
 	for i, st := range stmts {
 		k := sqllex.Classify(st.Text)
@@ -151,7 +155,7 @@ func (e *engine) describeQuery(text string) (qi *queryInfo, flags uint8, sent st
 			// Checked as the statement will run: after the query's earlier
 			// DEALLOCATEs.
 			pe := e.deallocateMissing(d)
-			if pe == nil && !d.all && (goneAll || slices.Contains(gone, d.name)) {
+			if pe == nil && !d.all && (goneAll || gone[d.name]) {
 				pe = statementMissing(d.name)
 			}
 			if pe != nil {
@@ -159,7 +163,10 @@ func (e *engine) describeQuery(text string) (qi *queryInfo, flags uint8, sent st
 			} else if d.all {
 				goneAll = true
 			} else {
-				gone = append(gone, d.name)
+				if gone == nil {
+					gone = map[string]bool{}
+				}
+				gone[d.name] = true
 			}
 		}
 		if info.rw != nil && info.rw.text != "" && (len(stmts) > 1 || info.rw.local == nil) {
@@ -237,14 +244,21 @@ func (e *engine) onParse(msg []byte) (clientStep, error) {
 		e.lostTxParse(st)
 		return clientStep{}, nil
 	}
+	if e.unsettled() {
+		return clientStep{need: needReplies}, nil
+	}
 	if st.local {
+		if e.awaitStatus() {
+			return clientStep{need: needReplies}, nil
+		}
+		if e.statusAhead() == 'E' {
+			e.failStatementLocked(inFailedTransaction(), false)
+			return clientStep{}, nil
+		}
 		if pe := e.localParseLocked(st); pe != nil {
 			e.failStatementLocked(pe, false)
 		}
 		return clientStep{}, nil
-	}
-	if e.unsettled() {
-		return clientStep{need: needReplies}, nil
 	}
 	if e.us == nil {
 		e.held = heldAnalysis{st: st}
@@ -407,8 +421,10 @@ func duplicateStatement(name string) *pgError {
 
 // localParseLocked records a statement the gateway answers itself.
 func (e *engine) localParseLocked(st *preparedStmt) *pgError {
+	r := reply{kind: sParseComplete, stmt: st}
 	switch {
 	case st.name == "":
+		r.prev = e.unnamed
 		e.unnamedGen++
 		st.gen = e.unnamedGen
 		e.unnamed = st
@@ -420,7 +436,7 @@ func (e *engine) localParseLocked(st *preparedStmt) *pgError {
 		}
 		e.stmts.put(st)
 	}
-	e.queueLocked(reply{kind: sParseComplete})
+	e.queueLocked(r)
 	return nil
 }
 
@@ -491,16 +507,26 @@ func (e *engine) onBind(msg []byte) (clientStep, error) {
 		e.lostTxBind(portal, stmtName)
 		return clientStep{}, nil
 	}
-	if local := e.lookupStmtLocked(stmtName); local != nil && local.local {
-		return clientStep{}, e.localBind(portal, local, params)
-	}
 	if e.unsettled() {
 		return clientStep{need: needReplies}, nil
+	}
+	if local := e.lookupStmtLocked(stmtName); local != nil && local.local {
+		if e.awaitStatus() {
+			return clientStep{need: needReplies}, nil
+		}
+		if e.statusAhead() == 'E' {
+			e.failStatementLocked(inFailedTransaction(), false)
+			return clientStep{}, nil
+		}
+		return clientStep{}, e.localBind(portal, local, params)
 	}
 	if e.us == nil {
 		return attachFirst(false)
 	}
 	return e.build(false, func(us *upstreamState) *pgError {
+		if pe := e.admitPortal(portal); pe != nil {
+			return pe
+		}
 		e.beginUnitLocked()
 		e.inBatch = true
 		delete(e.localPortals, portal)
@@ -524,6 +550,10 @@ func (e *engine) localBind(portal string, st *preparedStmt, rest []byte) error {
 	paramFormats, params, resultFormats, ok := decodeBindRest(rest)
 	if !ok {
 		return malformed("Bind")
+	}
+	if pe := e.admitPortal(portal); pe != nil {
+		e.failStatementLocked(pe, false)
+		return nil
 	}
 	lp := &localPortal{answer: st.rw.local, params: params, paramFormats: paramFormats}
 	if len(resultFormats) > 0 {
@@ -609,11 +639,11 @@ func (e *engine) onDescribe(msg []byte) (clientStep, error) {
 		e.lostTxDescribe(b[0], name)
 		return clientStep{}, nil
 	}
-	if e.describeLocal(b[0], name) {
-		return clientStep{}, nil
-	}
 	if b[0] == 'S' && e.unsettled() {
 		return clientStep{need: needReplies}, nil
+	}
+	if e.describeLocal(b[0], name) {
+		return clientStep{}, nil
 	}
 	if e.us == nil {
 		return attachFirst(false)
@@ -676,8 +706,10 @@ func (e *engine) onExecute(msg []byte) (clientStep, error) {
 			e.failStatementLocked(inFailedTransaction(), false)
 			return clientStep{}, nil
 		}
+		// Outside a transaction block the batch is one implicit
+		// transaction, to its Sync: a transaction lock lasts that long.
 		return clientStep{need: needLocal, local: &localCall{answer: lp.answer, params: lp.params,
-			paramFormats: lp.paramFormats, resultFormat: lp.resultFormat, inTx: status == 'T'}}, nil
+			paramFormats: lp.paramFormats, resultFormat: lp.resultFormat, inTx: true}}, nil
 	}
 	st := e.portals[portal]
 	dealloc := st != nil && st.rw != nil && st.rw.dealloc != nil
@@ -693,7 +725,11 @@ func (e *engine) onExecute(msg []byte) (clientStep, error) {
 		e.inBatch = true
 		r := reply{kind: rExecute, stmt: st}
 		if st != nil {
-			e.unitFlags |= unitFlagsFor(st.kind)
+			f := unitFlagsFor(st.kind)
+			e.unitFlags |= f
+			if tx := f & (unitBegin | unitCommit | unitRollback); tx != 0 {
+				e.unitLastTx = tx
+			}
 			e.unitText = st.query
 		}
 		if st != nil && st.rw != nil && st.rw.hideRows {
@@ -794,10 +830,13 @@ func (e *engine) onSync() {
 		return
 	}
 	if e.us == nil {
-		// Nothing of this batch went upstream (only Close, or nothing).
+		// Nothing of this batch went upstream (only Close, or what the
+		// gateway answers itself).
 		e.unitOpen = false
 		if e.q.len() == 0 && e.txStatus == 'I' {
-			e.endPortals(e.unitsSent + 1) // an implicit transaction ends here
+			// An implicit transaction ends here.
+			e.endPortals(e.unitsSent + 1)
+			e.host.releaseXactLocksLocked()
 		}
 		e.queueLocked(reply{kind: sBytes, rfq: true})
 		return

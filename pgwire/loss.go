@@ -3,6 +3,7 @@ package pgwire
 import (
 	"errors"
 	"io"
+	"slices"
 
 	"go.uber.org/zap"
 
@@ -61,17 +62,32 @@ func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 // the gateway had cancelled the work in flight for statement_timeout.
 func (e *engine) lostLocked(timedOut bool) {
 	e.us = nil
-	e.unitsDone = e.unitsSent // no ReadyForQuery is coming for them
 	e.copyIn = false
 	e.inBatch = false
 	e.serverSkipping = false
 	status := e.txStatus
+	// Every entry is popped; the gateway's own answers queued after the
+	// last unit (a Close, a Parse it answered, with no batch open) are
+	// still given, the rest is undone: the client is told its units
+	// failed.
+	var popped []reply
+	tail := 0 // popped[tail:] came after the last unit end
 	for e.q.len() > 0 {
 		r := e.q.pop()
-		if !r.kind.endsUnit() || r.kind == iQuery {
+		popped = append(popped, r)
+		if !r.kind.endsUnit() {
 			continue
 		}
-		if timedOut && r.unitFlags&unitCommit == 0 {
+		tail = len(popped)
+		switch {
+		case r.kind == iQuery:
+		case r.kind == iSync:
+			// The client's batch, ended by the gateway's Sync: it is told
+			// now, and its next messages are dropped until its own Sync,
+			// as after any error in a batch.
+			status = e.writeLossLocked(status, r.unitFlags, false)
+			e.skipUntilSync, e.skipStatus = true, status
+		case timedOut && r.unitFlags&unitCommit == 0:
 			// The gateway closed an upstream that ignored its cancel for
 			// statement_timeout: the statement was cancelled.
 			timedOut = false
@@ -81,10 +97,11 @@ func (e *engine) lostLocked(timedOut bool) {
 				e.lostReported = true
 			}
 			e.host.writeClientLocked(readyForQuery(status))
-			continue
+		default:
+			status = e.writeLossLocked(status, r.unitFlags, true)
 		}
-		status = e.writeLossLocked(status, r.unitFlags, true)
 	}
+	undo := popped
 	if e.unitOpen {
 		// A batch without its Sync yet: answer now, drop the rest until
 		// the Sync, which gets ReadyForQuery.
@@ -92,7 +109,17 @@ func (e *engine) lostLocked(timedOut bool) {
 		e.skipUntilSync = true
 		status = e.skipStatus
 		e.unitOpen = false
+	} else {
+		undo = popped[:tail]
+		e.txStatus = status
+		for _, r := range popped[tail:] {
+			e.emitOneLocked(r)
+		}
 	}
+	for _, r := range slices.Backward(undo) {
+		e.undoLocked(r, false)
+	}
+	e.unitsDone = e.unitsSent // no ReadyForQuery is coming for them
 	switch status {
 	case 'T':
 		// Idle in a transaction: the next statement learns it is gone.

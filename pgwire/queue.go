@@ -18,6 +18,7 @@ const (
 	iParse                           // injected Parse: ParseComplete is swallowed
 	iClose                           // injected Close: CloseComplete is swallowed
 	iQuery                           // injected simple Query: everything up to ReadyForQuery is swallowed
+	iSync                            // injected Sync ending the client's batch: its ReadyForQuery is swallowed
 	sParseComplete                   // answered by the gateway: ParseComplete
 	sCloseComplete                   // answered by the gateway: CloseComplete
 	sBytes                           // answered by the gateway: the messages in data
@@ -28,10 +29,10 @@ func (k replyKind) synthetic() bool { return k == sParseComplete || k == sCloseC
 
 // injected reports whether the server's reply to k is the gateway's, not
 // the client's.
-func (k replyKind) injected() bool { return k == iParse || k == iClose || k == iQuery }
+func (k replyKind) injected() bool { return k == iParse || k == iClose || k == iQuery || k == iSync }
 
 // endsUnit reports whether k's reply is a ReadyForQuery.
-func (k replyKind) endsUnit() bool { return k == rSync || k == rQuery || k == iQuery }
+func (k replyKind) endsUnit() bool { return k == rSync || k == rQuery || k == iQuery || k == iSync }
 
 // Unit flags: what a unit of work (the messages up to a Sync, or one simple
 // Query) contains, for deciding what a client is told when its upstream is
@@ -109,12 +110,27 @@ func (q *replyQueue) pop() reply {
 	r := q.items[q.head]
 	q.items[q.head] = reply{}
 	q.head++
-	if q.head == len(q.items) {
-		q.items = q.items[:0]
-		q.head = 0
+	switch {
+	case q.head == len(q.items):
+		// Empty: start over at the front, and let a backing array that a
+		// long pipeline grew go.
+		q.items, q.head = q.items[:0], 0
+		if cap(q.items) > maxIdleQueue {
+			q.items = nil
+		}
+	case q.head >= 64 && q.head > len(q.items)/2:
+		// A client that always keeps a reply owed never empties the
+		// queue: move the live entries to the front, or every push would
+		// keep the dead prefix and the array would grow for ever.
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
 	}
 	return r
 }
+
+// maxIdleQueue is the largest backing array an empty queue keeps.
+const maxIdleQueue = 256
 
 // last returns the newest entry; the queue must not be empty.
 func (q *replyQueue) last() *reply { return &q.items[len(q.items)-1] }

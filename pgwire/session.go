@@ -503,8 +503,16 @@ func (s *session) awaitSettled() bool {
 	s.flushUpstream()
 	for {
 		s.mu.Lock()
-		sc := s.sc
-		if sc == nil || !s.mustWait() || s.closing {
+		sc, wait := s.sc, s.mustWait()
+		if sc == nil && wait {
+			// Answers are owed and no upstream will give them: the relay
+			// gave it up after a panic (it closed the client too). Handing
+			// the message in again would only ask to wait again.
+			s.broken = true
+			s.mu.Unlock()
+			return false
+		}
+		if sc == nil || !wait || s.closing {
 			s.mu.Unlock()
 			return true
 		}
@@ -714,6 +722,7 @@ var (
 	msgCloseComplete = []byte{'3', 0, 0, 0, 4}
 	msgNoData        = []byte{'n', 0, 0, 0, 4}
 	msgSync          = []byte{'S', 0, 0, 0, 4}
+	msgFlush         = []byte{'H', 0, 0, 0, 4}
 )
 
 func readyForQuery(status byte) []byte { return []byte{'Z', 0, 0, 0, 5, status} }
@@ -849,10 +858,11 @@ func (s *session) statementTimedOut(seq uint64) {
 		return
 	}
 	s.timedOut = true
+	unit := s.unitsDone // the unit that timed out is the next to be answered
 	s.mu.Unlock()
 	s.log.Debug("statement timeout: cancelling upstream work")
 	s.cancelUpstream(sc, gen, "statement_timeout", cancelGrace)
-	s.recancel(sc, gen, seq, time.Now().Add(cancelGrace), recancelInterval)
+	s.recancel(sc, gen, seq, unit, time.Now().Add(cancelGrace), recancelInterval)
 }
 
 // recancelInterval is how long the gateway first waits for a cancelled
@@ -864,15 +874,16 @@ const recancelInterval = 100 * time.Millisecond
 
 // recancel checks, wait after a cancel for statement_timeout was
 // delivered, whether the same attachment still runs the same clock's
-// work: then it cancels again, and once past deadline it closes the
-// upstream (the relay sees the loss and answers 57014). The check and the
-// close are one step under mu, so a later holder's upstream is never
-// touched.
-func (s *session) recancel(sc *authbridge.ServerConn, gen, seq uint64, deadline time.Time, wait time.Duration) {
+// work and the unit that timed out (unit, counted by unitsDone) is still
+// unanswered: then it cancels again, and once past deadline it closes the
+// upstream (the relay sees the loss and answers 57014). Units the client
+// pipelined behind it are never cancelled for it. The check and the close
+// are one step under mu, so a later holder's upstream is never touched.
+func (s *session) recancel(sc *authbridge.ServerConn, gen, seq, unit uint64, deadline time.Time, wait time.Duration) {
 	time.AfterFunc(min(wait, max(time.Until(deadline), 0)), func() {
 		defer recoverTimer(s.log)
 		s.mu.Lock()
-		if s.sc != sc || s.attachGen != gen || s.unitSeq != seq || !s.timedOut || s.q.len() == 0 {
+		if s.sc != sc || s.attachGen != gen || s.unitSeq != seq || !s.timedOut || s.q.len() == 0 || s.unitsDone != unit {
 			s.mu.Unlock()
 			return
 		}
@@ -884,7 +895,7 @@ func (s *session) recancel(sc *authbridge.ServerConn, gen, seq uint64, deadline 
 		}
 		s.mu.Unlock()
 		s.cancelUpstream(sc, gen, "statement_timeout", cancelGrace)
-		s.recancel(sc, gen, seq, deadline, 2*wait)
+		s.recancel(sc, gen, seq, unit, deadline, 2*wait)
 	})
 }
 
