@@ -339,6 +339,9 @@ func (e *engine) markSpeculative() {
 // that unit, and within a unit an error makes the server skip the rest
 // anyway, so only earlier units matter.
 func (e *engine) unsettled() bool {
+	if e.copyIn {
+		return false // the server waits for COPY data, not for us: nothing would come
+	}
 	last := e.specLast
 	if last == e.unitsSent+1 {
 		last = e.specPrev // the unit being sent
