@@ -96,7 +96,10 @@ type session struct {
 	cw          *[]byte
 	writing     bool
 	writeFailed bool
-	written     sync.Cond // on mu: a write to the client finished
+	// writeDeadline is the client connection's write deadline; only the
+	// writing goroutine touches it.
+	writeDeadline time.Time
+	written       sync.Cond // on mu: a write to the client finished
 	// closeWhenWritten: the client connection is to be closed once the
 	// writing goroutine has written what is buffered (closeClientLocked).
 	closeWhenWritten bool
@@ -620,10 +623,10 @@ func (s *session) clientBufferFull() bool {
 // that write (backpressure) instead of letting the buffer grow.
 const maxClientBacklog = 1 << 20
 
-// clientWriteTimeout bounds one write to the client: a client that accepts
-// nothing for this long while the gateway has replies for it is
-// disconnected, so it cannot hold its upstream (and the session's
-// goroutines) for ever.
+// clientWriteTimeout bounds one write to the client (at least half of it
+// is left when a write starts): a client that accepts nothing for that
+// long while the gateway has replies for it is disconnected, so it cannot
+// hold its upstream (and the session's goroutines) for ever.
 const clientWriteTimeout = time.Minute
 
 // flushClientLocked sends what is buffered for the client, without holding
@@ -655,7 +658,13 @@ func (s *session) flushClientLocked() {
 		buf := s.cw
 		s.cw = nil
 		s.mu.Unlock()
-		s.conn.SetWriteDeadline(time.Now().Add(clientWriteTimeout))
+		// The deadline is renewed once less than half of it is left: a
+		// write gets between half and the whole of clientWriteTimeout,
+		// without a timer update per flush.
+		if now := time.Now(); s.writeDeadline.Sub(now) < clientWriteTimeout/2 {
+			s.writeDeadline = now.Add(clientWriteTimeout)
+			s.conn.SetWriteDeadline(s.writeDeadline)
+		}
 		_, err := s.conn.Write(*buf)
 		*buf = (*buf)[:0]
 		s.mu.Lock()
