@@ -15,9 +15,9 @@ import (
 // (serverLocked) and the loss of the upstream (lostLocked), and answers
 // with what to send where. What goes upstream is appended to out; what goes
 // to the client is handed to host.writeClientLocked, in order; what needs
-// I/O (an upstream to attach, an advisory-lock call to make) is returned as
-// a clientStep for the session to do before it hands the message in again
-// or reports the result. Everything that is not protocol (timers, metrics,
+// I/O (an upstream to attach, an advisory-lock call to make, answers owed
+// to wait for) is returned as a clientStep for the session to do before it
+// hands the message in again or reports the result. Everything that is not protocol (timers, metrics,
 // the advisory lock table, limits) is behind engineHost.
 //
 // The rules themselves live with the messages they concern: frontend.go
