@@ -61,6 +61,13 @@ func readStartupPacket(r io.Reader, max int) (code uint32, rest []byte, err erro
 		}
 		return 0, nil, err
 	}
+	if hdr == [8]byte{'X', 0, 0, 0} {
+		// A Terminate ('X', length 4) before any startup packet: a client
+		// that connected and left at once (node-postgres's connect() then
+		// end()). PostgreSQL closes without a word; an error here would
+		// reach a client that no longer expects one.
+		return 0, nil, errClientGone
+	}
 	n := int(binary.BigEndian.Uint32(hdr[:4]))
 	if n < 8 {
 		return 0, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid length of startup packet"}

@@ -94,6 +94,11 @@ func TestReadStartupPacket(t *testing.T) {
 	if _, _, err := readStartupPacket(bytes.NewReader(nil), 1024); !errors.Is(err, errClientGone) {
 		t.Fatalf("empty: %v", err)
 	}
+	// Terminate before the startup packet: the client left, nothing is
+	// said (PostgreSQL closes silently).
+	if _, _, err := readStartupPacket(bytes.NewReader([]byte{'X', 0, 0, 0, 4}), 10000); !errors.Is(err, errClientGone) {
+		t.Fatalf("Terminate first: %v", err)
+	}
 }
 
 func FuzzParseStartupMessage(f *testing.F) {

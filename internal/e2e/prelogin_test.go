@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"os"
@@ -428,5 +429,29 @@ func TestPreloginUnknownUser(t *testing.T) {
 		}
 		same(kind+" over TLS", real, ghost, overTLS)
 		same(kind+" without TLS", real, ghost, plain)
+	}
+}
+
+// TestPreloginTerminateFirst: a client that connects and sends Terminate
+// before any startup packet (node-postgres's connect() then end() at once)
+// is closed without a word, as PostgreSQL does; an ErrorResponse there
+// reached a client that no longer expected one and crashed it.
+func TestPreloginTerminateFirst(t *testing.T) {
+	f := securityStack(t)
+	conn, err := net.DialTimeout("tcp", f.Gateway.Addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte{'X', 0, 0, 0, 4}); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("the gateway did not close the connection: %v", err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("the gateway answered a Terminate before startup with %q; PostgreSQL closes silently", got)
 	}
 }
