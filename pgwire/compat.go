@@ -11,8 +11,8 @@ import (
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
-// This file is the DSQL compatibility layer's statement side (DESIGN.md,
-// "DSQL compatibility layer"): settings DSQL refuses but tools send are
+// This file is the DSQL compatibility layer's statement side (README,
+// "DSQL compatibility"): settings DSQL refuses but tools send are
 // emulated by the gateway, TRUNCATE becomes DELETE, and refusals that cannot
 // be emulated get a hint. It never alters a statement it does not fully
 // recognise: anything else goes upstream as it came.

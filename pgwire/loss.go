@@ -11,9 +11,9 @@ import (
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
-// This file is the failure semantics of DESIGN.md's "When things fail":
-// what a client is told when its upstream is lost, and the failed
-// transaction the gateway plays out afterwards.
+// This file is the failure semantics (the README's "When things fail"): what a
+// client is told when its upstream is lost, and the failed transaction the
+// gateway plays out afterwards.
 
 // Messages for a lost upstream. They say what happened and what to do.
 const (

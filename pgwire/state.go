@@ -482,7 +482,8 @@ func gucNameSQL(name string) string {
 }
 
 // dsqlSettable lists the parameters DSQL accepts in SET and the startup
-// message (DSQL.md); enable_* planner toggles are accepted too.
+// message (as Aurora DSQL documents them); enable_* planner toggles are
+// accepted too.
 var dsqlSettable = map[string]bool{
 	"application_name":   true,
 	"client_encoding":    true,

@@ -400,7 +400,7 @@ func (r report) writeMemory(w func(string, ...any)) {
 		}
 		w(" %s | %s | %.2f |\n", kib(m.goPerClient("go_memstats_heap_inuse_bytes")), kib(m.goPerClient("go_memstats_stack_inuse_bytes")), m.goPerClient("go_goroutines"))
 	}
-	w("\nDESIGN.md's goal for the gateway is at most 20 KiB per idle client.\n\n")
+	w("\nThe gateway's goal is at most 20 KiB per idle client.\n\n")
 }
 
 func (r report) writeReplacement(w func(string, ...any)) {
