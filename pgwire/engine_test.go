@@ -658,3 +658,31 @@ func TestEngineLossKeepsGatewayAnswers(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", indent(got), indent(want))
 	}
 }
+
+// TestEngineLossMessage: the 08007 of a lost autocommit statement speaks
+// of the statement, the one of a lost COMMIT of the commit.
+func TestEngineLossMessage(t *testing.T) {
+	for _, tc := range []struct {
+		before []string
+		query  string
+		want   string
+	}{
+		{nil, "select 1", lostAutoMessage},
+		{[]string{"begin"}, "commit", lostCommitMessage},
+	} {
+		r := newEngineRig(t, 0, -1)
+		for _, q := range tc.before {
+			r.send(mustEncode(&pgproto3.Query{String: q}))
+			r.deliver(len(r.pending))
+		}
+		r.hold = true
+		r.send(mustEncode(&pgproto3.Query{String: tc.query}))
+		r.pending = nil
+		r.host.client = nil
+		r.e.lostLocked(false)
+		er, err := decodeError(splitMessages(t, r.host.client)[0])
+		if err != nil || er.Code != codeTransactionResolutionUnknown || er.Message != tc.want {
+			t.Fatalf("%q lost: %+v, %v; want 08007 %q", tc.query, er, err, tc.want)
+		}
+	}
+}

@@ -20,6 +20,7 @@ const (
 	lostInTxMessage   = "the transaction was rolled back because its upstream connection was lost"
 	lostInTxHint      = "Retry the transaction."
 	lostCommitMessage = "the upstream connection was lost while a commit was in progress; whether it committed is unknown"
+	lostAutoMessage   = "the upstream connection was lost while the statement was running; whether it committed is unknown"
 	lostCommitHint    = "Check whether the transaction's effects are present before retrying it."
 	inFailedTxMessage = "current transaction is aborted, commands ignored until end of transaction block"
 	lostCommitTxMsg   = "COMMIT did not happen: " + lostInTxMessage
@@ -151,8 +152,12 @@ func (e *engine) writeLossLocked(status byte, flags uint8, rfq bool) byte {
 		} else {
 			pe = &pgError{Severity: severityError, Code: codeInFailedTransaction, Message: inFailedTxMessage}
 		}
-	case flags&unitCommit != 0 || (status == 'I' && flags&unitBegin == 0):
+	case flags&unitCommit != 0:
 		pe = &pgError{Severity: severityError, Code: codeTransactionResolutionUnknown, Message: lostCommitMessage, Hint: lostCommitHint}
+		after = 'I'
+	case status == 'I' && flags&unitBegin == 0:
+		// An autocommit statement: it commits on its own.
+		pe = &pgError{Severity: severityError, Code: codeTransactionResolutionUnknown, Message: lostAutoMessage, Hint: lostCommitHint}
 		after = 'I'
 	default:
 		pe = &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostInTxMessage, Hint: lostInTxHint}
