@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
 // engine is a session's protocol state and the rules that keep it, with no
@@ -129,10 +130,11 @@ type engineHost interface {
 	// maxPrepared bounds the statements one upstream keeps.
 	maxPrepared() int
 	// The statement_timeout clock: started when a unit begins (unless it
-	// runs), set again by a query that changes it midway, stopped when
-	// nothing is in flight; the idle-in-transaction clock starts then.
+	// runs), set again by a statement that changes it midway
+	// (timeoutChangeLocked), stopped when nothing is in flight; the
+	// idle-in-transaction clock starts then.
 	startStatementTimerLocked()
-	queryTimeoutLocked(qi *queryInfo)
+	restartStatementTimerLocked(d time.Duration)
 	stopStatementTimerLocked()
 	startIdleTimerLocked()
 	// upstreamErrorLocked counts an ErrorResponse from the upstream.
@@ -475,6 +477,35 @@ func (e *engine) endPortals(upTo uint64) {
 		n := copy(e.portalOrder, e.portalOrder[e.portalOrderHead:])
 		clear(e.portalOrder[n:])
 		e.portalOrder, e.portalOrderHead = e.portalOrder[:n], 0
+	}
+}
+
+// timeoutChangeLocked follows statements of the unit being sent (rws,
+// their rewrites) that set statement_timeout (SET statement_timeout =
+// '1s'; SELECT ... in one query, or in one pipeline): the statements after
+// them run under the new value, so the unit's clock restarts with it. The
+// server reports the SET's completion only with the rest of the unit's
+// output, too late to start a clock then; the statements after the SET
+// share this one clock.
+func (e *engine) timeoutChangeLocked(rws ...*rewrite) {
+	if e.timedOut || !e.compat.settings {
+		return
+	}
+	d, found := time.Duration(0), false
+	for _, rw := range rws {
+		c := rw.emuChangeOf("statement_timeout")
+		if c == nil || c.scope == sqllex.ScopeLocal && e.txStatus == 'I' {
+			continue
+		}
+		found = true
+		if c.kind == sqllex.SetValue {
+			d = millis(c.value)
+		} else {
+			d = millis(e.gucs.emuStartup["statement_timeout"])
+		}
+	}
+	if found {
+		e.host.restartStatementTimerLocked(d)
 	}
 }
 

@@ -47,18 +47,18 @@ type engineHostStub struct {
 	lim    config.Limits
 }
 
-func (h *engineHostStub) writeClientLocked(msg []byte)  { h.client = append(h.client, msg...) }
-func (h *engineHostStub) now() time.Time                { return time.Unix(0, 0) }
-func (h *engineHostStub) limits() *config.Limits        { return &h.lim }
-func (h *engineHostStub) maxPrepared() int              { return 3 } // small: the LRU evicts
-func (h *engineHostStub) startStatementTimerLocked()    {}
-func (h *engineHostStub) queryTimeoutLocked(*queryInfo) {}
-func (h *engineHostStub) stopStatementTimerLocked()     {}
-func (h *engineHostStub) startIdleTimerLocked()         {}
-func (h *engineHostStub) upstreamErrorLocked(string)    {}
-func (h *engineHostStub) observeUnitLocked(reply, byte) {}
-func (h *engineHostStub) releaseXactLocksLocked()       {}
-func (h *engineHostStub) appNameLocked(string)          {}
+func (h *engineHostStub) writeClientLocked(msg []byte)              { h.client = append(h.client, msg...) }
+func (h *engineHostStub) now() time.Time                            { return time.Unix(0, 0) }
+func (h *engineHostStub) limits() *config.Limits                    { return &h.lim }
+func (h *engineHostStub) maxPrepared() int                          { return 3 } // small: the LRU evicts
+func (h *engineHostStub) startStatementTimerLocked()                {}
+func (h *engineHostStub) restartStatementTimerLocked(time.Duration) {}
+func (h *engineHostStub) stopStatementTimerLocked()                 {}
+func (h *engineHostStub) startIdleTimerLocked()                     {}
+func (h *engineHostStub) upstreamErrorLocked(string)                {}
+func (h *engineHostStub) observeUnitLocked(reply, byte)             {}
+func (h *engineHostStub) releaseXactLocksLocked()                   {}
+func (h *engineHostStub) appNameLocked(string)                      {}
 
 // memModel is a model backend run in memory: messages written to in are
 // run when pump is called; what it flushes collects in out.

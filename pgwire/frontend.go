@@ -98,7 +98,11 @@ func (e *engine) onQuery(msg []byte) (clientStep, error) {
 	}
 	return e.build(true, func(us *upstreamState) *pgError {
 		e.beginUnitLocked()
-		e.host.queryTimeoutLocked(qi)
+		var sets []*rewrite // a timeout SET applies to the statements after it
+		for _, st := range qi.stmts[:max(len(qi.stmts)-1, 0)] {
+			sets = append(sets, st.rw)
+		}
+		e.timeoutChangeLocked(sets...)
 		if flags&unitStatements != 0 {
 			// It changes the client's statements when it completes:
 			// messages behind it wait for that (unsettled).
@@ -725,6 +729,8 @@ func (e *engine) onExecute(msg []byte) (clientStep, error) {
 		e.inBatch = true
 		r := reply{kind: rExecute, stmt: st}
 		if st != nil {
+			// A timeout SET applies to what the pipeline runs after it.
+			e.timeoutChangeLocked(st.rw)
 			f := unitFlagsFor(st.kind)
 			e.unitFlags |= f
 			if tx := f & (unitBegin | unitCommit | unitRollback); tx != 0 {

@@ -809,32 +809,9 @@ func (s *session) startStatementTimerForLocked(d time.Duration) {
 	}
 }
 
-// queryTimeoutLocked handles a simple query that sets statement_timeout
-// before other statements (SET statement_timeout = '1s'; SELECT ...): the
-// statements after it run under the new value, so the clock of the unit
-// just begun is set to it. The server sends the SET's completion only with
-// the rest of the query's output, too late to start a clock then; the
-// query's statements after the SET share this one clock.
-func (s *session) queryTimeoutLocked(qi *queryInfo) {
-	if s.timedOut || !s.compat.settings {
-		return
-	}
-	d, found := time.Duration(0), false
-	for _, st := range qi.stmts[:max(len(qi.stmts)-1, 0)] {
-		c := st.rw.emuChangeOf("statement_timeout")
-		if c == nil || c.scope == sqllex.ScopeLocal && s.txStatus == 'I' {
-			continue
-		}
-		found = true
-		if c.kind == sqllex.SetValue {
-			d = millis(c.value)
-		} else {
-			d = millis(s.gucs.emuStartup["statement_timeout"])
-		}
-	}
-	if !found {
-		return
-	}
+// restartStatementTimerLocked restarts the statement_timeout clock of the
+// unit being sent with d (0: none): see engine.timeoutChangeLocked.
+func (s *session) restartStatementTimerLocked(d time.Duration) {
 	s.stopStatementTimerLocked()
 	s.startStatementTimerForLocked(d)
 }

@@ -1442,3 +1442,26 @@ func openFDs(t testing.TB) int {
 	}
 	return len(entries)
 }
+
+// TestStatementTimeoutInPipeline: a SET statement_timeout and a long
+// statement sent in one pipeline (a pgx batch) hold the long statement to
+// the new timeout, as PostgreSQL does, on a route where the gateway keeps
+// statement_timeout (the emulator).
+func TestStatementTimeoutInPipeline(t *testing.T) {
+	st, pw := isoStack(t, false, []string{"alice"}, nil)
+	ctx := testCtx(t, time.Minute)
+	conn, err := pgx.Connect(ctx, isoURL(st, "alice", pw["alice"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	b := &pgx.Batch{}
+	b.Queue("SET statement_timeout = '100ms'")
+	b.Queue("SELECT pg_sleep(5)")
+	started := time.Now()
+	err = conn.SendBatch(ctx, b).Close()
+	took := time.Since(started)
+	if pgCode(err) != "57014" || took > 3*time.Second {
+		t.Fatalf("SET statement_timeout then pg_sleep(5) in one batch: %v after %v; want 57014 within the timeout's reach", err, took.Round(time.Millisecond))
+	}
+}
