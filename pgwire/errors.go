@@ -26,6 +26,7 @@ const (
 	codeProgramLimitExceeded         = "54000"
 	codeInternalError                = "XX000"
 	codeObjectNotInPrerequisiteState = "55000"
+	codeUndefinedObject              = "42704"
 )
 
 // Severities.

@@ -503,8 +503,16 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 	startup := map[string]string{}
 	view := map[string]string{}
 	for name, value := range params {
-		if !validGUCName(name) || name == "role" || name == "session_authorization" || name == "all" {
-			continue // not a session setting a client may pick at startup through the gateway
+		switch {
+		case !validGUCName(name) || name == "all":
+			return nil, &pgError{Severity: severityFatal, Code: codeUndefinedObject,
+				Message: fmt.Sprintf("unrecognized configuration parameter %q", name)}
+		case name == "role" || name == "session_authorization":
+			// The upstream's login is the gateway's: a client cannot become
+			// another role through it.
+			return nil, &pgError{Severity: severityFatal, Code: codeFeatureNotSupported,
+				Message: fmt.Sprintf("startup parameter %q cannot be set through the gateway", name),
+				Hint:    "The gateway user's route decides the database role."}
 		}
 		if report, ok := reportedParams[name]; ok {
 			view[report] = value
@@ -513,8 +521,13 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 			continue // kept by the gateway, never sent upstream
 		}
 		if sess.dsql && !isDSQLSettable(name) {
-			log.Debug("startup parameter not sent to DSQL", zap.String("name", name))
-			continue
+			// Aurora DSQL refuses it, and the gateway does not emulate it:
+			// refused as DSQL refuses it, never dropped (a dropped
+			// default_transaction_read_only would make a read-only session
+			// write).
+			return nil, &pgError{Severity: severityFatal, Code: codeFeatureNotSupported,
+				Message: fmt.Sprintf("startup parameter %q is not supported on Aurora DSQL", name),
+				Hint:    "Remove it from the connection's parameters (or options); the parameters DSQL accepts, and the ones the gateway emulates, are listed in the README."}
 		}
 		if sqlValue, ok := startupValueSQL(name, value); ok {
 			startup[name] = sqlValue

@@ -142,6 +142,7 @@ func badInputCases() []badInputCase {
 	return []badInputCase{
 		// ---- the startup packet ----
 		{name: "startup packet truncated, then close", play: sendRaw(demoStartup[:len(demoStartup)/2], true)},
+		{name: "Terminate before the startup packet", play: sendRaw([]byte{'X', 0, 0, 0, 4}, false)},
 		{name: "startup packet above max_startup_packet", severity: "FATAL", code: "08P01", contains: "exceeds the limit",
 			play: sendRaw(startupPacket(map[string]string{"user": user, "application_name": strings.Repeat("x", 2*int(secMaxStartup))}), false)},
 		{name: "startup length of 2 GiB announced, nothing sent", severity: "FATAL", code: "08P01", contains: "exceeds the limit",

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -329,4 +330,50 @@ func TestDeallocate(t *testing.T) {
 	if err := connect(t, shared, "sslmode=disable").QueryRow(ctx, "select 41 + 1").Scan(&n); err != nil || n != 42 {
 		t.Fatalf("another session after: %d %v", n, err)
 	}
+}
+
+// TestStartupParameterNotDropped: a startup parameter Aurora DSQL refuses
+// and the gateway does not emulate is refused as DSQL refuses it (FATAL
+// 0A000 naming it), in the startup packet or in options; it used to be
+// dropped, so that default_transaction_read_only=on gave a session that
+// writes. Parameters the gateway emulates keep working.
+func TestStartupParameterNotDropped(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	for _, extra := range []string{
+		"sslmode=disable&default_transaction_read_only=on",
+		"sslmode=disable&options=" + optionsParam("-c default_transaction_read_only=on"),
+	} {
+		conn, err := pgx.Connect(ctx, shared.URL(extra))
+		if err == nil {
+			conn.Close(ctx)
+			t.Fatalf("%s: connected; want FATAL 0A000", extra)
+		}
+		if pgCode(err) != "0A000" || !strings.Contains(err.Error(), "default_transaction_read_only") {
+			t.Fatalf("%s: %v; want FATAL 0A000 naming default_transaction_read_only", extra, err)
+		}
+	}
+	for extra, code := range map[string]string{
+		"sslmode=disable&options=" + optionsParam("-c +x=on"): "42704", // not a parameter name
+		"sslmode=disable&role=postgres":                       "0A000",
+	} {
+		conn, err := pgx.Connect(ctx, shared.URL(extra))
+		if err == nil {
+			conn.Close(ctx)
+			t.Fatalf("%s: connected; want FATAL %s", extra, code)
+		}
+		if pgCode(err) != code {
+			t.Fatalf("%s: %v; want FATAL %s", extra, err, code)
+		}
+	}
+	conn := connect(t, shared, "sslmode=disable&statement_timeout=1min")
+	var v string
+	if err := conn.QueryRow(ctx, "SHOW statement_timeout").Scan(&v); err != nil || v != "1min" {
+		t.Fatalf("an emulated startup setting: %q, %v", v, err)
+	}
+}
+
+// optionsParam escapes an options value for a pgx URL (which reads "+" as
+// itself, not as a space).
+func optionsParam(v string) string {
+	return strings.ReplaceAll(url.QueryEscape(v), "+", "%20")
 }
