@@ -679,6 +679,10 @@ func (s *session) detachLocked() (release func()) {
 				s.pool.Discard(sc)
 				return
 			}
+			if s.session {
+				s.releaseReset(sc)
+				return
+			}
 			s.pool.Release(sc)
 		}
 	}
@@ -701,6 +705,11 @@ func (s *session) detachLocked() (release func()) {
 		return func() {}
 	}
 	s.prev = sc
+	if s.session {
+		// A session-mode client that is leaving: its upstream is reset
+		// before anyone else gets it.
+		return func() { s.releaseReset(sc) }
+	}
 	return func() { s.pool.Release(sc) }
 }
 

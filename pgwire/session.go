@@ -1393,11 +1393,39 @@ func (s *session) end() {
 			reserved = nil
 		}
 	}
-	for _, sc := range []*authbridge.ServerConn{reserved, spare} {
-		if sc != nil {
-			s.pool.Release(sc)
-		}
+	if reserved != nil {
+		s.releaseReset(reserved)
 	}
+	if spare != nil {
+		s.pool.Release(spare) // dialled for this session, never used
+	}
+}
+
+// releaseReset gives a session-mode upstream back to the pool when its
+// client leaves, reset first, as PgBouncer's server_reset_query does: on a
+// PostgreSQL route DISCARD ALL drops what the client left there (temporary
+// tables, SQL prepared statements, LISTEN, session advisory locks,
+// settings), so the next client starts clean. Aurora DSQL refuses DISCARD
+// and has none of these objects (it refuses them all; advisory locks are
+// the gateway's, released with the session), and the settings are brought
+// to the next client's by the state sync, so a DSQL upstream goes back as
+// it is. An upstream that fails the reset is closed.
+func (s *session) releaseReset(sc *authbridge.ServerConn) {
+	us, _ := sc.State.(*upstreamState)
+	if s.dsql || us == nil {
+		s.pool.Release(sc)
+		return
+	}
+	failed, err := s.runSync(sc, us, "DISCARD ALL")
+	if err != nil || failed != nil {
+		s.log.Debug("session-mode reset failed; closing the upstream", zap.Uint64("server_id", sc.ID), zap.Error(err), zap.Any("error", failed))
+		s.pool.Discard(sc)
+		return
+	}
+	us.dropAllStmts()
+	clear(us.gucs) // every setting is at the server's default
+	us.owner = nil
+	s.pool.Release(sc)
 }
 
 // unitsOwedLocked counts the units whose ReadyForQuery the upstream owes.

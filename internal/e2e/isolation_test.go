@@ -1465,3 +1465,58 @@ func TestStatementTimeoutInPipeline(t *testing.T) {
 		t.Fatalf("SET statement_timeout then pg_sleep(5) in one batch: %v after %v; want 57014 within the timeout's reach", err, took.Round(time.Millisecond))
 	}
 }
+
+// TestSessionModeResetOnRelease: in session mode on a PostgreSQL route, the
+// upstream a client leaves goes back to the pool reset (DISCARD ALL, as
+// PgBouncer's server_reset_query): the next client of the same user does
+// not see the first one's temporary table, SQL prepared statement or
+// setting, and does not inherit its LISTEN.
+func TestSessionModeResetOnRelease(t *testing.T) {
+	st, pw := isoStack(t, true, []string{"alice"}, func(c *config.Config) {
+		c.Routes[0].Pool.Mode = config.PoolSession
+		c.Routes[0].Pool.Size = 1
+	})
+	ctx := testCtx(t, time.Minute)
+	first, err := pgx.Connect(ctx, isoURL(st, "alice", pw["alice"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid1 int
+	if err := first.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid1); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"create temp table reset_probe (v int)", "insert into reset_probe values (42)",
+		"prepare reset_stmt as select 1", "listen reset_channel", "set work_mem = '7MB'"} {
+		if _, err := first.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	first.Close(ctx)
+
+	second, err := pgx.Connect(ctx, isoURL(st, "alice", pw["alice"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close(context.Background())
+	var pid2 int
+	if err := second.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid2); err != nil {
+		t.Fatal(err)
+	}
+	if pid2 != pid1 {
+		t.Logf("the second client got another upstream (%d, not %d): the reset is not exercised", pid2, pid1)
+	}
+	var n int
+	if err := second.QueryRow(ctx, "select count(*) from pg_class where relname = 'reset_probe' and relpersistence = 't'").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the first client's temporary table is visible to the next: %d, %v", n, err)
+	}
+	if err := second.QueryRow(ctx, "select count(*) from pg_prepared_statements where name = 'reset_stmt'").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the first client's SQL prepared statement survived: %d, %v", n, err)
+	}
+	if err := second.QueryRow(ctx, "select count(*) from pg_listening_channels()").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the first client's LISTEN survived: %d, %v", n, err)
+	}
+	var wm string
+	if err := second.QueryRow(ctx, "show work_mem").Scan(&wm); err != nil || wm == "7MB" {
+		t.Fatalf("the first client's setting survived: %q, %v", wm, err)
+	}
+}
