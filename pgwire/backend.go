@@ -399,7 +399,11 @@ func (e *engine) onErrorLocked(msg []byte) error {
 	for i, r := range slices.Backward(dropped) {
 		e.undoLocked(r, i == 0)
 	}
-	if e.q.len() == 0 {
+	if e.q.len() == 0 || e.q.front().kind == iSync {
+		// The client's Sync has not been sent: its messages are dropped
+		// until it comes, as the server would drop them. (A Sync of the
+		// gateway's that ended the batch early, before a Query the gateway
+		// answers, ends the server's skipping, not the client's batch.)
 		e.serverSkipping = true
 	}
 	return nil

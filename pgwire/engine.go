@@ -396,7 +396,7 @@ func (e *engine) statusAhead() byte {
 // answers itself in the middle of a batch ends the batch's implicit
 // transaction, as PostgreSQL's simple Query does.
 func (e *engine) endBatchLocked() {
-	e.pushUnitEnd(reply{kind: iSync, unitStart: e.unitStart, unitFlags: e.unitFlags})
+	e.pushUnitEnd(reply{kind: iSync, unitStart: e.unitStart, unitFlags: e.unitFlags, began: e.unitBegan, text: e.unitText})
 	e.unitOpen = false
 	e.inBatch = false
 	e.out = append(e.out, msgSync...)
@@ -504,9 +504,22 @@ func (e *engine) timeoutChangeLocked(rws ...*rewrite) {
 			d = millis(e.gucs.emuStartup["statement_timeout"])
 		}
 	}
-	if found {
+	if found && !e.statementsOwed() {
 		e.host.restartStatementTimerLocked(d)
 	}
+	// With earlier statements still running, the new value is not theirs:
+	// the clock runs on, and the value applies from the next unit.
+}
+
+// statementsOwed reports whether a statement sent earlier (an Execute or a
+// simple Query) has not completed.
+func (e *engine) statementsOwed() bool {
+	for i := range e.q.len() {
+		if k := e.q.at(i).kind; k == rExecute || k == rQuery {
+			return true
+		}
+	}
+	return false
 }
 
 // setClientParamLocked records a ParameterStatus value the client is sent.

@@ -686,3 +686,86 @@ func TestEngineLossMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineLocalQueryAfterErrorInBatch: a simple Query the gateway would
+// answer, sent in a batch behind a message that fails, is ignored as
+// PostgreSQL ignores it (everything to the Sync), however the error and
+// the Query cross: no lock is taken, one ReadyForQuery.
+func TestEngineLocalQueryAfterErrorInBatch(t *testing.T) {
+	for _, hold := range []bool{true, false} {
+		r := lockRig(t)
+		r.hold = hold
+		for _, m := range []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "select syntax_error"}, &pgproto3.Bind{},
+			&pgproto3.Execute{}, &pgproto3.Query{String: "select pg_advisory_lock(1)"}, &pgproto3.Sync{}} {
+			r.send(mustEncode(m))
+		}
+		r.settle("the batch")
+		got, _ := decodeClientStream(t, r.host.client)
+		if want := []string{"ErrorResponse 42601", "ReadyForQuery I"}; !slices.Equal(got, want) || len(r.locals) != 0 {
+			t.Fatalf("replies held %v: %d lock calls ran; got\n%s\nwant\n%s", hold, len(r.locals), indent(got), indent(want))
+		}
+	}
+}
+
+// TestEngineClosedPortalsFreeTheirPlace: a portal closed in a long
+// transaction no longer counts against limits.max_client_statements
+// (pgjdbc binds and closes C_1, C_2, ... with a fetch size).
+func TestEngineClosedPortalsFreeTheirPlace(t *testing.T) {
+	r := newEngineRig(t, 0, -1)
+	r.host.lim.MaxClientStatements = 3
+	r.send(mustEncode(&pgproto3.Query{String: "begin"}))
+	r.settle("begin")
+	r.send(mustEncode(&pgproto3.Parse{Name: "s", Query: "select 1"}))
+	r.send(mustEncode(&pgproto3.Sync{}))
+	r.settle("parse")
+	r.host.client = nil
+	for i := range 6 {
+		p := fmt.Sprintf("C_%d", i)
+		for _, m := range []pgproto3.FrontendMessage{&pgproto3.Bind{DestinationPortal: p, PreparedStatement: "s"},
+			&pgproto3.Execute{Portal: p, MaxRows: 10}, &pgproto3.Close{ObjectType: 'P', Name: p}, &pgproto3.Sync{}} {
+			r.send(mustEncode(m))
+		}
+		r.settle(p)
+	}
+	if got, _ := decodeClientStream(t, r.host.client); slices.Contains(got, "ErrorResponse 54000") {
+		t.Fatalf("closed portals counted against the limit:\n%s", indent(got))
+	}
+}
+
+// timerHost records the statement_timeout clock's restarts.
+type timerHost struct {
+	*engineHostStub
+	restarts []time.Duration
+}
+
+func (h *timerHost) restartStatementTimerLocked(d time.Duration) { h.restarts = append(h.restarts, d) }
+
+// TestEngineTimeoutSetInPipeline: a SET statement_timeout in a pipeline
+// restarts the clock for the statements after it, but not while a
+// statement sent before it still runs (its clock is not the new value's).
+func TestEngineTimeoutSetInPipeline(t *testing.T) {
+	for _, tc := range []struct {
+		before  []string
+		restart bool
+	}{
+		{nil, true},
+		{[]string{"select 1"}, false},
+	} {
+		r := newEngineRig(t, 0, -1)
+		h := &timerHost{engineHostStub: r.host}
+		r.e.host = h
+		r.e.compat = compatFlags{enabled: true, settings: true}
+		r.hold = true
+		for _, q := range tc.before {
+			for _, m := range []pgproto3.FrontendMessage{&pgproto3.Parse{Query: q}, &pgproto3.Bind{}, &pgproto3.Execute{}} {
+				r.send(mustEncode(m))
+			}
+		}
+		for _, m := range []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "set statement_timeout = '1s'"}, &pgproto3.Bind{}, &pgproto3.Execute{}} {
+			r.send(mustEncode(m))
+		}
+		if got := len(h.restarts) > 0; got != tc.restart {
+			t.Fatalf("statements before the SET %v: restarts %v, want a restart %v", tc.before, h.restarts, tc.restart)
+		}
+	}
+}

@@ -77,7 +77,9 @@ func (e *engine) onQuery(msg []byte) (clientStep, error) {
 	if e.lostTx {
 		return e.lostTxQuery(text)
 	}
-	if len(qi.stmts) == 1 && qi.stmts[0].rw != nil && qi.stmts[0].rw.local != nil {
+	if len(qi.stmts) == 1 && qi.stmts[0].rw != nil && qi.stmts[0].rw.local != nil && !e.copyIn {
+		// (During COPY FROM STDIN it goes upstream, which refuses it as
+		// PostgreSQL does.)
 		if e.unitOpen {
 			e.endBatchLocked()
 		}
@@ -97,15 +99,18 @@ func (e *engine) onQuery(msg []byte) (clientStep, error) {
 		return attachFirst(true)
 	}
 	return e.build(true, func(us *upstreamState) *pgError {
+		// In an open batch the server skips the Query if a message before
+		// it fails, and the unnamed statement it drops stays.
+		skippable := e.inBatch && e.unnamed != nil
 		e.beginUnitLocked()
 		var sets []*rewrite // a timeout SET applies to the statements after it
 		for _, st := range qi.stmts[:max(len(qi.stmts)-1, 0)] {
 			sets = append(sets, st.rw)
 		}
 		e.timeoutChangeLocked(sets...)
-		if flags&unitStatements != 0 {
-			// It changes the client's statements when it completes:
-			// messages behind it wait for that (unsettled).
+		if flags&unitStatements != 0 || skippable {
+			// It changes the client's statements when it completes (or is
+			// skipped): messages behind it wait for that (unsettled).
 			e.markSpeculative()
 		}
 		// A simple Query destroys the unnamed statement, the client's and
@@ -806,6 +811,7 @@ func (e *engine) onClose(msg []byte) (clientStep, error) {
 		delete(e.portals, name)
 		delete(e.localPortals, name)
 		delete(e.portalRan, name)
+		delete(e.portalUnit, name)
 		e.queueLocked(reply{kind: sCloseComplete})
 		return clientStep{}, nil
 	}
@@ -813,6 +819,7 @@ func (e *engine) onClose(msg []byte) (clientStep, error) {
 	e.inBatch = true
 	delete(e.portals, name)
 	delete(e.portalRan, name)
+	delete(e.portalUnit, name)
 	e.q.push(reply{kind: rClosePortal})
 	e.out = append(e.out, msg...)
 	return clientStep{}, nil

@@ -86,13 +86,22 @@ func (e *engine) lostLocked(timedOut bool) {
 			// The client's batch, ended by the gateway's Sync: it is told
 			// now, and its next messages are dropped until its own Sync,
 			// as after any error in a batch.
-			status = e.writeLossLocked(status, r.unitFlags, false)
+			if timedOut && r.unitFlags&unitCommit == 0 {
+				timedOut = false
+				e.host.writeClientLocked(appendErrorResponse(nil, statementTimeoutCancel()))
+				if status == 'T' || status == 'E' {
+					status = 'E'
+					e.lostReported = true
+				}
+			} else {
+				status = e.writeLossLocked(status, r.unitFlags, false)
+			}
 			e.skipUntilSync, e.skipStatus = true, status
 		case timedOut && r.unitFlags&unitCommit == 0:
 			// The gateway closed an upstream that ignored its cancel for
 			// statement_timeout: the statement was cancelled.
 			timedOut = false
-			e.host.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityError, Code: "57014", Message: "canceling statement due to statement timeout"}))
+			e.host.writeClientLocked(appendErrorResponse(nil, statementTimeoutCancel()))
 			if status == 'T' || status == 'E' {
 				status = 'E'
 				e.lostReported = true
@@ -304,4 +313,10 @@ func commandComplete(tag string) []byte {
 	msg, start := beginMessage(nil, 'C')
 	msg = appendCString(msg, tag)
 	return finishMessage(msg, start)
+}
+
+// statementTimeoutCancel is PostgreSQL's error for a statement cancelled by
+// statement_timeout.
+func statementTimeoutCancel() *pgError {
+	return &pgError{Severity: severityError, Code: "57014", Message: "canceling statement due to statement timeout"}
 }

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -502,8 +504,11 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 	}
 	startup := map[string]string{}
 	view := map[string]string{}
-	for name, value := range params {
+	for _, name := range slices.Sorted(maps.Keys(params)) { // the same error first, always
+		value := params[name]
 		switch {
+		case name == "replication":
+			continue // false (anything else was refused at startup): nothing to set
 		case !validGUCName(name) || name == "all":
 			return nil, &pgError{Severity: severityFatal, Code: codeUndefinedObject,
 				Message: fmt.Sprintf("unrecognized configuration parameter %q", name)}
