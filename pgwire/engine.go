@@ -513,14 +513,7 @@ func (e *engine) timeoutChangeLocked(rws ...*rewrite) {
 
 // statementsOwed reports whether a statement sent earlier (an Execute or a
 // simple Query) has not completed.
-func (e *engine) statementsOwed() bool {
-	for i := range e.q.len() {
-		if k := e.q.at(i).kind; k == rExecute || k == rQuery {
-			return true
-		}
-	}
-	return false
-}
+func (e *engine) statementsOwed() bool { return e.q.statements > 0 }
 
 // setClientParamLocked records a ParameterStatus value the client is sent.
 func (e *engine) setClientParamLocked(name, value string) {

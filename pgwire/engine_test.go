@@ -769,3 +769,29 @@ func TestEngineTimeoutSetInPipeline(t *testing.T) {
 		}
 	}
 }
+
+// TestReplyQueueCountsStatements: the count of running statements the
+// engine reads instead of scanning the queue follows pushes, pops and
+// compaction.
+func TestReplyQueueCountsStatements(t *testing.T) {
+	var q replyQueue
+	for i := range 1000 {
+		q.push(reply{kind: []replyKind{rParse, rExecute, rQuery, rSync}[i%4]})
+		if i%3 == 0 {
+			q.pop()
+		}
+	}
+	want := 0
+	for i := range q.len() {
+		if q.at(i).kind.runsStatement() {
+			want++
+		}
+	}
+	if q.statements != want {
+		t.Fatalf("counted %d running statements, the queue holds %d", q.statements, want)
+	}
+	q.reset()
+	if q.statements != 0 {
+		t.Fatalf("a reset queue counts %d", q.statements)
+	}
+}

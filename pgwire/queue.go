@@ -97,11 +97,24 @@ type reply struct {
 type replyQueue struct {
 	items []reply
 	head  int
+	// statements counts the entries of statements that run upstream (an
+	// Execute, a simple Query or FunctionCall): engine.statementsOwed
+	// reads it without a scan.
+	statements int
 }
 
 func (q *replyQueue) len() int { return len(q.items) - q.head }
 
-func (q *replyQueue) push(r reply) { q.items = append(q.items, r) }
+func (q *replyQueue) push(r reply) {
+	if r.kind.runsStatement() {
+		q.statements++
+	}
+	q.items = append(q.items, r)
+}
+
+// runsStatement reports whether k's entry stands for a statement running
+// upstream.
+func (k replyKind) runsStatement() bool { return k == rExecute || k == rQuery }
 
 // front returns the oldest entry; the queue must not be empty.
 func (q *replyQueue) front() *reply { return &q.items[q.head] }
@@ -110,6 +123,9 @@ func (q *replyQueue) pop() reply {
 	r := q.items[q.head]
 	q.items[q.head] = reply{}
 	q.head++
+	if r.kind.runsStatement() {
+		q.statements--
+	}
 	switch {
 	case q.head == len(q.items):
 		// Empty: start over at the front, and let a backing array that a
@@ -142,4 +158,5 @@ func (q *replyQueue) reset() {
 	clear(q.items)
 	q.items = q.items[:0]
 	q.head = 0
+	q.statements = 0
 }
