@@ -88,6 +88,12 @@ func parseLockCall(call sqllex.Call, oids []uint32) (*lockCall, bool) {
 	if call.Alias != "" {
 		lc.column = call.Alias
 	}
+	if strings.IndexByte(lc.column, 0) >= 0 {
+		// A column name is a C string in RowDescription. No statement
+		// off the wire holds a NUL; refuse rather than describe a
+		// column the client would misread.
+		return nil, false
+	}
 	maxParam := 0
 	for _, a := range call.Args {
 		arg, ok := parseLockArg(a)
