@@ -585,9 +585,7 @@ func (e *engine) dropAllStmtsLocked() (client []*preparedStmt, upstream []string
 	client = slices.Collect(maps.Values(e.stmts.byName))
 	e.stmts.clear()
 	if e.us != nil {
-		for el := e.us.stmtsLRU.Front(); el != nil; el = el.Next() {
-			upstream = append(upstream, el.Value.(string))
-		}
+		upstream = e.us.stmtNames()
 		e.us.dropAllStmts()
 	}
 	return client, upstream

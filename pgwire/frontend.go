@@ -282,7 +282,7 @@ func (e *engine) onParse(msg []byte) (clientStep, error) {
 // and applies the compatibility layer's rewrite.
 func (e *engine) describeParse(p parseMessage) *preparedStmt {
 	kind := sqllex.Classify(p.query)
-	st := &preparedStmt{name: p.name, query: p.query, sent: p.query, paramOIDs: p.oids, kind: kind}
+	st := &preparedStmt{name: p.name, query: p.query, sent: p.query, paramOIDs: p.oids, kind: kind, parsed: parseClock.Add(1)}
 	st.rw = e.compatRewrite(p.query, kind, p.oids)
 	switch {
 	case st.rw != nil && st.rw.local != nil:
@@ -401,7 +401,11 @@ func (e *engine) parseLocked(us *upstreamState, msg []byte, p parseMessage, st *
 		e.stmts.put(st)
 		switch {
 		case us.hasStmt(st.upstream) && settled:
-			e.queueLocked(reply{kind: sParseComplete, stmt: st})
+			// The upstream's copy was parsed before this Parse, perhaps
+			// against another schema: parse it again, as PostgreSQL would
+			// parse the client's text now. Its errors are the client's.
+			e.refreshLocked(us, st)
+			e.pushSpeculative(reply{kind: rParse, stmt: st})
 		case us.hasStmt(st.upstream):
 			// The upstream has the statement, but whether PostgreSQL would
 			// accept this Parse depends on what runs before it (an error
@@ -469,12 +473,29 @@ func (e *engine) ensureStmtLocked(us *upstreamState, st *preparedStmt) {
 		us.unnamedOwner, us.unnamedGen = e, st.gen
 		return
 	}
-	if us.hasStmt(st.upstream) {
+	switch {
+	case us.copyFresh(st):
+		us.hasStmt(st.upstream) // recently used
 		return
+	case us.hasStmt(st.upstream):
+		e.refreshLocked(us, st)
+	default:
+		e.evictLocked(us.addStmt(st.upstream, e.host.maxPrepared()))
+		e.out = appendParse(e.out, st.upstream, st)
 	}
-	e.evictLocked(us.addStmt(st.upstream, e.host.maxPrepared()))
-	e.out = appendParse(e.out, st.upstream, st)
 	e.pushSpeculative(reply{kind: iParse, stmt: st})
+}
+
+// refreshLocked replaces the upstream's copy of st, parsed before the
+// client prepared st, with a fresh one: a Close and a Parse under the same
+// name. The caller queues the Parse's reply. If the server skips both,
+// undoing them leaves the old copy recorded, parsed at a time not known;
+// if the Parse fails, the upstream has no copy.
+func (e *engine) refreshLocked(us *upstreamState, st *preparedStmt) {
+	e.out = appendClose(e.out, 'S', st.upstream)
+	e.pushSpeculative(reply{kind: iClose, text: st.upstream})
+	us.addStmt(st.upstream, e.host.maxPrepared()) // stamps it parsed now
+	e.out = appendParse(e.out, st.upstream, st)
 }
 
 // lookupStmtLocked finds the client's statement by name (nil if none).

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
@@ -43,7 +44,16 @@ type preparedStmt struct {
 	// local: the gateway answers it itself (rw.local); it never exists
 	// upstream.
 	local bool
+	// parsed is when the client prepared it, on parseClock: an upstream
+	// copy parsed before then may have been planned against a schema the
+	// client's statement never saw (upstreamStmt.parsed).
+	parsed uint64
 }
+
+// parseClock orders Parses: of client statements, and of the gateway's
+// statements on every upstream. A client statement may use an upstream
+// copy only if the copy was parsed after it (copyFresh).
+var parseClock atomic.Uint64
 
 // queryInfo describes the statements of one simple Query, in order.
 type queryInfo struct {
@@ -355,6 +365,13 @@ func newUpstreamState(fr frameReader, params map[string]string) *upstreamState {
 	return &upstreamState{fr: fr, gucs: map[string]string{}, stmts: map[string]*list.Element{}, params: maps.Clone(params)}
 }
 
+// upstreamStmt is one gateway-owned statement on an upstream: its name,
+// and when the gateway parsed it there (on parseClock; 0: not known).
+type upstreamStmt struct {
+	name   string
+	parsed uint64
+}
+
 // hasStmt reports whether the upstream has statement name, and marks it
 // recently used.
 func (u *upstreamState) hasStmt(name string) bool {
@@ -365,17 +382,31 @@ func (u *upstreamState) hasStmt(name string) bool {
 	return ok
 }
 
-// addStmt records that the upstream now has name (or soon will). When that
-// makes more than max, it returns the least recently used names to close.
+// copyFresh reports whether the upstream's copy of st may serve it: the
+// copy was parsed after the client prepared st. PostgreSQL plans a
+// statement against the schema at its Parse; a copy parsed earlier may
+// answer "cached plan must not change result type" (0A000) or "cache
+// lookup failed for type" (XX000) after a schema change that the client's
+// own, later Parse would have seen. (A copy parsed later is what a client
+// that prepared again now would get.)
+func (u *upstreamState) copyFresh(st *preparedStmt) bool {
+	e, ok := u.stmts[st.upstream]
+	return ok && e.Value.(*upstreamStmt).parsed > st.parsed
+}
+
+// addStmt records that the upstream now has name, parsed now (or soon
+// will). When that makes more than max, it returns the least recently used
+// names to close.
 func (u *upstreamState) addStmt(name string, max int) (evict []string) {
 	if e, ok := u.stmts[name]; ok {
+		e.Value.(*upstreamStmt).parsed = parseClock.Add(1)
 		u.stmtsLRU.MoveToBack(e)
 		return nil
 	}
-	u.stmts[name] = u.stmtsLRU.PushBack(name)
+	u.stmts[name] = u.stmtsLRU.PushBack(&upstreamStmt{name: name, parsed: parseClock.Add(1)})
 	for len(u.stmts) > max {
 		e := u.stmtsLRU.Front()
-		old := e.Value.(string)
+		old := e.Value.(*upstreamStmt).name
 		if old == name {
 			break
 		}
@@ -387,11 +418,14 @@ func (u *upstreamState) addStmt(name string, max int) (evict []string) {
 }
 
 // keepStmt records that the upstream still has name after all (a Close
-// of it was skipped), as the least recently used statement.
+// of it was skipped), as the least recently used statement, parsed at a
+// time not known (so it is parsed again before it serves anyone).
 func (u *upstreamState) keepStmt(name string) {
-	if _, ok := u.stmts[name]; !ok {
-		u.stmts[name] = u.stmtsLRU.PushFront(name)
+	if e, ok := u.stmts[name]; ok {
+		e.Value.(*upstreamStmt).parsed = 0
+		return
 	}
+	u.stmts[name] = u.stmtsLRU.PushFront(&upstreamStmt{name: name})
 }
 
 func (u *upstreamState) dropStmt(name string) {
@@ -399,6 +433,15 @@ func (u *upstreamState) dropStmt(name string) {
 		u.stmtsLRU.Remove(e)
 		delete(u.stmts, name)
 	}
+}
+
+// stmtNames lists the upstream's statements, least recently used first.
+func (u *upstreamState) stmtNames() []string {
+	names := make([]string, 0, len(u.stmts))
+	for el := u.stmtsLRU.Front(); el != nil; el = el.Next() {
+		names = append(names, el.Value.(*upstreamStmt).name)
+	}
+	return names
 }
 
 func (u *upstreamState) dropAllStmts() {
