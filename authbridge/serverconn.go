@@ -128,6 +128,15 @@ func (sc *ServerConn) Alive() bool {
 	return socketIdle(sc.Conn)
 }
 
+// Pending reports whether the connection has something to be read: bytes
+// buffered or on the socket, an end of stream or an error. An idle
+// upstream that is pending is not dead for that: it may be telling its
+// client something (a notification); a read says what. It never blocks.
+// Only the holder may call it.
+func (sc *ServerConn) Pending() bool {
+	return sc.Reader.Buffered() > 0 || !socketIdle(sc.Conn)
+}
+
 // socketIdle peeks at conn's socket without blocking: true when nothing is
 // waiting to be read (EAGAIN), false on pending bytes, end of stream or an
 // error. A deadline cannot do this: Go fails a read whose deadline has

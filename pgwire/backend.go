@@ -227,6 +227,12 @@ func (e *engine) serverLocked(msg []byte) (rfq bool, lost error) {
 		if e.q.len() > 0 && e.q.front().kind == iQuery {
 			return false, nil
 		}
+		if typ == 'A' && e.txPooling {
+			// No client of a transaction-mode upstream listens (LISTEN is
+			// refused); one registered some other way (a function) is
+			// not this client's.
+			return false, nil
+		}
 		if typ == 'N' && e.belowMinMessagesLocked(msg) {
 			return false, nil
 		}
@@ -315,15 +321,21 @@ func (e *engine) forwardLocked(msg []byte) {
 // onParameterStatusLocked records a reported value and forwards it only if
 // the client has not seen that value already.
 func (e *engine) onParameterStatusLocked(msg []byte) {
+	e.parameterStatusLocked(e.us, msg)
+}
+
+// parameterStatusLocked records a value that upstream us (nil: none)
+// reported and forwards it if the client has not seen it.
+func (e *engine) parameterStatusLocked(us *upstreamState, msg []byte) {
 	name, rest, ok := readCString(body(msg))
 	value, _, ok2 := readCString(rest)
 	if !ok || !ok2 {
 		return
 	}
-	if e.us != nil {
-		if e.us.params[name] != value {
-			e.us.params[name] = value
-			e.us.paramsVer++
+	if us != nil {
+		if us.params[name] != value {
+			us.params[name] = value
+			us.paramsVer++
 		}
 	}
 	if old, seen := e.clientParams[name]; seen && old == value {
@@ -571,8 +583,22 @@ func (e *engine) applyCompletedLocked(info stmtInfo, tag []byte, dropped bool) {
 	case (t == "DEALLOCATE ALL" || t == "DISCARD ALL") && !dropped:
 		e.dropAllStmtsLocked()
 	}
-	if t == "DISCARD ALL" {
+	switch {
+	case t == "PREPARE" && info.rw != nil && info.rw.sqlPrepare != "":
+		e.notePreparedLocked(info.rw.sqlPrepare)
+	case t == "DEALLOCATE" && info.rw != nil && info.rw.sqlDeallocate != "":
+		delete(e.sqlPrepared, info.rw.sqlDeallocate)
+	}
+	switch t {
+	case "DISCARD ALL":
 		e.gucs.apply(&sqllex.SetStmt{Kind: sqllex.ResetAll})
+		e.listening = false
+		clear(e.sqlPrepared)
+		e.sqlPreparedAll = false
+	case "LISTEN":
+		// It may yet roll back; watching an upstream with no
+		// registration costs only an idle goroutine.
+		e.listening = true
 	}
 }
 
@@ -669,7 +695,15 @@ func (s *session) detachLocked() (release func()) {
 	us.lastUser = s.user
 	s.setStateLocked(stateIdle)
 	s.flushBytesOutLocked()
-	keep := s.session && !s.closing && !sc.Retiring(s.srv.now())
+	// A listening session keeps its upstream past its lifetime: moving
+	// would lose its LISTEN registrations (and DSQL, which cuts
+	// connections at an hour, refuses LISTEN).
+	retiring := sc.Retiring(s.srv.now()) && !s.listening
+	keep := s.session && !s.closing && !retiring
+	dealloc := ""
+	if !s.session {
+		dealloc = s.takePreparedLocked()
+	}
 	if (cs.busy != nil || cs.sent) && !keep {
 		// A cancel was sent on this attachment: the holder settles it
 		// before anyone else runs anything there. (An upstream kept for
@@ -685,12 +719,12 @@ func (s *session) detachLocked() (release func()) {
 				s.releaseReset(sc)
 				return
 			}
-			s.pool.Release(sc)
+			s.releaseTx(sc, us, dealloc)
 		}
 	}
 	if s.session && !s.closing {
 		now := s.srv.now()
-		if sc.Retiring(now) {
+		if retiring {
 			s.replaced++
 			if s.spare != nil {
 				s.reserved, s.spare = s.spare, nil
@@ -700,7 +734,10 @@ func (s *session) detachLocked() (release func()) {
 		}
 		s.reserved, s.reservedCancel = sc, cs
 		s.noteServerLocked()
-		if s.spare == nil && !s.spareDialing && !now.Before(sc.RetireAt().Add(-s.pool.ReplaceLead())) {
+		if s.listening {
+			s.startWatchLocked(sc, us)
+		}
+		if s.spare == nil && !s.spareDialing && !s.listening && !now.Before(sc.RetireAt().Add(-s.pool.ReplaceLead())) {
 			s.spareDialing = true
 			go s.dialSpare()
 		}
@@ -712,7 +749,28 @@ func (s *session) detachLocked() (release func()) {
 		// before anyone else gets it.
 		return func() { s.releaseReset(sc) }
 	}
+	if dealloc != "" {
+		return func() { s.releaseTx(sc, us, dealloc) }
+	}
 	return func() { s.pool.Release(sc) }
+}
+
+// releaseTx gives a transaction-mode upstream back to the pool after
+// running dealloc (what the client's SQL PREPAREs left there; see
+// poolmode.go), or closes it if that fails.
+func (s *session) releaseTx(sc *authbridge.ServerConn, us *upstreamState, dealloc string) {
+	if dealloc != "" {
+		failed, err := s.runSync(sc, us, dealloc)
+		if err != nil || failed != nil {
+			s.log.Debug("deallocating SQL prepared statements failed; closing the upstream", zap.Uint64("server_id", sc.ID), zap.Error(err), zap.Any("error", failed))
+			s.pool.Discard(sc)
+			return
+		}
+		if dealloc == deallocateAllSQL {
+			us.dropAllStmts()
+		}
+	}
+	s.pool.Release(sc)
 }
 
 func cloneMap(m map[string]string) map[string]string {

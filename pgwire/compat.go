@@ -40,14 +40,22 @@ type rewrite struct {
 	// client sees err instead of the server's.
 	err *pgError
 	// hint is added to an error the server reports for the statement (a
-	// DSQL refusal the gateway cannot emulate).
-	hint string
+	// DSQL refusal the gateway cannot emulate), of SQLSTATE hintCode
+	// (0A000 when empty).
+	hint     string
+	hintCode string
 	// local is answered by the gateway itself (an advisory-lock call, or
 	// the value of an emulated setting), never sent upstream.
 	local localAnswer
 	// dealloc is a SQL DEALLOCATE of the client's protocol-level
 	// statements, applied when the placeholder completes.
 	dealloc *deallocation
+	// sqlPrepare is the name a SQL PREPARE gives, in transaction pool
+	// mode on a PostgreSQL route: deallocated when its transaction ends.
+	sqlPrepare string
+	// sqlDeallocate is the name a SQL DEALLOCATE passed to PostgreSQL
+	// drops (a statement of the client's SQL PREPARE).
+	sqlDeallocate string
 }
 
 // deallocation is DEALLOCATE [PREPARE] {name | ALL}.
@@ -351,6 +359,11 @@ func (e *engine) compatRewrite(text string, k sqllex.Kind, params []uint32) *rew
 		// gateway-owned names upstream, so the gateway must answer.
 		return e.deallocateRewrite(text)
 	}
+	if e.plainRoute {
+		if rw := e.plainRewrite(text, k); rw != nil {
+			return rw
+		}
+	}
 	if !e.compat.enabled {
 		return nil
 	}
@@ -433,6 +446,10 @@ func (e *engine) deallocateRewrite(text string) *rewrite {
 	}
 	if all {
 		return &rewrite{text: placeholderSQL, tag: "DEALLOCATE ALL", hideRows: true, dealloc: &deallocation{all: true}}
+	}
+	if e.plainRoute && e.sqlPreparedLocked(name) {
+		// A statement of the client's own SQL PREPARE: PostgreSQL's.
+		return &rewrite{sqlDeallocate: name}
 	}
 	return &rewrite{text: placeholderSQL, tag: "DEALLOCATE", hideRows: true, dealloc: &deallocation{name: name}}
 }
@@ -635,7 +652,11 @@ func rewriteError(msg []byte, rw *rewrite, forced *pgError, standIn string) []by
 		return msg
 	}
 	er, err := decodeError(msg)
-	if err != nil || er.Code != codeFeatureNotSupported || er.Hint != "" {
+	want := rw.hintCode
+	if want == "" {
+		want = codeFeatureNotSupported
+	}
+	if err != nil || er.Code != want || er.Hint != "" {
 		return msg
 	}
 	er.Hint = rw.hint

@@ -33,6 +33,19 @@ import (
 type engine struct {
 	host   engineHost
 	log    *zap.Logger
+	// listening: a LISTEN completed on the session's upstream (session
+	// mode; transaction mode refuses it). The upstream is then watched while
+	// the client is idle, so notifications reach it at once, and it is
+	// never swapped silently (its registrations would be lost).
+	listening bool
+	// txPooling: the route's pool mode is transaction (the upstream
+	// changes between transactions); plainRoute: a PostgreSQL route.
+	txPooling, plainRoute bool
+	// sqlPrepared are the names SQL PREPAREs gave in the current
+	// transaction, in transaction pool mode on a PostgreSQL route, to
+	// deallocate when it ends (sqlPreparedAll: too many, deallocate all).
+	sqlPrepared    map[string]bool
+	sqlPreparedAll bool
 	compat compatFlags
 
 	// out holds the messages built for the upstream by the client message

@@ -474,6 +474,7 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		mx:       s.sessionMetricsFor(route.Name),
 	}
 	sess.engine = newEngine(sess, log, nil)
+	sess.engine.txPooling, sess.engine.plainRoute = !sess.session, !sess.dsql
 	sess.flushed.L = &sess.mu
 	sess.written.L = &sess.mu
 	sess.progress.L = &sess.mu

@@ -120,6 +120,9 @@ type session struct {
 	// while that dial runs.
 	spare        *authbridge.ServerConn
 	spareDialing bool
+	// watch reads reserved while the client is idle, when the session
+	// listens (idle.go); nil otherwise.
+	watch *idleWatch
 	// unflushed: the client goroutine has written to the upstream and not
 	// flushed yet; the upstream must stay attached until it has (flushed
 	// is signalled when it has).
@@ -1084,11 +1087,27 @@ func (s *session) acquire() (*authbridge.ServerConn, error) {
 	s.noteServerLocked()
 	s.mu.Unlock()
 	if sc != nil {
-		alive := sc.Alive()
-		if alive && !sc.Retiring(s.srv.now()) {
-			us, _ := sc.State.(*upstreamState) // nil until first attached; then nothing was cancelled
+		us, _ := sc.State.(*upstreamState) // nil until first attached; then nothing was cancelled
+		if s.stopWatch(sc) {
+			s.pool.Discard(sc) // the client has been told; the session ends
+			return nil, listenLost()
+		}
+		alive, _ := s.drainReserved(sc, us)
+		s.mu.Lock()
+		listening := s.listening
+		s.mu.Unlock()
+		if listening && !alive {
+			// Its LISTEN registrations went with it: the client must know.
+			s.pool.Discard(sc)
+			return nil, listenLost()
+		}
+		if alive && (listening || !sc.Retiring(s.srv.now())) {
 			if err := s.settleCancel(sc, us, cs); err == nil {
 				return sc, nil
+			}
+			if listening {
+				s.pool.Discard(sc)
+				return nil, listenLost()
 			}
 			alive = false
 		}
@@ -1386,6 +1405,10 @@ func (s *session) end() {
 	}
 	s.mu.Unlock()
 	s.releaseAllLocks()
+	if reserved != nil && s.stopWatch(reserved) {
+		s.pool.Discard(reserved)
+		reserved = nil
+	}
 	if reserved != nil {
 		us, _ := reserved.State.(*upstreamState)
 		if err := s.settleCancel(reserved, us, cs); err != nil {

@@ -99,6 +99,9 @@ func (e *engine) upstreamNameLocked(query string, oids []uint32) string {
 	return upstreamName(query, oids, key[:]...)
 }
 
+// upstreamNamePrefix starts the name of every gateway-owned statement.
+const upstreamNamePrefix = "dsg_"
+
 // upstreamName derives the gateway-owned name of a statement from its
 // text, parameter types and the values of parseSettings.
 func upstreamName(query string, oids []uint32, settings ...string) string {
@@ -115,7 +118,7 @@ func upstreamName(query string, oids []uint32, settings ...string) string {
 		h.Write(b[:])
 	}
 	sum := h.Sum(nil)
-	return "dsg_" + hex.EncodeToString(sum[:16])
+	return upstreamNamePrefix + hex.EncodeToString(sum[:16])
 }
 
 // Bounds on what one client connection keeps (besides the configured

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -160,3 +162,210 @@ func TestStalePreparedStatementPipelined(t *testing.T) {
 }
 
 func isError(sig string) bool { return strings.HasPrefix(sig, "ErrorResponse") }
+
+// waitNotification reads c while it is idle until a notification arrives
+// or d passes, and returns the notifications seen.
+func waitNotification(t *testing.T, c *isoClient, d time.Duration) []string {
+	t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(d))
+	defer c.conn.SetReadDeadline(time.Time{})
+	for len(c.notifications) == 0 {
+		msg, err := c.next()
+		if err != nil {
+			break
+		}
+		if _, ok := msg.(*pgproto3.NotificationResponse); !ok {
+			t.Errorf("unexpected %s while idle", msgSig(msg))
+		}
+	}
+	got := c.notifications
+	c.notifications = nil
+	return got
+}
+
+// TestListenNotifySessionMode: in session mode a notification that
+// arrives while the client is idle reaches it at once, and the upstream,
+// with its LISTEN registration, stays the client's: later notifications
+// arrive too, and queries run on the same backend. When that backend is
+// terminated while the client listens, the client is told (its
+// registrations are gone), as PostgreSQL's own client would be.
+func TestListenNotifySessionMode(t *testing.T) {
+	st, _ := isoStack(t, true, nil, func(c *config.Config) {
+		c.Routes[0].Pool.Size = 3
+		c.Routes[0].Pool.Mode = config.PoolSession
+	})
+	ctx := testCtx(t, time.Minute)
+	a := isoLogin(t, st.Gateway.Addr, st.User, st.Password)
+	b := isoLogin(t, st.Gateway.Addr, st.User, st.Password)
+	pid := func() string {
+		rows, code, err := a.query("select pg_backend_pid()")
+		if err != nil || code != "" || len(rows) != 1 {
+			t.Fatalf("pg_backend_pid: %v %s %v", rows, code, err)
+		}
+		return rows[0]
+	}
+	if _, code, err := a.query("LISTEN dsg_chan"); err != nil || code != "" {
+		t.Fatalf("LISTEN: %s %v", code, err)
+	}
+	before := pid()
+	for i := range 3 {
+		if _, code, err := b.query(fmt.Sprintf("NOTIFY dsg_chan, 'hello %d'", i)); err != nil || code != "" {
+			t.Fatalf("NOTIFY: %s %v", code, err)
+		}
+		got := waitNotification(t, a, 5*time.Second)
+		if want := fmt.Sprintf("dsg_chan: hello %d", i); !slices.Equal(got, []string{want}) {
+			t.Fatalf("notification %d while idle: got %q, want %q", i, got, want)
+		}
+	}
+	if after := pid(); after != before {
+		t.Fatalf("the listening client's upstream changed: backend %s, then %s", before, after)
+	}
+
+	// A pgx client waiting for a notification without sending anything.
+	pc, err := pgx.Connect(ctx, isoURL(st, st.User, st.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close(ctx)
+	if _, err := pc.Exec(ctx, "listen pgx_chan"); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		b.query("NOTIFY pgx_chan, 'x'")
+	}()
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	n, err := pc.WaitForNotification(wctx)
+	if err != nil || n.Channel != "pgx_chan" || n.Payload != "x" {
+		t.Fatalf("pgx WaitForNotification: %v %+v", err, n)
+	}
+
+	// The backend is terminated while the client listens.
+	direct := pgDirect(t, st)
+	if _, err := direct.Exec(ctx, "select pg_terminate_backend($1::int)", before); err != nil {
+		t.Fatal(err)
+	}
+	a.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var fatal string
+	for {
+		msg, err := a.next()
+		if err != nil {
+			break
+		}
+		if e, ok := msg.(*pgproto3.ErrorResponse); ok && e.Severity == "FATAL" {
+			fatal = e.Code
+		}
+	}
+	if fatal == "" {
+		t.Fatal("the listening client was not told that its upstream ended")
+	}
+	// Everyone else goes on.
+	if rows, code, err := b.query("select 1"); err != nil || code != "" || !slices.Equal(rows, []string{"1"}) {
+		t.Fatalf("another client afterwards: %v %s %v", rows, code, err)
+	}
+}
+
+// TestTransactionModeSessionObjects: in transaction pool mode on a
+// PostgreSQL route, what would outlive its transaction on an upstream that
+// the client may not get back is refused with an error that names the
+// pool mode, what lasts one transaction works, SQL PREPARE lasts its
+// transaction, and no client receives a notification it did not ask for.
+func TestTransactionModeSessionObjects(t *testing.T) {
+	st, _ := isoStack(t, true, nil, func(c *config.Config) {
+		c.Routes[0].Pool.Size = 1
+		c.Routes[0].Pool.Mode = config.PoolTransaction
+	})
+	a := isoLogin(t, st.Gateway.Addr, st.User, st.Password)
+	refused := func(sql string) {
+		t.Helper()
+		a.send(&pgproto3.Query{String: sql})
+		a.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		defer a.conn.SetReadDeadline(time.Time{})
+		var got *pgproto3.ErrorResponse
+		for {
+			msg, err := a.next()
+			if err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+			if e, ok := msg.(*pgproto3.ErrorResponse); ok && got == nil {
+				got = e
+			}
+			if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+				break
+			}
+		}
+		if got == nil || got.Code != "0A000" || !strings.Contains(got.Message, "transaction pool mode") || !strings.Contains(got.Hint, "pool.mode: session") {
+			t.Fatalf("%s: want 0A000 naming transaction pool mode with a hint, got %+v", sql, got)
+		}
+	}
+	works := func(sqls ...string) []string {
+		t.Helper()
+		var last []string
+		for _, sql := range sqls {
+			rows, code, err := a.query(sql)
+			if err != nil || code != "" {
+				t.Fatalf("%s: %s %v", sql, code, err)
+			}
+			last = rows
+		}
+		return last
+	}
+	for _, sql := range []string{
+		"LISTEN ch",
+		"create temp table tt (x int)",
+		"CREATE TEMPORARY TABLE tt2 AS SELECT 1 AS x",
+		"create temp view tv as select 1",
+		"declare c cursor with hold for select 1",
+		"select pg_advisory_lock(1)",
+		"select 1, pg_try_advisory_lock(1, 2)",
+	} {
+		refused(sql)
+	}
+	// Within one transaction.
+	if got := works("begin", "create temp table td (x int) on commit drop", "insert into td values (5)", "select x from td"); !slices.Equal(got, []string{"5"}) {
+		t.Fatalf("temp table on commit drop: %v", got)
+	}
+	works("commit")
+	if got := works("begin", "declare c cursor for select 7", "fetch c"); !slices.Equal(got, []string{"7"}) {
+		t.Fatalf("cursor: %v", got)
+	}
+	works("commit", "begin", "select pg_advisory_xact_lock(1)", "commit")
+	if got := works("begin", "prepare p as select 11", "execute p"); !slices.Equal(got, []string{"11"}) {
+		t.Fatalf("prepare/execute: %v", got)
+	}
+	works("commit")
+	// The PREPARE went with its transaction: EXECUTE says why, and the
+	// name is free again (one upstream: it would still be there).
+	a.send(&pgproto3.Query{String: "execute p"})
+	var e *pgproto3.ErrorResponse
+	a.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		msg, err := a.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, ok := msg.(*pgproto3.ErrorResponse); ok {
+			e = m
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	a.conn.SetReadDeadline(time.Time{})
+	if e == nil || e.Code != "26000" || !strings.Contains(e.Hint, "transaction pool mode") {
+		t.Fatalf("EXECUTE in a later transaction: %+v", e)
+	}
+	if got := works("prepare p as select 12", "select count(*) from pg_prepared_statements where name = 'p'"); !slices.Equal(got, []string{"0"}) {
+		t.Fatalf("an autocommit PREPARE left its statement on the upstream: %v", got)
+	}
+	// A SQL DEALLOCATE of the client's own statement reaches PostgreSQL.
+	works("begin", "prepare q as select 1", "deallocate q", "commit")
+
+	// A registration made where the gateway cannot see it (dynamic SQL)
+	// delivers nothing to anyone.
+	works("do $$ begin execute 'listen sneaky'; end $$", "notify sneaky, 'x'", "select 1")
+	if len(a.notifications) > 0 {
+		t.Fatalf("a transaction-mode client received notifications: %v", a.notifications)
+	}
+}
