@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # The whole suite on a 2-core machine, race detector on.
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build demo test test-short fuzz-smoke fuzz deps deps-bench bench bench-quick test-clients deps-clients vet fmt clean
+.PHONY: all build demo test test-short fuzz-smoke fuzz deps deps-bench bench bench-quick test-clients deps-clients test-conformance deps-conformance vet fmt clean
 
 all: build
 
@@ -88,6 +88,24 @@ deps-clients:
 	  d=$$(dirname "$$f"); echo "deps-clients: npm ci in $$d"; \
 	  (cd "$$d" && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
 	done
+
+# The pgx conformance suite: pgx's own tests (the version go.mod names, from
+# the module cache) against PostgreSQL directly and through the gateway (a
+# kind postgres route in pool modes session and transaction, and the route to
+# the DSQL emulator), each on a fresh stack. A failing test that is not in
+# internal/conformance/testdata/expected-failures.txt fails it, and so does a
+# listed test that passes (about N minutes). CONFORMANCE_TARGETS=direct,emulator
+# runs only those; CONFORMANCE_RUN=regexp is go test -run for pgx's tests;
+# CONFORMANCE_WRITE=1 on a full run writes the counts into README.md;
+# CONFORMANCE_LOG_DIR=dir keeps each target's go test JSON and logs.
+test-conformance: deps-conformance
+	GO=$(GO) CONFORMANCE_WRITE=$(CONFORMANCE_WRITE) $(GO) test -tags conformance -count=1 -timeout 90m -v ./internal/conformance/
+
+# pgx's module and the modules its tests need, into the module cache.
+PGX_MODULE := github.com/jackc/pgx/v5
+deps-conformance:
+	$(GO) mod download $(PGX_MODULE)
+	cd "$$($(GO) list -m -f '{{.Dir}}' $(PGX_MODULE))" && GOWORK=off $(GO) mod download
 
 test-short:
 	$(GO) test -short ./...

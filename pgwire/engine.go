@@ -31,8 +31,8 @@ import (
 // session.mu held (every method named *Locked, and the handlers below
 // clientLocked and serverLocked).
 type engine struct {
-	host   engineHost
-	log    *zap.Logger
+	host engineHost
+	log  *zap.Logger
 	// listening: a LISTEN completed on the session's upstream (session
 	// mode; transaction mode refuses it). The upstream is then watched while
 	// the client is idle, so notifications reach it at once, and it is
@@ -46,7 +46,7 @@ type engine struct {
 	// deallocate when it ends (sqlPreparedAll: too many, deallocate all).
 	sqlPrepared    map[string]bool
 	sqlPreparedAll bool
-	compat compatFlags
+	compat         compatFlags
 
 	// out holds the messages built for the upstream by the client message
 	// being handled; the session writes them after releasing mu (client
