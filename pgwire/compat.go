@@ -321,6 +321,36 @@ func normalizeIsolation(name string, vals []sqllex.Value) (string, *pgError) {
 	return l, nil
 }
 
+// beginIsolation returns the isolation level a BEGIN or START TRANSACTION
+// statement asks for, lower case ("" when none, or not one PostgreSQL
+// knows: its own error then).
+func beginIsolation(text string) string {
+	var sc sqllex.Scanner
+	sc.Init(text)
+	var words []string
+	for t := sc.Next(); t.Kind != sqllex.EOF; t = sc.Next() {
+		if t.Kind == sqllex.Comment {
+			continue
+		}
+		words = append(words, strings.ToLower(t.Text))
+		if len(words) > 64 {
+			break
+		}
+	}
+	for i := 0; i+2 < len(words); i++ {
+		if words[i] != "isolation" || words[i+1] != "level" {
+			continue
+		}
+		if l := words[i+2]; l == "serializable" {
+			return l
+		}
+		if i+3 < len(words) && isolationLevels[words[i+2]+" "+words[i+3]] {
+			return words[i+2] + " " + words[i+3]
+		}
+	}
+	return ""
+}
+
 func isolationUnsupported(level string) *pgError {
 	return &pgError{Severity: severityError, Code: codeFeatureNotSupported,
 		Message: fmt.Sprintf("isolation level %s is not supported: Aurora DSQL runs every transaction at REPEATABLE READ", strings.ToUpper(level)),
@@ -404,6 +434,12 @@ func (e *engine) compatRewrite(text string, k sqllex.Kind, params []uint32) *rew
 			if isLockFunction(call.Name) {
 				return &rewrite{hint: lockCallHint}
 			}
+		}
+	case sqllex.Begin:
+		// DSQL refuses other levels at BEGIN too; a transaction it ran
+		// at another level would contradict SHOW transaction_isolation.
+		if l := beginIsolation(text); e.compat.settings && l != "" && l != "repeatable read" {
+			return &rewrite{text: failingSQL, err: isolationUnsupported(l)}
 		}
 	case sqllex.Truncate:
 		if !e.compat.truncate {

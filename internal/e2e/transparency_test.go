@@ -369,3 +369,30 @@ func TestTransactionModeSessionObjects(t *testing.T) {
 		t.Fatalf("a transaction-mode client received notifications: %v", a.notifications)
 	}
 }
+
+// TestBeginIsolationLevel: on a DSQL route a transaction runs at
+// REPEATABLE READ, and SHOW transaction_isolation says so; BEGIN or START
+// TRANSACTION asking for another level is refused (as DSQL refuses it),
+// not run at that level upstream while SHOW says otherwise.
+func TestBeginIsolationLevel(t *testing.T) {
+	c := isoLogin(t, shared.Gateway.Addr, shared.User, shared.Password)
+	for _, q := range []string{
+		"BEGIN ISOLATION LEVEL SERIALIZABLE",
+		"begin transaction read write, isolation level read committed",
+		"START TRANSACTION ISOLATION /* x */ LEVEL READ UNCOMMITTED",
+	} {
+		if _, code, err := c.query(q); err != nil || code != "0A000" || c.status != 'I' {
+			t.Errorf("%s: SQLSTATE %q, status %c, %v; want 0A000 outside a transaction", q, code, c.status, err)
+		}
+	}
+	for _, q := range []string{"BEGIN ISOLATION LEVEL REPEATABLE READ", "BEGIN", "START TRANSACTION READ ONLY"} {
+		if _, code, err := c.query(q); err != nil || code != "" {
+			t.Fatalf("%s: %s %v", q, code, err)
+		}
+		rows, code, err := c.query("SHOW transaction_isolation")
+		if err != nil || code != "" || !slices.Equal(rows, []string{"repeatable read"}) {
+			t.Errorf("%s; SHOW transaction_isolation: %v %s %v", q, rows, code, err)
+		}
+		c.query("COMMIT")
+	}
+}
