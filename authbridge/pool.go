@@ -788,7 +788,7 @@ func (p *Pool) maintainOnce() {
 		p.mu.Unlock()
 		return
 	}
-	var toRetire, stale []*ServerConn
+	var toRetire, stale, dead []*ServerConn
 	// keep is built newest first in a new slice: filling p.idle's own
 	// array from the front while reading it from the back would overwrite
 	// connections before they are read (and duplicate others).
@@ -797,6 +797,10 @@ func (p *Pool) maintainOnce() {
 	for i := len(p.idle) - 1; i >= 0; i-- { // newest first
 		c := p.idle[i]
 		switch {
+		case !c.Alive():
+			// Gone while idle (a FATAL error and a close, or DSQL's silent
+			// close): not counted as idle a moment longer.
+			dead = append(dead, c)
 		case c.Retiring(now):
 			toRetire = append(toRetire, c)
 		case fresh >= p.cfg().MinIdle && now.Sub(c.lastUsed) >= p.cfg().IdleTimeout.D():
@@ -826,6 +830,10 @@ func (p *Pool) maintainOnce() {
 	p.mu.Unlock()
 	p.closeThenForget(toRetire, true)
 	p.closeThenForget(toClose, false)
+	if len(dead) > 0 {
+		p.closeThenForget(dead, false)
+		p.route.metrics.UpstreamReplacementsTotal.WithLabelValues(p.route.Name, "lost_idle").Add(float64(len(dead)))
+	}
 	for i := 0; i < need; i++ {
 		p.wg.Add(1)
 		go func() {

@@ -103,7 +103,7 @@ func plainServer(maxStartup config.ByteSize) *Server {
 // the bytes its length covers (code, then body), at most max long; a
 // length below 8 or above max is refused with a FATAL 08P01 before
 // anything after it is read (no allocation of what a client claims);
-// nothing at all is errClientGone.
+// nothing at all, or a Terminate first, is errClientGone.
 func FuzzReadStartupPacket(f *testing.F) {
 	f.Add(startupPacket(codeSSLRequest, nil), uint16(1024), uint8(0))
 	f.Add(append(startupPacket(protocolVersion30, startupBody("user", "u")), startupPacket(codeCancelRequest, []byte{0, 0, 0, 1, 0, 0, 0, 2})...), uint16(30), uint8(1))
@@ -132,6 +132,12 @@ func FuzzReadStartupPacket(f *testing.F) {
 				case remaining < 4:
 					if !errors.Is(err, io.ErrUnexpectedEOF) {
 						t.Fatalf("%d bytes of a length: %v", remaining, err)
+					}
+				case bytes.HasPrefix(input[pos:], []byte{'X', 0, 0, 0}):
+					// A Terminate before any startup packet: a client that
+					// left at once, closed on without a word.
+					if !errors.Is(err, errClientGone) {
+						t.Fatalf("a Terminate first: %v, want errClientGone", err)
 					}
 				case errors.As(err, &pe):
 					n := int(binary.BigEndian.Uint32(input[pos:]))

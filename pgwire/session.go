@@ -1113,8 +1113,9 @@ func (s *session) acquire() (*authbridge.ServerConn, error) {
 		}
 		s.replaced++
 		if alive {
-			s.pool.Retire(sc)
+			s.pool.Retire(sc) // counted as a lifetime replacement
 		} else {
+			s.srv.metrics.UpstreamReplacementsTotal.WithLabelValues(s.route.Name, "lost_idle").Inc()
 			s.pool.Discard(sc)
 		}
 		s.mu.Lock()
