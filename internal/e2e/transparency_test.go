@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -394,5 +395,54 @@ func TestBeginIsolationLevel(t *testing.T) {
 			t.Errorf("%s; SHOW transaction_isolation: %v %s %v", q, rows, code, err)
 		}
 		c.query("COMMIT")
+	}
+}
+
+// TestDeadUpstreamsAccounted: an idle upstream whose backend ends leaves
+// SHOW POOLS' idle count within the pool's maintenance tick, not at the
+// next query, and a session-mode client's swap of its dead reserved
+// upstream counts in dsqlgate_upstream_replacements_total.
+func TestDeadUpstreamsAccounted(t *testing.T) {
+	for _, mode := range []string{config.PoolTransaction, config.PoolSession} {
+		t.Run(mode, func(t *testing.T) {
+			st, pw := isoStack(t, true, []string{isoAdmin}, func(c *config.Config) {
+				c.Routes[0].Pool.Mode = mode
+				c.Admin.Users = []string{isoAdmin}
+			})
+			admin := (&url.URL{Scheme: "postgres", User: url.UserPassword(isoAdmin, pw[isoAdmin]), Host: st.Gateway.Addr,
+				Path: "/dsqlgate", RawQuery: "sslmode=disable"}).String()
+			ctx := testCtx(t, time.Minute)
+			direct := pgDirect(t, st)
+			lost := func() float64 {
+				return scrape(t, st.Gateway.OpsAddr)[`dsqlgate_upstream_replacements_total{reason="lost_idle",route="postgres"}`]
+			}
+			a := isoLogin(t, st.Gateway.Addr, st.User, st.Password)
+			if _, code, err := a.query("select 1"); err != nil || code != "" {
+				t.Fatal(code, err)
+			}
+			if mode == config.PoolTransaction {
+				if idle := column(adminPsql(t, st, admin, "SHOW POOLS"), "sv_idle"); !slices.Equal(idle, []string{"1"}) {
+					t.Fatalf("sv_idle before: %v", idle)
+				}
+			}
+			before := lost()
+			freshUpstreams(t, ctx, direct)
+			if mode == config.PoolTransaction {
+				var idle []string
+				for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+					if idle = column(adminPsql(t, st, admin, "SHOW POOLS"), "sv_idle"); slices.Equal(idle, []string{"0"}) {
+						break
+					}
+				}
+				if !slices.Equal(idle, []string{"0"}) {
+					t.Fatalf("SHOW POOLS still counts the dead upstream as idle: sv_idle %v", idle)
+				}
+			} else if rows, code, err := a.query("select 2"); err != nil || code != "" || !slices.Equal(rows, []string{"2"}) {
+				t.Fatalf("after the reserved upstream died: %v %s %v", rows, code, err)
+			}
+			if after := lost(); after <= before {
+				t.Fatalf("lost_idle replacements: %v before, %v after", before, after)
+			}
+		})
 	}
 }
