@@ -17,6 +17,9 @@ import (
 // there. An idle upstream is declared dead by a failed read or a FATAL
 // error, never because it has bytes to read.
 
+// maxIdleDrain is how many messages drainReserved reads at most.
+const maxIdleDrain = 64
+
 // idleDrainWait bounds the wait for the rest of a message that has begun
 // to arrive on an idle upstream.
 const idleDrainWait = time.Second
@@ -51,26 +54,31 @@ func (s *session) idleMessageLocked(us *upstreamState, msg []byte) (ok bool, fat
 // drainReserved reads what the idle reserved upstream sc has sent (the
 // caller holds it and no one else reads it) and passes it on to the
 // client. It reports whether sc is still usable.
-func (s *session) drainReserved(sc *authbridge.ServerConn, us *upstreamState) (alive bool, fatal []byte) {
+func (s *session) drainReserved(sc *authbridge.ServerConn, us *upstreamState) (alive bool) {
 	if us == nil {
-		return sc.Alive(), nil // never attached: nothing of the client's
+		return sc.Alive() // never attached: nothing of the client's
 	}
 	defer sc.Conn.SetReadDeadline(time.Time{})
-	for sc.Pending() {
+	// Bounded: an upstream that keeps talking is alive, and the relay
+	// passes on what it says after this as it does during work.
+	for range maxIdleDrain {
+		if !sc.Pending() {
+			break
+		}
 		sc.Conn.SetReadDeadline(time.Now().Add(idleDrainWait))
 		msg, err := us.fr.next()
 		if err != nil {
-			return false, nil
+			return false
 		}
 		s.mu.Lock()
-		ok, fatal := s.idleMessageLocked(us, msg)
+		ok, _ := s.idleMessageLocked(us, msg)
 		s.flushClientLocked()
 		s.mu.Unlock()
 		if !ok {
-			return false, fatal
+			return false
 		}
 	}
-	return true, nil
+	return true
 }
 
 // idleWatch is the goroutine that reads a listening session's reserved

@@ -1092,7 +1092,7 @@ func (s *session) acquire() (*authbridge.ServerConn, error) {
 			s.pool.Discard(sc) // the client has been told; the session ends
 			return nil, listenLost()
 		}
-		alive, _ := s.drainReserved(sc, us)
+		alive := s.drainReserved(sc, us)
 		s.mu.Lock()
 		listening := s.listening
 		s.mu.Unlock()
