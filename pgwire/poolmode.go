@@ -76,8 +76,8 @@ var sessionLockFuncs = map[string]bool{
 // lock function anywhere (not inside a string, so not in a function body
 // being defined).
 func callsSessionLock(text string) bool {
-	if !strings.Contains(strings.ToLower(text), "advisory") {
-		return false
+	if !containsFoldASCII(text, "advisory") {
+		return false // the common case, without scanning or allocating
 	}
 	var sc sqllex.Scanner
 	sc.Init(text)
@@ -200,4 +200,19 @@ func (e *engine) takePreparedLocked() string {
 	clear(e.sqlPrepared)
 	e.sqlPreparedAll = false
 	return b.String()
+}
+
+// containsFoldASCII reports whether s contains word (lower case ASCII),
+// ignoring ASCII case.
+func containsFoldASCII(s, word string) bool {
+	for i := 0; i+len(word) <= len(s); i++ {
+		j := 0
+		for j < len(word) && s[i+j]|0x20 == word[j] {
+			j++
+		}
+		if j == len(word) {
+			return true
+		}
+	}
+	return false
 }

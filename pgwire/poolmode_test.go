@@ -1,0 +1,82 @@
+package pgwire
+
+import (
+	"testing"
+
+	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
+)
+
+func TestTxPoolRefusal(t *testing.T) {
+	for _, c := range []struct {
+		sql     string
+		refused bool
+	}{
+		{"LISTEN ch", true},
+		{"listen \"Ch\"", true},
+		{"UNLISTEN *", false},
+		{"NOTIFY ch", false},
+		{"create temp table t (x int)", true},
+		{"CREATE GLOBAL TEMPORARY TABLE t (x int)", true},
+		{"create temp table t (x int) on commit drop", false},
+		{"create temp table t (x int) on commit /* c */ drop", false},
+		{"create temp table t (x int) on commit delete rows", true},
+		{"create temporary view v as select 1", true},
+		{"create table t (x int)", false},
+		{"declare c cursor with hold for select 1", true},
+		{"DECLARE c NO SCROLL CURSOR WITHOUT HOLD FOR select 1", false},
+		{"declare c cursor for select 1", false},
+		{"select pg_advisory_lock(1)", true},
+		{"SELECT 1, PG_TRY_ADVISORY_LOCK(1, 2)", true},
+		{"select pg_advisory_unlock_all()", true},
+		{"select pg_advisory_xact_lock(1)", false},
+		{"select 'pg_advisory_lock(1)'", false},
+		{"do $$ begin perform pg_advisory_lock(1); end $$", false},
+		{"select 1", false},
+	} {
+		pe := txPoolRefusal(c.sql, sqllex.Classify(c.sql))
+		if (pe != nil) != c.refused {
+			t.Errorf("%s: refused %v, want %v", c.sql, pe != nil, c.refused)
+		}
+		if pe != nil && (pe.Code != codeFeatureNotSupported || pe.Hint == "") {
+			t.Errorf("%s: %+v", c.sql, pe)
+		}
+	}
+}
+
+func TestPreparedName(t *testing.T) {
+	for sql, want := range map[string]string{
+		"PREPARE p AS select 1":               "p",
+		"prepare \"My P\" (int) as select $1": "My P",
+		"/* c */ prepare Q as select 1":       "q",
+		"prepare transaction 'x'":             "transaction",
+		"select 1":                            "",
+	} {
+		if got := preparedName(sql); got != want {
+			t.Errorf("%s: %q, want %q", sql, got, want)
+		}
+	}
+}
+
+func TestBeginIsolation(t *testing.T) {
+	for sql, want := range map[string]string{
+		"BEGIN ISOLATION LEVEL SERIALIZABLE":                          "serializable",
+		"start transaction read only, isolation level read committed": "read committed",
+		"begin isolation /* x */ level repeatable read":               "repeatable read",
+		"begin":                 "",
+		"begin isolation level": "",
+		"begin transaction isolation level read write": "",
+	} {
+		if got := beginIsolation(sql); got != want {
+			t.Errorf("%s: %q, want %q", sql, got, want)
+		}
+	}
+}
+
+func BenchmarkTxPoolRefusal(b *testing.B) {
+	const q = "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+	k := sqllex.Classify(q)
+	b.ReportAllocs()
+	for b.Loop() {
+		txPoolRefusal(q, k)
+	}
+}
