@@ -94,7 +94,7 @@ deps-clients:
 # kind postgres route in pool modes session and transaction, and the route to
 # the DSQL emulator), each on a fresh stack. A failing test that is not in
 # internal/conformance/testdata/expected-failures.txt fails it, and so does a
-# listed test that passes (about N minutes). CONFORMANCE_TARGETS=direct,emulator
+# listed test that passes (about 5 minutes). CONFORMANCE_TARGETS=direct,emulator
 # runs only those; CONFORMANCE_RUN=regexp is go test -run for pgx's tests;
 # CONFORMANCE_WRITE=1 on a full run writes the counts into README.md;
 # CONFORMANCE_LOG_DIR=dir keeps each target's go test JSON and logs.

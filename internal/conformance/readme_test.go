@@ -1,0 +1,42 @@
+//go:build conformance
+
+package conformance
+
+import (
+	"fmt"
+	"strings"
+)
+
+// readmeBegin and readmeEnd mark the block of README.md that a full run
+// with CONFORMANCE_WRITE=1 rewrites.
+const (
+	readmeBegin = "<!-- conformance:begin -->"
+	readmeEnd   = "<!-- conformance:end -->"
+)
+
+// renderTable is the counts, one row a target, as a Markdown table.
+func renderTable(reports []*targetReport) string {
+	var b strings.Builder
+	b.WriteString("| target | pass | fail | skip | expected failures |\n|---|---:|---:|---:|---:|\n")
+	for _, r := range reports {
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d |\n", r.Target, r.Pass, r.Fail, r.Skip, r.Expected)
+	}
+	return b.String()
+}
+
+// renderReadmeBlock is the README's block, markers included.
+func renderReadmeBlock(reports []*targetReport) string {
+	return readmeBegin + "\n\n" +
+		fmt.Sprintf("pgx %s, top-level tests; fail counts the failures not on the list.\n\n", pgxVersion) +
+		renderTable(reports) + "\n" + readmeEnd
+}
+
+// spliceReadme replaces the marked block of readme with block.
+func spliceReadme(readme, block string) (string, error) {
+	start := strings.Index(readme, readmeBegin)
+	end := strings.Index(readme, readmeEnd)
+	if start < 0 || end < start {
+		return "", fmt.Errorf("README.md has no %q ... %q block", readmeBegin, readmeEnd)
+	}
+	return readme[:start] + block + readme[end+len(readmeEnd):], nil
+}
