@@ -31,7 +31,9 @@ const (
 // autocommit statement or a COMMIT gets 08007 (its outcome is unknown),
 // work inside a transaction gets 40001 and the transaction is failed, as
 // PostgreSQL does after an error. A client that was idle in a transaction
-// learns of it at its next statement. The session goes on.
+// learns of it at its next statement. The session goes on, except in
+// session mode on a PostgreSQL route, where a FATAL error from the backend
+// during the client's work reaches the client and ends its connection.
 func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 	inFlight := s.q.len() > 0 || s.unitOpen
 	fields := []zap.Field{zap.Uint64("server_id", sc.ID), zap.Bool("in_flight", inFlight), zap.String("tx_status", string(s.txStatus))}
@@ -50,6 +52,16 @@ func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 	s.stopStatementTimerLocked()
 	s.setAttachedLocked(nil, nil)
 	s.replaced++
+	var fatal *errUpstreamFatal
+	if s.session && !s.dsql && inFlight && errors.As(cause, &fatal) {
+		// Session mode on PostgreSQL: the client has this backend to
+		// itself, and the backend ended it with a FATAL error (a
+		// terminated backend, a server shutting down). The client is told
+		// as PostgreSQL's own client would be, and its connection ends.
+		s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityFatal, Code: fatal.code, Message: fatal.message}))
+		s.closeClientLocked()
+		return
+	}
 	s.lostLocked(timedOut)
 	if s.awaiting {
 		s.progress.Broadcast()

@@ -70,6 +70,16 @@ var targets = []target{
 	{name: "emulator", gateway: true, mode: config.PoolTransaction},
 }
 
+// upstreamRole is the database role a gateway target's route logs in as:
+// the harness's PostgreSQL superuser on a kind postgres route, DSQL's
+// admin role through the emulator.
+func upstreamRole(tg target) string {
+	if tg.plain {
+		return "postgres"
+	}
+	return "admin"
+}
+
 func targetNames() []string {
 	var out []string
 	for _, tg := range targets {
@@ -206,6 +216,14 @@ func runTarget(t *testing.T, tg target, dir string, pkgs []string, runFilter, lo
 		opts.Gateway = func(c *config.Config) {
 			c.Routes[0].Pool.Mode = tg.mode
 			c.Routes[0].Pool.Size = gatewayPoolSize
+			// The gateway user is named as the role the route logs in
+			// as (pgx's TestConnect checks current_user), as a
+			// deployment that gives each role a gateway user would.
+			c.Users[0].Name = upstreamRole(tg)
+			// pgx's TestConnExecBatchHuge pipelines 100,000 statements
+			// (four replies each) in one batch, more than the default
+			// bound on replies pending per client.
+			c.Limits.MaxPendingReplies = 1_000_000
 		}
 	}
 	if logDir != "" {
@@ -230,6 +248,9 @@ func runTarget(t *testing.T, tg target, dir string, pkgs []string, runFilter, lo
 		t.Fatalf("start the %s stack: %v", tg.name, err)
 	}
 	defer st.Close()
+	if tg.gateway {
+		st.User = upstreamRole(tg)
+	}
 
 	// pgx's CI setup (ci/setup_test.bash runs this file on pgx_test), on
 	// the backend as the superuser: on DSQL itself none of it could be

@@ -446,3 +446,45 @@ func TestDeadUpstreamsAccounted(t *testing.T) {
 		})
 	}
 }
+
+// TestBackendFatalInSessionMode: in session mode on a PostgreSQL route a
+// client has its backend to itself, and when that backend ends its work
+// with a FATAL error the client sees the FATAL and its connection ends, as
+// on PostgreSQL. In transaction mode the gateway keeps the client: the
+// statement's outcome is reported (08007) and the next one runs elsewhere.
+func TestBackendFatalInSessionMode(t *testing.T) {
+	for _, mode := range []string{config.PoolSession, config.PoolTransaction} {
+		t.Run(mode, func(t *testing.T) {
+			st, _ := isoStack(t, true, nil, func(c *config.Config) { c.Routes[0].Pool.Mode = mode })
+			a := isoLogin(t, st.Gateway.Addr, st.User, st.Password)
+			a.send(&pgproto3.Query{String: "select pg_terminate_backend(pg_backend_pid())"})
+			a.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			var sigs []string
+			var err error
+			for {
+				var msg pgproto3.BackendMessage
+				if msg, err = a.next(); err != nil {
+					break
+				}
+				sigs = append(sigs, msgSig(msg))
+				if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+					break
+				}
+			}
+			a.conn.SetReadDeadline(time.Time{})
+			switch mode {
+			case config.PoolSession:
+				if !slices.Contains(sigs, "ErrorResponse FATAL 57P01") || err == nil {
+					t.Fatalf("session mode: %v, then %v; want FATAL 57P01 and the connection closed", sigs, err)
+				}
+			default:
+				if !slices.Contains(sigs, "ErrorResponse ERROR 08007") || err != nil {
+					t.Fatalf("transaction mode: %v, %v; want ERROR 08007 and ReadyForQuery", sigs, err)
+				}
+				if rows, code, err := a.query("select 1"); err != nil || code != "" || !slices.Equal(rows, []string{"1"}) {
+					t.Fatalf("the next statement: %v %s %v", rows, code, err)
+				}
+			}
+		})
+	}
+}
