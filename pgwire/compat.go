@@ -518,12 +518,15 @@ func (d *deallocation) applyLocked(e *engine) (dropped []*preparedStmt) {
 	if d.all {
 		dropped = slices.Collect(maps.Values(e.stmts.byName))
 		e.stmts.clear() // the unnamed statement stays, as in PostgreSQL
-		return dropped
-	}
-	if st := e.stmts.get(d.name); st != nil {
+	} else if st := e.stmts.get(d.name); st != nil {
 		dropped = append(dropped, st)
+		e.stmts.del(d.name)
 	}
-	e.stmts.del(d.name)
+	if e.ownNames() {
+		for _, st := range dropped {
+			e.closeLaterLocked(st.name)
+		}
+	}
 	return dropped
 }
 

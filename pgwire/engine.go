@@ -46,6 +46,9 @@ type engine struct {
 	// deallocate when it ends (sqlPreparedAll: too many, deallocate all).
 	sqlPrepared    map[string]bool
 	sqlPreparedAll bool
+	// pendingCloses are statements the client closed whose upstream copies
+	// (under the client's names: ownNames) go before its next unit.
+	pendingCloses map[string]bool
 	compat         compatFlags
 
 	// out holds the messages built for the upstream by the client message
@@ -318,6 +321,9 @@ func (e *engine) safeLocked() bool {
 // beginUnitLocked notes the start of a unit of work going upstream, and
 // starts the statement_timeout clock.
 func (e *engine) beginUnitLocked() {
+	if len(e.pendingCloses) > 0 && e.us != nil {
+		e.flushClosesLocked(e.us)
+	}
 	if !e.unitOpen {
 		e.unitOpen = true
 		e.unitStart = e.txStatus

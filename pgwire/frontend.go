@@ -397,7 +397,7 @@ func (e *engine) parseLocked(us *upstreamState, msg []byte, p parseMessage, st *
 		if pe := e.stmts.admit(st, e.host.limits().MaxClientStatements); pe != nil {
 			return pe
 		}
-		st.upstream = e.upstreamNameLocked(st.sent, p.oids)
+		st.upstream = e.stmtUpstreamNameLocked(st.name, st.sent, p.oids)
 		e.stmts.put(st)
 		switch {
 		case us.hasStmt(st.upstream) && settled:
@@ -818,6 +818,9 @@ func (e *engine) onClose(msg []byte) (clientStep, error) {
 			e.unnamed = nil
 		} else {
 			e.stmts.del(name)
+			if closed != nil && e.ownNames() {
+				e.closeLaterLocked(name)
+			}
 		}
 		if e.q.len() > 0 {
 			e.markSpeculative()

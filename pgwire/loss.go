@@ -269,7 +269,7 @@ func (e *engine) lostTxParse(st *preparedStmt) {
 		st.gen = e.unnamedGen
 		e.unnamed = st
 	} else {
-		st.upstream = e.upstreamNameLocked(st.query, st.paramOIDs)
+		st.upstream = e.stmtUpstreamNameLocked(st.name, st.query, st.paramOIDs)
 		e.stmts.put(st)
 	}
 	e.host.writeClientLocked(msgParseComplete)

@@ -89,8 +89,49 @@ type localPortal struct {
 // values are part of its upstream name.
 var parseSettings = [...]string{"search_path", "datestyle", "timezone", "intervalstyle", "standard_conforming_strings"}
 
-// upstreamNameLocked is the upstream name of a statement the client
-// prepares now, under its current settings.
+// stmtUpstreamNameLocked is the upstream name of the client's statement
+// name with text query, prepared now under its current settings: its own
+// name where the client has its upstreams to itself (ownNames), else the
+// gateway's shared name.
+func (e *engine) stmtUpstreamNameLocked(name, query string, oids []uint32) string {
+	if e.ownNames() && name != "" {
+		return name
+	}
+	return e.upstreamNameLocked(query, oids)
+}
+
+// ownNames: named statements keep the client's names upstream. In session
+// mode on a PostgreSQL route the client has its upstream to itself and
+// the next client gets it after DISCARD ALL, so nothing is shared, and
+// the client sees its statements in pg_prepared_statements by name, gone
+// when it closes them, as on PostgreSQL. Elsewhere an upstream serves
+// several clients (of one user) over time, and names are the gateway's.
+func (e *engine) ownNames() bool { return !e.txPooling && e.plainRoute }
+
+// closeLaterLocked notes that the upstream copy of the client's statement
+// name (ownNames) is to be closed before the client's next unit.
+func (e *engine) closeLaterLocked(name string) {
+	if e.pendingCloses == nil {
+		e.pendingCloses = map[string]bool{}
+	}
+	e.pendingCloses[name] = true
+}
+
+// flushClosesLocked sends the Closes closeLaterLocked noted, for the
+// names the client has not prepared again and the upstream has.
+func (e *engine) flushClosesLocked(us *upstreamState) {
+	for name := range e.pendingCloses {
+		if e.stmts.get(name) == nil && us.hasStmt(name) {
+			us.dropStmt(name)
+			e.out = appendClose(e.out, 'S', name)
+			e.pushSpeculative(reply{kind: iClose, text: name})
+		}
+	}
+	clear(e.pendingCloses)
+}
+
+// upstreamNameLocked is the gateway's shared upstream name of a statement
+// the client prepares now, under its current settings.
 func (e *engine) upstreamNameLocked(query string, oids []uint32) string {
 	var key [len(parseSettings)]string
 	for i, name := range parseSettings {

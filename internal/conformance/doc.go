@@ -59,8 +59,9 @@
 // pgx's module (. for the root package; the full import path works too);
 // TestName is a top-level test; the reason is required. Blank lines and
 // lines starting with # are comments. A test whose reason starts with
-// "hangs" is not run at all (go test -skip, in its package only): it would
-// stop its package for the whole -timeout. It counts as an expected
+// "hangs" or "flaky" is not run at all (go test -skip, in its package
+// only): it would stop its package for the whole -timeout, or fail or pass
+// by chance. It counts as an expected
 // failure, and the suite cannot tell when it starts to pass.
 //
 // Results are decided per top-level test (a failed subtest fails its

@@ -31,7 +31,8 @@ func (e expectation) String() string {
 // go test's whole -timeout; it counts as an expected failure, and whether
 // it now passes cannot be seen.
 func (e expectation) hangs() bool {
-	return strings.HasPrefix(strings.ToLower(e.Reason), "hangs")
+	r := strings.ToLower(e.Reason)
+	return strings.HasPrefix(r, "hangs") || strings.HasPrefix(r, "flaky")
 }
 
 // appliesTo tells whether e is about the target.

@@ -488,3 +488,55 @@ func TestBackendFatalInSessionMode(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionModeStatementNames: in session mode on a PostgreSQL route a
+// client's named statements keep its names upstream (pg_prepared_statements
+// shows them, and a closed one is gone), as on PostgreSQL; the next client
+// of that upstream sees none of them.
+func TestSessionModeStatementNames(t *testing.T) {
+	st, _ := isoStack(t, true, nil, func(c *config.Config) {
+		c.Routes[0].Pool.Mode = config.PoolSession
+		c.Routes[0].Pool.Size = 1
+	})
+	ctx := testCtx(t, time.Minute)
+	conn, err := pgx.Connect(ctx, isoURL(st, st.User, st.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(name string) int {
+		t.Helper()
+		var n int
+		if err := conn.QueryRow(ctx, "select count(*) from pg_prepared_statements where name = $1", pgx.QueryExecModeSimpleProtocol, name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, name := range []string{"mine", "Mine too"} {
+		if _, err := conn.Prepare(ctx, name, "select 42"); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(name); n != 1 {
+			t.Fatalf("%q in pg_prepared_statements: %d, want 1", name, n)
+		}
+	}
+	if err := conn.Deallocate(ctx, "mine"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("mine"); n != 0 {
+		t.Fatalf("after Close, %q in pg_prepared_statements: %d, want 0", "mine", n)
+	}
+	var v int
+	if err := conn.QueryRow(ctx, "Mine too").Scan(&v); err != nil || v != 42 {
+		t.Fatalf("the other statement: %v %d", err, v)
+	}
+	conn.Close(ctx)
+	next, err := pgx.Connect(ctx, isoURL(st, st.User, st.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close(ctx)
+	var n int
+	if err := next.QueryRow(ctx, "select count(*) from pg_prepared_statements", pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the next client sees %d prepared statements (%v)", n, err)
+	}
+}
