@@ -26,10 +26,10 @@ func (e expectation) String() string {
 	return fmt.Sprintf("line %d: %s %s %s # %s", e.Line, e.Target, e.Package, e.Test, e.Reason)
 }
 
-// hangs tells whether the reason starts with "hangs": such a test is
-// not run at all (go test -skip), since it would stop its package for
-// go test's whole -timeout; it counts as an expected failure, and whether
-// it now passes cannot be seen.
+// hangs tells whether the reason starts with "hangs" or "flaky": such a
+// test is not run at all (go test -skip), since it would stop its package
+// for go test's whole -timeout, or fail or pass by chance; it counts as an
+// expected failure, and whether it now passes cannot be seen.
 func (e expectation) hangs() bool {
 	r := strings.ToLower(e.Reason)
 	return strings.HasPrefix(r, "hangs") || strings.HasPrefix(r, "flaky")
