@@ -492,6 +492,9 @@ func (e *engine) undoLocked(r reply, failed bool) {
 		if e.us != nil {
 			e.us.keepStmt(r.text)
 		}
+		if e.ownNames() && e.stmts.get(r.text) == nil {
+			e.closeLaterLocked(r.text) // a client's Close, still to do
+		}
 	}
 }
 

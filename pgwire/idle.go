@@ -68,7 +68,9 @@ func (s *session) drainReserved(sc *authbridge.ServerConn, us *upstreamState) (a
 		sc.Conn.SetReadDeadline(time.Now().Add(idleDrainWait))
 		msg, err := us.fr.next()
 		if err != nil {
-			return false
+			// Bytes that carried no message (a TLS record such as a
+			// session ticket) are no sign of death.
+			return isTimeout(err) && sc.Reader.Buffered() == 0 && us.fr.partial == 0
 		}
 		s.mu.Lock()
 		ok, _ := s.idleMessageLocked(us, msg)

@@ -53,14 +53,19 @@ func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 	s.setAttachedLocked(nil, nil)
 	s.replaced++
 	var fatal *errUpstreamFatal
-	if s.session && !s.dsql && inFlight && errors.As(cause, &fatal) {
+	switch {
+	case s.session && !s.dsql && inFlight && errors.As(cause, &fatal):
 		// Session mode on PostgreSQL: the client has this backend to
 		// itself, and the backend ended it with a FATAL error (a
 		// terminated backend, a server shutting down). The client is told
-		// as PostgreSQL's own client would be, and its connection ends.
+		// as PostgreSQL's own client would be, and its connection ends:
+		// nothing it sent after runs anywhere (attached refuses).
 		s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityFatal, Code: fatal.code, Message: fatal.message}))
 		s.closeClientLocked()
-		return
+	case s.session && s.listening:
+		// Its LISTEN registrations went with it.
+		s.writeClientLocked(appendErrorResponse(nil, listenLost()))
+		s.closeClientLocked()
 	}
 	s.lostLocked(timedOut)
 	if s.awaiting {
@@ -75,6 +80,9 @@ func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 // the gateway had cancelled the work in flight for statement_timeout.
 func (e *engine) lostLocked(timedOut bool) {
 	e.us = nil
+	// The upstream's SQL PREPAREs went with it: nothing to deallocate.
+	clear(e.sqlPrepared)
+	e.sqlPreparedAll = false
 	e.copyIn = false
 	e.inBatch = false
 	e.serverSkipping = false

@@ -50,8 +50,12 @@ func txPoolRefusal(text string, k sqllex.Kind) *pgError {
 			return refuse("DECLARE ... WITH HOLD", "Use a cursor without HOLD inside a transaction,")
 		}
 	case sqllex.Other:
-		if isCreateTemp(text) && !hasWords(text, "on", "commit", "drop") {
+		if (isCreateTemp(text) || isCreateInTempSchema(text)) && !hasWords(text, "on", "commit", "drop") {
 			return refuse("a temporary object that outlives its transaction", "Create temporary tables with ON COMMIT DROP inside a transaction,")
+		}
+	case sqllex.Select, sqllex.With:
+		if containsFoldASCII(text, "temp") && (hasWords(text, "into", "temp") || hasWords(text, "into", "temporary")) {
+			return refuse("SELECT INTO TEMP", "Create temporary tables with ON COMMIT DROP inside a transaction,")
 		}
 	}
 	if callsSessionLock(text) {
@@ -83,6 +87,22 @@ func callsSessionLock(text string) bool {
 	sc.Init(text)
 	for t := sc.Next(); t.Kind != sqllex.EOF; t = sc.Next() {
 		if name, ok := t.Ident(); ok && sessionLockFuncs[name] {
+			return true
+		}
+	}
+	return false
+}
+
+// isCreateInTempSchema recognises a CREATE of an object in pg_temp (CREATE
+// TABLE pg_temp.t, CREATE FUNCTION pg_temp.f, ...).
+func isCreateInTempSchema(text string) bool {
+	var sc sqllex.Scanner
+	sc.Init(text)
+	if !sc.Next().IsKeyword("create") || !containsFoldASCII(text, "pg_temp") {
+		return false
+	}
+	for t := sc.Next(); t.Kind != sqllex.EOF; t = sc.Next() {
+		if name, ok := t.Ident(); ok && name == "pg_temp" {
 			return true
 		}
 	}
@@ -159,7 +179,7 @@ func (e *engine) plainRewrite(text string, k sqllex.Kind) *rewrite {
 // a statement of the client's SQL PREPARE and not one of its
 // protocol-level statements.
 func (e *engine) sqlPreparedLocked(name string) bool {
-	if e.stmts.get(name) != nil || strings.HasPrefix(name, upstreamNamePrefix) {
+	if e.stmts.get(name) != nil || !e.ownNames() && strings.HasPrefix(name, upstreamNamePrefix) {
 		return false
 	}
 	return e.sqlPrepared[name] || e.sqlPreparedAll
@@ -207,7 +227,14 @@ func (e *engine) takePreparedLocked() string {
 func containsFoldASCII(s, word string) bool {
 	for i := 0; i+len(word) <= len(s); i++ {
 		j := 0
-		for j < len(word) && s[i+j]|0x20 == word[j] {
+		for j < len(word) {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != word[j] {
+				break
+			}
 			j++
 		}
 		if j == len(word) {

@@ -32,6 +32,13 @@ func TestTxPoolRefusal(t *testing.T) {
 		{"select 'pg_advisory_lock(1)'", false},
 		{"do $$ begin perform pg_advisory_lock(1); end $$", false},
 		{"select 1", false},
+		{"select 1 as x into temp t", true},
+		{"SELECT * INTO TEMPORARY TABLE t FROM x", true},
+		{"select * into t from x", false},
+		{"create table pg_temp.t (x int)", true},
+		{"create function pg_temp.f() returns int language sql as 'select 1'", true},
+		{"create table pg_temp.t (x int) on commit drop", false},
+		{"create table public.t (x int)", false},
 	} {
 		pe := txPoolRefusal(c.sql, sqllex.Classify(c.sql))
 		if (pe != nil) != c.refused {

@@ -997,6 +997,9 @@ func unitFlagsFor(k sqllex.Kind) uint8 {
 
 // ---- attaching an upstream ----
 
+// errClientClosed: the session is ending after a FATAL error to its client.
+var errClientClosed = errors.New("the client connection is closing")
+
 // attached returns the attached upstream, attaching one first if there is
 // none: from the pool (or the session's reserved one), brought to the
 // client's settings.
@@ -1006,6 +1009,14 @@ func (s *session) attached() (*authbridge.ServerConn, error) {
 	s.mu.Unlock()
 	if sc != nil {
 		return sc, nil
+	}
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		// The client was sent a FATAL error: what it sent after that
+		// (still in the client reader) must not run.
+		return nil, errClientClosed
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
