@@ -49,7 +49,7 @@ type engine struct {
 	// pendingCloses are statements the client closed whose upstream copies
 	// (under the client's names: ownNames) go before its next unit.
 	pendingCloses map[string]bool
-	compat         compatFlags
+	compat        compatFlags
 
 	// out holds the messages built for the upstream by the client message
 	// being handled; the session writes them after releasing mu (client
