@@ -591,6 +591,8 @@ func (e *engine) applyCompletedLocked(info stmtInfo, tag []byte, dropped bool) {
 		e.notePreparedLocked(info.rw.sqlPrepare)
 	case t == "DEALLOCATE" && info.rw != nil && info.rw.sqlDeallocate != "":
 		delete(e.sqlPrepared, info.rw.sqlDeallocate)
+	case t == "UNLISTEN" && info.rw != nil && info.rw.unlistenAll:
+		e.listening = false
 	}
 	switch t {
 	case "DISCARD ALL":

@@ -56,6 +56,8 @@ type rewrite struct {
 	// sqlDeallocate is the name a SQL DEALLOCATE passed to PostgreSQL
 	// drops (a statement of the client's SQL PREPARE).
 	sqlDeallocate string
+	// unlistenAll: UNLISTEN * (the session stops listening).
+	unlistenAll bool
 }
 
 // deallocation is DEALLOCATE [PREPARE] {name | ALL}.

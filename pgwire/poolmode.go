@@ -167,9 +167,14 @@ func (e *engine) plainRewrite(text string, k sqllex.Kind) *rewrite {
 			return &rewrite{hint: txPoolExecuteHint, hintCode: codeInvalidSQLStatementName}
 		}
 	}
-	if k == sqllex.Prepare {
+	switch k {
+	case sqllex.Prepare:
 		if name := preparedName(text); name != "" {
 			return &rewrite{sqlPrepare: name}
+		}
+	case sqllex.Unlisten:
+		if strings.Contains(text, "*") {
+			return &rewrite{unlistenAll: true}
 		}
 	}
 	return nil

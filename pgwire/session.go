@@ -1275,6 +1275,14 @@ func (s *session) runSync(sc *authbridge.ServerConn, us *upstreamState, sql stri
 				}
 				failed = &pgError{Severity: er.Severity, Code: er.Code, Message: er.Message}
 			}
+		case 'A':
+			// A notification for a listening client (its reserved upstream
+			// being settled or synced before its next statement).
+			s.mu.Lock()
+			if s.listening && !s.closing {
+				s.writeClientLocked(msg)
+			}
+			s.mu.Unlock()
 		case 'Z':
 			return failed, nil
 		}

@@ -221,6 +221,17 @@ func TestListenNotifySessionMode(t *testing.T) {
 	if after := pid(); after != before {
 		t.Fatalf("the listening client's upstream changed: backend %s, then %s", before, after)
 	}
+	// A notification that arrives while the client sends a statement (no
+	// watcher then) still reaches it.
+	if _, code, err := b.query("NOTIFY dsg_chan, 'racing'"); err != nil || code != "" {
+		t.Fatal(code, err)
+	}
+	if rows, code, err := a.query("select 7"); err != nil || code != "" || !slices.Equal(rows, []string{"7"}) {
+		t.Fatalf("select 7: %v %s %v", rows, code, err)
+	}
+	if got := waitNotification(t, a, 5*time.Second); !slices.Equal(got, []string{"dsg_chan: racing"}) {
+		t.Fatalf("notification around a statement: %q", got)
+	}
 
 	// A pgx client waiting for a notification without sending anything.
 	pc, err := pgx.Connect(ctx, isoURL(st, st.User, st.Password))
