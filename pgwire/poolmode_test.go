@@ -50,31 +50,32 @@ func TestTxPoolRefusal(t *testing.T) {
 	}
 }
 
-func TestPreparedName(t *testing.T) {
-	for sql, want := range map[string]string{
-		"PREPARE p AS select 1":               "p",
-		"prepare \"My P\" (int) as select $1": "My P",
-		"/* c */ prepare Q as select 1":       "q",
-		"prepare transaction 'x'":             "transaction",
-		"select 1":                            "",
+// TestStatementWords: what the gateway reads out of a statement's words.
+func TestStatementWords(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		fn    func(string) string
+		cases map[string]string
+	}{
+		{"preparedName", preparedName, map[string]string{
+			"PREPARE p AS select 1":               "p",
+			"prepare \"My P\" (int) as select $1": "My P",
+			"/* c */ prepare Q as select 1":       "q",
+			"select 1":                            "",
+		}},
+		{"beginIsolation", beginIsolation, map[string]string{
+			"BEGIN ISOLATION LEVEL SERIALIZABLE":                          "serializable",
+			"start transaction read only, isolation level read committed": "read committed",
+			"begin isolation /* x */ level repeatable read":               "repeatable read",
+			"begin":                 "",
+			"begin isolation level": "",
+			"begin transaction isolation level read write": "",
+		}},
 	} {
-		if got := preparedName(sql); got != want {
-			t.Errorf("%s: %q, want %q", sql, got, want)
-		}
-	}
-}
-
-func TestBeginIsolation(t *testing.T) {
-	for sql, want := range map[string]string{
-		"BEGIN ISOLATION LEVEL SERIALIZABLE":                          "serializable",
-		"start transaction read only, isolation level read committed": "read committed",
-		"begin isolation /* x */ level repeatable read":               "repeatable read",
-		"begin":                 "",
-		"begin isolation level": "",
-		"begin transaction isolation level read write": "",
-	} {
-		if got := beginIsolation(sql); got != want {
-			t.Errorf("%s: %q, want %q", sql, got, want)
+		for sql, want := range c.cases {
+			if got := c.fn(sql); got != want {
+				t.Errorf("%s(%s) = %q, want %q", c.name, sql, got, want)
+			}
 		}
 	}
 }

@@ -171,11 +171,11 @@ func TestClients(t *testing.T) {
 		ran[[2]string{r.Mode, r.Client}] = true
 	}
 	if filter == "" && len(ran) == len(poolModes)*len(clients) {
-		path := filepath.Join(moduleRoot(t), "docs", "CLIENTS.md")
+		path := filepath.Join(harness.ModuleRootOf(t), "docs", "CLIENTS.md")
 		if err := os.WriteFile(path, []byte(md), 0o644); err != nil {
 			t.Errorf("write %s: %v", path, err)
 		}
-		readme := filepath.Join(moduleRoot(t), "README.md")
+		readme := filepath.Join(harness.ModuleRootOf(t), "README.md")
 		old, err := os.ReadFile(readme)
 		if err == nil {
 			var updated string
@@ -347,16 +347,3 @@ func schemaName(clientName, mode string) string {
 	return b.String() + "_" + mode[:4] + "_" + hex.EncodeToString(suffix[:])
 }
 
-// moduleRoot is the directory holding go.mod (tests run in the package's
-// directory).
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
-		t.Fatalf("module root not found from %s: %v", dir, err)
-	}
-	return dir
-}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/dsqlgate/dsqlgate/internal/harness"
 )
 
 // matrixHeader opens docs/CLIENTS.md.
@@ -200,12 +202,7 @@ func renderReadmeMatrix(clientNames []string, results []stepResult) string {
 
 // spliceReadme replaces the marked block of readme with block.
 func spliceReadme(readme, block string) (string, error) {
-	start := strings.Index(readme, readmeBegin)
-	end := strings.Index(readme, readmeEnd)
-	if start < 0 || end < start {
-		return "", fmt.Errorf("README.md has no %q ... %q block", readmeBegin, readmeEnd)
-	}
-	return readme[:start] + block + readme[end+len(readmeEnd):], nil
+	return harness.SpliceMarked(readme, readmeBegin, readmeEnd, block)
 }
 
 func escapeCell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }

@@ -19,13 +19,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dsqlgate/dsqlgate/internal/harness"
 )
 
 // programClients finds the clients that are programs: every directory
 // under testdata/clients with an executable run.sh, in name order.
 func programClients(t *testing.T) []client {
 	t.Helper()
-	root := filepath.Join(moduleRoot(t), "testdata", "clients")
+	root := filepath.Join(harness.ModuleRootOf(t), "testdata", "clients")
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		t.Fatalf("read %s: %v", root, err)

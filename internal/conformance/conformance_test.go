@@ -119,7 +119,7 @@ type targetReport struct {
 // TestConformance runs pgx's test suite against every target and checks
 // the results against testdata/expected-failures.txt.
 func TestConformance(t *testing.T) {
-	root := moduleRoot(t)
+	root := harness.ModuleRootOf(t)
 	text, err := os.ReadFile(filepath.Join("testdata", "expected-failures.txt"))
 	if err != nil {
 		t.Fatal(err)
@@ -579,16 +579,3 @@ func abs(relPath string) string {
 	return pgxModule + "/" + relPath
 }
 
-// moduleRoot is the directory holding go.mod (tests run in the package's
-// directory).
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
-		t.Fatalf("module root not found from %s: %v", dir, err)
-	}
-	return dir
-}

@@ -5,6 +5,8 @@ package conformance
 import (
 	"fmt"
 	"strings"
+
+	"github.com/dsqlgate/dsqlgate/internal/harness"
 )
 
 // readmeBegin and readmeEnd mark the block of README.md that a full run
@@ -33,10 +35,5 @@ func renderReadmeBlock(reports []*targetReport) string {
 
 // spliceReadme replaces the marked block of readme with block.
 func spliceReadme(readme, block string) (string, error) {
-	start := strings.Index(readme, readmeBegin)
-	end := strings.Index(readme, readmeEnd)
-	if start < 0 || end < start {
-		return "", fmt.Errorf("README.md has no %q ... %q block", readmeBegin, readmeEnd)
-	}
-	return readme[:start] + block + readme[end+len(readmeEnd):], nil
+	return harness.SpliceMarked(readme, readmeBegin, readmeEnd, block)
 }
