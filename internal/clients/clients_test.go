@@ -346,4 +346,3 @@ func schemaName(clientName, mode string) string {
 	rand.Read(suffix[:])
 	return b.String() + "_" + mode[:4] + "_" + hex.EncodeToString(suffix[:])
 }
-

@@ -578,4 +578,3 @@ func abs(relPath string) string {
 	}
 	return pgxModule + "/" + relPath
 }
-
