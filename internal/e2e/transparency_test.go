@@ -242,13 +242,16 @@ func TestListenNotifySessionMode(t *testing.T) {
 	if _, err := pc.Exec(ctx, "listen pgx_chan"); err != nil {
 		t.Fatal(err)
 	}
+	notified := make(chan struct{})
 	go func() {
+		defer close(notified)
 		time.Sleep(100 * time.Millisecond)
 		b.query("NOTIFY pgx_chan, 'x'")
 	}()
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	n, err := pc.WaitForNotification(wctx)
+	<-notified // b is used again below
 	if err != nil || n.Channel != "pgx_chan" || n.Payload != "x" {
 		t.Fatalf("pgx WaitForNotification: %v %+v", err, n)
 	}
