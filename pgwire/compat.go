@@ -327,6 +327,9 @@ func normalizeIsolation(name string, vals []sqllex.Value) (string, *pgError) {
 // statement asks for, lower case ("" when none, or not one PostgreSQL
 // knows: its own error then).
 func beginIsolation(text string) string {
+	if !containsFoldASCII(text, "isolation") {
+		return "" // every plain BEGIN: no scan, no allocation
+	}
 	var sc sqllex.Scanner
 	sc.Init(text)
 	var words []string

@@ -83,14 +83,7 @@ func callsSessionLock(text string) bool {
 	if !containsFoldASCII(text, "advisory") {
 		return false // the common case, without scanning or allocating
 	}
-	var sc sqllex.Scanner
-	sc.Init(text)
-	for t := sc.Next(); t.Kind != sqllex.EOF; t = sc.Next() {
-		if name, ok := t.Ident(); ok && sessionLockFuncs[name] {
-			return true
-		}
-	}
-	return false
+	return hasIdent(text, func(name string) bool { return sessionLockFuncs[name] })
 }
 
 // isCreateInTempSchema recognises a CREATE of an object in pg_temp (CREATE
@@ -101,8 +94,16 @@ func isCreateInTempSchema(text string) bool {
 	if !sc.Next().IsKeyword("create") || !containsFoldASCII(text, "pg_temp") {
 		return false
 	}
+	return hasIdent(text, func(name string) bool { return name == "pg_temp" })
+}
+
+// hasIdent reports whether text names an identifier that match accepts
+// (outside strings and comments).
+func hasIdent(text string, match func(string) bool) bool {
+	var sc sqllex.Scanner
+	sc.Init(text)
 	for t := sc.Next(); t.Kind != sqllex.EOF; t = sc.Next() {
-		if name, ok := t.Ident(); ok && name == "pg_temp" {
+		if name, ok := t.Ident(); ok && match(name) {
 			return true
 		}
 	}
