@@ -34,4 +34,5 @@ func (m *LockManager) ConnPID(ctx context.Context) (uint32, error) {
 	defer m.give()
 	return m.conn.PID(), nil
 }
+
 var SQLState = sqlState
