@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/dsqlgate/dsqlgate/config"
@@ -73,7 +74,7 @@ func (r *Route) DialLocks(ctx context.Context, params map[string]string) (*pgcon
 	conn, err := r.connect(ctx, params)
 	if err != nil {
 		var de *DialError
-		if errors.As(err, &de) && (de.SQLState == "53400" || de.SQLState == "53300") {
+		if errors.As(err, &de) && (de.SQLState == pgerrcode.ConfigurationLimitExceeded || de.SQLState == pgerrcode.TooManyConnections) {
 			r.limiter.backoff(limitBackoff)
 		}
 		return nil, err

@@ -17,8 +17,11 @@ import (
 // and the engine does it. The rules themselves, and their tests, are
 // compat's; what is here is how a session applies them.
 
-// rewrite is what the compatibility layer does with one statement. The zero
-// value changes nothing. Immutable once made.
+// rewrite is what the engine does with one statement instead of sending
+// it as it came: compat's decision (rewriteOf), or the engine's own on a
+// PostgreSQL route and in transaction pool mode (plainRewrite, the SQL
+// PREPARE and UNLISTEN fields). The zero value changes nothing. Immutable
+// once made.
 type rewrite struct {
 	// text replaces the statement upstream ("" keeps it).
 	text string
@@ -95,7 +98,8 @@ func (c *showCall) execute(s *session, _ [][]byte, _ []int16, _ int16, _ bool) (
 	return append(out, commandComplete(c.Tag)...), nil
 }
 
-const oidText = 25
+// oidText is the type of the value SHOW answers.
+const oidText = compat.OIDText
 
 // The stand-ins compat sends in a statement's place (see there).
 const (

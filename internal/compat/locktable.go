@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 )
@@ -633,7 +634,7 @@ func (m *LockManager) acquireOnce(ctx context.Context, args []string) (bool, err
 	if err == nil {
 		return true, nil
 	}
-	if sqlState(err) == "23505" {
+	if sqlState(err) == pgerrcode.UniqueViolation {
 		return false, nil // someone holds it
 	}
 	return false, err
@@ -654,14 +655,15 @@ func (m *LockManager) ensureTable(ctx context.Context) error {
 			m.tableReady = true
 			m.log.Debug("advisory lock table ready")
 			return nil
-		case "42501":
+		case pgerrcode.InsufficientPrivilege:
 			// Not allowed to create tables; enough if it exists.
 			if _, perr := m.exec(ctx, m.sql.probe); perr == nil {
 				m.tableReady = true
 				return nil
 			}
 			return fmt.Errorf("create advisory lock table: %w", err)
-		case "40001", "OC000", "OC001", "23505", "42P07", "42710", "40P01":
+		case pgerrcode.SerializationFailure, dsqlOCC, dsqlSchemaOCC, pgerrcode.UniqueViolation,
+			pgerrcode.DuplicateTable, pgerrcode.DuplicateObject, pgerrcode.DeadlockDetected:
 			// Another gateway created it at the same moment.
 			if !sleepCtx(ctx, jitter(lockConflictPause)) {
 				return fmt.Errorf("create advisory lock table: %w", ctx.Err())
@@ -706,7 +708,7 @@ func (m *LockManager) exec(ctx context.Context, sql string, args ...string) (*pg
 		if conn.IsClosed() {
 			m.conn = nil
 		}
-		if sqlState(res.Err) == "42P01" {
+		if sqlState(res.Err) == pgerrcode.UndefinedTable {
 			m.tableReady = false // dropped under us: create it again next time
 		}
 		if !retried && pgconn.SafeToRetry(res.Err) && ctx.Err() == nil {
@@ -899,6 +901,13 @@ func textArray(ss []string) string {
 	return b.String()
 }
 
+// DSQL's own SQLSTATEs for a transaction that lost an optimistic
+// concurrency check on data (OC000) or on the schema (OC001).
+const (
+	dsqlOCC       = "OC000"
+	dsqlSchemaOCC = "OC001"
+)
+
 // sqlState is the SQLSTATE of a server error in err's chain, or "".
 func sqlState(err error) string {
 	var pgErr *pgconn.PgError
@@ -913,7 +922,7 @@ func sqlState(err error) string {
 // OC000/OC001 codes), PostgreSQL's serialization failure and deadlock.
 func isWriteConflict(err error) bool {
 	switch sqlState(err) {
-	case "40001", "OC000", "OC001", "40P01":
+	case pgerrcode.SerializationFailure, dsqlOCC, dsqlSchemaOCC, pgerrcode.DeadlockDetected:
 		return true
 	}
 	return false
@@ -934,8 +943,11 @@ func (m *LockManager) transientLockError(err error) bool {
 		// A server that is going away (admin shutdown, cannot connect
 		// now, too many connections) will be redialled.
 		// The lock table dropped under us is created again.
+		// (57P: the server shutting down or not accepting connections;
+		// class 08: a connection exception.)
 		return strings.HasPrefix(pgErr.Code, "57P") || strings.HasPrefix(pgErr.Code, "08") ||
-			pgErr.Code == "53300" || pgErr.Code == "53400" || pgErr.Code == "42P01"
+			pgErr.Code == pgerrcode.TooManyConnections || pgErr.Code == pgerrcode.ConfigurationLimitExceeded ||
+			pgErr.Code == pgerrcode.UndefinedTable
 	}
 	return true
 }
