@@ -208,3 +208,19 @@ func TestMillis(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecide: statements the layer leaves alone, the common case on
+// the per-query path, cost a classification's worth and no allocation.
+func BenchmarkDecide(b *testing.B) {
+	for _, sql := range []string{"SELECT abalance FROM pgbench_accounts WHERE aid = $1", "UPDATE t SET a = 1 WHERE id = 2", "BEGIN"} {
+		k := sqllex.Classify(sql)
+		b.Run(k.String(), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if Decide(sql, k, nil, allOn, nil) != nil {
+					b.Fatal("rewritten")
+				}
+			}
+		})
+	}
+}
