@@ -112,12 +112,12 @@ func (k LockKey) valid() bool { return k.Space == LockSpaceBigint || k.Space == 
 // ErrLocksClosed is returned by every LockManager method once it is closed.
 var ErrLocksClosed = errors.New("advisory locks closed")
 
-// Defaults for a route whose Compat leaves the lock settings empty.
+// Defaults for a LockTableConfig that leaves them empty.
 const (
 	defaultLockTable = "dsqlgate_advisory_locks"
 	defaultLockLease = time.Minute
 	// defaultLockConnAge replaces the lock connection when the route's
-	// pool has no max_lifetime.
+	// pool has no max_lifetime (DSQL closes connections at 60 minutes).
 	defaultLockConnAge = 55 * time.Minute
 )
 
@@ -727,11 +727,11 @@ func (m *LockManager) exec(ctx context.Context, sql string, args ...string) (*pg
 // at 60 minutes), or when it has been idle for lockPingIdle and does not
 // answer a ping (DSQL, a restarted server or the network may have closed
 // it without a word; better to learn that before sending a statement whose
-// outcome must be known). It dials through the route's rate limiter when
-// there is no connection. The caller holds sem, so the connection is idle.
+// outcome must be known). It dials (LockUpstream.DialLocks) when there is
+// no connection. The caller holds sem, so the connection is idle.
 //
-// (Peeking at the socket, as ServerConn.Alive does, is not possible here:
-// pgconn may have a background reader blocked on it.)
+// (Peeking at the socket, as authbridge's ServerConn.Alive does, is not
+// possible here: pgconn may have a background reader blocked on it.)
 func (m *LockManager) connection(ctx context.Context) (*pgconn.PgConn, error) {
 	if m.conn != nil {
 		now := m.now()
