@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/compat"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
 )
 
@@ -75,8 +76,8 @@ type Route struct {
 	params   map[string]string // ParameterStatus of the most recent handshake
 
 	locksMu     sync.Mutex
-	locks       *LockManager // created by the first Locks; guarded by locksMu
-	locksClosed bool         // Bridge.Close ran; guarded by locksMu
+	locks       *compat.LockManager // created by the first Locks; guarded by locksMu
+	locksClosed bool                // Bridge.Close ran; guarded by locksMu
 }
 
 // New builds the routes and pools of cfg (already validated) and starts the

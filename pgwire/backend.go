@@ -558,7 +558,7 @@ func (e *engine) onCommandCompleteLocked(r *reply, msg []byte) {
 			e.gucs.applyEmulated(info.rw.emu)
 		}
 		if info.rw.dealloc != nil && !deallocated {
-			info.rw.dealloc.applyLocked(e)
+			e.deallocateLocked(info.rw.dealloc)
 		}
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/compat"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
@@ -513,14 +514,14 @@ func (e *engine) timeoutChangeLocked(rws ...*rewrite) {
 	d, found := time.Duration(0), false
 	for _, rw := range rws {
 		c := rw.emuChangeOf("statement_timeout")
-		if c == nil || c.scope == sqllex.ScopeLocal && e.txStatus == 'I' {
+		if c == nil || c.Scope == sqllex.ScopeLocal && e.txStatus == 'I' {
 			continue
 		}
 		found = true
-		if c.kind == sqllex.SetValue {
-			d = millis(c.value)
+		if c.Kind == sqllex.SetValue {
+			d = compat.Millis(c.Value)
 		} else {
-			d = millis(e.gucs.emuStartup["statement_timeout"])
+			d = compat.Millis(e.gucs.emuStartup["statement_timeout"])
 		}
 	}
 	if found && !e.statementsOwed() {

@@ -164,18 +164,18 @@ func (e *engine) describeQuery(text string) (qi *queryInfo, flags uint8, sent st
 			// Checked as the statement will run: after the query's earlier
 			// DEALLOCATEs.
 			pe := e.deallocateMissing(d)
-			if pe == nil && !d.all && (goneAll || gone[d.name]) {
-				pe = statementMissing(d.name)
+			if pe == nil && !d.All && (goneAll || gone[d.Name]) {
+				pe = statementMissing(d.Name)
 			}
 			if pe != nil {
 				info.rw = &rewrite{text: failingSQL, err: pe}
-			} else if d.all {
+			} else if d.All {
 				goneAll = true
 			} else {
 				if gone == nil {
 					gone = map[string]bool{}
 				}
-				gone[d.name] = true
+				gone[d.Name] = true
 			}
 		}
 		if info.rw != nil && info.rw.text != "" && (len(stmts) > 1 || info.rw.local == nil) {
@@ -780,7 +780,7 @@ func (e *engine) onExecute(msg []byte) (clientStep, error) {
 			if pe := e.deallocateMissing(st.rw.dealloc); pe != nil {
 				return pe
 			}
-			r.dropped = st.rw.dealloc.applyLocked(e)
+			r.dropped = e.deallocateLocked(st.rw.dealloc)
 			e.pushSpeculative(r)
 		} else if discardAll {
 			// Likewise DISCARD ALL's dropping of every statement (its

@@ -87,7 +87,7 @@ func FuzzErrorResponse(f *testing.F) {
 		return append(b, 0)
 	}
 	f.Add(er("SERROR", "VERROR", "C26000", `Mprepared statement "`+missingStatementName+`" does not exist`), missingStatementName, "mine", "", false)
-	f.Add(er("SERREUR", "VERROR", "C0A000", "Msavepoints are not supported"), "", "", tempTableHint, false)
+	f.Add(er("SERREUR", "VERROR", "C0A000", "Msavepoints are not supported"), "", "", "Aurora DSQL has no temporary tables: use a regular table (with a session key column) and delete its rows afterwards.", false)
 	f.Add(er("SFATAL", "VFATAL", "C57014", "Mcanceling statement due to user request", "P12", "Ffile.c", "L42", "Zunknown"), "x", "", "", true)
 	f.Add([]byte("SERROR\x00VERROR"), "a", "b", "h", false)
 	f.Fuzz(func(t *testing.T, raw []byte, from, to, hint string, forced bool) {

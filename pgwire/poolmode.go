@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/dsqlgate/dsqlgate/internal/compat"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
@@ -50,7 +51,7 @@ func txPoolRefusal(text string, k sqllex.Kind) *pgError {
 			return refuse("DECLARE ... WITH HOLD", "Use a cursor without HOLD inside a transaction,")
 		}
 	case sqllex.Other:
-		if (isCreateTemp(text) || isCreateInTempSchema(text)) && !hasWords(text, "on", "commit", "drop") {
+		if (compat.IsCreateTemp(text) || isCreateInTempSchema(text)) && !hasWords(text, "on", "commit", "drop") {
 			return refuse("a temporary object that outlives its transaction", "Create temporary tables with ON COMMIT DROP inside a transaction,")
 		}
 	case sqllex.Select, sqllex.With:

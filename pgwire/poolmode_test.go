@@ -63,14 +63,6 @@ func TestStatementWords(t *testing.T) {
 			"/* c */ prepare Q as select 1":       "q",
 			"select 1":                            "",
 		}},
-		{"beginIsolation", beginIsolation, map[string]string{
-			"BEGIN ISOLATION LEVEL SERIALIZABLE":                          "serializable",
-			"start transaction read only, isolation level read committed": "read committed",
-			"begin isolation /* x */ level repeatable read":               "repeatable read",
-			"begin":                 "",
-			"begin isolation level": "",
-			"begin transaction isolation level read write": "",
-		}},
 	} {
 		for sql, want := range c.cases {
 			if got := c.fn(sql); got != want {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/dsqlgate/dsqlgate/internal/compat"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
@@ -301,19 +302,19 @@ func (g *gucState) beforeChange() {
 }
 
 // applyEmulated records a change to an emulated setting that completed.
-func (g *gucState) applyEmulated(c *emuChange) {
-	if c == nil || c.scope == sqllex.ScopeLocal {
+func (g *gucState) applyEmulated(c *compat.SettingChange) {
+	if c == nil || c.Scope == sqllex.ScopeLocal {
 		return
 	}
 	g.beforeChange()
-	switch c.kind {
+	switch c.Kind {
 	case sqllex.SetValue:
-		g.emu[c.name] = c.value
+		g.emu[c.Name] = c.Value
 	default: // SET ... TO DEFAULT, RESET
-		if v, ok := g.emuStartup[c.name]; ok {
-			g.emu[c.name] = v
+		if v, ok := g.emuStartup[c.Name]; ok {
+			g.emu[c.Name] = v
 		} else {
-			delete(g.emu, c.name)
+			delete(g.emu, c.Name)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package authbridge
+package compat
 
 import (
 	"cmp"
@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 )
@@ -110,12 +112,12 @@ func (k LockKey) valid() bool { return k.Space == LockSpaceBigint || k.Space == 
 // ErrLocksClosed is returned by every LockManager method once it is closed.
 var ErrLocksClosed = errors.New("advisory locks closed")
 
-// Defaults for a route whose Compat leaves the lock settings empty.
+// Defaults for a LockTableConfig that leaves them empty.
 const (
 	defaultLockTable = "dsqlgate_advisory_locks"
 	defaultLockLease = time.Minute
 	// defaultLockConnAge replaces the lock connection when the route's
-	// pool has no max_lifetime.
+	// pool has no max_lifetime (DSQL closes connections at 60 minutes).
 	defaultLockConnAge = 55 * time.Minute
 )
 
@@ -148,7 +150,7 @@ var lockConnParams = map[string]string{"application_name": "dsqlgate advisory lo
 // Statements run one at a time on the manager's own connection (not a
 // pooled one). Lock order: sem, then mu. No I/O happens under mu.
 type LockManager struct {
-	route       *Route
+	upstream    LockUpstream
 	log         *zap.Logger
 	now         func() time.Time // the gateway's clock: connection age only
 	maxConnAge  time.Duration    // the lock connection is replaced at this age
@@ -218,50 +220,60 @@ func quoteTable(name string) string {
 	return strings.Join(parts, ".")
 }
 
-// Locks returns the route's advisory lock manager, creating it on first
-// use. Nothing is dialled until a lock is asked for. After Bridge.Close it
-// returns a closed manager.
-func (r *Route) Locks() *LockManager {
-	r.locksMu.Lock()
-	defer r.locksMu.Unlock()
-	if r.locks == nil {
-		r.locks = newLockManager(r)
-		if r.locksClosed {
-			r.locks.Close()
-		}
-	}
-	return r.locks
+// LockUpstream is what a LockManager needs of the route whose cluster
+// holds its table (authbridge's Route): connections of its own, dialled
+// the way the route dials (credentials, TLS, its dial rate limit).
+type LockUpstream interface {
+	// DialLocks opens a connection with the given startup parameters.
+	DialLocks(ctx context.Context, params map[string]string) (*pgconn.PgConn, error)
+	// DialRetryable reports, for an error in whose chain DialLocks
+	// reported a failed dial (ok), whether it may pass by itself: a
+	// waiting Lock then dials again rather than fail.
+	DialRetryable(err error) (retryable, ok bool)
 }
 
-// closeLocks closes the route's lock manager, if any, and any made later.
-func (r *Route) closeLocks() {
-	r.locksMu.Lock()
-	r.locksClosed = true
-	m := r.locks
-	r.locksMu.Unlock()
-	if m != nil {
-		m.Close()
-	}
+// LockTableConfig is a route's lock table.
+type LockTableConfig struct {
+	// Table is the [schema.]table name ("": dsqlgate_advisory_locks).
+	Table string
+	// Lease is how long a row holds its lock unrenewed (0: a minute).
+	Lease time.Duration
+	// MaxConnAge replaces the lock connection at this age (0: 55 minutes;
+	// DSQL closes connections at 60).
+	MaxConnAge time.Duration
+	Log        *zap.Logger
+	// Now is the gateway's clock, for the connection's age (nil: time.Now).
+	Now func() time.Time
 }
 
-func newLockManager(r *Route) *LockManager {
-	table := r.compat.AdvisoryLockTable
+// NewLockManager returns the lock table of one route. Nothing is dialled
+// until a lock is asked for.
+func NewLockManager(up LockUpstream, cfg LockTableConfig) *LockManager {
+	table := cfg.Table
 	if table == "" {
 		table = defaultLockTable
 	}
-	lease := r.compat.AdvisoryLockLease.D()
+	lease := cfg.Lease
 	if lease <= 0 {
 		lease = defaultLockLease
 	}
-	maxAge := r.pool.cfg().MaxLifetime.D()
+	maxAge := cfg.MaxConnAge
 	if maxAge <= 0 {
 		maxAge = defaultLockConnAge
 	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := cfg.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
 	life, end := context.WithCancel(context.Background())
 	return &LockManager{
-		route:       r,
-		log:         r.log.With(zap.String("lock_table", table)),
-		now:         r.pool.now,
+		upstream:    up,
+		log:         log.With(zap.String("lock_table", table)),
+		now:         now,
 		renewPeriod: lease / 3,
 		maxConnAge:  maxAge,
 		sql:         newLockSQL(table, lease),
@@ -371,7 +383,7 @@ func (m *LockManager) Lock(ctx context.Context, owner string, k LockKey) error {
 			return nil
 		case ctx.Err() != nil:
 			return fmt.Errorf("wait for advisory lock %s: %w", k, ctx.Err())
-		case err != nil && !transientLockError(err):
+		case err != nil && !m.transientLockError(err):
 			return err
 		case err != nil:
 			m.log.Warn("advisory lock attempt failed", zap.Stringer("key", k), zap.Error(err))
@@ -622,7 +634,7 @@ func (m *LockManager) acquireOnce(ctx context.Context, args []string) (bool, err
 	if err == nil {
 		return true, nil
 	}
-	if sqlState(err) == "23505" {
+	if sqlState(err) == pgerrcode.UniqueViolation {
 		return false, nil // someone holds it
 	}
 	return false, err
@@ -643,14 +655,15 @@ func (m *LockManager) ensureTable(ctx context.Context) error {
 			m.tableReady = true
 			m.log.Debug("advisory lock table ready")
 			return nil
-		case "42501":
+		case pgerrcode.InsufficientPrivilege:
 			// Not allowed to create tables; enough if it exists.
 			if _, perr := m.exec(ctx, m.sql.probe); perr == nil {
 				m.tableReady = true
 				return nil
 			}
 			return fmt.Errorf("create advisory lock table: %w", err)
-		case "40001", "OC000", "OC001", "23505", "42P07", "42710", "40P01":
+		case pgerrcode.SerializationFailure, dsqlOCC, dsqlSchemaOCC, pgerrcode.UniqueViolation,
+			pgerrcode.DuplicateTable, pgerrcode.DuplicateObject, pgerrcode.DeadlockDetected:
 			// Another gateway created it at the same moment.
 			if !sleepCtx(ctx, jitter(lockConflictPause)) {
 				return fmt.Errorf("create advisory lock table: %w", ctx.Err())
@@ -695,7 +708,7 @@ func (m *LockManager) exec(ctx context.Context, sql string, args ...string) (*pg
 		if conn.IsClosed() {
 			m.conn = nil
 		}
-		if sqlState(res.Err) == "42P01" {
+		if sqlState(res.Err) == pgerrcode.UndefinedTable {
 			m.tableReady = false // dropped under us: create it again next time
 		}
 		if !retried && pgconn.SafeToRetry(res.Err) && ctx.Err() == nil {
@@ -714,11 +727,11 @@ func (m *LockManager) exec(ctx context.Context, sql string, args ...string) (*pg
 // at 60 minutes), or when it has been idle for lockPingIdle and does not
 // answer a ping (DSQL, a restarted server or the network may have closed
 // it without a word; better to learn that before sending a statement whose
-// outcome must be known). It dials through the route's rate limiter when
-// there is no connection. The caller holds sem, so the connection is idle.
+// outcome must be known). It dials (LockUpstream.DialLocks) when there is
+// no connection. The caller holds sem, so the connection is idle.
 //
-// (Peeking at the socket, as ServerConn.Alive does, is not possible here:
-// pgconn may have a background reader blocked on it.)
+// (Peeking at the socket, as authbridge's ServerConn.Alive does, is not
+// possible here: pgconn may have a background reader blocked on it.)
 func (m *LockManager) connection(ctx context.Context) (*pgconn.PgConn, error) {
 	if m.conn != nil {
 		now := m.now()
@@ -736,16 +749,8 @@ func (m *LockManager) connection(ctx context.Context) (*pgconn.PgConn, error) {
 	if m.conn != nil {
 		return m.conn, nil
 	}
-	r := m.route
-	if err := r.limiter.wait(ctx); err != nil {
-		return nil, &DialError{Route: r.Name, Retryable: true, Err: fmt.Errorf("waiting for the dial rate limit: %w", err)}
-	}
-	conn, err := r.connect(ctx, m.connParams)
+	conn, err := m.upstream.DialLocks(ctx, m.connParams)
 	if err != nil {
-		var de *DialError
-		if errors.As(err, &de) && (de.SQLState == "53400" || de.SQLState == "53300") {
-			r.limiter.backoff(limitBackoff)
-		}
 		m.log.Warn("advisory lock dial failed", zap.Error(err))
 		return nil, err
 	}
@@ -760,7 +765,7 @@ func (m *LockManager) dropConn() {
 	if m.conn == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), gracefulCloseWait)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	m.conn.Close(ctx)
 	cancel()
 	m.conn = nil
@@ -896,6 +901,13 @@ func textArray(ss []string) string {
 	return b.String()
 }
 
+// DSQL's own SQLSTATEs for a transaction that lost an optimistic
+// concurrency check on data (OC000) or on the schema (OC001).
+const (
+	dsqlOCC       = "OC000"
+	dsqlSchemaOCC = "OC001"
+)
+
 // sqlState is the SQLSTATE of a server error in err's chain, or "".
 func sqlState(err error) string {
 	var pgErr *pgconn.PgError
@@ -910,7 +922,7 @@ func sqlState(err error) string {
 // OC000/OC001 codes), PostgreSQL's serialization failure and deadlock.
 func isWriteConflict(err error) bool {
 	switch sqlState(err) {
-	case "40001", "OC000", "OC001", "40P01":
+	case pgerrcode.SerializationFailure, dsqlOCC, dsqlSchemaOCC, pgerrcode.DeadlockDetected:
 		return true
 	}
 	return false
@@ -919,21 +931,43 @@ func isWriteConflict(err error) bool {
 // transientLockError reports whether Lock should keep waiting after err:
 // dial failures that may pass and lost connections, but not errors the
 // server reported (write conflicts never get here) nor a closed manager.
-func transientLockError(err error) bool {
+func (m *LockManager) transientLockError(err error) bool {
 	if errors.Is(err, ErrLocksClosed) {
 		return false
 	}
-	var de *DialError
-	if errors.As(err, &de) {
-		return de.Retryable
+	if retryable, ok := m.upstream.DialRetryable(err); ok {
+		return retryable
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		// A server that is going away (admin shutdown, cannot connect
 		// now, too many connections) will be redialled.
 		// The lock table dropped under us is created again.
+		// (57P: the server shutting down or not accepting connections;
+		// class 08: a connection exception.)
 		return strings.HasPrefix(pgErr.Code, "57P") || strings.HasPrefix(pgErr.Code, "08") ||
-			pgErr.Code == "53300" || pgErr.Code == "53400" || pgErr.Code == "42P01"
+			pgErr.Code == pgerrcode.TooManyConnections || pgErr.Code == pgerrcode.ConfigurationLimitExceeded ||
+			pgErr.Code == pgerrcode.UndefinedTable
 	}
 	return true
+}
+
+// jitter returns a duration uniformly between d/2 and d.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + mrand.N(d/2+1)
+}
+
+// sleepCtx sleeps for d and reports whether ctx was still live after it.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

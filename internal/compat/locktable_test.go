@@ -1,4 +1,4 @@
-package authbridge
+package compat_test
 
 import (
 	"context"
@@ -21,7 +21,9 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/compat"
 	"github.com/dsqlgate/dsqlgate/internal/dsqlsim"
 	"github.com/dsqlgate/dsqlgate/pgwire/scram"
 )
@@ -102,29 +104,29 @@ func newLockCluster(t *testing.T, be lockBackend) *lockCluster {
 // instanceConfig is what a test may change about one gateway instance.
 type instanceConfig struct {
 	route *config.Route
-	opts  *Options
+	opts  *authbridge.Options
 }
 
 // instance starts a gateway instance (a Bridge) on the cluster with the
 // given lease and returns its route's lock manager. The bridge is closed
 // when the test ends.
-func (c *lockCluster) instance(t *testing.T, lease time.Duration, adjust ...func(instanceConfig)) *LockManager {
+func (c *lockCluster) instance(t *testing.T, lease time.Duration, adjust ...func(instanceConfig)) *compat.LockManager {
 	t.Helper()
 	m := c.bridge(t, lease, adjust...).Route("postgres").Locks()
 	if c.backend.isolation != "" {
-		m.connParams = map[string]string{"default_transaction_isolation": c.backend.isolation}
+		m.SetConnParams(map[string]string{"default_transaction_isolation": c.backend.isolation})
 	}
 	return m
 }
 
 // bridge starts a gateway instance on the cluster; it is closed when the
 // test ends.
-func (c *lockCluster) bridge(t *testing.T, lease time.Duration, adjust ...func(instanceConfig)) *Bridge {
+func (c *lockCluster) bridge(t *testing.T, lease time.Duration, adjust ...func(instanceConfig)) *authbridge.Bridge {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Users = []config.User{{Name: "u", Verifier: testVerifier(t)}}
 	var rc config.Route
-	opts := Options{}
+	opts := authbridge.Options{}
 	if c.backend.dsql {
 		rc = config.DefaultRoute(config.KindDSQL, "postgres")
 		rc.Endpoint = testHost
@@ -147,7 +149,7 @@ func (c *lockCluster) bridge(t *testing.T, lease time.Duration, adjust ...func(i
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(context.Background(), cfg, opts)
+	b, err := authbridge.New(context.Background(), cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +216,7 @@ func lockCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func mustTryLock(t *testing.T, m *LockManager, owner string, k LockKey, want bool) {
+func mustTryLock(t *testing.T, m *compat.LockManager, owner string, k compat.LockKey, want bool) {
 	t.Helper()
 	ok, err := m.TryLock(lockCtx(t), owner, k)
 	if err != nil {
@@ -225,7 +227,7 @@ func mustTryLock(t *testing.T, m *LockManager, owner string, k LockKey, want boo
 	}
 }
 
-func mustUnlock(t *testing.T, m *LockManager, owner string, k LockKey, want bool) {
+func mustUnlock(t *testing.T, m *compat.LockManager, owner string, k compat.LockKey, want bool) {
 	t.Helper()
 	ok, err := m.Unlock(lockCtx(t), owner, k)
 	if err != nil {
@@ -239,7 +241,7 @@ func mustUnlock(t *testing.T, m *LockManager, owner string, k LockKey, want bool
 // waitHook makes Lock on m report, once, that it has started waiting.
 // lockWaitsFor runs m.Lock of k for owner while holder (named for the
 // message) holds it: Lock must wait, and return once release has run.
-func lockWaitsFor(t *testing.T, m *LockManager, owner string, k LockKey, holder string, release func()) {
+func lockWaitsFor(t *testing.T, m *compat.LockManager, owner string, k compat.LockKey, holder string, release func()) {
 	t.Helper()
 	waiting := waitHook(m)
 	letGo := make(chan struct{})
@@ -263,10 +265,10 @@ func lockWaitsFor(t *testing.T, m *LockManager, owner string, k LockKey, holder 
 	}
 }
 
-func waitHook(m *LockManager) <-chan struct{} {
+func waitHook(m *compat.LockManager) <-chan struct{} {
 	ch := make(chan struct{})
 	var once sync.Once
-	m.onWait = func(string, LockKey) { once.Do(func() { close(ch) }) }
+	m.SetOnWait(func(string, compat.LockKey) { once.Do(func() { close(ch) }) })
 	return ch
 }
 
@@ -285,17 +287,17 @@ func TestLockKeys(t *testing.T) {
 	cases := []struct {
 		name   string
 		k1, k2 int32
-		want   LockKey
+		want   compat.LockKey
 		str    string
 	}{
-		{"small", 1, 2, LockKey{LockSpaceIntPair, 1<<32 | 2}, "pair 1,2"},
-		{"negative second", 1, -1, LockKey{LockSpaceIntPair, 1<<32 | 0xffffffff}, "pair 1,-1"},
-		{"negative first", -1, 0, LockKey{LockSpaceIntPair, -1 << 32}, "pair -1,0"},
-		{"extremes", math.MinInt32, math.MaxInt32, LockKey{LockSpaceIntPair, math.MinInt32<<32 | math.MaxInt32}, "pair -2147483648,2147483647"},
+		{"small", 1, 2, compat.LockKey{compat.LockSpaceIntPair, 1<<32 | 2}, "pair 1,2"},
+		{"negative second", 1, -1, compat.LockKey{compat.LockSpaceIntPair, 1<<32 | 0xffffffff}, "pair 1,-1"},
+		{"negative first", -1, 0, compat.LockKey{compat.LockSpaceIntPair, -1 << 32}, "pair -1,0"},
+		{"extremes", math.MinInt32, math.MaxInt32, compat.LockKey{compat.LockSpaceIntPair, math.MinInt32<<32 | math.MaxInt32}, "pair -2147483648,2147483647"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			k := PairKey(tc.k1, tc.k2)
+			k := compat.PairKey(tc.k1, tc.k2)
 			if k != tc.want {
 				t.Fatalf("PairKey(%d, %d) = %+v, want %+v", tc.k1, tc.k2, k, tc.want)
 			}
@@ -307,7 +309,7 @@ func TestLockKeys(t *testing.T) {
 			}
 		})
 	}
-	if got := BigintKey(-7).String(); got != "bigint -7" {
+	if got := compat.BigintKey(-7).String(); got != "bigint -7" {
 		t.Fatalf("BigintKey(-7).String() = %q", got)
 	}
 }
@@ -316,7 +318,7 @@ func TestNewLockOwner(t *testing.T) {
 	seen := map[string]bool{}
 	var instance string
 	for i := 0; i < 1000; i++ {
-		o := NewLockOwner()
+		o := compat.NewLockOwner()
 		inst, random, ok := strings.Cut(o, ":")
 		if !ok || len(random) != 16 {
 			t.Fatalf("owner %q is not <instance>:<random>", o)
@@ -341,13 +343,13 @@ func TestTextArray(t *testing.T) {
 		name string
 		in   []string
 	}{
-		{"owners", []string{NewLockOwner(), NewLockOwner()}},
+		{"owners", []string{compat.NewLockOwner(), compat.NewLockOwner()}},
 		{"quotes and backslashes", []string{`a"b`, `c\d`, `\"`, `{x,y}`, "NULL", " spaced ", ""}},
 		{"one", []string{"host/0011:2233"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rows, err := query(conn, "SELECT to_json($1::text[])::text", textArray(tc.in))
+			rows, err := query(conn, "SELECT to_json($1::text[])::text", compat.TextArray(tc.in))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -367,18 +369,18 @@ func TestTextArray(t *testing.T) {
 // key once the holder lets go.
 func TestLockTwoInstances(t *testing.T) {
 	for _, be := range lockBackends {
-		for _, k := range []LockKey{BigintKey(42), PairKey(4, 2)} {
+		for _, k := range []compat.LockKey{compat.BigintKey(42), compat.PairKey(4, 2)} {
 			t.Run(be.name+"/"+k.String(), func(t *testing.T) {
 				c := newLockCluster(t, be)
 				a, b := c.instance(t, time.Minute), c.instance(t, time.Minute)
-				ownerA, ownerB := NewLockOwner(), NewLockOwner()
+				ownerA, ownerB := compat.NewLockOwner(), compat.NewLockOwner()
 
 				mustTryLock(t, a, ownerA, k, true)
 				mustTryLock(t, b, ownerB, k, false)
 				mustTryLock(t, a, ownerA, k, true) // already held: still true
 				mustUnlock(t, b, ownerB, k, false) // not the holder
 				mustTryLock(t, b, ownerB, k, false)
-				if diff := cmp.Diff([]LockKey{k}, a.Held(ownerA)); diff != "" {
+				if diff := cmp.Diff([]compat.LockKey{k}, a.Held(ownerA)); diff != "" {
 					t.Fatalf("Held (-want +got):\n%s", diff)
 				}
 				if got := b.Held(ownerB); len(got) != 0 {
@@ -401,9 +403,9 @@ func TestLockSpacesDoNotConflict(t *testing.T) {
 		t.Run(be.name, func(t *testing.T) {
 			c := newLockCluster(t, be)
 			a, b := c.instance(t, time.Minute), c.instance(t, time.Minute)
-			ownerA, ownerB := NewLockOwner(), NewLockOwner()
-			pair := PairKey(1, 2)
-			bigint := BigintKey(pair.Key)
+			ownerA, ownerB := compat.NewLockOwner(), compat.NewLockOwner()
+			pair := compat.PairKey(1, 2)
+			bigint := compat.BigintKey(pair.Key)
 			mustTryLock(t, a, ownerA, bigint, true)
 			mustTryLock(t, b, ownerB, pair, true)
 			mustTryLock(t, a, ownerA, pair, false)
@@ -415,12 +417,12 @@ func TestLockSpacesDoNotConflict(t *testing.T) {
 func TestLockUnlockAll(t *testing.T) {
 	c := newLockCluster(t, readCommitted)
 	a, b := c.instance(t, time.Minute), c.instance(t, time.Minute)
-	owner, other, remote := NewLockOwner(), NewLockOwner(), NewLockOwner()
-	keys := []LockKey{BigintKey(-5), BigintKey(7), PairKey(7, 0)}
+	owner, other, remote := compat.NewLockOwner(), compat.NewLockOwner(), compat.NewLockOwner()
+	keys := []compat.LockKey{compat.BigintKey(-5), compat.BigintKey(7), compat.PairKey(7, 0)}
 	for _, k := range keys {
 		mustTryLock(t, a, owner, k, true)
 	}
-	mustTryLock(t, a, other, BigintKey(8), true)
+	mustTryLock(t, a, other, compat.BigintKey(8), true)
 	if diff := cmp.Diff(keys, a.Held(owner)); diff != "" {
 		t.Fatalf("Held before UnlockAll (-want +got):\n%s", diff)
 	}
@@ -433,8 +435,8 @@ func TestLockUnlockAll(t *testing.T) {
 	for _, k := range keys {
 		mustTryLock(t, b, remote, k, true)
 	}
-	mustTryLock(t, b, remote, BigintKey(8), false) // other's lock stays
-	if diff := cmp.Diff([]LockKey{BigintKey(8)}, a.Held(other)); diff != "" {
+	mustTryLock(t, b, remote, compat.BigintKey(8), false) // other's lock stays
+	if diff := cmp.Diff([]compat.LockKey{compat.BigintKey(8)}, a.Held(other)); diff != "" {
 		t.Fatalf("another owner's locks (-want +got):\n%s", diff)
 	}
 	if err := a.UnlockAll(lockCtx(t), owner); err != nil { // nothing left: fine
@@ -447,17 +449,17 @@ func TestLockUnlockAll(t *testing.T) {
 func TestLockLocalOwners(t *testing.T) {
 	c := newLockCluster(t, readCommitted)
 	m := c.instance(t, time.Minute)
-	x, y := NewLockOwner(), NewLockOwner()
-	k := BigintKey(1)
+	x, y := compat.NewLockOwner(), compat.NewLockOwner()
+	k := compat.BigintKey(1)
 	mustTryLock(t, m, x, k, true)
-	before := m.statements.Load()
+	before := m.Statements()
 	mustTryLock(t, m, y, k, false)
-	if n := m.statements.Load() - before; n != 0 {
+	if n := m.Statements() - before; n != 0 {
 		t.Fatalf("a key held by a local owner cost %d statements", n)
 	}
 
 	lockWaitsFor(t, m, y, k, "another local owner", func() { mustUnlock(t, m, x, k, true) })
-	if diff := cmp.Diff([]LockKey{k}, m.Held(y)); diff != "" {
+	if diff := cmp.Diff([]compat.LockKey{k}, m.Held(y)); diff != "" {
 		t.Fatalf("Held (-want +got):\n%s", diff)
 	}
 }
@@ -480,13 +482,13 @@ func TestLockContextCancel(t *testing.T) {
 			if !tc.sameInst {
 				b = c.instance(t, time.Minute)
 			}
-			k := BigintKey(99)
-			mustTryLock(t, a, NewLockOwner(), k, true)
+			k := compat.BigintKey(99)
+			mustTryLock(t, a, compat.NewLockOwner(), k, true)
 			waiting := waitHook(b)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			got := make(chan error, 1)
-			go func() { got <- b.Lock(ctx, NewLockOwner(), k) }()
+			go func() { got <- b.Lock(ctx, compat.NewLockOwner(), k) }()
 			receive(t, waiting, "Lock waits")
 			cancel()
 			if err := receive(t, got, "Lock ends"); !errors.Is(err, context.Canceled) {
@@ -505,12 +507,12 @@ func TestLockLeaseExpiry(t *testing.T) {
 			const lease = 2 * time.Second
 			c := newLockCluster(t, be)
 			a, b := c.instance(t, lease), c.instance(t, lease)
-			ownerA, ownerB := NewLockOwner(), NewLockOwner()
-			k := PairKey(3, 3)
+			ownerA, ownerB := compat.NewLockOwner(), compat.NewLockOwner()
+			k := compat.PairKey(3, 3)
 			mustTryLock(t, a, ownerA, k, true)
 			a.Close()
 			a.Close() // idempotent
-			if _, err := a.TryLock(lockCtx(t), ownerA, k); !errors.Is(err, ErrLocksClosed) {
+			if _, err := a.TryLock(lockCtx(t), ownerA, k); !errors.Is(err, compat.ErrLocksClosed) {
 				t.Fatalf("TryLock after Close: %v", err)
 			}
 			mustTryLock(t, b, ownerB, k, false) // the row is still leased
@@ -531,13 +533,13 @@ func TestLockRenewal(t *testing.T) {
 	const lease = 2 * time.Second
 	c := newLockCluster(t, readCommitted)
 	a, b := c.instance(t, lease), c.instance(t, lease)
-	ownerA, ownerB := NewLockOwner(), NewLockOwner()
-	k := BigintKey(5)
+	ownerA, ownerB := compat.NewLockOwner(), compat.NewLockOwner()
+	k := compat.BigintKey(5)
 	mustTryLock(t, a, ownerA, k, true)
 	for end := time.Now().Add(5 * lease / 2); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		mustTryLock(t, b, ownerB, k, false)
 	}
-	if diff := cmp.Diff([]LockKey{k}, a.Held(ownerA)); diff != "" {
+	if diff := cmp.Diff([]compat.LockKey{k}, a.Held(ownerA)); diff != "" {
 		t.Fatalf("Held (-want +got):\n%s", diff)
 	}
 	rows := rawExec(t, "SELECT expires_at > now() FROM "+c.table+" WHERE space = 1 AND key = 5")
@@ -553,8 +555,8 @@ func TestLockLost(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	c := newLockCluster(t, readCommitted)
 	a := c.instance(t, time.Second, func(ic instanceConfig) { ic.opts.Logger = zap.New(core) })
-	owner := NewLockOwner()
-	k := PairKey(-1, 1)
+	owner := compat.NewLockOwner()
+	k := compat.PairKey(-1, 1)
 	mustTryLock(t, a, owner, k, true)
 	rawExec(t, "UPDATE "+c.table+" SET owner = 'intruder', expires_at = now() + interval '1 hour'")
 	eventually(t, "the lost lock is dropped", func() bool { return len(a.Held(owner)) == 0 })
@@ -572,13 +574,13 @@ func TestLockLost(t *testing.T) {
 func TestLockOrphanReleased(t *testing.T) {
 	c := newLockCluster(t, readCommitted)
 	a := c.instance(t, time.Second)
-	owner := NewLockOwner()
-	mustTryLock(t, a, owner, BigintKey(1), true)
+	owner := compat.NewLockOwner()
+	mustTryLock(t, a, owner, compat.BigintKey(1), true)
 	rawExec(t, "INSERT INTO "+c.table+" VALUES (1, 2, $1, now() + interval '1 hour')", owner)
 	eventually(t, "the orphan row is deleted", func() bool {
 		return len(rawExec(t, "SELECT 1 FROM "+c.table+" WHERE key = 2")) == 0
 	})
-	if diff := cmp.Diff([]LockKey{BigintKey(1)}, a.Held(owner)); diff != "" {
+	if diff := cmp.Diff([]compat.LockKey{compat.BigintKey(1)}, a.Held(owner)); diff != "" {
 		t.Fatalf("Held (-want +got):\n%s", diff)
 	}
 }
@@ -590,17 +592,17 @@ func TestLockHammer(t *testing.T) {
 		t.Run(be.name, func(t *testing.T) {
 			const workers, keys, rounds = 20, 3, 25
 			c := newLockCluster(t, be)
-			insts := []*LockManager{c.instance(t, time.Minute), c.instance(t, time.Minute)}
+			insts := []*compat.LockManager{c.instance(t, time.Minute), c.instance(t, time.Minute)}
 			var holders [keys]atomic.Int32
 			var taken atomic.Int64
 			done := make(chan error, workers)
 			for w := 0; w < workers; w++ {
-				m, owner := insts[w%2], NewLockOwner()
+				m, owner := insts[w%2], compat.NewLockOwner()
 				go func() {
 					done <- func() error {
 						for i := 0; i < rounds; i++ {
 							ki := (w + i) % keys
-							k := BigintKey(int64(ki))
+							k := compat.BigintKey(int64(ki))
 							var ok bool
 							var err error
 							if i%5 == 4 {
@@ -637,7 +639,7 @@ func TestLockHammer(t *testing.T) {
 			if taken.Load() == 0 {
 				t.Fatal("no lock was ever taken")
 			}
-			t.Logf("%d locks taken; write conflicts retried: %d", taken.Load(), insts[0].conflicts.Load()+insts[1].conflicts.Load())
+			t.Logf("%d locks taken; write conflicts retried: %d", taken.Load(), insts[0].Conflicts()+insts[1].Conflicts())
 		})
 	}
 }
@@ -687,8 +689,8 @@ func TestLockWriteConflict(t *testing.T) {
 			t.Run(be.name+"/"+tc.name, func(t *testing.T) {
 				c := newLockCluster(t, be)
 				m := c.instance(t, time.Minute)
-				owner := NewLockOwner()
-				mustTryLock(t, m, owner, BigintKey(0), true) // creates the table
+				owner := compat.NewLockOwner()
+				mustTryLock(t, m, owner, compat.BigintKey(0), true) // creates the table
 				if tc.setup != "" {
 					rawExec(t, fmt.Sprintf(tc.setup, c.table))
 				}
@@ -705,7 +707,7 @@ func TestLockWriteConflict(t *testing.T) {
 				}
 				got := make(chan result, 1)
 				go func() {
-					ok, err := m.TryLock(context.Background(), owner, BigintKey(1))
+					ok, err := m.TryLock(context.Background(), owner, compat.BigintKey(1))
 					got <- result{ok, err}
 				}()
 				eventually(t, "TryLock waits for the other transaction", func() bool {
@@ -719,8 +721,8 @@ func TestLockWriteConflict(t *testing.T) {
 				if r.err != nil || r.ok != tc.want {
 					t.Fatalf("TryLock = %v, %v; want %v", r.ok, r.err, tc.want)
 				}
-				if conflicted := m.conflicts.Load() > 0; conflicted != tc.conflictIn[be.name] {
-					t.Fatalf("write conflicts retried: %d; want some: %v", m.conflicts.Load(), tc.conflictIn[be.name])
+				if conflicted := m.Conflicts() > 0; conflicted != tc.conflictIn[be.name] {
+					t.Fatalf("write conflicts retried: %d; want some: %v", m.Conflicts(), tc.conflictIn[be.name])
 				}
 			})
 		}
@@ -758,7 +760,7 @@ func TestLockTableCreatedOnFirstUse(t *testing.T) {
 			if len(m.Held("nobody")) != 0 || exists() {
 				t.Fatal("the table was created before a lock was asked for")
 			}
-			mustTryLock(t, m, NewLockOwner(), BigintKey(1), true)
+			mustTryLock(t, m, compat.NewLockOwner(), compat.BigintKey(1), true)
 			if !exists() {
 				t.Fatal("the table was not created on first use")
 			}
@@ -804,12 +806,12 @@ func TestLockTableWithoutCreatePrivilege(t *testing.T) {
 			c := newLockCluster(t, readCommitted)
 			if tc.makeTable {
 				admin := c.instance(t, time.Minute)
-				mustTryLock(t, admin, NewLockOwner(), BigintKey(0), true)
+				mustTryLock(t, admin, compat.NewLockOwner(), compat.BigintKey(0), true)
 				rawExec(t, "GRANT SELECT, INSERT, UPDATE, DELETE ON "+c.table+" TO lockuser")
 			}
 			m := c.instance(t, time.Minute, asLockUser)
-			err := m.Lock(lockCtx(t), NewLockOwner(), BigintKey(1))
-			if got := sqlState(err); got != tc.wantErr {
+			err := m.Lock(lockCtx(t), compat.NewLockOwner(), compat.BigintKey(1))
+			if got := compat.SQLState(err); got != tc.wantErr {
 				t.Fatalf("Lock: %v; want SQLSTATE %q", err, tc.wantErr)
 			}
 		})
@@ -826,57 +828,57 @@ func TestLockConnectionReplaced(t *testing.T) {
 	cases := []struct {
 		name      string
 		backend   lockBackend
-		disturb   func(t *testing.T, c *lockCluster, m *LockManager)
+		disturb   func(t *testing.T, c *lockCluster, m *compat.LockManager)
 		wantDials uint64
 	}{
-		{"idle and alive", readCommitted, func(*testing.T, *lockCluster, *LockManager) {
-			clock.Add(int64(lockPingIdle)) // pinged, kept
+		{"idle and alive", readCommitted, func(*testing.T, *lockCluster, *compat.LockManager) {
+			clock.Add(int64(compat.LockPingIdle)) // pinged, kept
 		}, 1},
-		{"idle and alive through the emulator", viaEmulator, func(*testing.T, *lockCluster, *LockManager) {
-			clock.Add(int64(lockPingIdle))
+		{"idle and alive through the emulator", viaEmulator, func(*testing.T, *lockCluster, *compat.LockManager) {
+			clock.Add(int64(compat.LockPingIdle))
 		}, 1},
-		{"terminated backend", readCommitted, func(t *testing.T, _ *lockCluster, m *LockManager) {
+		{"terminated backend", readCommitted, func(t *testing.T, _ *lockCluster, m *compat.LockManager) {
 			// Waits (up to 10 s) until the backend has gone.
 			rawExec(t, "SELECT pg_terminate_backend($1::int, 10000)", fmt.Sprint(lockConnPID(t, m)))
-			clock.Add(int64(lockPingIdle))
+			clock.Add(int64(compat.LockPingIdle))
 		}, 2},
-		{"closed by the emulator", viaEmulator, func(t *testing.T, c *lockCluster, m *LockManager) {
+		{"closed by the emulator", viaEmulator, func(t *testing.T, c *lockCluster, m *compat.LockManager) {
 			if c.emu.KillAll() != 1 {
 				t.Fatal("the emulator did not have exactly the lock connection")
 			}
-			clock.Add(int64(lockPingIdle))
+			clock.Add(int64(compat.LockPingIdle))
 		}, 2},
-		{"past max_lifetime", readCommitted, func(t *testing.T, _ *lockCluster, m *LockManager) {
-			clock.Add(int64(m.maxConnAge))
+		{"past max_lifetime", readCommitted, func(t *testing.T, _ *lockCluster, m *compat.LockManager) {
+			clock.Add(int64(m.MaxConnAge()))
 		}, 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newLockCluster(t, tc.backend)
 			m := c.instance(t, time.Minute, func(ic instanceConfig) { ic.opts.Now = now })
-			owner := NewLockOwner()
-			mustTryLock(t, m, owner, BigintKey(1), true)
-			if m.dials.Load() != 1 {
-				t.Fatalf("%d dials, want 1", m.dials.Load())
+			owner := compat.NewLockOwner()
+			mustTryLock(t, m, owner, compat.BigintKey(1), true)
+			if m.Dials() != 1 {
+				t.Fatalf("%d dials, want 1", m.Dials())
 			}
 			tc.disturb(t, c, m)
-			mustUnlock(t, m, owner, BigintKey(1), true)
-			mustTryLock(t, m, owner, BigintKey(2), true)
-			if m.dials.Load() != tc.wantDials {
-				t.Fatalf("%d dials, want %d", m.dials.Load(), tc.wantDials)
+			mustUnlock(t, m, owner, compat.BigintKey(1), true)
+			mustTryLock(t, m, owner, compat.BigintKey(2), true)
+			if m.Dials() != tc.wantDials {
+				t.Fatalf("%d dials, want %d", m.Dials(), tc.wantDials)
 			}
 		})
 	}
 }
 
 // lockConnPID returns the backend pid of m's lock connection.
-func lockConnPID(t *testing.T, m *LockManager) uint32 {
+func lockConnPID(t *testing.T, m *compat.LockManager) uint32 {
 	t.Helper()
-	if err := m.take(context.Background()); err != nil {
+	pid, err := m.ConnPID(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.give()
-	return m.conn.PID()
+	return pid
 }
 
 // TestLockErrorsCarryNoSecret: when the cluster refuses the lock
@@ -901,12 +903,12 @@ func TestLockErrorsCarryNoSecret(t *testing.T) {
 			core, logs := observer.New(zapcore.DebugLevel)
 			c := newLockCluster(t, tc.backend)
 			m := c.instance(t, time.Minute, tc.adjust, func(ic instanceConfig) { ic.opts.Logger = zap.New(core) })
-			_, err := m.TryLock(lockCtx(t), NewLockOwner(), BigintKey(1))
-			var de *DialError
+			_, err := m.TryLock(lockCtx(t), compat.NewLockOwner(), compat.BigintKey(1))
+			var de *authbridge.DialError
 			if !errors.As(err, &de) || de.Retryable {
 				t.Fatalf("got %v, want a DialError that is not retryable", err)
 			}
-			err2 := m.Lock(lockCtx(t), NewLockOwner(), BigintKey(1))
+			err2 := m.Lock(lockCtx(t), compat.NewLockOwner(), compat.BigintKey(1))
 			if !errors.As(err2, &de) || errors.Is(err2, context.DeadlineExceeded) {
 				t.Fatalf("Lock: got %v, want the DialError at once", err2)
 			}
@@ -924,36 +926,36 @@ func TestLockErrorsCarryNoSecret(t *testing.T) {
 func TestLockClosed(t *testing.T) {
 	c := newLockCluster(t, readCommitted)
 	m, other := c.instance(t, time.Minute), c.instance(t, time.Minute)
-	held, local := BigintKey(1), BigintKey(2)
-	mustTryLock(t, other, NewLockOwner(), held, true)
-	mustTryLock(t, m, NewLockOwner(), local, true)
+	held, local := compat.BigintKey(1), compat.BigintKey(2)
+	mustTryLock(t, other, compat.NewLockOwner(), held, true)
+	mustTryLock(t, m, compat.NewLockOwner(), local, true)
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
-	for _, k := range []LockKey{held, local} {
+	for _, k := range []compat.LockKey{held, local} {
 		waiting := waitHook(m)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- m.Lock(context.Background(), NewLockOwner(), k)
+			errs <- m.Lock(context.Background(), compat.NewLockOwner(), k)
 		}()
 		receive(t, waiting, "Lock waits for "+k.String())
 	}
 	m.Close()
 	wg.Wait()
 	for range 2 {
-		if err := <-errs; !errors.Is(err, ErrLocksClosed) {
-			t.Fatalf("a waiting Lock returned %v, want ErrLocksClosed", err)
+		if err := <-errs; !errors.Is(err, compat.ErrLocksClosed) {
+			t.Fatalf("a waiting Lock returned %v, want compat.ErrLocksClosed", err)
 		}
 	}
-	owner := NewLockOwner()
-	if _, err := m.TryLock(lockCtx(t), owner, held); !errors.Is(err, ErrLocksClosed) {
+	owner := compat.NewLockOwner()
+	if _, err := m.TryLock(lockCtx(t), owner, held); !errors.Is(err, compat.ErrLocksClosed) {
 		t.Fatalf("TryLock: %v", err)
 	}
-	if _, err := m.Unlock(lockCtx(t), owner, held); !errors.Is(err, ErrLocksClosed) {
+	if _, err := m.Unlock(lockCtx(t), owner, held); !errors.Is(err, compat.ErrLocksClosed) {
 		t.Fatalf("Unlock: %v", err)
 	}
-	if err := m.UnlockAll(lockCtx(t), owner); !errors.Is(err, ErrLocksClosed) {
+	if err := m.UnlockAll(lockCtx(t), owner); !errors.Is(err, compat.ErrLocksClosed) {
 		t.Fatalf("UnlockAll: %v", err)
 	}
 
@@ -966,8 +968,8 @@ func TestLockClosed(t *testing.T) {
 	}
 	used.Close()
 	unused.Close()
-	for _, lm := range []*LockManager{lm, unused.Route("postgres").Locks()} {
-		if _, err := lm.TryLock(lockCtx(t), owner, held); !errors.Is(err, ErrLocksClosed) {
+	for _, lm := range []*compat.LockManager{lm, unused.Route("postgres").Locks()} {
+		if _, err := lm.TryLock(lockCtx(t), owner, held); !errors.Is(err, compat.ErrLocksClosed) {
 			t.Fatalf("TryLock after Bridge.Close: %v", err)
 		}
 	}

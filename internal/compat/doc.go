@@ -1,0 +1,46 @@
+// Package compat is dsqlgate's compatibility layer for Aurora DSQL: the
+// rules that let PostgreSQL clients and tools use a cluster that refuses
+// some of what PostgreSQL accepts.
+//
+// It decides; it does no I/O. For each statement a client sends, the
+// session engine (package pgwire) asks Decide (or Deallocate) and gets
+// back a *Rewrite, or nil for the common statement it leaves alone. A
+// Rewrite is data: a stand-in text to send instead (PlaceholderSQL for an
+// emulated SET, FailingSQL for a refusal, DELETE for a TRUNCATE), the
+// command tag the client sees, rows to hide, the error to show instead of
+// the stand-in's, a hint to add to DSQL's own refusal, an emulated setting
+// that changes when the stand-in completes, or a call the gateway answers
+// itself (Show, LockCall). The engine carries it out in the statement's
+// place, with the statement's transaction and error semantics, and keeps
+// the session's emulated settings (read back through Value).
+//
+// Errors are *Error (SQLSTATE, message, detail, hint), which pgwire turns
+// into ErrorResponses.
+//
+// Advisory locks, which DSQL lacks, are kept in a table on the cluster
+// itself (LockManager, one per route, made by authbridge through the
+// LockUpstream it implements) so that they hold across every gateway
+// serving that cluster; SessionLocks gives one client session
+// PostgreSQL's semantics over it (reentrant counts, session and
+// transaction scope).
+//
+// # Adding a refusal or an emulation
+//
+// A new refusal or emulation is a change in this package and its tests
+// only:
+//
+//   - a statement kind DSQL refuses and the gateway cannot emulate: an
+//     entry in refusalHints (the server's 0A000 gets the hint);
+//   - a statement the gateway refuses itself: a case in Decide returning
+//     refuse(&Error{...}) (FailingSQL runs in its place, so the refusal has
+//     a real error's transaction semantics);
+//   - a setting DSQL refuses: an entry in emulatedSettings with its
+//     PostgreSQL default and a normaliser that returns the display value
+//     SHOW gives, or the error SET gives. SET, RESET, SHOW,
+//     current_setting() and the startup packet then work for it; an
+//     effect beyond its value (as statement_timeout has) is the session's;
+//   - a statement rewritten to another: a case in Decide returning the
+//     text to send and the tag to show (see truncateRewrite).
+//
+// Add a row to the table tests in rewrite_test.go for each.
+package compat

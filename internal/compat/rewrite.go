@@ -1,0 +1,370 @@
+package compat
+
+import (
+	"strings"
+
+	"github.com/jackc/pgerrcode"
+
+	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
+)
+
+// Rewrite is what the compatibility layer does with one statement: data
+// that the session engine carries out. The zero value changes nothing.
+// Immutable once made.
+//
+// The gateway does not answer emulated statements itself (Show and Lock
+// aside); it sends a stand-in (Text) that the server runs in the
+// statement's place, in the same transaction with the same ordering and
+// error semantics, and the engine rewrites the stand-in's reply: the rows
+// of a placeholder are hidden, the command tag is the original's, an error
+// becomes the error PostgreSQL would give.
+type Rewrite struct {
+	// Text replaces the statement upstream ("" keeps it).
+	Text string
+	// Tag replaces the CommandComplete tag ("" keeps it).
+	Tag string
+	// HideRows: Text is a placeholder whose rows the client must not
+	// see; a Describe of it answers NoData.
+	HideRows bool
+	// Change is an emulated SET or RESET, applied when the stand-in
+	// completes.
+	Change *SettingChange
+	// Err, when set, is the error the stand-in provokes on purpose (Text
+	// is FailingSQL: it fails at parse time, with a real error's
+	// transaction semantics); the client sees Err instead of the
+	// server's.
+	Err *Error
+	// Hint is added to an error of SQLSTATE HintCode (0A000 when empty)
+	// that the server reports for the statement: a DSQL refusal the
+	// gateway cannot emulate.
+	Hint     string
+	HintCode string
+	// Show is answered by the gateway itself with the value of an
+	// emulated setting at execution time. Text, then, is the same answer
+	// with the value at decision time, for where the statement must go
+	// upstream (a Query of several statements).
+	Show *Show
+	// Lock is an advisory-lock call the gateway answers itself, never
+	// sent upstream.
+	Lock *LockCall
+	// Dealloc is a SQL DEALLOCATE of the client's protocol-level
+	// statements, applied when the placeholder completes.
+	Dealloc *Deallocation
+}
+
+// Show is SHOW name or SELECT current_setting('name') of an emulated
+// setting: one text column named Column, one row, command tag Tag.
+type Show struct {
+	Name   string // the setting
+	Column string
+	Tag    string // "SHOW" or "SELECT 1"
+}
+
+// Deallocation is DEALLOCATE [PREPARE] {name | ALL}.
+type Deallocation struct {
+	Name string
+	All  bool
+}
+
+// The stand-ins the server runs in place of a statement.
+const (
+	// PlaceholderSQL runs in place of an emulated statement: it is
+	// accepted everywhere, changes nothing and returns no row.
+	PlaceholderSQL = "SELECT 1 WHERE false"
+
+	// FailingSQL runs in place of a statement the gateway refuses: it
+	// fails at parse time (no such relation, FailingSQLCode), and the
+	// client is shown the gateway's error instead. The name cannot clash
+	// with a real relation.
+	FailingSQL     = `SELECT 1 FROM "dsqlgate: refused statement"`
+	FailingSQLCode = pgerrcode.UndefinedTable
+
+	// SyntaxErrorSQL fails at the first step of parsing (it ends where a
+	// table name must come, SyntaxErrorCode), before the server looks at
+	// the transaction's state: a stand-in whose error must be the
+	// gateway's even in a failed transaction.
+	SyntaxErrorSQL  = "SELECT syntax_error FROM"
+	SyntaxErrorCode = pgerrcode.SyntaxError
+)
+
+// Options say which parts of the compatibility layer a session uses (the
+// route's compat configuration).
+type Options struct {
+	Settings      bool // emulated settings, isolation refusals
+	AdvisoryLocks bool // advisory-lock calls answered by the gateway
+	Truncate      bool // TRUNCATE as DELETE
+}
+
+// refusalHints name the alternative for what DSQL refuses and the gateway
+// cannot emulate. A new refusal of a statement kind is an entry here.
+var refusalHints = map[sqllex.Kind]string{
+	sqllex.Savepoint: "Aurora DSQL has no savepoints: retry the whole transaction instead of rolling back to a savepoint (in an ORM, turn nested transactions off).",
+	sqllex.Listen:    "Aurora DSQL has no LISTEN/NOTIFY: poll a table, or use a queue or event service.",
+	sqllex.Notify:    "Aurora DSQL has no LISTEN/NOTIFY: poll a table, or use a queue or event service.",
+	sqllex.Unlisten:  "Aurora DSQL has no LISTEN/NOTIFY: poll a table, or use a queue or event service.",
+	sqllex.Declare:   "Aurora DSQL has no cursors: page with LIMIT and a key (keyset pagination), or let the driver fetch rows in batches.",
+	sqllex.Fetch:     "Aurora DSQL has no cursors: page with LIMIT and a key (keyset pagination), or let the driver fetch rows in batches.",
+	sqllex.Move:      "Aurora DSQL has no cursors: page with LIMIT and a key (keyset pagination), or let the driver fetch rows in batches.",
+	sqllex.Prepare:   "Aurora DSQL has no SQL-level PREPARE: use the driver's prepared statements (protocol-level Parse/Bind), which the gateway keeps across connections.",
+	sqllex.Execute:   "Aurora DSQL has no SQL-level PREPARE: use the driver's prepared statements (protocol-level Parse/Bind), which the gateway keeps across connections.",
+	sqllex.Discard:   "Aurora DSQL does not support DISCARD, and through the gateway it is not needed: sessions are reset when an upstream changes hands.",
+	sqllex.Lock:      "Aurora DSQL has no explicit table locks: it uses optimistic concurrency; retry transactions that fail with SQLSTATE 40001.",
+	sqllex.TwoPhase:  "Aurora DSQL does not support two-phase commit.",
+}
+
+const (
+	tempTableHint = "Aurora DSQL has no temporary tables: use a regular table (with a session key column) and delete its rows afterwards."
+	truncateHint  = "The gateway rewrites TRUNCATE of plain tables to DELETE; TRUNCATE ... CASCADE or RESTART IDENTITY cannot be emulated."
+	lockCallHint  = "The gateway answers advisory-lock functions only when the call is the whole statement, with constant or parameter arguments: SELECT pg_advisory_lock($1)."
+)
+
+// Decide returns what the compatibility layer does with one statement of
+// kind k (text, with the parameter types paramOIDs a Parse declared),
+// given the session's emulated settings emu (see Value). It returns nil
+// for the (common) statements it leaves alone, and never alters a
+// statement it does not fully recognise. DEALLOCATE is not decided here
+// (see Deallocate): it is answered whatever the options.
+func Decide(text string, k sqllex.Kind, paramOIDs []uint32, opt Options, emu map[string]string) *Rewrite {
+	switch k {
+	case sqllex.Set, sqllex.Reset:
+		if !opt.Settings {
+			return nil
+		}
+		st, ok := sqllex.ParseSet(text)
+		if !ok {
+			return nil
+		}
+		return setRewrite(&st)
+	case sqllex.Show:
+		if !opt.Settings {
+			return nil
+		}
+		name, ok := sqllex.ParseShow(text)
+		if !ok {
+			return nil
+		}
+		if v, ok := Value(emu, name); ok {
+			return &Rewrite{Text: "SELECT " + sqllex.QuoteLiteral(v) + "::text AS " + sqllex.QuoteIdent(name), Tag: "SHOW",
+				Show: &Show{Name: name, Column: name, Tag: "SHOW"}}
+		}
+	case sqllex.Select:
+		call, ok := sqllex.ParseSelectCall(text)
+		if !ok || (call.Schema != "" && call.Schema != "pg_catalog") {
+			return nil
+		}
+		if call.Name == "current_setting" && opt.Settings {
+			return currentSettingRewrite(call, emu)
+		}
+		if opt.AdvisoryLocks {
+			if lc, ok := ParseLockCall(call, paramOIDs); ok {
+				return &Rewrite{Lock: lc}
+			}
+			if isLockFunction(call.Name) {
+				return &Rewrite{Hint: lockCallHint}
+			}
+		}
+	case sqllex.Begin:
+		// DSQL refuses other levels at BEGIN too; a transaction it ran
+		// at another level would contradict SHOW transaction_isolation.
+		if l := BeginIsolation(text); opt.Settings && l != "" && l != "repeatable read" {
+			return refuse(isolationUnsupported(l))
+		}
+	case sqllex.Truncate:
+		if !opt.Truncate {
+			return nil
+		}
+		return truncateRewrite(text)
+	case sqllex.Other:
+		if IsCreateTemp(text) {
+			return &Rewrite{Hint: tempTableHint}
+		}
+	default:
+		if h, ok := refusalHints[k]; ok {
+			return &Rewrite{Hint: h}
+		}
+	}
+	return nil
+}
+
+// refuse sends FailingSQL in the statement's place and shows the client
+// err instead of its error.
+func refuse(err *Error) *Rewrite { return &Rewrite{Text: FailingSQL, Err: err} }
+
+// Deallocate answers SQL DEALLOCATE, which drivers send to drop a
+// protocol-level prepared statement (psycopg when its statement cache
+// rotates, some ORMs on close) and which DSQL refuses for a name: a
+// placeholder whose completion drops the client's statements. Upstream
+// statements are shared by every client preparing the same text, so only
+// the client's own names go (as Close does). Not transactional, as in
+// PostgreSQL: whether the statement exists is checked when it runs. It
+// returns nil for a text PostgreSQL would not accept either (its error).
+func Deallocate(text string) *Rewrite {
+	name, all, ok := sqllex.ParseDeallocate(text)
+	switch {
+	case !ok:
+		return nil
+	case all:
+		return &Rewrite{Text: PlaceholderSQL, Tag: "DEALLOCATE ALL", HideRows: true, Dealloc: &Deallocation{All: true}}
+	}
+	return &Rewrite{Text: PlaceholderSQL, Tag: "DEALLOCATE", HideRows: true, Dealloc: &Deallocation{Name: name}}
+}
+
+// truncateRewrite runs TRUNCATE of one plain table as DELETE; any other
+// TRUNCATE goes upstream, where DSQL's refusal gets a hint.
+func truncateRewrite(text string) *Rewrite {
+	ts, ok := sqllex.ParseTruncate(text)
+	if !ok || ts.Cascade || ts.RestartIdentity || len(ts.Tables) != 1 {
+		return &Rewrite{Hint: truncateHint}
+	}
+	tbl := ts.Tables[0]
+	del := "DELETE FROM "
+	if tbl.Only {
+		del += "ONLY "
+	}
+	return &Rewrite{Text: del + tbl.Name, Tag: "TRUNCATE TABLE"}
+}
+
+// setRewrite handles SET and RESET of emulated settings and the
+// transaction-isolation forms DSQL refuses.
+func setRewrite(st *sqllex.SetStmt) *Rewrite {
+	switch st.Kind {
+	case sqllex.SetTransaction, sqllex.SetSessionCharacteristics:
+		for _, m := range st.TransactionModes {
+			level, isLevel := strings.CutPrefix(m, "isolation level ")
+			switch {
+			case isLevel && level != "repeatable read":
+				return refuse(isolationUnsupported(level))
+			case !isLevel:
+				return nil // READ ONLY and the like: DSQL's own answer
+			}
+		}
+		rw := &Rewrite{Text: PlaceholderSQL, Tag: "SET", HideRows: true}
+		if st.Kind == sqllex.SetSessionCharacteristics {
+			rw.Change = &SettingChange{Kind: sqllex.SetValue, Name: "default_transaction_isolation", Value: "repeatable read"}
+		}
+		return rw
+	case sqllex.SetValue, sqllex.SetDefault, sqllex.ResetParam:
+	default:
+		return nil
+	}
+	es, ok := emulatedSettings[st.Name]
+	if !ok {
+		return nil
+	}
+	tag := "SET"
+	if st.Kind == sqllex.ResetParam {
+		tag = "RESET"
+	}
+	ch := &SettingChange{Kind: st.Kind, Scope: st.Scope, Name: st.Name}
+	if st.Kind == sqllex.SetValue {
+		v, err := es.normalize(st.Name, st.Values)
+		if err != nil {
+			return refuse(err)
+		}
+		ch.Value = v
+	}
+	return &Rewrite{Text: PlaceholderSQL, Tag: tag, HideRows: true, Change: ch}
+}
+
+// currentSettingRewrite answers current_setting('<emulated>'[, missing_ok])
+// with the session's value.
+func currentSettingRewrite(call sqllex.Call, emu map[string]string) *Rewrite {
+	if len(call.Args) < 1 || len(call.Args) > 2 {
+		return nil
+	}
+	name, ok := stringConstant(call.Args[0])
+	if !ok {
+		return nil
+	}
+	name = strings.ToLower(name)
+	v, ok := Value(emu, name)
+	if !ok {
+		return nil
+	}
+	alias := call.Alias
+	if alias == "" {
+		alias = "current_setting"
+	}
+	return &Rewrite{Text: "SELECT " + sqllex.QuoteLiteral(v) + "::text AS " + sqllex.QuoteIdent(alias),
+		Show: &Show{Name: name, Column: alias, Tag: "SELECT 1"}}
+}
+
+// stringConstant decodes a lone SQL string constant ('x', E'x').
+func stringConstant(text string) (string, bool) {
+	var sc sqllex.Scanner
+	sc.Init(text)
+	tok := sc.Next()
+	if tok.Kind != sqllex.String || sc.Next().Kind != sqllex.EOF {
+		return "", false
+	}
+	return tok.StringValue()
+}
+
+// BeginIsolation returns the isolation level a BEGIN or START TRANSACTION
+// statement asks for, lower case ("" when none, or not one PostgreSQL
+// knows: its own error then).
+func BeginIsolation(text string) string {
+	if !containsFoldASCII(text, "isolation") {
+		return "" // every plain BEGIN: no scan, no allocation
+	}
+	var sc sqllex.Scanner
+	sc.Init(text)
+	var words []string
+	for t := sc.Next(); t.Kind != sqllex.EOF; t = sc.Next() {
+		if t.Kind == sqllex.Comment {
+			continue
+		}
+		words = append(words, strings.ToLower(t.Text))
+		if len(words) > 64 {
+			break
+		}
+	}
+	for i := 0; i+2 < len(words); i++ {
+		if words[i] != "isolation" || words[i+1] != "level" {
+			continue
+		}
+		if l := words[i+2]; l == "serializable" {
+			return l
+		}
+		if i+3 < len(words) && isolationLevels[words[i+2]+" "+words[i+3]] {
+			return words[i+2] + " " + words[i+3]
+		}
+	}
+	return ""
+}
+
+// IsCreateTemp recognises CREATE [GLOBAL|LOCAL] {TEMP|TEMPORARY} TABLE.
+func IsCreateTemp(text string) bool {
+	var sc sqllex.Scanner
+	sc.Init(text)
+	if !sc.Next().IsKeyword("create") {
+		return false
+	}
+	tok := sc.Next()
+	if tok.IsKeyword("global") || tok.IsKeyword("local") {
+		tok = sc.Next()
+	}
+	return tok.IsKeyword("temp") || tok.IsKeyword("temporary")
+}
+
+// containsFoldASCII reports whether s contains word (lower case ASCII),
+// ignoring ASCII case: a cheap test before a scan.
+func containsFoldASCII(s, word string) bool {
+	for i := 0; i+len(word) <= len(s); i++ {
+		j := 0
+		for j < len(word) {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != word[j] {
+				break
+			}
+			j++
+		}
+		if j == len(word) {
+			return true
+		}
+	}
+	return false
+}
