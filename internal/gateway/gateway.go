@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"syscall"
 	"time"
 
@@ -48,6 +49,9 @@ type Gateway struct {
 	ops     *http.Server
 	served  chan error
 	log     *zap.Logger
+	// reloadMu serialises reloads: each prepares against the
+	// configuration the one before it put in force.
+	reloadMu sync.Mutex
 }
 
 // Start validates cfg, builds the bridge and server, and serves on
@@ -131,19 +135,28 @@ func listen(addr string) (net.Listener, error) {
 }
 
 // Reload puts a new, validated configuration in force without dropping
-// sessions: routes and pools, users, client TLS, limits. When it fails,
-// the previous configuration stays. It returns what changed.
+// sessions: routes and pools, users, client TLS, limits. It returns what
+// changed. It first prepares both sides, the routes and the server's
+// users and TLS, reading every file; only when both succeed does it put
+// them in force, so a reload that fails leaves the previous configuration
+// in force, routes included. The idle upstreams of replaced pools close
+// in the background.
 func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) ([]string, error) {
-	routeChanges, err := g.Bridge.Update(ctx, cfg)
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	routes, err := g.Bridge.Prepare(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("routes: %w", err)
 	}
-	changes, err := g.Server.ApplyConfig(cfg)
+	defer routes.Discard() // after Commit, nothing
+	server, err := g.Server.PrepareConfig(cfg)
 	if err != nil {
-		return routeChanges, err
+		return nil, err
 	}
+	changes := routes.Commit()
+	changes = append(changes, server.Commit()...)
 	g.Config = g.Server.Config()
-	return append(routeChanges, changes...), nil
+	return changes, nil
 }
 
 // Shutdown drains: no new clients, each client closed at its next safe
