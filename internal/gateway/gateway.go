@@ -37,7 +37,6 @@ type Options struct {
 
 // Gateway is a running gateway.
 type Gateway struct {
-	Config  *config.Config
 	Bridge  *authbridge.Bridge
 	Server  *pgwire.Server
 	Metrics *metrics.Metrics
@@ -79,7 +78,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		bridge.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	g := &Gateway{Config: cfg, Bridge: bridge, Server: srv, Metrics: m, Addr: l.Addr().String(), served: make(chan error, 1), log: opts.Logger}
+	g := &Gateway{Bridge: bridge, Server: srv, Metrics: m, Addr: l.Addr().String(), served: make(chan error, 1), log: opts.Logger}
 	g.health = newHealth(g)
 	if cfg.Metrics.Listen != "" {
 		ol, err := net.Listen("tcp", cfg.Metrics.Listen) // not shared: scrapes must reach this process
@@ -134,6 +133,10 @@ func listen(addr string) (net.Listener, error) {
 	return lc.Listen(context.Background(), "tcp", addr)
 }
 
+// Config is the configuration in force; a reload replaces it. Callers
+// must not modify it.
+func (g *Gateway) Config() *config.Config { return g.Server.Config() }
+
 // Reload puts a new, validated configuration in force without dropping
 // sessions: routes and pools, users, client TLS, limits. It returns what
 // changed. It first prepares both sides, the routes and the server's
@@ -154,9 +157,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) ([]string, err
 		return nil, err
 	}
 	changes := routes.Commit()
-	changes = append(changes, server.Commit()...)
-	g.Config = g.Server.Config()
-	return changes, nil
+	return append(changes, server.Commit()...), nil
 }
 
 // Shutdown drains: no new clients, each client closed at its next safe
