@@ -301,11 +301,11 @@ func (u *RouteUpdate) newRoute(rc *config.Route) (*Route, error) {
 }
 
 // Commit puts the update in force and returns what changed, in words for
-// the log. Under the bridge's lock it only swaps the route table; the idle
-// upstreams of the pools it replaces are closed afterwards, in the
-// background (each graceful close may wait for its server), so logins
-// never wait for them. Close waits for those closes. After Close, Commit
-// discards the update instead.
+// the log. Under the bridge's lock it only swaps the route table and sets
+// fields; the idle upstreams of the pools it replaces are closed after the
+// lock is released, in the background (each graceful close may wait a
+// second for its server), so logins never wait for them. Close waits for
+// those closes. After Close, Commit discards the update instead.
 func (u *RouteUpdate) Commit() []string {
 	if u.done {
 		return nil
@@ -319,6 +319,14 @@ func (u *RouteUpdate) Commit() []string {
 		u.closeCreated()
 		return nil
 	}
+	for key, lim := range u.limiters {
+		b.limiters[key] = lim
+	}
+	for lim, rate := range u.rates {
+		lim.mu.Lock()
+		lim.rate, lim.burst = rate, max(1, rate)
+		lim.mu.Unlock()
+	}
 	for _, r := range u.created {
 		r.pool.start()
 	}
@@ -329,14 +337,6 @@ func (u *RouteUpdate) Commit() []string {
 		b.creds = u.creds
 	}
 	b.mu.Unlock()
-	for key, lim := range u.limiters {
-		b.limiters[key] = lim
-	}
-	for lim, rate := range u.rates {
-		lim.mu.Lock()
-		lim.rate, lim.burst = rate, max(1, rate)
-		lim.mu.Unlock()
-	}
 	for r, settings := range u.settings {
 		r.conf.Pool = settings
 		r.pool.update(settings)
