@@ -94,8 +94,9 @@ func (s *Server) PrepareConfig(cfg *config.Config) (*ServerUpdate, error) {
 	return u, nil
 }
 
-// Commit puts the update in force (each part is one pointer swap; nothing
-// is read or written) and returns what changed, in words for the log.
+// Commit puts the update in force and returns what changed, in words for
+// the log. Each part is one atomic pointer swap and no file is read: the
+// users and certificate are those PrepareConfig read.
 func (u *ServerUpdate) Commit() []string {
 	s := u.s
 	s.conf.Store(u.conf)
