@@ -32,16 +32,32 @@ type Options struct {
 }
 
 // Bridge holds every route of a configuration and their pools.
+//
+// A new configuration's routes are put in force in two steps (Prepare,
+// then RouteUpdate.Commit) so that a reload that fails elsewhere can be
+// abandoned with nothing changed, and so that nothing slow happens while
+// logins wait for mu.
 type Bridge struct {
-	mu       sync.RWMutex
-	routes   map[string]*Route // by client-facing database name; guarded by mu
-	retired  []*Route          // routes replaced or removed by Update, still serving their sessions; guarded by mu
-	limiters map[string]*dialLimiter
-	creds    aws.CredentialsProvider
-	opts     Options
-	log      *zap.Logger
-	metrics  *metrics.Metrics
-	closed   sync.Once
+	// update serialises configuration updates: Prepare takes it, the
+	// RouteUpdate's Commit or Discard lets it go. Under it alone the
+	// routes map, the routes' conf and limiters may be read.
+	update   sync.Mutex
+	limiters map[string]*dialLimiter // by cluster address; guarded by update
+
+	mu      sync.RWMutex
+	routes  map[string]*Route // by client-facing database name; written under mu and update
+	retired []*Route          // routes replaced or removed, still serving their sessions; guarded by mu
+	closed  bool              // Close has begun; guarded by mu
+	// retiring counts the goroutines closing the idle upstreams of
+	// replaced pools; Close waits for them. Added to only under mu while
+	// closed is false.
+	retiring sync.WaitGroup
+
+	creds     aws.CredentialsProvider
+	opts      Options
+	log       *zap.Logger
+	metrics   *metrics.Metrics
+	closeOnce sync.Once
 }
 
 const (
@@ -70,7 +86,7 @@ type Route struct {
 	compat           config.Compat // advisory lock table and lease
 	log              *zap.Logger
 	metrics          *metrics.Metrics
-	conf             config.Route // as configured; Pool updated by Bridge.Update under Bridge.mu
+	conf             config.Route // as configured; Pool changed by RouteUpdate.Commit; guarded by Bridge.update
 
 	paramsMu sync.Mutex
 	params   map[string]string // ParameterStatus of the most recent handshake
@@ -92,23 +108,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Bridge, error)
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
 	}
-	b := &Bridge{routes: map[string]*Route{}, limiters: map[string]*dialLimiter{}, log: opts.Logger, opts: opts, creds: opts.Credentials}
-	if err := b.loadCredentials(ctx, cfg); err != nil {
+	b := &Bridge{routes: map[string]*Route{}, limiters: map[string]*dialLimiter{}, log: opts.Logger, opts: opts,
+		creds: opts.Credentials, metrics: opts.Metrics}
+	u, err := b.Prepare(ctx, cfg)
+	if err != nil {
 		return nil, err
 	}
-	for i := range cfg.Routes {
-		rc := &cfg.Routes[i]
-		r, err := b.newRoute(rc)
-		if err != nil {
-			b.Close()
-			return nil, fmt.Errorf("route %q: %w", rc.Database, err)
-		}
-		b.routes[rc.Database] = r
-	}
-	for _, r := range b.routes {
-		r.pool.start()
-	}
-	b.metrics = opts.Metrics
+	u.Commit()
 	if err := b.metrics.Registry.Register(b); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("register pool metrics: %w", err)
@@ -155,44 +161,24 @@ func newRoute(rc *config.Route, creds aws.CredentialsProvider, opts Options) (*R
 	return r, nil
 }
 
-// loadCredentials loads the AWS default chain once, when a DSQL route
-// needs it and none was given.
-func (b *Bridge) loadCredentials(ctx context.Context, cfg *config.Config) error {
+// loadCredentials returns the credentials DSQL routes of cfg sign their
+// tokens with: the bridge's, else the AWS default chain, loaded once (the
+// update that first needs them keeps them when committed). Nil when cfg
+// has no DSQL route and the bridge none.
+func (b *Bridge) loadCredentials(ctx context.Context, cfg *config.Config) (aws.CredentialsProvider, error) {
 	if b.creds != nil {
-		return nil
+		return b.creds, nil
 	}
 	for i := range cfg.Routes {
 		if cfg.Routes[i].Kind == kindDSQL {
 			awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithSharedConfigProfile(cfg.AWS.Profile))
 			if err != nil {
-				return fmt.Errorf("load AWS configuration: %w", err)
+				return nil, fmt.Errorf("load AWS configuration: %w", err)
 			}
-			b.creds = awsCfg.Credentials
-			return nil
+			return awsCfg.Credentials, nil
 		}
 	}
-	return nil
-}
-
-// newRoute builds a route (not started) with its cluster's dial limiter.
-func (b *Bridge) newRoute(rc *config.Route) (*Route, error) {
-	r, err := newRoute(rc, b.creds, b.opts)
-	if err != nil {
-		return nil, err
-	}
-	key := strings.ToLower(r.address)
-	lim := b.limiters[key]
-	if lim == nil {
-		lim = newDialLimiter(rc.Pool.DialRate, int(rc.Pool.DialRate), b.opts.Now)
-		b.limiters[key] = lim
-	} else if rc.Pool.DialRate < lim.rate {
-		// Routes sharing a cluster share its limit; the strictest wins.
-		lim.mu.Lock()
-		lim.rate, lim.burst = rc.Pool.DialRate, max(1, rc.Pool.DialRate)
-		lim.mu.Unlock()
-	}
-	r.limiter = lim
-	return r, nil
+	return nil, nil
 }
 
 // Route returns the route for a client's startup database, or nil.
@@ -213,65 +199,174 @@ func (b *Bridge) Routes() []*Route {
 	return out
 }
 
-// Update puts a new (validated) configuration's routes in force without
-// dropping sessions: a route whose upstream is the same keeps its pool
-// and takes the new pool settings; a route whose upstream changed gets a
-// new pool (its current sessions finish on the old one); a removed route
-// takes no new clients. Nothing changes when it returns an error. It
-// returns what changed, in words for the log.
-func (b *Bridge) Update(ctx context.Context, cfg *config.Config) ([]string, error) {
-	if err := b.loadCredentials(ctx, cfg); err != nil {
+// RouteUpdate is a configuration's routes, built by Prepare and not yet in
+// force: the next route table, the new routes with their pools (built, not
+// started), and the settings to change. Commit puts it in force, Discard
+// drops it; until one of them runs, no other update can be prepared.
+type RouteUpdate struct {
+	b        *Bridge
+	creds    aws.CredentialsProvider
+	routes   map[string]*Route        // the next route table
+	created  []*Route                 // in routes; pools not started
+	retire   []*Route                 // in force now, not in routes
+	settings map[*Route]config.Pool   // kept routes whose pool settings change
+	limiters map[string]*dialLimiter  // new clusters' dial limiters
+	rates    map[*dialLimiter]float64 // stricter dial rates for limiters in use
+	changes  []string
+	done     bool
+}
+
+// Prepare builds the routes of a new (validated) configuration without
+// changing anything in force, for a reload that puts them in force
+// without dropping sessions: a route whose upstream is the same keeps its
+// pool and takes the new pool settings; a route whose upstream changed
+// gets a new pool (its current sessions finish on the old one); a removed
+// route takes no new clients. It loads the AWS credentials when a DSQL
+// route first needs them. The caller must Commit or Discard the result.
+func (b *Bridge) Prepare(ctx context.Context, cfg *config.Config) (*RouteUpdate, error) {
+	b.update.Lock()
+	creds, err := b.loadCredentials(ctx, cfg)
+	if err != nil {
+		b.update.Unlock()
 		return nil, err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	next := map[string]*Route{}
-	var created, updated []*Route
-	var changes []string
+	u := &RouteUpdate{b: b, creds: creds, routes: map[string]*Route{}, settings: map[*Route]config.Pool{},
+		limiters: map[string]*dialLimiter{}, rates: map[*dialLimiter]float64{}}
+	// b.routes is written only under b.update, which this goroutine holds.
 	for i := range cfg.Routes {
-		rc := cfg.Routes[i]
+		rc := &cfg.Routes[i]
 		old := b.routes[rc.Database]
-		if old != nil && sameUpstream(&old.conf, &rc) {
-			next[rc.Database] = old
+		if old != nil && sameUpstream(&old.conf, rc) {
+			u.routes[rc.Database] = old
 			if old.conf.Pool != rc.Pool {
-				changes = append(changes, fmt.Sprintf("route %q: pool settings changed", rc.Database))
-				old.conf.Pool = rc.Pool
-				updated = append(updated, old)
+				u.changes = append(u.changes, fmt.Sprintf("route %q: pool settings changed", rc.Database))
+				u.settings[old] = rc.Pool
 			}
 			continue
 		}
-		r, err := b.newRoute(&rc)
+		r, err := u.newRoute(rc)
 		if err != nil {
-			for _, r := range created {
-				r.pool.close()
-			}
+			u.Discard()
 			return nil, fmt.Errorf("route %q: %w", rc.Database, err)
 		}
-		created = append(created, r)
-		next[rc.Database] = r
+		u.created = append(u.created, r)
+		u.routes[rc.Database] = r
 		if old == nil {
-			changes = append(changes, fmt.Sprintf("route %q added", rc.Database))
+			u.changes = append(u.changes, fmt.Sprintf("route %q added", rc.Database))
 		} else {
-			changes = append(changes, fmt.Sprintf("route %q: upstream settings changed; new clients get a new pool, current sessions finish on the old one", rc.Database))
+			u.changes = append(u.changes, fmt.Sprintf("route %q: upstream settings changed; new clients get a new pool, current sessions finish on the old one", rc.Database))
 		}
 	}
 	for name, old := range b.routes {
-		if next[name] != old {
-			b.retired = append(b.retired, old)
-			old.pool.retireAll()
-			if _, kept := next[name]; !kept {
-				changes = append(changes, fmt.Sprintf("route %q removed; its current sessions finish", name))
+		if u.routes[name] != old {
+			u.retire = append(u.retire, old)
+			if _, kept := u.routes[name]; !kept {
+				u.changes = append(u.changes, fmt.Sprintf("route %q removed; its current sessions finish", name))
 			}
 		}
 	}
-	for _, r := range updated {
-		r.pool.update(r.conf.Pool)
+	return u, nil
+}
+
+// newRoute builds a route (not started) with its cluster's dial limiter:
+// the one in use, or a new one for a new cluster. Routes sharing a
+// cluster share its limit, and the strictest rate wins; a limiter in use
+// takes a stricter rate only at Commit.
+func (u *RouteUpdate) newRoute(rc *config.Route) (*Route, error) {
+	r, err := newRoute(rc, u.creds, u.b.opts)
+	if err != nil {
+		return nil, err
 	}
-	for _, r := range created {
+	key := strings.ToLower(r.address)
+	if lim := u.b.limiters[key]; lim != nil {
+		rate, pending := u.rates[lim]
+		if !pending {
+			rate = lim.rate
+		}
+		if rc.Pool.DialRate < rate {
+			u.rates[lim] = rc.Pool.DialRate
+		}
+		r.limiter = lim
+		return r, nil
+	}
+	lim := u.limiters[key]
+	if lim == nil {
+		lim = newDialLimiter(rc.Pool.DialRate, int(rc.Pool.DialRate), u.b.opts.Now)
+		u.limiters[key] = lim
+	} else if rc.Pool.DialRate < lim.rate {
+		// Not in use yet: changed in place.
+		lim.rate, lim.burst = rc.Pool.DialRate, max(1, rc.Pool.DialRate)
+	}
+	r.limiter = lim
+	return r, nil
+}
+
+// Commit puts the update in force and returns what changed, in words for
+// the log. Under the bridge's lock it only swaps the route table and sets
+// fields; the idle upstreams of the pools it replaces are closed after the
+// lock is released, in the background (each graceful close may wait a
+// second for its server), so logins never wait for them. Close waits for
+// those closes. After Close, Commit discards the update instead.
+func (u *RouteUpdate) Commit() []string {
+	if u.done {
+		return nil
+	}
+	u.done = true
+	b := u.b
+	defer b.update.Unlock()
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		u.closeCreated()
+		return nil
+	}
+	for key, lim := range u.limiters {
+		b.limiters[key] = lim
+	}
+	for lim, rate := range u.rates {
+		lim.mu.Lock()
+		lim.rate, lim.burst = rate, max(1, rate)
+		lim.mu.Unlock()
+	}
+	for _, r := range u.created {
 		r.pool.start()
 	}
-	b.routes = next
-	return changes, nil
+	b.routes = u.routes
+	b.retired = append(b.retired, u.retire...)
+	b.retiring.Add(len(u.retire))
+	if u.creds != nil {
+		b.creds = u.creds
+	}
+	b.mu.Unlock()
+	for r, settings := range u.settings {
+		r.conf.Pool = settings
+		r.pool.update(settings)
+	}
+	for _, r := range u.retire {
+		go func() {
+			defer b.retiring.Done()
+			r.pool.retireAll()
+		}()
+	}
+	return u.changes
+}
+
+// Discard drops an update that was not committed: the pools it built are
+// closed (they never dialled) and nothing in force changed. It does
+// nothing after Commit, so it may be deferred.
+func (u *RouteUpdate) Discard() {
+	if u.done {
+		return
+	}
+	u.done = true
+	u.closeCreated()
+	u.b.update.Unlock()
+}
+
+func (u *RouteUpdate) closeCreated() {
+	for _, r := range u.created {
+		r.pool.close()
+	}
 }
 
 // sameUpstream reports whether two route configurations open the same
@@ -286,10 +381,12 @@ func sameUpstream(a, b *config.Route) bool {
 
 // Close stops the routes' advisory lock renewals (the rows are left to
 // expire by their lease), then closes every pool and the idle connections
-// in them. Connections held by clients are closed when they are released.
+// in them, and waits for the closes a reload left running. Connections
+// held by clients are closed when they are released.
 func (b *Bridge) Close() {
-	b.closed.Do(func() {
+	b.closeOnce.Do(func() {
 		b.mu.Lock()
+		b.closed = true
 		all := append(b.routesLocked(), b.retired...)
 		b.mu.Unlock()
 		for _, r := range all {
@@ -298,6 +395,7 @@ func (b *Bridge) Close() {
 		for _, r := range all {
 			r.pool.close()
 		}
+		b.retiring.Wait()
 		if b.metrics != nil {
 			b.metrics.Registry.Unregister(b)
 		}

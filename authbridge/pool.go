@@ -617,7 +617,9 @@ func (p *Pool) closeThenForget(cs []*ServerConn, retired bool) {
 
 // retireAll is for a pool whose route was replaced or removed: its idle
 // connections close now, held ones when their holders let go, and nothing
-// is dialled to keep min_idle any more.
+// is dialled to keep min_idle any more. It returns once the idle ones are
+// closed, each gracefully (up to gracefulCloseWait), so it must not run
+// under a lock that anything else waits for.
 func (p *Pool) retireAll() {
 	settings := *p.cfg()
 	settings.MinIdle = 0

@@ -12,19 +12,37 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 )
 
-// This file is the server's lifecycle beyond serving: applying a reloaded
-// configuration, and draining at shutdown.
+// This file is the server's lifecycle beyond serving: putting a reloaded
+// configuration in force, and draining at shutdown.
 
 // restartOnly are the settings a running server cannot change.
 var restartOnly = []string{"listen", "metrics.listen", "admin.database"}
 
-// ApplyConfig puts a reloaded, validated configuration in force for new
-// connections and new authentications without dropping sessions: users
-// (and the users file), client TLS, limits, log settings. (Routes and
-// pools are authbridge.Bridge.Update's.) Nothing changes when it returns
-// an error. It returns what changed, in words for the log; settings that
-// need a restart are reported and left as they were.
-func (s *Server) ApplyConfig(cfg *config.Config) ([]string, error) {
+// ServerUpdate is a reloaded configuration's client side, built by
+// PrepareConfig and not yet in force. One that is not committed is simply
+// dropped: it holds nothing that needs closing.
+type ServerUpdate struct {
+	s       *Server
+	conf    *config.Config
+	tls     *serverTLS
+	users   *userTable
+	stamp   fileStamp
+	backoff *authBackoff
+	notes   []string
+}
+
+// PrepareConfig builds what a reloaded, validated configuration puts in
+// force for new connections and new authentications, without dropping
+// sessions: users (reading the users file), client TLS (reading the
+// certificate files), limits, log settings. (Routes and pools are
+// authbridge.Bridge.Prepare's.) It changes nothing: Commit does, so that
+// a reload that fails on either side leaves both as they were. Settings
+// that need a restart are left as they are, and reported.
+//
+// Updates must not overlap: an update is prepared against the
+// configuration in force and must be committed (or dropped) before the
+// next is prepared.
+func (s *Server) PrepareConfig(cfg *config.Config) (*ServerUpdate, error) {
 	old := s.currentConfig()
 	next := *cfg
 	var notes []string
@@ -48,13 +66,9 @@ func (s *Server) ApplyConfig(cfg *config.Config) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Commit.
-	s.conf.Store(&next)
-	s.tls.Store(t)
-	s.users.Store(tbl)
-	s.usersStamp.Store(&stamp)
 	l := next.Limits
-	s.backoff.Store(newAuthBackoff(l.AuthFailureLimit, l.AuthFailureWindow.D(), l.AuthFailureMaxDelay.D(), s.now))
+	u := &ServerUpdate{s: s, conf: &next, tls: t, users: tbl, stamp: stamp,
+		backoff: newAuthBackoff(l.AuthFailureLimit, l.AuthFailureWindow.D(), l.AuthFailureMaxDelay.D(), s.now)}
 
 	keys := make([]string, 0, len(newFlat))
 	for k := range newFlat {
@@ -76,7 +90,21 @@ func (s *Server) ApplyConfig(cfg *config.Config) ([]string, error) {
 		}
 		notes = append(notes, fmt.Sprintf("%s: %q → %q", k, oldFlat[k], newFlat[k]))
 	}
-	return notes, nil
+	u.notes = notes
+	return u, nil
+}
+
+// Commit puts the update in force and returns what changed, in words for
+// the log. Each part is one atomic pointer swap and no file is read: the
+// users and certificate are those PrepareConfig read.
+func (u *ServerUpdate) Commit() []string {
+	s := u.s
+	s.conf.Store(u.conf)
+	s.tls.Store(u.tls)
+	s.users.Store(u.users)
+	s.usersStamp.Store(&u.stamp)
+	s.backoff.Store(u.backoff)
+	return u.notes
 }
 
 func containsString(xs []string, x string) bool {
@@ -127,7 +155,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Config is the configuration in force (it changes with ApplyConfig).
+// Config is the configuration in force (a ServerUpdate's Commit replaces it).
 func (s *Server) Config() *config.Config { return s.currentConfig() }
 
 // Draining reports whether Shutdown has begun.

@@ -40,12 +40,12 @@ type Options struct {
 // Server accepts client connections and runs their sessions against the
 // routes of an authbridge.Bridge.
 type Server struct {
-	conf   atomic.Pointer[config.Config] // replaced whole by ApplyConfig
+	conf   atomic.Pointer[config.Config] // replaced whole by ServerUpdate.Commit
 	bridge *authbridge.Bridge
 	log    *zap.Logger
 	now    func() time.Time
 
-	tls        atomic.Pointer[serverTLS] // replaced whole by ApplyConfig
+	tls        atomic.Pointer[serverTLS] // replaced whole by ServerUpdate.Commit
 	requireTLS bool
 
 	users      atomic.Pointer[userTable] // replaced whole by ReloadUsers

@@ -129,7 +129,7 @@ func runServe(ctx context.Context, f serveFlags, st streams) error {
 	for {
 		select {
 		case <-ctx.Done():
-			timeout := gw.Config.ShutdownTimeout.D()
+			timeout := gw.Config().ShutdownTimeout.D()
 			log.Info("draining", zap.Duration("shutdown_timeout", timeout))
 			sctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()

@@ -356,7 +356,7 @@ func (g *goodClient) stop(t *testing.T) {
 // startLimitedGateway starts a second gateway with f's route and user
 // that serves one client at most, and warms it up.
 func startLimitedGateway(t *testing.T, f *securityFixture) *gateway.Gateway {
-	cfg := *f.Gateway.Config
+	cfg := *f.Gateway.Config()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Limits.MaxClientConn = 1
 	// Own copies: Validate writes into users and routes.
@@ -1315,7 +1315,7 @@ func playProbeUnknownUser(t *testing.T, c *catalogue) *pgproto3.ErrorResponse {
 // goroutine and buffers) besides.
 func TestAnnouncedNotSent(t *testing.T) {
 	const clients = 100
-	announced := int(shared.Gateway.Config.Limits.MaxStartupPacket)
+	announced := int(shared.Gateway.Config().Limits.MaxStartupPacket)
 	cases := []struct {
 		name string
 		send func(t *testing.T, conn net.Conn)

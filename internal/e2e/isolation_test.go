@@ -948,7 +948,7 @@ func TestIsolationCancelFloodNonReadingClient(t *testing.T) {
 	}
 
 	// The admin console answers.
-	if admin, err := isoTryLoginDB(st.Gateway.Addr, isoAdmin, pw[isoAdmin], st.Gateway.Config.Admin.Database, 2*time.Second); err != nil {
+	if admin, err := isoTryLoginDB(st.Gateway.Addr, isoAdmin, pw[isoAdmin], st.Gateway.Config().Admin.Database, 2*time.Second); err != nil {
 		t.Errorf("admin console login after the flood: %v", err)
 	} else {
 		admin.timeout = 2 * time.Second

@@ -115,7 +115,7 @@ func pgtestOptions() pgtest.PostgresOptions { return pgtest.PostgresOptions{} }
 // a URL for it. It stops with the test.
 func secondGateway(t testing.TB, st *harness.Stack) string {
 	t.Helper()
-	cfg := *st.Gateway.Config
+	cfg := *st.Gateway.Config()
 	cfg.Listen = "127.0.0.1:0"
 	gw, err := gateway.Start(testCtx(t, time.Minute), &cfg, gateway.Options{
 		Credentials: credentials.StaticCredentialsProvider{Value: st.Credentials},

@@ -221,7 +221,7 @@ func TestPreloginBackoffNoLockout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	l, def := st.Gateway.Config.Limits, config.Default().Limits
+	l, def := st.Gateway.Config().Limits, config.Default().Limits
 	if l.AuthFailureLimit != def.AuthFailureLimit || l.AuthFailureWindow != def.AuthFailureWindow || l.AuthFailureMaxDelay != def.AuthFailureMaxDelay {
 		t.Fatalf("the stack's auth_failure_* settings %d %v %v are not the defaults", l.AuthFailureLimit, l.AuthFailureWindow, l.AuthFailureMaxDelay)
 	}
@@ -326,7 +326,7 @@ func TestPreloginUnknownUser(t *testing.T) {
 	db := harness.StackDatabase
 
 	want := map[string]float64{}
-	users := f.Gateway.Config.AllUsers()
+	users := f.Gateway.Config().AllUsers()
 	for _, u := range users {
 		want[u.ResolvedAuth()] += 1 / float64(len(users))
 	}

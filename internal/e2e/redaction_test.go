@@ -109,7 +109,7 @@ func TestSecretsStayOutOfLogs(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer emu.Close()
-		cfg := *f.Gateway.Config
+		cfg := *f.Gateway.Config()
 		cfg.Listen = "127.0.0.1:0"
 		cfg.Users = []config.User{cfg.Users[0]}
 		route := cfg.Routes[0]

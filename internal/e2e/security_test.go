@@ -160,7 +160,7 @@ func (f *securityFixture) secrets(t testing.TB) []string {
 	for _, p := range f.passwords {
 		out = append(out, p)
 	}
-	for _, u := range f.Gateway.Config.AllUsers() {
+	for _, u := range f.Gateway.Config().AllUsers() {
 		if h := u.ResolvedMD5(); h != "" {
 			out = append(out, h, strings.TrimPrefix(h, "md5"))
 		}

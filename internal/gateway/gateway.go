@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,7 +37,6 @@ type Options struct {
 
 // Gateway is a running gateway.
 type Gateway struct {
-	Config  *config.Config
 	Bridge  *authbridge.Bridge
 	Server  *pgwire.Server
 	Metrics *metrics.Metrics
@@ -48,6 +48,9 @@ type Gateway struct {
 	ops     *http.Server
 	served  chan error
 	log     *zap.Logger
+	// reloadMu serialises reloads: each prepares against the
+	// configuration the one before it put in force.
+	reloadMu sync.Mutex
 }
 
 // Start validates cfg, builds the bridge and server, and serves on
@@ -75,7 +78,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		bridge.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	g := &Gateway{Config: cfg, Bridge: bridge, Server: srv, Metrics: m, Addr: l.Addr().String(), served: make(chan error, 1), log: opts.Logger}
+	g := &Gateway{Bridge: bridge, Server: srv, Metrics: m, Addr: l.Addr().String(), served: make(chan error, 1), log: opts.Logger}
 	g.health = newHealth(g)
 	if cfg.Metrics.Listen != "" {
 		ol, err := net.Listen("tcp", cfg.Metrics.Listen) // not shared: scrapes must reach this process
@@ -130,20 +133,31 @@ func listen(addr string) (net.Listener, error) {
 	return lc.Listen(context.Background(), "tcp", addr)
 }
 
+// Config is the configuration in force; a reload replaces it. Callers
+// must not modify it.
+func (g *Gateway) Config() *config.Config { return g.Server.Config() }
+
 // Reload puts a new, validated configuration in force without dropping
-// sessions: routes and pools, users, client TLS, limits. When it fails,
-// the previous configuration stays. It returns what changed.
+// sessions: routes and pools, users, client TLS, limits. It returns what
+// changed. It first prepares both sides, the routes and the server's
+// users and TLS, reading every file; only when both succeed does it put
+// them in force, so a reload that fails leaves the previous configuration
+// in force, routes included. The idle upstreams of replaced pools close
+// in the background.
 func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) ([]string, error) {
-	routeChanges, err := g.Bridge.Update(ctx, cfg)
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	routes, err := g.Bridge.Prepare(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("routes: %w", err)
 	}
-	changes, err := g.Server.ApplyConfig(cfg)
+	defer routes.Discard() // after Commit, nothing
+	server, err := g.Server.PrepareConfig(cfg)
 	if err != nil {
-		return routeChanges, err
+		return nil, err
 	}
-	g.Config = g.Server.Config()
-	return append(routeChanges, changes...), nil
+	changes := routes.Commit()
+	return append(changes, server.Commit()...), nil
 }
 
 // Shutdown drains: no new clients, each client closed at its next safe
