@@ -26,7 +26,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/internal/gateway"
 	"github.com/dsqlgate/dsqlgate/internal/pgtest"
 	"github.com/dsqlgate/dsqlgate/internal/selfsigned"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
 // Names the stack uses.

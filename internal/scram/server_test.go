@@ -15,7 +15,7 @@ import (
 	"testing/iotest"
 
 	"github.com/dsqlgate/dsqlgate/internal/scramclient"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 	"github.com/google/go-cmp/cmp"
 )
 
