@@ -19,8 +19,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
-	"github.com/dsqlgate/dsqlgate/internal/scramclient"
 	"github.com/dsqlgate/dsqlgate/internal/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scramclient"
 )
 
 func startupBody(pairs ...string) []byte {

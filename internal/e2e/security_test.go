@@ -26,8 +26,8 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/harness"
 	"github.com/dsqlgate/dsqlgate/internal/pgtest"
-	"github.com/dsqlgate/dsqlgate/internal/scramclient"
 	"github.com/dsqlgate/dsqlgate/internal/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scramclient"
 )
 
 // The security stack is a gateway with client TLS (the harness's
