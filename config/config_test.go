@@ -194,7 +194,7 @@ routes:
 	}
 }
 
-const samplePath = "../testdata/dsqlgate.sample.yaml"
+const samplePath = "../examples/dsqlgate.yaml"
 
 func TestSampleLoads(t *testing.T) {
 	t.Setenv("DSQLGATE_ALICE_VERIFIER", testVerifier)

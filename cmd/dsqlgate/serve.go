@@ -50,7 +50,7 @@ so a new process can take over the port during a rolling restart.`,
 			return runServe(ctx, f, st)
 		},
 	}
-	cmd.Flags().StringVarP(&f.configPath, "config", "c", "", "configuration file (YAML; see testdata/dsqlgate.sample.yaml and docs/CONFIG.md)")
+	cmd.Flags().StringVarP(&f.configPath, "config", "c", "", "configuration file (YAML; see examples/dsqlgate.yaml and docs/CONFIG.md)")
 	cmd.Flags().StringVar(&f.listen, "listen", "", "client listen address host:port (overrides listen)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
 	cmd.Flags().StringVar(&f.logFormat, "log-format", "", "console or json (overrides log.format)")
