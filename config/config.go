@@ -78,8 +78,6 @@ type Config struct {
 	// src records where Parse found each key and which keys ApplyEnv
 	// set, for messages; nil for a Config built in code.
 	src *origin
-	// fileUsers are the users of UsersFile as loaded by the last Validate.
-	fileUsers []User
 }
 
 // Log configures logging.
@@ -241,12 +239,6 @@ type User struct {
 	// Databases are the route databases (Route.Database) this user may
 	// connect to; empty means every route. Use AllowsDatabase.
 	Databases []string `yaml:"databases"`
-
-	// verifier is the SCRAM verifier from VerifierEnv or PasswordEnv and
-	// md5 the hash from PasswordEnv, set by Validate. Never put them in a
-	// log line or an error.
-	verifier string
-	md5      string
 }
 
 // Route kinds.
@@ -318,10 +310,6 @@ type Route struct {
 	// but clients send. It applies to kind dsql routes only: a plain
 	// PostgreSQL does all of it itself.
 	Compat Compat `yaml:"compat"`
-
-	// password is the value of PasswordEnv, read by Validate. Never put it
-	// in a log line or an error.
-	password string
 }
 
 // Pool modes.

@@ -22,6 +22,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/internal/netio"
+	"github.com/dsqlgate/dsqlgate/internal/users"
 )
 
 // Options are the parts of a Server that do not come from the config.
@@ -48,8 +49,8 @@ type Server struct {
 	tls        atomic.Pointer[serverTLS] // replaced whole by ApplyConfig
 	requireTLS bool
 
-	users      atomic.Pointer[userTable] // replaced whole by ReloadUsers
-	usersStamp atomic.Pointer[fileStamp] // version of the users file in force
+	users      atomic.Pointer[userTable]   // replaced whole by ReloadUsers
+	usersStamp atomic.Pointer[users.Stamp] // version of the users file in force
 	backoff    atomic.Pointer[authBackoff]
 	stop       chan struct{} // closed by Close: stops the users-file watcher
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
+	"github.com/dsqlgate/dsqlgate/internal/users"
 	"github.com/dsqlgate/dsqlgate/pgwire"
 )
 
@@ -50,11 +52,15 @@ type Gateway struct {
 	log     *zap.Logger
 }
 
-// Start validates cfg, builds the bridge and server, and serves on
-// cfg.Listen (port 0 picks a free one) and cfg.Metrics.Listen. The caller
-// must Close (or Shutdown) it.
+// Start validates cfg, reads the secrets it names, builds the bridge and
+// server, and serves on cfg.Listen (port 0 picks a free one) and
+// cfg.Metrics.Listen. The caller must Close (or Shutdown) it.
 func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg, err := users.ResolveRoutes(cfg, os.LookupEnv)
+	if err != nil {
 		return nil, err
 	}
 	if opts.Logger == nil {
@@ -134,6 +140,10 @@ func listen(addr string) (net.Listener, error) {
 // sessions: routes and pools, users, client TLS, limits. When it fails,
 // the previous configuration stays. It returns what changed.
 func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) ([]string, error) {
+	cfg, err := users.ResolveRoutes(cfg, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
 	routeChanges, err := g.Bridge.Update(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("routes: %w", err)
