@@ -69,13 +69,19 @@ so a new process can take over the port during a rolling restart.`,
 			return runServe(ctx, f, st)
 		},
 	}
-	cmd.Flags().StringVarP(&f.configPath, "config", "c", "", "configuration file (YAML; see examples/dsqlgate.yaml and docs/CONFIG.md)")
-	for _, kf := range keyFlags {
-		usage := fmt.Sprintf("%s (overrides %s and %s)", kf.usage, kf.key, config.EnvVar(kf.key))
-		cmd.Flags().Var(&keyFlag{f: &f, name: "--" + kf.name, key: kf.key}, kf.name, usage)
-	}
+	addServeFlags(cmd, &f)
 	cmd.MarkFlagRequired("config")
 	return cmd
+}
+
+// addServeFlags defines serve's flags on cmd, to be parsed into f.
+func addServeFlags(cmd *cobra.Command, f *serveFlags) {
+	fs := cmd.Flags()
+	fs.StringVarP(&f.configPath, "config", "c", "", "configuration file (YAML; see examples/dsqlgate.yaml and docs/CONFIG.md)")
+	for _, kf := range keyFlags {
+		usage := fmt.Sprintf("%s (overrides %s and %s)", kf.usage, kf.key, config.EnvVar(kf.key))
+		fs.Var(&keyFlag{f: f, name: "--" + kf.name, key: kf.key}, kf.name, usage)
+	}
 }
 
 // keyFlag is a flag that sets a configuration key: it records the value
