@@ -55,8 +55,9 @@ func (p Problem) Error() string {
 }
 
 // ValidationError lists every problem found in one configuration: YAML
-// syntax, unknown keys, wrong types and invalid values; or, from
-// LoadUsersFile, in one users file (problems without a Key).
+// syntax, unknown keys, wrong types and invalid values, and what the users
+// package finds in the secrets it points at; or, from users.ReadFile, in
+// one users file (problems without a Key).
 type ValidationError struct {
 	// Problems are ordered by line; problems without a line come first.
 	Problems []Problem
