@@ -507,3 +507,25 @@ func TestSecretsNeverInErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestSample: the sample configuration's secrets load from the variables
+// it names.
+func TestSample(t *testing.T) {
+	t.Setenv("DSQLGATE_ALICE_VERIFIER", testVerifier)
+	t.Setenv("DSQLGATE_LOCAL_PASSWORD", "local-pw")
+	c, err := config.Load("../../examples/dsqlgate.yaml")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	list, _, err := users.Load(c, os.LookupEnv)
+	if err != nil {
+		t.Fatalf("users.Load: %v", err)
+	}
+	r, err := users.ResolveRoutes(c, os.LookupEnv)
+	if err != nil {
+		t.Fatalf("ResolveRoutes: %v", err)
+	}
+	if len(list) != 1 || list[0].Verifier == nil || list[0].Verifier.Encode() != testVerifier || r.Routes[2].Password != "local-pw" {
+		t.Errorf("users %+v, route password %q", list, r.Routes[2].Password)
+	}
+}
