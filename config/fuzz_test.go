@@ -16,12 +16,10 @@ import (
 // *ValidationError with at least one placed problem, and that an accepted
 // Config validates again and survives a YAML round trip.
 //
-// The environment holds only the secrets the seeds name, none of them a
-// DSQLGATE_ variable, so that inputs are judged on the file alone (env_test.go
-// covers the environment): the sample's variables are renamed.
+// Parse reads no secret, and the seeds name no DSQLGATE_ variable (the
+// sample's are renamed), so that inputs are judged on the file alone
+// (env_test.go covers the environment).
 func FuzzParse(f *testing.F) {
-	f.Setenv("TEST_VERIFIER", testVerifier)
-	f.Setenv("TEST_PASSWORD", "pw")
 	if sample, err := os.ReadFile(samplePath); err == nil {
 		f.Add(strings.NewReplacer("DSQLGATE_ALICE_VERIFIER", "TEST_VERIFIER", "DSQLGATE_LOCAL_PASSWORD", "TEST_PASSWORD").Replace(string(sample)))
 	}
