@@ -14,6 +14,7 @@ import (
 
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/gateway"
+	"github.com/dsqlgate/dsqlgate/internal/users"
 )
 
 // serveFlags are serve's flags. overrides are the flags that set a
@@ -129,6 +130,14 @@ func runServe(ctx context.Context, f serveFlags, st streams) error {
 		next, err := loadConfig(f)
 		if err != nil {
 			log.Warn("reload refused: the configuration does not validate; the previous one stays", zap.Error(err))
+			return err
+		}
+		// The gateway reads the users' secrets only after it has put the
+		// new routes in force: check them first, so that a missing
+		// variable or a broken users file refuses the reload before
+		// anything changes.
+		if _, _, err := users.Load(next, os.LookupEnv); err != nil {
+			log.Warn("reload refused: the users do not load; the previous configuration stays", zap.Error(err))
 			return err
 		}
 		changes, err := gw.Reload(ctx, next)
