@@ -12,9 +12,9 @@ import (
 	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
-// MD5Hash is PostgreSQL's stored md5 password: "md5" + hex(md5(password +
+// md5Hash is PostgreSQL's stored md5 password: "md5" + hex(md5(password +
 // user)).
-func MD5Hash(password, user string) string {
+func md5Hash(password, user string) string {
 	sum := md5.Sum([]byte(password + user))
 	return "md5" + hex.EncodeToString(sum[:])
 }
@@ -29,7 +29,7 @@ func fromPassword(password, name string) (scram.Verifier, string) {
 	mac := hmac.New(sha256.New, []byte(password))
 	mac.Write([]byte("dsqlgate password_env salt\x00" + name))
 	salt := mac.Sum(nil)[:scram.DefaultSaltLen]
-	return scram.NewVerifier(password, salt, scram.DefaultIterations), MD5Hash(password, name)
+	return scram.NewVerifier(password, salt, scram.DefaultIterations), md5Hash(password, name)
 }
 
 const (

@@ -56,8 +56,9 @@ func (u *User) AllowsDatabase(db string) bool {
 //
 // It checks what Validate cannot without reading anything: that each
 // secret has the form of one, that the users file parses and names no
-// user of cfg.Users, that there is at least one user, and that each of
-// admin.users is a user when the users file holds some of them.
+// user of cfg.Users, that the file holds a user when cfg.Users is empty,
+// and that each of admin.users is a user when the file may hold some of
+// them.
 func Load(cfg *config.Config, env LookupEnv) ([]User, Stamp, error) {
 	var (
 		list     []User
