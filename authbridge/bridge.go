@@ -147,7 +147,7 @@ func newRoute(rc *config.Route, creds aws.CredentialsProvider, opts Options) (*R
 		r.tlsConfig, err = buildTLSConfig(r.host, rc.CAFile, rc.TLSNegotiation == config.NegotiateDirect, true)
 	case kindPostgres:
 		r.user = rc.User
-		r.password = rc.ResolvedPassword()
+		r.password = rc.Password // password_env resolved by users.ResolveRoutes
 		if rc.TLS != "disable" {
 			r.tlsConfig, err = buildTLSConfig(r.host, rc.CAFile, rc.TLSNegotiation == config.NegotiateDirect, rc.TLS == "verify-full")
 		}
@@ -375,7 +375,7 @@ func sameUpstream(a, b *config.Route) bool {
 	return a.Kind == b.Kind && a.Endpoint == b.Endpoint && a.DialAddress == b.DialAddress &&
 		a.ResolvedRegion() == b.ResolvedRegion() && a.Role == b.Role && a.TokenExpiry == b.TokenExpiry &&
 		a.TLSNegotiation == b.TLSNegotiation && a.TLS == b.TLS && a.CAFile == b.CAFile && a.User == b.User &&
-		a.ResolvedPassword() == b.ResolvedPassword() && a.UpstreamDatabase == b.UpstreamDatabase &&
+		a.Password == b.Password && a.UpstreamDatabase == b.UpstreamDatabase &&
 		a.Compat == b.Compat
 }
 

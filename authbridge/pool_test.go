@@ -14,7 +14,7 @@ import (
 
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/pgtest"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
 var testPG *pgtest.Postgres

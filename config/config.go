@@ -1,30 +1,31 @@
-// Package config holds dsqlgate's configuration: the types, their defaults,
-// loading from a YAML file (secrets from the environment), and validation
-// that names the offending key and its line before anything listens.
+// Package config holds dsqlgate's configuration as plain data: the types,
+// their defaults, loading from a YAML file, and validation that names the
+// offending key and its line before anything listens.
 //
 // Load and Parse start from Default, decode the file over it (a route's
 // defaults are applied to each route, so a route that sets only pool.size
 // keeps every other pool default), apply the environment's overrides
-// (ApplyEnv), then run Validate. Every problem is reported at once in a
-// *ValidationError, each as
+// (ApplyEnv), then the command line's (Flag), then run Validate on the
+// result. Every problem is reported at once in a *ValidationError, each as
 //
 //	dsqlgate.yaml:12: routes[0].pool.size: must be at least 1
 //	DSQLGATE_SHUTDOWN_TIMEOUT: shutdown_timeout: must be positive, such as "30s"
+//	--listen: listen: "6432" is not host:port, ...
 //
 // The precedence is defaults < file < environment < command-line flags: every
 // key outside a list has a variable, EnvPrefix followed by its path in upper
 // case with dots as underscores (DSQLGATE_LOG_LEVEL; see EnvVar), and the
-// command applies its flags to the loaded Config before it listens. The
-// reference of every key, docs/CONFIG.md, is generated from this package's
-// types, defaults and field comments (go run ./config/internal/genref), and
-// a test fails when it is out of date or a field has no comment.
+// same keys can be set by a Flag. The reference of every key, docs/CONFIG.md,
+// is generated from this package's types and defaults and the descriptions
+// in internal/reference/keys.md (go run ./config/internal/genref); a test
+// fails when it is out of date or a key has no description.
 //
-// Validate also reads the environment variables named by verifier_env and
-// password_env and keeps what it needs of their values (ResolvedVerifier,
-// ResolvedMD5, ResolvedPassword), and loads users_file (AllUsers), so no
-// later code reads the environment. A user's password_env is turned into a
-// SCRAM verifier and an md5 hash at once; the password itself is not kept.
-// Secrets (passwords, verifiers, md5 hashes) never appear in an error.
+// Validate does no I/O and keeps nothing: it checks the configuration as
+// written. The secrets the configuration points at (the variables named by
+// verifier_env and password_env, users_file) are read and checked by the
+// users package, which places its problems at their keys through Problemf;
+// Load and Parse also check that the TLS files named here load. Secrets
+// (passwords, verifiers, md5 hashes) never appear in an error.
 //
 // Client TLS is on by default wherever it matters: ClientTLSMode resolves an
 // empty client_tls.mode to require when listen is not a loopback address,
@@ -33,11 +34,12 @@
 // client_tls.mode: disable.
 //
 // A validated *Config is read-only: any number of goroutines may read it.
-// Structs here carry unexported fields (resolved secrets, key lines), so
-// compare them with cmpopts.IgnoreUnexported or cmp.AllowUnexported.
+// Config carries unexported fields (where each key came from, for
+// messages), so compare Configs with cmpopts.IgnoreUnexported.
 //
-// It deliberately knows nothing about the wire protocol or AWS: pgwire and
-// authbridge read a validated *Config and act on it.
+// It deliberately knows nothing about the wire protocol, credentials or
+// AWS, and imports nothing of the gateway: pgwire, authbridge and the users
+// package read a validated *Config and act on it.
 package config
 
 import "time"
@@ -61,11 +63,12 @@ type Config struct {
 	// Metrics configures the HTTP listener for metrics and health checks.
 	Metrics Metrics `yaml:"metrics"`
 	// Users are the gateway's own users. With UsersFile, more users come
-	// from that file; AllUsers returns both.
+	// from that file, which the users package reads.
 	Users []User `yaml:"users"`
 	// UsersFile, when set, is a users file in PgBouncer's userlist.txt
-	// format (see LoadUsersFile), read by Validate and again by the server
-	// when it changes. A relative path is relative to the working
+	// format, read by the users package (users.ReadFile) when the gateway
+	// starts or reloads and again by the server when it changes; Validate
+	// does not read it. A relative path is relative to the working
 	// directory. A name must not be both in Users and in the file.
 	UsersFile string `yaml:"users_file"`
 	// Admin configures the admin console.
@@ -78,8 +81,6 @@ type Config struct {
 	// src records where Parse found each key and which keys ApplyEnv
 	// set, for messages; nil for a Config built in code.
 	src *origin
-	// fileUsers are the users of UsersFile as loaded by the last Validate.
-	fileUsers []User
 }
 
 // Log configures logging.
@@ -106,8 +107,9 @@ type ClientTLS struct {
 	// mode the gateway uses.
 	Mode string `yaml:"mode"`
 	// CertFile is a PEM file holding the certificate and its chain; set
-	// both or neither of CertFile and KeyFile. Validate loads them as a
-	// pair. A relative path is relative to the working directory.
+	// both or neither of CertFile and KeyFile. Load loads them as a pair;
+	// Validate reads neither. A relative path is relative to the working
+	// directory.
 	CertFile string `yaml:"cert_file"`
 	// KeyFile is a PEM file holding the certificate's private key; set
 	// both or neither of CertFile and KeyFile. A relative path is relative
@@ -206,8 +208,9 @@ const (
 // User is a client-facing user of the gateway.
 //
 // Its secret is exactly one of Verifier, VerifierEnv and PasswordEnv, except
-// that a user with Auth md5 may have only MD5. Use the Resolved methods,
-// never the fields, to read them.
+// that a user with Auth md5 may have only MD5. Validate checks which are
+// set; the users package reads and checks the secrets themselves
+// (users.Load), which is how the rest of the gateway gets them.
 type User struct {
 	// Name is the user name clients send in their startup message.
 	Name string `yaml:"name"`
@@ -215,15 +218,15 @@ type User struct {
 	// SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>
 	// (`dsqlgate passwd NAME` prints one).
 	Verifier string `yaml:"verifier"`
-	// VerifierEnv names an environment variable holding the verifier.
-	// Validate reads it once; use ResolvedVerifier.
+	// VerifierEnv names an environment variable holding the verifier,
+	// read by users.Load.
 	VerifierEnv string `yaml:"verifier_env"`
 	// PasswordEnv names an environment variable holding the password
 	// itself (for containers whose secrets arrive that way), used exactly
-	// as set. Validate reads it once and keeps only a SCRAM verifier (its
+	// as set. users.Load reads it and keeps only a SCRAM verifier (its
 	// salt derived from the password and the name, so that it is the same
 	// at every start) and the md5 hash made from it, never the password;
-	// use ResolvedVerifier and ResolvedMD5.
+	// it never appears in a Config.
 	PasswordEnv string `yaml:"password_env"`
 	// MD5 is the password as PostgreSQL stores md5 passwords: "md5"
 	// followed by the lower-case hex of md5(password + Name), 35
@@ -236,17 +239,11 @@ type User struct {
 	// cleartext, opt-in; needs a SCRAM verifier, and Validate refuses it
 	// when ClientTLSMode is disable). Under client TLS mode allow, pgwire
 	// must not ask for a cleartext password on a connection without TLS.
-	// Use ResolvedAuth.
+	// ResolvedAuth applies the default.
 	Auth string `yaml:"auth"`
 	// Databases are the route databases (Route.Database) this user may
-	// connect to; empty means every route. Use AllowsDatabase.
+	// connect to; empty means every route (users.User.AllowsDatabase).
 	Databases []string `yaml:"databases"`
-
-	// verifier is the SCRAM verifier from VerifierEnv or PasswordEnv and
-	// md5 the hash from PasswordEnv, set by Validate. Never put them in a
-	// log line or an error.
-	verifier string
-	md5      string
 }
 
 // Route kinds.
@@ -301,12 +298,12 @@ type Route struct {
 	User string `yaml:"user"`
 	// Password is the password of User itself, in the file; used only for
 	// kind postgres, which needs exactly one of Password and PasswordEnv.
-	// Prefer PasswordEnv; use ResolvedPassword.
+	// Prefer PasswordEnv. authbridge dials with this field, after
+	// users.ResolveRoutes has filled it from PasswordEnv.
 	Password string `yaml:"password"`
 	// PasswordEnv names an environment variable holding the password of
 	// User; used only for kind postgres, which needs exactly one of
-	// Password and PasswordEnv. Validate reads it once; use
-	// ResolvedPassword.
+	// Password and PasswordEnv. users.ResolveRoutes reads it.
 	PasswordEnv string `yaml:"password_env"`
 	// UpstreamDatabase is the database opened upstream. For kind postgres
 	// it defaults to Database; for kind dsql it is always postgres, the
@@ -318,10 +315,6 @@ type Route struct {
 	// but clients send. It applies to kind dsql routes only: a plain
 	// PostgreSQL does all of it itself.
 	Compat Compat `yaml:"compat"`
-
-	// password is the value of PasswordEnv, read by Validate. Never put it
-	// in a log line or an error.
-	password string
 }
 
 // Pool modes.

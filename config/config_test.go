@@ -194,7 +194,7 @@ routes:
 	}
 }
 
-const samplePath = "../testdata/dsqlgate.sample.yaml"
+const samplePath = "../examples/dsqlgate.yaml"
 
 func TestSampleLoads(t *testing.T) {
 	t.Setenv("DSQLGATE_ALICE_VERIFIER", testVerifier)
@@ -221,16 +221,16 @@ func TestSampleLoads(t *testing.T) {
 	}
 
 	got := []string{
-		c.Users[0].ResolvedVerifier(), c.Users[0].ResolvedAuth(), c.Users[0].ResolvedMD5(), strconv.FormatBool(c.Users[0].AllowsDatabase("reports")),
+		c.Users[0].VerifierEnv, c.Users[0].ResolvedAuth(), c.Users[0].MD5, strconv.Itoa(len(c.Users[0].Databases)),
 		c.Routes[1].Role, c.Routes[1].Pool.Mode, c.Routes[1].Pool.MaxLifetime.String(), c.Routes[1].ResolvedRegion(),
 		c.Routes[1].Address(),
-		c.Routes[2].Kind, c.Routes[2].Address(), c.Routes[2].ResolvedPassword(), c.Routes[2].UpstreamDatabase,
+		c.Routes[2].Kind, c.Routes[2].Address(), c.Routes[2].PasswordEnv, c.Routes[2].UpstreamDatabase,
 	}
 	want := []string{
-		testVerifier, "scram-sha-256", "", "true",
+		"DSQLGATE_ALICE_VERIFIER", "scram-sha-256", "", "0",
 		"reporting", "session", "55m0s", "us-east-1",
 		"abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws:5432",
-		"postgres", "localhost:5432", "local-pw", "postgres",
+		"postgres", "localhost:5432", "DSQLGATE_LOCAL_PASSWORD", "postgres",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("sample values mismatch (-want +got):\n%s", diff)

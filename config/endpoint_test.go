@@ -48,13 +48,12 @@ func TestRegionFromEndpoint(t *testing.T) {
 
 func TestRouteAddress(t *testing.T) {
 	tests := []struct {
-		name     string
-		route    config.Route
-		host     string
-		port     int
-		address  string
-		region   string
-		password string
+		name    string
+		route   config.Route
+		host    string
+		port    int
+		address string
+		region  string
 	}{
 		{
 			name:  "dsql endpoint",
@@ -73,14 +72,9 @@ func TestRouteAddress(t *testing.T) {
 			host:  "dsql.internal.example", port: 6543, address: "dsql.internal.example:6543", region: "eu-central-1",
 		},
 		{
-			name:  "postgres with port and password",
-			route: config.Route{Kind: "postgres", Endpoint: "localhost:5433", Password: "pw"},
-			host:  "localhost", port: 5433, address: "localhost:5433", password: "pw",
-		},
-		{
-			name:  "password ignored for dsql",
-			route: config.Route{Kind: "dsql", Endpoint: "db", Password: "pw"},
-			host:  "db", port: 5432, address: "db:5432",
+			name:  "postgres with port",
+			route: config.Route{Kind: "postgres", Endpoint: "localhost:5433"},
+			host:  "localhost", port: 5433, address: "localhost:5433",
 		},
 		{
 			name:  "ipv6 in brackets",
@@ -101,10 +95,10 @@ func TestRouteAddress(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := tt.route
-			got := []any{r.Host(), r.Port(), r.Address(), r.ResolvedRegion(), r.ResolvedPassword()}
-			want := []any{tt.host, tt.port, tt.address, tt.region, tt.password}
+			got := []any{r.Host(), r.Port(), r.Address(), r.ResolvedRegion()}
+			want := []any{tt.host, tt.port, tt.address, tt.region}
 			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("Host, Port, Address, ResolvedRegion, ResolvedPassword mismatch (-want +got):\n%s", diff)
+				t.Errorf("Host, Port, Address, ResolvedRegion mismatch (-want +got):\n%s", diff)
 			}
 		})
 	}

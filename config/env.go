@@ -169,6 +169,43 @@ func parseEnvScalar(text, path string, v reflect.Value) string {
 	return ""
 }
 
+// A Flag sets one key from the command line, over the file and the
+// environment.
+type Flag struct {
+	// Name is the flag as written on the command line, such as --listen;
+	// problems with the value name it.
+	Name string
+	// Key is the key path the flag sets, such as log.level. It must be a
+	// key the environment can set (EnvVar returns a name for it).
+	Key string
+	// Value is the flag's value, read as an environment variable's
+	// value is (see ApplyEnv).
+	Value string
+}
+
+// applyFlags sets the keys of flags, in order, recording that each flag
+// set its key.
+func (c *Config) applyFlags(flags []Flag) []Problem {
+	var problems []Problem
+	for _, f := range flags {
+		k, ok := envKeys().byPath[f.Key]
+		if !ok {
+			problems = append(problems, Problem{Flag: f.Name, Key: f.Key, Message: "sets no key the command line can set"})
+			continue
+		}
+		v := reflect.ValueOf(c).Elem().FieldByIndex(k.index)
+		if msg := parseEnvValue(f.Value, k.path, v); msg != "" {
+			problems = append(problems, Problem{Flag: f.Name, Key: f.Key, Message: msg})
+			continue
+		}
+		if c.src.flags == nil {
+			c.src.flags = map[string]string{}
+		}
+		c.src.flags[k.path] = f.Name
+	}
+	return problems
+}
+
 // secretEnvNames maps each variable that a key ending in _env names
 // (users[0].verifier_env, routes[1].password_env) to that key. Those
 // variables hold secrets.

@@ -10,7 +10,7 @@ import (
 // key path.
 func ExampleParse() {
 	_, err := config.Parse([]byte(`
-users: [{name: alice, verifier_env: DSQLGATE_EXAMPLE_UNSET}]
+users: [{name: alice, verifier_env: ALICE_VERIFIER, auth: trust}]
 routes:
   - database: app
     endpoint: abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws
@@ -20,7 +20,7 @@ routes:
 `), "dsqlgate.yaml")
 	fmt.Println(err)
 	// Output:
-	// dsqlgate.yaml:2: users[0].verifier_env: environment variable DSQLGATE_EXAMPLE_UNSET is not set
+	// dsqlgate.yaml:2: users[0].auth: "trust" is not one of scram-sha-256, md5, password (or leave it empty for scram-sha-256)
 	// dsqlgate.yaml:6: routes[0].pool_size: unknown key; did you mean size: inside pool:?
 	// dsqlgate.yaml:8: routes[0].pool.max_lifetime: duration 90 has no unit; write "90s"
 }

@@ -15,30 +15,37 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Load reads the YAML file at path and returns it parsed and validated; see
-// Parse. An unreadable file is an error wrapping the os error (errors.Is
-// fs.ErrNotExist works); every problem with its content is a
-// *ValidationError.
-func Load(path string) (*Config, error) {
+// Load reads the YAML file at path and returns it parsed, with the
+// environment and flags applied, and validated; see Parse. An unreadable
+// file is an error wrapping the os error (errors.Is fs.ErrNotExist works);
+// every problem with its content is a *ValidationError.
+func Load(path string, flags ...Flag) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(data, path)
+	return Parse(data, path, flags...)
 }
 
 // Parse decodes data, one YAML document, over Default, applies the
-// environment's overrides (ApplyEnv with os.Environ()) and validates the
-// result. Each route starts from DefaultRoute's settings for its kind, so a
-// route that omits pool gets every pool default and one that sets only
-// pool.size keeps the others. An empty key (`size:`) keeps its default.
-// Anchors, aliases and merge keys (<<) work as in YAML.
+// environment's overrides (ApplyEnv with os.Environ()), then flags, and
+// validates the result: each source overrides the ones before it,
+// defaults < file < DSQLGATE_* variables < flags. Each route starts from
+// DefaultRoute's settings for its kind, so a route that omits pool gets
+// every pool default and one that sets only pool.size keeps the others. An
+// empty key (`size:`) keeps its default. Anchors, aliases and merge keys
+// (<<) work as in YAML.
+//
+// Validation sees only the result, so a flag may fix what the file alone
+// gets wrong. Beyond Validate, Parse checks that the files the
+// configuration names for TLS (the client certificate and key, each
+// route's CA file) load.
 //
 // source names the input in messages, normally the file's path. All
 // problems are reported together in a *ValidationError: unknown keys, wrong
-// types, unknown or bad DSQLGATE_ variables and everything Validate finds;
-// a YAML syntax error alone stops decoding.
-func Parse(data []byte, source string) (*Config, error) {
+// types, unknown or bad DSQLGATE_ variables and flags, and everything
+// Validate finds; a YAML syntax error alone stops decoding.
+func Parse(data []byte, source string, flags ...Flag) (*Config, error) {
 	c := Default()
 	d := &decoder{src: &origin{file: source, lines: map[string]int{}}, walking: map[*yaml.Node]bool{}}
 	root, p := parseDocument(data)
@@ -51,7 +58,8 @@ func Parse(data []byte, source string) (*Config, error) {
 	}
 	c.src = d.src
 	problems := append(d.problems, c.applyEnv(os.Environ())...)
-	for _, p := range c.check() {
+	problems = append(problems, c.applyFlags(flags)...)
+	for _, p := range append(c.check(), c.checkFiles()...) {
 		if !d.isBroken(p.Key) {
 			problems = append(problems, p)
 		}

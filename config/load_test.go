@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/dsqlgate/dsqlgate/config"
 )
@@ -155,5 +156,36 @@ routes:
 	}
 	if c.Routes[0].Pool.Size != 7 {
 		t.Errorf("routes[0].pool.size = %d, want 7", c.Routes[0].Pool.Size)
+	}
+}
+
+// TestParseFlags: flags apply over the file and the environment, and a
+// problem with a value a flag set names the flag.
+func TestParseFlags(t *testing.T) {
+	t.Setenv("TEST_VERIFIER", testVerifier)
+	t.Setenv("DSQLGATE_LOG_LEVEL", "warn")
+	doc := "listen: 127.0.0.1:7001\nlog: {level: debug, format: json}\n" + user + dsqlRoute
+	c, err := config.Parse([]byte(doc), "test.yaml", config.Flag{Name: "--listen", Key: "listen", Value: "127.0.0.1:7002"})
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if got := c.Listen + " " + c.Log.Level + " " + c.Log.Format; got != "127.0.0.1:7002 warn json" {
+		t.Errorf("listen, log.level, log.format = %q, want flag, environment, file", got)
+	}
+
+	_, err = config.Parse([]byte(doc), "test.yaml",
+		config.Flag{Name: "--listen", Key: "listen", Value: "nowhere"},
+		config.Flag{Name: "--shutdown", Key: "shutdown_timeout", Value: "30"},
+		config.Flag{Name: "--routes", Key: "routes", Value: "x"})
+	want := []config.Problem{
+		{Flag: "--shutdown", Key: "shutdown_timeout", Message: `duration 30 has no unit; write "30s"`},
+		{Flag: "--routes", Key: "routes", Message: "sets no key the command line can set"},
+		{Flag: "--listen", Key: "listen", Message: `"nowhere" is not host:port, such as 127.0.0.1:6432 (an IPv6 address goes in brackets: [::1]:6432)`},
+	}
+	if diff := cmp.Diff(want, asValidation(t, err), cmpopts.SortSlices(func(a, b config.Problem) bool { return a.Flag < b.Flag })); diff != "" {
+		t.Errorf("problems mismatch (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(err.Error(), "--listen: listen: ") {
+		t.Errorf("error does not name the flag:\n%v", err)
 	}
 }

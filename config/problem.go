@@ -11,6 +11,9 @@ import (
 // the input allows: at the environment variable that set the value, or else
 // at the file and line. Message never holds a secret.
 type Problem struct {
+	// Flag is the command-line flag the problem is with, when the value
+	// came from one (see Flag); File, Line and Env are then empty.
+	Flag string
 	// Env is the environment variable the problem is with, when the value
 	// came from the environment (see ApplyEnv); File and Line are then
 	// empty.
@@ -33,6 +36,8 @@ type Problem struct {
 func (p Problem) Error() string {
 	var b strings.Builder
 	switch {
+	case p.Flag != "":
+		b.WriteString(p.Flag + ": ")
 	case p.Env != "":
 		b.WriteString(p.Env + ": ")
 	case p.File != "" && p.Line > 0:
@@ -50,8 +55,9 @@ func (p Problem) Error() string {
 }
 
 // ValidationError lists every problem found in one configuration: YAML
-// syntax, unknown keys, wrong types and invalid values; or, from
-// LoadUsersFile, in one users file (problems without a Key).
+// syntax, unknown keys, wrong types and invalid values, and what the users
+// package finds in the secrets it points at; or, from users.ReadFile, in
+// one users file (problems without a Key).
 type ValidationError struct {
 	// Problems are ordered by line; problems without a line come first.
 	Problems []Problem
@@ -86,6 +92,22 @@ type origin struct {
 	// env maps each key path ApplyEnv set (log.level, admin.users) to the
 	// variable that set it (DSQLGATE_LOG_LEVEL).
 	env map[string]string
+	// flags maps each key path a Flag set (listen) to the flag (--listen).
+	flags map[string]string
+}
+
+// flag returns the flag that set key or the key enclosing it, or "". o
+// may be nil.
+func (o *origin) flag(key string) string {
+	if o == nil {
+		return ""
+	}
+	for ; key != ""; key = parentKey(key) {
+		if name, ok := o.flags[key]; ok {
+			return name
+		}
+	}
+	return ""
 }
 
 // envVar returns the variable that set key or the key enclosing it
@@ -110,7 +132,8 @@ func (o *origin) has(key string) bool {
 	}
 	_, inFile := o.lines[key]
 	_, inEnv := o.env[key]
-	return inFile || inEnv
+	_, inFlags := o.flags[key]
+	return inFile || inEnv || inFlags
 }
 
 // line returns the line of key, or of its nearest enclosing key present in

@@ -1,16 +1,10 @@
 package config
 
 import (
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"math"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -21,26 +15,30 @@ import (
 // from Load or Parse, the file and line, or the environment variable when
 // ApplyEnv set the value. It runs before anything listens.
 //
-// Validate also reads the environment variables named by verifier_env and
-// password_env, once, keeping what ResolvedVerifier, ResolvedMD5 and
-// ResolvedPassword return, and loads users_file for AllUsers; call it again
-// after changing those keys, the environment or the file. It must not run
-// while other goroutines read c.
+// Validate reads nothing: no file (the certificate, the users file) and no
+// environment variable (verifier_env, password_env). It checks the
+// configuration as written; Load also checks that the client certificate
+// and key load, and the users package reads and checks the secrets. It
+// must not run while other goroutines read c.
 func (c *Config) Validate() error {
 	return newValidationError(c.check())
 }
 
-// ResolvedPassword returns the upstream password of a kind postgres route:
-// Password, or the value of PasswordEnv as read by the last Validate. It is
-// empty for kind dsql, which logs in with IAM tokens. Never log it.
-func (r *Route) ResolvedPassword() string {
-	switch {
-	case r.Kind != KindPostgres:
-		return ""
-	case r.PasswordEnv == "":
-		return r.Password
-	}
-	return r.password
+// NewValidationError returns a *ValidationError listing problems, ordered
+// as Validate orders its own, or nil when there is none, so that its result
+// can be returned as an error directly. Code that checks what Validate
+// cannot (the users package, reading secrets) reports through it.
+func NewValidationError(problems []Problem) error {
+	return newValidationError(problems)
+}
+
+// Problemf returns a problem with the value at key, placed as Validate
+// places its own: at the environment variable that set key, or else at the
+// key's line in c's file. The message must not show a secret.
+func (c *Config) Problemf(key, format string, args ...any) Problem {
+	k := checker{src: c.src}
+	k.add(key, format, args...)
+	return k.problems[0]
 }
 
 // checker collects problems, placing each at its key's line.
@@ -49,12 +47,14 @@ type checker struct {
 	problems []Problem
 }
 
-// add reports a problem at key: at the environment variable that set it,
-// or else at its line in the file.
+// add reports a problem at key: at the flag that set it, or else at the
+// environment variable that set it, or else at its line in the file.
 func (k *checker) add(key, format string, args ...any) {
 	p := Problem{Key: key, Message: fmt.Sprintf(format, args...)}
-	if p.Env = k.src.envVar(key); p.Env == "" {
-		p.File, p.Line = k.src.fileName(), k.src.line(key)
+	if p.Flag = k.src.flag(key); p.Flag == "" {
+		if p.Env = k.src.envVar(key); p.Env == "" {
+			p.File, p.Line = k.src.fileName(), k.src.line(key)
+		}
 	}
 	k.problems = append(k.problems, p)
 }
@@ -72,21 +72,6 @@ func (k *checker) oneOf(key, v string, allowed ...string) {
 		return
 	}
 	k.add(key, "%q is not one of %s", v, list)
-}
-
-// env returns the value of the environment variable name. It never puts the
-// value in a message.
-func (k *checker) env(key, name string) (string, bool) {
-	v, ok := os.LookupEnv(name)
-	switch {
-	case !ok:
-		k.add(key, "environment variable %s is not set", name)
-		return "", false
-	case v == "":
-		k.add(key, "environment variable %s is empty", name)
-		return "", false
-	}
-	return v, true
 }
 
 // hostPort checks a host:port, offering example in messages; listen allows
@@ -117,62 +102,6 @@ func (k *checker) hostPort(key, s, example string, listen bool) bool {
 	return true
 }
 
-// maxSmallFile bounds the files read by Validate: certificate, key, CA and
-// users files.
-const maxSmallFile = 4 << 20
-
-// readable checks that path names a regular file of at most 4 MiB that
-// this process can read, and returns its content, or nil after adding a
-// problem. Devices and pipes are refused: reading /dev/zero never ends.
-func (k *checker) readable(key, path string) []byte {
-	data, err := readSmallFile(path)
-	if err != nil {
-		k.add(key, "cannot read %s: %v", path, err)
-		return nil
-	}
-	return data
-}
-
-// readSmallFile returns the content of path, which must be a regular file
-// of at most 4 MiB. Its errors do not repeat the path.
-func readSmallFile(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, unwrapPath(err)
-	}
-	switch {
-	case fi.IsDir():
-		return nil, errors.New("it is a directory")
-	case !fi.Mode().IsRegular():
-		return nil, errors.New("it is not a regular file")
-	case fi.Size() > maxSmallFile:
-		return nil, fmt.Errorf("it is larger than %s", ByteSize(maxSmallFile))
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, unwrapPath(err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxSmallFile+1))
-	if err != nil {
-		return nil, unwrapPath(err)
-	}
-	if len(data) > maxSmallFile {
-		return nil, fmt.Errorf("it is larger than %s", ByteSize(maxSmallFile))
-	}
-	return data, nil
-}
-
-// unwrapPath drops the "open path:" of an *fs.PathError, which the message
-// already names.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
 func (c *Config) check() []Problem {
 	k := &checker{src: c.src}
 	listenOK := k.hostPort("listen", c.Listen, "127.0.0.1:6432", true)
@@ -183,8 +112,8 @@ func (c *Config) check() []Problem {
 		k.add("shutdown_timeout", "must be positive, such as \"30s\"")
 	}
 	c.checkMetrics(k, listenOK)
-	usersKnown := c.checkUsers(k)
-	c.checkAdmin(k, usersKnown)
+	c.checkUsers(k)
+	c.checkAdmin(k)
 	c.checkRoutes(k)
 	return k.problems
 }
@@ -229,10 +158,10 @@ func isEveryInterface(host string) bool {
 	return host == "" || err == nil && ip.IsUnspecified()
 }
 
-// checkAdmin checks the admin console's database name and users; a user
-// name is checked against AllUsers only when usersKnown (users_file, if
-// any, loaded).
-func (c *Config) checkAdmin(k *checker, usersKnown bool) {
+// checkAdmin checks the admin console's database name and users. Without
+// users_file every admin user must be one of users; with it, the users
+// package checks the names once it has read the file.
+func (c *Config) checkAdmin(k *checker) {
 	a := &c.Admin
 	switch {
 	case a.Database == "":
@@ -254,7 +183,7 @@ func (c *Config) checkAdmin(k *checker, usersKnown bool) {
 		}
 	}
 	known := map[string]bool{}
-	for _, u := range c.AllUsers() {
+	for _, u := range c.Users {
 		known[u.Name] = true
 	}
 	seen := map[string]int{}
@@ -269,7 +198,7 @@ func (c *Config) checkAdmin(k *checker, usersKnown bool) {
 			k.add(p, "required: the name of a user in users or users_file")
 		case dup:
 			k.add(p, "%q is already admin.users[%d]", name, j)
-		case usersKnown && !known[name]:
+		case c.UsersFile == "" && !known[name]:
 			k.add(p, "%q is not a user in users or users_file: only the gateway's own users can open the admin console", name)
 		}
 	}
@@ -343,19 +272,6 @@ func (c *Config) checkClientTLS(k *checker, listenOK bool) {
 	case t.Mode == "" && listenOK && c.ClientTLSMode() == TLSRequire:
 		k.add("listen", "%s, so client TLS is required (client_tls.mode resolves to require) and needs a certificate: a listener other hosts can reach must not accept passwords in clear. Set client_tls.cert_file and key_file (%s), %s",
 			describeListen(c.Listen), makeCertHint, plainConnHint)
-	}
-	var cert, key []byte
-	if t.CertFile != "" {
-		cert = k.readable("client_tls.cert_file", t.CertFile)
-	}
-	if t.KeyFile != "" {
-		key = k.readable("client_tls.key_file", t.KeyFile)
-	}
-	if cert != nil && key != nil {
-		// crypto/tls describes what is wrong without quoting the key.
-		if _, err := tls.X509KeyPair(cert, key); err != nil {
-			k.add("client_tls.cert_file", "%s and %s are not a certificate and its key: %v", t.CertFile, t.KeyFile, err)
-		}
 	}
 }
 
@@ -449,12 +365,6 @@ func (r *Route) check(k *checker, p string) {
 	if r.DialAddress != "" {
 		k.hostPort(p+".dial_address", r.DialAddress, "127.0.0.1:5432", false)
 	}
-	if r.CAFile != "" {
-		if pem := k.readable(p+".ca_file", r.CAFile); pem != nil && !x509.NewCertPool().AppendCertsFromPEM(pem) {
-			k.add(p+".ca_file", "%s holds no PEM certificate", r.CAFile)
-		}
-	}
-	r.password = ""
 	switch r.Kind {
 	case KindDSQL:
 		r.checkDSQL(k, p, host)
@@ -523,8 +433,6 @@ func (r *Route) checkPostgres(k *checker, p string) {
 		k.add(p+".password_env", "set password or password_env, not both")
 	case r.Password == "" && r.PasswordEnv == "":
 		k.add(p, "kind postgres needs password_env (or password): the upstream login's password")
-	case r.PasswordEnv != "":
-		r.password, _ = k.env(p+".password_env", r.PasswordEnv)
 	}
 	k.oneOf(p+".tls", r.TLS, TLSDisable, TLSRequire, TLSVerifyFull)
 	if r.TLS == TLSDisable && r.TLSNegotiation == NegotiateDirect {

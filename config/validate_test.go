@@ -1,8 +1,6 @@
 package config_test
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -83,8 +81,6 @@ func runProblemCases(t *testing.T, dir string, tests []problemCase) {
 func TestValidateRules(t *testing.T) {
 	dir := t.TempDir()
 	tlsFiles(t, dir)
-	t.Setenv("TEST_EMPTY", "")
-	t.Setenv("TEST_BAD_VERIFIER", "SCRAM-SHA-256$4096:c2FsdA==$short:short")
 	tests := []problemCase{
 		{name: "valid dsql", doc: user + dsqlRoute},
 		{name: "valid postgres", doc: user + pgRoute + pgPass},
@@ -126,13 +122,12 @@ func TestValidateRules(t *testing.T) {
 
 		// admin
 		{name: "valid admin user", doc: "admin: {users: [alice]}\n" + user + dsqlRoute},
-		{name: "valid admin user from users_file", doc: "admin: {users: [carol, 'o\"brien']}\nusers_file: " + userlistPath + "\n" + dsqlRoute},
+		{name: "valid admin user from users_file", doc: "admin: {users: [carol, 'o\"brien']}\nusers_file: " + usersFile + "\n" + dsqlRoute},
 		{name: "valid admin database", doc: "admin: {database: console}\n" + user + dsqlRoute},
 		{name: "admin user unknown", doc: "admin:\n  users: [alice, bob] # <-\n" + user + dsqlRoute, key: "admin.users[1]", msg: `"bob" is not a user in users or users_file`},
 		{name: "admin user unknown in a block list", doc: "admin:\n  users:\n    - alice\n    - bob # <-\n" + user + dsqlRoute, key: "admin.users[1]", msg: `"bob" is not a user`},
 		{name: "admin user listed twice", doc: "admin:\n  users:\n    - alice\n    - alice # <-\n" + user + dsqlRoute, key: "admin.users[1]", msg: `"alice" is already admin.users[0]`},
 		{name: "admin user empty", doc: "admin: {users: ['']} # <-\n" + user + dsqlRoute, key: "admin.users[0]", msg: "required"},
-		{name: "admin user not checked when users_file fails", doc: "admin: {users: [zed]}\nusers_file: {{dir}}/missing.txt # <-\n" + user + dsqlRoute, key: "users_file", msg: "no such file"},
 		{name: "admin database empty", doc: "admin: {database: ''} # <-\n" + user + dsqlRoute, key: "admin.database", msg: "required"},
 		{name: "admin database is a route's", doc: "admin:\n  database: app # <-\n" + user + dsqlRoute, key: "admin.database", msg: `"app" is also the database of routes[0]: the admin console needs a name no route uses`},
 		{name: "route on the default admin database", doc: user + "routes:\n  - database: dsqlgate # <-\n    endpoint: abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws\n", key: "routes[0].database", msg: `"dsqlgate" is the admin console's database (admin.database defaults to it)`},
@@ -164,14 +159,6 @@ func TestValidateRules(t *testing.T) {
 		{name: "duplicate user", doc: "users:\n  - {name: alice, verifier_env: TEST_VERIFIER}\n  - {name: alice, verifier_env: TEST_VERIFIER} # <-\n" + dsqlRoute, key: "users[1].name", msg: `"alice" is already the name of users[0]`},
 		{name: "verifier and verifier_env", doc: "users:\n  - name: alice\n    verifier: " + testVerifier + "\n    verifier_env: TEST_VERIFIER # <-\n" + dsqlRoute, key: "users[0].verifier_env", msg: "not both"},
 		{name: "no verifier", doc: "users: [{name: alice}] # <-\n" + dsqlRoute, key: "users[0]", msg: "needs verifier, verifier_env or password_env"},
-		{name: "verifier without prefix", doc: "users:\n  - name: alice\n    verifier: hunter2 # <-\n" + dsqlRoute, key: "users[0].verifier", msg: "must start with SCRAM-SHA-256$"},
-		{name: "verifier missing parts", doc: "users:\n  - name: alice\n    verifier: SCRAM-SHA-256$4096 # <-\n" + dsqlRoute, key: "users[0].verifier", msg: "expected SCRAM-SHA-256$<iterations>"},
-		{name: "verifier iterations zero", doc: "users:\n  - name: alice\n    verifier: " + strings.Replace(testVerifier, "$4096:", "$0:", 1) + " # <-\n" + dsqlRoute, key: "users[0].verifier", msg: "iteration count"},
-		{name: "verifier bad salt", doc: "users:\n  - name: alice\n    verifier: " + strings.Replace(testVerifier, "$4096:", "$4096:!!", 1) + " # <-\n" + dsqlRoute, key: "users[0].verifier", msg: "salt"},
-		{name: "verifier short key", doc: "users:\n  - name: alice\n    verifier: SCRAM-SHA-256$4096:c2FsdA==$c2hvcnQ=:c2hvcnQ= # <-\n" + dsqlRoute, key: "users[0].verifier", msg: "StoredKey must be 32 bytes"},
-		{name: "verifier env unset", doc: "users: [{name: alice, verifier_env: TEST_UNSET_VARIABLE}] # <-\n" + dsqlRoute, key: "users[0].verifier_env", msg: "environment variable TEST_UNSET_VARIABLE is not set"},
-		{name: "verifier env empty", doc: "users: [{name: alice, verifier_env: TEST_EMPTY}] # <-\n" + dsqlRoute, key: "users[0].verifier_env", msg: "environment variable TEST_EMPTY is empty"},
-		{name: "verifier env bad", doc: "users: [{name: alice, verifier_env: TEST_BAD_VERIFIER}] # <-\n" + dsqlRoute, key: "users[0].verifier_env", msg: "TEST_BAD_VERIFIER does not hold a SCRAM-SHA-256 verifier"},
 
 		// routes
 		{name: "no routes", doc: user, key: "routes", msg: "at least one route"},
@@ -208,8 +195,6 @@ func TestValidateRules(t *testing.T) {
 		{name: "postgres user missing", doc: user + "routes:\n  - database: local # <-\n    kind: postgres\n    endpoint: localhost\n" + pgPass, key: "routes[0].user", msg: "required for kind postgres"},
 		{name: "postgres no password", doc: user + strings.Replace(pgRoute, "local", "local # <-", 1), key: "routes[0]", msg: "needs password_env (or password)"},
 		{name: "postgres both passwords", doc: user + pgRoute + "    password: pw\n" + "    password_env: TEST_PASSWORD # <-\n", key: "routes[0].password_env", msg: "not both"},
-		{name: "postgres password env unset", doc: user + pgRoute + "    password_env: TEST_UNSET_VARIABLE # <-\n", key: "routes[0].password_env", msg: "TEST_UNSET_VARIABLE is not set"},
-		{name: "postgres password env empty", doc: user + pgRoute + "    password_env: TEST_EMPTY # <-\n", key: "routes[0].password_env", msg: "TEST_EMPTY is empty"},
 		{name: "postgres tls", doc: user + pgRoute + pgPass + "    tls: prefer # <-\n", key: "routes[0].tls", msg: `"prefer" is not one of disable, require, verify-full`},
 		{name: "postgres direct without tls", doc: user + pgRoute + pgPass + "    tls: disable\n    tls_negotiation: direct # <-\n", key: "routes[0].tls_negotiation", msg: "tls: disable turns off"},
 
@@ -295,171 +280,5 @@ routes:
 	}
 	if diff := cmp.Diff(want, keys); diff != "" {
 		t.Errorf("problems mismatch (-want +got):\n%s\nerror:\n%v", diff, err)
-	}
-}
-
-func TestEnvResolution(t *testing.T) {
-	t.Setenv("TEST_VERIFIER", "  "+testVerifier+"\n") // as read from a file
-	t.Setenv("TEST_PASSWORD", "s3cret ")
-	inline := makeVerifier("other-salt-0123", "a", "b")
-	doc := "users:\n  - {name: alice, verifier_env: TEST_VERIFIER}\n  - {name: bob, verifier: '" + inline + "'}\n" +
-		pgRoute + "    password_env: TEST_PASSWORD\n" +
-		"  - {database: inline, kind: postgres, endpoint: localhost, user: u, password: inline-pw}\n" +
-		"  - {database: app, endpoint: abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws}\n"
-	c, err := config.Parse([]byte(doc), "test.yaml")
-	if err != nil {
-		t.Fatalf("Parse: %v", err)
-	}
-	got := []string{
-		c.Users[0].ResolvedVerifier(), c.Users[1].ResolvedVerifier(),
-		c.Routes[0].ResolvedPassword(), c.Routes[1].ResolvedPassword(), c.Routes[2].ResolvedPassword(),
-	}
-	want := []string{testVerifier, inline, "s3cret ", "inline-pw", ""}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("resolved secrets mismatch (-want +got):\n%s", diff)
-	}
-
-	// The values were read once: changing the environment changes nothing
-	// until the next Validate.
-	t.Setenv("TEST_PASSWORD", "changed")
-	if got := c.Routes[0].ResolvedPassword(); got != "s3cret " {
-		t.Errorf("ResolvedPassword after the environment changed = %q, want the value read by Validate", got)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
-	if got := c.Routes[0].ResolvedPassword(); got != "changed" {
-		t.Errorf("ResolvedPassword after Validate = %q, want %q", got, "changed")
-	}
-}
-
-// TestSecretsNeverInErrors feeds secrets through every path that handles
-// one (inline and environment verifiers, passwords, md5 hashes, the users
-// file) and checks that no error shows them.
-func TestSecretsNeverInErrors(t *testing.T) {
-	const secret = "Sekr1tValue"
-	// keyed is a valid verifier whose keys are secret; so is validMD5.
-	keyed := makeVerifier("salt-not-secret", "stored", "server")
-	keys := strings.Split(keyed[strings.LastIndexByte(keyed, '$')+1:], ":")
-	validMD5 := md5Of(secret, "a")
-	t.Setenv("TEST_VERIFIER", testVerifier)
-	t.Setenv("TEST_SECRET_VERIFIER", "SCRAM-SHA-256$4096:"+secret+"$"+secret+":"+secret)
-	t.Setenv("TEST_SECRET_PLAIN", secret)
-	t.Setenv("TEST_KEYED_VERIFIER", keyed)
-	t.Setenv("TEST_VALID_MD5", validMD5)
-
-	// Users files, each line with a secret in it.
-	dir := t.TempDir()
-	files := map[string]string{
-		"plaintext":      `"alice" "` + secret + `"`,
-		"bad verifier":   `"alice" "SCRAM-SHA-256$4096:` + secret + "$" + secret + ":" + secret + `"`,
-		"md5 upper case": `"alice" "md5` + strings.ToUpper(validMD5[3:]) + `"`,
-		"run together":   `"alice""` + secret + `"`,
-		"swapped fields": `"` + keyed + `" "alice"`,
-		"unterminated":   `"alice" "` + secret,
-		"trailing text":  `"alice" "` + keyed + `" ` + secret,
-		"duplicate":      `"b" "` + keyed + `"` + "\n" + `"b" "` + validMD5 + `"`,
-		"in users too":   `"a" "` + keyed + `"` + "\n" + `"z" "` + validMD5 + `"`,
-		"name only":      `"` + secret + `"`,
-		"empty name":     `"" "` + keyed + `"`,
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	const userA = "users: [{name: a, verifier_env: TEST_VERIFIER}]\n"
-	tests := []struct {
-		name    string
-		doc     string
-		secrets []string // nil: secret
-	}{
-		{name: "inline verifier without prefix", doc: "users: [{name: a, verifier: " + secret + "}]\n" + dsqlRoute},
-		{name: "inline verifier bad parts", doc: "users: [{name: a, verifier: 'SCRAM-SHA-256$4096:" + secret + "$" + secret + ":" + secret + "'}]\n" + dsqlRoute},
-		{name: "inline verifier bad iterations", doc: "users: [{name: a, verifier: 'SCRAM-SHA-256$" + secret + ":c2FsdA==$x:y'}]\n" + dsqlRoute},
-		{name: "env verifier bad parts", doc: "users: [{name: a, verifier_env: TEST_SECRET_VERIFIER}]\n" + dsqlRoute},
-		{name: "env verifier is a password", doc: "users: [{name: a, verifier_env: TEST_SECRET_PLAIN}]\n" + dsqlRoute},
-		{name: "verifier and verifier_env", doc: "users: [{name: a, verifier: " + secret + ", verifier_env: TEST_SECRET_PLAIN}]\n" + dsqlRoute},
-		{name: "verifier not text", doc: "users: [{name: a, verifier: [" + secret + "]}]\n" + dsqlRoute},
-		{name: "verifier with a tag", doc: "users: [{name: a, verifier: !!binary " + secret + "}]\n" + dsqlRoute},
-		{name: "valid verifier with other problems", doc: "users: [{name: a, verifier: '" + keyed + "', auth: md5, databases: [nope]}]\n" + dsqlRoute, secrets: keys},
-		{name: "password on a dsql route", doc: user + dsqlRoute + "    password: " + secret + "\n"},
-		{name: "password and password_env", doc: user + pgRoute + "    password: " + secret + "\n    password_env: TEST_SECRET_PLAIN\n"},
-		{name: "password not text", doc: user + pgRoute + "    password: {x: " + secret + "}\n"},
-		{name: "password with other problems", doc: user + pgRoute + "    password_env: TEST_SECRET_PLAIN\n    tls: bogus\n    pool: {size: 0}\n"},
-		{name: "misspelt password key", doc: user + pgRoute + "    pasword: " + secret + "\n"},
-		{name: "unterminated quote", doc: user + pgRoute + "    password: \"" + secret + "\n"},
-		{name: "bad indentation", doc: user + pgRoute + "    password: " + secret + "\n   tls: x\n"},
-		{name: "secret as a key", doc: user + pgRoute + "    " + secret + ": x\n"},
-
-		// A user's password_env: neither the password nor what is made
-		// from it.
-		{name: "user password_env with other problems", doc: "listen: 0.0.0.0:6432\nusers: [{name: a, password_env: TEST_SECRET_PLAIN, auth: bogus, databases: [nope]}, {name: a, password_env: TEST_SECRET_PLAIN}]\n" + dsqlRoute, secrets: []string{secret, validMD5}},
-		{name: "user password_env and verifier_env", doc: "users: [{name: a, password_env: TEST_SECRET_PLAIN, verifier_env: TEST_KEYED_VERIFIER}]\n" + dsqlRoute, secrets: append([]string{secret}, keys...)},
-		{name: "user password_env with auth password and no tls", doc: "users: [{name: a, password_env: TEST_SECRET_PLAIN, auth: password}]\n" + dsqlRoute, secrets: []string{secret, validMD5}},
-		{name: "user password_env holds a verifier", doc: "users: [{name: a, password_env: TEST_KEYED_VERIFIER}]\n" + dsqlRoute, secrets: keys},
-		{name: "user password_env holds an md5 hash", doc: "users: [{name: a, password_env: TEST_VALID_MD5}]\n" + dsqlRoute, secrets: []string{validMD5}},
-
-		// md5 hashes.
-		{name: "md5 malformed", doc: "users: [{name: a, auth: md5, md5: md5" + secret + "}]\n" + dsqlRoute},
-		{name: "md5 upper case", doc: "users: [{name: a, auth: md5, md5: md5" + strings.ToUpper(validMD5[3:]) + "}]\n" + dsqlRoute, secrets: []string{strings.ToUpper(validMD5[3:])}},
-		{name: "md5 valid without auth md5", doc: "users: [{name: a, md5: " + validMD5 + "}]\n" + dsqlRoute, secrets: []string{validMD5}},
-		{name: "md5 and password_env", doc: "users: [{name: a, md5: " + validMD5 + ", password_env: TEST_SECRET_PLAIN}]\n" + dsqlRoute, secrets: []string{secret, validMD5}},
-		{name: "md5 holds a verifier", doc: "users: [{name: a, auth: md5, md5: '" + keyed + "'}]\n" + dsqlRoute, secrets: keys},
-		{name: "md5 not text", doc: "users: [{name: a, auth: md5, md5: [" + secret + "]}]\n" + dsqlRoute},
-		{name: "md5 with a tag", doc: "users: [{name: a, auth: md5, md5: !!binary " + secret + "}]\n" + dsqlRoute},
-
-		// The users file.
-		{name: "file plaintext", doc: userA + "users_file: '{{dir}}/plaintext'\n" + dsqlRoute},
-		{name: "file bad verifier", doc: userA + "users_file: '{{dir}}/bad verifier'\n" + dsqlRoute},
-		{name: "file md5 upper case", doc: userA + "users_file: '{{dir}}/md5 upper case'\n" + dsqlRoute, secrets: []string{strings.ToUpper(validMD5[3:])}},
-		{name: "file fields run together", doc: userA + "users_file: '{{dir}}/run together'\n" + dsqlRoute},
-		{name: "file fields swapped", doc: userA + "users_file: '{{dir}}/swapped fields'\n" + dsqlRoute, secrets: keys},
-		{name: "file unterminated secret", doc: userA + "users_file: '{{dir}}/unterminated'\n" + dsqlRoute},
-		{name: "file trailing text", doc: userA + "users_file: '{{dir}}/trailing text'\n" + dsqlRoute, secrets: append([]string{secret}, keys...)},
-		{name: "file duplicate", doc: userA + "users_file: '{{dir}}/duplicate'\n" + dsqlRoute, secrets: append([]string{validMD5}, keys...)},
-		{name: "file user also in users", doc: userA + "users_file: '{{dir}}/in users too'\n" + dsqlRoute, secrets: append([]string{validMD5}, keys...)},
-		{name: "file name only", doc: userA + "users_file: '{{dir}}/name only'\n" + dsqlRoute},
-		{name: "file empty name", doc: userA + "users_file: '{{dir}}/empty name'\n" + dsqlRoute, secrets: keys},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := config.Parse([]byte(strings.ReplaceAll(tt.doc, "{{dir}}", dir)), "test.yaml")
-			if err == nil {
-				t.Fatalf("Parse succeeded, want an error")
-			}
-			if tt.name == "secret as a key" {
-				return // a key is shown by design; the case checks the parse fails
-			}
-			secrets := tt.secrets
-			if secrets == nil {
-				secrets = []string{secret}
-			}
-			for _, s := range secrets {
-				if strings.Contains(err.Error(), s) {
-					t.Errorf("error shows the secret %q:\n%v", s, err)
-				}
-			}
-		})
-	}
-	// LoadUsersFile's own errors, as the server's reload sees them.
-	for name := range files {
-		t.Run("LoadUsersFile "+name, func(t *testing.T) {
-			_, err := config.LoadUsersFile(filepath.Join(dir, name))
-			if name == "in users too" {
-				if err != nil {
-					t.Fatalf("LoadUsersFile: %v", err)
-				}
-				return // only Validate knows the users of the configuration
-			}
-			if err == nil {
-				t.Fatal("LoadUsersFile succeeded, want an error")
-			}
-			for _, s := range append([]string{secret, validMD5, strings.ToUpper(validMD5[3:])}, keys...) {
-				if strings.Contains(err.Error(), s) {
-					t.Errorf("error shows the secret %q:\n%v", s, err)
-				}
-			}
-		})
 	}
 }

@@ -21,7 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
 // Fuzz targets for authentication (startup.go, users.go), run through

@@ -21,8 +21,8 @@ import (
 	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 	"github.com/dsqlgate/dsqlgate/internal/scramclient"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
 )
 
 // The relay's differential tests: a client message sequence is played

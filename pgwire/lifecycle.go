@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/users"
 )
 
 // This file is the server's lifecycle beyond serving: putting a reloaded
@@ -26,7 +27,7 @@ type ServerUpdate struct {
 	conf    *config.Config
 	tls     *serverTLS
 	users   *userTable
-	stamp   fileStamp
+	stamp   users.Stamp
 	backoff *authBackoff
 	notes   []string
 }
@@ -99,10 +100,12 @@ func (s *Server) PrepareConfig(cfg *config.Config) (*ServerUpdate, error) {
 // users and certificate are those PrepareConfig read.
 func (u *ServerUpdate) Commit() []string {
 	s := u.s
+	s.usersMu.Lock()
 	s.conf.Store(u.conf)
 	s.tls.Store(u.tls)
 	s.users.Store(u.users)
 	s.usersStamp.Store(&u.stamp)
+	s.usersMu.Unlock()
 	s.backoff.Store(u.backoff)
 	return u.notes
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/internal/pgtest"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
 // TestPanicUnderLockEndsOnlyThatSession: a handler that panics while it

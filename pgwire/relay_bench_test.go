@@ -11,7 +11,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
 // benchSession is a session with its client writer going to io.Discard

@@ -22,6 +22,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/internal/netio"
+	"github.com/dsqlgate/dsqlgate/internal/users"
 )
 
 // Options are the parts of a Server that do not come from the config.
@@ -48,8 +49,12 @@ type Server struct {
 	tls        atomic.Pointer[serverTLS] // replaced whole by ServerUpdate.Commit
 	requireTLS bool
 
-	users      atomic.Pointer[userTable] // replaced whole by ReloadUsers
-	usersStamp atomic.Pointer[fileStamp] // version of the users file in force
+	// usersMu orders the writers of users and usersStamp (the users-file
+	// watcher and a reload's commit), so that the watcher never puts back
+	// users read under the configuration a reload has just replaced.
+	usersMu    sync.Mutex
+	users      atomic.Pointer[userTable]   // replaced whole by ReloadUsers and ServerUpdate.Commit
+	usersStamp atomic.Pointer[users.Stamp] // version of the users file in force
 	backoff    atomic.Pointer[authBackoff]
 	stop       chan struct{} // closed by Close: stops the users-file watcher
 

@@ -19,8 +19,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 	"github.com/dsqlgate/dsqlgate/internal/scramclient"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/users"
 )
 
 func startupBody(pairs ...string) []byte {
@@ -176,6 +177,16 @@ func TestReadStartupPacketOversize(t *testing.T) {
 	}
 }
 
+// userTableOf builds the user table of us as the server loads it.
+func userTableOf(t testing.TB, us []config.User) *userTable {
+	t.Helper()
+	list, _, err := users.Load(&config.Config{Users: us}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newUserTable(list)
+}
+
 // enumerationUsers are users of every method and of several SCRAM
 // iteration counts, for the unknown-user tests: 8 users, so each kind of
 // answer has a known share.
@@ -211,10 +222,7 @@ func answerKind(method string, v scram.Verifier) string {
 // and salt, and different names get different salts.
 func TestUnknownUserAnswers(t *testing.T) {
 	users := enumerationUsers()
-	tbl, err := buildUserTable(users)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tbl := userTableOf(t, users)
 	want := map[string]float64{}
 	for _, u := range users {
 		e := tbl.byName[u.Name]
@@ -248,10 +256,7 @@ func TestUnknownUserAnswers(t *testing.T) {
 
 	// Another secret (other users) picks other answers for the same
 	// names, and no users at all leaves SCRAM with the default count.
-	empty, err := buildUserTable(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	empty := userTableOf(t, nil)
 	if method, v := empty.mock("ghost"); method != config.AuthSCRAM || v.Iterations != scram.DefaultIterations || len(v.Salt) != scram.DefaultSaltLen {
 		t.Errorf("without users: %s %d %x", method, v.Iterations, v.Salt)
 	}
@@ -353,10 +358,7 @@ func loginTLS(t *testing.T, srv *Server, srvCfg, cliCfg *tls.Config, user, passw
 // with the same error as that user with a wrong password; cleartext is
 // asked for over TLS only, as for a real cleartext user.
 func TestUnknownUserLikeWrongPassword(t *testing.T) {
-	tbl, err := buildUserTable(enumerationUsers())
-	if err != nil {
-		t.Fatal(err)
-	}
+	tbl := userTableOf(t, enumerationUsers())
 	srv := authServer()
 	srv.users.Store(tbl)
 	ca := newTestCA(t)

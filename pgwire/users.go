@@ -14,8 +14,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
+	"github.com/dsqlgate/dsqlgate/internal/users"
 )
+
+// This file holds the users clients authenticate as. The users package
+// reads and resolves them (the configuration's users with their secrets,
+// and the users file); the table here is what authentication looks them
+// up in, and how it answers a name it does not know.
 
 // userEntry is one gateway user, ready for authentication. Immutable.
 type userEntry struct {
@@ -75,21 +81,20 @@ func (t *userTable) mockMAC(purpose string, i int, name string) []byte {
 	return mac.Sum(nil)
 }
 
-func buildUserTable(users []config.User) (*userTable, error) {
-	t := &userTable{byName: make(map[string]*userEntry, len(users))}
+// newUserTable builds the table of list, the users as the users package
+// resolved them.
+func newUserTable(list []users.User) *userTable {
+	list = append([]users.User(nil), list...)
+	t := &userTable{byName: make(map[string]*userEntry, len(list))}
 	h := sha256.New()
 	h.Write([]byte("dsqlgate mock verifier secret\x00"))
-	sort.Slice(users, func(i, j int) bool { return users[i].Name < users[j].Name })
-	for i := range users {
-		u := &users[i]
-		e := &userEntry{name: u.Name, auth: u.ResolvedAuth(), md5: u.ResolvedMD5()}
-		if v := u.ResolvedVerifier(); v != "" {
-			ver, err := scram.ParseVerifier(v)
-			if err != nil {
-				return nil, fmt.Errorf("user %q: %w", u.Name, err)
-			}
-			e.verifier, e.hasSCRAM = ver, true
-			h.Write(ver.StoredKey[:])
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	for i := range list {
+		u := &list[i]
+		e := &userEntry{name: u.Name, auth: u.Auth, md5: u.MD5}
+		if u.Verifier != nil {
+			e.verifier, e.hasSCRAM = *u.Verifier, true
+			h.Write(u.Verifier.StoredKey[:])
 		}
 		h.Write([]byte(e.md5))
 		if len(u.Databases) > 0 {
@@ -102,7 +107,7 @@ func buildUserTable(users []config.User) (*userTable, error) {
 		t.sorted = append(t.sorted, e)
 	}
 	t.mockSecret = h.Sum(nil)
-	return t, nil
+	return t
 }
 
 // md5Response is what a client sends for md5 authentication: "md5" +
@@ -112,27 +117,12 @@ func md5Response(stored string, salt []byte) string {
 	return "md5" + hex.EncodeToString(sum[:])
 }
 
-// fileStamp identifies a version of a file, for change detection.
-type fileStamp struct {
-	size    int64
-	modTime time.Time
-}
-
-func stampOf(path string) (fileStamp, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fileStamp{}, err
-	}
-	return fileStamp{size: fi.Size(), modTime: fi.ModTime()}, nil
-}
-
-// usersFilePoll is how often the users file is checked for changes.
-const usersFilePoll = 2 * time.Second
-
 // ReloadUsers re-reads the users file (if any) and puts the users of the
 // configuration and the file in force for new connections. On error the
 // users in force stay. Sessions already authenticated are not affected.
 func (s *Server) ReloadUsers() error {
+	s.usersMu.Lock()
+	defer s.usersMu.Unlock()
 	cfg := s.currentConfig()
 	tbl, stamp, err := loadUsers(cfg)
 	if err != nil {
@@ -144,43 +134,19 @@ func (s *Server) ReloadUsers() error {
 	return nil
 }
 
-// loadUsers builds the user table of cfg, reading its users file now.
-func loadUsers(cfg *config.Config) (*userTable, fileStamp, error) {
-	users := append([]config.User(nil), cfg.Users...)
-	var stamp fileStamp
-	if path := cfg.UsersFile; path != "" {
-		st, err := stampOf(path)
-		if err != nil {
-			return nil, stamp, fmt.Errorf("users_file: %w", err)
-		}
-		fileUsers, err := config.LoadUsersFile(path)
-		if err != nil {
-			return nil, stamp, err
-		}
-		seen := map[string]bool{}
-		for _, u := range users {
-			seen[u.Name] = true
-		}
-		for i, u := range fileUsers {
-			if seen[u.Name] {
-				// The name is not quoted: a malformed line can put a secret
-				// in the name field.
-				return nil, stamp, fmt.Errorf("users_file: its user number %d is also defined in the configuration's users", i+1)
-			}
-		}
-		users = append(users, fileUsers...)
-		stamp = st
-	}
-	tbl, err := buildUserTable(users)
+// loadUsers builds the user table of cfg, reading its users file, and the
+// secrets its users name in the environment, now.
+func loadUsers(cfg *config.Config) (*userTable, users.Stamp, error) {
+	list, stamp, err := users.Load(cfg, os.LookupEnv)
 	if err != nil {
 		return nil, stamp, err
 	}
-	return tbl, stamp, nil
+	return newUserTable(list), stamp, nil
 }
 
 // watchUsersFile reloads the users file when it changes, until stop.
 func (s *Server) watchUsersFile(stop <-chan struct{}) {
-	t := time.NewTicker(usersFilePoll)
+	t := time.NewTicker(users.FilePoll)
 	defer t.Stop()
 	for {
 		select {
@@ -192,7 +158,7 @@ func (s *Server) watchUsersFile(stop <-chan struct{}) {
 		if path == "" {
 			continue
 		}
-		st, err := stampOf(path)
+		st, err := users.StampOf(path)
 		if err != nil {
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/users"
 )
 
 type checkFlags struct {
@@ -25,7 +27,8 @@ func newCheckCommand(st streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Validate the configuration, mint a token and dial every route",
-		Long: `Load and validate the configuration, resolve the AWS credentials, and for each
+		Long: `Load and validate the configuration (with the environment applied, as serve
+does), read the users and the secrets it names, resolve the AWS credentials, and for each
 route mint a token (kind dsql) and open one upstream connection. Prints a table
 (route, endpoint, region, role, credentials source, result, latency) and exits
 0 when every route works, 1 when one does not, 2 when the configuration is
@@ -53,7 +56,14 @@ func runCheck(ctx context.Context, f checkFlags, st streams) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	fmt.Fprintf(st.out, "configuration %s: valid (%d users, %d routes)\n", f.configPath, len(cfg.AllUsers()), len(cfg.Routes))
+	list, _, err := users.Load(cfg, os.LookupEnv)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if cfg, err = users.ResolveRoutes(cfg, os.LookupEnv); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	fmt.Fprintf(st.out, "configuration %s: valid (%d users, %d routes)\n", f.configPath, len(list), len(cfg.Routes))
 	bridge, err := authbridge.New(ctx, cfg, authbridge.Options{})
 	if err != nil {
 		return &exitError{code: 1, err: err}

@@ -16,11 +16,19 @@ import (
 	"github.com/dsqlgate/dsqlgate/internal/gateway"
 )
 
+// serveFlags are serve's flags. overrides are the flags that set a
+// configuration key, as given on the command line.
 type serveFlags struct {
 	configPath string
-	listen     string
-	logLevel   string
-	logFormat  string
+	overrides  []config.Flag
+}
+
+// keyFlags are serve's flags that set a configuration key: each overrides
+// the file and the environment.
+var keyFlags = []struct{ name, key, usage string }{
+	{"listen", "listen", "client listen address host:port"},
+	{"log-level", "log.level", "debug, info, warn or error"},
+	{"log-format", "log.format", "console or json"},
 }
 
 func newServeCommand(st streams) *cobra.Command {
@@ -32,10 +40,21 @@ func newServeCommand(st streams) *cobra.Command {
 configured users, and serve each route from pooled upstream connections
 (Aurora DSQL with IAM tokens, or a plain PostgreSQL for kind postgres).
 
-Settings come from the file, then DSQLGATE_* environment variables, then
-flags (each overriding the one before). AWS credentials come from the default
-chain (environment, shared config and profile, SSO, web identity, ECS/EC2
-metadata), or the profile in aws.profile.
+Each setting is resolved in this order, each source overriding the ones
+before it:
+
+  1. the defaults (docs/CONFIG.md lists them)
+  2. the configuration file (--config)
+  3. DSQLGATE_* environment variables (DSQLGATE_LISTEN, DSQLGATE_LOG_LEVEL,
+     ...: DSQLGATE_ and the key in upper case, dots as underscores)
+  4. the flags below
+
+The result is validated as a whole, so a flag may correct the file. The
+secrets that verifier_env and password_env name are read when the gateway
+starts and at each reload; the users file then too, and whenever it
+changes. AWS credentials come from the default chain (environment, shared
+config and profile, SSO, web identity, ECS/EC2 metadata), or the profile in
+aws.profile.
 
 Signals: SIGTERM or SIGINT drains (no new clients; each client is closed at
 its next safe point, after its transaction, for up to shutdown_timeout); a
@@ -50,34 +69,43 @@ so a new process can take over the port during a rolling restart.`,
 			return runServe(ctx, f, st)
 		},
 	}
-	cmd.Flags().StringVarP(&f.configPath, "config", "c", "", "configuration file (YAML; see testdata/dsqlgate.sample.yaml and docs/CONFIG.md)")
-	cmd.Flags().StringVar(&f.listen, "listen", "", "client listen address host:port (overrides listen)")
-	cmd.Flags().StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
-	cmd.Flags().StringVar(&f.logFormat, "log-format", "", "console or json (overrides log.format)")
+	addServeFlags(cmd, &f)
 	cmd.MarkFlagRequired("config")
 	return cmd
 }
 
-// loadConfig reads the file (with the environment applied) and the flags
-// over it, and validates the result.
+// addServeFlags defines serve's flags on cmd, to be parsed into f.
+func addServeFlags(cmd *cobra.Command, f *serveFlags) {
+	fs := cmd.Flags()
+	fs.StringVarP(&f.configPath, "config", "c", "", "configuration file (YAML; see examples/dsqlgate.yaml and docs/CONFIG.md)")
+	for _, kf := range keyFlags {
+		usage := fmt.Sprintf("%s (overrides %s and %s)", kf.usage, kf.key, config.EnvVar(kf.key))
+		fs.Var(&keyFlag{f: f, name: "--" + kf.name, key: kf.key}, kf.name, usage)
+	}
+}
+
+// keyFlag is a flag that sets a configuration key: it records the value
+// for config.Load, which applies it over the file and the environment.
+type keyFlag struct {
+	f         *serveFlags
+	name, key string
+	value     string
+}
+
+func (k *keyFlag) String() string { return k.value }
+func (k *keyFlag) Type() string   { return "string" }
+
+func (k *keyFlag) Set(v string) error {
+	k.value = v
+	k.f.overrides = append(k.f.overrides, config.Flag{Name: k.name, Key: k.key, Value: v})
+	return nil
+}
+
+// loadConfig reads the configuration: the defaults, the file, the
+// environment, then the flags, each over the ones before; the result is
+// validated.
 func loadConfig(f serveFlags) (*config.Config, error) {
-	cfg, err := config.Load(f.configPath)
-	if err != nil {
-		return nil, err
-	}
-	if f.listen != "" {
-		cfg.Listen = f.listen
-	}
-	if f.logLevel != "" {
-		cfg.Log.Level = f.logLevel
-	}
-	if f.logFormat != "" {
-		cfg.Log.Format = f.logFormat
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return config.Load(f.configPath, f.overrides...)
 }
 
 // runServe validates everything before anything listens, serves until ctx

@@ -11,8 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 	"github.com/dsqlgate/dsqlgate/internal/scramclient"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
 )
 
 func TestParsePgbenchOutput(t *testing.T) {

@@ -25,7 +25,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/compat"
 	"github.com/dsqlgate/dsqlgate/internal/dsqlsim"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
 // lockBackend is a way for a LockManager to reach the test cluster.

@@ -25,7 +25,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/harness"
 	"github.com/dsqlgate/dsqlgate/internal/pgtest"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
 // Isolation tests: one client must never stall, see, change or cancel

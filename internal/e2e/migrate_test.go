@@ -25,7 +25,7 @@ import (
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/dsqlgate/dsqlgate/internal/harness"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
 // openDB opens a database/sql pool through pgx's stdlib driver.

@@ -326,9 +326,8 @@ func TestPreloginUnknownUser(t *testing.T) {
 	db := harness.StackDatabase
 
 	want := map[string]float64{}
-	users := f.Gateway.Config().AllUsers()
-	for _, u := range users {
-		want[u.ResolvedAuth()] += 1 / float64(len(users))
+	for _, u := range f.users {
+		want[u.Auth] += 1 / float64(len(f.users))
 	}
 	kindOf := func(msg pgproto3.BackendMessage) string {
 		switch msg.(type) {

@@ -15,7 +15,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/gateway"
 	"github.com/dsqlgate/dsqlgate/internal/pgtest"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
 // TestQuickBench (QUICKBENCH=1; QB_MODE, QB_PROTOS, QB_EXTRA=pgbench args,

@@ -26,8 +26,9 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/harness"
 	"github.com/dsqlgate/dsqlgate/internal/pgtest"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 	"github.com/dsqlgate/dsqlgate/internal/scramclient"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/users"
 )
 
 // The security stack is a gateway with client TLS (the harness's
@@ -65,6 +66,8 @@ type securityFixture struct {
 	logs *syncBuffer
 	// passwords are every user's password, by user name.
 	passwords map[string]string
+	// users are the gateway's users as it loaded them, secrets resolved.
+	users []users.User
 }
 
 var (
@@ -84,7 +87,7 @@ func securityStack(t testing.TB) *securityFixture {
 	for _, u := range []string{md5User, clearUser, scopedUser, envUser, envMD5User} {
 		f.passwords[u] = pgtest.RandomHex(12)
 	}
-	// password_env is read once, by Validate when the gateway starts.
+	// password_env is read when the gateway starts, and here after it.
 	envVars := map[string]string{envUser: "DSQLGATE_E2E_ENV_USER_PASSWORD", envMD5User: "DSQLGATE_E2E_ENV_MD5_USER_PASSWORD"}
 	for user, name := range envVars {
 		os.Setenv(name, f.passwords[user])
@@ -131,6 +134,10 @@ func securityStack(t testing.TB) *securityFixture {
 	}
 	f.Stack = st
 	f.passwords[st.User] = st.Password
+	if f.users, _, err = users.Load(st.Gateway.Config(), os.LookupEnv); err != nil {
+		st.Close()
+		t.Fatalf("load the security stack's users: %v", err)
+	}
 	stacksMu.Lock()
 	stacks["security"] = st
 	stacksMu.Unlock()
@@ -160,15 +167,11 @@ func (f *securityFixture) secrets(t testing.TB) []string {
 	for _, p := range f.passwords {
 		out = append(out, p)
 	}
-	for _, u := range f.Gateway.Config().AllUsers() {
-		if h := u.ResolvedMD5(); h != "" {
+	for _, u := range f.users {
+		if h := u.MD5; h != "" {
 			out = append(out, h, strings.TrimPrefix(h, "md5"))
 		}
-		if s := u.ResolvedVerifier(); s != "" {
-			v, err := scram.ParseVerifier(s)
-			if err != nil {
-				t.Fatalf("verifier of %s: %v", u.Name, err)
-			}
+		if v := u.Verifier; v != nil {
 			out = append(out, base64.StdEncoding.EncodeToString(v.StoredKey[:]), base64.StdEncoding.EncodeToString(v.ServerKey[:]))
 		}
 	}

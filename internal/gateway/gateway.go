@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
+	"github.com/dsqlgate/dsqlgate/internal/users"
 	"github.com/dsqlgate/dsqlgate/pgwire"
 )
 
@@ -53,11 +55,15 @@ type Gateway struct {
 	reloadMu sync.Mutex
 }
 
-// Start validates cfg, builds the bridge and server, and serves on
-// cfg.Listen (port 0 picks a free one) and cfg.Metrics.Listen. The caller
-// must Close (or Shutdown) it.
+// Start validates cfg, reads the secrets it names, builds the bridge and
+// server, and serves on cfg.Listen (port 0 picks a free one) and
+// cfg.Metrics.Listen. The caller must Close (or Shutdown) it.
 func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg, err := users.ResolveRoutes(cfg, os.LookupEnv)
+	if err != nil {
 		return nil, err
 	}
 	if opts.Logger == nil {
@@ -147,6 +153,10 @@ func (g *Gateway) Config() *config.Config { return g.Server.Config() }
 func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) ([]string, error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
+	cfg, err := users.ResolveRoutes(cfg, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
 	routes, err := g.Bridge.Prepare(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("routes: %w", err)

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/dsqlgate/dsqlgate/config"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
 // startTestGateway starts a gateway whose one route (kind postgres) points

@@ -25,8 +25,8 @@ import (
 	"github.com/dsqlgate/dsqlgate/internal/dsqlsim"
 	"github.com/dsqlgate/dsqlgate/internal/gateway"
 	"github.com/dsqlgate/dsqlgate/internal/pgtest"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 	"github.com/dsqlgate/dsqlgate/internal/selfsigned"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
 )
 
 // Names the stack uses.

@@ -1,7 +1,7 @@
 // Package scramclient is the client side of SCRAM-SHA-256 and
 // SCRAM-SHA-256-PLUS with tls-server-end-point channel binding (RFC 5802,
 // RFC 7677, RFC 5929), for the tests and the benchmark driver. It is
-// written from the RFCs and shares no code with pgwire/scram, the server
+// written from the RFCs and shares no code with internal/scram, the server
 // side it tests, so that a bug in one cannot hide behind the same bug in
 // the other. It does no SASLprep: callers give it prepared (ASCII)
 // passwords.

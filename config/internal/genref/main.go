@@ -1,6 +1,8 @@
 // Command genref writes docs/CONFIG.md, the configuration reference, from
-// the config package (see package reference). Run it from anywhere in the
-// module after changing a config type, a default or a field comment:
+// the config package and the key descriptions in
+// config/internal/reference/keys.md (see package reference). Run it from
+// anywhere in the module after changing a config type, a default or a
+// description:
 //
 //	go run ./config/internal/genref
 //
@@ -28,7 +30,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	page, err := reference.Generate(filepath.Join(root, "config"))
+	page, err := reference.Generate()
 	if err != nil {
 		return err
 	}

@@ -3,13 +3,16 @@
 // cannot drift from the code: the keys, their order and their types by
 // reflection over config.Config's yaml tags; the defaults from
 // config.Default and config.DefaultRoute; the environment variables from
-// config.EnvVar; and each description from the field's doc comment, read
-// from the package's source with go/parser and go/doc.
+// config.EnvVar. Each key's description comes from keys.md, written for the
+// people who run the gateway; the Go doc comments of the config types are
+// for the people who change it, and may name Go identifiers, which the page
+// must not.
 //
 // Command genref writes the page (go run ./config/internal/genref); a test
 // in package config regenerates it and fails when the committed page
-// differs or a field has no doc comment. It knows nothing of the rules
-// Validate applies beyond what the comments say.
+// differs, when a key has no description in keys.md, or when keys.md
+// describes a key that does not exist. It knows nothing of the rules
+// Validate applies beyond what keys.md says.
 package reference
 
 import (
@@ -17,14 +20,8 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"go/ast"
-	"go/doc"
-	"go/doc/comment"
-	"go/parser"
-	"go/token"
-	"os"
-	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/dsqlgate/dsqlgate/config"
@@ -33,11 +30,10 @@ import (
 // Command is how the page is regenerated, from the repository root.
 const Command = "go run ./config/internal/genref"
 
-// Generate returns the page for the config package whose source files are
-// in dir. It fails, naming each, when a field that is a key has no doc
-// comment of its own.
-func Generate(dir string) ([]byte, error) {
-	docs, err := fieldDocs(dir)
+// Generate returns the page. It fails, naming each, when a key has no
+// description in keys.md or keys.md describes a key that does not exist.
+func Generate() ([]byte, error) {
+	descs, err := parseDescriptions(keysText)
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +45,7 @@ func Generate(dir string) ([]byte, error) {
 		return variant{label: "kind " + kind, v: reflect.ValueOf(r)}
 	}
 	g := &generator{
-		docs: docs,
+		descs: descs,
 		elems: map[reflect.Type][]variant{
 			reflect.TypeFor[config.Route](): {route(config.KindDSQL), route(config.KindPostgres)},
 		},
@@ -66,54 +62,37 @@ func Generate(dir string) ([]byte, error) {
 // default taken from it (upstream_database of kind postgres) shows as such.
 const routeDatabase = "\x00database"
 
-// fieldDocs returns the doc comment of every struct field declared in the
-// Go files of dir (tests left out), by type name and field name.
-func fieldDocs(dir string) (map[string]map[string]string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
+// keysText holds the description of every key.
+//
+//go:embed keys.md
+var keysText string
+
+// parseDescriptions returns the sections of text, a keys.md: each starts
+// with a line "## " and its key path and runs to the next; what comes
+// before the first is left out. Each description is trimmed Markdown.
+func parseDescriptions(text string) (map[string]string, error) {
+	descs := map[string]string{}
+	key := ""
+	var body []string
+	flush := func() {
+		if key != "" {
+			descs[key] = strings.TrimSpace(strings.Join(body, "\n"))
+		}
 	}
-	fset := token.NewFileSet()
-	var files []*ast.File
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+	for line := range strings.SplitSeq(text, "\n") {
+		name, ok := strings.CutPrefix(line, "## ")
+		if !ok {
+			body = append(body, line)
 			continue
 		}
-		f, err := parser.ParseFile(fset, filepath.Join(dir, name), nil, parser.ParseComments)
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, f)
-	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("no Go files in %s", dir)
-	}
-	pkg, err := doc.NewFromFiles(fset, files, "github.com/dsqlgate/dsqlgate/config")
-	if err != nil {
-		return nil, err
-	}
-	docs := map[string]map[string]string{}
-	for _, t := range pkg.Types {
-		for _, spec := range t.Decl.Specs {
-			ts, ok := spec.(*ast.TypeSpec)
-			if !ok {
-				continue
-			}
-			st, ok := ts.Type.(*ast.StructType)
-			if !ok {
-				continue
-			}
-			fields := map[string]string{}
-			for _, f := range st.Fields.List {
-				for _, n := range f.Names {
-					fields[n.Name] = f.Doc.Text()
-				}
-			}
-			docs[ts.Name.Name] = fields
+		flush()
+		key, body = strings.TrimSpace(name), nil
+		if _, dup := descs[key]; dup {
+			return nil, fmt.Errorf("keys.md: %s is described twice", key)
 		}
 	}
-	return docs, nil
+	flush()
+	return descs, nil
 }
 
 // variant is the default value of a type in one case: a route's defaults
@@ -133,18 +112,34 @@ type entry struct {
 }
 
 type generator struct {
-	docs    map[string]map[string]string // type name → field name → doc comment
-	elems   map[reflect.Type][]variant   // defaults of list elements; zero when absent
-	env     func(key string) string      // config.EnvVar
+	descs   map[string]string          // key path → description, from keys.md
+	elems   map[reflect.Type][]variant // defaults of list elements; zero when absent
+	env     func(key string) string    // config.EnvVar
 	entries []entry
-	missing []string // fields without a doc comment
+	missing []string // keys without a description
 }
 
+// err reports the keys without a description and the descriptions of no
+// key.
 func (g *generator) err() error {
-	if len(g.missing) == 0 {
+	var msgs []string
+	if len(g.missing) > 0 {
+		msgs = append(msgs, "keys without a description in keys.md:\n\t"+strings.Join(g.missing, "\n\t"))
+	}
+	var unknown []string
+	for key := range g.descs {
+		if !slices.ContainsFunc(g.entries, func(e entry) bool { return e.path == key }) {
+			unknown = append(unknown, key)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		msgs = append(msgs, "keys.md describes keys that do not exist:\n\t"+strings.Join(unknown, "\n\t"))
+	}
+	if len(msgs) == 0 {
 		return nil
 	}
-	return errors.New("fields without a doc comment, which the reference takes its descriptions from:\n\t" + strings.Join(g.missing, "\n\t"))
+	return errors.New(strings.Join(msgs, "\n"))
 }
 
 // walk adds the keys of struct type t, at key path path, whose defaults are
@@ -160,15 +155,15 @@ func (g *generator) walk(t reflect.Type, vs []variant, path string) {
 		if path != "" {
 			key = path + "." + name
 		}
-		text := g.docs[t.Name()][f.Name]
-		if strings.TrimSpace(text) == "" {
-			g.missing = append(g.missing, fmt.Sprintf("%s.%s (key %s)", t.Name(), f.Name, key))
+		text := g.descs[key]
+		if text == "" {
+			g.missing = append(g.missing, key)
 		}
 		fvs := make([]variant, len(vs))
 		for j, v := range vs {
 			fvs[j] = variant{label: v.label, v: v.v.Field(i)}
 		}
-		e := entry{path: key, typ: typeName(f.Type), doc: markdown(text), env: g.env(key)}
+		e := entry{path: key, typ: typeName(f.Type), doc: text, env: g.env(key)}
 		switch {
 		case e.env != "":
 			e.env = "`" + e.env + "`"
@@ -297,17 +292,10 @@ func formatDuration(d config.Duration) string {
 	return s
 }
 
-// markdown turns a doc comment into Markdown, one line per paragraph.
-func markdown(text string) string {
-	var p comment.Parser
-	var pr comment.Printer
-	return strings.TrimSpace(string(pr.Markdown(p.Parse(text))))
-}
-
 // page writes the whole page.
 func (g *generator) page() []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "> Generated by `%s` from the config package (its types, defaults and field comments); do not edit. A test fails when this page is out of date.\n\n", Command)
+	fmt.Fprintf(&b, "> Generated by `%s` from the config package (its keys and defaults) and config/internal/reference/keys.md (the descriptions); do not edit. A test fails when this page is out of date.\n\n", Command)
 	b.WriteString(intro)
 	for _, e := range g.entries {
 		fmt.Fprintf(&b, "\n### `%s`\n\n", e.path)

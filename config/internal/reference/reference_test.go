@@ -1,15 +1,16 @@
 package reference
 
 import (
-	"os"
-	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
+	"unicode"
+
+	"github.com/dsqlgate/dsqlgate/config"
 )
 
-// Options mirrors a config type in a source file the test writes, one
-// field without a doc comment.
+// Options stands for a config type: two keys, one of them in a mapping.
 type Options struct {
 	Name  string `yaml:"name"`
 	Inner Inner  `yaml:"inner"`
@@ -19,40 +20,68 @@ type Inner struct {
 	Size int `yaml:"size"`
 }
 
-func TestMissingDocComment(t *testing.T) {
-	dir := t.TempDir()
-	const src = `package fake
-
-type Options struct {
-	// Name is documented.
-	Name  string ` + "`yaml:\"name\"`" + `
-	// Inner is documented.
-	Inner Inner  ` + "`yaml:\"inner\"`" + `
-}
-
-type Inner struct {
-	Size int ` + "`yaml:\"size\"`" + `
-}
-`
-	if err := os.WriteFile(filepath.Join(dir, "fake.go"), []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	docs, err := fieldDocs(dir)
+// TestDescriptionsMatchKeys: a key without a description, and a
+// description of no key, are errors naming them.
+func TestDescriptionsMatchKeys(t *testing.T) {
+	descs, err := parseDescriptions("Not published.\n\n## name\n\nThe name.\n\n## inner\n\nInner.\n\n## inner.sise\n\nA typo.\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &generator{docs: docs, env: func(string) string { return "" }}
+	if descs["name"] != "The name." || descs["inner"] != "Inner." {
+		t.Errorf("descriptions %q", descs)
+	}
+	g := &generator{descs: descs, env: func(string) string { return "" }}
 	g.walk(reflect.TypeFor[Options](), []variant{{v: reflect.ValueOf(Options{})}}, "")
 	err = g.err()
-	if err == nil || !strings.Contains(err.Error(), "Inner.Size (key inner.size)") || strings.Contains(err.Error(), "Name") {
-		t.Errorf("err = %v, want one naming only Inner.Size (key inner.size)", err)
+	if err == nil || !strings.Contains(err.Error(), "without a description in keys.md:\n\tinner.size") ||
+		!strings.Contains(err.Error(), "describes keys that do not exist:\n\tinner.sise") || strings.Contains(err.Error(), "\tname") {
+		t.Errorf("err = %v, want one naming inner.size and inner.sise only", err)
+	}
+	if _, err := parseDescriptions("## name\n\n## name\n"); err == nil {
+		t.Error("a key described twice is accepted")
+	}
+}
+
+// TestNoGoInDescriptions: the page speaks of keys, not of the Go code
+// behind them: no description names a field of the config types in Go's
+// spelling (MaxClientConn for max_client_conn), nor one of the package's
+// functions.
+func TestNoGoInDescriptions(t *testing.T) {
+	descs, err := parseDescriptions(keysText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goNames := map[string]bool{"Validate": true, "ClientTLSMode": true, "AuthSCRAM": true, "AuthMD5": true, "AuthPassword": true}
+	var collect func(reflect.Type)
+	collect = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if strings.ContainsFunc(f.Name[1:], unicode.IsUpper) && strings.ContainsFunc(f.Name, unicode.IsLower) {
+				goNames[f.Name] = true
+			}
+			switch ft := f.Type; {
+			case ft.Kind() == reflect.Struct && ft.PkgPath() == t.PkgPath():
+				collect(ft)
+			case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+				collect(ft.Elem())
+			}
+		}
+	}
+	collect(reflect.TypeFor[config.Config]())
+	word := regexp.MustCompile(`\b(config\.)?[A-Z]\w*`)
+	for key, d := range descs {
+		for _, w := range word.FindAllString(d, -1) {
+			if goNames[w] || strings.HasPrefix(w, "Resolved") || strings.HasPrefix(w, "config.") {
+				t.Errorf("%s: the description names %s, a Go identifier", key, w)
+			}
+		}
 	}
 }
 
 // TestGenerate checks the page of the real package: it generates, and a
 // key shows its type, default and variable.
 func TestGenerate(t *testing.T) {
-	page, err := Generate("../..")
+	page, err := Generate()
 	if err != nil {
 		t.Fatal(err)
 	}

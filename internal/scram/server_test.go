@@ -14,8 +14,8 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 	"github.com/dsqlgate/dsqlgate/internal/scramclient"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
 	"github.com/google/go-cmp/cmp"
 )
 

@@ -1,11 +1,18 @@
-package config
+package users
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
 	"strings"
+	"time"
+
+	"github.com/dsqlgate/dsqlgate/config"
 )
 
-// LoadUsersFile reads a users file in PgBouncer's userlist.txt format: one
+// ReadFile reads a users file in PgBouncer's userlist.txt format: one
 // user per line,
 //
 //	"name" "secret"
@@ -17,8 +24,7 @@ import (
 // PostgreSQL stores it ("md5" + hex(md5(password + name))), and that user
 // gets Auth md5. A plaintext password is refused. A name appears once.
 //
-// Validate calls it for users_file; a server reloading the file calls it
-// again. An unreadable file (it must be a regular file of at most 4 MiB) is
+// Load calls it for users_file. An unreadable file (it must be a regular file of at most 4 MiB) is
 // an error wrapping the os error (errors.Is fs.ErrNotExist works); every
 // problem with its content is a *ValidationError whose problems name path
 // and the line, such as
@@ -27,13 +33,13 @@ import (
 //
 // No error quotes anything from the file, not even a user name (in a
 // malformed line the name field may hold the secret): the line says where.
-func LoadUsersFile(path string) ([]User, error) {
-	users, _, err := loadUsersFile(path)
+func ReadFile(path string) ([]config.User, error) {
+	users, _, err := readFile(path)
 	return users, err
 }
 
-// loadUsersFile is LoadUsersFile that also returns the line of each user.
-func loadUsersFile(path string) ([]User, []int, error) {
+// readFile is ReadFile that also returns the line of each user.
+func readFile(path string) ([]config.User, []int, error) {
 	data, err := readSmallFile(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read users file %s: %w", path, err)
@@ -46,15 +52,15 @@ const userlistForm = `a line is "name" "secret", each in double quotes`
 
 // parseUsersFile parses the content of a users file; source names it in
 // problems.
-func parseUsersFile(data []byte, source string) ([]User, []int, error) {
+func parseUsersFile(data []byte, source string) ([]config.User, []int, error) {
 	var (
-		users    []User
+		users    []config.User
 		lines    []int
-		problems []Problem
+		problems []config.Problem
 		byName   = map[string]int{} // user name → its line
 	)
 	bad := func(line int, format string, args ...any) {
-		problems = append(problems, Problem{File: source, Line: line, Message: fmt.Sprintf(format, args...)})
+		problems = append(problems, config.Problem{File: source, Line: line, Message: fmt.Sprintf(format, args...)})
 	}
 	// Messages name the line and never quote any of it, not even the user
 	// name: in a malformed line such as "alice""secret" the name field
@@ -99,7 +105,7 @@ func parseUsersFile(data []byte, source string) ([]User, []int, error) {
 			continue
 		}
 		byName[name] = n
-		u := User{Name: name}
+		u := config.User{Name: name}
 		switch {
 		case secret == "":
 			bad(n, "empty secret; store a SCRAM verifier, e.g. from `dsqlgate passwd NAME`")
@@ -109,13 +115,13 @@ func parseUsersFile(data []byte, source string) ([]User, []int, error) {
 				bad(n, "not a SCRAM-SHA-256 verifier: %s", why)
 				continue
 			}
-			u.Verifier, u.Auth = secret, AuthSCRAM
+			u.Verifier, u.Auth = secret, config.AuthSCRAM
 		case strings.HasPrefix(secret, "md5") && len(secret) == len("md5")+32:
 			if why := checkMD5(secret); why != "" {
 				bad(n, "not an md5 password hash: %s", why)
 				continue
 			}
-			u.MD5, u.Auth = secret, AuthMD5
+			u.MD5, u.Auth = secret, config.AuthMD5
 		default:
 			bad(n, "the secret is neither a SCRAM-SHA-256 verifier nor an md5 hash, so it looks like a plaintext password, which is refused: store a verifier, e.g. from `dsqlgate passwd NAME`")
 			continue
@@ -123,7 +129,7 @@ func parseUsersFile(data []byte, source string) ([]User, []int, error) {
 		users = append(users, u)
 		lines = append(lines, n)
 	}
-	if err := newValidationError(problems); err != nil {
+	if err := config.NewValidationError(problems); err != nil {
 		return nil, nil, err
 	}
 	return users, lines, nil
@@ -151,3 +157,67 @@ func userlistField(s string) (value, rest, why string) {
 	}
 	return "", "", "has no closing double quote"
 }
+
+// maxFileSize bounds a users file: far more than any list of users needs.
+const maxFileSize = 4 << 20
+
+// readSmallFile returns the content of path, which must be a regular file
+// of at most maxFileSize bytes: reading a device or a pipe (/dev/zero)
+// might never end. Its errors do not repeat the path.
+func readSmallFile(path string) ([]byte, error) {
+	// Stat before Open: opening a FIFO blocks until it has a writer.
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return nil, unwrapPath(err)
+	case fi.IsDir():
+		return nil, errors.New("it is a directory")
+	case !fi.Mode().IsRegular():
+		return nil, errors.New("it is not a regular file")
+	case fi.Size() > maxFileSize:
+		return nil, fmt.Errorf("it is larger than %s", config.ByteSize(maxFileSize))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("it is larger than %s", config.ByteSize(maxFileSize))
+	}
+	return data, nil
+}
+
+// unwrapPath drops the "open path:" of an *fs.PathError, which the message
+// already names.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Stamp identifies one version of a users file, for noticing that it
+// changed: its size and modification time. The zero Stamp stands for no
+// file.
+type Stamp struct {
+	size    int64
+	modTime time.Time
+}
+
+// StampOf returns the Stamp of the file at path now.
+func StampOf(path string) (Stamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Stamp{}, err
+	}
+	return Stamp{size: fi.Size(), modTime: fi.ModTime()}, nil
+}
+
+// FilePoll is how often a server checks its users file for changes.
+const FilePoll = 2 * time.Second

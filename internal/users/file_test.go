@@ -1,4 +1,4 @@
-package config_test
+package users_test
 
 import (
 	"errors"
@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/dsqlgate/dsqlgate/config"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/users"
 )
 
 // writeUsersFile writes content to users.txt in a new temporary directory
@@ -26,7 +26,7 @@ func writeUsersFile(t testing.TB, content string) string {
 	return path
 }
 
-func TestLoadUsersFile(t *testing.T) {
+func TestReadFile(t *testing.T) {
 	v := testVerifier
 	scramUser := func(name string) config.User {
 		return config.User{Name: name, Verifier: v, Auth: config.AuthSCRAM}
@@ -94,18 +94,18 @@ func TestLoadUsersFile(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeUsersFile(t, tt.content)
-			users, err := config.LoadUsersFile(path)
+			got, err := users.ReadFile(path)
 			if tt.bad == nil {
 				if err != nil {
-					t.Fatalf("LoadUsersFile: %v", err)
+					t.Fatalf("ReadFile: %v", err)
 				}
-				if diff := cmp.Diff(tt.want, users, ignoreResolved); diff != "" {
+				if diff := cmp.Diff(tt.want, got); diff != "" {
 					t.Errorf("users mismatch (-want +got):\n%s", diff)
 				}
 				return
 			}
-			if users != nil {
-				t.Errorf("LoadUsersFile returned %d users with an error", len(users))
+			if got != nil {
+				t.Errorf("ReadFile returned %d users with an error", len(got))
 			}
 			ps := asValidation(t, err)
 			if len(ps) != len(tt.bad) {
@@ -127,16 +127,16 @@ func TestLoadUsersFile(t *testing.T) {
 	}
 }
 
-// TestLoadUsersFileSample loads testdata/userlist.txt and checks its secrets
+// TestReadFileSample loads testdata/userlist.txt and checks its secrets
 // against the made-up passwords its comments give.
-func TestLoadUsersFileSample(t *testing.T) {
-	users, err := config.LoadUsersFile(userlistPath)
+func TestReadFileSample(t *testing.T) {
+	list, _, err := users.Load(&config.Config{UsersFile: userlistPath}, nil)
 	if err != nil {
-		t.Fatalf("LoadUsersFile(%s): %v", userlistPath, err)
+		t.Fatalf("Load(users_file %s): %v", userlistPath, err)
 	}
 	var got []string
-	for _, u := range users {
-		got = append(got, u.Name+" "+u.ResolvedAuth())
+	for _, u := range list {
+		got = append(got, u.Name+" "+u.Auth)
 	}
 	if diff := cmp.Diff([]string{"carol scram-sha-256", "dave md5", `o"brien scram-sha-256`}, got); diff != "" {
 		t.Fatalf("users mismatch (-want +got):\n%s", diff)
@@ -145,23 +145,22 @@ func TestLoadUsersFileSample(t *testing.T) {
 		i        int
 		password string
 	}{{0, "carol-password"}, {2, "obrien-password"}} {
-		v, err := scram.ParseVerifier(users[c.i].ResolvedVerifier())
-		if err != nil || !v.VerifyPassword(c.password) {
-			t.Errorf("%s's verifier is not that of %q (parse error %v)", users[c.i].Name, c.password, err)
+		if v := list[c.i].Verifier; v == nil || !v.VerifyPassword(c.password) {
+			t.Errorf("%s's verifier is not that of %q", list[c.i].Name, c.password)
 		}
-		if users[c.i].ResolvedMD5() != "" {
-			t.Errorf("%s has an md5 hash, want none", users[c.i].Name)
+		if list[c.i].MD5 != "" {
+			t.Errorf("%s has an md5 hash, want none", list[c.i].Name)
 		}
 	}
-	if got, want := users[1].ResolvedMD5(), md5Of("dave-password", "dave"); got != want {
+	if got, want := list[1].MD5, md5Of("dave-password", "dave"); got != want {
 		t.Errorf("dave's md5 = %q, want %q", got, want)
 	}
-	if users[1].ResolvedVerifier() != "" {
+	if list[1].Verifier != nil {
 		t.Errorf("dave has a SCRAM verifier, want none")
 	}
 }
 
-func TestLoadUsersFileUnreadable(t *testing.T) {
+func TestReadFileUnreadable(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		name string
@@ -175,9 +174,9 @@ func TestLoadUsersFileUnreadable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := config.LoadUsersFile(tt.path)
+			_, err := users.ReadFile(tt.path)
 			if err == nil {
-				t.Fatal("LoadUsersFile succeeded")
+				t.Fatal("ReadFile succeeded")
 			}
 			if tt.is != nil && !errors.Is(err, tt.is) {
 				t.Errorf("error %v does not wrap %v", err, tt.is)
@@ -202,7 +201,7 @@ func FuzzUsersFile(f *testing.F) {
 	f.Add("\uFEFF\"\" \"\"")
 	f.Fuzz(func(t *testing.T, content string) {
 		path := writeUsersFile(t, content)
-		users, err := config.LoadUsersFile(path)
+		list, _, err := users.Load(&config.Config{UsersFile: path}, nil)
 		if err != nil {
 			var ve *config.ValidationError
 			if !errors.As(err, &ve) || len(ve.Problems) == 0 {
@@ -210,29 +209,39 @@ func FuzzUsersFile(f *testing.F) {
 			}
 			lines := strings.Count(content, "\n") + 1
 			for _, p := range ve.Problems {
-				if p.File != path || p.Line < 1 || p.Line > lines || p.Message == "" {
-					t.Fatalf("badly placed problem %#v", p)
+				// Each is at users_file, quoting the file's own problem
+				// with its line.
+				if p.Key != "users_file" {
+					t.Fatalf("problem not at users_file %#v", p)
+				}
+				if strings.HasPrefix(p.Message, path+" holds no user") {
+					continue
+				}
+				rest, ok := strings.CutPrefix(p.Message, path+":")
+				n, err := strconv.Atoi(strings.SplitN(rest, ":", 2)[0])
+				if !ok || err != nil || n < 1 || n > lines {
+					t.Fatalf("problem at no line of the file %#v", p)
 				}
 			}
 			return
 		}
 		names := map[string]bool{}
-		for _, u := range users {
+		for _, u := range list {
 			if u.Name == "" || names[u.Name] {
 				t.Fatalf("empty or duplicate user name %q", u.Name)
 			}
 			names[u.Name] = true
-			switch u.ResolvedAuth() {
+			switch u.Auth {
 			case config.AuthSCRAM:
-				if _, err := scram.ParseVerifier(u.ResolvedVerifier()); err != nil {
-					t.Fatalf("user %q: verifier does not parse: %v", u.Name, err)
+				if u.Verifier == nil {
+					t.Fatalf("user %q: no verifier", u.Name)
 				}
 			case config.AuthMD5:
-				if len(u.ResolvedMD5()) != 35 {
-					t.Fatalf("user %q: md5 hash of %d characters", u.Name, len(u.ResolvedMD5()))
+				if len(u.MD5) != 35 {
+					t.Fatalf("user %q: md5 hash of %d characters", u.Name, len(u.MD5))
 				}
 			default:
-				t.Fatalf("user %q: auth %q", u.Name, u.ResolvedAuth())
+				t.Fatalf("user %q: auth %q", u.Name, u.Auth)
 			}
 		}
 	})
@@ -249,7 +258,7 @@ func FuzzUsersFileSecret(f *testing.F) {
 	f.Fuzz(func(t *testing.T, before, after string) {
 		const mark = "Mk7Qz9Wp"
 		path := writeUsersFile(t, `"alice" "`+before+mark+after+`"`+"\n")
-		_, err := config.LoadUsersFile(path)
+		_, err := users.ReadFile(path)
 		if err == nil {
 			return // a verifier can hold the marker in its base64
 		}

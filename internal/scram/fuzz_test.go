@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
 // fuzzSetups are the connections the fuzz targets run on; the fuzzed mode
