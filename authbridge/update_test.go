@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/dsqlgate/dsqlgate/config"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
 // updateConfig is a validated configuration with a kind postgres route to

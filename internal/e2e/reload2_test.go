@@ -20,7 +20,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/gateway"
 	"github.com/dsqlgate/dsqlgate/internal/selfsigned"
-	"github.com/dsqlgate/dsqlgate/pgwire/scram"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
 // reloadUser is the gateway user of the reload tests' gateways.
