@@ -19,8 +19,8 @@ import (
 	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/gateway"
-	"github.com/dsqlgate/dsqlgate/internal/selfsigned"
 	"github.com/dsqlgate/dsqlgate/internal/scram"
+	"github.com/dsqlgate/dsqlgate/internal/selfsigned"
 )
 
 // reloadUser is the gateway user of the reload tests' gateways.
