@@ -12,7 +12,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
@@ -275,12 +274,12 @@ func (lc *lockCall) values(params [][]byte, formats []int16) ([]int64, *pgError)
 	return out, nil
 }
 
-// lockKey turns argument values into a LockManager key.
-func lockKey(vals []int64) authbridge.LockKey {
+// lockKey turns argument values into a lock table key.
+func lockKey(vals []int64) LockKey {
 	if len(vals) == 2 {
-		return authbridge.PairKey(int32(vals[0]), int32(vals[1]))
+		return LockKey{Pair: true, Key: int64(int32(vals[0]))<<32 | int64(uint32(vals[1]))}
 	}
-	return authbridge.LockKey{Space: authbridge.LockSpaceBigint, Key: vals[0]}
+	return LockKey{Key: vals[0]}
 }
 
 // advisoryHold counts a session's holds on one key, as PostgreSQL does.
@@ -298,7 +297,7 @@ type advisoryHold struct {
 type advisoryState struct {
 	mu      sync.Mutex
 	owner   string
-	holds   map[authbridge.LockKey]*advisoryHold
+	holds   map[LockKey]*advisoryHold
 	waiting context.CancelFunc // cancels the current lock wait; guarded by session.cmu
 }
 
@@ -335,8 +334,8 @@ func (s *session) runLockCall(lc *lockCall, vals []int64, inTx bool) (bool, *pgE
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.owner == "" {
-		a.owner = authbridge.NewLockOwner()
-		a.holds = map[authbridge.LockKey]*advisoryHold{}
+		a.owner = mgr.NewOwner()
+		a.holds = map[LockKey]*advisoryHold{}
 	}
 	ctx, cancel := s.lockContext()
 	defer cancel()
