@@ -586,10 +586,10 @@ type relayFixture struct {
 }
 
 type relayGateway struct {
-	mode   string
-	addr   string
-	srv    *Server
-	ups    *memUpstreams
+	mode string
+	addr string
+	srv  *Server
+	ups  *memUpstreams
 }
 
 func newRelayFixture() (fx *relayFixture, err error) {

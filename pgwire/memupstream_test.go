@@ -88,6 +88,7 @@ func newMemRoute(rc config.Route, dial memDialFunc) (*memRoute, error) {
 	}
 	if dial != nil {
 		cfg.DialFunc = pgconn.DialFunc(dial)
+		cfg.LookupFunc = func(ctx context.Context, host string) ([]string, error) { return []string{host}, nil }
 	}
 	r := &memRoute{name: rc.Database, kind: rc.Kind, compat: rc.Compat, locks: memLocks{held: map[LockKey]string{}}}
 	r.pool = &memPool{route: r, settings: rc.Pool, conf: cfg, wake: make(chan struct{})}
