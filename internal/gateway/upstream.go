@@ -21,7 +21,16 @@ import (
 // upstreams adapts a Bridge.
 type upstreams struct{ b *authbridge.Bridge }
 
-var _ pgwire.Upstreams = upstreams{}
+// The adapters, and authbridge's errors, are what pgwire asks for.
+var (
+	_ pgwire.Upstreams = upstreams{}
+	_ pgwire.Route     = route{}
+	_ pgwire.Pool      = pool{}
+	_ pgwire.Upstream  = upstreamConn{}
+	_ pgwire.Locks     = locks{}
+	_ pgwire.WaitError = (*authbridge.WaitError)(nil)
+	_ pgwire.DialError = (*authbridge.DialError)(nil)
+)
 
 func (u upstreams) Route(database string) pgwire.Route {
 	r := u.b.Route(database)
