@@ -54,7 +54,19 @@ func (c *replyTrap) Write(b []byte) (int, error) {
 
 const memPassword = "mem-pw"
 
+// startMemGateway starts a gateway whose route is a PostgreSQL one in pool
+// mode mode.
 func startMemGateway(t *testing.T, mode string) *memGateway {
+	t.Helper()
+	r := config.DefaultRoute(config.KindPostgres, "db")
+	r.Endpoint, r.TLS, r.User, r.Password = "model.invalid:5432", config.TLSDisable, "gw", "gw-pw"
+	r.Pool.Mode = mode
+	return startMemGatewayRoute(t, r)
+}
+
+// startMemGatewayRoute starts a gateway whose one route is r, with a pool
+// of two upstreams.
+func startMemGatewayRoute(t *testing.T, r config.Route) *memGateway {
 	t.Helper()
 	v, err := scram.GenerateVerifier(memPassword)
 	if err != nil {
@@ -62,10 +74,7 @@ func startMemGateway(t *testing.T, mode string) *memGateway {
 	}
 	cfg := config.Default()
 	cfg.Users = []config.User{{Name: "u", Verifier: v.Encode()}}
-	r := config.DefaultRoute(config.KindPostgres, "db")
-	r.Endpoint, r.TLS, r.User, r.Password = "model.invalid:5432", config.TLSDisable, "gw", "gw-pw"
 	r.Pool.Size = 2
-	r.Pool.Mode = mode
 	cfg.Routes = []config.Route{r}
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Metrics.Listen = ""
@@ -349,4 +358,21 @@ func TestMemUpstreamLostWhileRunning(t *testing.T) {
 	if n := g.dials(); n != 2 {
 		t.Fatalf("%d upstreams dialled, want 2", n)
 	}
+}
+
+// TestMemAdvisoryLocks: on a DSQL route the gateway answers the advisory
+// lock functions from the route's lock table (here memLocks), one owner
+// per session, with PostgreSQL's two key spaces apart.
+func TestMemAdvisoryLocks(t *testing.T) {
+	r := config.DefaultRoute(config.KindDSQL, "db")
+	r.Endpoint = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"
+	g := startMemGatewayRoute(t, r)
+	c1, c2 := g.connect(t), g.connect(t)
+	mustQuery(t, c1, "SELECT pg_try_advisory_lock(1)", "t")
+	mustQuery(t, c2, "SELECT pg_try_advisory_lock(1)", "f")
+	mustQuery(t, c2, "SELECT pg_try_advisory_lock(0, 1)", "t")
+	mustQuery(t, c1, "SELECT pg_try_advisory_lock(0, 1)", "f")
+	mustQuery(t, c1, "SELECT pg_advisory_unlock(1)", "t")
+	mustQuery(t, c2, "SELECT pg_try_advisory_lock(1)", "t")
+	mustQuery(t, c1, "SELECT pg_advisory_unlock(1)", "f")
 }
