@@ -10,10 +10,12 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"golang.org/x/sys/unix"
 
 	"github.com/dsqlgate/dsqlgate/config"
 )
@@ -429,11 +431,27 @@ func (c *memConn) Alive() bool                 { return c.r.Buffered() == 0 && !
 func (c *memConn) Pending() bool               { return c.r.Buffered() > 0 || c.readable() }
 func (c *memConn) close()                      { c.once.Do(func() { c.conn.Close() }) }
 
-// readable reports whether a read would return at once (bytes, an end of
-// stream or an error): a peek through the connection's reader, which
-// keeps what it reads, under a deadline of a millisecond. The real
-// upstream side peeks at the socket instead; this works on any net.Conn.
+// readable reports whether a read would return at once: bytes, an end of
+// stream or an error are waiting. A socket is peeked at without blocking
+// (as the real upstream side does: a read deadline cannot tell, since Go
+// fails a read whose deadline has passed without looking at the socket);
+// anything else (net.Pipe) by a read through the connection's reader,
+// which keeps what it reads, under a deadline of a millisecond.
 func (c *memConn) readable() bool {
+	if sc, ok := c.conn.(syscall.Conn); ok {
+		raw, err := sc.SyscallConn()
+		if err != nil {
+			return true
+		}
+		readable := true
+		err = raw.Read(func(fd uintptr) bool {
+			var b [1]byte
+			_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			readable = err != unix.EAGAIN
+			return true
+		})
+		return err != nil || readable
+	}
 	c.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
 	_, err := c.r.Peek(1)
 	c.conn.SetReadDeadline(time.Time{})
