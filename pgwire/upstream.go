@@ -51,11 +51,12 @@ type Pool interface {
 	// prefer (nil: none) when it is idle. When none comes, the error
 	// matches WaitError, DialError or ErrPoolClosed (errors.As, errors.Is).
 	Acquire(ctx context.Context, user string, prefer Upstream) (Upstream, error)
-	// TakeIdle returns an idle connection of user's (prefer first) without
-	// waiting or dialling, or nil.
+	// TakeIdle returns an idle, alive connection of user's (prefer first)
+	// without waiting or dialling, or nil: Acquire's fast path.
 	TakeIdle(user string, prefer Upstream) Upstream
-	// TryAcquire dials a connection for user ahead of need when the pool
-	// has room, without waiting for one; an error when it has none.
+	// TryAcquire returns an idle connection for user, or dials one when
+	// the pool has room, without waiting: (nil, nil) when it can do
+	// neither. It is for replacements dialled ahead of need.
 	TryAcquire(ctx context.Context, user string) (Upstream, error)
 	Release(u Upstream) // back to the pool, idle at ReadyForQuery
 	Discard(u Upstream) // broken or in an unknown state: closed
