@@ -34,6 +34,12 @@ func (e *DialError) Error() string {
 
 func (e *DialError) Unwrap() error { return e.Err }
 
+// DialFailed lets a caller that does not know this type (pgwire, through
+// the interface it declares) tell its client what happened.
+func (e *DialError) DialFailed() (route, sqlstate string, retryable bool) {
+	return e.Route, e.SQLState, e.Retryable
+}
+
 // dial opens, authenticates and hijacks one upstream connection. The caller
 // has already taken a dial slot from the pool and a token from the rate
 // limiter.

@@ -46,6 +46,14 @@ func (e *WaitError) Error() string {
 
 func (e *WaitError) Unwrap() error { return e.Last }
 
+// WaitedFor and Busy let a caller that does not know this type (pgwire,
+// through the interface it declares) tell its client what happened.
+func (e *WaitError) WaitedFor() (route string, waited time.Duration) { return e.Route, e.Waited }
+
+func (e *WaitError) Busy() (exhausted, userCapped bool, user string) {
+	return e.Exhausted, e.UserCapped, e.User
+}
+
 // Backoff between failed dials, doubled per failure up to the maximum.
 const (
 	dialBackoffMin = 50 * time.Millisecond

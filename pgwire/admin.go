@@ -197,9 +197,9 @@ func (s *Server) adminCommand(text, user string, log *zap.Logger) []byte {
 		}
 		return commandComplete("RELOAD")
 	case "PAUSE", "RESUME", "RECONNECT":
-		routes := s.bridge.Routes()
+		routes := s.upstreams.Routes()
 		if arg != "" {
-			r := s.bridge.Route(arg)
+			r := s.upstreams.Route(arg)
 			if r == nil {
 				return fail(codeInvalidCatalogName, fmt.Sprintf("no route for database %q", arg), "")
 			}
@@ -263,7 +263,7 @@ func (sess *session) view() sessionView {
 	sess.cmu.Lock()
 	defer sess.cmu.Unlock()
 	seen := sess.seen
-	v := sessionView{route: sess.route.Name, user: sess.user, database: sess.database, state: seen.state,
+	v := sessionView{route: sess.route.Name(), user: sess.user, database: sess.database, state: seen.state,
 		appName: seen.appName, remote: sess.conn.RemoteAddr(), local: sess.conn.LocalAddr(),
 		started: sess.started, lastRequest: seen.lastRequest, waitSince: seen.waitSince, pid: sess.key.pid}
 	v.serverID = seen.serverID
@@ -304,15 +304,15 @@ func (s *Server) showPools() *adminResult {
 			c.active++
 		}
 	}
-	routes := s.bridge.Routes()
-	sort.Slice(routes, func(i, j int) bool { return routes[i].Name < routes[j].Name })
+	routes := s.upstreams.Routes()
+	sort.Slice(routes, func(i, j int) bool { return routes[i].Name() < routes[j].Name() })
 	for _, rt := range routes {
-		c := byRoute[rt.Name]
+		c := byRoute[rt.Name()]
 		if c == nil {
 			c = &counts{}
 		}
 		st := rt.Pool().Stats()
-		r.add(rt.Name, rt.User(), c.active, c.waiting, st.Open-st.Idle, st.Idle, 0, 0, 0,
+		r.add(rt.Name(), rt.User(), c.active, c.waiting, st.Open-st.Idle, st.Idle, 0, 0, 0,
 			int64(c.maxWait/time.Second), int64(c.maxWait%time.Second/time.Microsecond), rt.Pool().Settings().Mode, rt.Pool().Paused())
 	}
 	return r
@@ -349,8 +349,8 @@ func (s *Server) showServers() *adminResult {
 			links[v.serverID] = v.pid
 		}
 	}
-	routes := s.bridge.Routes()
-	sort.Slice(routes, func(i, j int) bool { return routes[i].Name < routes[j].Name })
+	routes := s.upstreams.Routes()
+	sort.Slice(routes, func(i, j int) bool { return routes[i].Name() < routes[j].Name() })
 	now := s.now()
 	for _, rt := range routes {
 		addr, port := splitAddr(nil)
@@ -366,7 +366,7 @@ func (s *Server) showServers() *adminResult {
 			if pid, ok := links[c.ID]; ok {
 				link = strconv.FormatUint(uint64(pid), 10)
 			}
-			r.add("S", rt.User(), rt.Name, state, addr, port, c.Created, c.LastUsed, c.ID, link, c.PID,
+			r.add("S", rt.User(), rt.Name(), state, addr, port, c.Created, c.LastUsed, c.ID, link, c.PID,
 				int64(now.Sub(c.Created)/time.Second), c.RetireAt)
 		}
 	}
@@ -376,10 +376,10 @@ func (s *Server) showServers() *adminResult {
 func (s *Server) showStats() *adminResult {
 	r := &adminResult{cols: []string{"database", "total_xact_count", "total_query_count", "total_received", "total_sent",
 		"total_xact_time", "total_query_time", "total_wait_time", "avg_xact_time", "avg_query_time"}}
-	routes := s.bridge.Routes()
-	sort.Slice(routes, func(i, j int) bool { return routes[i].Name < routes[j].Name })
+	routes := s.upstreams.Routes()
+	sort.Slice(routes, func(i, j int) bool { return routes[i].Name() < routes[j].Name() })
 	for _, rt := range routes {
-		c := s.countersFor(rt.Name)
+		c := s.countersFor(rt.Name())
 		xacts, queries := c.xacts.Load(), c.queries.Load()
 		avg := func(total, n uint64) uint64 {
 			if n == 0 {
@@ -387,7 +387,7 @@ func (s *Server) showStats() *adminResult {
 			}
 			return total / n
 		}
-		r.add(rt.Name, xacts, queries, c.received.Load(), c.sent.Load(), c.xactUs.Load(), c.queryUs.Load(), c.waitUs.Load(),
+		r.add(rt.Name(), xacts, queries, c.received.Load(), c.sent.Load(), c.xactUs.Load(), c.queryUs.Load(), c.waitUs.Load(),
 			avg(c.xactUs.Load(), xacts), avg(c.queryUs.Load(), queries))
 	}
 	return r

@@ -13,14 +13,13 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
-	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
 // serverToClient is the server goroutine of one attachment: it relays the
 // upstream's replies to the client until a safe point, where it detaches
 // the upstream, or until the upstream is lost. done is closed on return.
-func (s *session) serverToClient(sc *authbridge.ServerConn, us *upstreamState, done chan struct{}) {
+func (s *session) serverToClient(sc Upstream, us *upstreamState, done chan struct{}) {
 	defer close(done)
 	s.relay(sc, us, false)
 }
@@ -72,14 +71,14 @@ func (s *session) startReaderLocked() {
 // relay reads and handles the upstream's replies until the upstream is
 // detached at a safe point or lost (it returns true), or, inline, until
 // inlineLocked no longer holds (false).
-func (s *session) relay(sc *authbridge.ServerConn, us *upstreamState, inline bool) (ended bool) {
+func (s *session) relay(sc Upstream, us *upstreamState, inline bool) (ended bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			// A bug must cost this session only: log the stack (not the
 			// value, which could hold a secret) and close both ends. The
 			// lock was released by step's defer.
 			s.log.Error("session panicked relaying upstream replies; closing it", zap.String("panic_type", fmt.Sprintf("%T", r)), zap.Stack("stack"))
-			sc.Conn.Close()
+			sc.Conn().Close()
 			s.conn.Close()
 			s.mu.Lock()
 			if s.sc == sc {
@@ -96,26 +95,26 @@ func (s *session) relay(sc *authbridge.ServerConn, us *upstreamState, inline boo
 		// client is still there (clientGone), so a client that leaves in
 		// the middle of long work is noticed within clientCheckInterval.
 		// Every return below clears it before sc can change hands.
-		sc.Conn.SetReadDeadline(time.Now().Add(clientCheckInterval))
+		sc.Conn().SetReadDeadline(time.Now().Add(clientCheckInterval))
 	}
 	for {
 		msg, err := us.fr.next()
 		if inline && err != nil && isTimeout(err) {
 			if s.clientGone() {
-				sc.Conn.SetReadDeadline(time.Time{})
+				sc.Conn().SetReadDeadline(time.Time{})
 				s.clientLeft = true
 				return false // run reads the client's EOF and ends the session
 			}
-			sc.Conn.SetReadDeadline(time.Now().Add(clientCheckInterval))
+			sc.Conn().SetReadDeadline(time.Now().Add(clientCheckInterval))
 			continue
 		}
 		switch next, after := s.step(sc, us, msg, err, inline); next {
 		case relayPaused:
-			sc.Conn.SetReadDeadline(time.Time{})
+			sc.Conn().SetReadDeadline(time.Time{})
 			return false
 		case relayDetached:
 			if inline {
-				sc.Conn.SetReadDeadline(time.Time{}) // before anyone else holds it
+				sc.Conn().SetReadDeadline(time.Time{}) // before anyone else holds it
 			}
 			after()
 			s.flushClient()
@@ -168,7 +167,7 @@ const (
 
 // step handles one read from the upstream (a message, or the read's
 // error) under mu. after is the release to call, outside mu, once detached.
-func (s *session) step(sc *authbridge.ServerConn, us *upstreamState, msg []byte, err error, inline bool) (next relayStep, after func()) {
+func (s *session) step(sc Upstream, us *upstreamState, msg []byte, err error, inline bool) (next relayStep, after func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bytesOut += uint64(len(msg))
@@ -763,11 +762,11 @@ func (s *session) detachLocked() (release func()) {
 // releaseTx gives a transaction-mode upstream back to the pool after
 // running dealloc (what the client's SQL PREPAREs left there; see
 // poolmode.go), or closes it if that fails.
-func (s *session) releaseTx(sc *authbridge.ServerConn, us *upstreamState, dealloc string) {
+func (s *session) releaseTx(sc Upstream, us *upstreamState, dealloc string) {
 	if dealloc != "" {
 		failed, err := s.runSync(sc, us, dealloc)
 		if err != nil || failed != nil {
-			s.log.Debug("deallocating SQL prepared statements failed; closing the upstream", zap.Uint64("server_id", sc.ID), zap.Error(err), zap.Any("error", failed))
+			s.log.Debug("deallocating SQL prepared statements failed; closing the upstream", zap.Uint64("server_id", sc.ID()), zap.Error(err), zap.Any("error", failed))
 			s.pool.Discard(sc)
 			return
 		}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-
-	"github.com/dsqlgate/dsqlgate/authbridge"
 )
 
 // SQLSTATE codes the gateway reports itself.
@@ -92,36 +90,40 @@ func errorForClient(err error) *pgError {
 	if errors.As(err, &pe) {
 		return pe
 	}
-	var we *authbridge.WaitError
+	var we WaitError
 	if errors.As(err, &we) {
+		route, waited := we.WaitedFor()
 		e := &pgError{Severity: severityError, Code: codeTooManyConnections, Err: err,
-			Message: fmt.Sprintf("no upstream connection available for database %q within query_wait_timeout (%s)", we.Route, we.Waited.Round(1e6))}
-		var de *authbridge.DialError
+			Message: fmt.Sprintf("no upstream connection available for database %q within query_wait_timeout (%s)", route, waited.Round(1e6))}
+		exhausted, userCapped, user := we.Busy()
+		var de DialError
 		if errors.As(err, &de) {
+			_, sqlstate, _ := de.DialFailed()
 			e.Detail = dialDetail(de)
-			if de.SQLState != "53300" && de.SQLState != "53400" {
+			if sqlstate != "53300" && sqlstate != "53400" {
 				e.Code = codeConnectionFailure
 			}
-		} else if we.UserCapped {
-			e.Message = fmt.Sprintf("user %q already holds its limit of upstream connections for database %q; waited %s", we.User, we.Route, we.Waited.Round(1e6))
+		} else if userCapped {
+			e.Message = fmt.Sprintf("user %q already holds its limit of upstream connections for database %q; waited %s", user, route, waited.Round(1e6))
 			e.Hint = "Finish open transactions sooner, or raise pool.max_user_connections."
-		} else if we.Exhausted {
+		} else if exhausted {
 			e.Hint = "Every upstream connection of the pool is busy; raise pool.size or shorten transactions."
 		}
 		return e
 	}
-	var de *authbridge.DialError
+	var de DialError
 	if errors.As(err, &de) {
+		route, sqlstate, _ := de.DialFailed()
 		code := codeConnectionFailure
-		if de.SQLState == "53300" || de.SQLState == "53400" {
+		if sqlstate == "53300" || sqlstate == "53400" {
 			code = codeTooManyConnections
 		}
 		return &pgError{Severity: severityError, Code: code, Err: err,
-			Message: fmt.Sprintf("could not connect to the upstream of database %q", de.Route),
+			Message: fmt.Sprintf("could not connect to the upstream of database %q", route),
 			Detail:  dialDetail(de),
 			Hint:    "The gateway's log has the full error; `dsqlgate check` tests every route."}
 	}
-	if errors.Is(err, authbridge.ErrPoolClosed) {
+	if errors.Is(err, ErrPoolClosed) {
 		return &pgError{Severity: severityFatal, Code: codeAdminShutdown, Err: err,
 			Message: "terminating connection because the gateway is shutting down"}
 	}
@@ -131,12 +133,12 @@ func errorForClient(err error) *pgError {
 
 // dialDetail says what went wrong upstream in words safe for a client: the
 // upstream's own SQLSTATE and message when it refused, else a generic kind.
-func dialDetail(de *authbridge.DialError) string {
+func dialDetail(de DialError) string {
 	var pgErr interface{ SQLState() string }
-	if errors.As(de.Err, &pgErr) {
-		return fmt.Sprintf("The upstream refused the connection: %v", de.Err)
+	if errors.As(de.Unwrap(), &pgErr) {
+		return fmt.Sprintf("The upstream refused the connection: %v", de.Unwrap())
 	}
-	if de.Retryable {
+	if _, _, retryable := de.DialFailed(); retryable {
 		return "The upstream could not be reached (network or timeout)."
 	}
 	return "The upstream connection failed (TLS, credentials or configuration)."

@@ -1,7 +1,6 @@
 package pgwire
 
 import (
-	"context"
 	"crypto/pbkdf2"
 	"crypto/sha256"
 	"errors"
@@ -18,9 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
-	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
-	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/internal/scram"
 	"github.com/dsqlgate/dsqlgate/internal/scramclient"
 )
@@ -589,10 +586,10 @@ type relayFixture struct {
 }
 
 type relayGateway struct {
-	mode   string
-	addr   string
-	srv    *Server
-	bridge *authbridge.Bridge
+	mode string
+	addr string
+	srv  *Server
+	ups  *memUpstreams
 }
 
 func newRelayFixture() (fx *relayFixture, err error) {
@@ -634,33 +631,34 @@ func startRelayGateway(modelAddr, mode string) (*relayGateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	bridge, err := authbridge.New(context.Background(), cfg, authbridge.Options{Metrics: metrics.New()})
+	route, err := newMemRoute(cfg.Routes[0], nil)
 	if err != nil {
 		return nil, err
 	}
+	ups := newMemUpstreams(route)
 	opts := Options{}
 	if os.Getenv("RELAY_DEBUG") != "" {
 		lg, _ := zap.NewDevelopment()
 		opts.Logger = lg.With(zap.String("mode", mode))
 	}
-	srv, err := NewServer(cfg, bridge, opts)
+	srv, err := NewServer(cfg, ups, opts)
 	if err != nil {
-		bridge.Close()
+		ups.close()
 		return nil, err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		bridge.Close()
+		ups.close()
 		return nil, err
 	}
 	go srv.Serve(l)
-	return &relayGateway{mode: mode, addr: l.Addr().String(), srv: srv, bridge: bridge}, nil
+	return &relayGateway{mode: mode, addr: l.Addr().String(), srv: srv, ups: ups}, nil
 }
 
 func (fx *relayFixture) close() {
 	for _, gw := range fx.gws {
 		gw.srv.Close()
-		gw.bridge.Close()
+		gw.ups.close()
 	}
 	if fx.model != nil {
 		fx.model.close()
@@ -677,12 +675,12 @@ func (gw *relayGateway) settleWithin(wait time.Duration) error {
 		gw.srv.mu.Lock()
 		n := len(gw.srv.sessions)
 		gw.srv.mu.Unlock()
-		st := gw.bridge.Route(relayDatabase).Pool().Stats()
-		if n == 0 && st.Open == st.Idle && st.Waiting == 0 {
+		st := gw.ups.routes[relayDatabase].pool.stats()
+		if n == 0 && st.open == st.idle && st.waiting == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d client sessions still running and %d of %d upstreams held %v after the clients left", n, st.Open-st.Idle, st.Open, wait)
+			return fmt.Errorf("%d client sessions still running and %d of %d upstreams held %v after the clients left", n, st.open-st.idle, st.open, wait)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -4,8 +4,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/dsqlgate/dsqlgate/authbridge"
 )
 
 // In session mode an upstream stays reserved for its client between
@@ -54,23 +52,23 @@ func (s *session) idleMessageLocked(us *upstreamState, msg []byte) (ok bool, fat
 // drainReserved reads what the idle reserved upstream sc has sent (the
 // caller holds it and no one else reads it) and passes it on to the
 // client. It reports whether sc is still usable.
-func (s *session) drainReserved(sc *authbridge.ServerConn, us *upstreamState) (alive bool) {
+func (s *session) drainReserved(sc Upstream, us *upstreamState) (alive bool) {
 	if us == nil {
 		return sc.Alive() // never attached: nothing of the client's
 	}
-	defer sc.Conn.SetReadDeadline(time.Time{})
+	defer sc.Conn().SetReadDeadline(time.Time{})
 	// Bounded: an upstream that keeps talking is alive, and the relay
 	// passes on what it says after this as it does during work.
 	for range maxIdleDrain {
 		if !sc.Pending() {
 			break
 		}
-		sc.Conn.SetReadDeadline(time.Now().Add(idleDrainWait))
+		sc.Conn().SetReadDeadline(time.Now().Add(idleDrainWait))
 		msg, err := us.fr.next()
 		if err != nil {
 			// Bytes that carried no message (a TLS record such as a
 			// session ticket) are no sign of death.
-			return isTimeout(err) && sc.Reader.Buffered() == 0 && us.fr.partial == 0
+			return isTimeout(err) && sc.Reader().Buffered() == 0 && us.fr.partial == 0
 		}
 		s.mu.Lock()
 		ok, _ := s.idleMessageLocked(us, msg)
@@ -86,7 +84,7 @@ func (s *session) drainReserved(sc *authbridge.ServerConn, us *upstreamState) (a
 // idleWatch is the goroutine that reads a listening session's reserved
 // upstream while the client is idle. stopWatch ends it.
 type idleWatch struct {
-	sc   *authbridge.ServerConn
+	sc   Upstream
 	done chan struct{}
 	stop bool // on session.mu: stopWatch wants the upstream back
 	// lost is set (before done closes) when the watcher found the upstream
@@ -96,7 +94,7 @@ type idleWatch struct {
 
 // startWatchLocked starts watching the just-reserved upstream of a
 // listening session.
-func (s *session) startWatchLocked(sc *authbridge.ServerConn, us *upstreamState) {
+func (s *session) startWatchLocked(sc Upstream, us *upstreamState) {
 	w := &idleWatch{sc: sc, done: make(chan struct{})}
 	s.watch = w
 	go s.watchIdle(w, us)
@@ -144,7 +142,7 @@ func (s *session) watchIdle(w *idleWatch, us *upstreamState) {
 // stopWatch ends the watcher of the reserved upstream sc, if one runs,
 // and waits for it. It reports whether the watcher found sc lost (the
 // client has been told; the session ends).
-func (s *session) stopWatch(sc *authbridge.ServerConn) (lost bool) {
+func (s *session) stopWatch(sc Upstream) (lost bool) {
 	s.mu.Lock()
 	w := s.watch
 	if w == nil || w.sc != sc {
@@ -154,9 +152,9 @@ func (s *session) stopWatch(sc *authbridge.ServerConn) (lost bool) {
 	s.watch = nil
 	w.stop = true
 	s.mu.Unlock()
-	sc.Conn.SetReadDeadline(time.Now()) // wakes the watcher's read
+	sc.Conn().SetReadDeadline(time.Now()) // wakes the watcher's read
 	<-w.done
-	sc.Conn.SetReadDeadline(time.Time{})
+	sc.Conn().SetReadDeadline(time.Time{})
 	return w.lost
 }
 

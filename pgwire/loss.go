@@ -7,7 +7,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
@@ -34,9 +33,9 @@ const (
 // learns of it at its next statement. The session goes on, except in
 // session mode on a PostgreSQL route, where a FATAL error from the backend
 // during the client's work reaches the client and ends its connection.
-func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
+func (s *session) upstreamLostLocked(sc Upstream, cause error) {
 	inFlight := s.q.len() > 0 || s.unitOpen
-	fields := []zap.Field{zap.Uint64("server_id", sc.ID), zap.Bool("in_flight", inFlight), zap.String("tx_status", string(s.txStatus))}
+	fields := []zap.Field{zap.Uint64("server_id", sc.ID()), zap.Bool("in_flight", inFlight), zap.String("tx_status", string(s.txStatus))}
 	if cause != nil && !errors.Is(cause, io.EOF) {
 		fields = append(fields, zap.Error(cause))
 	}
@@ -45,7 +44,7 @@ func (s *session) upstreamLostLocked(sc *authbridge.ServerConn, cause error) {
 	if inFlight || s.txStatus != 'I' {
 		reason = "lost_in_transaction"
 	}
-	s.srv.metrics.UpstreamReplacementsTotal.WithLabelValues(s.route.Name, reason).Inc()
+	s.srv.metrics.UpstreamReplacementsTotal.WithLabelValues(s.route.Name(), reason).Inc()
 	s.setStateLocked(stateIdle)
 	s.flushBytesOutLocked()
 	timedOut := s.timedOut

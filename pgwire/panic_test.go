@@ -10,9 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
-	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/internal/pgtest"
 	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
@@ -47,12 +45,13 @@ func TestPanicUnderLockEndsOnlyThatSession(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	bridge, err := authbridge.New(ctx, cfg, authbridge.Options{Metrics: metrics.New()})
+	route, err := newMemRoute(cfg.Routes[0], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer bridge.Close()
-	srv, err := NewServer(cfg, bridge, Options{})
+	ups := newMemUpstreams(route)
+	defer ups.close()
+	srv, err := NewServer(cfg, ups, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

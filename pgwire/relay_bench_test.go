@@ -1,14 +1,12 @@
 package pgwire
 
 import (
-	"context"
 	"net"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/internal/scram"
@@ -30,14 +28,14 @@ func benchSession(b *testing.B) *session {
 	if err := cfg.Validate(); err != nil {
 		b.Fatal(err)
 	}
-	bridge, err := authbridge.New(context.Background(), cfg, authbridge.Options{Metrics: metrics.New()})
+	route, err := newMemRoute(cfg.Routes[0], nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(bridge.Close)
-	srv := &Server{bridge: bridge, log: zap.NewNop(), now: time.Now, metrics: bridge.Metrics()}
+	ups := newMemUpstreams(route)
+	b.Cleanup(ups.close)
+	srv := &Server{upstreams: ups, log: zap.NewNop(), now: time.Now, metrics: metrics.New()}
 	srv.conf.Store(cfg)
-	route := bridge.Route("db")
 	s := &session{srv: srv, log: zap.NewNop(), route: route, pool: route.Pool(), conn: discardConn{}}
 	s.engine = newEngine(s, s.log, newGUCState(nil, nil))
 	s.flushed.L, s.written.L, s.progress.L = &s.mu, &s.mu, &s.mu

@@ -18,7 +18,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/internal/netio"
@@ -29,6 +28,9 @@ import (
 type Options struct {
 	// Logger receives the server's logs; nil means none.
 	Logger *zap.Logger
+	// Metrics is the registry the server counts in (shared with the
+	// upstream side, which counts its pools there); nil means a new one.
+	Metrics *metrics.Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Version is shown by the admin console's SHOW VERSION.
@@ -39,12 +41,12 @@ type Options struct {
 }
 
 // Server accepts client connections and runs their sessions against the
-// routes of an authbridge.Bridge.
+// routes of its Upstreams.
 type Server struct {
-	conf   atomic.Pointer[config.Config] // replaced whole by ServerUpdate.Commit
-	bridge *authbridge.Bridge
-	log    *zap.Logger
-	now    func() time.Time
+	conf      atomic.Pointer[config.Config] // replaced whole by ServerUpdate.Commit
+	upstreams Upstreams
+	log       *zap.Logger
+	now       func() time.Time
 
 	tls        atomic.Pointer[serverTLS] // replaced whole by ServerUpdate.Commit
 	requireTLS bool
@@ -78,15 +80,18 @@ type Server struct {
 }
 
 // NewServer builds a server from a validated configuration.
-func NewServer(cfg *config.Config, bridge *authbridge.Bridge, opts Options) (*Server, error) {
+func NewServer(cfg *config.Config, upstreams Upstreams, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
 	s := &Server{
-		bridge: bridge, log: opts.Logger, now: opts.Now, metrics: bridge.Metrics(),
+		upstreams: upstreams, log: opts.Logger, now: opts.Now, metrics: opts.Metrics,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[net.Conn]struct{}{},
 		sessions:  map[*session]struct{}{},
@@ -359,7 +364,7 @@ func (l *login) run() {
 			Message: fmt.Sprintf("user %q may not connect to database %q", info.user, info.database)})
 		return
 	}
-	route := s.bridge.Route(info.database)
+	route := s.upstreams.Route(info.database)
 	if route == nil {
 		l.refuse(&pgError{Severity: severityFatal, Code: codeInvalidCatalogName,
 			Message: fmt.Sprintf("database %q does not exist", info.database),
@@ -462,7 +467,7 @@ func lingerClose(conn net.Conn) {
 
 // newSession builds the session state of an authenticated client. An
 // error is for the client (an invalid startup setting).
-func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, route *authbridge.Route, log *zap.Logger) (*session, error) {
+func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, route Route, log *zap.Logger) (*session, error) {
 	pool := route.Pool()
 	sess := &session{
 		srv:      s,
@@ -476,7 +481,7 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		session:  pool.Settings().Mode == config.PoolSession,
 		dsql:     route.Kind() == config.KindDSQL,
 		started:  s.now(),
-		mx:       s.sessionMetricsFor(route.Name),
+		mx:       s.sessionMetricsFor(route.Name()),
 	}
 	sess.engine = newEngine(sess, log, nil)
 	sess.engine.txPooling, sess.engine.plainRoute = !sess.session, !sess.dsql
@@ -565,7 +570,7 @@ func (sess *session) greet() error {
 			e.Severity = severityFatal
 			return e
 		}
-		params = sc.Params
+		params = sc.Params()
 		if sess.session {
 			sess.reserved = sc
 			sess.noteServerLocked() // no other goroutine knows the session yet

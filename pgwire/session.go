@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
@@ -54,8 +53,8 @@ type session struct {
 	fr       frameReader
 	user     string
 	database string
-	route    *authbridge.Route
-	pool     *authbridge.Pool
+	route    Route
+	pool     Pool
 	session  bool // pool mode session: keep one upstream while connected
 	dsql     bool // route kind dsql: only DSQL-settable parameters go upstream
 	key      cancelKey
@@ -72,7 +71,7 @@ type session struct {
 	cmu sync.Mutex
 	// cancelTarget is the attached upstream (nil when none), and cancelGen
 	// its attachment (attachGen); they change with s.sc, under both locks.
-	cancelTarget *authbridge.ServerConn
+	cancelTarget Upstream
 	cancelGen    uint64
 	// cancelBusy is closed when the cancel in flight to cancelTarget has
 	// been delivered (nil: none in flight); at most one is in flight per
@@ -106,19 +105,19 @@ type session struct {
 	// engine is the session's protocol state and rules (engine.go); its
 	// us is sc's state while sc is attached.
 	engine
-	sc   *authbridge.ServerConn
+	sc   Upstream
 	done chan struct{} // the attachment's server goroutine, closed when it exits; nil while none runs
 	// reserved is, in session mode, the client's upstream while detached;
 	// prev is, in transaction mode, the last upstream (a preference only).
-	reserved *authbridge.ServerConn
-	prev     *authbridge.ServerConn
+	reserved Upstream
+	prev     Upstream
 	// reservedCancel is what was cancelled on reserved's last attachment:
 	// settled before the session runs anything there again.
 	reservedCancel cancelState
 	// spare is, in session mode, the replacement dialled for reserved
 	// before reserved retires (make before break); spareDialing is set
 	// while that dial runs.
-	spare        *authbridge.ServerConn
+	spare        Upstream
 	spareDialing bool
 	// watch reads reserved while the client is idle, when the session
 	// listens (idle.go); nil otherwise.
@@ -473,7 +472,7 @@ func (s *session) onClientMessage(msg []byte) error {
 
 // handleLocked hands msg to the engine under mu and returns the upstream
 // to write what it built to (nil: nothing goes upstream).
-func (s *session) handleLocked(msg []byte) (step clientStep, sc *authbridge.ServerConn, err error) {
+func (s *session) handleLocked(msg []byte) (step clientStep, sc Upstream, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if testHookLocked != nil {
@@ -486,7 +485,7 @@ func (s *session) handleLocked(msg []byte) (step clientStep, sc *authbridge.Serv
 // upstreamOutLocked returns the attached upstream when the engine built
 // messages for it, marking them unflushed so the upstream stays attached
 // until they are flushed.
-func (s *session) upstreamOutLocked() *authbridge.ServerConn {
+func (s *session) upstreamOutLocked() Upstream {
 	if len(s.out) == 0 {
 		return nil
 	}
@@ -556,7 +555,7 @@ var testHookLocked func(*session)
 func (s *session) runLocal(lc *localCall) {
 	s.flushUpstream() // a lock wait must not hold back work already sent
 	out, perr := lc.answer.execute(s, lc.params, lc.paramFormats, lc.resultFormat, lc.inTx)
-	sc := func() *authbridge.ServerConn {
+	sc := func() Upstream {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.localDoneLocked(lc, out, perr)
@@ -592,7 +591,7 @@ func (s *session) now() time.Time { return s.srv.now() }
 func (s *session) maxPrepared() int { return s.pool.Settings().MaxPreparedStatements }
 
 func (s *session) upstreamErrorLocked(sqlstate string) {
-	s.srv.metrics.UpstreamErrorsTotal.WithLabelValues(s.route.Name, metrics.SQLStateLabel(sqlstate)).Inc()
+	s.srv.metrics.UpstreamErrorsTotal.WithLabelValues(s.route.Name(), metrics.SQLStateLabel(sqlstate)).Inc()
 }
 
 func (s *session) appNameLocked(name string) {
@@ -741,11 +740,11 @@ func readyForQuery(status byte) []byte { return []byte{'Z', 0, 0, 0, 5, status} 
 
 // sendUpstream writes the messages built in s.out to the attached upstream
 // (the caller queued their replies and set unflushed under mu).
-func (s *session) sendUpstream(sc *authbridge.ServerConn) {
+func (s *session) sendUpstream(sc Upstream) {
 	if len(s.out) == 0 {
 		return
 	}
-	if sc.Writer.Available() < len(s.out) {
+	if sc.Writer().Available() < len(s.out) {
 		// This write reaches the socket now. An upstream whose replies
 		// nobody reads stops reading too (its own writes block), and this
 		// write would then block for ever: a client that pipelines
@@ -753,7 +752,7 @@ func (s *session) sendUpstream(sc *authbridge.ServerConn) {
 		// read now.
 		s.ensureReader(sc)
 	}
-	if _, err := sc.Writer.Write(s.out); err != nil {
+	if _, err := sc.Writer().Write(s.out); err != nil {
 		s.upstreamWriteFailed(sc, err)
 	}
 	s.out = s.out[:0]
@@ -761,7 +760,7 @@ func (s *session) sendUpstream(sc *authbridge.ServerConn) {
 
 // ensureReader starts the server goroutine for sc if replies are owed and
 // nothing reads them.
-func (s *session) ensureReader(sc *authbridge.ServerConn) {
+func (s *session) ensureReader(sc Upstream) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sc == sc && s.done == nil && s.q.len() > 0 {
@@ -779,7 +778,7 @@ func (s *session) flushUpstream() {
 		return
 	}
 	if sc != nil {
-		if err := sc.Writer.Flush(); err != nil {
+		if err := sc.Writer().Flush(); err != nil {
 			s.upstreamWriteFailed(sc, err)
 		}
 	}
@@ -791,9 +790,9 @@ func (s *session) flushUpstream() {
 
 // upstreamWriteFailed closes the upstream so the server goroutine sees the
 // loss and reports it; the client goroutine goes on.
-func (s *session) upstreamWriteFailed(sc *authbridge.ServerConn, err error) {
-	s.log.Debug("upstream write failed", zap.Uint64("server_id", sc.ID), zap.Error(err))
-	sc.Conn.Close()
+func (s *session) upstreamWriteFailed(sc Upstream, err error) {
+	s.log.Debug("upstream write failed", zap.Uint64("server_id", sc.ID()), zap.Error(err))
+	sc.Conn().Close()
 }
 
 // startStatementTimerLocked starts the statement_timeout clock unless it
@@ -868,7 +867,7 @@ const recancelInterval = 100 * time.Millisecond
 // upstream (the relay sees the loss and answers 57014). Units the client
 // pipelined behind it are never cancelled for it. The check and the close
 // are one step under mu, so a later holder's upstream is never touched.
-func (s *session) recancel(sc *authbridge.ServerConn, gen, seq, unit uint64, deadline time.Time, wait time.Duration) {
+func (s *session) recancel(sc Upstream, gen, seq, unit uint64, deadline time.Time, wait time.Duration) {
 	time.AfterFunc(min(wait, max(time.Until(deadline), 0)), func() {
 		defer recoverTimer(s.log)
 		s.mu.Lock()
@@ -879,7 +878,7 @@ func (s *session) recancel(sc *authbridge.ServerConn, gen, seq, unit uint64, dea
 		if !time.Now().Before(deadline) {
 			defer s.mu.Unlock()
 			s.log.Info("upstream ignored the cancel for statement_timeout; closing it")
-			sc.Conn.Close()
+			sc.Conn().Close()
 			return
 		}
 		s.mu.Unlock()
@@ -892,7 +891,7 @@ func (s *session) recancel(sc *authbridge.ServerConn, gen, seq, unit uint64, dea
 // upstream and no cancel is in flight to it already, and returns once the
 // upstream has taken it (or the attempt failed). The upstream cannot go to
 // other work meanwhile: its release waits for the cancel (settleCancel).
-func (s *session) cancelUpstream(sc *authbridge.ServerConn, gen uint64, why string, timeout time.Duration) {
+func (s *session) cancelUpstream(sc Upstream, gen uint64, why string, timeout time.Duration) {
 	s.cmu.Lock()
 	if s.cancelTarget != sc || s.cancelGen != gen || sc == nil || s.cancelBusy != nil {
 		s.cmu.Unlock()
@@ -911,7 +910,7 @@ func (s *session) cancelUpstream(sc *authbridge.ServerConn, gen uint64, why stri
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := sc.Route().Cancel(ctx, sc); err != nil {
+	if err := sc.Cancel(ctx); err != nil {
 		s.log.Info("cancel request to upstream failed", zap.String("reason", why), zap.Error(err))
 	}
 }
@@ -921,7 +920,7 @@ func (s *session) cancelUpstream(sc *authbridge.ServerConn, gen uint64, why stri
 // to it, and when one was sent during the attachment, runs a statement
 // that absorbs a cancel arriving late, so it cannot hit what runs next.
 // The caller holds sc (it is detached, not yet released).
-func (s *session) settleCancel(sc *authbridge.ServerConn, us *upstreamState, cs cancelState) error {
+func (s *session) settleCancel(sc Upstream, us *upstreamState, cs cancelState) error {
 	if cs.busy != nil {
 		<-cs.busy
 	}
@@ -1003,7 +1002,7 @@ var errClientClosed = errors.New("the client connection is closing")
 // attached returns the attached upstream, attaching one first if there is
 // none: from the pool (or the session's reserved one), brought to the
 // client's settings.
-func (s *session) attached() (*authbridge.ServerConn, error) {
+func (s *session) attached() (Upstream, error) {
 	s.mu.Lock()
 	sc := s.sc
 	s.mu.Unlock()
@@ -1027,7 +1026,7 @@ func (s *session) attached() (*authbridge.ServerConn, error) {
 		err = s.syncUpstream(sc)
 		if err == nil {
 			s.mu.Lock()
-			s.setAttachedLocked(sc, sc.State.(*upstreamState))
+			s.setAttachedLocked(sc, sc.State().(*upstreamState))
 			s.done = nil // read inline or by a server goroutine (relayInline)
 			s.mu.Unlock()
 			s.setState(stateActive)
@@ -1035,7 +1034,7 @@ func (s *session) attached() (*authbridge.ServerConn, error) {
 		}
 		// The upstream died between the pool's check and our first
 		// write: it was idle, so the client loses nothing. Try another.
-		s.log.Debug("upstream failed during state sync", zap.Uint64("server_id", sc.ID), zap.Error(err))
+		s.log.Debug("upstream failed during state sync", zap.Uint64("server_id", sc.ID()), zap.Error(err))
 		s.pool.Discard(sc)
 		lastErr = err
 	}
@@ -1046,7 +1045,7 @@ func (s *session) attached() (*authbridge.ServerConn, error) {
 // detaches (nil). Every change of s.sc goes through it. It returns what
 // the previous attachment's holder must settle before that upstream goes
 // to other work (see settleCancel).
-func (s *session) setAttachedLocked(sc *authbridge.ServerConn, us *upstreamState) cancelState {
+func (s *session) setAttachedLocked(sc Upstream, us *upstreamState) cancelState {
 	s.sc, s.us = sc, us
 	s.attachGen++
 	s.cmu.Lock()
@@ -1074,9 +1073,9 @@ func (s *session) noteServerLocked() {
 func (s *session) heldServerIDLocked() uint64 {
 	switch {
 	case s.sc != nil:
-		return s.sc.ID
+		return s.sc.ID()
 	case s.reserved != nil:
-		return s.reserved.ID
+		return s.reserved.ID()
 	}
 	return 0
 }
@@ -1091,14 +1090,14 @@ type cancelState struct {
 // acquire gets an upstream for the client: in session mode its reserved
 // one while that is alive and not retiring, else one from the pool. A
 // client that waits longer than a second is told so with a NOTICE.
-func (s *session) acquire() (*authbridge.ServerConn, error) {
+func (s *session) acquire() (Upstream, error) {
 	s.mu.Lock()
 	sc, prev, cs := s.reserved, s.prev, s.reservedCancel
 	s.reserved, s.reservedCancel = nil, cancelState{}
 	s.noteServerLocked()
 	s.mu.Unlock()
 	if sc != nil {
-		us, _ := sc.State.(*upstreamState) // nil until first attached; then nothing was cancelled
+		us, _ := sc.State().(*upstreamState) // nil until first attached; then nothing was cancelled
 		if s.stopWatch(sc) {
 			s.pool.Discard(sc) // the client has been told; the session ends
 			return nil, listenLost()
@@ -1126,7 +1125,7 @@ func (s *session) acquire() (*authbridge.ServerConn, error) {
 		if alive {
 			s.pool.Retire(sc) // counted as a lifetime replacement
 		} else {
-			s.srv.metrics.UpstreamReplacementsTotal.WithLabelValues(s.route.Name, "lost_idle").Inc()
+			s.srv.metrics.UpstreamReplacementsTotal.WithLabelValues(s.route.Name(), "lost_idle").Inc()
 			s.pool.Discard(sc)
 		}
 		s.mu.Lock()
@@ -1166,7 +1165,7 @@ func (s *session) acquire() (*authbridge.ServerConn, error) {
 	s.mu.Unlock()
 	sc, err := s.pool.Acquire(ctx, s.user, prev)
 	s.setState(stateIdle)
-	s.srv.countersFor(s.route.Name).waitUs.Add(uint64(s.srv.now().Sub(waitStart) / time.Microsecond))
+	s.srv.countersFor(s.route.Name()).waitUs.Add(uint64(s.srv.now().Sub(waitStart) / time.Microsecond))
 	if err != nil {
 		return nil, err
 	}
@@ -1179,11 +1178,11 @@ func (s *session) acquire() (*authbridge.ServerConn, error) {
 // syncUpstream brings a just-acquired upstream to the client's settings
 // with statements whose replies the client never sees, and tells the
 // client about any ParameterStatus value that differs from what it saw.
-func (s *session) syncUpstream(sc *authbridge.ServerConn) error {
-	us, _ := sc.State.(*upstreamState)
+func (s *session) syncUpstream(sc Upstream) error {
+	us, _ := sc.State().(*upstreamState)
 	if us == nil {
-		us = newUpstreamState(frameReader{r: sc.Reader, maxSize: maxServerMessage}, sc.Params)
-		sc.State = us
+		us = newUpstreamState(frameReader{r: sc.Reader(), maxSize: maxServerMessage}, sc.Params())
+		sc.SetState(us)
 	}
 	s.mu.Lock()
 	resetAll := us.lastUser != "" && us.lastUser != s.user
@@ -1196,7 +1195,7 @@ func (s *session) syncUpstream(sc *authbridge.ServerConn) error {
 	s.mu.Unlock()
 
 	if sql != "" {
-		s.srv.metrics.StateSyncsTotal.WithLabelValues(s.route.Name).Inc()
+		s.srv.metrics.StateSyncsTotal.WithLabelValues(s.route.Name()).Inc()
 		failed, err := s.runSync(sc, us, sql)
 		if err != nil {
 			return err
@@ -1236,18 +1235,18 @@ func (s *session) syncUpstream(sc *authbridge.ServerConn) error {
 // runSync sends one simple query upstream and reads its replies up to
 // ReadyForQuery, recording ParameterStatus values. It returns the first
 // ErrorResponse the upstream sent, or an I/O error.
-func (s *session) runSync(sc *authbridge.ServerConn, us *upstreamState, sql string) (*pgError, error) {
+func (s *session) runSync(sc Upstream, us *upstreamState, sql string) (*pgError, error) {
 	q, start := beginMessage(nil, 'Q')
 	q = appendCString(q, sql)
 	q = finishMessage(q, start)
-	if _, err := sc.Writer.Write(q); err != nil {
+	if _, err := sc.Writer().Write(q); err != nil {
 		return nil, err
 	}
-	if err := sc.Writer.Flush(); err != nil {
+	if err := sc.Writer().Flush(); err != nil {
 		return nil, err
 	}
-	sc.Conn.SetReadDeadline(time.Now().Add(syncTimeout))
-	defer sc.Conn.SetReadDeadline(time.Time{})
+	sc.Conn().SetReadDeadline(time.Now().Add(syncTimeout))
+	defer sc.Conn().SetReadDeadline(time.Time{})
 	var failed *pgError
 	for {
 		msg, err := us.fr.next()
@@ -1292,7 +1291,7 @@ func (s *session) runSync(sc *authbridge.ServerConn, us *upstreamState, sql stri
 // syncOneByOne applies the client's settings one statement at a time after
 // the combined sync failed, dropping each setting the upstream refuses and
 // warning the client about it.
-func (s *session) syncOneByOne(sc *authbridge.ServerConn, us *upstreamState, desired map[string]string, resetAll bool) error {
+func (s *session) syncOneByOne(sc Upstream, us *upstreamState, desired map[string]string, resetAll bool) error {
 	have := us.gucs
 	if resetAll {
 		if _, err := s.runSync(sc, us, "RESET ALL"); err != nil {
@@ -1400,7 +1399,7 @@ func (s *session) end() {
 			q, start := beginMessage(nil, 'Q')
 			q = appendCString(q, "ROLLBACK")
 			q = finishMessage(q, start)
-			sc.Writer.Write(q)
+			sc.Writer().Write(q)
 		}
 		s.flushUpstream()
 		t := time.NewTimer(abandonTimeout)
@@ -1410,7 +1409,7 @@ func (s *session) end() {
 			// Still busy (a long query, a COPY, a half-sent batch):
 			// closing is the only safe way to hand nothing half-done to
 			// another client.
-			sc.Conn.Close()
+			sc.Conn().Close()
 			<-done
 		}
 		t.Stop()
@@ -1430,7 +1429,7 @@ func (s *session) end() {
 		reserved = nil
 	}
 	if reserved != nil {
-		us, _ := reserved.State.(*upstreamState)
+		us, _ := reserved.State().(*upstreamState)
 		if err := s.settleCancel(reserved, us, cs); err != nil {
 			s.pool.Discard(reserved)
 			reserved = nil
@@ -1453,15 +1452,15 @@ func (s *session) end() {
 // the gateway's, released with the session), and the settings are brought
 // to the next client's by the state sync, so a DSQL upstream goes back as
 // it is. An upstream that fails the reset is closed.
-func (s *session) releaseReset(sc *authbridge.ServerConn) {
-	us, _ := sc.State.(*upstreamState)
+func (s *session) releaseReset(sc Upstream) {
+	us, _ := sc.State().(*upstreamState)
 	if s.dsql || us == nil {
 		s.pool.Release(sc)
 		return
 	}
 	failed, err := s.runSync(sc, us, "DISCARD ALL")
 	if err != nil || failed != nil {
-		s.log.Debug("session-mode reset failed; closing the upstream", zap.Uint64("server_id", sc.ID), zap.Error(err), zap.Any("error", failed))
+		s.log.Debug("session-mode reset failed; closing the upstream", zap.Uint64("server_id", sc.ID()), zap.Error(err), zap.Any("error", failed))
 		s.pool.Discard(sc)
 		return
 	}
@@ -1487,8 +1486,8 @@ func (s *session) unitsOwedLocked() int {
 // for a lock would not notice a closed connection), then the close. A
 // server goroutine still reading sc (done) sees the loss and discards it;
 // otherwise the client goroutine does.
-func (s *session) abandon(sc *authbridge.ServerConn, gen uint64, done chan struct{}) {
-	s.log.Debug("client left with work in flight: cancelling and closing its upstream", zap.Uint64("server_id", sc.ID))
+func (s *session) abandon(sc Upstream, gen uint64, done chan struct{}) {
+	s.log.Debug("client left with work in flight: cancelling and closing its upstream", zap.Uint64("server_id", sc.ID()))
 	s.conn.Close() // nothing more goes to the client; a blocked write to it ends
 	s.mu.Lock()
 	// A relay waiting for this goroutine to flush before it detaches
@@ -1497,7 +1496,7 @@ func (s *session) abandon(sc *authbridge.ServerConn, gen uint64, done chan struc
 	s.flushed.Broadcast()
 	s.mu.Unlock()
 	s.cancelUpstream(sc, gen, "client gone", time.Second)
-	sc.Conn.Close()
+	sc.Conn().Close()
 	if done != nil {
 		<-done
 		return

@@ -380,8 +380,9 @@ func (g *gucState) endTransaction() {
 }
 
 // upstreamState is what one upstream connection has, as far as the gateway
-// knows. It lives in authbridge.ServerConn.State and is touched only by the
-// holder of that connection, under the holding session's mu.
+// knows. It lives in the Upstream's state slot (State, SetState) and is
+// touched only by the holder of that connection, under the holding
+// session's mu.
 type upstreamState struct {
 	fr frameReader // reads this upstream's messages
 	// gucs are the settings the gateway left on the upstream; a name that

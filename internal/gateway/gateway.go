@@ -74,7 +74,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 	if err != nil {
 		return nil, err
 	}
-	srv, err := pgwire.NewServer(cfg, bridge, pgwire.Options{Logger: opts.Logger, Version: opts.Version, Reload: opts.Reload})
+	srv, err := pgwire.NewServer(cfg, upstreams{bridge}, pgwire.Options{Logger: opts.Logger, Metrics: m, Version: opts.Version, Reload: opts.Reload})
 	if err != nil {
 		bridge.Close()
 		return nil, err
