@@ -184,11 +184,8 @@ func (b *Bridge) newRoute(rc *config.Route) (*Route, error) {
 	if lim == nil {
 		lim = newDialLimiter(rc.Pool.DialRate, int(rc.Pool.DialRate), b.opts.Now)
 		b.limiters[key] = lim
-	} else if rc.Pool.DialRate < lim.rate {
-		// Routes sharing a cluster share its limit; the strictest wins.
-		lim.mu.Lock()
-		lim.rate, lim.burst = rc.Pool.DialRate, max(1, rc.Pool.DialRate)
-		lim.mu.Unlock()
+	} else {
+		lim.tighten(rc.Pool.DialRate)
 	}
 	r.limiter = lim
 	return r, nil
