@@ -2,13 +2,11 @@ package pgwire
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -1552,6 +1550,3 @@ func (s *session) cancel() {
 		s.cancelUpstream(sc, gen, "client", cancelGrace)
 	}
 }
-
-var _ = os.ErrDeadlineExceeded
-var _ = binary.BigEndian
