@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # The whole suite on a 2-core machine, race detector on.
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build demo test test-short fuzz-smoke fuzz deps deps-bench bench bench-quick test-clients deps-clients test-conformance deps-conformance vet fmt clean
+.PHONY: all build demo test test-short fuzz-smoke fuzz deps deps-bench bench bench-quick test-clients deps-clients test-conformance deps-conformance vet lint cross fmt clean
 
 all: build
 
@@ -25,9 +25,11 @@ deps:
 	cd internal/dsqlsim/testdata/jssigner && npm ci --no-audit --no-fund --loglevel=error
 
 # The whole test suite: unit, end-to-end against real PostgreSQL, race
-# detector on; then every fuzz target briefly.
+# detector on (and netio's tests once more on the fallback other systems
+# use); then every fuzz target briefly.
 test: deps vet
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -race -tags netio_portable ./internal/netio/
 	$(MAKE) fuzz-smoke
 
 # Every fuzz target for FUZZTIME (default 3s) each, one after another
@@ -112,6 +114,28 @@ test-short:
 
 vet:
 	$(GO) vet ./...
+
+# Static checks; any finding fails: gofmt, go.mod and go.sum as go mod tidy
+# leaves them, vet, staticcheck (the version pinned here, built by go run
+# from the module proxy; the build tags bring in the client and conformance
+# suites), and the builds for the other systems (cross).
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+lint: vet cross
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then \
+	  echo "gofmt -l: not formatted:"; echo "$$unformatted"; exit 1; fi
+	$(GO) mod tidy -diff
+	$(GO) run $(STATICCHECK) -tags clients,conformance ./...
+
+# The gateway builds and vets (tests included) on each of CROSS_PLATFORMS,
+# so that it runs on a developer's Mac or Windows machine as well as on
+# the Linux it is deployed on.
+CROSS_PLATFORMS := darwin/arm64 windows/amd64
+cross:
+	@for p in $(CROSS_PLATFORMS); do \
+	  echo "cross: $$p"; \
+	  GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build ./... && \
+	  GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet ./... || exit 1; \
+	done
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

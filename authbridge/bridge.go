@@ -281,7 +281,7 @@ func (u *RouteUpdate) newRoute(rc *config.Route) (*Route, error) {
 	if lim := u.b.limiters[key]; lim != nil {
 		rate, pending := u.rates[lim]
 		if !pending {
-			rate = lim.rate
+			rate = lim.perSecond()
 		}
 		if rc.Pool.DialRate < rate {
 			u.rates[lim] = rc.Pool.DialRate
@@ -293,9 +293,8 @@ func (u *RouteUpdate) newRoute(rc *config.Route) (*Route, error) {
 	if lim == nil {
 		lim = newDialLimiter(rc.Pool.DialRate, int(rc.Pool.DialRate), u.b.opts.Now)
 		u.limiters[key] = lim
-	} else if rc.Pool.DialRate < lim.rate {
-		// Not in use yet: changed in place.
-		lim.rate, lim.burst = rc.Pool.DialRate, max(1, rc.Pool.DialRate)
+	} else {
+		lim.tighten(rc.Pool.DialRate) // not in use yet: changed in place
 	}
 	r.limiter = lim
 	return r, nil
@@ -324,9 +323,7 @@ func (u *RouteUpdate) Commit() []string {
 		b.limiters[key] = lim
 	}
 	for lim, rate := range u.rates {
-		lim.mu.Lock()
-		lim.rate, lim.burst = rate, max(1, rate)
-		lim.mu.Unlock()
+		lim.tighten(rate)
 	}
 	for _, r := range u.created {
 		r.pool.start()

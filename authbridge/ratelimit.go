@@ -5,57 +5,73 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
-// dialLimiter is a token bucket shared by every route that dials the same
-// cluster endpoint: DSQL counts new connections per cluster (100/s, not
+// dialLimiter paces the dials to one cluster endpoint, shared by every
+// route that dials it: DSQL counts new connections per cluster (100/s, not
 // configurable), and a refusal with 53400 or 53300 pauses every dial to
 // that cluster for a jittered backoff. Safe for concurrent use.
 type dialLimiter struct {
-	rate  float64 // tokens per second
-	burst float64
-	now   func() time.Time
+	// lim is the token bucket; it is read on the bridge's clock (now), so
+	// that a test's clock governs it as it does lifetimes.
+	lim *rate.Limiter
+	now func() time.Time
 
 	mu           sync.Mutex
-	tokens       float64
-	last         time.Time
-	blockedUntil time.Time
+	blockedUntil time.Time // no dial starts before it (backoff)
 }
 
-func newDialLimiter(rate float64, burst int, now func() time.Time) *dialLimiter {
-	if burst < 1 {
-		burst = 1
+// newDialLimiter allows perSecond dials a second, with bursts of up to
+// burst (at least 1), the bucket starting full.
+func newDialLimiter(perSecond float64, burst int, now func() time.Time) *dialLimiter {
+	return &dialLimiter{lim: rate.NewLimiter(rate.Limit(perSecond), max(1, burst)), now: now}
+}
+
+// tighten lowers the limit to perSecond (and the burst with it) when that
+// is stricter than the one in force: routes sharing a cluster share its
+// limit, and the strictest wins.
+func (l *dialLimiter) tighten(perSecond float64) {
+	if rate.Limit(perSecond) >= l.lim.Limit() {
+		return
 	}
-	return &dialLimiter{rate: rate, burst: float64(burst), tokens: float64(burst), last: now(), now: now}
+	now := l.now()
+	l.lim.SetLimitAt(now, rate.Limit(perSecond))
+	l.lim.SetBurstAt(now, max(1, int(perSecond)))
 }
 
-// wait blocks until a dial may start or ctx ends.
+// perSecond is the limit in force, in dials a second.
+func (l *dialLimiter) perSecond() float64 { return float64(l.lim.Limit()) }
+
+// wait blocks until a dial may start or ctx ends: past any backoff, then
+// for a token. A backoff that begins while it waits for its token holds
+// the dial too.
 func (l *dialLimiter) wait(ctx context.Context) error {
+	if err := l.waitBackoff(ctx); err != nil {
+		return err
+	}
+	now := l.now()
+	r := l.lim.ReserveN(now, 1) // never refused: the burst is at least 1
+	if err := sleep(ctx, r.DelayFrom(now)); err != nil {
+		r.CancelAt(l.now()) // the token goes back to the next dial
+		return err
+	}
+	return l.waitBackoff(ctx)
+}
+
+// waitBackoff returns when no backoff is in force, or ctx ends. A backoff
+// extended meanwhile is waited for too.
+func (l *dialLimiter) waitBackoff(ctx context.Context) error {
 	for {
 		l.mu.Lock()
-		now := l.now()
-		if elapsed := now.Sub(l.last).Seconds(); elapsed > 0 {
-			l.tokens = min(l.burst, l.tokens+elapsed*l.rate)
-			l.last = now
-		}
-		var delay time.Duration
-		switch {
-		case now.Before(l.blockedUntil):
-			delay = l.blockedUntil.Sub(now)
-		case l.tokens >= 1:
-			l.tokens--
-			l.mu.Unlock()
-			return nil
-		default:
-			delay = time.Duration((1 - l.tokens) / l.rate * float64(time.Second))
-		}
+		d := l.blockedUntil.Sub(l.now())
 		l.mu.Unlock()
-		t := time.NewTimer(max(delay, time.Millisecond))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if d <= 0 {
+			return nil
+		}
+		if err := sleep(ctx, d); err != nil {
+			return err
 		}
 	}
 }
@@ -69,6 +85,22 @@ func (l *dialLimiter) backoff(d time.Duration) {
 		l.blockedUntil = until
 	}
 	l.mu.Unlock()
+}
+
+// sleep waits for d, or returns ctx's error when ctx ends first. With
+// nothing to wait for it returns nil at once, ended ctx or not.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // jitter returns a duration uniformly between d/2 and d.

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 )
 
 // Buffer sizes of an upstream connection, in bytes.
@@ -154,13 +153,8 @@ func socketIdle(conn net.Conn) bool {
 		return false
 	}
 	idle := false
-	var buf [1]byte
 	err = raw.Read(func(fd uintptr) bool {
-		// A non-blocking peek returns at once: no need for the scheduler's
-		// bookkeeping around a system call that may block.
-		_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), 1,
-			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		idle = errno == syscall.EAGAIN
+		idle = peekIdle(fd)
 		return true // done: never wait for readiness
 	})
 	return err == nil && idle

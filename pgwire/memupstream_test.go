@@ -512,7 +512,6 @@ func (e *memDialError) DialFailed() (string, string, bool) {
 type memLocks struct {
 	mu     sync.Mutex
 	held   map[compat.LockKey]string
-	owners atomic.Uint64
 	wake   chan struct{}
 }
 

@@ -2,13 +2,11 @@ package pgwire
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -1551,6 +1549,3 @@ func (s *session) cancel() {
 		s.cancelUpstream(sc, gen, "client", cancelGrace)
 	}
 }
-
-var _ = os.ErrDeadlineExceeded
-var _ = binary.BigEndian

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -532,5 +531,3 @@ func deadlineExceeded(err error) bool {
 
 // constantTimeEqual compares two secrets without leaking where they differ.
 func constantTimeEqual(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }
-
-var _ = time.Second

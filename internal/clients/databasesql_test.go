@@ -114,7 +114,9 @@ func runLibPQ(ctx context.Context, tg target) report {
 				return "", err
 			}
 			defer tx.Rollback()
-			stmt, err := tx.PrepareContext(ctx, pq.CopyIn("bulk", "id", "payload"))
+			// lib/pq runs a prepared COPY … FROM STDIN as a copy: each Exec
+			// sends a row, the Exec with no arguments ends it.
+			stmt, err := tx.PrepareContext(ctx, "COPY bulk (id, payload) FROM STDIN")
 			if err != nil {
 				return "", err
 			}
@@ -129,7 +131,7 @@ func runLibPQ(ctx context.Context, tg target) report {
 			if err := stmt.Close(); err != nil {
 				return "", err
 			}
-			return "COPY FROM STDIN (pq.CopyIn)", tx.Commit()
+			return "COPY FROM STDIN (a prepared COPY)", tx.Commit()
 		},
 	})
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 )
 
 // reapInterval is how often the reaper looks for connections past
@@ -33,7 +34,9 @@ type Server struct {
 	caPEM     []byte
 	tlsConfig *tls.Config
 	nonce     string // random per server; part of every refusal marker
-	connRate  *tokenBucket
+	// connRate is the new-connection rate limit, on the configured clock:
+	// each connection takes a token at its arrival (AllowN) or is refused.
+	connRate *rate.Limiter
 
 	maxConnDuration atomic.Int64 // a time.Duration; SetMaxConnDuration changes it
 	nextID          atomic.Int64
@@ -117,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			NextProtos: []string{"postgresql"},
 		},
 		nonce:      hex.EncodeToString(nonce),
-		connRate:   newTokenBucket(cfg.ConnRate, cfg.ConnBurst),
+		connRate:   rate.NewLimiter(rate.Limit(cfg.ConnRate), cfg.ConnBurst),
 		sessions:   make(map[int64]*session),
 		reaperDone: make(chan struct{}),
 	}
@@ -300,7 +303,7 @@ func (s *Server) admit(sess *session) (refusal *pgproto3.ErrorResponse, ok bool)
 		return nil, false
 	}
 	switch {
-	case !s.connRate.take(sess.started):
+	case !s.connRate.AllowN(sess.started, 1):
 		s.stats.rateLimited.Add(1)
 		refusal = fatal(codeConfigLimitExceeded, msgRateExceeded, "")
 	case s.admitted >= s.cfg.MaxConns:

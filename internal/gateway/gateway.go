@@ -6,18 +6,15 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 
 	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
@@ -123,20 +120,6 @@ func newOpsServer(h http.Handler) *http.Server {
 		IdleTimeout:       opsIdleTimeout,
 		MaxHeaderBytes:    opsMaxHeaderBytes,
 	}
-}
-
-// listen opens a TCP listener with SO_REUSEPORT, so that a new gateway
-// process can take over the port during a rolling restart while the old
-// one drains.
-func listen(addr string) (net.Listener, error) {
-	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		})
-		return errors.Join(err, serr)
-	}}
-	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 // Config is the configuration in force; a reload replaces it. Callers

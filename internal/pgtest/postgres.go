@@ -27,7 +27,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -161,7 +160,7 @@ func (p *Postgres) start(ctx context.Context, logOut *os.File) error {
 		cmd.Stdout = logOut
 		cmd.Stderr = logOut
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownGroup(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
@@ -245,13 +244,11 @@ func (p *Postgres) stop() {
 	if p.cmd == nil || p.cmd.Process == nil {
 		return
 	}
-	// runuser passes SIGINT on to postgres; signal the whole process group
-	// so that the server goes even when runuser does not forward.
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGINT)
+	interruptGroup(p.cmd.Process)
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		killGroup(p.cmd.Process)
 		<-p.done
 	}
 }
