@@ -41,11 +41,7 @@ func updateConfig(t *testing.T, endpoints map[string]string, adjust func(*config
 }
 
 // rateNow is the dial limiter's rate in force.
-func (l *dialLimiter) rateNow() float64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.rate
-}
+func (l *dialLimiter) rateNow() float64 { return l.perSecond() }
 
 // isClosed reports whether close ran.
 func (p *Pool) isClosed() bool {
