@@ -183,9 +183,9 @@ type heldAnalysis struct {
 type clientNeed uint8
 
 const (
-	// handled: the message was answered, queued or dropped; what goes
-	// upstream for it is in out.
-	handled clientNeed = iota
+	// The zero value: the message was answered, queued or dropped; what
+	// goes upstream for it is in out.
+	_ clientNeed = iota
 	// needUpstream: nothing changed; attach an upstream and hand the
 	// message (or redo, when set) in again. An attach failure answers it as
 	// a simple Query's error when simple is set.

@@ -15,7 +15,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
-	"golang.org/x/sys/unix"
 
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/compat"
@@ -440,18 +439,9 @@ func (c *memConn) close()                      { c.once.Do(func() { c.conn.Close
 // which keeps what it reads, under a deadline of a millisecond.
 func (c *memConn) readable() bool {
 	if sc, ok := c.conn.(syscall.Conn); ok {
-		raw, err := sc.SyscallConn()
-		if err != nil {
-			return true
+		if readable, ok := peekSocket(sc); ok {
+			return readable
 		}
-		readable := true
-		err = raw.Read(func(fd uintptr) bool {
-			var b [1]byte
-			_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-			readable = err != unix.EAGAIN
-			return true
-		})
-		return err != nil || readable
 	}
 	c.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
 	_, err := c.r.Peek(1)
@@ -510,9 +500,9 @@ func (e *memDialError) DialFailed() (string, string, bool) {
 // memLocks is an advisory lock table in memory: a key is held by one
 // owner at a time, and Lock waits for it.
 type memLocks struct {
-	mu     sync.Mutex
-	held   map[compat.LockKey]string
-	wake   chan struct{}
+	mu   sync.Mutex
+	held map[compat.LockKey]string
+	wake chan struct{}
 }
 
 func (l *memLocks) TryLock(ctx context.Context, owner string, k compat.LockKey) (bool, error) {

@@ -27,10 +27,6 @@ const (
 // synthetic reports whether the gateway answers k itself.
 func (k replyKind) synthetic() bool { return k == sParseComplete || k == sCloseComplete || k == sBytes }
 
-// injected reports whether the server's reply to k is the gateway's, not
-// the client's.
-func (k replyKind) injected() bool { return k == iParse || k == iClose || k == iQuery || k == iSync }
-
 // endsUnit reports whether k's reply is a ReadyForQuery.
 func (k replyKind) endsUnit() bool { return k == rSync || k == rQuery || k == iQuery || k == iSync }
 

@@ -48,8 +48,7 @@ type Server struct {
 	log       *zap.Logger
 	now       func() time.Time
 
-	tls        atomic.Pointer[serverTLS] // replaced whole by ServerUpdate.Commit
-	requireTLS bool
+	tls atomic.Pointer[serverTLS] // replaced whole by ServerUpdate.Commit
 
 	// usersMu orders the writers of users and usersStamp (the users-file
 	// watcher and a reload's commit), so that the watcher never puts back

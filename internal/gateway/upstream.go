@@ -59,7 +59,7 @@ func (r route) Address() string           { return r.r.Address() }
 func (r route) Compat() config.Compat     { return r.r.Compat() }
 func (r route) Params() map[string]string { return r.r.Params() }
 func (r route) Pool() pgwire.Pool         { return pool{r.r.Pool()} }
-func (r route) Locks() compat.LockTable    { return r.r.Locks() }
+func (r route) Locks() compat.LockTable   { return r.r.Locks() }
 
 // pool adapts a Pool. The connections it hands out are upstreamConns.
 type pool struct{ p *authbridge.Pool }
@@ -155,4 +155,3 @@ func (u upstreamConn) Retiring(now time.Time) bool      { return u.sc.Retiring(n
 func (u upstreamConn) Alive() bool                      { return u.sc.Alive() }
 func (u upstreamConn) Pending() bool                    { return u.sc.Pending() }
 func (u upstreamConn) Cancel(ctx context.Context) error { return u.sc.Route().Cancel(ctx, u.sc) }
-
