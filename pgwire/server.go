@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/compat"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/internal/netio"
 	"github.com/dsqlgate/dsqlgate/internal/users"
@@ -535,14 +536,12 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		if _, emulated := emu[name]; emulated {
 			continue // kept by the gateway, never sent upstream
 		}
-		if sess.dsql && !isDSQLSettable(name) {
-			// Aurora DSQL refuses it, and the gateway does not emulate it:
-			// refused as DSQL refuses it, never dropped (a dropped
-			// default_transaction_read_only would make a read-only session
-			// write).
-			return nil, &pgError{Severity: severityFatal, Code: codeFeatureNotSupported,
-				Message: fmt.Sprintf("startup parameter %q is not supported on Aurora DSQL", name),
-				Hint:    "Remove it from the connection's parameters (or options); the parameters DSQL accepts, and the ones the gateway emulates, are listed in the README."}
+		if sess.dsql {
+			if e := compat.RefuseStartupParameter(name); e != nil {
+				pe := errorOf(e)
+				pe.Severity = severityFatal
+				return nil, pe
+			}
 		}
 		if sqlValue, ok := startupValueSQL(name, value); ok {
 			startup[name] = sqlValue

@@ -570,23 +570,6 @@ func gucNameSQL(name string) string {
 	return strings.Join(parts, ".")
 }
 
-// dsqlSettable lists the parameters DSQL accepts in SET and the startup
-// message (as Aurora DSQL documents them); enable_* planner toggles are
-// accepted too.
-var dsqlSettable = map[string]bool{
-	"application_name":   true,
-	"client_encoding":    true,
-	"datestyle":          true,
-	"extra_float_digits": true,
-	"intervalstyle":      true,
-	"timezone":           true,
-	"search_path":        true,
-}
-
-func isDSQLSettable(name string) bool {
-	return dsqlSettable[name] || strings.HasPrefix(name, "enable_")
-}
-
 // startupValueSQL renders a startup parameter's raw value as SQL for
 // `SET name TO ...`: search_path as a list of quoted identifiers (split the
 // way PostgreSQL splits it), anything else as one string literal.

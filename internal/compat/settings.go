@@ -269,3 +269,29 @@ func isolationUnsupported(level string) *Error {
 	return unsupported(fmt.Sprintf("isolation level %s is not supported: Aurora DSQL runs every transaction at REPEATABLE READ", strings.ToUpper(level)),
 		"Use REPEATABLE READ (DSQL's snapshot isolation with optimistic concurrency), and retry transactions that fail with SQLSTATE 40001.")
 }
+
+// dsqlSettable lists the parameters Aurora DSQL accepts in SET and in the
+// startup message, as it documents them; its enable_* planner toggles are
+// accepted too.
+var dsqlSettable = map[string]bool{
+	"application_name":   true,
+	"client_encoding":    true,
+	"datestyle":          true,
+	"extra_float_digits": true,
+	"intervalstyle":      true,
+	"timezone":           true,
+	"search_path":        true,
+}
+
+// RefuseStartupParameter is the error for a client's startup parameter
+// (lower-cased name) that Aurora DSQL refuses and the gateway does not
+// emulate, or nil when DSQL accepts it. Such a parameter is refused as
+// DSQL refuses it, never dropped: a dropped default_transaction_read_only
+// would make a read-only session write.
+func RefuseStartupParameter(name string) *Error {
+	if dsqlSettable[name] || strings.HasPrefix(name, "enable_") {
+		return nil
+	}
+	return unsupported(fmt.Sprintf("startup parameter %q is not supported on Aurora DSQL", name),
+		"Remove it from the connection's parameters (or options); the parameters DSQL accepts, and the ones the gateway emulates, are listed in the README.")
+}
