@@ -73,6 +73,10 @@ var simpleKinds = map[string]Kind{
 func Classify(stmt string) Kind {
 	var r tokenReader
 	r.init(stmt)
+	return classify(&r)
+}
+
+func classify(r *tokenReader) Kind {
 	parens := false
 	for r.peek(0).Kind == LParen {
 		r.next()
@@ -145,6 +149,10 @@ func simpleKind(w string) Kind {
 func ParseDeallocate(stmt string) (name string, all bool, ok bool) {
 	var r tokenReader
 	r.init(stmt)
+	return parseDeallocate(&r)
+}
+
+func parseDeallocate(r *tokenReader) (name string, all bool, ok bool) {
 	if !r.next().IsKeyword("deallocate") {
 		return "", false, false
 	}

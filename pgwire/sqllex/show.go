@@ -8,6 +8,10 @@ package sqllex
 func ParseShow(stmt string) (name string, ok bool) {
 	var r tokenReader
 	r.init(stmt)
+	return parseShow(&r)
+}
+
+func parseShow(r *tokenReader) (name string, ok bool) {
 	if !r.next().IsKeyword("show") {
 		return "", false
 	}

@@ -23,9 +23,13 @@ type TruncateTable struct {
 // ParseTruncate takes apart
 // TRUNCATE [TABLE] [ONLY] name [*] [, ...] [RESTART IDENTITY | CONTINUE IDENTITY] [CASCADE | RESTRICT].
 // ok is false for anything else.
-func ParseTruncate(stmt string) (ts TruncateStmt, ok bool) {
+func ParseTruncate(stmt string) (TruncateStmt, bool) {
 	var r tokenReader
 	r.init(stmt)
+	return parseTruncate(&r)
+}
+
+func parseTruncate(r *tokenReader) (ts TruncateStmt, ok bool) {
 	if !r.next().IsKeyword("truncate") {
 		return TruncateStmt{}, false
 	}
