@@ -69,6 +69,15 @@ func checkLexed(t *testing.T, lx *sqllex.Lexed, sql string) {
 		ts, ok := st.Truncate()
 		wantTS, wantOK := sqllex.ParseTruncate(w.Text)
 		same("Truncate", []any{ts, ok}, []any{wantTS, wantOK})
+		name, ok = st.PrepareName()
+		wantName, wantOK = sqllex.PrepareName(w.Text)
+		same("PrepareName", []any{name, ok}, []any{wantName, wantOK})
+		same("IsolationLevel", st.IsolationLevel(), sqllex.IsolationLevel(w.Text))
+		same("HasKeywords", st.HasKeywords("on", "commit", "drop"), sqllex.HasKeywords(w.Text, "on", "commit", "drop"))
+		var idents, wantIdents []string
+		st.HasIdent(func(name string) bool { idents = append(idents, name); return false })
+		sqllex.HasIdent(w.Text, func(name string) bool { wantIdents = append(wantIdents, name); return false })
+		same("HasIdent", idents, wantIdents)
 	}
 }
 
