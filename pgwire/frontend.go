@@ -307,7 +307,10 @@ func (e *engine) onParse(msg []byte) (clientStep, error) {
 // describeParse notes what the engine needs to know of a Parse's statement
 // and applies the compatibility layer's rewrite.
 func (e *engine) describeParse(p parseMessage) *preparedStmt {
-	kind := sqllex.Classify(p.query)
+	// One statement, asked mostly about its first words: scanned as far
+	// as each question needs rather than lexed whole.
+	q := sqllex.OneStmt(p.query)
+	kind := q.Kind()
 	st := &preparedStmt{name: p.name, query: p.query, sent: p.query, paramOIDs: p.oids, kind: kind, parsed: parseClock.Add(1)}
 	st.rw = e.compatRewrite(p.query, kind, p.oids)
 	switch {
@@ -316,7 +319,7 @@ func (e *engine) describeParse(p parseMessage) *preparedStmt {
 	case st.rw != nil && st.rw.text != "":
 		st.sent = st.rw.text
 	case kind == sqllex.Set || kind == sqllex.Reset:
-		if set, ok := sqllex.ParseSet(p.query); ok {
+		if set, ok := q.Set(); ok {
 			st.set = &set
 		}
 	}

@@ -23,9 +23,7 @@ type Call struct {
 // column, a cast of the result, DISTINCT, ...) or when the name is a
 // keyword with its own syntax (coalesce, extract, ...).
 func ParseSelectCall(stmt string) (Call, bool) {
-	var r tokenReader
-	r.init(stmt)
-	return parseSelectCall(&r)
+	return OneStmt(stmt).SelectCall()
 }
 
 func parseSelectCall(r *tokenReader) (c Call, ok bool) {

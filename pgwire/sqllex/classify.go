@@ -71,9 +71,7 @@ var simpleKinds = map[string]Kind{
 // leading words, after any comments and opening parentheses: "(SELECT 1)"
 // is a Select. It does not check that the rest of the statement is valid.
 func Classify(stmt string) Kind {
-	var r tokenReader
-	r.init(stmt)
-	return classify(&r)
+	return OneStmt(stmt).Kind()
 }
 
 func classify(r *tokenReader) Kind {
@@ -147,9 +145,7 @@ func simpleKind(w string) Kind {
 // statement name, case-folded like any identifier. ok is false for
 // anything else.
 func ParseDeallocate(stmt string) (name string, all bool, ok bool) {
-	var r tokenReader
-	r.init(stmt)
-	return parseDeallocate(&r)
+	return OneStmt(stmt).Deallocate()
 }
 
 func parseDeallocate(r *tokenReader) (name string, all bool, ok bool) {

@@ -48,8 +48,9 @@
 // questions are asked of it, and a reused Lexed allocates nothing once its
 // buffers have grown. Each grammar is written once, against a reader of
 // tokens that either takes them from a Lexed or scans a string as far as the
-// parser reads: the string functions, which often need only a statement's
-// first words, stay as cheap as they were.
+// parser reads. OneStmt makes a Stmt of a string by the second means, for
+// a statement that comes alone (a Parse) and is mostly asked about its
+// first words; the string functions are OneStmt and a method.
 //
 // # What it leaves out
 //

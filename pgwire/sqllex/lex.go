@@ -104,25 +104,53 @@ func (l *Lexed) flush(sp *splitter, tokens bool) {
 	*sp = splitter{}
 }
 
-// Stmt is one statement of a Lexed, with its tokens. Its methods read those
-// tokens and answer as the functions of the same name do for the
-// statement's Text (Stmt.Kind as Classify, Stmt.Set as ParseSet, ...),
-// without scanning it again.
+// Stmt is one statement of a Lexed, with its tokens, or a string given
+// to OneStmt. Its methods answer as the functions of the same name do for
+// the statement's Text (Stmt.Kind as Classify, Stmt.Set as ParseSet, ...):
+// from the tokens Lex kept, without scanning the text again, or for a
+// OneStmt by scanning its text as far as each needs.
 type Stmt struct {
 	Statement
 	src        string  // the whole query string: Token.Pos counts in it
 	toks       []Token // the statement's tokens, comments left out
 	endComment bool    // it ends in a /* comment that is never closed
+	scan       bool    // made by OneStmt: toks is unused, Text is scanned
+}
+
+// OneStmt returns text as one statement, not lexed beforehand: each method
+// scans text as far as it needs, which is what the string functions do.
+// It suits the extended protocol's Parse, which carries one statement and
+// is mostly asked about its first words, where lexing all of it first
+// would cost more than it saves. Unlike a statement of a Lexed, the whole
+// text is one statement whatever semicolons it holds, and Unterminated is
+// not worked out (it is false).
+func OneStmt(text string) Stmt {
+	return Stmt{Statement: Statement{Text: text, End: len(text)}, src: text, scan: true}
 }
 
 // Tokens returns the statement's tokens, comments left out, in order. Pos
 // is an offset in the whole query string (Lexed.Text), not in Text. The
 // slice belongs to the Lexed: it must not be changed, and it is valid
-// until the next Lex.
-func (st Stmt) Tokens() []Token { return st.toks }
+// until the next Lex. For a OneStmt it scans the text into a new slice.
+func (st Stmt) Tokens() []Token {
+	if !st.scan {
+		return st.toks
+	}
+	var toks []Token
+	var s Scanner
+	s.Init(st.Text)
+	for t := s.Next(); t.Kind != EOF; t = s.Next() {
+		toks = append(toks, t)
+	}
+	return toks
+}
 
 func (st *Stmt) reader(r *tokenReader) *tokenReader {
-	r.initStmt(st)
+	if st.scan {
+		r.init(st.Text)
+	} else {
+		r.initStmt(st)
+	}
 	return r
 }
 

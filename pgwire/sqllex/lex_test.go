@@ -160,3 +160,27 @@ func TestLexDoesNotAllocate(t *testing.T) {
 		t.Errorf("Lex and Kind allocate %v times", allocs)
 	}
 }
+
+// TestOneStmt: a OneStmt is its whole text, as the string functions read
+// it, where a Lexed drops empty statements and cuts at semicolons.
+func TestOneStmt(t *testing.T) {
+	const sql = "; SET a = 1; SELECT 1"
+	one := sqllex.OneStmt(sql)
+	if one.Text != sql || one.Start != 0 || one.End != len(sql) {
+		t.Errorf("OneStmt(%q) = %+v", sql, one.Statement)
+	}
+	if k := one.Kind(); k != sqllex.Other {
+		t.Errorf("OneStmt(%q).Kind() = %v, want Other", sql, k)
+	}
+	if _, ok := one.Set(); ok {
+		t.Errorf("OneStmt(%q).Set() is ok", sql)
+	}
+	if n := len(one.Tokens()); n != 8 {
+		t.Errorf("OneStmt(%q) has %d tokens, want 8", sql, n)
+	}
+	var lx sqllex.Lexed
+	lx.Lex(sql)
+	if k := lx.Stmt(0).Kind(); k != sqllex.Set {
+		t.Errorf("Lex(%q).Stmt(0).Kind() = %v, want Set", sql, k)
+	}
+}

@@ -123,9 +123,7 @@ type Value struct {
 // one of the forms listed under SetKind, or is not well formed: the caller
 // must then treat the statement as unknown and forward it untouched.
 func ParseSet(stmt string) (SetStmt, bool) {
-	var r tokenReader
-	r.init(stmt)
-	return parseSet(&r)
+	return OneStmt(stmt).Set()
 }
 
 func parseSet(r *tokenReader) (st SetStmt, ok bool) {

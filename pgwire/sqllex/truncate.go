@@ -24,9 +24,7 @@ type TruncateTable struct {
 // TRUNCATE [TABLE] [ONLY] name [*] [, ...] [RESTART IDENTITY | CONTINUE IDENTITY] [CASCADE | RESTRICT].
 // ok is false for anything else.
 func ParseTruncate(stmt string) (TruncateStmt, bool) {
-	var r tokenReader
-	r.init(stmt)
-	return parseTruncate(&r)
+	return OneStmt(stmt).Truncate()
 }
 
 func parseTruncate(r *tokenReader) (ts TruncateStmt, ok bool) {

@@ -10,9 +10,7 @@ package sqllex
 // which match returns true; match is given the name as Token.Ident folds
 // it. Strings and comments are not looked into.
 func HasIdent(stmt string, match func(name string) bool) bool {
-	var r tokenReader
-	r.init(stmt)
-	return hasIdent(&r, match)
+	return OneStmt(stmt).HasIdent(match)
 }
 
 // HasIdent is HasIdent(st.Text, match).
@@ -33,9 +31,7 @@ func hasIdent(r *tokenReader, match func(string) bool) bool {
 // HasKeywords reports whether stmt holds the unquoted keywords words (lower
 // case) in a row, comments between them allowed: ON COMMIT DROP, WITH HOLD.
 func HasKeywords(stmt string, words ...string) bool {
-	var r tokenReader
-	r.init(stmt)
-	return hasKeywords(&r, words)
+	return OneStmt(stmt).HasKeywords(words...)
 }
 
 // HasKeywords is HasKeywords(st.Text, words...).
@@ -67,9 +63,7 @@ func hasKeywords(r *tokenReader, words []string) bool {
 // false when stmt does not start so. It does not tell PREPARE TRANSACTION
 // apart (Classify does).
 func PrepareName(stmt string) (name string, ok bool) {
-	var r tokenReader
-	r.init(stmt)
-	return prepareName(&r)
+	return OneStmt(stmt).PrepareName()
 }
 
 // PrepareName is PrepareName(st.Text).
@@ -96,9 +90,7 @@ const maxIsolationTokens = 65
 // TRANSACTION, whose mode list the server checks: a statement it accepts
 // names its level this way.
 func IsolationLevel(stmt string) string {
-	var r tokenReader
-	r.init(stmt)
-	return isolationLevel(&r)
+	return OneStmt(stmt).IsolationLevel()
 }
 
 // IsolationLevel is IsolationLevel(st.Text).
