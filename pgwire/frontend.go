@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
@@ -144,18 +145,43 @@ func (e *engine) admitSettings(stmts ...stmtInfo) *pgError {
 	return nil
 }
 
+// lexers are the buffers simple Queries are lexed into: each query is
+// lexed once, and everything that reads its statements reads those tokens.
+// They are pooled rather than kept per session, so that an idle session
+// holds none and a huge query does not pin its tokens to a session.
+var lexers = sync.Pool{New: func() any { return new(sqllex.Lexed) }}
+
+// maxPooledQuery is the longest query whose buffers go back to lexers.
+const maxPooledQuery = 64 << 10
+
+// lexQuery lexes a simple Query's text; releaseLexed when done with it.
+func lexQuery(text string) *sqllex.Lexed {
+	lx := lexers.Get().(*sqllex.Lexed)
+	lx.Lex(text)
+	return lx
+}
+
+func releaseLexed(lx *sqllex.Lexed) {
+	if len(lx.Text()) <= maxPooledQuery {
+		lexers.Put(lx)
+	}
+}
+
 // describeQuery splits a simple query into statements, notes what the
 // session-state engine needs to know of each, and applies the
 // compatibility layer's rewrites: sent is the text to send upstream.
 func (e *engine) describeQuery(text string) (qi *queryInfo, flags uint8, sent string) {
-	stmts := sqllex.SplitStatements(text)
-	qi = &queryInfo{stmts: make([]stmtInfo, len(stmts))}
+	lx := lexQuery(text)
+	defer releaseLexed(lx)
+	n := lx.Len()
+	qi = &queryInfo{stmts: make([]stmtInfo, n)}
 	var b strings.Builder
 	last := 0
 	var gone map[string]bool // DEALLOCATEd by the query's statements so far
 	goneAll := false
-	for i, st := range stmts {
-		k := sqllex.Classify(st.Text)
+	for i := range n {
+		st := lx.Stmt(i)
+		k := st.Kind()
 		info := &qi.stmts[i]
 		info.kind = k
 		flags |= unitFlagsFor(k)
@@ -178,14 +204,14 @@ func (e *engine) describeQuery(text string) (qi *queryInfo, flags uint8, sent st
 				gone[d.Name] = true
 			}
 		}
-		if info.rw != nil && info.rw.text != "" && (len(stmts) > 1 || info.rw.local == nil) {
+		if info.rw != nil && info.rw.text != "" && (n > 1 || info.rw.local == nil) {
 			b.WriteString(text[last:st.Start])
 			b.WriteString(info.rw.text)
 			last = st.End
 			continue
 		}
 		if (k == sqllex.Set || k == sqllex.Reset) && info.rw == nil {
-			if set, ok := sqllex.ParseSet(st.Text); ok {
+			if set, ok := st.Set(); ok {
 				info.set = &set
 			}
 		}
@@ -281,7 +307,10 @@ func (e *engine) onParse(msg []byte) (clientStep, error) {
 // describeParse notes what the engine needs to know of a Parse's statement
 // and applies the compatibility layer's rewrite.
 func (e *engine) describeParse(p parseMessage) *preparedStmt {
-	kind := sqllex.Classify(p.query)
+	// One statement, asked mostly about its first words: scanned as far
+	// as each question needs rather than lexed whole.
+	q := sqllex.OneStmt(p.query)
+	kind := q.Kind()
 	st := &preparedStmt{name: p.name, query: p.query, sent: p.query, paramOIDs: p.oids, kind: kind, parsed: parseClock.Add(1)}
 	st.rw = e.compatRewrite(p.query, kind, p.oids)
 	switch {
@@ -290,7 +319,7 @@ func (e *engine) describeParse(p parseMessage) *preparedStmt {
 	case st.rw != nil && st.rw.text != "":
 		st.sent = st.rw.text
 	case kind == sqllex.Set || kind == sqllex.Reset:
-		if set, ok := sqllex.ParseSet(p.query); ok {
+		if set, ok := q.Set(); ok {
 			st.set = &set
 		}
 	}

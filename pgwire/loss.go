@@ -223,21 +223,22 @@ func (e *engine) endLostTxLocked() {
 // normally, on an upstream), COMMIT fails with 40001 (it must not look
 // like success), anything else fails.
 func (e *engine) lostTxQuery(text string) (clientStep, error) {
-	stmts := sqllex.SplitStatements(text)
+	lx := lexQuery(text)
+	defer releaseLexed(lx)
 	first := sqllex.Other
-	if len(stmts) > 0 {
-		first = sqllex.Classify(stmts[0].Text)
+	if lx.Len() > 0 {
+		first = lx.Stmt(0).Kind()
 	}
 	switch first {
 	case sqllex.Rollback:
 		e.host.writeClientLocked(commandComplete("ROLLBACK"))
 		e.endLostTxLocked()
-		if len(stmts) > 1 {
+		if lx.Len() > 1 {
 			// The rest of the query runs normally now that ROLLBACK ended
 			// the lost transaction: it is handed in again as a query of
 			// its own.
 			q, start := beginMessage(nil, 'Q')
-			q = appendCString(q, text[stmts[1].Start:])
+			q = appendCString(q, text[lx.Stmt(1).Start:])
 			return clientStep{need: needUpstream, simple: true, redo: finishMessage(q, start)}, nil
 		}
 		e.host.writeClientLocked(readyForQuery('I'))

@@ -47,15 +47,15 @@ func txPoolRefusal(text string, k sqllex.Kind) *pgError {
 	case sqllex.Listen:
 		return refuse("LISTEN", "Listen on a connection of its own in a route with pool.mode: session,")
 	case sqllex.Declare:
-		if hasWords(text, "with", "hold") {
+		if sqllex.HasKeywords(text, "with", "hold") {
 			return refuse("DECLARE ... WITH HOLD", "Use a cursor without HOLD inside a transaction,")
 		}
 	case sqllex.Other:
-		if (compat.IsCreateTemp(text) || isCreateInTempSchema(text)) && !hasWords(text, "on", "commit", "drop") {
+		if (compat.IsCreateTemp(text) || isCreateInTempSchema(text)) && !sqllex.HasKeywords(text, "on", "commit", "drop") {
 			return refuse("a temporary object that outlives its transaction", "Create temporary tables with ON COMMIT DROP inside a transaction,")
 		}
 	case sqllex.Select, sqllex.With:
-		if containsFoldASCII(text, "temp") && (hasWords(text, "into", "temp") || hasWords(text, "into", "temporary")) {
+		if containsFoldASCII(text, "temp") && (sqllex.HasKeywords(text, "into", "temp") || sqllex.HasKeywords(text, "into", "temporary")) {
 			return refuse("SELECT INTO TEMP", "Create temporary tables with ON COMMIT DROP inside a transaction,")
 		}
 	}
@@ -84,7 +84,7 @@ func callsSessionLock(text string) bool {
 	if !containsFoldASCII(text, "advisory") {
 		return false // the common case, without scanning or allocating
 	}
-	return hasIdent(text, func(name string) bool { return sessionLockFuncs[name] })
+	return sqllex.HasIdent(text, func(name string) bool { return sessionLockFuncs[name] })
 }
 
 // isCreateInTempSchema recognises a CREATE of an object in pg_temp (CREATE
@@ -95,64 +95,13 @@ func isCreateInTempSchema(text string) bool {
 	if !sc.Next().IsKeyword("create") || !containsFoldASCII(text, "pg_temp") {
 		return false
 	}
-	return hasIdent(text, func(name string) bool { return name == "pg_temp" })
-}
-
-// hasIdent reports whether text names an identifier that match accepts
-// (outside strings and comments).
-func hasIdent(text string, match func(string) bool) bool {
-	var sc sqllex.Scanner
-	sc.Init(text)
-	for t := sc.Next(); t.Kind != sqllex.EOF; t = sc.Next() {
-		if name, ok := t.Ident(); ok && match(name) {
-			return true
-		}
-	}
-	return false
-}
-
-// hasWords reports whether text has the unquoted keywords words in a row
-// (comments between them allowed).
-func hasWords(text string, words ...string) bool {
-	var sc sqllex.Scanner
-	sc.Init(text)
-	i := 0
-	for t := sc.Next(); t.Kind != sqllex.EOF; t = sc.Next() {
-		switch {
-		case t.Kind == sqllex.Comment:
-		case t.IsKeyword(words[i]):
-			i++
-			if i == len(words) {
-				return true
-			}
-		case t.IsKeyword(words[0]):
-			i = 1
-		default:
-			i = 0
-		}
-	}
-	return false
+	return sqllex.HasIdent(text, func(name string) bool { return name == "pg_temp" })
 }
 
 // preparedName is the name a SQL PREPARE statement gives, folded as
 // PostgreSQL folds it ("" when text is not one).
 func preparedName(text string) string {
-	var sc sqllex.Scanner
-	sc.Init(text)
-	next := func() sqllex.Token {
-		t := sc.Next()
-		for t.Kind == sqllex.Comment {
-			t = sc.Next()
-		}
-		return t
-	}
-	if !next().IsKeyword("prepare") {
-		return ""
-	}
-	name, ok := next().Ident()
-	if !ok {
-		return ""
-	}
+	name, _ := sqllex.PrepareName(text)
 	return name
 }
 

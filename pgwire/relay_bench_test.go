@@ -124,6 +124,31 @@ func BenchmarkDescribeQuery(b *testing.B) {
 	}
 }
 
+// describeMix is a typical mix of simple Queries: a transaction's
+// statements, a setting, and a multi-statement string.
+var describeMix = []struct{ name, sql string }{
+	{"begin", "BEGIN"},
+	{"select", `/* app=api */ SELECT "o"."id", "o"."total" FROM "orders" AS "o" WHERE "o"."status" = 'open' AND "o"."created_at" > now() - interval '1 day' ORDER BY "o"."created_at" DESC LIMIT 50`},
+	{"set", `SET search_path = "My Schema", public`},
+	{"commit", "COMMIT"},
+	{"multi", "SET statement_timeout = '5s'; BEGIN; INSERT INTO t (a, b) VALUES (1, 'x;y'), (2, $$z$$); SELECT count(*) FROM t; COMMIT"},
+}
+
+// BenchmarkDescribeQueryMix is describeQuery over describeMix: the whole
+// per-query classification of the client side (split, classify, the
+// compatibility layer's look, SET parsing).
+func BenchmarkDescribeQueryMix(b *testing.B) {
+	s := benchSession(b)
+	for _, bc := range describeMix {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				s.describeQuery(bc.sql)
+			}
+		})
+	}
+}
+
 // BenchmarkStateSync is the session-state engine's diff when a client with
 // three settings moves to an upstream that has two of them differently.
 func BenchmarkStateSync(b *testing.B) {

@@ -65,3 +65,58 @@ func BenchmarkParseSet(b *testing.B) {
 		})
 	}
 }
+
+// classifyMix is what the relay classifies per simple Query, a typical mix.
+var classifyMix = []struct{ name, sql string }{
+	{"begin", "BEGIN"},
+	{"select", benchQuery},
+	{"set", `SET search_path = "My Schema", public`},
+	{"commit", "COMMIT"},
+	{"multi", benchMulti},
+}
+
+// BenchmarkClassifyQuery is the relay's per-query classification: the
+// query lexed once, then each statement classified, and a SET or SHOW
+// taken apart, from the same tokens.
+func BenchmarkClassifyQuery(b *testing.B) {
+	var lx sqllex.Lexed
+	for _, bc := range classifyMix {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.sql)))
+			for b.Loop() {
+				lx.Lex(bc.sql)
+				for i := range lx.Len() {
+					st := lx.Stmt(i)
+					switch st.Kind() {
+					case sqllex.Set, sqllex.Reset:
+						st.Set()
+					case sqllex.Show:
+						st.Show()
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkClassifyQueryStrings is BenchmarkClassifyQuery the way the
+// string functions do it, each scanning the statement's text again.
+func BenchmarkClassifyQueryStrings(b *testing.B) {
+	for _, bc := range classifyMix {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.sql)))
+			for b.Loop() {
+				for _, st := range sqllex.SplitStatements(bc.sql) {
+					switch sqllex.Classify(st.Text) {
+					case sqllex.Set, sqllex.Reset:
+						sqllex.ParseSet(st.Text)
+					case sqllex.Show:
+						sqllex.ParseShow(st.Text)
+					}
+				}
+			}
+		})
+	}
+}

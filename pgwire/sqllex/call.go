@@ -22,9 +22,11 @@ type Call struct {
 // ok is false when anything else is in the statement (FROM, a second
 // column, a cast of the result, DISTINCT, ...) or when the name is a
 // keyword with its own syntax (coalesce, extract, ...).
-func ParseSelectCall(stmt string) (c Call, ok bool) {
-	var r tokenReader
-	r.init(stmt)
+func ParseSelectCall(stmt string) (Call, bool) {
+	return OneStmt(stmt).SelectCall()
+}
+
+func parseSelectCall(r *tokenReader) (c Call, ok bool) {
 	if !r.next().IsKeyword("select") {
 		return Call{}, false
 	}
@@ -96,7 +98,7 @@ func (r *tokenReader) parseArgs() ([]string, bool) {
 				if t.Kind != RParen || start < 0 {
 					return nil, false
 				}
-				return append(args, r.src()[start:end]), true
+				return append(args, r.src[start:end]), true
 			}
 			depth--
 		case Comma:
@@ -104,7 +106,7 @@ func (r *tokenReader) parseArgs() ([]string, bool) {
 				if start < 0 {
 					return nil, false
 				}
-				args = append(args, r.src()[start:end])
+				args = append(args, r.src[start:end])
 				start = -1
 				continue
 			}

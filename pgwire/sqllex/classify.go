@@ -71,8 +71,10 @@ var simpleKinds = map[string]Kind{
 // leading words, after any comments and opening parentheses: "(SELECT 1)"
 // is a Select. It does not check that the rest of the statement is valid.
 func Classify(stmt string) Kind {
-	var r tokenReader
-	r.init(stmt)
+	return OneStmt(stmt).Kind()
+}
+
+func classify(r *tokenReader) Kind {
 	parens := false
 	for r.peek(0).Kind == LParen {
 		r.next()
@@ -143,8 +145,10 @@ func simpleKind(w string) Kind {
 // statement name, case-folded like any identifier. ok is false for
 // anything else.
 func ParseDeallocate(stmt string) (name string, all bool, ok bool) {
-	var r tokenReader
-	r.init(stmt)
+	return OneStmt(stmt).Deallocate()
+}
+
+func parseDeallocate(r *tokenReader) (name string, all bool, ok bool) {
 	if !r.next().IsKeyword("deallocate") {
 		return "", false, false
 	}

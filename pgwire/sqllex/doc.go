@@ -34,8 +34,23 @@
 // ParseSelectCall and ParseTruncate take apart the statements the gateway
 // tracks, emulates or refuses; each returns ok = false for anything it does
 // not fully recognise, and the caller must then forward the statement
-// untouched. QuoteIdent, QuoteLiteral and ParseListGUCValue turn values back
-// into SQL that is safe to replay.
+// untouched. HasIdent, HasKeywords, PrepareName and IsolationLevel look
+// through a statement for the words the gateway acts on. QuoteIdent,
+// QuoteLiteral and ParseListGUCValue turn values back into SQL that is safe
+// to replay.
+//
+// # Lexing once
+//
+// Lexed.Lex splits a query string and keeps the tokens of each statement; a
+// Stmt's methods (Kind, Set, Show, Deallocate, SelectCall, Truncate,
+// HasIdent, ...) answer from those tokens what the functions above answer
+// from the statement's text, so a query is scanned once however many
+// questions are asked of it, and a reused Lexed allocates nothing once its
+// buffers have grown. Each grammar is written once, against a reader of
+// tokens that either takes them from a Lexed or scans a string as far as the
+// parser reads. OneStmt makes a Stmt of a string by the second means, for
+// a statement that comes alone (a Parse) and is mostly asked about its
+// first words; the string functions are OneStmt and a method.
 //
 // # What it leaves out
 //

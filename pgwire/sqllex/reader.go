@@ -2,20 +2,48 @@ package sqllex
 
 // tokenReader gives the statement parsers the significant tokens (comments
 // skipped) of one statement with a few tokens of lookahead, without
-// allocating.
+// allocating. Its tokens come from a statement Lexed already lexed (the
+// gateway's path: each query is lexed once, whatever reads it), or from a
+// Scanner run over a string as far as the parser reads (the string entry
+// points such as ParseSet, which often need only the first few tokens).
+// Either way the parsers see the same tokens, so each grammar is written
+// once, against the reader.
 type tokenReader struct {
-	s   Scanner
-	buf [4]Token
-	n   int // tokens in buf
+	src string // the text Token.Pos counts in
+
+	lexed bool
+	toks  []Token // lexed: the tokens not yet read
+	eof   Token   // lexed: what follows them
+
+	s   Scanner  // scanning: the rest of src
+	buf [4]Token // scanning: the tokens peeked at
+	n   int      // tokens in buf
 }
 
+// init makes r read the string stmt by scanning it.
 func (r *tokenReader) init(stmt string) {
+	r.src = stmt
+	r.lexed = false
 	r.s.Init(stmt)
 	r.n = 0
 }
 
+// initStmt makes r read the tokens of a lexed statement.
+func (r *tokenReader) initStmt(st *Stmt) {
+	r.src = st.src
+	r.lexed = true
+	r.toks = st.toks
+	r.eof = Token{Kind: EOF, Pos: st.End, Unterminated: st.endComment}
+}
+
 // peek returns the token i places ahead (0 is the next one); i < len(buf).
 func (r *tokenReader) peek(i int) Token {
+	if r.lexed {
+		if i < len(r.toks) {
+			return r.toks[i]
+		}
+		return r.eof
+	}
 	for r.n <= i {
 		r.buf[r.n] = r.s.Next()
 		r.n++
@@ -25,6 +53,12 @@ func (r *tokenReader) peek(i int) Token {
 
 func (r *tokenReader) next() Token {
 	t := r.peek(0)
+	if r.lexed {
+		if len(r.toks) > 0 {
+			r.toks = r.toks[1:]
+		}
+		return t
+	}
 	copy(r.buf[:], r.buf[1:r.n])
 	r.n--
 	return t
@@ -59,9 +93,6 @@ func (r *tokenReader) atEnd() bool {
 	t := r.peek(0)
 	return t.Kind == EOF && !t.Unterminated
 }
-
-// src is the statement being read.
-func (r *tokenReader) src() string { return r.s.src }
 
 // colID reads a name PostgreSQL's grammar calls ColId: an identifier,
 // quoted or not, that is not a reserved or type/function-name keyword.
@@ -104,5 +135,5 @@ func (r *tokenReader) parseQualifiedName() (string, bool) {
 			return "", false
 		}
 	}
-	return r.src()[first.Pos:last.End()], true
+	return r.src[first.Pos:last.End()], true
 }

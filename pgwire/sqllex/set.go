@@ -122,9 +122,11 @@ type Value struct {
 // comments and a trailing semicolon are fine). ok is false when stmt is not
 // one of the forms listed under SetKind, or is not well formed: the caller
 // must then treat the statement as unknown and forward it untouched.
-func ParseSet(stmt string) (st SetStmt, ok bool) {
-	var r tokenReader
-	r.init(stmt)
+func ParseSet(stmt string) (SetStmt, bool) {
+	return OneStmt(stmt).Set()
+}
+
+func parseSet(r *tokenReader) (st SetStmt, ok bool) {
 	switch t := r.next(); {
 	case t.IsKeyword("set"):
 		ok = r.parseSet(&st)
@@ -357,7 +359,7 @@ func (r *tokenReader) parseParamName() (string, bool) {
 		}
 		if plain && !(t.Kind == Ident && len(t.Text) <= maxIdentLen && last.End() == dot.Pos && dot.End() == t.Pos) {
 			plain = false
-			b.WriteString(r.src()[first.Pos:last.End()])
+			b.WriteString(r.src[first.Pos:last.End()])
 		}
 		if !plain {
 			b.WriteByte('.')
@@ -366,7 +368,7 @@ func (r *tokenReader) parseParamName() (string, bool) {
 		last = t
 	}
 	if plain {
-		return lowerASCII(r.src()[first.Pos:last.End()]), true
+		return lowerASCII(r.src[first.Pos:last.End()]), true
 	}
 	return lowerASCII(b.String()), true
 }
@@ -403,7 +405,7 @@ func (r *tokenReader) parseValueList(st *SetStmt) bool {
 		}
 		r.next()
 	}
-	st.ValueText = r.src()[start:end]
+	st.ValueText = r.src[start:end]
 	return true
 }
 
@@ -457,7 +459,7 @@ func (r *tokenReader) parseNumber(t Token) (Value, Token, bool) {
 		return Value{}, t, false
 	}
 	str, ok := numberString(sign, t.Text)
-	return Value{Kind: ValueNumber, Text: r.src()[first.Pos:t.End()], Str: str}, t, ok
+	return Value{Kind: ValueNumber, Text: r.src[first.Pos:t.End()], Str: str}, t, ok
 }
 
 // numberString renders a numeric constant with its sign the way the
@@ -536,7 +538,7 @@ func (r *tokenReader) parseZoneValue(st *SetStmt) bool {
 		if !ok {
 			return false
 		}
-		st.ValueText = r.src()[t.Pos:last.End()]
+		st.ValueText = r.src[t.Pos:last.End()]
 		st.Values = []Value{v}
 		return true
 	}
@@ -586,7 +588,7 @@ func (r *tokenReader) parseZoneInterval(st *SetStmt, interval Token) bool {
 	}
 	str := "INTERVAL '" + x + "'"
 	st.ValueText = QuoteLiteral(str)
-	st.Values = []Value{{Kind: ValueString, Text: r.src()[interval.Pos:last.End()], Str: str}}
+	st.Values = []Value{{Kind: ValueString, Text: r.src[interval.Pos:last.End()], Str: str}}
 	return true
 }
 
@@ -710,6 +712,6 @@ func (r *tokenReader) parseSetConstraints(st *SetStmt) bool {
 	if !t.IsKeyword("deferred") && !t.IsKeyword("immediate") {
 		return false
 	}
-	st.ValueText = r.src()[start:t.End()]
+	st.ValueText = r.src[start:t.End()]
 	return true
 }

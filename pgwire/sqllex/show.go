@@ -6,8 +6,10 @@ package sqllex
 // "session_authorization", "all", "myapp.tenant"). ok is false for
 // anything else.
 func ParseShow(stmt string) (name string, ok bool) {
-	var r tokenReader
-	r.init(stmt)
+	return OneStmt(stmt).Show()
+}
+
+func parseShow(r *tokenReader) (name string, ok bool) {
 	if !r.next().IsKeyword("show") {
 		return "", false
 	}

@@ -36,34 +36,17 @@ type Statement struct {
 // Unterminated.
 func SplitStatements(sql string) []Statement {
 	// Most strings hold few statements: one allocation for up to 8.
-	out := make([]Statement, 0, min(strings.Count(sql, ";")+1, 8))
-	s := Scanner{KeepComments: true}
-	s.Init(sql)
-	var sp splitter
-	for {
-		t := s.Next()
-		switch t.Kind {
-		case EOF:
-			return sp.flush(out, sql)
-		case Comment:
-			if !t.Unterminated {
-				continue
-			}
-		case Semicolon:
-			if sp.atomic == 0 {
-				out = sp.flush(out, sql)
-				continue
-			}
-		}
-		sp.add(&t)
-	}
+	l := Lexed{stmts: make([]Statement, 0, min(strings.Count(sql, ";")+1, 8))}
+	l.lex(sql, false)
+	return l.stmts
 }
 
-// splitter holds what SplitStatements knows about the statement it is in.
+// splitter holds what Lexed.lex knows about the statement it is in.
 type splitter struct {
 	n            int // tokens so far, comments not counted
 	start, end   int
 	unterminated bool
+	endComment   bool // the last token is a /* comment that is never closed
 
 	head     routineHead
 	parens   int  // depth of parentheses, never below 0
@@ -91,6 +74,7 @@ func (sp *splitter) add(t *Token) {
 	sp.n++
 	sp.end = t.End()
 	sp.unterminated = sp.unterminated || t.Unterminated
+	sp.endComment = t.Kind == Comment
 
 	switch sp.head {
 	case headStart:
@@ -150,18 +134,4 @@ func (sp *splitter) add(t *Token) {
 		}
 	}
 	sp.afterBeg = begin
-}
-
-// flush appends the statement collected so far, if any, and starts afresh.
-func (sp *splitter) flush(out []Statement, sql string) []Statement {
-	if sp.n > 0 {
-		out = append(out, Statement{
-			Text:         sql[sp.start:sp.end],
-			Start:        sp.start,
-			End:          sp.end,
-			Unterminated: sp.unterminated,
-		})
-	}
-	*sp = splitter{}
-	return out
 }

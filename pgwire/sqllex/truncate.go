@@ -23,9 +23,11 @@ type TruncateTable struct {
 // ParseTruncate takes apart
 // TRUNCATE [TABLE] [ONLY] name [*] [, ...] [RESTART IDENTITY | CONTINUE IDENTITY] [CASCADE | RESTRICT].
 // ok is false for anything else.
-func ParseTruncate(stmt string) (ts TruncateStmt, ok bool) {
-	var r tokenReader
-	r.init(stmt)
+func ParseTruncate(stmt string) (TruncateStmt, bool) {
+	return OneStmt(stmt).Truncate()
+}
+
+func parseTruncate(r *tokenReader) (ts TruncateStmt, ok bool) {
 	if !r.next().IsKeyword("truncate") {
 		return TruncateStmt{}, false
 	}
