@@ -122,14 +122,14 @@ func (rw *rewrite) emuChangeOf(name string) *compat.SettingChange {
 // compatRewrite decides what the compatibility layer does with one
 // statement of kind k, given the session's current emulated settings.
 // It returns nil for the (common) statements it leaves alone.
-func (e *engine) compatRewrite(text string, k sqllex.Kind, params []uint32) *rewrite {
+func (e *engine) compatRewrite(st sqllex.Stmt, k sqllex.Kind, params []uint32) *rewrite {
 	if k == sqllex.Deallocate {
 		// Not a compatibility option: the client's statements have
 		// gateway-owned names upstream, so the gateway must answer.
-		return e.deallocateRewrite(text)
+		return e.deallocateRewrite(st)
 	}
 	if e.plainRoute {
-		if rw := e.plainRewrite(text, k); rw != nil {
+		if rw := e.plainRewrite(st, k); rw != nil {
 			return rw
 		}
 	}
@@ -137,7 +137,7 @@ func (e *engine) compatRewrite(text string, k sqllex.Kind, params []uint32) *rew
 		return nil
 	}
 	opt := compat.Options{Settings: e.compat.settings, AdvisoryLocks: e.compat.advisoryLocks, Truncate: e.compat.truncate}
-	return rewriteOf(compat.Decide(text, k, params, opt, e.gucs.emu))
+	return rewriteOf(compat.Decide(st, k, params, opt, e.gucs.emu))
 }
 
 // rewriteOf is the engine's form of compat's decision (nil: none).
@@ -167,8 +167,8 @@ func errorOf(e *compat.Error) *pgError {
 // deallocateRewrite answers SQL DEALLOCATE (compat.Deallocate), except a
 // DEALLOCATE of a statement of the client's own SQL PREPARE on a
 // PostgreSQL route, which is PostgreSQL's.
-func (e *engine) deallocateRewrite(text string) *rewrite {
-	d := compat.Deallocate(text)
+func (e *engine) deallocateRewrite(st sqllex.Stmt) *rewrite {
+	d := compat.Deallocate(st)
 	if d == nil {
 		return nil // not something PostgreSQL accepts either: its error
 	}

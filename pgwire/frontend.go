@@ -185,7 +185,7 @@ func (e *engine) describeQuery(text string) (qi *queryInfo, flags uint8, sent st
 		info := &qi.stmts[i]
 		info.kind = k
 		flags |= unitFlagsFor(k)
-		info.rw = e.compatRewrite(st.Text, k, nil)
+		info.rw = e.compatRewrite(st, k, nil)
 		if d := info.rw.deallocation(); d != nil {
 			// Checked as the statement will run: after the query's earlier
 			// DEALLOCATEs.
@@ -312,7 +312,7 @@ func (e *engine) describeParse(p parseMessage) *preparedStmt {
 	q := sqllex.OneStmt(p.query)
 	kind := q.Kind()
 	st := &preparedStmt{name: p.name, query: p.query, sent: p.query, paramOIDs: p.oids, kind: kind, parsed: parseClock.Add(1)}
-	st.rw = e.compatRewrite(p.query, kind, p.oids)
+	st.rw = e.compatRewrite(q, kind, p.oids)
 	switch {
 	case st.rw != nil && st.rw.local != nil:
 		st.local = true

@@ -37,7 +37,7 @@ const txPoolHint = " or set pool.mode: session for this route, which keeps one u
 
 // txPoolRefusal is the error for a statement of kind k that transaction
 // pooling cannot carry on a PostgreSQL route, or nil.
-func txPoolRefusal(text string, k sqllex.Kind) *pgError {
+func txPoolRefusal(st sqllex.Stmt, k sqllex.Kind) *pgError {
 	refuse := func(what, instead string) *pgError {
 		return &pgError{Severity: severityError, Code: codeFeatureNotSupported,
 			Message: what + " is not supported in transaction pool mode: the next transaction may run on another upstream connection",
@@ -47,19 +47,19 @@ func txPoolRefusal(text string, k sqllex.Kind) *pgError {
 	case sqllex.Listen:
 		return refuse("LISTEN", "Listen on a connection of its own in a route with pool.mode: session,")
 	case sqllex.Declare:
-		if sqllex.HasKeywords(text, "with", "hold") {
+		if st.HasKeywords("with", "hold") {
 			return refuse("DECLARE ... WITH HOLD", "Use a cursor without HOLD inside a transaction,")
 		}
 	case sqllex.Other:
-		if (compat.IsCreateTemp(text) || isCreateInTempSchema(text)) && !sqllex.HasKeywords(text, "on", "commit", "drop") {
+		if (compat.IsCreateTemp(st) || isCreateInTempSchema(st)) && !st.HasKeywords("on", "commit", "drop") {
 			return refuse("a temporary object that outlives its transaction", "Create temporary tables with ON COMMIT DROP inside a transaction,")
 		}
 	case sqllex.Select, sqllex.With:
-		if containsFoldASCII(text, "temp") && (sqllex.HasKeywords(text, "into", "temp") || sqllex.HasKeywords(text, "into", "temporary")) {
+		if containsFoldASCII(st.Text, "temp") && (st.HasKeywords("into", "temp") || st.HasKeywords("into", "temporary")) {
 			return refuse("SELECT INTO TEMP", "Create temporary tables with ON COMMIT DROP inside a transaction,")
 		}
 	}
-	if callsSessionLock(text) {
+	if callsSessionLock(st) {
 		return refuse("a session-level advisory lock", "Use pg_advisory_xact_lock or pg_try_advisory_xact_lock (released when the transaction ends),")
 	}
 	return nil
@@ -80,28 +80,26 @@ var sessionLockFuncs = map[string]bool{
 // callsSessionLock reports whether text calls a session-level advisory
 // lock function anywhere (not inside a string, so not in a function body
 // being defined).
-func callsSessionLock(text string) bool {
-	if !containsFoldASCII(text, "advisory") {
-		return false // the common case, without scanning or allocating
+func callsSessionLock(st sqllex.Stmt) bool {
+	if !containsFoldASCII(st.Text, "advisory") {
+		return false // the common case, without reading its tokens
 	}
-	return sqllex.HasIdent(text, func(name string) bool { return sessionLockFuncs[name] })
+	return st.HasIdent(func(name string) bool { return sessionLockFuncs[name] })
 }
 
 // isCreateInTempSchema recognises a CREATE of an object in pg_temp (CREATE
 // TABLE pg_temp.t, CREATE FUNCTION pg_temp.f, ...).
-func isCreateInTempSchema(text string) bool {
-	var sc sqllex.Scanner
-	sc.Init(text)
-	if !sc.Next().IsKeyword("create") || !containsFoldASCII(text, "pg_temp") {
+func isCreateInTempSchema(st sqllex.Stmt) bool {
+	if !containsFoldASCII(st.Text, "pg_temp") || !st.Leading(1)[0].IsKeyword("create") {
 		return false
 	}
-	return sqllex.HasIdent(text, func(name string) bool { return name == "pg_temp" })
+	return st.HasIdent(func(name string) bool { return name == "pg_temp" })
 }
 
 // preparedName is the name a SQL PREPARE statement gives, folded as
 // PostgreSQL folds it ("" when text is not one).
-func preparedName(text string) string {
-	name, _ := sqllex.PrepareName(text)
+func preparedName(st sqllex.Stmt) string {
+	name, _ := st.PrepareName()
 	return name
 }
 
@@ -109,9 +107,9 @@ func preparedName(text string) string {
 // PostgreSQL route (nil: nothing): in transaction pool mode, what that
 // mode cannot carry; in both modes, it notes SQL PREPAREs (so that a SQL
 // DEALLOCATE of one reaches PostgreSQL).
-func (e *engine) plainRewrite(text string, k sqllex.Kind) *rewrite {
+func (e *engine) plainRewrite(st sqllex.Stmt, k sqllex.Kind) *rewrite {
 	if e.txPooling {
-		if pe := txPoolRefusal(text, k); pe != nil {
+		if pe := txPoolRefusal(st, k); pe != nil {
 			return &rewrite{text: failingSQL, err: pe}
 		}
 		if k == sqllex.Execute {
@@ -120,11 +118,11 @@ func (e *engine) plainRewrite(text string, k sqllex.Kind) *rewrite {
 	}
 	switch k {
 	case sqllex.Prepare:
-		if name := preparedName(text); name != "" {
+		if name := preparedName(st); name != "" {
 			return &rewrite{sqlPrepare: name}
 		}
 	case sqllex.Unlisten:
-		if strings.Contains(text, "*") {
+		if strings.Contains(st.Text, "*") {
 			return &rewrite{unlistenAll: true}
 		}
 	}

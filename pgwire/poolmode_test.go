@@ -40,7 +40,7 @@ func TestTxPoolRefusal(t *testing.T) {
 		{"create table pg_temp.t (x int) on commit drop", false},
 		{"create table public.t (x int)", false},
 	} {
-		pe := txPoolRefusal(c.sql, sqllex.Classify(c.sql))
+		pe := txPoolRefusal(sqllex.OneStmt(c.sql), sqllex.Classify(c.sql))
 		if (pe != nil) != c.refused {
 			t.Errorf("%s: refused %v, want %v", c.sql, pe != nil, c.refused)
 		}
@@ -57,7 +57,7 @@ func TestStatementWords(t *testing.T) {
 		fn    func(string) string
 		cases map[string]string
 	}{
-		{"preparedName", preparedName, map[string]string{
+		{"preparedName", func(sql string) string { return preparedName(sqllex.OneStmt(sql)) }, map[string]string{
 			"PREPARE p AS select 1":               "p",
 			"prepare \"My P\" (int) as select $1": "My P",
 			"/* c */ prepare Q as select 1":       "q",
@@ -73,10 +73,12 @@ func TestStatementWords(t *testing.T) {
 }
 
 func BenchmarkTxPoolRefusal(b *testing.B) {
-	const q = "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
-	k := sqllex.Classify(q)
+	var lx sqllex.Lexed
+	lx.Lex("SELECT abalance FROM pgbench_accounts WHERE aid = $1")
+	st := lx.Stmt(0)
+	k := st.Kind()
 	b.ReportAllocs()
 	for b.Loop() {
-		txPoolRefusal(q, k)
+		txPoolRefusal(st, k)
 	}
 }

@@ -119,27 +119,28 @@ const (
 )
 
 // Decide returns what the compatibility layer does with one statement of
-// kind k (text, with the parameter types paramOIDs a Parse declared),
+// kind k (st, lexed once by the caller; its parsers read its tokens, with
+// the parameter types paramOIDs a Parse declared),
 // given the session's emulated settings emu (see Value). It returns nil
 // for the (common) statements it leaves alone, and never alters a
 // statement it does not fully recognise. DEALLOCATE is not decided here
 // (see Deallocate): it is answered whatever the options.
-func Decide(text string, k sqllex.Kind, paramOIDs []uint32, opt Options, emu map[string]string) *Rewrite {
+func Decide(st sqllex.Stmt, k sqllex.Kind, paramOIDs []uint32, opt Options, emu map[string]string) *Rewrite {
 	switch k {
 	case sqllex.Set, sqllex.Reset:
 		if !opt.Settings {
 			return nil
 		}
-		st, ok := sqllex.ParseSet(text)
+		set, ok := st.Set()
 		if !ok {
 			return nil
 		}
-		return setRewrite(&st)
+		return setRewrite(&set)
 	case sqllex.Show:
 		if !opt.Settings {
 			return nil
 		}
-		name, ok := sqllex.ParseShow(text)
+		name, ok := st.Show()
 		if !ok {
 			return nil
 		}
@@ -148,7 +149,7 @@ func Decide(text string, k sqllex.Kind, paramOIDs []uint32, opt Options, emu map
 				Show: &Show{Name: name, Column: name, Tag: "SHOW"}}
 		}
 	case sqllex.Select:
-		call, ok := sqllex.ParseSelectCall(text)
+		call, ok := st.SelectCall()
 		if !ok || (call.Schema != "" && call.Schema != "pg_catalog") {
 			return nil
 		}
@@ -166,16 +167,16 @@ func Decide(text string, k sqllex.Kind, paramOIDs []uint32, opt Options, emu map
 	case sqllex.Begin:
 		// DSQL refuses other levels at BEGIN too; a transaction it ran
 		// at another level would contradict SHOW transaction_isolation.
-		if l := BeginIsolation(text); opt.Settings && l != "" && l != "repeatable read" {
+		if l := st.IsolationLevel(); opt.Settings && l != "" && l != "repeatable read" {
 			return refuse(isolationUnsupported(l))
 		}
 	case sqllex.Truncate:
 		if !opt.Truncate {
 			return nil
 		}
-		return truncateRewrite(text)
+		return truncateRewrite(st)
 	case sqllex.Other:
-		if IsCreateTemp(text) {
+		if IsCreateTemp(st) {
 			return &Rewrite{Hint: tempTableHint}
 		}
 	default:
@@ -198,8 +199,8 @@ func refuse(err *Error) *Rewrite { return &Rewrite{Text: FailingSQL, Err: err} }
 // the client's own names go (as Close does). Not transactional, as in
 // PostgreSQL: whether the statement exists is checked when it runs. It
 // returns nil for a text PostgreSQL would not accept either (its error).
-func Deallocate(text string) *Rewrite {
-	name, all, ok := sqllex.ParseDeallocate(text)
+func Deallocate(st sqllex.Stmt) *Rewrite {
+	name, all, ok := st.Deallocate()
 	switch {
 	case !ok:
 		return nil
@@ -211,8 +212,8 @@ func Deallocate(text string) *Rewrite {
 
 // truncateRewrite runs TRUNCATE of one plain table as DELETE; any other
 // TRUNCATE goes upstream, where DSQL's refusal gets a hint.
-func truncateRewrite(text string) *Rewrite {
-	ts, ok := sqllex.ParseTruncate(text)
+func truncateRewrite(st sqllex.Stmt) *Rewrite {
+	ts, ok := st.Truncate()
 	if !ok || ts.Cascade || ts.RestartIdentity || len(ts.Tables) != 1 {
 		return &Rewrite{Hint: truncateHint}
 	}
@@ -300,51 +301,17 @@ func stringConstant(text string) (string, bool) {
 	return tok.StringValue()
 }
 
-// BeginIsolation returns the isolation level a BEGIN or START TRANSACTION
-// statement asks for, lower case ("" when none, or not one PostgreSQL
-// knows: its own error then).
-func BeginIsolation(text string) string {
-	if !containsFoldASCII(text, "isolation") {
-		return "" // every plain BEGIN: no scan, no allocation
-	}
-	var sc sqllex.Scanner
-	sc.Init(text)
-	var words []string
-	for t := sc.Next(); t.Kind != sqllex.EOF; t = sc.Next() {
-		if t.Kind == sqllex.Comment {
-			continue
-		}
-		words = append(words, strings.ToLower(t.Text))
-		if len(words) > 64 {
-			break
-		}
-	}
-	for i := 0; i+2 < len(words); i++ {
-		if words[i] != "isolation" || words[i+1] != "level" {
-			continue
-		}
-		if l := words[i+2]; l == "serializable" {
-			return l
-		}
-		if i+3 < len(words) && isolationLevels[words[i+2]+" "+words[i+3]] {
-			return words[i+2] + " " + words[i+3]
-		}
-	}
-	return ""
-}
-
 // IsCreateTemp recognises CREATE [GLOBAL|LOCAL] {TEMP|TEMPORARY} TABLE.
-func IsCreateTemp(text string) bool {
-	var sc sqllex.Scanner
-	sc.Init(text)
-	if !sc.Next().IsKeyword("create") {
+func IsCreateTemp(st sqllex.Stmt) bool {
+	t := st.Leading(3)
+	if !t[0].IsKeyword("create") {
 		return false
 	}
-	tok := sc.Next()
-	if tok.IsKeyword("global") || tok.IsKeyword("local") {
-		tok = sc.Next()
+	i := 1
+	if t[i].IsKeyword("global") || t[i].IsKeyword("local") {
+		i++
 	}
-	return tok.IsKeyword("temp") || tok.IsKeyword("temporary")
+	return t[i].IsKeyword("temp") || t[i].IsKeyword("temporary")
 }
 
 // containsFoldASCII reports whether s contains word (lower case ASCII),

@@ -1,6 +1,7 @@
 package compat
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -78,7 +79,7 @@ func TestDecide(t *testing.T) {
 		if opt == (Options{}) {
 			opt = allOn
 		}
-		got := Decide(tc.sql, sqllex.Classify(tc.sql), nil, opt, tc.emu)
+		got := Decide(lexed(tc.sql), sqllex.Classify(tc.sql), nil, opt, tc.emu)
 		if got != nil && got.Err != nil {
 			if got.Err.Message == "" {
 				t.Errorf("Decide(%q) refuses without a message", tc.sql)
@@ -107,7 +108,7 @@ func TestDecideLockCall(t *testing.T) {
 		{"SELECT pg_advisory_unlock(7::bigint)", nil, "pg_advisory_unlock", []uint32{}, true, false},
 		{"SELECT pg_advisory_unlock_all()", nil, "pg_advisory_unlock_all", []uint32{}, false, false},
 	} {
-		rw := Decide(tc.sql, sqllex.Classify(tc.sql), tc.oids, allOn, nil)
+		rw := Decide(lexed(tc.sql), sqllex.Classify(tc.sql), tc.oids, allOn, nil)
 		if rw == nil || rw.Lock == nil || rw.Text != "" {
 			t.Fatalf("Decide(%q) = %+v, want a lock call", tc.sql, rw)
 		}
@@ -117,7 +118,7 @@ func TestDecideLockCall(t *testing.T) {
 		}
 	}
 	for _, sql := range []string{"SELECT pg_advisory_lock(1, 2, 3)", "SELECT pg_advisory_unlock_all(1)", "SELECT pg_advisory_lock('$1')", "SELECT pg_advisory_lock(1::text)"} {
-		if rw := Decide(sql, sqllex.Classify(sql), nil, allOn, nil); rw == nil || rw.Lock != nil || rw.Hint != lockCallHint {
+		if rw := Decide(lexed(sql), sqllex.Classify(sql), nil, allOn, nil); rw == nil || rw.Lock != nil || rw.Hint != lockCallHint {
 			t.Errorf("Decide(%q) = %+v, want the lock-call hint", sql, rw)
 		}
 	}
@@ -130,7 +131,7 @@ func TestDeallocate(t *testing.T) {
 		"DEALLOCATE ALL":        {Text: PlaceholderSQL, Tag: "DEALLOCATE ALL", HideRows: true, Dealloc: &Deallocation{All: true}},
 		"DEALLOCATE":            nil,
 	} {
-		if diff := cmp.Diff(want, Deallocate(sql)); diff != "" {
+		if diff := cmp.Diff(want, Deallocate(lexed(sql))); diff != "" {
 			t.Errorf("Deallocate(%q) (-want +got):\n%s", sql, diff)
 		}
 	}
@@ -141,12 +142,18 @@ func TestBeginIsolation(t *testing.T) {
 		"BEGIN ISOLATION LEVEL SERIALIZABLE":                          "serializable",
 		"start transaction read only, isolation level read committed": "read committed",
 		"begin isolation /* x */ level repeatable read":               "repeatable read",
-		"begin":                 "",
-		"begin isolation level": "",
+		"begin":                                        "",
+		"begin isolation level repeatable read":        "repeatable read",
+		"begin isolation level":                        "",
 		"begin transaction isolation level read write": "",
 	} {
-		if got := BeginIsolation(sql); got != want {
-			t.Errorf("BeginIsolation(%s) = %q, want %q", sql, got, want)
+		rw := Decide(lexed(sql), sqllex.Begin, nil, allOn, nil)
+		refused := want != "" && want != "repeatable read"
+		switch {
+		case !refused && rw != nil:
+			t.Errorf("Decide(%s) = %+v, want nil (level %q)", sql, rw, want)
+		case refused && (rw == nil || rw.Err == nil || !strings.Contains(rw.Err.Message, strings.ToUpper(want))):
+			t.Errorf("Decide(%s) = %+v, want a refusal of %s", sql, rw, strings.ToUpper(want))
 		}
 	}
 }
@@ -213,14 +220,28 @@ func TestMillis(t *testing.T) {
 // the per-query path, cost a classification's worth and no allocation.
 func BenchmarkDecide(b *testing.B) {
 	for _, sql := range []string{"SELECT abalance FROM pgbench_accounts WHERE aid = $1", "UPDATE t SET a = 1 WHERE id = 2", "BEGIN"} {
-		k := sqllex.Classify(sql)
+		var lx sqllex.Lexed
+		lx.Lex(sql)
+		st := lx.Stmt(0)
+		k := st.Kind()
 		b.Run(k.String(), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if Decide(sql, k, nil, allOn, nil) != nil {
+				if Decide(st, k, nil, allOn, nil) != nil {
 					b.Fatal("rewritten")
 				}
 			}
 		})
 	}
+}
+
+// lexed is sql's first statement lexed as the gateway lexes a simple
+// Query (sql whole when it holds none).
+func lexed(sql string) sqllex.Stmt {
+	var lx sqllex.Lexed
+	lx.Lex(sql)
+	if lx.Len() == 0 {
+		return sqllex.OneStmt(sql)
+	}
+	return lx.Stmt(0)
 }

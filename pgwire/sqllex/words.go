@@ -121,3 +121,16 @@ func isolationLevel(r *tokenReader) string {
 	}
 	return ""
 }
+
+// Leading returns the statement's first n significant tokens (comments
+// left out; EOF tokens past its end), n at most 4: what a rule that looks
+// at how a statement begins reads, without scanning further.
+func (st Stmt) Leading(n int) [4]Token {
+	var r tokenReader
+	st.reader(&r)
+	var out [4]Token
+	for i := range min(n, len(out)) {
+		out[i] = r.peek(i)
+	}
+	return out
+}
