@@ -5,14 +5,23 @@
 // It owns everything between the gateway and the database: AWS credentials
 // and IAM token minting (a fresh token for every dial), the TLS dial with SNI
 // and verify-full, the startup handshake, the pools with their lifetimes
-// (DSQL closes every connection after 60 minutes), idle timeouts and the
-// per-cluster dial rate limit (DSQL refuses more than 100 new connections a
-// second). It also keeps the advisory locks pgwire answers for clients
-// (LockManager, from Route.Locks) as leased rows of a table on the cluster
-// itself, so they hold across every gateway serving it.
+// (DSQL closes every connection after 60 minutes), idle timeouts, the
+// per-user isolation of connections, and the per-cluster dial rate limit
+// (DSQL refuses more than 100 new connections a second). A reload puts new
+// routes in force in two steps (Bridge.Prepare, then RouteUpdate.Commit or
+// Discard).
 //
-// It deliberately never speaks to clients: pgwire acquires a *ServerConn,
-// reads and writes protocol messages on it, and releases it at a safe point.
-// What a connection's session state is (settings, prepared statements) is
-// pgwire's business too; authbridge only carries it in ServerConn.State.
+// The DSQL compatibility layer's advisory lock table is internal/compat's
+// (compat.LockManager); authbridge only makes one per route (Route.Locks)
+// and gives it connections of its own through the route's dial
+// (Route.DialLocks and Route.DialRetryable, compat.LockUpstream), and
+// closes it with the bridge.
+//
+// It deliberately never speaks to clients and does not import pgwire:
+// internal/gateway adapts a Bridge, its Routes and Pools and each
+// *ServerConn to the interfaces pgwire declares. A session acquires a
+// connection, reads and writes protocol messages on it, and releases it at
+// a safe point. What a connection's session state is (settings, prepared
+// statements) is pgwire's business too; authbridge only carries it in
+// ServerConn.State.
 package authbridge

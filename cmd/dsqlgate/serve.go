@@ -60,8 +60,10 @@ Signals: SIGTERM or SIGINT drains (no new clients; each client is closed at
 its next safe point, after its transaction, for up to shutdown_timeout); a
 second SIGINT exits at once. SIGHUP reloads the configuration (users, routes
 and pool sizes, client TLS, limits, log level) without dropping sessions, and
-logs what changed or why it refused. The client listener uses SO_REUSEPORT,
-so a new process can take over the port during a rolling restart.`,
+logs what changed or why it refused. On unix systems the client listener
+uses SO_REUSEPORT, so a new process can take over the port during a rolling
+restart; on Windows (and Solaris) it is a plain listener, and the old
+process must stop before the new one listens on the same address.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext(cmd.Context())

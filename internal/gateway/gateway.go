@@ -1,7 +1,14 @@
 // Package gateway wires a validated configuration into a running gateway:
-// the authbridge routes and pools, the pgwire server and its listener, and
-// the HTTP listener for metrics and health. The serve and demo commands and
-// the test harness all start gateways through it.
+// the route secrets (users.ResolveRoutes), the authbridge routes and pools,
+// the pgwire server and its client listener (SO_REUSEPORT on unix systems,
+// listen_unix.go; a plain listener elsewhere, listen_other.go), and the
+// HTTP listener for metrics and health. It is the one place that sees both
+// sides: upstream.go adapts authbridge to the interfaces pgwire declares,
+// without allocating. Gateway.Reload puts a new configuration in force in
+// two phases, preparing the routes (Bridge.Prepare) and the server
+// (Server.PrepareConfig) and committing both only when both succeeded. The
+// serve and demo commands and the test harness all start gateways through
+// it.
 package gateway
 
 import (
