@@ -179,7 +179,7 @@ func (s *session) lockServiceError(err error) *pgError {
 		Hint:    "The gateway's log has the cause; the lock was not taken."}
 }
 
-// releaseXactLocks lets go of the session's transaction-scoped advisory
+// releaseXactLocksLocked lets go of the session's transaction-scoped advisory
 // locks when its transaction ends. It runs on its own goroutine (the
 // caller holds session.mu); advisoryState.mu keeps it in order with the
 // client's next lock call.

@@ -19,8 +19,9 @@ import (
 // to the client is handed to host.writeClientLocked, in order; what needs
 // I/O (an upstream to attach, an advisory-lock call to make, answers owed
 // to wait for) is returned as a clientStep for the session to do before it
-// hands the message in again or reports the result. Everything that is not protocol (timers, metrics,
-// the advisory lock table, limits) is behind engineHost.
+// hands the message in again or reports the result. Everything that is
+// not protocol (timers, metrics, the release of transaction advisory
+// locks, limits) is behind engineHost.
 //
 // The rules themselves live with the messages they concern: frontend.go
 // (client messages), backend.go (upstream replies), loss.go (a lost

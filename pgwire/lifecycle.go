@@ -35,8 +35,8 @@ type ServerUpdate struct {
 // PrepareConfig builds what a reloaded, validated configuration puts in
 // force for new connections and new authentications, without dropping
 // sessions: users (reading the users file), client TLS (reading the
-// certificate files), limits, log settings. (Routes and pools are
-// authbridge.Bridge.Prepare's.) It changes nothing: Commit does, so that
+// certificate files), limits, log settings. (Routes and pools are the
+// upstream side's, prepared beside this by internal/gateway's Reload.) It changes nothing: Commit does, so that
 // a reload that fails on either side leaves both as they were. Settings
 // that need a restart are left as they are, and reported.
 //

@@ -431,7 +431,7 @@ func modelAnalyze(text string) *modelStmt {
 	return st
 }
 
-// parseCheck is what PostgreSQL's raw parser rejects in our language.
+// modelParseCheck is what PostgreSQL's raw parser rejects in our language.
 func modelParseCheck(text string) *modelErr {
 	if strings.Contains(strings.ToLower(text), "syntax_error") {
 		return mErr("42601", `syntax error at or near "syntax_error"`)

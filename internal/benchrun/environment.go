@@ -265,7 +265,7 @@ type gatewayRoute struct {
 }
 
 // gatewayConfig is a configuration file for `dsqlgate serve`. The
-// passwords come from environment variables (gatewayEnv).
+// passwords come from environment variables (set by startGateway).
 func (e *environment) gatewayConfig(listen, metrics string, routes []gatewayRoute) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %s\n", listen)

@@ -23,7 +23,7 @@ type memoryResult struct {
 	// rssBefore is the resident memory after a warm-up (a few clients
 	// that connected and left), rssAfter with every client connected.
 	rssBefore, rssAfter int64
-	// goStats are the gateway's Go runtime figures before and after
+	// goBefore and goAfter are the gateway's Go runtime figures before and after
 	// (nil for PgBouncer): go_goroutines, go_memstats_heap_inuse_bytes,
 	// go_memstats_stack_inuse_bytes.
 	goBefore, goAfter map[string]float64

@@ -55,7 +55,7 @@ func TestDecide(t *testing.T) {
 			want: &Rewrite{Text: `SELECT 'notice'::text AS lvl`, Show: &Show{Name: "client_min_messages", Column: "lvl", Tag: "SELECT 1"}}},
 		{sql: "SELECT current_setting('search_path')", want: nil},
 		{sql: "SELECT current_setting('statement_timeout')", opt: Options{AdvisoryLocks: true}, want: nil},
-		// Advisory locks (the calls themselves: TestParseLockCall).
+		// Advisory locks (the calls themselves: TestDecideLockCall, TestLockCallValues).
 		{sql: "SELECT pg_advisory_lock(a.b)", want: &Rewrite{Hint: lockCallHint}},
 		{sql: "SELECT pg_advisory_lock(a.b)", opt: Options{Settings: true}, want: nil},
 		// TRUNCATE.
