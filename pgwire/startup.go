@@ -16,6 +16,7 @@ import (
 
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/scram"
+	"github.com/jackc/pgerrcode"
 )
 
 // Startup packet codes (the int32 after the length).
@@ -69,11 +70,11 @@ func readStartupPacket(r io.Reader, max int) (code uint32, rest []byte, err erro
 	}
 	n := int(binary.BigEndian.Uint32(hdr[:4]))
 	if n < 8 {
-		return 0, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid length of startup packet"}
+		return 0, nil, &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "invalid length of startup packet"}
 	}
 	if n > max {
 		// Refused from its header: nothing of it is read or buffered.
-		return 0, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+		return 0, nil, &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
 			Message: fmt.Sprintf("invalid length of startup packet: %d bytes exceeds the limit of %d bytes", n, max)}
 	}
 	if _, err := io.ReadFull(r, hdr[4:8]); err != nil {
@@ -96,10 +97,10 @@ const maxStartupParameters = 64
 // version: pairs of NUL-terminated name and value, ended by a NUL.
 func parseStartupMessage(version uint32, b []byte) (*startupInfo, error) {
 	bad := func(msg string) error {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: msg}
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: msg}
 	}
 	if version>>16 != 3 {
-		return nil, &pgError{Severity: severityFatal, Code: codeFeatureNotSupported,
+		return nil, &pgError{Severity: severityFatal, Code: pgerrcode.FeatureNotSupported,
 			Message: fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0", version>>16, version&0xffff)}
 	}
 	info := &startupInfo{params: map[string]string{}, minor: version & 0xffff}
@@ -137,14 +138,14 @@ func parseStartupMessage(version uint32, b []byte) (*startupInfo, error) {
 		}
 	}
 	if info.user == "" {
-		return nil, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+		return nil, &pgError{Severity: severityFatal, Code: pgerrcode.InvalidAuthorizationSpecification,
 			Message: "no PostgreSQL user name specified in startup packet"}
 	}
 	if info.database == "" {
 		info.database = info.user
 	}
 	if v, ok := info.params["replication"]; ok && v != "false" && v != "0" && v != "off" && v != "no" {
-		return nil, &pgError{Severity: severityFatal, Code: codeFeatureNotSupported,
+		return nil, &pgError{Severity: severityFatal, Code: pgerrcode.FeatureNotSupported,
 			Message: "replication connections are not supported by the gateway"}
 	}
 	return info, nil
@@ -198,12 +199,12 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 		case codeSSLRequest:
 			sslDone = true
 			if tlsDone {
-				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "SSLRequest received on an encrypted connection"}
+				return conn, br, nil, &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "SSLRequest received on an encrypted connection"}
 			}
 			if br.Buffered() > 0 {
 				// Bytes after SSLRequest before our answer would be read
 				// outside TLS: a man in the middle could inject them.
-				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "received unencrypted data after SSL request"}
+				return conn, br, nil, &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "received unencrypted data after SSL request"}
 			}
 			if t.config == nil {
 				if _, err := conn.Write([]byte{'N'}); err != nil {
@@ -223,7 +224,7 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 		case codeGSSENCRequest:
 			gssDone = true
 			if tlsDone {
-				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "GSSENCRequest received on an encrypted connection"}
+				return conn, br, nil, &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "GSSENCRequest received on an encrypted connection"}
 			}
 			if _, err := conn.Write([]byte{'N'}); err != nil {
 				return conn, br, nil, err
@@ -237,7 +238,7 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 				return conn, br, nil, err
 			}
 			if t.require && !tlsDone {
-				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+				return conn, br, nil, &pgError{Severity: severityFatal, Code: pgerrcode.InvalidAuthorizationSpecification,
 					Message: "the gateway requires TLS", Hint: "Connect with sslmode=require (or stronger)."}
 			}
 			return conn, br, info, nil
@@ -273,7 +274,7 @@ func (s *Server) authenticate(conn net.Conn, br *bufio.Reader, user string, log 
 	tbl := s.users.Load()
 	u := tbl.byName[user]
 	failed := func() error {
-		return &pgError{Severity: severityFatal, Code: codeInvalidPassword,
+		return &pgError{Severity: severityFatal, Code: pgerrcode.InvalidPassword,
 			Message: fmt.Sprintf("password authentication failed for user %q", user)}
 	}
 	fr := frameReader{r: br, maxSize: s.currentConfig().Limits.MaxStartupPacket.Int()}
@@ -316,7 +317,7 @@ func readPasswordMessage(fr *frameReader, what string) ([]byte, error) {
 		return nil, startupReadError(err)
 	}
 	if msg[0] != 'p' {
-		return nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+		return nil, &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
 			Message: fmt.Sprintf("expected %s, got message type %q", what, msg[0])}
 	}
 	return body(msg), nil
@@ -362,7 +363,7 @@ func askPassword(conn net.Conn, fr *frameReader, request []byte) ([]byte, error)
 	}
 	answer, rest, ok := cstringBytes(b)
 	if !ok || len(rest) != 0 {
-		return nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid password packet size"}
+		return nil, &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "invalid password packet size"}
 	}
 	return answer, nil
 }
@@ -373,7 +374,7 @@ func askPassword(conn net.Conn, fr *frameReader, request []byte) ([]byte, error)
 // verifier): the check then costs the same and fails.
 func (s *Server) authCleartext(conn net.Conn, fr *frameReader, verifier scram.Verifier, known bool, failed func() error) error {
 	if _, isTLS := conn.(*tls.Conn); !isTLS {
-		return &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+		return &pgError{Severity: severityFatal, Code: pgerrcode.InvalidAuthorizationSpecification,
 			Message: "password authentication in clear text is only allowed over TLS",
 			Hint:    "Connect with sslmode=require (or stronger)."}
 	}
@@ -416,29 +417,29 @@ func (s *Server) authSCRAM(conn net.Conn, fr *frameReader, verifier scram.Verifi
 		return startupReadError(err)
 	}
 	if msg[0] != 'p' {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
 			Message: fmt.Sprintf("expected SASL response, got message type %q", msg[0])}
 	}
 	mech, rest, ok := readCString(body(msg))
 	if !ok || len(rest) < 4 {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "malformed SASLInitialResponse message"}
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "malformed SASLInitialResponse message"}
 	}
 	n := int32(binary.BigEndian.Uint32(rest[:4]))
 	data := rest[4:]
 	if (n == -1 && len(data) != 0) || (n != -1 && (n < 0 || int(n) != len(data))) {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "malformed SASLInitialResponse message"}
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "malformed SASLInitialResponse message"}
 	}
 	allowed := false
 	for _, m := range mechs {
 		allowed = allowed || m == mech
 	}
 	if !allowed {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
 			Message: "client selected an invalid SASL authentication mechanism"}
 	}
 	ex, err := scram.NewServerExchange(verifier, mech, scram.ServerOptions{ChannelBinding: cb})
 	if err != nil {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid SASL authentication", Err: err}
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "invalid SASL authentication", Err: err}
 	}
 	if n == -1 {
 		// The client sends its first message after an empty challenge
@@ -454,7 +455,7 @@ func (s *Server) authSCRAM(conn net.Conn, fr *frameReader, verifier scram.Verifi
 			return startupReadError(err)
 		}
 		if msg[0] != 'p' {
-			return &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+			return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
 				Message: fmt.Sprintf("expected SASL response, got message type %q", msg[0])}
 		}
 		data = body(msg)
@@ -476,7 +477,7 @@ func (s *Server) authSCRAM(conn net.Conn, fr *frameReader, verifier scram.Verifi
 		return startupReadError(err)
 	}
 	if msg[0] != 'p' {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
 			Message: fmt.Sprintf("expected SASL response, got message type %q", msg[0])}
 	}
 	serverFinal, err := ex.ClientFinal(body(msg))
@@ -500,21 +501,21 @@ func scramError(err error, failed func() error) error {
 	case errors.Is(err, scram.ErrAuthFailed):
 		return failed()
 	case errors.Is(err, scram.ErrChannelBinding):
-		return &pgError{Severity: severityFatal, Code: codeInvalidAuthorization, Message: "SCRAM channel binding check failed", Detail: err.Error(), Err: err}
+		return &pgError{Severity: severityFatal, Code: pgerrcode.InvalidAuthorizationSpecification, Message: "SCRAM channel binding check failed", Detail: err.Error(), Err: err}
 	case errors.Is(err, scram.ErrFeatureNotSupported):
-		return &pgError{Severity: severityFatal, Code: codeFeatureNotSupported, Message: "unsupported SCRAM feature", Detail: err.Error(), Err: err}
+		return &pgError{Severity: severityFatal, Code: pgerrcode.FeatureNotSupported, Message: "unsupported SCRAM feature", Detail: err.Error(), Err: err}
 	}
-	return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "malformed SCRAM message", Detail: err.Error(), Err: err}
+	return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "malformed SCRAM message", Detail: err.Error(), Err: err}
 }
 
 func startupReadError(err error) error {
 	var tooLarge *MessageTooLargeError
 	if errors.As(err, &tooLarge) {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
 			Message: fmt.Sprintf("authentication message of %d bytes exceeds the limit of %d bytes", tooLarge.Size, tooLarge.Limit)}
 	}
 	if errors.Is(err, errBadLength) {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid message length"}
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "invalid message length"}
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return errClientGone
