@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -1336,11 +1337,9 @@ func (s *session) reportParamsLocked(us *upstreamState) {
 	}
 }
 
+// parameterStatus is the ParameterStatus message reporting name's value.
 func parameterStatus(name, value string) []byte {
-	msg, start := beginMessage(nil, 'S')
-	msg = appendCString(msg, name)
-	msg = appendCString(msg, value)
-	return finishMessage(msg, start)
+	return encode(&pgproto3.ParameterStatus{Name: name, Value: value})
 }
 
 // Limits of the upstream side.

@@ -17,6 +17,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/scram"
 	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Startup packet codes (the int32 after the length).
@@ -307,10 +308,27 @@ func (s *Server) authenticate(conn net.Conn, br *bufio.Reader, user string, log 
 	return u, nil
 }
 
-var authOK = []byte{'R', 0, 0, 0, 8, 0, 0, 0, 0}
+// authOK is AuthenticationOk, the same for every client.
+var authOK = encode(&pgproto3.AuthenticationOk{})
+
+// encode returns the bytes of a message the gateway sends on a cold path
+// (authentication, the greeting after it, the admin console). pgproto3
+// refuses only a body over 1 GiB, which none of them can reach: their
+// parts come from the gateway, a startup packet (bounded by
+// limits.max_startup_packet) or an upstream's ParameterStatus (bounded by
+// maxServerMessage). An error is therefore a bug, and panics (a session's
+// panic closes only its connection).
+func encode(msg pgproto3.BackendMessage) []byte {
+	b, err := msg.Encode(nil)
+	if err != nil {
+		panic(fmt.Sprintf("pgwire: encode %T: %v", msg, err))
+	}
+	return b
+}
 
 // readPasswordMessage reads the client's next authentication message,
-// which must be a PasswordMessage ('p').
+// which must be a PasswordMessage ('p'; the type byte a SASLInitialResponse
+// and a SASLResponse share), and returns its body.
 func readPasswordMessage(fr *frameReader, what string) ([]byte, error) {
 	msg, err := fr.next()
 	if err != nil {
@@ -329,10 +347,7 @@ func (s *Server) authMD5(conn net.Conn, fr *frameReader, u *userEntry, failed fu
 	if _, err := rand.Read(salt[:]); err != nil {
 		return err
 	}
-	out, start := beginMessage(nil, 'R')
-	out = appendInt32(out, 5) // AuthenticationMD5Password
-	out = append(out, salt[:]...)
-	got, err := askPassword(conn, fr, finishMessage(out, start))
+	got, err := askPassword(conn, fr, &pgproto3.AuthenticationMD5Password{Salt: salt})
 	if err != nil {
 		return err
 	}
@@ -340,7 +355,7 @@ func (s *Server) authMD5(conn net.Conn, fr *frameReader, u *userEntry, failed fu
 	if u != nil && u.md5 != "" {
 		stored = u.md5
 	}
-	if !constantTimeEqual(got, []byte(md5Response(stored, salt[:]))) || u == nil || u.md5 == "" {
+	if !constantTimeEqual([]byte(got), []byte(md5Response(stored, salt[:]))) || u == nil || u.md5 == "" {
 		return failed()
 	}
 	return nil
@@ -353,19 +368,20 @@ var mockMD5 = "md5" + strings.Repeat("0", 32)
 // askPassword sends the authentication request and returns the client's
 // answer: a PasswordMessage holding one string (an md5 hash or the
 // password).
-func askPassword(conn net.Conn, fr *frameReader, request []byte) ([]byte, error) {
-	if _, err := conn.Write(request); err != nil {
-		return nil, err
+func askPassword(conn net.Conn, fr *frameReader, request pgproto3.BackendMessage) (string, error) {
+	if _, err := conn.Write(encode(request)); err != nil {
+		return "", err
 	}
 	b, err := readPasswordMessage(fr, "password response")
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	answer, rest, ok := cstringBytes(b)
-	if !ok || len(rest) != 0 {
-		return nil, &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "invalid password packet size"}
+	// pgproto3 ignores what follows the string's NUL; PostgreSQL refuses it.
+	var answer pgproto3.PasswordMessage
+	if err := answer.Decode(b); err != nil || len(answer.Password)+1 != len(b) {
+		return "", &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "invalid password packet size"}
 	}
-	return answer, nil
+	return answer.Password, nil
 }
 
 // authCleartext asks for the password itself: allowed only over TLS, and
@@ -378,13 +394,11 @@ func (s *Server) authCleartext(conn net.Conn, fr *frameReader, verifier scram.Ve
 			Message: "password authentication in clear text is only allowed over TLS",
 			Hint:    "Connect with sslmode=require (or stronger)."}
 	}
-	out, start := beginMessage(nil, 'R')
-	out = appendInt32(out, 3) // AuthenticationCleartextPassword
-	password, err := askPassword(conn, fr, finishMessage(out, start))
+	password, err := askPassword(conn, fr, &pgproto3.AuthenticationCleartextPassword{})
 	if err != nil {
 		return err
 	}
-	if !verifier.VerifyPassword(string(password)) || !known {
+	if !verifier.VerifyPassword(password) || !known {
 		return failed()
 	}
 	return nil
@@ -401,34 +415,27 @@ func (s *Server) authSCRAM(conn net.Conn, fr *frameReader, verifier scram.Verifi
 	}
 	mechs := scram.Mechanisms(isTLS && cb != nil)
 
-	out, start := beginMessage(nil, 'R')
-	out = appendInt32(out, 10) // AuthenticationSASL
-	for _, m := range mechs {
-		out = appendCString(out, m)
-	}
-	out = append(out, 0)
-	out = finishMessage(out, start)
-	if _, err := conn.Write(out); err != nil {
+	if _, err := conn.Write(encode(&pgproto3.AuthenticationSASL{AuthMechanisms: mechs})); err != nil {
 		return err
 	}
 
-	msg, err := fr.next()
+	b, err := readPasswordMessage(fr, "SASL response")
 	if err != nil {
-		return startupReadError(err)
+		return err
 	}
-	if msg[0] != 'p' {
-		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
-			Message: fmt.Sprintf("expected SASL response, got message type %q", msg[0])}
-	}
-	mech, rest, ok := readCString(body(msg))
-	if !ok || len(rest) < 4 {
+	var first pgproto3.SASLInitialResponse
+	if first.Decode(b) != nil {
 		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "malformed SASLInitialResponse message"}
 	}
-	n := int32(binary.BigEndian.Uint32(rest[:4]))
-	data := rest[4:]
+	// pgproto3 skips the length before the data, which says more than the
+	// data does: -1 is no initial response (unlike an empty one), and any
+	// other length must be the data's.
+	n := int32(binary.BigEndian.Uint32(b[len(first.AuthMechanism)+1:]))
+	data := first.Data
 	if (n == -1 && len(data) != 0) || (n != -1 && (n < 0 || int(n) != len(data))) {
 		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "malformed SASLInitialResponse message"}
 	}
+	mech := first.AuthMechanism
 	allowed := false
 	for _, m := range mechs {
 		allowed = allowed || m == mech
@@ -444,54 +451,45 @@ func (s *Server) authSCRAM(conn net.Conn, fr *frameReader, verifier scram.Verifi
 	if n == -1 {
 		// The client sends its first message after an empty challenge
 		// (RFC 4422), as PostgreSQL allows.
-		out, start = beginMessage(out[:0], 'R')
-		out = appendInt32(out, 11) // AuthenticationSASLContinue
-		out = finishMessage(out, start)
-		if _, err := conn.Write(out); err != nil {
+		if _, err := conn.Write(encode(&pgproto3.AuthenticationSASLContinue{})); err != nil {
 			return err
 		}
-		msg, err = fr.next()
-		if err != nil {
-			return startupReadError(err)
+		if data, err = readSASLResponse(fr); err != nil {
+			return err
 		}
-		if msg[0] != 'p' {
-			return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
-				Message: fmt.Sprintf("expected SASL response, got message type %q", msg[0])}
-		}
-		data = body(msg)
 	}
 	serverFirst, err := ex.ClientFirst(data)
 	if err != nil {
 		return scramError(err, failed)
 	}
-	out, start = beginMessage(out[:0], 'R')
-	out = appendInt32(out, 11) // AuthenticationSASLContinue
-	out = append(out, serverFirst...)
-	out = finishMessage(out, start)
-	if _, err := conn.Write(out); err != nil {
+	if _, err := conn.Write(encode(&pgproto3.AuthenticationSASLContinue{Data: serverFirst})); err != nil {
 		return err
 	}
 
-	msg, err = fr.next()
+	clientFinal, err := readSASLResponse(fr)
 	if err != nil {
-		return startupReadError(err)
+		return err
 	}
-	if msg[0] != 'p' {
-		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
-			Message: fmt.Sprintf("expected SASL response, got message type %q", msg[0])}
-	}
-	serverFinal, err := ex.ClientFinal(body(msg))
+	serverFinal, err := ex.ClientFinal(clientFinal)
 	if err != nil || !known {
 		if err == nil {
 			err = scram.ErrAuthFailed // a mock verifier cannot succeed; be sure
 		}
 		return scramError(err, failed)
 	}
-	out, start = beginMessage(out[:0], 'R')
-	out = appendInt32(out, 12) // AuthenticationSASLFinal
-	out = append(out, serverFinal...)
-	_, err = conn.Write(finishMessage(out, start))
+	_, err = conn.Write(encode(&pgproto3.AuthenticationSASLFinal{Data: serverFinal}))
 	return err
+}
+
+// readSASLResponse reads a SASLResponse and returns its data.
+func readSASLResponse(fr *frameReader) ([]byte, error) {
+	b, err := readPasswordMessage(fr, "SASL response")
+	if err != nil {
+		return nil, err
+	}
+	var resp pgproto3.SASLResponse
+	_ = resp.Decode(b) // takes the body whole: it cannot fail
+	return resp.Data, nil
 }
 
 // scramError maps a SCRAM failure to what PostgreSQL reports for it. The
