@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -436,11 +437,7 @@ func (s *Server) authSCRAM(conn net.Conn, fr *frameReader, verifier scram.Verifi
 		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "malformed SASLInitialResponse message"}
 	}
 	mech := first.AuthMechanism
-	allowed := false
-	for _, m := range mechs {
-		allowed = allowed || m == mech
-	}
-	if !allowed {
+	if !slices.Contains(mechs, mech) {
 		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
 			Message: "client selected an invalid SASL authentication mechanism"}
 	}
