@@ -12,6 +12,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/dsqlgate/dsqlgate/internal/netio"
@@ -165,7 +166,7 @@ func classifyDialError(route string, err error) *DialError {
 	if errors.As(err, &pgErr) {
 		de.SQLState = pgErr.Code
 		switch pgErr.Code {
-		case "53400", "53300", "57P03", "08006", "08001", "08004":
+		case pgerrcode.ConfigurationLimitExceeded, pgerrcode.TooManyConnections, pgerrcode.CannotConnectNow, pgerrcode.ConnectionFailure, pgerrcode.SQLClientUnableToEstablishSQLConnection, pgerrcode.SQLServerRejectedEstablishmentOfSQLConnection:
 			// rate exceeded, too many connections, cannot connect now,
 			// connection failures the server reports itself
 			de.Retryable = true

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/jackc/pgerrcode"
 )
 
 // ErrPoolClosed is returned by Acquire once the pool is closed.
@@ -504,16 +505,16 @@ func (p *Pool) dial(ctx context.Context, user string, held bool) (*ServerConn, e
 		var de *DialError
 		if errors.As(err, &de) {
 			switch de.SQLState {
-			case "53400":
+			case pgerrcode.ConfigurationLimitExceeded:
 				outcome = "rate_limited"
-			case "53300":
+			case pgerrcode.TooManyConnections:
 				outcome = "too_many"
-			case "28000", "28P01":
+			case pgerrcode.InvalidAuthorizationSpecification, pgerrcode.InvalidPassword:
 				outcome = "auth_failed"
 			}
 		}
 		r.metrics.UpstreamDialsTotal.WithLabelValues(r.Name, outcome).Inc()
-		if errors.As(err, &de) && (de.SQLState == "53400" || de.SQLState == "53300") {
+		if errors.As(err, &de) && (de.SQLState == pgerrcode.ConfigurationLimitExceeded || de.SQLState == pgerrcode.TooManyConnections) {
 			r.limiter.backoff(limitBackoff)
 		}
 		p.mu.Lock()

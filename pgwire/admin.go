@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/jackc/pgerrcode"
 )
 
 // This file is the admin console: a virtual database (admin.database,
@@ -85,7 +86,7 @@ func (s *Server) serveAdmin(conn net.Conn, br *bufio.Reader, user string, log *z
 			w.Write(readyForQuery('I'))
 		default:
 			if !skip {
-				w.Write(appendErrorResponse(nil, &pgError{Severity: severityError, Code: codeFeatureNotSupported,
+				w.Write(appendErrorResponse(nil, &pgError{Severity: severityError, Code: pgerrcode.FeatureNotSupported,
 					Message: "the admin console accepts simple queries only"}))
 				skip = true
 			}
@@ -167,7 +168,7 @@ func (s *Server) adminCommand(text, user string, log *zap.Logger) []byte {
 	switch verb {
 	case "SHOW":
 		if len(words) != 2 {
-			return fail("42601", "SHOW needs one of POOLS, CLIENTS, SERVERS, STATS, CONFIG, VERSION", "")
+			return fail(pgerrcode.SyntaxError, "SHOW needs one of POOLS, CLIENTS, SERVERS, STATS, CONFIG, VERSION", "")
 		}
 		var r *adminResult
 		switch strings.ToUpper(arg) {
@@ -185,15 +186,15 @@ func (s *Server) adminCommand(text, user string, log *zap.Logger) []byte {
 			r = &adminResult{cols: []string{"version"}}
 			r.add("dsqlgate " + s.version)
 		default:
-			return fail("42601", fmt.Sprintf("unknown SHOW %s", arg), "SHOW POOLS, CLIENTS, SERVERS, STATS, CONFIG or VERSION.")
+			return fail(pgerrcode.SyntaxError, fmt.Sprintf("unknown SHOW %s", arg), "SHOW POOLS, CLIENTS, SERVERS, STATS, CONFIG or VERSION.")
 		}
 		return r.encode("SHOW")
 	case "RELOAD":
 		if s.reload == nil {
-			return fail(codeFeatureNotSupported, "this gateway cannot reload its configuration", "")
+			return fail(pgerrcode.FeatureNotSupported, "this gateway cannot reload its configuration", "")
 		}
 		if err := s.reload(); err != nil {
-			return fail("F0000", "reload refused: "+err.Error(), "The previous configuration stays in force.")
+			return fail(pgerrcode.ConfigFileError, "reload refused: "+err.Error(), "The previous configuration stays in force.")
 		}
 		return commandComplete("RELOAD")
 	case "PAUSE", "RESUME", "RECONNECT":
@@ -201,7 +202,7 @@ func (s *Server) adminCommand(text, user string, log *zap.Logger) []byte {
 		if arg != "" {
 			r := s.upstreams.Route(arg)
 			if r == nil {
-				return fail(codeInvalidCatalogName, fmt.Sprintf("no route for database %q", arg), "")
+				return fail(pgerrcode.InvalidCatalogName, fmt.Sprintf("no route for database %q", arg), "")
 			}
 			routes = routes[:0]
 			routes = append(routes, r)
@@ -213,7 +214,7 @@ func (s *Server) adminCommand(text, user string, log *zap.Logger) []byte {
 				err := r.Pool().Pause(ctx)
 				cancel()
 				if err != nil {
-					return fail("57014", err.Error(), "The route stays paused; RESUME lets clients go on.")
+					return fail(pgerrcode.QueryCanceled, err.Error(), "The route stays paused; RESUME lets clients go on.")
 				}
 			case "RESUME":
 				r.Pool().Resume()
@@ -223,7 +224,7 @@ func (s *Server) adminCommand(text, user string, log *zap.Logger) []byte {
 		}
 		return commandComplete(verb)
 	}
-	return fail("42601", fmt.Sprintf("unknown admin command %q", verb),
+	return fail(pgerrcode.SyntaxError, fmt.Sprintf("unknown admin command %q", verb),
 		"Commands: SHOW POOLS|CLIENTS|SERVERS|STATS|CONFIG|VERSION, RELOAD, PAUSE [db], RESUME [db], RECONNECT [db].")
 }
 

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/internal/compat"
+	"github.com/jackc/pgerrcode"
 )
 
 // This file runs the advisory-lock calls compat recognises
@@ -169,12 +170,12 @@ var (
 func (s *session) lockServiceError(err error) *pgError {
 	switch {
 	case errors.Is(err, errStatementTimeout):
-		return &pgError{Severity: severityError, Code: "57014", Message: "canceling statement due to statement timeout"}
+		return &pgError{Severity: severityError, Code: pgerrcode.QueryCanceled, Message: "canceling statement due to statement timeout"}
 	case errors.Is(err, errUserCancel), errors.Is(err, context.Canceled):
-		return &pgError{Severity: severityError, Code: "57014", Message: "canceling statement due to user request"}
+		return &pgError{Severity: severityError, Code: pgerrcode.QueryCanceled, Message: "canceling statement due to user request"}
 	}
 	s.log.Warn("advisory lock service failed", zap.Error(err))
-	return &pgError{Severity: severityError, Code: codeConnectionFailure, Err: err,
+	return &pgError{Severity: severityError, Code: pgerrcode.ConnectionFailure, Err: err,
 		Message: "the gateway could not reach its advisory lock table on the cluster",
 		Hint:    "The gateway's log has the cause; the lock was not taken."}
 }

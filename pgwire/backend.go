@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
@@ -841,7 +842,7 @@ func renameInError(msg []byte, r *reply) []byte {
 // words a statement_timeout, when the gateway's timer sent the cancel.
 func statementTimeoutError(msg []byte) []byte {
 	er, err := decodeError(msg)
-	if err != nil || er.Code != "57014" {
+	if err != nil || er.Code != pgerrcode.QueryCanceled {
 		return msg
 	}
 	er.Message = "canceling statement due to statement timeout"

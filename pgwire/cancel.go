@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"sync"
 
+	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 )
 
@@ -62,25 +63,25 @@ func (r *keyRegistry) lookup(pid uint32, secret []byte) *session {
 	return s
 }
 
-// handleCancel serves a CancelRequest body (pid, secret). Unknown keys are
-// ignored silently, as PostgreSQL does.
-func (s *Server) handleCancel(b []byte, log *zap.Logger) {
-	if len(b) < 8 {
+// handleCancel serves a CancelRequest, given what follows its request code
+// (the pid and the secret). Unknown keys and malformed requests are ignored
+// silently, as PostgreSQL does.
+func (s *Server) handleCancel(rest []byte, log *zap.Logger) {
+	// pgproto3 decodes the packet from the request code on.
+	var req pgproto3.CancelRequest
+	if req.Decode(append(binary.BigEndian.AppendUint32(nil, codeCancelRequest), rest...)) != nil {
 		return
 	}
-	pid := binary.BigEndian.Uint32(b[:4])
-	target := s.keys.lookup(pid, b[4:])
+	target := s.keys.lookup(req.ProcessID, req.SecretKey)
 	if target == nil {
 		log.Debug("cancel request with an unknown key")
 		return
 	}
-	log.Debug("forwarding cancel request", zap.Uint32("pid", pid))
+	log.Debug("forwarding cancel request", zap.Uint32("pid", req.ProcessID))
 	target.cancel()
 }
 
+// backendKeyData is the BackendKeyData message that gives a client k.
 func (k cancelKey) backendKeyData() []byte {
-	msg, start := beginMessage(nil, 'K')
-	msg = appendInt32(msg, int32(k.pid))
-	msg = appendInt32(msg, int32(k.secret))
-	return finishMessage(msg, start)
+	return encode(&pgproto3.BackendKeyData{ProcessID: k.pid, SecretKey: binary.BigEndian.AppendUint32(nil, k.secret)})
 }

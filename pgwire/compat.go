@@ -8,6 +8,7 @@ import (
 
 	"github.com/dsqlgate/dsqlgate/internal/compat"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
+	"github.com/jackc/pgerrcode"
 )
 
 // This file carries out the DSQL compatibility layer's decisions
@@ -196,7 +197,7 @@ func (e *engine) deallocateMissing(d *compat.Deallocation) *pgError {
 }
 
 func statementMissing(name string) *pgError {
-	return &pgError{Severity: severityError, Code: codeInvalidSQLStatementName,
+	return &pgError{Severity: severityError, Code: pgerrcode.InvalidSQLStatementName,
 		Message: fmt.Sprintf("prepared statement %q does not exist", name)}
 }
 
@@ -264,7 +265,7 @@ func rewriteError(msg []byte, rw *rewrite, forced *pgError, standIn string) []by
 	er, err := decodeError(msg)
 	want := rw.hintCode
 	if want == "" {
-		want = codeFeatureNotSupported
+		want = pgerrcode.FeatureNotSupported
 	}
 	if err != nil || er.Code != want || er.Hint != "" {
 		return msg

@@ -10,6 +10,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/compat"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
+	"github.com/jackc/pgerrcode"
 )
 
 // engine is a session's protocol state and the rules that keep it, with no
@@ -430,7 +431,7 @@ func (e *engine) admitPortal(name string) *pgError {
 		return nil
 	}
 	if max := e.host.limits().MaxClientStatements; max > 0 && len(e.portalUnit) >= max {
-		return &pgError{Severity: severityError, Code: codeProgramLimitExceeded,
+		return &pgError{Severity: severityError, Code: pgerrcode.ProgramLimitExceeded,
 			Message: fmt.Sprintf("more than %d portals open on this connection", max),
 			Hint:    "Close portals or end the transaction; limits.max_client_statements sets the limit."}
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
@@ -681,7 +682,7 @@ func TestEngineLossMessage(t *testing.T) {
 		r.host.client = nil
 		r.e.lostLocked(false)
 		er, err := decodeError(splitMessages(t, r.host.client)[0])
-		if err != nil || er.Code != codeTransactionResolutionUnknown || er.Message != tc.want {
+		if err != nil || er.Code != pgerrcode.TransactionResolutionUnknown || er.Message != tc.want {
 			t.Fatalf("%q lost: %+v, %v; want 08007 %q", tc.query, er, err, tc.want)
 		}
 	}

@@ -4,27 +4,27 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// SQLSTATE codes the gateway reports itself.
+// SQLSTATEs are pgerrcode's names. These aliases remain only for the
+// files that still spell them the old way (frontend.go, loss.go,
+// poolmode.go, server.go); new code uses pgerrcode directly, and the
+// block goes once those files do.
 const (
-	codeProtocolViolation            = "08P01"
-	codeConnectionFailure            = "08006"
-	codeTransactionResolutionUnknown = "08007"
-	codeInvalidAuthorization         = "28000"
-	codeInvalidPassword              = "28P01"
-	codeInvalidCatalogName           = "3D000"
-	codeTooManyConnections           = "53300"
-	codeFeatureNotSupported          = "0A000"
-	codeSerializationFailure         = "40001"
-	codeInFailedTransaction          = "25P02"
-	codeInvalidSQLStatementName      = "26000"
-	codeAdminShutdown                = "57P01"
-	codeProgramLimitExceeded         = "54000"
-	codeInternalError                = "XX000"
-	codeObjectNotInPrerequisiteState = "55000"
-	codeUndefinedObject              = "42704"
+	codeProtocolViolation            = pgerrcode.ProtocolViolation
+	codeTransactionResolutionUnknown = pgerrcode.TransactionResolutionUnknown
+	codeInvalidAuthorization         = pgerrcode.InvalidAuthorizationSpecification
+	codeInvalidPassword              = pgerrcode.InvalidPassword
+	codeInvalidCatalogName           = pgerrcode.InvalidCatalogName
+	codeTooManyConnections           = pgerrcode.TooManyConnections
+	codeFeatureNotSupported          = pgerrcode.FeatureNotSupported
+	codeSerializationFailure         = pgerrcode.SerializationFailure
+	codeInFailedTransaction          = pgerrcode.InFailedSQLTransaction
+	codeInvalidSQLStatementName      = pgerrcode.InvalidSQLStatementName
+	codeObjectNotInPrerequisiteState = pgerrcode.ObjectNotInPrerequisiteState
+	codeUndefinedObject              = pgerrcode.UndefinedObject
 )
 
 // Severities.
@@ -93,15 +93,15 @@ func errorForClient(err error) *pgError {
 	var we WaitError
 	if errors.As(err, &we) {
 		route, waited := we.WaitedFor()
-		e := &pgError{Severity: severityError, Code: codeTooManyConnections, Err: err,
+		e := &pgError{Severity: severityError, Code: pgerrcode.TooManyConnections, Err: err,
 			Message: fmt.Sprintf("no upstream connection available for database %q within query_wait_timeout (%s)", route, waited.Round(1e6))}
 		exhausted, userCapped, user := we.Busy()
 		var de DialError
 		if errors.As(err, &de) {
 			_, sqlstate, _ := de.DialFailed()
 			e.Detail = dialDetail(de)
-			if sqlstate != "53300" && sqlstate != "53400" {
-				e.Code = codeConnectionFailure
+			if sqlstate != pgerrcode.TooManyConnections && sqlstate != pgerrcode.ConfigurationLimitExceeded {
+				e.Code = pgerrcode.ConnectionFailure
 			}
 		} else if userCapped {
 			e.Message = fmt.Sprintf("user %q already holds its limit of upstream connections for database %q; waited %s", user, route, waited.Round(1e6))
@@ -114,9 +114,9 @@ func errorForClient(err error) *pgError {
 	var de DialError
 	if errors.As(err, &de) {
 		route, sqlstate, _ := de.DialFailed()
-		code := codeConnectionFailure
-		if sqlstate == "53300" || sqlstate == "53400" {
-			code = codeTooManyConnections
+		code := pgerrcode.ConnectionFailure
+		if sqlstate == pgerrcode.TooManyConnections || sqlstate == pgerrcode.ConfigurationLimitExceeded {
+			code = pgerrcode.TooManyConnections
 		}
 		return &pgError{Severity: severityError, Code: code, Err: err,
 			Message: fmt.Sprintf("could not connect to the upstream of database %q", route),
@@ -124,10 +124,10 @@ func errorForClient(err error) *pgError {
 			Hint:    "The gateway's log has the full error; `dsqlgate check` tests every route."}
 	}
 	if errors.Is(err, ErrPoolClosed) {
-		return &pgError{Severity: severityFatal, Code: codeAdminShutdown, Err: err,
+		return &pgError{Severity: severityFatal, Code: pgerrcode.AdminShutdown, Err: err,
 			Message: "terminating connection because the gateway is shutting down"}
 	}
-	return &pgError{Severity: severityError, Code: codeInternalError, Err: err,
+	return &pgError{Severity: severityError, Code: pgerrcode.InternalError, Err: err,
 		Message: "internal gateway error", Hint: "The gateway's log has the details."}
 }
 

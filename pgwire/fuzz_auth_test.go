@@ -22,6 +22,7 @@ import (
 
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/scram"
+	"github.com/jackc/pgerrcode"
 )
 
 // Fuzz targets for authentication (startup.go, users.go), run through
@@ -105,7 +106,7 @@ func authResult(t *testing.T, conn *scriptConn, err error, secrets ...string) {
 	var pe *pgError
 	switch {
 	case errors.As(err, &pe):
-		if pe.Severity != severityFatal || !slices.Contains([]string{codeInvalidPassword, codeProtocolViolation, codeInvalidAuthorization, codeFeatureNotSupported}, pe.Code) {
+		if pe.Severity != severityFatal || !slices.Contains([]string{pgerrcode.InvalidPassword, pgerrcode.ProtocolViolation, pgerrcode.InvalidAuthorizationSpecification, pgerrcode.FeatureNotSupported}, pe.Code) {
 			t.Fatalf("authentication failed with %+v", pe)
 		}
 	case errors.Is(err, errClientGone):
@@ -121,7 +122,7 @@ func authResult(t *testing.T, conn *scriptConn, err error, secrets ...string) {
 
 // passwordFailed is the error a wrong password gets, for user.
 func passwordFailed(user string) string {
-	return (&pgError{Severity: severityFatal, Code: codeInvalidPassword,
+	return (&pgError{Severity: severityFatal, Code: pgerrcode.InvalidPassword,
 		Message: fmt.Sprintf("password authentication failed for user %q", user)}).Error()
 }
 

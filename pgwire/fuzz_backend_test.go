@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -171,7 +172,7 @@ func FuzzErrorResponse(f *testing.F) {
 			if got := decodedError(t, "the forced error", out); got.Message != force.Message || severityOf(out) != severityError || sqlstateOf(out) != "22023" {
 				t.Fatalf("the forced error reads back as %+v", got)
 			}
-		case hint != "" && derr == nil && decoded.Code == codeFeatureNotSupported && decoded.Hint == "":
+		case hint != "" && derr == nil && decoded.Code == pgerrcode.FeatureNotSupported && decoded.Hint == "":
 			got := decodedError(t, "rewriteError's result", out)
 			want := *decoded
 			want.Hint = hint

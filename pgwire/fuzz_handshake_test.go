@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgerrcode"
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
@@ -141,7 +142,7 @@ func FuzzReadStartupPacket(f *testing.F) {
 					}
 				case errors.As(err, &pe):
 					n := int(binary.BigEndian.Uint32(input[pos:]))
-					if pe.Severity != severityFatal || pe.Code != codeProtocolViolation || (n >= 8 && n <= limit) {
+					if pe.Severity != severityFatal || pe.Code != pgerrcode.ProtocolViolation || (n >= 8 && n <= limit) {
 						t.Fatalf("length %d (limit %d) refused with %+v", n, limit, pe)
 					}
 					if left, _ := io.Copy(io.Discard, r); int(left) != remaining-4 {

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/jackc/pgerrcode"
 )
 
 // In session mode an upstream stays reserved for its client between
@@ -160,7 +162,7 @@ func (s *session) stopWatch(sc Upstream) (lost bool) {
 
 // listenLost is what a listening client gets when its upstream is lost.
 func listenLost() *pgError {
-	return &pgError{Severity: severityFatal, Code: "08006",
+	return &pgError{Severity: severityFatal, Code: pgerrcode.ConnectionFailure,
 		Message: "the upstream connection that held this session's LISTEN registrations was lost",
 		Hint:    "Reconnect and LISTEN again; notifications sent in between were not received."}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/users"
+	"github.com/jackc/pgerrcode"
 )
 
 // This file is the server's lifecycle beyond serving: putting a reloaded
@@ -185,7 +186,7 @@ func (s *session) terminateLocked() {
 	if s.closing {
 		return
 	}
-	s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityFatal, Code: codeAdminShutdown,
+	s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityFatal, Code: pgerrcode.AdminShutdown,
 		Message: "terminating connection because the gateway is shutting down"}))
 	s.closeClientLocked()
 }

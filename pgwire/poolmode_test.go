@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
+	"github.com/jackc/pgerrcode"
 )
 
 func TestTxPoolRefusal(t *testing.T) {
@@ -44,7 +45,7 @@ func TestTxPoolRefusal(t *testing.T) {
 		if (pe != nil) != c.refused {
 			t.Errorf("%s: refused %v, want %v", c.sql, pe != nil, c.refused)
 		}
-		if pe != nil && (pe.Code != codeFeatureNotSupported || pe.Hint == "") {
+		if pe != nil && (pe.Code != pgerrcode.FeatureNotSupported || pe.Hint == "") {
 			t.Errorf("%s: %+v", c.sql, pe)
 		}
 	}

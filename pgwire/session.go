@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -377,7 +379,7 @@ func (s *session) checkPending() error {
 	if limit <= 0 || pending <= limit {
 		return nil
 	}
-	e := &pgError{Severity: severityFatal, Code: codeProgramLimitExceeded,
+	e := &pgError{Severity: severityFatal, Code: pgerrcode.ProgramLimitExceeded,
 		Message: fmt.Sprintf("more than %d replies pending for this connection", limit),
 		Hint:    "Read the server's replies while sending, or send Sync more often; limits.max_pending_replies sets the limit."}
 	s.fatal(e)
@@ -394,12 +396,12 @@ func (s *session) clientReadError(err error) error {
 	var tooLarge *MessageTooLargeError
 	switch {
 	case errors.As(err, &tooLarge):
-		s.fatal(&pgError{Severity: severityFatal, Code: codeProgramLimitExceeded,
+		s.fatal(&pgError{Severity: severityFatal, Code: pgerrcode.ProgramLimitExceeded,
 			Message: fmt.Sprintf("message of %d bytes exceeds the gateway's limit of %d bytes", tooLarge.Size, tooLarge.Limit),
 			Hint:    "Raise limits.max_message_size if such messages are expected."})
 		return err
 	case errors.Is(err, errBadLength):
-		s.fatal(&pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid message length"})
+		s.fatal(&pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "invalid message length"})
 		return err
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		return nil
@@ -973,7 +975,7 @@ func (s *session) idleInTransactionTimedOut(seq uint64) {
 	}
 	s.idleTimer = nil
 	s.log.Info("closing a client idle in a transaction past its idle-in-transaction timeout")
-	s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityFatal, Code: "25P03",
+	s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityFatal, Code: pgerrcode.IdleInTransactionSessionTimeout,
 		Message: "terminating connection due to idle-in-transaction timeout"}))
 	s.closeClientLocked()
 }
@@ -1151,7 +1153,7 @@ func (s *session) acquire() (Upstream, error) {
 	notice := time.AfterFunc(time.Second, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: "NOTICE", Code: "00000",
+		s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: "NOTICE", Code: pgerrcode.SuccessfulCompletion,
 			Message: fmt.Sprintf("waiting for an upstream connection to database %q", s.database)}))
 		s.flushClientLocked()
 	})
@@ -1311,7 +1313,7 @@ func (s *session) syncOneByOne(sc Upstream, us *upstreamState, desired map[strin
 			delete(s.gucs.desired, name)
 			delete(s.gucs.startup, name)
 			s.gucs.ver++
-			s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: "WARNING", Code: "01000",
+			s.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: "WARNING", Code: pgerrcode.Warning,
 				Message: fmt.Sprintf("setting %q could not be restored on a new upstream connection and was reset: %s", name, failed.Message)}))
 			s.mu.Unlock()
 			s.runSync(sc, us, "RESET "+gucNameSQL(name))
@@ -1335,11 +1337,9 @@ func (s *session) reportParamsLocked(us *upstreamState) {
 	}
 }
 
+// parameterStatus is the ParameterStatus message reporting name's value.
 func parameterStatus(name, value string) []byte {
-	msg, start := beginMessage(nil, 'S')
-	msg = appendCString(msg, name)
-	msg = appendCString(msg, value)
-	return finishMessage(msg, start)
+	return encode(&pgproto3.ParameterStatus{Name: name, Value: value})
 }
 
 // Limits of the upstream side.

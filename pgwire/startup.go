@@ -10,12 +10,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/scram"
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Startup packet codes (the int32 after the length).
@@ -69,11 +72,11 @@ func readStartupPacket(r io.Reader, max int) (code uint32, rest []byte, err erro
 	}
 	n := int(binary.BigEndian.Uint32(hdr[:4]))
 	if n < 8 {
-		return 0, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid length of startup packet"}
+		return 0, nil, &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "invalid length of startup packet"}
 	}
 	if n > max {
 		// Refused from its header: nothing of it is read or buffered.
-		return 0, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+		return 0, nil, &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
 			Message: fmt.Sprintf("invalid length of startup packet: %d bytes exceeds the limit of %d bytes", n, max)}
 	}
 	if _, err := io.ReadFull(r, hdr[4:8]); err != nil {
@@ -96,10 +99,10 @@ const maxStartupParameters = 64
 // version: pairs of NUL-terminated name and value, ended by a NUL.
 func parseStartupMessage(version uint32, b []byte) (*startupInfo, error) {
 	bad := func(msg string) error {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: msg}
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: msg}
 	}
 	if version>>16 != 3 {
-		return nil, &pgError{Severity: severityFatal, Code: codeFeatureNotSupported,
+		return nil, &pgError{Severity: severityFatal, Code: pgerrcode.FeatureNotSupported,
 			Message: fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0", version>>16, version&0xffff)}
 	}
 	info := &startupInfo{params: map[string]string{}, minor: version & 0xffff}
@@ -137,14 +140,14 @@ func parseStartupMessage(version uint32, b []byte) (*startupInfo, error) {
 		}
 	}
 	if info.user == "" {
-		return nil, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+		return nil, &pgError{Severity: severityFatal, Code: pgerrcode.InvalidAuthorizationSpecification,
 			Message: "no PostgreSQL user name specified in startup packet"}
 	}
 	if info.database == "" {
 		info.database = info.user
 	}
 	if v, ok := info.params["replication"]; ok && v != "false" && v != "0" && v != "off" && v != "no" {
-		return nil, &pgError{Severity: severityFatal, Code: codeFeatureNotSupported,
+		return nil, &pgError{Severity: severityFatal, Code: pgerrcode.FeatureNotSupported,
 			Message: "replication connections are not supported by the gateway"}
 	}
 	return info, nil
@@ -198,12 +201,12 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 		case codeSSLRequest:
 			sslDone = true
 			if tlsDone {
-				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "SSLRequest received on an encrypted connection"}
+				return conn, br, nil, &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "SSLRequest received on an encrypted connection"}
 			}
 			if br.Buffered() > 0 {
 				// Bytes after SSLRequest before our answer would be read
 				// outside TLS: a man in the middle could inject them.
-				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "received unencrypted data after SSL request"}
+				return conn, br, nil, &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "received unencrypted data after SSL request"}
 			}
 			if t.config == nil {
 				if _, err := conn.Write([]byte{'N'}); err != nil {
@@ -223,7 +226,7 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 		case codeGSSENCRequest:
 			gssDone = true
 			if tlsDone {
-				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "GSSENCRequest received on an encrypted connection"}
+				return conn, br, nil, &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "GSSENCRequest received on an encrypted connection"}
 			}
 			if _, err := conn.Write([]byte{'N'}); err != nil {
 				return conn, br, nil, err
@@ -237,7 +240,7 @@ func (s *Server) handshake(conn net.Conn, log *zap.Logger) (net.Conn, *bufio.Rea
 				return conn, br, nil, err
 			}
 			if t.require && !tlsDone {
-				return conn, br, nil, &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+				return conn, br, nil, &pgError{Severity: severityFatal, Code: pgerrcode.InvalidAuthorizationSpecification,
 					Message: "the gateway requires TLS", Hint: "Connect with sslmode=require (or stronger)."}
 			}
 			return conn, br, info, nil
@@ -273,7 +276,7 @@ func (s *Server) authenticate(conn net.Conn, br *bufio.Reader, user string, log 
 	tbl := s.users.Load()
 	u := tbl.byName[user]
 	failed := func() error {
-		return &pgError{Severity: severityFatal, Code: codeInvalidPassword,
+		return &pgError{Severity: severityFatal, Code: pgerrcode.InvalidPassword,
 			Message: fmt.Sprintf("password authentication failed for user %q", user)}
 	}
 	fr := frameReader{r: br, maxSize: s.currentConfig().Limits.MaxStartupPacket.Int()}
@@ -306,17 +309,34 @@ func (s *Server) authenticate(conn net.Conn, br *bufio.Reader, user string, log 
 	return u, nil
 }
 
-var authOK = []byte{'R', 0, 0, 0, 8, 0, 0, 0, 0}
+// authOK is AuthenticationOk, the same for every client.
+var authOK = encode(&pgproto3.AuthenticationOk{})
+
+// encode returns the bytes of a message the gateway sends on a cold path
+// (authentication, the greeting after it, the admin console). pgproto3
+// refuses only a body over 1 GiB, which none of them can reach: their
+// parts come from the gateway, a startup packet (bounded by
+// limits.max_startup_packet) or an upstream's ParameterStatus (bounded by
+// maxServerMessage). An error is therefore a bug, and panics (a session's
+// panic closes only its connection).
+func encode(msg pgproto3.BackendMessage) []byte {
+	b, err := msg.Encode(nil)
+	if err != nil {
+		panic(fmt.Sprintf("pgwire: encode %T: %v", msg, err))
+	}
+	return b
+}
 
 // readPasswordMessage reads the client's next authentication message,
-// which must be a PasswordMessage ('p').
+// which must be a PasswordMessage ('p'; the type byte a SASLInitialResponse
+// and a SASLResponse share), and returns its body.
 func readPasswordMessage(fr *frameReader, what string) ([]byte, error) {
 	msg, err := fr.next()
 	if err != nil {
 		return nil, startupReadError(err)
 	}
 	if msg[0] != 'p' {
-		return nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+		return nil, &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
 			Message: fmt.Sprintf("expected %s, got message type %q", what, msg[0])}
 	}
 	return body(msg), nil
@@ -328,10 +348,7 @@ func (s *Server) authMD5(conn net.Conn, fr *frameReader, u *userEntry, failed fu
 	if _, err := rand.Read(salt[:]); err != nil {
 		return err
 	}
-	out, start := beginMessage(nil, 'R')
-	out = appendInt32(out, 5) // AuthenticationMD5Password
-	out = append(out, salt[:]...)
-	got, err := askPassword(conn, fr, finishMessage(out, start))
+	got, err := askPassword(conn, fr, &pgproto3.AuthenticationMD5Password{Salt: salt})
 	if err != nil {
 		return err
 	}
@@ -339,7 +356,7 @@ func (s *Server) authMD5(conn net.Conn, fr *frameReader, u *userEntry, failed fu
 	if u != nil && u.md5 != "" {
 		stored = u.md5
 	}
-	if !constantTimeEqual(got, []byte(md5Response(stored, salt[:]))) || u == nil || u.md5 == "" {
+	if !constantTimeEqual([]byte(got), []byte(md5Response(stored, salt[:]))) || u == nil || u.md5 == "" {
 		return failed()
 	}
 	return nil
@@ -352,19 +369,20 @@ var mockMD5 = "md5" + strings.Repeat("0", 32)
 // askPassword sends the authentication request and returns the client's
 // answer: a PasswordMessage holding one string (an md5 hash or the
 // password).
-func askPassword(conn net.Conn, fr *frameReader, request []byte) ([]byte, error) {
-	if _, err := conn.Write(request); err != nil {
-		return nil, err
+func askPassword(conn net.Conn, fr *frameReader, request pgproto3.BackendMessage) (string, error) {
+	if _, err := conn.Write(encode(request)); err != nil {
+		return "", err
 	}
 	b, err := readPasswordMessage(fr, "password response")
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	answer, rest, ok := cstringBytes(b)
-	if !ok || len(rest) != 0 {
-		return nil, &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid password packet size"}
+	// pgproto3 ignores what follows the string's NUL; PostgreSQL refuses it.
+	var answer pgproto3.PasswordMessage
+	if err := answer.Decode(b); err != nil || len(answer.Password)+1 != len(b) {
+		return "", &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "invalid password packet size"}
 	}
-	return answer, nil
+	return answer.Password, nil
 }
 
 // authCleartext asks for the password itself: allowed only over TLS, and
@@ -373,17 +391,15 @@ func askPassword(conn net.Conn, fr *frameReader, request []byte) ([]byte, error)
 // verifier): the check then costs the same and fails.
 func (s *Server) authCleartext(conn net.Conn, fr *frameReader, verifier scram.Verifier, known bool, failed func() error) error {
 	if _, isTLS := conn.(*tls.Conn); !isTLS {
-		return &pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+		return &pgError{Severity: severityFatal, Code: pgerrcode.InvalidAuthorizationSpecification,
 			Message: "password authentication in clear text is only allowed over TLS",
 			Hint:    "Connect with sslmode=require (or stronger)."}
 	}
-	out, start := beginMessage(nil, 'R')
-	out = appendInt32(out, 3) // AuthenticationCleartextPassword
-	password, err := askPassword(conn, fr, finishMessage(out, start))
+	password, err := askPassword(conn, fr, &pgproto3.AuthenticationCleartextPassword{})
 	if err != nil {
 		return err
 	}
-	if !verifier.VerifyPassword(string(password)) || !known {
+	if !verifier.VerifyPassword(password) || !known {
 		return failed()
 	}
 	return nil
@@ -400,97 +416,77 @@ func (s *Server) authSCRAM(conn net.Conn, fr *frameReader, verifier scram.Verifi
 	}
 	mechs := scram.Mechanisms(isTLS && cb != nil)
 
-	out, start := beginMessage(nil, 'R')
-	out = appendInt32(out, 10) // AuthenticationSASL
-	for _, m := range mechs {
-		out = appendCString(out, m)
-	}
-	out = append(out, 0)
-	out = finishMessage(out, start)
-	if _, err := conn.Write(out); err != nil {
+	if _, err := conn.Write(encode(&pgproto3.AuthenticationSASL{AuthMechanisms: mechs})); err != nil {
 		return err
 	}
 
-	msg, err := fr.next()
+	b, err := readPasswordMessage(fr, "SASL response")
 	if err != nil {
-		return startupReadError(err)
+		return err
 	}
-	if msg[0] != 'p' {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation,
-			Message: fmt.Sprintf("expected SASL response, got message type %q", msg[0])}
+	var first pgproto3.SASLInitialResponse
+	if first.Decode(b) != nil {
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "malformed SASLInitialResponse message"}
 	}
-	mech, rest, ok := readCString(body(msg))
-	if !ok || len(rest) < 4 {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "malformed SASLInitialResponse message"}
-	}
-	n := int32(binary.BigEndian.Uint32(rest[:4]))
-	data := rest[4:]
+	// pgproto3 skips the length before the data, which says more than the
+	// data does: -1 is no initial response (unlike an empty one), and any
+	// other length must be the data's.
+	n := int32(binary.BigEndian.Uint32(b[len(first.AuthMechanism)+1:]))
+	data := first.Data
 	if (n == -1 && len(data) != 0) || (n != -1 && (n < 0 || int(n) != len(data))) {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "malformed SASLInitialResponse message"}
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "malformed SASLInitialResponse message"}
 	}
-	allowed := false
-	for _, m := range mechs {
-		allowed = allowed || m == mech
-	}
-	if !allowed {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+	mech := first.AuthMechanism
+	if !slices.Contains(mechs, mech) {
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
 			Message: "client selected an invalid SASL authentication mechanism"}
 	}
 	ex, err := scram.NewServerExchange(verifier, mech, scram.ServerOptions{ChannelBinding: cb})
 	if err != nil {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid SASL authentication", Err: err}
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "invalid SASL authentication", Err: err}
 	}
 	if n == -1 {
 		// The client sends its first message after an empty challenge
 		// (RFC 4422), as PostgreSQL allows.
-		out, start = beginMessage(out[:0], 'R')
-		out = appendInt32(out, 11) // AuthenticationSASLContinue
-		out = finishMessage(out, start)
-		if _, err := conn.Write(out); err != nil {
+		if _, err := conn.Write(encode(&pgproto3.AuthenticationSASLContinue{})); err != nil {
 			return err
 		}
-		msg, err = fr.next()
-		if err != nil {
-			return startupReadError(err)
+		if data, err = readSASLResponse(fr); err != nil {
+			return err
 		}
-		if msg[0] != 'p' {
-			return &pgError{Severity: severityFatal, Code: codeProtocolViolation,
-				Message: fmt.Sprintf("expected SASL response, got message type %q", msg[0])}
-		}
-		data = body(msg)
 	}
 	serverFirst, err := ex.ClientFirst(data)
 	if err != nil {
 		return scramError(err, failed)
 	}
-	out, start = beginMessage(out[:0], 'R')
-	out = appendInt32(out, 11) // AuthenticationSASLContinue
-	out = append(out, serverFirst...)
-	out = finishMessage(out, start)
-	if _, err := conn.Write(out); err != nil {
+	if _, err := conn.Write(encode(&pgproto3.AuthenticationSASLContinue{Data: serverFirst})); err != nil {
 		return err
 	}
 
-	msg, err = fr.next()
+	clientFinal, err := readSASLResponse(fr)
 	if err != nil {
-		return startupReadError(err)
+		return err
 	}
-	if msg[0] != 'p' {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation,
-			Message: fmt.Sprintf("expected SASL response, got message type %q", msg[0])}
-	}
-	serverFinal, err := ex.ClientFinal(body(msg))
+	serverFinal, err := ex.ClientFinal(clientFinal)
 	if err != nil || !known {
 		if err == nil {
 			err = scram.ErrAuthFailed // a mock verifier cannot succeed; be sure
 		}
 		return scramError(err, failed)
 	}
-	out, start = beginMessage(out[:0], 'R')
-	out = appendInt32(out, 12) // AuthenticationSASLFinal
-	out = append(out, serverFinal...)
-	_, err = conn.Write(finishMessage(out, start))
+	_, err = conn.Write(encode(&pgproto3.AuthenticationSASLFinal{Data: serverFinal}))
 	return err
+}
+
+// readSASLResponse reads a SASLResponse and returns its data.
+func readSASLResponse(fr *frameReader) ([]byte, error) {
+	b, err := readPasswordMessage(fr, "SASL response")
+	if err != nil {
+		return nil, err
+	}
+	var resp pgproto3.SASLResponse
+	_ = resp.Decode(b) // takes the body whole: it cannot fail
+	return resp.Data, nil
 }
 
 // scramError maps a SCRAM failure to what PostgreSQL reports for it. The
@@ -500,21 +496,21 @@ func scramError(err error, failed func() error) error {
 	case errors.Is(err, scram.ErrAuthFailed):
 		return failed()
 	case errors.Is(err, scram.ErrChannelBinding):
-		return &pgError{Severity: severityFatal, Code: codeInvalidAuthorization, Message: "SCRAM channel binding check failed", Detail: err.Error(), Err: err}
+		return &pgError{Severity: severityFatal, Code: pgerrcode.InvalidAuthorizationSpecification, Message: "SCRAM channel binding check failed", Detail: err.Error(), Err: err}
 	case errors.Is(err, scram.ErrFeatureNotSupported):
-		return &pgError{Severity: severityFatal, Code: codeFeatureNotSupported, Message: "unsupported SCRAM feature", Detail: err.Error(), Err: err}
+		return &pgError{Severity: severityFatal, Code: pgerrcode.FeatureNotSupported, Message: "unsupported SCRAM feature", Detail: err.Error(), Err: err}
 	}
-	return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "malformed SCRAM message", Detail: err.Error(), Err: err}
+	return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "malformed SCRAM message", Detail: err.Error(), Err: err}
 }
 
 func startupReadError(err error) error {
 	var tooLarge *MessageTooLargeError
 	if errors.As(err, &tooLarge) {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
 			Message: fmt.Sprintf("authentication message of %d bytes exceeds the limit of %d bytes", tooLarge.Size, tooLarge.Limit)}
 	}
 	if errors.Is(err, errBadLength) {
-		return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: "invalid message length"}
+		return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: "invalid message length"}
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return errClientGone

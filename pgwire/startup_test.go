@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgerrcode"
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
@@ -47,14 +48,14 @@ func TestParseStartupMessage(t *testing.T) {
 			&startupInfo{user: "bob", database: "bob", params: map[string]string{}}, ""},
 		{"protocol 3.2 and options", 3<<16 | 2, startupBody("user", "u", "_pq_.test", "x"),
 			&startupInfo{user: "u", database: "u", params: map[string]string{}, minor: 2, unknownProtocolOptions: []string{"_pq_.test"}}, ""},
-		{"no user", protocolVersion30, startupBody("database", "x"), nil, codeInvalidAuthorization},
-		{"protocol 2", 2 << 16, startupBody("user", "u"), nil, codeFeatureNotSupported},
-		{"protocol 4", 4 << 16, startupBody("user", "u"), nil, codeFeatureNotSupported},
-		{"no terminator", protocolVersion30, []byte("user\x00u\x00"), nil, codeProtocolViolation},
-		{"name without value", protocolVersion30, []byte("user\x00u\x00database\x00"), nil, codeProtocolViolation},
-		{"bytes after terminator", protocolVersion30, []byte("user\x00u\x00\x00junk"), nil, codeProtocolViolation},
-		{"empty", protocolVersion30, nil, nil, codeProtocolViolation},
-		{"replication", protocolVersion30, startupBody("user", "u", "replication", "database"), nil, codeFeatureNotSupported},
+		{"no user", protocolVersion30, startupBody("database", "x"), nil, pgerrcode.InvalidAuthorizationSpecification},
+		{"protocol 2", 2 << 16, startupBody("user", "u"), nil, pgerrcode.FeatureNotSupported},
+		{"protocol 4", 4 << 16, startupBody("user", "u"), nil, pgerrcode.FeatureNotSupported},
+		{"no terminator", protocolVersion30, []byte("user\x00u\x00"), nil, pgerrcode.ProtocolViolation},
+		{"name without value", protocolVersion30, []byte("user\x00u\x00database\x00"), nil, pgerrcode.ProtocolViolation},
+		{"bytes after terminator", protocolVersion30, []byte("user\x00u\x00\x00junk"), nil, pgerrcode.ProtocolViolation},
+		{"empty", protocolVersion30, nil, nil, pgerrcode.ProtocolViolation},
+		{"replication", protocolVersion30, startupBody("user", "u", "replication", "database"), nil, pgerrcode.FeatureNotSupported},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,10 +87,10 @@ func TestReadStartupPacket(t *testing.T) {
 	if err != nil || code != codeSSLRequest || len(rest) != 0 {
 		t.Fatalf("SSLRequest: %d %v %v", code, rest, err)
 	}
-	if _, _, err := readStartupPacket(bytes.NewReader(pkt(protocolVersion30, make([]byte, 2000))), 1024); !isCode(err, codeProtocolViolation) {
+	if _, _, err := readStartupPacket(bytes.NewReader(pkt(protocolVersion30, make([]byte, 2000))), 1024); !isCode(err, pgerrcode.ProtocolViolation) {
 		t.Fatalf("oversize: %v", err)
 	}
-	if _, _, err := readStartupPacket(bytes.NewReader([]byte{0, 0, 0, 4, 0, 0, 0, 0}), 1024); !isCode(err, codeProtocolViolation) {
+	if _, _, err := readStartupPacket(bytes.NewReader([]byte{0, 0, 0, 4, 0, 0, 0, 0}), 1024); !isCode(err, pgerrcode.ProtocolViolation) {
 		t.Fatalf("length 4: %v", err)
 	}
 	if _, _, err := readStartupPacket(bytes.NewReader(nil), 1024); !errors.Is(err, errClientGone) {
@@ -142,7 +143,7 @@ func TestParseStartupMessageBounded(t *testing.T) {
 	pairs = append(pairs, "one", "more")
 	_, err = parseStartupMessage(protocolVersion30, startupBody(pairs...))
 	var pe *pgError
-	if !errors.As(err, &pe) || pe.Severity != severityFatal || pe.Code != codeProtocolViolation || !strings.Contains(pe.Message, "more than 64 parameters") {
+	if !errors.As(err, &pe) || pe.Severity != severityFatal || pe.Code != pgerrcode.ProtocolViolation || !strings.Contains(pe.Message, "more than 64 parameters") {
 		t.Fatalf("%d parameters: %v, want FATAL 08P01 about too many parameters", maxStartupParameters+1, err)
 	}
 
@@ -151,7 +152,7 @@ func TestParseStartupMessageBounded(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	_, err = parseStartupMessage(protocolVersion30, body)
 	runtime.ReadMemStats(&after)
-	if !isCode(err, codeProtocolViolation) {
+	if !isCode(err, pgerrcode.ProtocolViolation) {
 		t.Fatalf("1 MiB of short parameters: %v, want FATAL 08P01", err)
 	}
 	allocated := after.TotalAlloc - before.TotalAlloc
@@ -169,7 +170,7 @@ func TestReadStartupPacketOversize(t *testing.T) {
 	r := bytes.NewReader(pkt)
 	_, _, err := readStartupPacket(r, 10000)
 	var pe *pgError
-	if !errors.As(err, &pe) || pe.Code != codeProtocolViolation || !strings.HasPrefix(pe.Message, "invalid length of startup packet") {
+	if !errors.As(err, &pe) || pe.Code != pgerrcode.ProtocolViolation || !strings.HasPrefix(pe.Message, "invalid length of startup packet") {
 		t.Fatalf("oversize packet: %v", err)
 	}
 	if read := len(pkt) - r.Len(); read != 4 {
@@ -408,7 +409,7 @@ func TestUnknownUserLikeWrongPassword(t *testing.T) {
 			if wrongErr == nil || fmt.Sprint(firstErr) != want || fmt.Sprint(secondErr) != want {
 				t.Errorf("errors: %s with a wrong password %v; %s %v, %v", real, wrongErr, ghost, firstErr, secondErr)
 			}
-			if !isCode(firstErr, codeInvalidPassword) {
+			if !isCode(firstErr, pgerrcode.InvalidPassword) {
 				t.Errorf("%s failed with %v, want 28P01", ghost, firstErr)
 			}
 		})
@@ -421,7 +422,7 @@ func TestUnknownUserLikeWrongPassword(t *testing.T) {
 		ghost := like[answerKind(e.auth, e.verifier)]
 		realC, realErr := loginPlain(srv, real, fuzzPassword)
 		ghostC, ghostErr := loginPlain(srv, ghost, "wrong")
-		if len(realC.requests)+len(ghostC.requests) != 0 || !isCode(realErr, codeInvalidAuthorization) || fmt.Sprint(realErr) != fmt.Sprint(ghostErr) {
+		if len(realC.requests)+len(ghostC.requests) != 0 || !isCode(realErr, pgerrcode.InvalidAuthorizationSpecification) || fmt.Sprint(realErr) != fmt.Sprint(ghostErr) {
 			t.Errorf("without TLS: %s asked %v, %v; %s asked %v, %v", real, realC.requests, realErr, ghost, ghostC.requests, ghostErr)
 		}
 	}

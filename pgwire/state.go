@@ -13,6 +13,7 @@ import (
 
 	"github.com/dsqlgate/dsqlgate/internal/compat"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
+	"github.com/jackc/pgerrcode"
 )
 
 // This file is the session-state engine's data: what a client asked for
@@ -205,12 +206,12 @@ func (c *clientStmts) clear() {
 // client past max statements or maxClientStatementBytes, or nil.
 func (c *clientStmts) admit(st *preparedStmt, max int) *pgError {
 	if max > 0 && len(c.byName) >= max {
-		return &pgError{Severity: severityError, Code: codeProgramLimitExceeded,
+		return &pgError{Severity: severityError, Code: pgerrcode.ProgramLimitExceeded,
 			Message: fmt.Sprintf("too many prepared statements on this connection (limit %d)", max),
 			Hint:    "Close statements that are no longer needed; limits.max_client_statements sets the limit."}
 	}
 	if c.bytes+st.size() > maxClientStatementBytes {
-		return &pgError{Severity: severityError, Code: codeProgramLimitExceeded,
+		return &pgError{Severity: severityError, Code: pgerrcode.ProgramLimitExceeded,
 			Message: fmt.Sprintf("prepared statements on this connection would hold more than %d bytes of text", maxClientStatementBytes),
 			Hint:    "Close statements that are no longer needed."}
 	}
@@ -243,12 +244,12 @@ func (g *gucState) admitSetting(st *sqllex.SetStmt, max int) *pgError {
 		}
 	}
 	if !exists && max > 0 && strings.Contains(st.Name, ".") && custom >= max {
-		return &pgError{Severity: severityError, Code: codeProgramLimitExceeded,
+		return &pgError{Severity: severityError, Code: pgerrcode.ProgramLimitExceeded,
 			Message: fmt.Sprintf("too many custom settings on this connection (limit %d)", max),
 			Hint:    "limits.max_client_settings sets the limit."}
 	}
 	if bytes > maxClientSettingBytes {
-		return &pgError{Severity: severityError, Code: codeProgramLimitExceeded,
+		return &pgError{Severity: severityError, Code: pgerrcode.ProgramLimitExceeded,
 			Message: fmt.Sprintf("settings on this connection would hold more than %d bytes", maxClientSettingBytes)}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
@@ -169,7 +170,7 @@ func TestRenameInError(t *testing.T) {
 }
 
 func TestErrorResponseRoundTrip(t *testing.T) {
-	msg := appendErrorResponse(nil, &pgError{Severity: severityError, Code: codeSerializationFailure, Message: "m", Detail: "d", Hint: "h"})
+	msg := appendErrorResponse(nil, &pgError{Severity: severityError, Code: pgerrcode.SerializationFailure, Message: "m", Detail: "d", Hint: "h"})
 	er, err := decodeError(msg)
 	if err != nil {
 		t.Fatal(err)

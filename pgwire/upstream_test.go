@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -33,14 +34,14 @@ func TestErrorForClientUpstream(t *testing.T) {
 		severity string
 		words    string
 	}{
-		{"user capped", fmt.Errorf("acquire: %w", capWaitError{}), codeTooManyConnections, severityError, `user "alice" already holds its limit`},
-		{"wait ended by a refusal", capWaitError{last: refused}, codeTooManyConnections, severityError, "The upstream refused the connection"},
-		{"wait ended by a network error", capWaitError{last: unreachable}, codeConnectionFailure, severityError, "could not be reached"},
-		{"pool busy", &memWaitError{route: "db", waited: time.Second}, codeTooManyConnections, severityError, "raise pool.size"},
-		{"dial refused", refused, codeTooManyConnections, severityError, `could not connect to the upstream of database "db"`},
-		{"dial failed", unreachable, codeConnectionFailure, severityError, "could not be reached"},
-		{"closed", fmt.Errorf("acquire: %w", ErrPoolClosed), codeAdminShutdown, severityFatal, "shutting down"},
-		{"other", errors.New("boom"), codeInternalError, severityError, "internal gateway error"},
+		{"user capped", fmt.Errorf("acquire: %w", capWaitError{}), pgerrcode.TooManyConnections, severityError, `user "alice" already holds its limit`},
+		{"wait ended by a refusal", capWaitError{last: refused}, pgerrcode.TooManyConnections, severityError, "The upstream refused the connection"},
+		{"wait ended by a network error", capWaitError{last: unreachable}, pgerrcode.ConnectionFailure, severityError, "could not be reached"},
+		{"pool busy", &memWaitError{route: "db", waited: time.Second}, pgerrcode.TooManyConnections, severityError, "raise pool.size"},
+		{"dial refused", refused, pgerrcode.TooManyConnections, severityError, `could not connect to the upstream of database "db"`},
+		{"dial failed", unreachable, pgerrcode.ConnectionFailure, severityError, "could not be reached"},
+		{"closed", fmt.Errorf("acquire: %w", ErrPoolClosed), pgerrcode.AdminShutdown, severityFatal, "shutting down"},
+		{"other", errors.New("boom"), pgerrcode.InternalError, severityError, "internal gateway error"},
 	} {
 		e := errorForClient(c.err)
 		all := e.Message + " " + e.Detail + " " + e.Hint

@@ -662,7 +662,7 @@ func (m *LockManager) ensureTable(ctx context.Context) error {
 				return nil
 			}
 			return fmt.Errorf("create advisory lock table: %w", err)
-		case pgerrcode.SerializationFailure, dsqlOCC, dsqlSchemaOCC, pgerrcode.UniqueViolation,
+		case pgerrcode.SerializationFailure, DSQLOCC, DSQLSchemaOCC, pgerrcode.UniqueViolation,
 			pgerrcode.DuplicateTable, pgerrcode.DuplicateObject, pgerrcode.DeadlockDetected:
 			// Another gateway created it at the same moment.
 			if !sleepCtx(ctx, jitter(lockConflictPause)) {
@@ -901,11 +901,12 @@ func textArray(ss []string) string {
 	return b.String()
 }
 
-// DSQL's own SQLSTATEs for a transaction that lost an optimistic
-// concurrency check on data (OC000) or on the schema (OC001).
+// DSQL's own SQLSTATEs (not in PostgreSQL, so not in pgerrcode) for a
+// transaction that lost an optimistic concurrency check on data (OC000)
+// or on the schema (OC001).
 const (
-	dsqlOCC       = "OC000"
-	dsqlSchemaOCC = "OC001"
+	DSQLOCC       = "OC000"
+	DSQLSchemaOCC = "OC001"
 )
 
 // sqlState is the SQLSTATE of a server error in err's chain, or "".
@@ -922,7 +923,7 @@ func sqlState(err error) string {
 // OC000/OC001 codes), PostgreSQL's serialization failure and deadlock.
 func isWriteConflict(err error) bool {
 	switch sqlState(err) {
-	case pgerrcode.SerializationFailure, dsqlOCC, dsqlSchemaOCC, pgerrcode.DeadlockDetected:
+	case pgerrcode.SerializationFailure, DSQLOCC, DSQLSchemaOCC, pgerrcode.DeadlockDetected:
 		return true
 	}
 	return false

@@ -4,17 +4,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// SQLSTATE codes the emulator sends itself.
-const (
-	codeProtocolViolation   = "08P01"
-	codeInvalidAuthSpec     = "28000" // bad or missing IAM token, missing user name, no TLS
-	codeInvalidCatalogName  = "3D000" // database other than "postgres"
-	codeFeatureNotSupported = "0A000" // DSQL's refusals
-	codeTooManyConnections  = "53300"
-	codeConfigLimitExceeded = "53400" // DSQL uses it for the connection rate
-	codeCannotConnectNow    = "57P03" // the backend PostgreSQL is unreachable or misconfigured
-)
-
 // Messages the emulator sends itself; DSQL's wording where it is known.
 const (
 	msgTLSRequired      = "TLS is required: connect with sslmode=require or stricter"

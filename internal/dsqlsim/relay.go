@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 )
@@ -180,7 +181,7 @@ func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clien
 			if backendErr.Decode(buf) == nil && backendErr.Severity != "" {
 				severity = backendErr.Severity
 			}
-			encoded, err := clientError(severity, codeFeatureNotSupported, message, "").Encode(nil)
+			encoded, err := clientError(severity, pgerrcode.FeatureNotSupported, message, "").Encode(nil)
 			if err != nil {
 				return fmt.Errorf("encode refusal: %w", err)
 			}

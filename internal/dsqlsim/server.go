@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
@@ -305,10 +306,10 @@ func (s *Server) admit(sess *session) (refusal *pgproto3.ErrorResponse, ok bool)
 	switch {
 	case !s.connRate.AllowN(sess.started, 1):
 		s.stats.rateLimited.Add(1)
-		refusal = fatal(codeConfigLimitExceeded, msgRateExceeded, "")
+		refusal = fatal(pgerrcode.ConfigurationLimitExceeded, msgRateExceeded, "")
 	case s.admitted >= s.cfg.MaxConns:
 		s.stats.connLimited.Add(1)
-		refusal = fatal(codeTooManyConnections, msgTooManyConns, "")
+		refusal = fatal(pgerrcode.TooManyConnections, msgTooManyConns, "")
 	default:
 		s.admitted++
 		sess.admitted = true

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 )
@@ -282,19 +283,19 @@ func (s *Server) readStartup(client *clientSide, refusal *pgproto3.ErrorResponse
 		s.forwardCancel(sni, body, log)
 		return startupMessage{}, false
 	case code == sslRequestCode || code == gssEncRequestCode:
-		s.refuseStartup(client, log, fatal(codeProtocolViolation, "encryption request inside TLS", ""))
+		s.refuseStartup(client, log, fatal(pgerrcode.ProtocolViolation, "encryption request inside TLS", ""))
 		return startupMessage{}, false
 	case code>>16 != 3:
-		s.refuseStartup(client, log, fatal(codeProtocolViolation, "unsupported frontend protocol", ""))
+		s.refuseStartup(client, log, fatal(pgerrcode.ProtocolViolation, "unsupported frontend protocol", ""))
 		return startupMessage{}, false
 	}
 
 	if sni == "" {
-		s.refuseStartup(client, log, fatal(codeProtocolViolation, msgNoSNI, ""))
+		s.refuseStartup(client, log, fatal(pgerrcode.ProtocolViolation, msgNoSNI, ""))
 		return startupMessage{}, false
 	}
 	if !s.knownHost(sni) {
-		s.refuseStartup(client, log, fatal(codeProtocolViolation, msgUnknownSNI, ""))
+		s.refuseStartup(client, log, fatal(pgerrcode.ProtocolViolation, msgUnknownSNI, ""))
 		return startupMessage{}, false
 	}
 	if refusal != nil {
@@ -304,7 +305,7 @@ func (s *Server) readStartup(client *clientSide, refusal *pgproto3.ErrorResponse
 	}
 	startup, err := parseStartupMessage(body)
 	if err != nil {
-		s.refuseStartup(client, log, fatal(codeProtocolViolation, "invalid startup packet layout", ""))
+		s.refuseStartup(client, log, fatal(pgerrcode.ProtocolViolation, "invalid startup packet layout", ""))
 		return startupMessage{}, false
 	}
 	if startup.minor > 0 || len(startup.protocolOptions) > 0 {
@@ -316,7 +317,7 @@ func (s *Server) readStartup(client *clientSide, refusal *pgproto3.ErrorResponse
 	}
 	role := startup.param("user")
 	if role == "" {
-		s.refuseStartup(client, log, fatal(codeInvalidAuthSpec, msgNoUser, ""))
+		s.refuseStartup(client, log, fatal(pgerrcode.InvalidAuthorizationSpecification, msgNoUser, ""))
 		return startupMessage{}, false
 	}
 	database := startup.param("database")
@@ -324,12 +325,12 @@ func (s *Server) readStartup(client *clientSide, refusal *pgproto3.ErrorResponse
 		database = role // PostgreSQL's default
 	}
 	if database != "postgres" {
-		s.refuseStartup(client, log, fatal(codeInvalidCatalogName, fmt.Sprintf("database %q does not exist", database), ""))
+		s.refuseStartup(client, log, fatal(pgerrcode.InvalidCatalogName, fmt.Sprintf("database %q does not exist", database), ""))
 		return startupMessage{}, false
 	}
 	for _, p := range startup.params {
 		if p.name != "user" && p.name != "database" && !allowedSetting(p.name) {
-			s.refuseStartup(client, log, fatal(codeFeatureNotSupported, unsupportedSettingMessage(p.name), ""))
+			s.refuseStartup(client, log, fatal(pgerrcode.FeatureNotSupported, unsupportedSettingMessage(p.name), ""))
 			return startupMessage{}, false
 		}
 	}
@@ -362,7 +363,7 @@ func (s *Server) negotiateTLS(raw net.Conn) (*tls.Conn, error) {
 				return nil, fmt.Errorf("direct tls handshake: %w", err)
 			}
 			if conn.ConnectionState().NegotiatedProtocol != alpnPostgres {
-				msg, _ := fatal(codeProtocolViolation, msgNoALPN, "").Encode(nil)
+				msg, _ := fatal(pgerrcode.ProtocolViolation, msgNoALPN, "").Encode(nil)
 				conn.Write(msg)
 				conn.Close()
 				return nil, errNoALPN
@@ -390,11 +391,11 @@ func (s *Server) negotiateTLS(raw net.Conn) (*tls.Conn, error) {
 		case code == cancelRequestCode:
 			return nil, errPlainCancel
 		case code>>16 == 3:
-			msg, _ := fatal(codeInvalidAuthSpec, msgTLSRequired, "").Encode(nil)
+			msg, _ := fatal(pgerrcode.InvalidAuthorizationSpecification, msgTLSRequired, "").Encode(nil)
 			raw.Write(msg)
 			return nil, errNoTLS
 		default:
-			msg, _ := fatal(codeProtocolViolation, "unsupported frontend protocol", "").Encode(nil)
+			msg, _ := fatal(pgerrcode.ProtocolViolation, "unsupported frontend protocol", "").Encode(nil)
 			raw.Write(msg)
 			return nil, errBadProtocol
 		}
@@ -497,7 +498,7 @@ func (s *Server) authenticate(client *clientSide, sni, role string, log *zap.Log
 		return false // the client gave up (psql does this to prompt for a password)
 	}
 	if typ != 'p' || len(body) == 0 || body[len(body)-1] != 0 {
-		s.refuseStartup(client, log, fatal(codeProtocolViolation, "expected a password message", ""))
+		s.refuseStartup(client, log, fatal(pgerrcode.ProtocolViolation, "expected a password message", ""))
 		return false
 	}
 	token := string(body[:len(body)-1])
@@ -512,7 +513,7 @@ func (s *Server) authenticate(client *clientSide, sni, role string, log *zap.Log
 		detail = string(te.Reason)
 	}
 	log.Warn("iam authentication failed", zap.Error(err)) // TokenError holds no secret
-	_ = client.send(fatal(codeInvalidAuthSpec, msgAuthFailed, detail))
+	_ = client.send(fatal(pgerrcode.InvalidAuthorizationSpecification, msgAuthFailed, detail))
 	return false
 }
 
@@ -533,7 +534,7 @@ func (s *Server) openBackend(sess *session, client *clientSide, role string, sta
 	conn, err := net.DialTimeout("unix", s.backendSocket(), backendDialTimeout)
 	if err != nil {
 		log.Error("dial backend", zap.Error(err))
-		_ = client.send(fatal(codeCannotConnectNow, msgBackendUnreached, ""))
+		_ = client.send(fatal(pgerrcode.CannotConnectNow, msgBackendUnreached, ""))
 		return nil, false
 	}
 	if !sess.setServerConn(conn) {
@@ -571,7 +572,7 @@ func (s *Server) openBackend(sess *session, client *clientSide, role string, sta
 		case 'R':
 			if len(body) < 4 || binary.BigEndian.Uint32(body) != 0 {
 				log.Error("backend asked for authentication")
-				_ = client.send(fatal(codeCannotConnectNow, msgBackendAuth, ""))
+				_ = client.send(fatal(pgerrcode.CannotConnectNow, msgBackendAuth, ""))
 				return nil, false
 			}
 		case 'K':

@@ -8,6 +8,8 @@
 package metrics
 
 import (
+	"github.com/dsqlgate/dsqlgate/internal/compat"
+	"github.com/jackc/pgerrcode"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -99,10 +101,26 @@ func New() *Metrics {
 // knownSQLStates are the SQLSTATEs counted under their own label; DSQL's
 // limits and conflicts among them.
 var knownSQLStates = map[string]bool{
-	"40001": true, "40P01": true, "53400": true, "53300": true, "53200": true, "54000": true,
-	"0A000": true, "57014": true, "25P02": true, "23505": true, "42P01": true, "42601": true,
-	"08006": true, "08P01": true, "28000": true, "28P01": true, "3D000": true, "57P01": true,
-	"OC000": true, "OC001": true,
+	pgerrcode.SerializationFailure:              true,
+	pgerrcode.DeadlockDetected:                  true,
+	pgerrcode.ConfigurationLimitExceeded:        true,
+	pgerrcode.TooManyConnections:                true,
+	pgerrcode.OutOfMemory:                       true,
+	pgerrcode.ProgramLimitExceeded:              true,
+	pgerrcode.FeatureNotSupported:               true,
+	pgerrcode.QueryCanceled:                     true,
+	pgerrcode.InFailedSQLTransaction:            true,
+	pgerrcode.UniqueViolation:                   true,
+	pgerrcode.UndefinedTable:                    true,
+	pgerrcode.SyntaxError:                       true,
+	pgerrcode.ConnectionFailure:                 true,
+	pgerrcode.ProtocolViolation:                 true,
+	pgerrcode.InvalidAuthorizationSpecification: true,
+	pgerrcode.InvalidPassword:                   true,
+	pgerrcode.InvalidCatalogName:                true,
+	pgerrcode.AdminShutdown:                     true,
+	compat.DSQLOCC:                              true,
+	compat.DSQLSchemaOCC:                        true,
 }
 
 // SQLStateLabel bounds the sqlstate label's values.
