@@ -8,25 +8,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// SQLSTATEs are pgerrcode's names. These aliases remain only for the
-// files that still spell them the old way (frontend.go, loss.go,
-// poolmode.go, server.go); new code uses pgerrcode directly, and the
-// block goes once those files do.
-const (
-	codeProtocolViolation            = pgerrcode.ProtocolViolation
-	codeTransactionResolutionUnknown = pgerrcode.TransactionResolutionUnknown
-	codeInvalidAuthorization         = pgerrcode.InvalidAuthorizationSpecification
-	codeInvalidPassword              = pgerrcode.InvalidPassword
-	codeInvalidCatalogName           = pgerrcode.InvalidCatalogName
-	codeTooManyConnections           = pgerrcode.TooManyConnections
-	codeFeatureNotSupported          = pgerrcode.FeatureNotSupported
-	codeSerializationFailure         = pgerrcode.SerializationFailure
-	codeInFailedTransaction          = pgerrcode.InFailedSQLTransaction
-	codeInvalidSQLStatementName      = pgerrcode.InvalidSQLStatementName
-	codeObjectNotInPrerequisiteState = pgerrcode.ObjectNotInPrerequisiteState
-	codeUndefinedObject              = pgerrcode.UndefinedObject
-)
-
 // Severities.
 const (
 	severityError = "ERROR"

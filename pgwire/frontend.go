@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/jackc/pgerrcode"
+
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
 
@@ -22,7 +24,7 @@ import (
 // protocolViolation is the FATAL error for a message the gateway cannot
 // accept, as PostgreSQL reports it.
 func protocolViolation(format string, args ...any) *pgError {
-	return &pgError{Severity: severityFatal, Code: codeProtocolViolation, Message: fmt.Sprintf(format, args...)}
+	return &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation, Message: fmt.Sprintf(format, args...)}
 }
 
 // malformed is the FATAL error for a message the gateway cannot decode.
@@ -454,11 +456,11 @@ func (e *engine) parseLocked(us *upstreamState, msg []byte, p parseMessage, st *
 }
 
 func inFailedTransaction() *pgError {
-	return &pgError{Severity: severityError, Code: codeInFailedTransaction, Message: inFailedTxMessage}
+	return &pgError{Severity: severityError, Code: pgerrcode.InFailedSQLTransaction, Message: inFailedTxMessage}
 }
 
 func duplicateStatement(name string) *pgError {
-	return &pgError{Severity: severityError, Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", name)}
+	return &pgError{Severity: severityError, Code: pgerrcode.DuplicatePreparedStatement, Message: fmt.Sprintf("prepared statement %q already exists", name)}
 }
 
 // localParseLocked records a statement the gateway answers itself.
@@ -795,7 +797,7 @@ func (e *engine) onExecute(msg []byte) (clientStep, error) {
 		}
 		if st != nil && st.rw != nil && st.rw.hideRows {
 			if e.portalRan[portal] {
-				return &pgError{Severity: severityError, Code: codeObjectNotInPrerequisiteState,
+				return &pgError{Severity: severityError, Code: pgerrcode.ObjectNotInPrerequisiteState,
 					Message: fmt.Sprintf("portal %q cannot be run", portal)}
 			}
 			if e.portalRan == nil {

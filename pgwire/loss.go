@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 
+	"github.com/jackc/pgerrcode"
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
@@ -175,20 +176,20 @@ func (e *engine) writeLossLocked(status byte, flags uint8, rfq bool) byte {
 	switch {
 	case status == 'E':
 		if flags&(unitRollback|unitCommit) != 0 {
-			pe = &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostInTxMessage, Hint: lostInTxHint}
+			pe = &pgError{Severity: severityError, Code: pgerrcode.SerializationFailure, Message: lostInTxMessage, Hint: lostInTxHint}
 			after = 'I'
 		} else {
-			pe = &pgError{Severity: severityError, Code: codeInFailedTransaction, Message: inFailedTxMessage}
+			pe = &pgError{Severity: severityError, Code: pgerrcode.InFailedSQLTransaction, Message: inFailedTxMessage}
 		}
 	case flags&unitCommit != 0:
-		pe = &pgError{Severity: severityError, Code: codeTransactionResolutionUnknown, Message: lostCommitMessage, Hint: lostCommitHint}
+		pe = &pgError{Severity: severityError, Code: pgerrcode.TransactionResolutionUnknown, Message: lostCommitMessage, Hint: lostCommitHint}
 		after = 'I'
 	case status == 'I' && flags&unitBegin == 0:
 		// An autocommit statement: it commits on its own.
-		pe = &pgError{Severity: severityError, Code: codeTransactionResolutionUnknown, Message: lostAutoMessage, Hint: lostCommitHint}
+		pe = &pgError{Severity: severityError, Code: pgerrcode.TransactionResolutionUnknown, Message: lostAutoMessage, Hint: lostCommitHint}
 		after = 'I'
 	default:
-		pe = &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostInTxMessage, Hint: lostInTxHint}
+		pe = &pgError{Severity: severityError, Code: pgerrcode.SerializationFailure, Message: lostInTxMessage, Hint: lostInTxHint}
 		after = 'E'
 		e.lostReported = true
 	}
@@ -204,7 +205,7 @@ func (e *engine) writeLossLocked(status byte, flags uint8, rfq bool) byte {
 func (e *engine) lostTxErrorLocked() *pgError {
 	if !e.lostReported {
 		e.lostReported = true
-		return &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostInTxMessage, Hint: lostInTxHint}
+		return &pgError{Severity: severityError, Code: pgerrcode.SerializationFailure, Message: lostInTxMessage, Hint: lostInTxHint}
 	}
 	return inFailedTransaction()
 }
@@ -243,7 +244,7 @@ func (e *engine) lostTxQuery(text string) (clientStep, error) {
 		}
 		e.host.writeClientLocked(readyForQuery('I'))
 	case sqllex.Commit:
-		e.host.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostCommitTxMsg, Hint: lostInTxHint}))
+		e.host.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityError, Code: pgerrcode.SerializationFailure, Message: lostCommitTxMsg, Hint: lostInTxHint}))
 		e.endLostTxLocked()
 		e.host.writeClientLocked(readyForQuery('I'))
 	default:
@@ -320,7 +321,7 @@ func (e *engine) lostTxExecute(portal string) {
 		// Sync reports 'I'.
 		e.skipUntilSync = false
 	case st != nil && st.kind == sqllex.Commit:
-		e.host.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityError, Code: codeSerializationFailure, Message: lostCommitTxMsg, Hint: lostInTxHint}))
+		e.host.writeClientLocked(appendErrorResponse(nil, &pgError{Severity: severityError, Code: pgerrcode.SerializationFailure, Message: lostCommitTxMsg, Hint: lostInTxHint}))
 		e.endLostTxLocked()
 		e.skipUntilSync = true
 		e.skipStatus = 'I'
@@ -338,5 +339,5 @@ func commandComplete(tag string) []byte {
 // statementTimeoutCancel is PostgreSQL's error for a statement cancelled by
 // statement_timeout.
 func statementTimeoutCancel() *pgError {
-	return &pgError{Severity: severityError, Code: "57014", Message: "canceling statement due to statement timeout"}
+	return &pgError{Severity: severityError, Code: pgerrcode.QueryCanceled, Message: "canceling statement due to statement timeout"}
 }

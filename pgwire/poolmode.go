@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
+
 	"github.com/dsqlgate/dsqlgate/internal/compat"
 	"github.com/dsqlgate/dsqlgate/pgwire/sqllex"
 )
@@ -39,7 +41,7 @@ const txPoolHint = " or set pool.mode: session for this route, which keeps one u
 // pooling cannot carry on a PostgreSQL route, or nil.
 func txPoolRefusal(st sqllex.Stmt, k sqllex.Kind) *pgError {
 	refuse := func(what, instead string) *pgError {
-		return &pgError{Severity: severityError, Code: codeFeatureNotSupported,
+		return &pgError{Severity: severityError, Code: pgerrcode.FeatureNotSupported,
 			Message: what + " is not supported in transaction pool mode: the next transaction may run on another upstream connection",
 			Hint:    instead + txPoolHint}
 	}
@@ -113,7 +115,7 @@ func (e *engine) plainRewrite(st sqllex.Stmt, k sqllex.Kind) *rewrite {
 			return &rewrite{text: failingSQL, err: pe}
 		}
 		if k == sqllex.Execute {
-			return &rewrite{hint: txPoolExecuteHint, hintCode: codeInvalidSQLStatementName}
+			return &rewrite{hint: txPoolExecuteHint, hintCode: pgerrcode.InvalidSQLStatementName}
 		}
 	}
 	switch k {

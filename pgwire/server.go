@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
@@ -320,7 +321,7 @@ func (l *login) run() {
 	}
 	if n := s.active.Add(1); n > int64(s.currentConfig().Limits.MaxClientConn) {
 		s.active.Add(-1)
-		l.refuse(&pgError{Severity: severityFatal, Code: codeTooManyConnections,
+		l.refuse(&pgError{Severity: severityFatal, Code: pgerrcode.TooManyConnections,
 			Message: "sorry, too many clients already",
 			Detail:  fmt.Sprintf("The gateway serves at most %d clients (limits.max_client_conn).", s.currentConfig().Limits.MaxClientConn)})
 		return
@@ -337,7 +338,7 @@ func (l *login) run() {
 	host := hostOf(l.raw.RemoteAddr())
 	backoff := s.backoff.Load()
 	u, err := s.authenticate(conn, br, info.user, log)
-	if isCode(err, codeInvalidPassword) {
+	if isCode(err, pgerrcode.InvalidPassword) {
 		l.outcome = "auth_failed"
 	}
 	if delay := backoff.end(host, err == nil); err != nil {
@@ -350,7 +351,7 @@ func (l *login) run() {
 	}
 	if info.database == s.currentConfig().Admin.Database {
 		if !s.isAdmin(info.user) {
-			l.refuse(&pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+			l.refuse(&pgError{Severity: severityFatal, Code: pgerrcode.InvalidAuthorizationSpecification,
 				Message: fmt.Sprintf("user %q may not use the admin console", info.user),
 				Hint:    "Admin users are listed in admin.users."})
 			return
@@ -360,13 +361,13 @@ func (l *login) run() {
 		return
 	}
 	if u.databases != nil && !u.databases[info.database] {
-		l.refuse(&pgError{Severity: severityFatal, Code: codeInvalidAuthorization,
+		l.refuse(&pgError{Severity: severityFatal, Code: pgerrcode.InvalidAuthorizationSpecification,
 			Message: fmt.Sprintf("user %q may not connect to database %q", info.user, info.database)})
 		return
 	}
 	route := s.upstreams.Route(info.database)
 	if route == nil {
-		l.refuse(&pgError{Severity: severityFatal, Code: codeInvalidCatalogName,
+		l.refuse(&pgError{Severity: severityFatal, Code: pgerrcode.InvalidCatalogName,
 			Message: fmt.Sprintf("database %q does not exist", info.database),
 			Hint:    "The gateway has no route for this database name; see routes in its configuration."})
 		return
@@ -434,7 +435,7 @@ func (s *Server) startupFailed(conn net.Conn, err error, log *zap.Logger) {
 	case errors.As(err, &he):
 	case errors.As(err, &pe):
 	case deadlineExceeded(err):
-		pe = &pgError{Severity: severityFatal, Code: codeProtocolViolation,
+		pe = &pgError{Severity: severityFatal, Code: pgerrcode.ProtocolViolation,
 			Message: "startup and authentication did not finish within limits.startup_timeout"}
 	}
 	if pe != nil && conn != nil {
@@ -521,12 +522,12 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		case name == "replication":
 			continue // false (anything else was refused at startup): nothing to set
 		case !validGUCName(name) || name == "all":
-			return nil, &pgError{Severity: severityFatal, Code: codeUndefinedObject,
+			return nil, &pgError{Severity: severityFatal, Code: pgerrcode.UndefinedObject,
 				Message: fmt.Sprintf("unrecognized configuration parameter %q", name)}
 		case name == "role" || name == "session_authorization":
 			// The upstream's login is the gateway's: a client cannot become
 			// another role through it.
-			return nil, &pgError{Severity: severityFatal, Code: codeFeatureNotSupported,
+			return nil, &pgError{Severity: severityFatal, Code: pgerrcode.FeatureNotSupported,
 				Message: fmt.Sprintf("startup parameter %q cannot be set through the gateway", name),
 				Hint:    "The gateway user's route decides the database role."}
 		}
