@@ -314,24 +314,3 @@ func IsCreateTemp(st sqllex.Stmt) bool {
 	return t[i].IsKeyword("temp") || t[i].IsKeyword("temporary")
 }
 
-// containsFoldASCII reports whether s contains word (lower case ASCII),
-// ignoring ASCII case: a cheap test before a scan.
-func containsFoldASCII(s, word string) bool {
-	for i := 0; i+len(word) <= len(s); i++ {
-		j := 0
-		for j < len(word) {
-			c := s[i+j]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			if c != word[j] {
-				break
-			}
-			j++
-		}
-		if j == len(word) {
-			return true
-		}
-	}
-	return false
-}
