@@ -313,4 +313,3 @@ func IsCreateTemp(st sqllex.Stmt) bool {
 	}
 	return t[i].IsKeyword("temp") || t[i].IsKeyword("temporary")
 }
-
