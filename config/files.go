@@ -50,7 +50,7 @@ const maxSmallFile = 4 << 20
 // this process can read, and returns its content, or nil after adding a
 // problem. Devices and pipes are refused: reading /dev/zero never ends.
 func (k *checker) readable(key, path string) []byte {
-	data, err := readSmallFile(path)
+	data, err := ReadSmallFile(path)
 	if err != nil {
 		k.add(key, "cannot read %s: %v", path, err)
 		return nil
@@ -58,9 +58,11 @@ func (k *checker) readable(key, path string) []byte {
 	return data
 }
 
-// readSmallFile returns the content of path, which must be a regular file
-// of at most 4 MiB. Its errors do not repeat the path.
-func readSmallFile(path string) ([]byte, error) {
+// ReadSmallFile returns the content of a file the configuration names
+// (certificate, key, CA, users file), which must be a regular file of at
+// most 4 MiB: reading a device or a pipe (/dev/zero) might never end. Its
+// errors do not repeat the path.
+func ReadSmallFile(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, unwrapPath(err)

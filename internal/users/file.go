@@ -1,10 +1,7 @@
 package users
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -40,7 +37,7 @@ func ReadFile(path string) ([]config.User, error) {
 
 // readFile is ReadFile that also returns the line of each user.
 func readFile(path string) ([]config.User, []int, error) {
-	data, err := readSmallFile(path)
+	data, err := config.ReadSmallFile(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read users file %s: %w", path, err)
 	}
@@ -156,50 +153,6 @@ func userlistField(s string) (value, rest, why string) {
 		}
 	}
 	return "", "", "has no closing double quote"
-}
-
-// maxFileSize bounds a users file: far more than any list of users needs.
-const maxFileSize = 4 << 20
-
-// readSmallFile returns the content of path, which must be a regular file
-// of at most maxFileSize bytes: reading a device or a pipe (/dev/zero)
-// might never end. Its errors do not repeat the path.
-func readSmallFile(path string) ([]byte, error) {
-	// Stat before Open: opening a FIFO blocks until it has a writer.
-	fi, err := os.Stat(path)
-	switch {
-	case err != nil:
-		return nil, unwrapPath(err)
-	case fi.IsDir():
-		return nil, errors.New("it is a directory")
-	case !fi.Mode().IsRegular():
-		return nil, errors.New("it is not a regular file")
-	case fi.Size() > maxFileSize:
-		return nil, fmt.Errorf("it is larger than %s", config.ByteSize(maxFileSize))
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, unwrapPath(err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, unwrapPath(err)
-	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("it is larger than %s", config.ByteSize(maxFileSize))
-	}
-	return data, nil
-}
-
-// unwrapPath drops the "open path:" of an *fs.PathError, which the message
-// already names.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // Stamp identifies one version of a users file, for noticing that it

@@ -16,7 +16,9 @@
 package users
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strings"
 
@@ -115,7 +117,11 @@ func loadFile(cfg *config.Config, path string, byName map[string]int) ([]User, S
 	// the next poll.
 	stamp, err := StampOf(path)
 	if err != nil {
-		return nil, Stamp{}, []config.Problem{cfg.Problemf("users_file", "cannot read %s: %v", path, unwrapPath(err))}
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the message names the path already
+		}
+		return nil, Stamp{}, []config.Problem{cfg.Problemf("users_file", "cannot read %s: %v", path, err)}
 	}
 	fileUsers, lines, err := readFile(path)
 	if err != nil {
