@@ -62,6 +62,10 @@ func TestColdPathEncodingMatchesWireFormat(t *testing.T) {
 		{"BackendKeyData zero", cancelKey{}.backendKeyData(), []byte{'K', 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0}},
 		{"ParameterStatus", parameterStatus("DateStyle", "ISO, MDY"), paramStatus("DateStyle", "ISO, MDY")},
 		{"ParameterStatus empty", parameterStatus("application_name", ""), paramStatus("application_name", "")},
+		// The whole version 3.0 in the version field, as PostgreSQL sends it.
+		{"NegotiateProtocolVersion", negotiateProtocolVersion([]string{"_pq_.x"}),
+			[]byte{'v', 0, 0, 0, 19, 0, 3, 0, 0, 0, 0, 0, 1, '_', 'p', 'q', '_', '.', 'x', 0}},
+		{"NegotiateProtocolVersion none", negotiateProtocolVersion(nil), []byte{'v', 0, 0, 0, 12, 0, 3, 0, 0, 0, 0, 0, 0}},
 	} {
 		if !bytes.Equal(c.got, c.want) {
 			t.Errorf("%s: got % x, want % x", c.name, c.got, c.want)

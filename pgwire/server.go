@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
@@ -609,13 +610,9 @@ func (sess *session) greet() error {
 // negotiateProtocolVersion tells a client asking for 3.x (x > 0) or for
 // protocol options that the gateway speaks 3.0 without them.
 func negotiateProtocolVersion(unknown []string) []byte {
-	msg, start := beginMessage(nil, 'v')
-	msg = appendInt32(msg, protocolVersion30)
-	msg = appendInt32(msg, int32(len(unknown)))
-	for _, o := range unknown {
-		msg = appendCString(msg, o)
-	}
-	return finishMessage(msg, start)
+	// The version field carries the whole version (3.0), as PostgreSQL's
+	// own server sends it and libpq reads it.
+	return encode(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: protocolVersion30, UnrecognizedOptions: unknown})
 }
 
 // channelBindingFor is the tls-server-end-point binding of the
