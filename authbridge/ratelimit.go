@@ -45,19 +45,37 @@ func (l *dialLimiter) tighten(perSecond float64) {
 func (l *dialLimiter) perSecond() float64 { return float64(l.lim.Limit()) }
 
 // wait blocks until a dial may start or ctx ends: past any backoff, then
-// for a token. A backoff that begins while it waits for its token holds
-// the dial too.
+// for a token. It takes a token only when one is there, and otherwise
+// sleeps until one should be, then looks again: a waiter that gives up
+// (its client's query_wait_timeout) then leaves nothing behind, where a
+// slot booked ahead (rate.Limiter's Reserve) would stay booked whenever a
+// later waiter booked after it, so under overload the bookings would pile
+// up past every waiter's deadline and almost nothing would dial. A
+// backoff that begins while it waits holds the dial too.
 func (l *dialLimiter) wait(ctx context.Context) error {
-	if err := l.waitBackoff(ctx); err != nil {
-		return err
+	for {
+		if err := l.waitBackoff(ctx); err != nil {
+			return err
+		}
+		now := l.now()
+		if l.lim.AllowN(now, 1) {
+			return nil
+		}
+		if err := sleep(ctx, l.untilToken(now)); err != nil {
+			return err
+		}
 	}
-	now := l.now()
-	r := l.lim.ReserveN(now, 1) // never refused: the burst is at least 1
-	if err := sleep(ctx, r.DelayFrom(now)); err != nil {
-		r.CancelAt(l.now()) // the token goes back to the next dial
-		return err
+}
+
+// untilToken is how long after now the bucket should next hold a whole
+// token (at least a millisecond, so that waiters never spin).
+func (l *dialLimiter) untilToken(now time.Time) time.Duration {
+	missing := 1 - l.lim.TokensAt(now)
+	d := time.Millisecond
+	if perSecond := float64(l.lim.Limit()); perSecond > 0 && missing > 0 {
+		d = max(d, time.Duration(missing/perSecond*float64(time.Second)))
 	}
-	return l.waitBackoff(ctx)
+	return d
 }
 
 // waitBackoff returns when no backoff is in force, or ctx ends. A backoff

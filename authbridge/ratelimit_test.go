@@ -2,6 +2,8 @@ package authbridge
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -49,7 +51,7 @@ func TestDialLimiterCancel(t *testing.T) {
 	if err := l.wait(ctx); err != context.DeadlineExceeded {
 		t.Fatalf("wait for a token a second away under a 20ms context = %v; want DeadlineExceeded", err)
 	}
-	// The cancelled reservation was returned: the next token is due about
+	// The waiter that gave up took nothing: the next token is due about
 	// a second after the first dial, not two.
 	start := time.Now()
 	if err := l.wait(context.Background()); err != nil {
@@ -63,5 +65,33 @@ func TestDialLimiterCancel(t *testing.T) {
 	l2 := newDialLimiter(1, 1, time.Now)
 	if err := l2.wait(done); err != nil {
 		t.Fatalf("wait with a token at hand on an ended context = %v; want nil", err)
+	}
+}
+
+// TestDialLimiterWaitersGivingUp: waiters that give up (a client's
+// query_wait_timeout) must not hold up the dials behind them. A limiter
+// that booked a future slot per waiter let those bookings pile up past
+// every waiter's deadline, so under overload almost nothing dialled.
+func TestDialLimiterWaitersGivingUp(t *testing.T) {
+	const rate, run = 20.0, time.Second
+	l := newDialLimiter(rate, 1, time.Now)
+	var dials atomic.Int64
+	end := time.Now().Add(run)
+	var wg sync.WaitGroup
+	for range 30 {
+		wg.Go(func() {
+			for time.Now().Before(end) {
+				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+				if l.wait(ctx) == nil {
+					dials.Add(1)
+				}
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	// About 1 + rate×run get through; the booking limiter let 2 or 3.
+	if n := dials.Load(); n < 10 || n > 1+int64(rate*1.5) {
+		t.Fatalf("%d dials in %v at %v/s with 30 waiters giving up after 100 ms, want about %v", n, run, rate, 1+rate)
 	}
 }

@@ -163,8 +163,10 @@ func lexQuery(text string) *sqllex.Lexed {
 	return lx
 }
 
+// releaseLexed gives lx back for reuse, holding nothing of its query.
 func releaseLexed(lx *sqllex.Lexed) {
 	if len(lx.Text()) <= maxPooledQuery {
+		lx.Reset()
 		lexers.Put(lx)
 	}
 }

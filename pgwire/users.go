@@ -162,12 +162,20 @@ func (s *Server) watchUsersFile(stop <-chan struct{}) {
 		if err != nil {
 			continue
 		}
-		if old := s.usersStamp.Load(); old != nil && *old == st {
+		old := s.usersStamp.Load()
+		if old != nil && *old == st {
 			continue
 		}
 		if err := s.ReloadUsers(); err != nil {
 			s.log.Warn("users file changed but could not be loaded; the previous users stay", zap.Error(err))
-			s.usersStamp.Store(&st) // do not retry the same broken version every poll
+			// Not the same broken version every poll; but a reload that
+			// committed meanwhile has put its own stamp in force, which
+			// stays.
+			s.usersMu.Lock()
+			if s.usersStamp.Load() == old {
+				s.usersStamp.Store(&st)
+			}
+			s.usersMu.Unlock()
 		}
 	}
 }

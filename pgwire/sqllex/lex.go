@@ -39,6 +39,16 @@ func (l *Lexed) Lex(text string) {
 // Text is the string last given to Lex.
 func (l *Lexed) Text() string { return l.src }
 
+// Reset forgets the last query, keeping the buffers' capacity: a Lexed
+// kept for reuse then holds no reference to the query's text (which may
+// be a password in an ALTER ROLE, or someone's data).
+func (l *Lexed) Reset() {
+	l.src = ""
+	clear(l.stmts)
+	clear(l.toks)
+	l.stmts, l.ends, l.toks = l.stmts[:0], l.ends[:0], l.toks[:0]
+}
+
 // Len is the number of statements (0 for a string of only whitespace and
 // comments, which the server answers with EmptyQueryResponse).
 func (l *Lexed) Len() int { return len(l.stmts) }
