@@ -133,7 +133,11 @@ func parseLockArg(text string) (lockArg, bool) {
 			return lockArg{}, false // a string that looks like a parameter is text
 		}
 	} else if p, ok := strings.CutPrefix(text, "$"); ok {
-		if p == "" || len(p) > 5 || strings.TrimLeft(p, "0123456789") != "" {
+		if p == "" || strings.TrimLeft(p, "0123456789") != "" {
+			return lockArg{}, false
+		}
+		p = strings.TrimLeft(p, "0") // $01 is $1, as PostgreSQL reads it
+		if len(p) > 5 {
 			return lockArg{}, false
 		}
 		n, _ := strconv.Atoi(p)
