@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"sort"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -146,26 +145,8 @@ func loadUsers(cfg *config.Config) (*userTable, users.Stamp, error) {
 
 // watchUsersFile reloads the users file when it changes, until stop.
 func (s *Server) watchUsersFile(stop <-chan struct{}) {
-	t := time.NewTicker(users.FilePoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		path := s.currentConfig().UsersFile
-		if path == "" {
-			continue
-		}
-		st, err := users.StampOf(path)
-		if err != nil {
-			continue
-		}
+	users.Watch(stop, func() string { return s.currentConfig().UsersFile }, s.usersStamp.Load, func(st users.Stamp) {
 		old := s.usersStamp.Load()
-		if old != nil && *old == st {
-			continue
-		}
 		if err := s.ReloadUsers(); err != nil {
 			s.log.Warn("users file changed but could not be loaded; the previous users stay", zap.Error(err))
 			// Not the same broken version every poll; but a reload that
@@ -177,5 +158,5 @@ func (s *Server) watchUsersFile(stop <-chan struct{}) {
 			}
 			s.usersMu.Unlock()
 		}
-	}
+	})
 }

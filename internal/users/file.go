@@ -172,5 +172,35 @@ func StampOf(path string) (Stamp, error) {
 	return Stamp{size: fi.Size(), modTime: fi.ModTime()}, nil
 }
 
-// FilePoll is how often a server checks its users file for changes.
+// FilePoll is how often Watch checks the users file for changes.
 const FilePoll = 2 * time.Second
+
+// Watch polls the users file every FilePoll until stop is closed. At each
+// poll, path names the file in force ("": none, nothing to do) and seen
+// is the version last loaded or tried (nil: none); when the file's
+// version is another, changed is called with it. Polling (rather than
+// file-system notifications) works the same on every platform, and for
+// files that a mounted secret replaces by renaming a directory.
+func Watch(stop <-chan struct{}, path func() string, seen func() *Stamp, changed func(Stamp)) {
+	t := time.NewTicker(FilePoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		p := path()
+		if p == "" {
+			continue
+		}
+		st, err := StampOf(p)
+		if err != nil {
+			continue // gone for now: the users in force stay
+		}
+		if old := seen(); old != nil && *old == st {
+			continue
+		}
+		changed(st)
+	}
+}

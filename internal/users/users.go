@@ -1,6 +1,6 @@
-// Package users reads and resolves the gateway's credentials (the users
-// clients log in as, and the passwords of kind postgres upstreams) and
-// versions the users file, so that the server can watch it.
+// Package users reads, resolves and watches the gateway's credentials:
+// the users clients log in as, and the passwords of kind postgres
+// upstreams.
 //
 // A validated *config.Config says where each secret is: inline (verifier,
 // md5), in an environment variable (verifier_env, password_env), or in the
