@@ -494,9 +494,9 @@ func (p *Pool) takeOver(victim *ServerConn) {
 // slot back.
 func (p *Pool) dial(ctx context.Context, user string, held bool) (*ServerConn, error) {
 	r := p.route
-	if err := r.limiter.wait(ctx); err != nil {
+	if err := r.waitToDial(ctx); err != nil {
 		p.releaseSlot(user, held)
-		return nil, &DialError{Route: r.Name, Retryable: true, Err: fmt.Errorf("waiting for the dial rate limit: %w", err)}
+		return nil, err
 	}
 	started := p.now()
 	sc, err := r.dial(ctx)
@@ -514,9 +514,7 @@ func (p *Pool) dial(ctx context.Context, user string, held bool) (*ServerConn, e
 			}
 		}
 		r.metrics.UpstreamDialsTotal.WithLabelValues(r.Name, outcome).Inc()
-		if errors.As(err, &de) && (de.SQLState == pgerrcode.ConfigurationLimitExceeded || de.SQLState == pgerrcode.TooManyConnections) {
-			r.limiter.backoff(limitBackoff)
-		}
+		r.backOffIfLimited(err)
 		p.mu.Lock()
 		p.stats.DialFails++
 		p.mu.Unlock()
@@ -897,6 +895,7 @@ func (p *Pool) close() {
 	p.wg.Wait()
 }
 
+// sleepCtx sleeps for d and reports whether ctx was still live after it.
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()

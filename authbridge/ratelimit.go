@@ -61,8 +61,8 @@ func (l *dialLimiter) wait(ctx context.Context) error {
 		if l.lim.AllowN(now, 1) {
 			return nil
 		}
-		if err := sleep(ctx, l.untilToken(now)); err != nil {
-			return err
+		if !sleepCtx(ctx, l.untilToken(now)) {
+			return ctx.Err()
 		}
 	}
 }
@@ -88,8 +88,8 @@ func (l *dialLimiter) waitBackoff(ctx context.Context) error {
 		if d <= 0 {
 			return nil
 		}
-		if err := sleep(ctx, d); err != nil {
-			return err
+		if !sleepCtx(ctx, d) {
+			return ctx.Err()
 		}
 	}
 }
@@ -103,22 +103,6 @@ func (l *dialLimiter) backoff(d time.Duration) {
 		l.blockedUntil = until
 	}
 	l.mu.Unlock()
-}
-
-// sleep waits for d, or returns ctx's error when ctx ends first. With
-// nothing to wait for it returns nil at once, ended ctx or not.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // jitter returns a duration uniformly between d/2 and d.

@@ -68,18 +68,35 @@ func (r *Route) closeLocks() {
 // DialLocks opens a connection for the route's lock table, outside the
 // pool, through the route's dial rate limit (compat.LockUpstream).
 func (r *Route) DialLocks(ctx context.Context, params map[string]string) (*pgconn.PgConn, error) {
-	if err := r.limiter.wait(ctx); err != nil {
-		return nil, &DialError{Route: r.Name, Retryable: true, Err: fmt.Errorf("waiting for the dial rate limit: %w", err)}
+	if err := r.waitToDial(ctx); err != nil {
+		return nil, err
 	}
 	conn, err := r.connect(ctx, params)
 	if err != nil {
-		var de *DialError
-		if errors.As(err, &de) && (de.SQLState == pgerrcode.ConfigurationLimitExceeded || de.SQLState == pgerrcode.TooManyConnections) {
-			r.limiter.backoff(limitBackoff)
-		}
+		r.backOffIfLimited(err)
 		return nil, err
 	}
 	return conn, nil
+}
+
+// waitToDial waits for the route's cluster dial rate limit and any
+// backoff in force, for every dial to the cluster: the pool's and the lock
+// table's.
+func (r *Route) waitToDial(ctx context.Context) error {
+	if err := r.limiter.wait(ctx); err != nil {
+		return &DialError{Route: r.Name, Retryable: true, Err: fmt.Errorf("waiting for the dial rate limit: %w", err)}
+	}
+	return nil
+}
+
+// backOffIfLimited pauses every dial to the route's cluster for a while
+// when err is the cluster refusing a connection for its rate or its
+// count (53400, 53300).
+func (r *Route) backOffIfLimited(err error) {
+	var de *DialError
+	if errors.As(err, &de) && (de.SQLState == pgerrcode.ConfigurationLimitExceeded || de.SQLState == pgerrcode.TooManyConnections) {
+		r.limiter.backoff(limitBackoff)
+	}
 }
 
 // DialRetryable reports whether a DialLocks error may pass
