@@ -20,7 +20,19 @@ type Lexed struct {
 	stmts []Statement
 	ends  []stmtEnd // per statement: where its tokens end in toks
 	toks  []Token   // the tokens of every statement, comments and the semicolons between statements left out
+	// scan: the query was longer than MaxTokenized, so no tokens were
+	// kept; each statement is scanned as its parsers read it.
+	scan bool
 }
+
+// MaxTokenized is the longest query whose tokens Lex keeps. A token takes
+// several times the bytes of its text (a query of one-character tokens,
+// 1,1,1,..., would take about 25 bytes of tokens per byte), so the
+// tokens of a long query, which a client may send up to the gateway's
+// message size limit, are not kept: its statements are scanned as their
+// parsers read them, as the string functions do, and only the statements
+// are kept.
+const MaxTokenized = 64 << 10
 
 // stmtEnd is where the tokens of a statement end in Lexed.toks, and whether
 // the statement ends in a /* comment that is never closed (which the
@@ -31,9 +43,16 @@ type stmtEnd struct {
 }
 
 // Lex lexes text, replacing what l held. Token positions and texts, and
-// the Start, End and Text of each statement, are those in text.
+// the Start, End and Text of each statement, are those in text. The tokens
+// of a text longer than MaxTokenized are not kept (see there).
 func (l *Lexed) Lex(text string) {
-	l.lex(text, true)
+	l.lexMode(text, len(text) <= MaxTokenized)
+}
+
+// lexMode is Lex, keeping the tokens or not.
+func (l *Lexed) lexMode(text string, tokens bool) {
+	l.lex(text, tokens)
+	l.scan = !tokens
 }
 
 // Text is the string last given to Lex.
@@ -43,7 +62,7 @@ func (l *Lexed) Text() string { return l.src }
 // kept for reuse then holds no reference to the query's text (which may
 // be a password in an ALTER ROLE, or someone's data).
 func (l *Lexed) Reset() {
-	l.src = ""
+	l.src, l.scan = "", false
 	clear(l.stmts)
 	clear(l.toks)
 	l.stmts, l.ends, l.toks = l.stmts[:0], l.ends[:0], l.toks[:0]
@@ -56,6 +75,10 @@ func (l *Lexed) Len() int { return len(l.stmts) }
 // Stmt returns statement i, 0 <= i < Len(). It is valid until the next
 // Lex.
 func (l *Lexed) Stmt(i int) Stmt {
+	if l.scan {
+		st := l.stmts[i]
+		return Stmt{Statement: st, src: st.Text, scan: true}
+	}
 	lo := 0
 	if i > 0 {
 		lo = l.ends[i-1].tok
@@ -124,7 +147,7 @@ type Stmt struct {
 	src        string  // the whole query string: Token.Pos counts in it
 	toks       []Token // the statement's tokens, comments left out
 	endComment bool    // it ends in a /* comment that is never closed
-	scan       bool    // made by OneStmt: toks is unused, Text is scanned
+	scan       bool    // made by OneStmt, or of a Lexed that kept no tokens: Text is scanned
 }
 
 // OneStmt returns text as one statement, not lexed beforehand: each method
@@ -141,7 +164,9 @@ func OneStmt(text string) Stmt {
 // Tokens returns the statement's tokens, comments left out, in order. Pos
 // is an offset in the whole query string (Lexed.Text), not in Text. The
 // slice belongs to the Lexed: it must not be changed, and it is valid
-// until the next Lex. For a OneStmt it scans the text into a new slice.
+// until the next Lex. For a statement that is scanned (a OneStmt, or one
+// of a query longer than MaxTokenized) it scans Text into a new slice,
+// and Pos is an offset in Text.
 func (st Stmt) Tokens() []Token {
 	if !st.scan {
 		return st.toks
