@@ -175,15 +175,25 @@ func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clien
 			return fmt.Errorf("read from server: %w", err)
 		}
 		body := buf
+		var backendErr pgproto3.ErrorResponse
+		decoded := backendErr.Decode(buf) == nil
+		var replacement *pgproto3.ErrorResponse
 		if message, ok := refuser.takeRefusal(buf); ok {
-			var backendErr pgproto3.ErrorResponse
 			severity := "ERROR"
-			if backendErr.Decode(buf) == nil && backendErr.Severity != "" {
+			if decoded && backendErr.Severity != "" {
 				severity = backendErr.Severity
 			}
-			encoded, err := clientError(severity, pgerrcode.FeatureNotSupported, message, "").Encode(nil)
+			replacement = clientError(severity, pgerrcode.FeatureNotSupported, message, "")
+		} else if decoded {
+			replacement = conflictError(&backendErr)
+			if replacement != nil {
+				s.stats.conflicts.Add(1)
+			}
+		}
+		if replacement != nil {
+			encoded, err := replacement.Encode(nil)
 			if err != nil {
-				return fmt.Errorf("encode refusal: %w", err)
+				return fmt.Errorf("encode error: %w", err)
 			}
 			body = encoded[5:] // without the type and length, which writeMessage adds
 		}

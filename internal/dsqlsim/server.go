@@ -73,12 +73,14 @@ type Stats struct {
 	Killed         int64 `json:"killed"`          // sessions closed by Kill, KillAll or KillOlderThan
 	Expired        int64 `json:"expired"`         // connections closed at MaxConnDuration
 	Cancels        int64 `json:"cancels"`         // CancelRequests forwarded to the backend
+	Conflicts      int64 `json:"conflicts"`       // statements failed with 40001 for a concurrency conflict (OC000, OC001)
 	Open           int64 `json:"open"`            // connections open now
 }
 
 type counters struct {
 	accepted, authenticated, authFailures, rateLimited, connLimited, startupRefused,
 	refused, killed, expired, cancels atomic.Int64
+	conflicts atomic.Int64
 }
 
 // Start generates the certificates, writes the CA file, listens on
@@ -244,6 +246,7 @@ func (s *Server) Stats() Stats {
 		Killed:         c.killed.Load(),
 		Expired:        c.expired.Load(),
 		Cancels:        c.cancels.Load(),
+		Conflicts:      c.conflicts.Load(),
 		Open:           open,
 	}
 }

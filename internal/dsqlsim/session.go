@@ -550,6 +550,9 @@ func (s *Server) openBackend(sess *session, client *clientSide, role string, sta
 			params[p.name] = p.value
 		}
 	}
+	for name, value := range backendSessionParams {
+		params[name] = value
+	}
 	msg, err := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: params}).Encode(nil)
 	if err != nil {
 		log.Error("encode backend startup message", zap.Error(err))
