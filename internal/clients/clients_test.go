@@ -165,6 +165,17 @@ func TestClients(t *testing.T) {
 	}
 	md := renderMatrix(names, versions, results)
 	t.Logf("client matrix:\n%s", md)
+	// The failures once more, last: a log cut to its end still shows
+	// them.
+	var failures strings.Builder
+	for _, r := range results {
+		if !r.OK {
+			fmt.Fprintf(&failures, "\n  %s %s %s: %s", r.Mode, r.Client, r.Step, r.Detail)
+		}
+	}
+	if failures.Len() > 0 {
+		t.Errorf("failed steps:%s", failures.String())
+	}
 	// Only a full run (every client in every mode) is the matrix.
 	ran := map[[2]string]bool{}
 	for _, r := range results {
