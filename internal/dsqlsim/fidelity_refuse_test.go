@@ -252,6 +252,8 @@ func TestFidelityUnsupportedStatements(t *testing.T) {
 		{"CREATE EVENT TRIGGER fid_et ON ddl_command_start EXECUTE FUNCTION pg_catalog.pg_event_trigger_ddl_commands()",
 			"CREATE EVENT TRIGGER not supported"},
 		{"CREATE MATERIALIZED VIEW fid_mv AS SELECT 1", "CREATE MATERIALIZED VIEW not supported"},
+		{"CREATE TABLE fid_part (a int) PARTITION BY RANGE (a)", "CREATE TABLE with PARTITION BY not supported"},
+		{"CREATE TABLE fid_child (b int) INHERITS (fid_t)", "CREATE TABLE with INHERITS not supported"},
 		{"DO $$ BEGIN CREATE TABLE fid_do (a int); END $$", "DO not supported"},
 		{"COPY fid_t TO '" + copyFile + "'", "COPY TO a file not supported"},
 		{"COPY (SELECT 1) TO PROGRAM 'touch " + copyFile + "'", "COPY TO PROGRAM not supported"},
@@ -270,7 +272,7 @@ func TestFidelityUnsupportedStatements(t *testing.T) {
 			{"function fid_trg or procedure fid_p", "SELECT count(*)::text FROM pg_proc WHERE proname IN ('fid_trg', 'fid_p')"},
 			{"trigger fid_trg", "SELECT count(*)::text FROM pg_trigger WHERE tgname = 'fid_trg'"},
 			{"event trigger fid_et", "SELECT count(*)::text FROM pg_event_trigger WHERE evtname = 'fid_et'"},
-			{"relations fid_mv, fid_do", "SELECT count(*)::text FROM pg_class WHERE relname IN ('fid_mv', 'fid_do')"},
+			{"relations fid_mv, fid_do, fid_part, fid_child", "SELECT count(*)::text FROM pg_class WHERE relname IN ('fid_mv', 'fid_do', 'fid_part', 'fid_child')"},
 			{"ALTER SYSTEM", "SELECT count(*)::text FROM pg_file_settings WHERE name = 'work_mem' AND sourcefile LIKE '%postgresql.auto.conf'"},
 			{"ALTER DATABASE", "SELECT count(*)::text FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = 'dsqlsim'"},
 		}

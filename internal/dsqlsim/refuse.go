@@ -312,6 +312,7 @@ func settingName(w statementWords, i int) string {
 //
 //	CREATE [OR REPLACE] [GLOBAL | LOCAL] { TEMP | TEMPORARY | UNLOGGED } ...
 //	CREATE EXTENSION | DATABASE | TABLESPACE | MATERIALIZED VIEW ...
+//	CREATE TABLE ... { INHERITS (...) | PARTITION BY ... | PARTITION OF ... }
 //	CREATE [OR REPLACE] [CONSTRAINT] TRIGGER ... | CREATE EVENT TRIGGER ...
 //	CREATE [OR REPLACE] FUNCTION | PROCEDURE ... LANGUAGE <not sql>
 func refusalOfCreate(w statementWords) string {
@@ -339,6 +340,37 @@ func refusalOfCreate(w statementWords) string {
 		return "CREATE TEMPORARY " + strings.ToUpper(w.word(i+1)) + " not supported"
 	case w.keyword(i, "unlogged"):
 		return "CREATE UNLOGGED " + strings.ToUpper(w.word(i+1)) + " not supported"
+	case w.keyword(i, "table"):
+		return refusalOfTableClauses(w, i+1)
+	}
+	return ""
+}
+
+// refusalOfTableClauses refuses the CREATE TABLE clauses that make
+// partitions or inheritance, which DSQL does not have: INHERITS (...),
+// PARTITION BY ... and PARTITION OF parent. They are looked for outside
+// parentheses (column definitions, a window's PARTITION BY) and before the
+// AS of a CREATE TABLE ... AS query.
+func refusalOfTableClauses(w statementWords, i int) string {
+	depth := 0
+	for ; i < len(w.tokens); i++ {
+		switch w.tokens[i].kind {
+		case tokOpenParen:
+			depth++
+			continue
+		case tokCloseParen:
+			depth--
+			continue
+		}
+		switch {
+		case depth != 0:
+		case w.keyword(i, "as"):
+			return ""
+		case w.keyword(i, "inherits") && i+1 < len(w.tokens) && w.tokens[i+1].kind == tokOpenParen:
+			return "CREATE TABLE with INHERITS not supported"
+		case w.keyword(i, "partition") && (w.keyword(i+1, "by") || w.keyword(i+1, "of")):
+			return "CREATE TABLE with PARTITION " + strings.ToUpper(w.word(i+1)) + " not supported"
+		}
 	}
 	return ""
 }

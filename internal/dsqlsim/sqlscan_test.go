@@ -281,6 +281,12 @@ func TestRefusalOfUnsupported(t *testing.T) {
 		{"copy from program", "COPY t FROM PROGRAM 'cat /etc/passwd'", "COPY FROM PROGRAM not supported"},
 		{"copy to program", "COPY t (a) TO PROGRAM 'gzip > /tmp/x'", "COPY TO PROGRAM not supported"},
 		{"copy binary", "COPY BINARY t FROM STDIN", ""},
+		{"create table inherits", "CREATE TABLE c (b int) INHERITS (p)", "CREATE TABLE with INHERITS not supported"},
+		{"create table partition by", "CREATE TABLE IF NOT EXISTS p (a int, b int) PARTITION BY RANGE (a)", "CREATE TABLE with PARTITION BY not supported"},
+		{"create table partition of", "create table c partition of p for values from (1) to (10)", "CREATE TABLE with PARTITION OF not supported"},
+		{"create table", "CREATE TABLE t (a int GENERATED ALWAYS AS (1) STORED, inherits int, partition int)", ""},
+		{"create table as with a window", "CREATE TABLE t AS SELECT rank() OVER (PARTITION BY a) FROM u", ""},
+		{"create table as a column named inherits", "CREATE TABLE t AS SELECT inherits FROM u", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
