@@ -144,6 +144,10 @@ func refusalOfCommand(w statementWords) string {
 		return refusalOfAlterOrDrop(w, "DROP")
 	case "copy":
 		return refusalOfCopy(w)
+	case "refresh":
+		if w.keyword(1, "materialized") && w.keyword(2, "view") {
+			return "REFRESH MATERIALIZED VIEW not supported"
+		}
 	}
 	return ""
 }
@@ -180,16 +184,19 @@ func refusalOfIsolationLevel(w statementWords, i int) string {
 	return ""
 }
 
-// refusalOfAlterOrDrop refuses ALTER SYSTEM and ALTER or DROP of an
-// extension, a database or a tablespace (verb is "ALTER" or "DROP").
+// refusalOfAlterOrDrop refuses ALTER SYSTEM and ALTER or DROP of the
+// objects DSQL cannot have: extensions, databases, tablespaces, triggers,
+// event triggers, materialized views (verb is "ALTER" or "DROP").
 func refusalOfAlterOrDrop(w statementWords, verb string) string {
 	switch {
 	case verb == "ALTER" && w.keyword(1, "system"):
 		return "ALTER SYSTEM not supported"
-	case w.keyword(1, "extension"), w.keyword(1, "database"), w.keyword(1, "tablespace"):
+	case w.keyword(1, "extension"), w.keyword(1, "database"), w.keyword(1, "tablespace"), w.keyword(1, "trigger"):
 		return verb + " " + strings.ToUpper(w.word(1)) + " not supported"
-	case verb == "DROP" && w.keyword(1, "event") && w.keyword(2, "trigger"):
-		return "DROP EVENT TRIGGER not supported"
+	case w.keyword(1, "event") && w.keyword(2, "trigger"):
+		return verb + " EVENT TRIGGER not supported"
+	case w.keyword(1, "materialized") && w.keyword(2, "view"):
+		return verb + " MATERIALIZED VIEW not supported"
 	}
 	return ""
 }
