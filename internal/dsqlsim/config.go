@@ -61,7 +61,13 @@ type Config struct {
 	// enforced: no 54000 error.)
 	MaxTxnDuration time.Duration
 	// ClockSkew is how far a token's X-Amz-Date may lie in the future, and
-	// how long past its expiry it is still accepted. 0 means 5 minutes.
+	// how long past its expiry it is still accepted; it widens no other
+	// check. 0 means 30 seconds: the allowance is for two clocks (the
+	// signer's and the server's), each kept within a few seconds by NTP on
+	// any host that can reach AWS, with room for a slow client between
+	// minting and connecting. DSQL's own allowance is not documented, so the
+	// emulator stays strict: a gateway that uses a token at the edge of its
+	// life fails here rather than in production.
 	ClockSkew time.Duration
 	// ConnRate is the number of new connections accepted per second and
 	// ConnBurst the bucket size; over them a connection gets
@@ -84,7 +90,7 @@ const (
 	defaultBackendDatabase = "postgres"
 	defaultMaxConnDuration = time.Hour
 	defaultMaxTxnDuration  = 5 * time.Minute
-	defaultClockSkew       = 5 * time.Minute
+	defaultClockSkew       = 30 * time.Second
 	defaultConnRate        = 100  // connections per second
 	defaultConnBurst       = 1000 // connections
 	defaultMaxConns        = 10000

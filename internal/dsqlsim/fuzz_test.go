@@ -20,6 +20,11 @@ func FuzzSplitStatements(f *testing.F) {
 		"create function f() begin atomic select 1; end; lock t",
 		"select E'a'\n'\\';'; select pg_advisory_lock(1)",
 		`SET "x""y" TO 1; RESET ALL; deallocate prepare all`,
+		"begin isolation level serializable; start transaction read only, isolation level repeatable read",
+		"select pg_catalog.set_config('lock_timeout', $1, false); select set_config($$search_path$$::text, 'x', true)",
+		"create function f(language text) returns int language plpgsql as $$ begin return 1; end $$; do $$ $$",
+		"copy (select 1) to program 'x'; copy t (a) from stdin; vacuum; create extension x; alter system reset all",
+		"select set_config(E'a\\'', 'b', false); select set_config('x'",
 		"'", `"`, "$", "$$", "/*", "--", "E'\\", "e'", ";",
 	} {
 		f.Add(seed)
@@ -63,6 +68,43 @@ func FuzzSplitStatements(f *testing.F) {
 		}
 		if _, msg := r.rewriteParse(src); (msg != "") != (len(refused) > 0) {
 			t.Fatalf("rewriteParse and rewriteQuery disagree: %q vs %q", msg, refused)
+		}
+	})
+}
+
+// FuzzSetConfigName checks the set_config() refusal against the allow-list
+// for any parameter name written as a string literal, standard or
+// dollar-quoted: the call is refused exactly when SET of that name would
+// be, with the same message. stringLiteral must read the literal back.
+func FuzzSetConfigName(f *testing.F) {
+	for _, seed := range []string{"search_path", "statement_timeout", "TimeZone", "enable_seqscan", "it's", "a$b", "myapp.tenant", "", "'", "$$"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		literals := []string{"'" + strings.ReplaceAll(name, "'", "''") + "'"}
+		if !strings.Contains(name, "$q$") && !strings.HasSuffix(name, "$q") {
+			literals = append(literals, "$q$"+name+"$q$")
+		}
+		for _, lit := range literals {
+			if got := stringLiteral(lit); got != name {
+				t.Fatalf("stringLiteral(%q) = %q, want %q", lit, got, name)
+			}
+			src := "SELECT pg_catalog.set_config(" + lit + ", 'v', false)"
+			stmts := splitStatements(src)
+			if len(stmts) != 1 {
+				t.Fatalf("%q split into %d statements", src, len(stmts))
+			}
+			got := refusalOf(src, stmts[0])
+			var want string
+			switch {
+			case name == "":
+				want = "set_config() with a parameter name that is not a string literal not supported"
+			case !allowedSetting(name):
+				want = unsupportedSettingMessage(name)
+			}
+			if got != want {
+				t.Fatalf("refusalOf(%q) = %q, want %q", src, got, want)
+			}
 		}
 	})
 }

@@ -63,7 +63,10 @@ func refusalOf(src string, st sqlStatement) string {
 	if msg := refusalOfCommand(w); msg != "" {
 		return msg
 	}
-	return refusalOfAdvisoryLock(w)
+	if msg := refusalOfAdvisoryLock(w); msg != "" {
+		return msg
+	}
+	return refusalOfSetConfig(w)
 }
 
 func refusalOfCommand(w statementWords) string {
@@ -125,6 +128,106 @@ func refusalOfCommand(w statementWords) string {
 		return "DECLARE CURSOR not supported"
 	case "create":
 		return refusalOfCreate(w)
+	case "begin":
+		return refusalOfIsolationLevel(w, 1)
+	case "start":
+		if w.keyword(1, "transaction") {
+			return refusalOfIsolationLevel(w, 2)
+		}
+	case "vacuum":
+		return "VACUUM not supported"
+	case "do":
+		return "DO not supported" // DO runs PL/pgSQL (or another procedural language)
+	case "alter":
+		return refusalOfAlterOrDrop(w, "ALTER")
+	case "drop":
+		return refusalOfAlterOrDrop(w, "DROP")
+	case "copy":
+		return refusalOfCopy(w)
+	case "refresh":
+		if w.keyword(1, "materialized") && w.keyword(2, "view") {
+			return "REFRESH MATERIALIZED VIEW not supported"
+		}
+	}
+	return ""
+}
+
+// refusalOfIsolationLevel refuses BEGIN or START TRANSACTION with an
+// isolation level other than REPEATABLE READ, DSQL's only one. The
+// transaction modes start at token i (after BEGIN [WORK | TRANSACTION]);
+// they may come in any order, with or without commas. An unknown level is
+// a syntax error that PostgreSQL reports.
+func refusalOfIsolationLevel(w statementWords, i int) string {
+	if w.keyword(i, "work") || w.keyword(i, "transaction") {
+		i++
+	}
+	for ; i < len(w.tokens); i++ {
+		if !w.keyword(i, "isolation") || !w.keyword(i+1, "level") {
+			continue
+		}
+		var level string
+		switch {
+		case w.keyword(i+2, "serializable"):
+			level = "SERIALIZABLE"
+		case w.keyword(i+2, "repeatable") && w.keyword(i+3, "read"):
+			i += 3
+			continue
+		case w.keyword(i+2, "read") && w.keyword(i+3, "committed"):
+			level = "READ COMMITTED"
+		case w.keyword(i+2, "read") && w.keyword(i+3, "uncommitted"):
+			level = "READ UNCOMMITTED"
+		default:
+			return ""
+		}
+		return "Unsupported isolation level: " + level
+	}
+	return ""
+}
+
+// refusalOfAlterOrDrop refuses ALTER SYSTEM and ALTER or DROP of the
+// objects DSQL cannot have: extensions, databases, tablespaces, triggers,
+// event triggers, materialized views (verb is "ALTER" or "DROP").
+func refusalOfAlterOrDrop(w statementWords, verb string) string {
+	switch {
+	case verb == "ALTER" && w.keyword(1, "system"):
+		return "ALTER SYSTEM not supported"
+	case w.keyword(1, "extension"), w.keyword(1, "database"), w.keyword(1, "tablespace"), w.keyword(1, "trigger"):
+		return verb + " " + strings.ToUpper(w.word(1)) + " not supported"
+	case w.keyword(1, "event") && w.keyword(2, "trigger"):
+		return verb + " EVENT TRIGGER not supported"
+	case w.keyword(1, "materialized") && w.keyword(2, "view"):
+		return verb + " MATERIALIZED VIEW not supported"
+	}
+	return ""
+}
+
+// refusalOfCopy refuses COPY to or from a server-side file or a program:
+// DSQL only has COPY ... FROM STDIN and COPY ... TO STDOUT. The direction is
+// the first FROM or TO outside parentheses (a column list or a query).
+func refusalOfCopy(w statementWords) string {
+	depth := 0
+	for i, t := range w.tokens {
+		switch t.kind {
+		case tokOpenParen:
+			depth++
+			continue
+		case tokCloseParen:
+			depth--
+			continue
+		}
+		if depth != 0 || i == 0 || !(w.keyword(i, "from") || w.keyword(i, "to")) {
+			continue
+		}
+		dir := strings.ToUpper(w.word(i))
+		switch {
+		case w.keyword(i+1, "stdin"), w.keyword(i+1, "stdout"):
+			return ""
+		case w.keyword(i+1, "program"):
+			return "COPY " + dir + " PROGRAM not supported"
+		case i+1 < len(w.tokens) && w.tokens[i+1].kind == tokString:
+			return "COPY " + dir + " a file not supported"
+		}
+		return "" // a syntax error: PostgreSQL reports it
 	}
 	return ""
 }
@@ -212,12 +315,29 @@ func settingName(w statementWords, i int) string {
 	return b.String()
 }
 
-// refusalOfCreate refuses temporary and unlogged relations:
-// CREATE [OR REPLACE] [GLOBAL | LOCAL] { TEMP | TEMPORARY | UNLOGGED } ...
+// refusalOfCreate refuses what DSQL cannot create:
+//
+//	CREATE [OR REPLACE] [GLOBAL | LOCAL] { TEMP | TEMPORARY | UNLOGGED } ...
+//	CREATE EXTENSION | DATABASE | TABLESPACE | MATERIALIZED VIEW ...
+//	CREATE TABLE ... { INHERITS (...) | PARTITION BY ... | PARTITION OF ... }
+//	CREATE [OR REPLACE] [CONSTRAINT] TRIGGER ... | CREATE EVENT TRIGGER ...
+//	CREATE [OR REPLACE] FUNCTION | PROCEDURE ... LANGUAGE <not sql>
 func refusalOfCreate(w statementWords) string {
 	i := 1
 	if w.keyword(i, "or") && w.keyword(i+1, "replace") {
 		i += 2
+	}
+	switch {
+	case w.keyword(i, "extension"), w.keyword(i, "database"), w.keyword(i, "tablespace"):
+		return "CREATE " + strings.ToUpper(w.word(i)) + " not supported"
+	case w.keyword(i, "materialized") && w.keyword(i+1, "view"):
+		return "CREATE MATERIALIZED VIEW not supported"
+	case w.keyword(i, "trigger"), w.keyword(i, "constraint") && w.keyword(i+1, "trigger"):
+		return "CREATE TRIGGER not supported"
+	case w.keyword(i, "event") && w.keyword(i+1, "trigger"):
+		return "CREATE EVENT TRIGGER not supported"
+	case w.keyword(i, "function"), w.keyword(i, "procedure"):
+		return refusalOfRoutineLanguage(w, i)
 	}
 	if w.keyword(i, "global") || w.keyword(i, "local") {
 		i++
@@ -227,6 +347,107 @@ func refusalOfCreate(w statementWords) string {
 		return "CREATE TEMPORARY " + strings.ToUpper(w.word(i+1)) + " not supported"
 	case w.keyword(i, "unlogged"):
 		return "CREATE UNLOGGED " + strings.ToUpper(w.word(i+1)) + " not supported"
+	case w.keyword(i, "table"):
+		return refusalOfTableClauses(w, i+1)
+	}
+	return ""
+}
+
+// refusalOfTableClauses refuses the CREATE TABLE clauses that make
+// partitions or inheritance, which DSQL does not have: INHERITS (...),
+// PARTITION BY ... and PARTITION OF parent. They are looked for outside
+// parentheses (column definitions, a window's PARTITION BY) and before the
+// AS of a CREATE TABLE ... AS query.
+func refusalOfTableClauses(w statementWords, i int) string {
+	depth := 0
+	for ; i < len(w.tokens); i++ {
+		switch w.tokens[i].kind {
+		case tokOpenParen:
+			depth++
+			continue
+		case tokCloseParen:
+			depth--
+			continue
+		}
+		switch {
+		case depth != 0:
+		case w.keyword(i, "as"):
+			return ""
+		case w.keyword(i, "inherits") && i+1 < len(w.tokens) && w.tokens[i+1].kind == tokOpenParen:
+			return "CREATE TABLE with INHERITS not supported"
+		case w.keyword(i, "partition") && (w.keyword(i+1, "by") || w.keyword(i+1, "of")):
+			return "CREATE TABLE with PARTITION " + strings.ToUpper(w.word(i+1)) + " not supported"
+		}
+	}
+	return ""
+}
+
+// refusalOfRoutineLanguage refuses a CREATE FUNCTION or PROCEDURE (the word
+// at token kind) whose LANGUAGE is not SQL: DSQL runs SQL-language routines
+// only. The clause is looked for outside parentheses and before a
+// SQL-standard body (BEGIN ATOMIC ... END or RETURN expr), which is SQL and
+// may use "language" as a name; a string body ($$...$$) is one token. With
+// no LANGUAGE clause the body is SQL-standard, or PostgreSQL reports the
+// missing language.
+func refusalOfRoutineLanguage(w statementWords, kind int) string {
+	depth := 0
+	for i := kind + 1; i < len(w.tokens); i++ {
+		switch w.tokens[i].kind {
+		case tokOpenParen:
+			depth++
+			continue
+		case tokCloseParen:
+			depth--
+			continue
+		}
+		if depth != 0 {
+			continue
+		}
+		if w.keyword(i, "begin") || w.keyword(i, "return") {
+			return ""
+		}
+		if !w.keyword(i, "language") || i+1 >= len(w.tokens) {
+			continue
+		}
+		var lang string
+		switch t := w.tokens[i+1]; t.kind {
+		case tokIdent, tokQuotedIdent:
+			lang = w.word(i + 1)
+		case tokString:
+			lang = stringLiteral(w.src[t.start:t.end])
+		default:
+			return "" // a syntax error: PostgreSQL reports it
+		}
+		if strings.EqualFold(lang, "sql") {
+			return ""
+		}
+		return "CREATE " + strings.ToUpper(w.word(kind)) + " with LANGUAGE " + lang + " not supported"
+	}
+	return ""
+}
+
+// stringLiteral returns the value of a standard '...' string or a
+// $tag$...$tag$ string token, or "" for anything else (an E'...' string
+// with escapes, an unterminated string).
+func stringLiteral(text string) string {
+	switch {
+	case text == "":
+		return ""
+	case len(text) >= 2 && text[0] == '\'' && text[len(text)-1] == '\'':
+		return strings.ReplaceAll(text[1:len(text)-1], "''", "'")
+	case (text[0] == 'e' || text[0] == 'E') && len(text) >= 3 && text[1] == '\'' && text[len(text)-1] == '\'' &&
+		!strings.Contains(text, "\\"):
+		return strings.ReplaceAll(text[2:len(text)-1], "''", "'")
+	case text[0] == '$':
+		end := strings.IndexByte(text[1:], '$')
+		if end < 0 {
+			return ""
+		}
+		delim := text[:end+2]
+		if len(text) < 2*len(delim) || !strings.HasSuffix(text, delim) {
+			return ""
+		}
+		return text[len(delim) : len(text)-len(delim)]
 	}
 	return ""
 }
@@ -245,4 +466,57 @@ func refusalOfAdvisoryLock(w statementWords) string {
 		}
 	}
 	return ""
+}
+
+// refusalOfSetConfig keeps set_config() from getting round the SET
+// allow-list: a call anywhere in the statement to set_config or
+// pg_catalog.set_config whose first argument is a string literal naming a
+// parameter DSQL does not let a session change is refused as SET would be.
+// A first argument that is anything else (a $n parameter, an expression,
+// a column) cannot be checked here and is refused too. A call in the body
+// of a function, which is a string, is not seen.
+func refusalOfSetConfig(w statementWords) string {
+	for i, t := range w.tokens {
+		if t.kind != tokIdent && t.kind != tokQuotedIdent || w.word(i) != "set_config" {
+			continue
+		}
+		if i+1 >= len(w.tokens) || w.tokens[i+1].kind != tokOpenParen {
+			continue // a column or table named set_config
+		}
+		if i >= 1 && w.tokens[i-1].kind == tokOther && w.word(i-1) == "." {
+			if i < 2 || w.tokens[i-2].kind != tokIdent && w.tokens[i-2].kind != tokQuotedIdent || w.word(i-2) != "pg_catalog" {
+				continue // another schema's set_config
+			}
+		}
+		name, ok := setConfigName(w, i+2)
+		if !ok {
+			return "set_config() with a parameter name that is not a string literal not supported"
+		}
+		if !allowedSetting(name) {
+			return unsupportedSettingMessage(name)
+		}
+	}
+	return ""
+}
+
+// setConfigName reads the first argument of a set_config call, starting at
+// token i (after the open parenthesis): one string literal, optionally cast
+// with ::text (or another type name), followed by "," or ")".
+func setConfigName(w statementWords, i int) (string, bool) {
+	if i >= len(w.tokens) || w.tokens[i].kind != tokString {
+		return "", false
+	}
+	t := w.tokens[i]
+	name := stringLiteral(w.src[t.start:t.end])
+	if name == "" {
+		return "", false
+	}
+	i++
+	if w.word(i) == ":" && w.word(i+1) == ":" && i+2 < len(w.tokens) && w.tokens[i+2].kind == tokIdent {
+		i += 3 // 'name'::text
+	}
+	if i >= len(w.tokens) || w.word(i) != "," && w.tokens[i].kind != tokCloseParen {
+		return "", false
+	}
+	return name, true
 }

@@ -586,7 +586,7 @@ func (s *Server) openBackend(sess *session, client *clientSide, role string, sta
 			pid = binary.BigEndian.Uint32(body)
 			key = append([]byte(nil), body[4:]...)
 		}
-		if err := writeMessage(client.w, typ, body); err != nil {
+		if err := writeMessage(client.w, typ, handshakeMessage(typ, body)); err != nil {
 			return nil, false
 		}
 		switch typ {

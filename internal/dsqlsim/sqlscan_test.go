@@ -189,3 +189,121 @@ func TestRefusalsAreBounded(t *testing.T) {
 		t.Fatalf("%d pending refusals, want at most %d", n, maxPendingRefusals)
 	}
 }
+
+// TestRefusalOfUnsupported covers the refusals of isolation levels,
+// set_config(), and the commands and objects DSQL documents as unsupported.
+func TestRefusalOfUnsupported(t *testing.T) {
+	const (
+		serializable = "Unsupported isolation level: SERIALIZABLE"
+		nonLiteral   = "set_config() with a parameter name that is not a string literal not supported"
+	)
+	tests := []struct {
+		name string
+		sql  string
+		want string // "" means DSQL runs it
+	}{
+		{"begin", "BEGIN", ""},
+		{"begin work", "begin work", ""},
+		{"begin read only", "BEGIN READ ONLY", ""},
+		{"begin repeatable read", "BEGIN ISOLATION LEVEL REPEATABLE READ", ""},
+		{"begin repeatable read and modes", "begin transaction read only, isolation level repeatable read, not deferrable", ""},
+		{"start transaction repeatable read", "START TRANSACTION ISOLATION LEVEL REPEATABLE READ", ""},
+		{"begin serializable", "BEGIN ISOLATION LEVEL SERIALIZABLE", serializable},
+		{"begin lower case", "begin transaction isolation level serializable", serializable},
+		{"begin read committed", "BEGIN ISOLATION LEVEL READ COMMITTED", "Unsupported isolation level: READ COMMITTED"},
+		{"begin read uncommitted", "BEGIN ISOLATION LEVEL READ UNCOMMITTED", "Unsupported isolation level: READ UNCOMMITTED"},
+		{"begin level after a mode", "BEGIN READ WRITE, ISOLATION LEVEL SERIALIZABLE", serializable},
+		{"begin level without commas", "BEGIN READ ONLY ISOLATION LEVEL SERIALIZABLE DEFERRABLE", serializable},
+		{"start transaction serializable", "START TRANSACTION ISOLATION LEVEL SERIALIZABLE", serializable},
+		{"start transaction with comments", "start /* x */ transaction -- y\n isolation level read committed", "Unsupported isolation level: READ COMMITTED"},
+		{"begin unknown level", "BEGIN ISOLATION LEVEL SNAPSHOT", ""},
+
+		{"set_config allowed", "SELECT set_config('search_path', 'public', false)", ""},
+		{"set_config allowed mixed case", "select SET_CONFIG('TimeZone', 'UTC', true)", ""},
+		{"set_config enable", "SELECT set_config('enable_seqscan', 'off', false)", ""},
+		{"set_config refused", "SELECT set_config('statement_timeout', '0', false)", `setting configuration parameter "statement_timeout" not supported`},
+		{"set_config qualified", "SELECT pg_catalog.set_config('lock_timeout', '0', false)", `setting configuration parameter "lock_timeout" not supported`},
+		{"set_config quoted", `SELECT "pg_catalog"."set_config"('work_mem', '1MB', false)`, `setting configuration parameter "work_mem" not supported`},
+		{"set_config in a where clause", "SELECT 1 FROM t WHERE set_config('role', 'app', true) IS NOT NULL", `setting configuration parameter "role" not supported`},
+		{"set_config in an insert", "INSERT INTO t SELECT set_config('myapp.tenant', '1', false)", `setting configuration parameter "myapp.tenant" not supported`},
+		{"set_config cast name", "SELECT set_config('search_path'::text, 'x', false)", ""},
+		{"set_config dollar name", "SELECT set_config($$statement_timeout$$, '0', false)", `setting configuration parameter "statement_timeout" not supported`},
+		{"set_config e string", "SELECT set_config(E'statement_timeout', '0', false)", `setting configuration parameter "statement_timeout" not supported`},
+		{"set_config e string escape", `SELECT set_config(E'search\_path', '0', false)`, nonLiteral},
+		{"set_config doubled quote", "SELECT set_config('a''b', '0', false)", `setting configuration parameter "a'b" not supported`},
+		{"set_config parameter", "SELECT set_config($1, $2, false)", nonLiteral},
+		{"set_config expression", "SELECT set_config('search' || '_path', 'x', false)", nonLiteral},
+		{"set_config column", "SELECT set_config(name, 'x', false) FROM t", nonLiteral},
+		{"set_config second call", "SELECT set_config('search_path', 'x', false), set_config('lock_timeout', '0', false)", `setting configuration parameter "lock_timeout" not supported`},
+		{"set_config other schema", "SELECT myschema.set_config('lock_timeout', '0', false)", ""},
+		{"set_config quoted upper case", `SELECT "SET_CONFIG"('lock_timeout', '0', false)`, ""},
+		{"set_config column name", "SELECT set_config FROM t", ""},
+		{"set_config in a string", "SELECT 'set_config(''lock_timeout'', ''0'', false)'", ""},
+		{"current_setting", "SELECT current_setting('statement_timeout')", ""},
+
+		{"create extension", "CREATE EXTENSION IF NOT EXISTS pgcrypto", "CREATE EXTENSION not supported"},
+		{"alter extension", "ALTER EXTENSION pgcrypto UPDATE", "ALTER EXTENSION not supported"},
+		{"drop extension", "drop extension if exists pgcrypto", "DROP EXTENSION not supported"},
+		{"alter system", "ALTER SYSTEM SET work_mem = '1MB'", "ALTER SYSTEM not supported"},
+		{"create database", "CREATE DATABASE other", "CREATE DATABASE not supported"},
+		{"alter database", "ALTER DATABASE postgres SET work_mem = '1MB'", "ALTER DATABASE not supported"},
+		{"drop database", "DROP DATABASE IF EXISTS other", "DROP DATABASE not supported"},
+		{"create tablespace", "CREATE TABLESPACE ts LOCATION '/tmp/ts'", "CREATE TABLESPACE not supported"},
+		{"drop tablespace", "DROP TABLESPACE ts", "DROP TABLESPACE not supported"},
+		{"vacuum", "VACUUM", "VACUUM not supported"},
+		{"vacuum analyze", "VACUUM (ANALYZE) t", "VACUUM not supported"},
+		{"analyze", "ANALYZE t", ""},
+		{"explain analyze", "EXPLAIN ANALYZE SELECT 1", ""},
+		{"create trigger", "CREATE TRIGGER trg BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()", "CREATE TRIGGER not supported"},
+		{"create or replace constraint trigger", "CREATE OR REPLACE CONSTRAINT TRIGGER trg AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()", "CREATE TRIGGER not supported"},
+		{"create event trigger", "CREATE EVENT TRIGGER et ON ddl_command_start EXECUTE FUNCTION f()", "CREATE EVENT TRIGGER not supported"},
+		{"drop event trigger", "DROP EVENT TRIGGER et", "DROP EVENT TRIGGER not supported"},
+		{"alter event trigger", "ALTER EVENT TRIGGER et DISABLE", "ALTER EVENT TRIGGER not supported"},
+		{"drop trigger", "DROP TRIGGER IF EXISTS trg ON t", "DROP TRIGGER not supported"},
+		{"alter trigger", "ALTER TRIGGER trg ON t RENAME TO trg2", "ALTER TRIGGER not supported"},
+		{"drop materialized view", "DROP MATERIALIZED VIEW IF EXISTS mv", "DROP MATERIALIZED VIEW not supported"},
+		{"refresh materialized view", "REFRESH MATERIALIZED VIEW CONCURRENTLY mv", "REFRESH MATERIALIZED VIEW not supported"},
+		{"drop view", "DROP VIEW v", ""},
+		{"alter table", "ALTER TABLE t ADD COLUMN trigger int", ""},
+		{"create materialized view", "CREATE MATERIALIZED VIEW mv AS SELECT 1", "CREATE MATERIALIZED VIEW not supported"},
+		{"create view", "CREATE VIEW v AS SELECT 1", ""},
+		{"do", "DO $$ BEGIN PERFORM 1; END $$", "DO not supported"},
+		{"do language", "do language plpgsql 'begin null; end'", "DO not supported"},
+		{"plpgsql function", "CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END $$ LANGUAGE plpgsql",
+			"CREATE FUNCTION with LANGUAGE plpgsql not supported"},
+		{"plpgsql language first", "create or replace function f() returns int language plpgsql as $$ begin return 1; end $$",
+			"CREATE FUNCTION with LANGUAGE plpgsql not supported"},
+		{"plpgsql procedure", "CREATE PROCEDURE p() LANGUAGE 'plpgsql' AS $$ BEGIN NULL; END $$", "CREATE PROCEDURE with LANGUAGE plpgsql not supported"},
+		{"c function", "CREATE FUNCTION f(int) RETURNS int AS 'lib', 'f' LANGUAGE C", "CREATE FUNCTION with LANGUAGE c not supported"},
+		{"sql function", "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql", ""},
+		{"sql function quoted", `CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE "sql" AS 'SELECT 1'`, ""},
+		{"sql function upper case", "CREATE FUNCTION f() RETURNS int LANGUAGE SQL IMMUTABLE AS 'SELECT 1'", ""},
+		{"sql standard body", "CREATE FUNCTION f(language text) RETURNS text RETURN language", ""},
+		{"begin atomic body", "CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC SELECT language FROM t; END", ""},
+		{"language as a parameter", "CREATE FUNCTION f(language text) RETURNS text LANGUAGE sql AS 'SELECT $1'", ""},
+		{"copy from stdin", "COPY t (a, b) FROM STDIN WITH (FORMAT csv)", ""},
+		{"copy to stdout", "COPY (SELECT * FROM t WHERE a IN (SELECT a FROM u)) TO STDOUT", ""},
+		{"copy from file", "COPY t FROM '/etc/passwd'", "COPY FROM a file not supported"},
+		{"copy to file", "copy (select 1) to '/tmp/x'", "COPY TO a file not supported"},
+		{"copy from program", "COPY t FROM PROGRAM 'cat /etc/passwd'", "COPY FROM PROGRAM not supported"},
+		{"copy to program", "COPY t (a) TO PROGRAM 'gzip > /tmp/x'", "COPY TO PROGRAM not supported"},
+		{"copy binary", "COPY BINARY t FROM STDIN", ""},
+		{"create table inherits", "CREATE TABLE c (b int) INHERITS (p)", "CREATE TABLE with INHERITS not supported"},
+		{"create table partition by", "CREATE TABLE IF NOT EXISTS p (a int, b int) PARTITION BY RANGE (a)", "CREATE TABLE with PARTITION BY not supported"},
+		{"create table partition of", "create table c partition of p for values from (1) to (10)", "CREATE TABLE with PARTITION OF not supported"},
+		{"create table", "CREATE TABLE t (a int GENERATED ALWAYS AS (1) STORED, inherits int, partition int)", ""},
+		{"create table as with a window", "CREATE TABLE t AS SELECT rank() OVER (PARTITION BY a) FROM u", ""},
+		{"create table as a column named inherits", "CREATE TABLE t AS SELECT inherits FROM u", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stmts := splitStatements(tt.sql)
+			if len(stmts) != 1 {
+				t.Fatalf("splitStatements(%q) gave %d statements, want 1", tt.sql, len(stmts))
+			}
+			if got := refusalOf(tt.sql, stmts[0]); got != tt.want {
+				t.Fatalf("refusalOf(%q) = %q, want %q", tt.sql, got, tt.want)
+			}
+		})
+	}
+}

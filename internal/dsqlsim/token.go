@@ -88,8 +88,10 @@ const (
 
 // VerifyToken checks that token is a valid Aurora DSQL IAM token for a
 // connection to sniHost as role, signed for region by one of creds, at time
-// now with skew allowed on either side of its validity window. It returns nil
-// or a *TokenError.
+// now. skew is allowed on either side of the validity window and nowhere
+// else: X-Amz-Date may lie up to skew in the future, and the token is taken
+// up to skew past X-Amz-Date + X-Amz-Expires. It returns nil or a
+// *TokenError.
 //
 // A token is a SigV4 presigned GET URL without its scheme:
 // "host?query" (the Go and JS SDKs) or "host/?query" (the AWS CLI). The

@@ -20,7 +20,7 @@ import (
 const (
 	testHost   = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"
 	testRegion = "us-east-1"
-	testSkew   = time.Minute
+	testSkew   = defaultClockSkew // the tests run at the emulator's default
 )
 
 // Made-up credentials; the secrets contain characters that need escaping.
@@ -327,5 +327,43 @@ func TestCanonicalQueryOrder(t *testing.T) {
 	got := canonicalQueryString(map[string]string{"a1": "x", "a": "y", "B": "z", paramSignature: "s"})
 	if want := "B=z&a=y&a1=x"; got != want {
 		t.Fatalf("canonicalQueryString = %q, want %q", got, want)
+	}
+}
+
+// TestDefaultClockSkew pins the strict default: a token is refused 31 s
+// past its expiry or 31 s before its X-Amz-Date (five minutes used to pass).
+func TestDefaultClockSkew(t *testing.T) {
+	cfg, err := Config{Region: testRegion, Hostnames: []string{testHost}, Credentials: testCreds,
+		BackendSocketDir: "/tmp", BackendPort: 5432}.withDefaults()
+	if err != nil {
+		t.Fatalf("withDefaults: %v", err)
+	}
+	if cfg.ClockSkew != 30*time.Second {
+		t.Fatalf("default ClockSkew = %v, want 30s", cfg.ClockSkew)
+	}
+	token := sdkToken(t, testHost, testRegion, "app", testCred, 15*time.Minute)
+	date := tokenDate(t, token)
+	for _, tt := range []struct {
+		name   string
+		at     time.Duration // relative to X-Amz-Date
+		reason TokenReason   // "" means accepted
+	}{
+		{"29 s past expiry", 15*time.Minute + 29*time.Second, ""},
+		{"31 s past expiry", 15*time.Minute + 31*time.Second, ReasonExpired},
+		{"4 min past expiry", 15*time.Minute + 4*time.Minute, ReasonExpired},
+		{"date 29 s ahead", -29 * time.Second, ""},
+		{"date 31 s ahead", -31 * time.Second, ReasonNotYetValid},
+		{"date 4 min ahead", -4 * time.Minute, ReasonNotYetValid},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := VerifyToken(token, testHost, "app", testRegion, testCreds, date.Add(tt.at), cfg.ClockSkew)
+			if tt.reason == "" {
+				if err != nil {
+					t.Fatalf("VerifyToken: %v", err)
+				}
+				return
+			}
+			assertReason(t, err, tt.reason)
+		})
 	}
 }
