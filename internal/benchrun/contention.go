@@ -327,13 +327,7 @@ func runContentionClient(ctx context.Context, conn *pgx.Conn, workload string, i
 		}
 		id := (i+k)%contentionRows + 1
 		start := time.Now()
-		var err error
-		if workload == workloadTxOneUnit {
-			// No arguments: pgx sends the string as one Query message.
-			_, err = conn.Exec(ctx, updateSQL(workload, id), pgx.QueryExecModeSimpleProtocol)
-		} else {
-			_, err = conn.Exec(ctx, updateSQL(workload, id), pgx.QueryExecModeExec, id)
-		}
+		err := contentionOp(ctx, conn, workload, id)
 		t.record(err, time.Since(start))
 		if err == nil {
 			continue
@@ -348,6 +342,20 @@ func runContentionClient(ctx context.Context, conn *pgx.Conn, workload string, i
 			}
 		}
 	}
+}
+
+// contentionOp runs one operation of workload on row id. The one-unit
+// transaction has no arguments, so pgx sends it as one Query message; the
+// autocommit UPDATE goes as Parse, Bind, Describe, Execute and Sync in one
+// round trip (TestContentionOpMessages checks both).
+func contentionOp(ctx context.Context, conn *pgx.Conn, workload string, id int) error {
+	var err error
+	if workload == workloadTxOneUnit {
+		_, err = conn.Exec(ctx, updateSQL(workload, id), pgx.QueryExecModeSimpleProtocol)
+	} else {
+		_, err = conn.Exec(ctx, updateSQL(workload, id), pgx.QueryExecModeExec, id)
+	}
+	return err
 }
 
 // connectContentionClients opens n pgx connections to target, eight at a

@@ -173,7 +173,11 @@ func (r report) markdown() string {
 	m := r.machine
 	w("| CPU | %d × %s |\n| memory | %s |\n| OS | %s, %s |\n| Go | %s |\n| PostgreSQL | %s |\n| pgbench | %s |\n| PgBouncer | %s |\n| dsqlgate | %s |\n\n",
 		m.cpus, m.model, m.memory, m.os, m.kernel, m.goVersion, m.postgres, m.pgbench, m.pgbouncer, m.dsqlgate)
-	w("Load average (1, 5, 15 minutes) before the run: %s; after the pgbench rounds: %s.\n\n", m.loadBefore, m.loadAfter)
+	if len(r.plan.cells) > 0 {
+		w("Load average (1, 5, 15 minutes) before the run: %s; after the pgbench rounds: %s.\n\n", m.loadBefore, m.loadAfter)
+	} else {
+		w("Load average (1, 5, 15 minutes) before the run: %s.\n\n", m.loadBefore)
+	}
 	w("Everything runs on this one machine and shares its cores: pgbench, PostgreSQL, the emulator, the gateway and PgBouncer. A load average well above what was idle before the run means other work shared the machine, and the spread of the rounds will show it.\n\n")
 
 	if len(r.plan.cells) > 0 {
