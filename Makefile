@@ -49,9 +49,10 @@ deps-bench:
 	@command -v pgbouncer >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; }
 
 # pgbench against PostgreSQL, PgBouncer and dsqlgate side by side, plus
-# memory per idle client and the cost of an upstream replacement; writes
-# BENCHMARKS.md (under 20 minutes on two cores). bench-quick is a short
-# form (under 3 minutes) that writes the same tables with fewer cells.
+# memory per idle client, the cost of an upstream replacement and hot-row
+# contention under DSQL's optimistic concurrency; writes BENCHMARKS.md
+# (under 20 minutes on two cores). bench-quick is a short form (under 3
+# minutes) that writes the same tables with fewer cells.
 # BASELINE=path/to/an/earlier/dsqlgate runs that build beside this one
 # (target gw-pg-base) and adds a before/after table.
 BENCH_FLAGS = -dsqlgate $(BIN) -out BENCHMARKS.md $(if $(BASELINE),-baseline $(BASELINE))

@@ -2,7 +2,7 @@
 // PgBouncer on one machine and writes the results to BENCHMARKS.md. It is
 // what `make bench` and `make bench-quick` run:
 //
-//	go run ./internal/benchrun [-quick] [-dsqlgate bin/dsqlgate] [-out BENCHMARKS.md]
+//	go run ./internal/benchrun [-quick] [-dsqlgate bin/dsqlgate] [-out BENCHMARKS.md] [-only PARTS]
 //
 // It starts one private PostgreSQL (pgtest), initialises it with pgbench,
 // and runs every program under test as its own process, so that each one's
@@ -29,6 +29,23 @@
 // PgBouncer processes hold idle authenticated clients to measure memory per
 // client, and a session-mode client measures what an upstream replacement
 // adds to its next query.
+//
+// Last comes the contention test: 16 and 64 clients increment four hot
+// counter rows for -contention-duration per cell (3 s, 2 s with -quick),
+// so that the emulator's optimistic concurrency (REPEATABLE READ, a 10 ms
+// lock_timeout) fails some of them with 40001. Two workloads, an
+// autocommit UPDATE and BEGIN; UPDATE; COMMIT sent as one simple Query,
+// each through the gateway's transaction-mode dsql route (gw-dsql-tx) and
+// straight to the emulator (pgx over TLS with an IAM token). Each cell
+// counts successful updates, their latency, the OCC errors the clients
+// saw, the growth of the gateway's dsqlgate_occ_retries_total when its
+// metrics have it, and checks that the rows' sum equals the successful
+// updates.
+//
+// -only runs some of the parts (pgbench, memory, replacement, contention),
+// comma-separated; the report then has only their sections. For example:
+//
+//	go run ./internal/benchrun -quick -only contention -out /tmp/contention.md
 //
 // benchrun changes nothing in the gateway; it only configures it. It needs
 // the PostgreSQL server binaries with pgbench and PgBouncer (make deps-bench).

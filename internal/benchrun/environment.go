@@ -70,6 +70,8 @@ type environment struct {
 	gatewayPassword string
 	gateway         *process
 	gatewayAddr     string
+	// gatewayMetricsURL is the gateway's Prometheus page.
+	gatewayMetricsURL string
 	// baselineBin, when set, is the earlier build behind target
 	// baselineKey.
 	baselineBin string
@@ -142,7 +144,12 @@ func startEnvironment(ctx context.Context, o options, p plan, logf func(string, 
 		}
 	}
 
-	logf("starting PostgreSQL (max_connections %d) and loading pgbench scale %d", maxPostgresConnections, pgbenchScale)
+	loadPgbench := len(p.cells) > 0
+	if loadPgbench {
+		logf("starting PostgreSQL (max_connections %d) and loading pgbench scale %d", maxPostgresConnections, pgbenchScale)
+	} else {
+		logf("starting PostgreSQL (max_connections %d); no pgbench cells, so no pgbench tables", maxPostgresConnections)
+	}
 	e.pg, err = pgtest.StartPostgres(ctx, pgtest.PostgresOptions{
 		MaxConnections: maxPostgresConnections,
 		ExtraConfig:    []string{"shared_buffers = 256MB"},
@@ -150,14 +157,14 @@ func startEnvironment(ctx context.Context, o options, p plan, logf func(string, 
 	if err != nil {
 		return nil, err
 	}
-	if err := e.initPostgres(ctx); err != nil {
+	if err := e.initPostgres(ctx, loadPgbench); err != nil {
 		return nil, err
 	}
 
 	if err := e.startEmulator(ctx); err != nil {
 		return nil, err
 	}
-	e.gateway, e.gatewayAddr, _, err = e.startGateway(ctx, e.dsqlgateBin, "gateway", []gatewayRoute{
+	e.gateway, e.gatewayAddr, e.gatewayMetricsURL, err = e.startGateway(ctx, e.dsqlgateBin, "gateway", []gatewayRoute{
 		{database: routeDSQLTx, kind: "dsql", mode: "transaction", size: e.poolSize},
 		{database: routeDSQLSession, kind: "dsql", mode: "session", size: e.sessionPoolSize},
 		{database: routePostgres, kind: "postgres", mode: "transaction", size: e.poolSize},
@@ -204,16 +211,18 @@ func startEnvironment(ctx context.Context, o options, p plan, logf func(string, 
 const baselineKey = "gw-pg-base"
 
 // initPostgres creates DSQL's admin role (the emulator logs in to
-// PostgreSQL as the role the client names), loads pgbench's tables and
-// reads the postgres role's SCRAM secret.
-func (e *environment) initPostgres(ctx context.Context) error {
+// PostgreSQL as the role the client names), loads pgbench's tables when
+// pgbench is true, and reads the postgres role's SCRAM secret.
+func (e *environment) initPostgres(ctx context.Context, pgbench bool) error {
 	if _, err := e.pg.Psql(ctx, "postgres", "-qc", "CREATE ROLE admin SUPERUSER LOGIN"); err != nil {
 		return err
 	}
-	init := exec.CommandContext(ctx, filepath.Join(e.pg.BinDir(), "pgbench"), "-i", "-q", "-s", strconv.Itoa(pgbenchScale),
-		"-h", e.pg.SocketDir, "-p", strconv.Itoa(e.pg.Port), "-U", "postgres", "postgres")
-	if out, err := init.CombinedOutput(); err != nil {
-		return fmt.Errorf("pgbench -i: %w\n%s", err, out)
+	if pgbench {
+		init := exec.CommandContext(ctx, filepath.Join(e.pg.BinDir(), "pgbench"), "-i", "-q", "-s", strconv.Itoa(pgbenchScale),
+			"-h", e.pg.SocketDir, "-p", strconv.Itoa(e.pg.Port), "-U", "postgres", "postgres")
+		if out, err := init.CombinedOutput(); err != nil {
+			return fmt.Errorf("pgbench -i: %w\n%s", err, out)
+		}
 	}
 	secret, err := e.pg.Psql(ctx, "postgres", "-Atc", "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'")
 	if err != nil {

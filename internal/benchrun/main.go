@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -50,8 +51,44 @@ type options struct {
 	// keep leaves the temporary directory (configurations, logs) in
 	// place for inspection.
 	keep bool
+	// contentionDuration is the length of one contention cell.
+	contentionDuration time.Duration
+	// only is the set of parts to run (allParts when -only is empty).
+	only map[string]bool
 	// args is the command line as given, for the report.
 	args []string
+}
+
+// The parts of a run, in the order they run; -only picks some.
+const (
+	partPgbench     = "pgbench"
+	partMemory      = "memory"
+	partReplacement = "replacement"
+	partContention  = "contention"
+)
+
+// runs reports whether the run includes part (a zero only: every part).
+func (o options) runs(part string) bool { return o.only == nil || o.only[part] }
+
+var allParts = []string{partPgbench, partMemory, partReplacement, partContention}
+
+// parseParts reads -only: a comma-separated list of parts, or "" for all.
+func parseParts(s string) (map[string]bool, error) {
+	parts := map[string]bool{}
+	if strings.TrimSpace(s) == "" {
+		for _, p := range allParts {
+			parts[p] = true
+		}
+		return parts, nil
+	}
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if !slices.Contains(allParts, p) {
+			return nil, fmt.Errorf("unknown part %q (want some of %s)", p, strings.Join(allParts, ", "))
+		}
+		parts[p] = true
+	}
+	return parts, nil
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -65,6 +102,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.rounds, "rounds", 0, "rounds per cell (0: 3, or 1 with -quick)")
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of one pgbench run, whole seconds")
 	fs.IntVar(&o.poolSize, "pool-size", 20, "upstream pool size of the transaction-mode routes and of PgBouncer (20 is the gateway's default)")
+	fs.DurationVar(&o.contentionDuration, "contention-duration", 0, "length of one contention cell (0: 3s, or 2s with -quick)")
+	only := fs.String("only", "", "run only these parts, comma-separated: "+strings.Join(allParts, ", ")+" (empty: all)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configurations and logs) and print its path")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
@@ -73,13 +112,24 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fmt.Fprintf(stderr, "benchrun: unexpected arguments %q\n", fs.Args())
 		return options{}, flag.ErrHelp
 	}
+	var err error
+	if o.only, err = parseParts(*only); err != nil {
+		fmt.Fprintln(stderr, "benchrun: -only:", err)
+		return options{}, flag.ErrHelp
+	}
+	if o.contentionDuration == 0 {
+		o.contentionDuration = 3 * time.Second
+		if o.quick {
+			o.contentionDuration = 2 * time.Second
+		}
+	}
 	if o.rounds == 0 {
 		o.rounds = 3
 		if o.quick {
 			o.rounds = 1
 		}
 	}
-	if o.duration < time.Second || o.duration%time.Second != 0 || o.rounds < 1 || o.poolSize < 1 {
+	if o.duration < time.Second || o.duration%time.Second != 0 || o.rounds < 1 || o.poolSize < 1 || o.contentionDuration < 0 {
 		fmt.Fprintln(stderr, "benchrun: -duration must be whole seconds (at least 1s), -rounds and -pool-size at least 1")
 		return options{}, flag.ErrHelp
 	}
@@ -94,11 +144,31 @@ type plan struct {
 	replacements int   // forced upstream replacements of each kind
 	// replacementBudget bounds the time of each kind of replacement.
 	replacementBudget time.Duration
+	// contention are the contention cells (contentionCells: the same in
+	// both forms).
+	contention []contentionCell
 }
 
 // planFor picks the cells: the full matrix, or one cell per workload at 16
-// clients for -quick.
+// clients for -quick; then drops the parts -only leaves out.
 func planFor(o options) plan {
+	p := fullOrQuickPlan(o)
+	if !o.runs(partPgbench) {
+		p.cells = nil
+	}
+	if !o.runs(partMemory) {
+		p.idleClients = nil
+	}
+	if !o.runs(partReplacement) {
+		p.replacements = 0
+	}
+	if o.runs(partContention) {
+		p.contention = contentionCells()
+	}
+	return p
+}
+
+func fullOrQuickPlan(o options) plan {
 	if o.quick {
 		var cells []cell
 		for _, w := range workloads {
@@ -149,18 +219,28 @@ func run(ctx context.Context, o options, progress io.Writer) error {
 	defer env.Close()
 	machine := describeMachine(ctx, env)
 
-	results, err := runRounds(ctx, env, o, p, logf)
-	if err != nil {
-		return err
+	var results []map[string][]*runResult
+	if len(p.cells) > 0 {
+		if results, err = runRounds(ctx, env, o, p, logf); err != nil {
+			return err
+		}
 	}
 	machine.loadBefore, machine.loadAfter = loadBefore, loadAverage()
 	memory, err := measureMemory(ctx, env, p.idleClients, logf)
 	if err != nil {
 		return fmt.Errorf("memory test: %w", err)
 	}
-	replacement, err := measureReplacement(ctx, env, p.replacements, p.replacementBudget, logf)
-	if err != nil {
-		return fmt.Errorf("replacement test: %w", err)
+	var replacement []replacementResult
+	if p.replacements > 0 {
+		if replacement, err = measureReplacement(ctx, env, p.replacements, p.replacementBudget, logf); err != nil {
+			return fmt.Errorf("replacement test: %w", err)
+		}
+	}
+	var contention []contentionResult
+	if len(p.contention) > 0 {
+		if contention, err = measureContention(ctx, env, p.contention, o.contentionDuration, logf); err != nil {
+			return fmt.Errorf("contention test: %w", err)
+		}
 	}
 
 	r := report{
@@ -174,6 +254,7 @@ func run(ctx context.Context, o options, progress io.Writer) error {
 		results:     results,
 		memory:      memory,
 		replacement: replacement,
+		contention:  contention,
 	}
 	md := r.markdown() + keptNotes(o.out)
 	if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {

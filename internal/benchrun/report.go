@@ -99,6 +99,7 @@ type report struct {
 	results     []map[string][]*runResult
 	memory      []memoryResult
 	replacement []replacementResult
+	contention  []contentionResult
 }
 
 // summary is the median over the rounds of one cell and target.
@@ -172,19 +173,32 @@ func (r report) markdown() string {
 	m := r.machine
 	w("| CPU | %d × %s |\n| memory | %s |\n| OS | %s, %s |\n| Go | %s |\n| PostgreSQL | %s |\n| pgbench | %s |\n| PgBouncer | %s |\n| dsqlgate | %s |\n\n",
 		m.cpus, m.model, m.memory, m.os, m.kernel, m.goVersion, m.postgres, m.pgbench, m.pgbouncer, m.dsqlgate)
-	w("Load average (1, 5, 15 minutes) before the run: %s; after the pgbench rounds: %s.\n\n", m.loadBefore, m.loadAfter)
+	if len(r.plan.cells) > 0 {
+		w("Load average (1, 5, 15 minutes) before the run: %s; after the pgbench rounds: %s.\n\n", m.loadBefore, m.loadAfter)
+	} else {
+		w("Load average (1, 5, 15 minutes) before the run: %s.\n\n", m.loadBefore)
+	}
 	w("Everything runs on this one machine and shares its cores: pgbench, PostgreSQL, the emulator, the gateway and PgBouncer. A load average well above what was idle before the run means other work shared the machine, and the spread of the rounds will show it.\n\n")
 
-	r.writeSetup(w)
-	r.writeHowToRead(w)
-	r.writeThroughput(w, sums)
-	r.writeRatios(w, sums)
-	r.writeLatency(w, sums)
-	r.writeCPU(w, sums)
-	r.writeBaseline(w, sums)
-	r.writeConnect(w, sums)
-	r.writeMemory(w)
-	r.writeReplacement(w)
+	if len(r.plan.cells) > 0 {
+		r.writeSetup(w)
+		r.writeHowToRead(w)
+		r.writeThroughput(w, sums)
+		r.writeRatios(w, sums)
+		r.writeLatency(w, sums)
+		r.writeCPU(w, sums)
+		r.writeBaseline(w, sums)
+		r.writeConnect(w, sums)
+	}
+	if len(r.plan.idleClients) > 0 {
+		r.writeMemory(w)
+	}
+	if r.plan.replacements > 0 {
+		r.writeReplacement(w)
+	}
+	if len(r.plan.contention) > 0 {
+		writeContention(w, r.contention, r.opts.contentionDuration, r.env.poolSize)
+	}
 	r.writeFailures(w, sums)
 	return b.String()
 }
