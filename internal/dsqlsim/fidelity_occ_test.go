@@ -237,7 +237,7 @@ func TestFidelityOCCSnapshotSerializationFailure(t *testing.T) {
 
 	occMust(t, t2, "BEGIN")
 	wantValue(t, t2, "SELECT v FROM "+table+" WHERE id = 1", "0") // takes the snapshot
-	occMust(t, t1, "UPDATE "+table+" SET v = 1 WHERE id = 1")  // autocommit: committed
+	occMust(t, t1, "UPDATE "+table+" SET v = 1 WHERE id = 1")     // autocommit: committed
 	_, err := occQuery(t, t2, "UPDATE "+table+" SET v = 2 WHERE id = 1")
 	wantConflict(t, err, "OC000")
 	occMust(t, t2, "ROLLBACK")
