@@ -243,3 +243,115 @@ func TestFidelityOCCSnapshotSerializationFailure(t *testing.T) {
 	occMust(t, t2, "ROLLBACK")
 	wantValue(t, t2, "SELECT v FROM "+table+" WHERE id = 1", "1")
 }
+
+// conflictAndAbort makes loser lose a write-write conflict to winner inside
+// a transaction block and leaves the loser's transaction aborted.
+func conflictAndAbort(t *testing.T, winner, loser *pgconn.PgConn, table string) {
+	t.Helper()
+	occMust(t, winner, "BEGIN")
+	occMust(t, loser, "BEGIN")
+	occMust(t, winner, "UPDATE "+table+" SET v = v + 1 WHERE id = 1")
+	_, err := occQuery(t, loser, "UPDATE "+table+" SET v = v + 1 WHERE id = 1")
+	wantConflict(t, err, "OC000")
+	if status := loser.TxStatus(); status != 'E' {
+		t.Fatalf("loser's TxStatus = %c, want E", status)
+	}
+	occMust(t, winner, "COMMIT")
+}
+
+func TestFidelityOCCLoserCommitFails(t *testing.T) {
+	e := startEmulator(t, nil)
+	winner, loser := e.connect(t, "admin", "direct"), e.connect(t, "admin", "direct")
+	table := occTable(t, winner, "occ_commit", "id int PRIMARY KEY, v int", "INSERT INTO $T VALUES (1, 0)")
+	ctx := context.Background()
+
+	for _, commit := range []string{"COMMIT", "end", "commit work"} {
+		t.Run("simple "+commit, func(t *testing.T) {
+			conflictAndAbort(t, winner, loser, table)
+			_, err := occQuery(t, loser, commit)
+			wantConflict(t, err, "OC000")
+			if status := loser.TxStatus(); status != 'I' {
+				t.Fatalf("TxStatus after the failed COMMIT = %c, want I", status)
+			}
+			occMust(t, loser, "SELECT 1")
+		})
+	}
+	t.Run("rollback stays a rollback", func(t *testing.T) {
+		conflictAndAbort(t, winner, loser, table)
+		tag, err := loser.Exec(ctx, "ROLLBACK").ReadAll()
+		if err != nil || len(tag) != 1 || tag[0].CommandTag.String() != "ROLLBACK" {
+			t.Fatalf("ROLLBACK after a conflict = %v, %v; want tag ROLLBACK", tag, err)
+		}
+	})
+	t.Run("extended protocol", func(t *testing.T) {
+		conflictAndAbort(t, winner, loser, table)
+		res := loser.ExecParams(ctx, "COMMIT", nil, nil, nil, nil).Read()
+		wantConflict(t, res.Err, "OC000")
+		if status := loser.TxStatus(); status != 'I' {
+			t.Fatalf("TxStatus after the failed COMMIT = %c, want I", status)
+		}
+	})
+	t.Run("prepared commit", func(t *testing.T) {
+		if _, err := loser.Prepare(ctx, "occ_commit_stmt", "COMMIT", nil); err != nil {
+			t.Fatal(err)
+		}
+		mustQuery(t, loser, "BEGIN")
+		if res := loser.ExecPrepared(ctx, "occ_commit_stmt", nil, nil, nil).Read(); res.Err != nil || res.CommandTag.String() != "COMMIT" {
+			t.Fatalf("prepared COMMIT of a healthy transaction = %v, %v", res.CommandTag, res.Err)
+		}
+		conflictAndAbort(t, winner, loser, table)
+		res := loser.ExecPrepared(ctx, "occ_commit_stmt", nil, nil, nil).Read()
+		wantConflict(t, res.Err, "OC000")
+	})
+	t.Run("pipelined", func(t *testing.T) {
+		// The losing UPDATE, a ROLLBACK and a COMMIT are all sent before
+		// any is answered: the ROLLBACK keeps its tag, the COMMIT (now
+		// outside a transaction) is PostgreSQL's; then the losing UPDATE
+		// and its COMMIT in one pipeline: the COMMIT fails.
+		occMust(t, winner, "BEGIN")
+		occMust(t, winner, "UPDATE "+table+" SET v = v + 1 WHERE id = 1")
+		occMust(t, loser, "BEGIN")
+		p := loser.StartPipeline(ctx)
+		for _, sql := range []string{"UPDATE " + table + " SET v = v + 1 WHERE id = 1", "ROLLBACK", "COMMIT", "BEGIN",
+			"UPDATE " + table + " SET v = v + 1 WHERE id = 1", "COMMIT"} {
+			p.SendQueryParams(sql, nil, nil, nil, nil)
+			p.SendPipelineSync()
+		}
+		if err := p.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"40001", "ROLLBACK", "COMMIT", "BEGIN", "40001", "40001"}
+		for i, w := range want {
+			res, err := p.GetResults()
+			var r *pgconn.Result
+			if err != nil {
+				r = &pgconn.Result{Err: err}
+			} else if rr, ok := res.(*pgconn.ResultReader); ok {
+				r = rr.Read()
+			} else {
+				t.Fatalf("result %d = %#v, want a result", i, res)
+			}
+			if w == "40001" {
+				wantConflict(t, r.Err, "OC000")
+			} else if r.Err != nil || r.CommandTag.String() != w {
+				t.Fatalf("result %d = %v, %v; want %s", i, r.CommandTag, r.Err, w)
+			}
+			if _, err := p.GetResults(); err != nil { // the sync
+				t.Fatalf("sync %d: %v", i, err)
+			}
+		}
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		occMust(t, winner, "COMMIT")
+	})
+	t.Run("other errors keep PostgreSQL's answer", func(t *testing.T) {
+		mustQuery(t, loser, "BEGIN")
+		_, err := query(t, loser, "SELECT 1/0")
+		wantPgError(t, err, "22012", "")
+		tag, err := loser.Exec(ctx, "COMMIT").ReadAll()
+		if err != nil || tag[0].CommandTag.String() != "ROLLBACK" {
+			t.Fatalf("COMMIT after a division by zero = %v, %v; want tag ROLLBACK", tag, err)
+		}
+	})
+}

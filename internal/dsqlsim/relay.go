@@ -25,13 +25,18 @@ var errExpired = errors.New("connection reached its maximum duration")
 // a larger one (a huge Query) is dropped after use.
 const keepBufferCap = 1 << 20 // bytes
 
+// maxPeekNames is how much of a Bind, Execute or Close message is looked at
+// for its portal and statement names; longer names are not tracked.
+const maxPeekNames = 1024 // bytes
+
 // relay forwards messages both ways until either side ends, then closes
 // the session and waits for both directions. It returns the first error.
 func (s *Server) relay(sess *session, client *clientSide, server *serverSide, log *zap.Logger) error {
 	refuser := newStatementRefuser(s.nonce)
+	exits := new(txnExits)
 	errc := make(chan error, 2)
-	go func() { errc <- s.clientToServer(sess, client.r, server.w, refuser, log) }()
-	go func() { errc <- s.serverToClient(sess, server.r, client.w, refuser) }()
+	go func() { errc <- s.clientToServer(sess, client.r, server.w, refuser, exits, log) }()
+	go func() { errc <- s.serverToClient(sess, server.r, client.w, refuser, exits) }()
 	first := <-errc
 	sess.closeGraceful(client.conn)
 	<-errc
@@ -41,7 +46,7 @@ func (s *Server) relay(sess *session, client *clientSide, server *serverSide, lo
 // clientToServer forwards the client's messages to the backend. Query and
 // Parse are decoded so that statements DSQL refuses can be replaced (see
 // statementRefuser); every other message is copied as raw bytes.
-func (s *Server) clientToServer(sess *session, clientReader *bufio.Reader, serverWriter *bufio.Writer, refuser *statementRefuser, log *zap.Logger) error {
+func (s *Server) clientToServer(sess *session, clientReader *bufio.Reader, serverWriter *bufio.Writer, refuser *statementRefuser, exits *txnExits, log *zap.Logger) error {
 	var buf []byte // the body of the message being inspected; reused
 	now := func() int64 { return s.cfg.Now().UnixNano() }
 	for {
@@ -61,6 +66,25 @@ func (s *Server) clientToServer(sess *session, clientReader *bufio.Reader, serve
 			return errExpired
 		}
 		sess.clientSent(typ, now)
+		switch typ {
+		case 'S', 'F':
+			exits.sync()
+		case 'B', 'E', 'C':
+			if exits.watchesExtended() {
+				start, err := clientReader.Peek(min(n, maxPeekNames))
+				if err != nil {
+					return fmt.Errorf("read from client: %w", err)
+				}
+				switch typ {
+				case 'B':
+					exits.bind(start)
+				case 'E':
+					exits.execute(start)
+				case 'C':
+					exits.close(start)
+				}
+			}
+		}
 		if typ != 'Q' && typ != 'P' {
 			if err := writeMessageHeader(serverWriter, typ, n); err != nil {
 				return fmt.Errorf("write to server: %w", err)
@@ -81,6 +105,15 @@ func (s *Server) clientToServer(sess *session, clientReader *bufio.Reader, serve
 			body, refused = rewriteQueryMessage(buf, refuser)
 		} else {
 			body, refused = rewriteParseMessage(buf, refuser)
+		}
+		if typ == 'Q' {
+			if len(body) > 0 {
+				exits.query(string(body[:len(body)-1]))
+			}
+		} else if name, rest, ok := bytes.Cut(body, []byte{0}); ok {
+			if query, _, ok := bytes.Cut(rest, []byte{0}); ok {
+				exits.parse(string(name), string(query))
+			}
 		}
 		for _, msg := range refused {
 			s.stats.refused.Add(1)
@@ -133,8 +166,12 @@ func rewriteParseMessage(body []byte, refuser *statementRefuser) ([]byte, []stri
 // bytes, except an ErrorResponse that carries a refusal marker, which
 // becomes DSQL's 0A000 error. It notes each ReadyForQuery's status for the
 // duration cap.
-func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clientWriter *bufio.Writer, refuser *statementRefuser) error {
+func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clientWriter *bufio.Writer, refuser *statementRefuser, exits *txnExits) error {
 	var buf []byte
+	// conflicted: the transaction under way lost a conflict (an error was
+	// rewritten to 40001), so a COMMIT that PostgreSQL answers "ROLLBACK"
+	// fails with 40001, as on DSQL.
+	conflicted := false
 	for {
 		if serverReader.Buffered() == 0 {
 			if err := clientWriter.Flush(); err != nil {
@@ -151,6 +188,27 @@ func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clien
 				return fmt.Errorf("read from server: %w", err)
 			}
 			sess.readyForQuery(status[0])
+			exits.readyForQuery()
+			if status[0] == 'I' {
+				conflicted = false
+			}
+		}
+		if typ == 'C' && (n == len(tagCommit) || n == len(tagRollback)) {
+			tag, err := serverReader.Peek(n)
+			if err != nil {
+				return fmt.Errorf("read from server: %w", err)
+			}
+			isRollback := bytes.Equal(tag, tagRollback)
+			if isRollback || bytes.Equal(tag, tagCommit) {
+				exit, ok := exits.answered()
+				if ok && exit.commit && isRollback && conflicted {
+					serverReader.Discard(n)
+					if err := writeClientError(clientWriter, clientError("ERROR", pgerrcode.SerializationFailure, msgConflictData, "")); err != nil {
+						return err
+					}
+					continue
+				}
+			}
 		}
 		if typ != 'E' {
 			if err := writeMessageHeader(clientWriter, typ, n); err != nil {
@@ -188,19 +246,31 @@ func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clien
 			replacement = conflictError(&backendErr)
 			if replacement != nil {
 				s.stats.conflicts.Add(1)
+				conflicted = true
 			}
 		}
 		if replacement != nil {
-			encoded, err := replacement.Encode(nil)
-			if err != nil {
-				return fmt.Errorf("encode error: %w", err)
+			if err := writeClientError(clientWriter, replacement); err != nil {
+				return err
 			}
-			body = encoded[5:] // without the type and length, which writeMessage adds
+			continue
 		}
 		if err := writeMessage(clientWriter, typ, body); err != nil {
 			return fmt.Errorf("write to client: %w", err)
 		}
 	}
+}
+
+// writeClientError writes an ErrorResponse the emulator made.
+func writeClientError(w *bufio.Writer, e *pgproto3.ErrorResponse) error {
+	encoded, err := e.Encode(nil)
+	if err != nil {
+		return fmt.Errorf("encode error: %w", err)
+	}
+	if _, err := w.Write(encoded); err != nil {
+		return fmt.Errorf("write to client: %w", err)
+	}
+	return nil
 }
 
 // readMessageHeader reads a regular message's type byte and length, and
