@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsqlgate/dsqlgate/internal/dsqlsim"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -354,4 +355,147 @@ func TestFidelityOCCLoserCommitFails(t *testing.T) {
 			t.Fatalf("COMMIT after a division by zero = %v, %v; want tag ROLLBACK", tag, err)
 		}
 	})
+}
+
+func TestFidelityTxnRowLimit(t *testing.T) {
+	e := startEmulator(t, func(c *dsqlsim.Config) { c.MaxTxnRows = 10 })
+	conn := e.connect(t, "app", "direct")
+	table := occTable(t, conn, "lim_rows", "id int PRIMARY KEY, v int")
+	ctx := context.Background()
+	insert := func(from, to int) string {
+		return fmt.Sprintf("INSERT INTO %s SELECT i, 0 FROM generate_series(%d, %d) i", table, from, to)
+	}
+
+	t.Run("autocommit statement is rolled back", func(t *testing.T) {
+		_, err := occQuery(t, conn, insert(1, 11))
+		wantPgError(t, err, "54000", "transaction row limit exceeded")
+		wantValue(t, conn, "SELECT count(*) FROM "+table, "0")
+	})
+	t.Run("the limit itself is allowed", func(t *testing.T) {
+		occMust(t, conn, insert(1, 10))
+		occMust(t, conn, "UPDATE "+table+" SET v = 1") // 10 more rows, in a transaction of its own
+	})
+	t.Run("rows add up in a transaction, which is aborted", func(t *testing.T) {
+		occMust(t, conn, "BEGIN")
+		occMust(t, conn, "UPDATE "+table+" SET v = 2 WHERE id <= 6")
+		_, err := occQuery(t, conn, "DELETE FROM "+table+" WHERE id > 5")
+		pgErr := wantPgError(t, err, "54000", "transaction row limit exceeded")
+		if pgErr.Where != "" {
+			t.Fatalf("the limit's error has context %q, want none", pgErr.Where)
+		}
+		if status := conn.TxStatus(); status != 'E' {
+			t.Fatalf("TxStatus = %c, want E", status)
+		}
+		_, err = occQuery(t, conn, "SELECT 1")
+		wantPgError(t, err, "25P02", "")
+		occMust(t, conn, "ROLLBACK")
+		wantValue(t, conn, "SELECT count(*) FROM "+table+" WHERE v = 1", "10")
+	})
+	t.Run("a multi-statement query is one transaction", func(t *testing.T) {
+		_, err := occQuery(t, conn, "UPDATE "+table+" SET v = 3; DELETE FROM "+table+" WHERE id = 1")
+		wantPgError(t, err, "54000", "transaction row limit exceeded")
+		wantValue(t, conn, "SELECT count(*) FROM "+table+" WHERE v = 1", "10")
+	})
+	t.Run("extended protocol", func(t *testing.T) {
+		res := conn.ExecParams(ctx, "UPDATE "+table+" SET v = v + $1::int", [][]byte{[]byte("1")}, nil, nil, nil).Read()
+		if res.Err != nil {
+			t.Fatalf("10 rows: %v", res.Err)
+		}
+		mustQuery(t, conn, "BEGIN")
+		res = conn.ExecParams(ctx, "UPDATE "+table+" SET v = v + $1::int", [][]byte{[]byte("1")}, nil, nil, nil).Read()
+		if res.Err != nil {
+			t.Fatalf("10 rows: %v", res.Err)
+		}
+		res = conn.ExecParams(ctx, "DELETE FROM "+table+" WHERE id = $1::int", [][]byte{[]byte("1")}, nil, nil, nil).Read()
+		wantPgError(t, res.Err, "54000", "transaction row limit exceeded")
+		mustQuery(t, conn, "ROLLBACK")
+	})
+	t.Run("copy", func(t *testing.T) {
+		occMust(t, conn, "DELETE FROM "+table)
+		var in strings.Builder
+		for i := 1; i <= 11; i++ {
+			fmt.Fprintf(&in, "%d\t0\n", i)
+		}
+		_, err := conn.CopyFrom(ctx, strings.NewReader(in.String()), "COPY "+table+" FROM STDIN")
+		wantPgError(t, err, "54000", "transaction row limit exceeded")
+		wantValue(t, conn, "SELECT count(*) FROM "+table, "0")
+	})
+}
+
+func TestFidelityTxnSizeLimit(t *testing.T) {
+	e := startEmulator(t, func(c *dsqlsim.Config) { c.MaxTxnBytes = 1 << 20 })
+	conn := e.connect(t, "admin", "direct")
+	table := occTable(t, conn, "lim_size", "id int PRIMARY KEY, data text")
+	// 400 KB of hex that PostgreSQL cannot compress, per row.
+	row := func(id int) string {
+		return fmt.Sprintf("INSERT INTO %s SELECT %d, string_agg(md5(random()::text || i), '') FROM generate_series(1, 12500) i", table, id)
+	}
+	occMust(t, conn, "BEGIN")
+	occMust(t, conn, row(1))
+	occMust(t, conn, row(2))
+	_, err := occQuery(t, conn, row(3))
+	wantPgError(t, err, "54000", "transaction size limit 1mb exceeded")
+	occMust(t, conn, "ROLLBACK")
+	occMust(t, conn, row(1)) // a transaction of its own
+	wantValue(t, conn, "SELECT count(*) FROM "+table, "1")
+}
+
+func TestFidelityDDLRules(t *testing.T) {
+	e := startEmulator(t, nil)
+	conn := e.connect(t, "admin", "direct")
+	ctx := context.Background()
+	table := occTable(t, conn, "ddl_rules", "id int PRIMARY KEY, v int")
+	name := func(suffix string) string { return table + "_" + suffix }
+
+	t.Run("autocommit DDL statements one after another", func(t *testing.T) {
+		occMust(t, conn, "CREATE TABLE "+name("a")+" (id int)")
+		occMust(t, conn, "CREATE INDEX ON "+name("a")+" (id)")
+		occMust(t, conn, "ALTER TABLE "+name("a")+" ADD COLUMN w int")
+		if res := conn.ExecParams(ctx, "DROP TABLE "+name("a"), nil, nil, nil, nil).Read(); res.Err != nil {
+			t.Fatalf("DROP TABLE in the extended protocol: %v", res.Err)
+		}
+		occMust(t, conn, "INSERT INTO "+table+" VALUES (1, 1)")
+		occMust(t, conn, "BEGIN")
+		occMust(t, conn, "CREATE TABLE "+name("b")+" (id int)")
+		occMust(t, conn, "SELECT * FROM "+table) // reading is not DML
+		occMust(t, conn, "COMMIT")
+		occMust(t, conn, "INSERT INTO "+name("b")+" VALUES (1)") // triggers on a new table
+	})
+	for _, tc := range []struct {
+		name, first, second, message string
+	}{
+		{"two DDL statements", "CREATE TABLE " + name("c") + " (id int)", "CREATE INDEX ON " + table + " (v)", "multiple ddl statements not supported in a transaction"},
+		{"DDL then DML", "ALTER TABLE " + table + " ADD COLUMN x int", "INSERT INTO " + table + " VALUES (2, 2)", "ddl and dml are not supported in the same transaction"},
+		{"DDL then DML on the new table", "CREATE TABLE " + name("d") + " (id int)", "INSERT INTO " + name("d") + " VALUES (1)", "ddl and dml are not supported in the same transaction"},
+		{"DML then DDL", "UPDATE " + table + " SET v = 3", "CREATE TABLE " + name("e") + " (id int)", "ddl and dml are not supported in the same transaction"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			occMust(t, conn, "BEGIN")
+			occMust(t, conn, tc.first)
+			_, err := occQuery(t, conn, tc.second)
+			pgErr := wantPgError(t, err, "0A000", tc.message)
+			if pgErr.Where != "" {
+				t.Fatalf("the rule's error has context %q, want none", pgErr.Where)
+			}
+			_, err = occQuery(t, conn, "SELECT 1")
+			wantPgError(t, err, "25P02", "")
+			occMust(t, conn, "ROLLBACK")
+		})
+		t.Run(tc.name+" in one query", func(t *testing.T) {
+			_, err := occQuery(t, conn, tc.first+"; "+tc.second)
+			wantPgError(t, err, "0A000", tc.message)
+			if status := conn.TxStatus(); status != 'I' {
+				t.Fatalf("TxStatus = %c, want I", status)
+			}
+		})
+	}
+	t.Run("COPY after DDL", func(t *testing.T) {
+		occMust(t, conn, "BEGIN")
+		occMust(t, conn, "CREATE TABLE "+name("f")+" (id int)")
+		_, err := conn.CopyFrom(ctx, strings.NewReader("1\n"), "COPY "+name("f")+" FROM STDIN")
+		wantPgError(t, err, "0A000", "ddl and dml are not supported in the same transaction")
+		occMust(t, conn, "ROLLBACK")
+	})
+	wantValue(t, conn, "SELECT count(*) FROM pg_tables WHERE tablename IN ('"+name("c")+"', '"+name("d")+"', '"+name("e")+"', '"+name("f")+"')", "0")
+	wantValue(t, conn, "SELECT v FROM "+table, "1")
 }

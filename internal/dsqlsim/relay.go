@@ -243,10 +243,11 @@ func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clien
 			}
 			replacement = clientError(severity, pgerrcode.FeatureNotSupported, message, "")
 		} else if decoded {
-			replacement = conflictError(&backendErr)
-			if replacement != nil {
+			if replacement = conflictError(&backendErr); replacement != nil {
 				s.stats.conflicts.Add(1)
 				conflicted = true
+			} else {
+				replacement = ownError(&backendErr)
 			}
 		}
 		if replacement != nil {

@@ -35,6 +35,9 @@ type Server struct {
 	caPEM     []byte
 	tlsConfig *tls.Config
 	nonce     string // random per server; part of every refusal marker
+	// backendParams are the settings every backend session starts with,
+	// whatever the client asked for.
+	backendParams map[string]string
 	// connRate is the new-connection rate limit, on the configured clock:
 	// each connection takes a token at its arrival (AllowN) or is refused.
 	connRate *rate.Limiter
@@ -100,6 +103,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("write ca file: %w", err)
 		}
 	}
+	if err := installBackend(ctx, cfg); err != nil {
+		return nil, err
+	}
+	backendParams := limitParams(cfg)
+	for name, value := range backendSessionParams {
+		backendParams[name] = value
+	}
 	nonce := make([]byte, 8)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("random nonce: %w", err)
@@ -122,10 +132,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			// clients that offer ALPN must offer it too.
 			NextProtos: []string{"postgresql"},
 		},
-		nonce:      hex.EncodeToString(nonce),
-		connRate:   rate.NewLimiter(rate.Limit(cfg.ConnRate), cfg.ConnBurst),
-		sessions:   make(map[int64]*session),
-		reaperDone: make(chan struct{}),
+		nonce:         hex.EncodeToString(nonce),
+		backendParams: backendParams,
+		connRate:      rate.NewLimiter(rate.Limit(cfg.ConnRate), cfg.ConnBurst),
+		sessions:      make(map[int64]*session),
+		reaperDone:    make(chan struct{}),
 	}
 	s.maxConnDuration.Store(int64(cfg.MaxConnDuration))
 	s.wg.Add(2)
