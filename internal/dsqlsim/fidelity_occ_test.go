@@ -499,3 +499,75 @@ func TestFidelityDDLRules(t *testing.T) {
 	wantValue(t, conn, "SELECT count(*) FROM pg_tables WHERE tablename IN ('"+name("c")+"', '"+name("d")+"', '"+name("e")+"', '"+name("f")+"')", "0")
 	wantValue(t, conn, "SELECT v FROM "+table, "1")
 }
+
+func TestFidelityTxnAgeLimit(t *testing.T) {
+	clock := &testClock{}
+	e := startEmulator(t, func(c *dsqlsim.Config) {
+		c.Now = clock.Now
+		c.MaxTxnDuration = 2 * time.Minute
+	})
+	conn := e.connect(t, "admin", "direct")
+	table := occTable(t, conn, "age", "id int PRIMARY KEY")
+	ctx := context.Background()
+	const message = "transaction age limit of 120s exceeded"
+	aged := func(t *testing.T) {
+		t.Helper()
+		occMust(t, conn, "BEGIN")
+		occMust(t, conn, "INSERT INTO "+table+" VALUES (1)")
+		clock.Advance(121 * time.Second)
+	}
+	wantStatus := func(t *testing.T, want byte) {
+		t.Helper()
+		if status := conn.TxStatus(); status != want {
+			t.Fatalf("TxStatus = %c, want %c", status, want)
+		}
+	}
+
+	t.Run("a statement fails and aborts the transaction", func(t *testing.T) {
+		aged(t)
+		_, err := occQuery(t, conn, "SELECT 1")
+		wantPgError(t, err, "54000", message)
+		wantStatus(t, 'E')
+		_, err = occQuery(t, conn, "SELECT 1")
+		wantPgError(t, err, "25P02", "")
+		occMust(t, conn, "ROLLBACK")
+	})
+	t.Run("COMMIT fails and ends the transaction", func(t *testing.T) {
+		aged(t)
+		_, err := occQuery(t, conn, "COMMIT")
+		wantPgError(t, err, "54000", message)
+		wantStatus(t, 'I')
+	})
+	t.Run("ROLLBACK works", func(t *testing.T) {
+		aged(t)
+		results, err := conn.Exec(ctx, "ROLLBACK").ReadAll()
+		if err != nil || results[0].CommandTag.String() != "ROLLBACK" {
+			t.Fatalf("ROLLBACK = %v, %v", results, err)
+		}
+	})
+	t.Run("extended protocol", func(t *testing.T) {
+		if _, err := conn.Prepare(ctx, "age_stmt", "SELECT $1::int", nil); err != nil {
+			t.Fatal(err)
+		}
+		aged(t)
+		res := conn.ExecPrepared(ctx, "age_stmt", [][]byte{[]byte("1")}, nil, nil).Read()
+		wantPgError(t, res.Err, "54000", message)
+		wantStatus(t, 'E')
+		occMust(t, conn, "ROLLBACK")
+		aged(t)
+		res = conn.ExecParams(ctx, "SELECT $1::int", [][]byte{[]byte("1")}, nil, nil, nil).Read()
+		wantPgError(t, res.Err, "54000", message)
+		occMust(t, conn, "ROLLBACK")
+		if res := conn.ExecPrepared(ctx, "age_stmt", [][]byte{[]byte("2")}, nil, nil).Read(); res.Err != nil {
+			t.Fatalf("the prepared statement after the transaction: %v", res.Err)
+		}
+	})
+	t.Run("idle time does not count", func(t *testing.T) {
+		clock.Advance(10 * time.Minute)
+		occMust(t, conn, "SELECT 1")
+		occMust(t, conn, "BEGIN")
+		occMust(t, conn, "SELECT 1")
+		occMust(t, conn, "COMMIT")
+	})
+	wantValue(t, conn, "SELECT count(*) FROM "+table, "0")
+}

@@ -49,6 +49,7 @@ func (s *Server) relay(sess *session, client *clientSide, server *serverSide, lo
 func (s *Server) clientToServer(sess *session, clientReader *bufio.Reader, serverWriter *bufio.Writer, refuser *statementRefuser, exits *txnExits, log *zap.Logger) error {
 	var buf []byte // the body of the message being inspected; reused
 	now := func() int64 { return s.cfg.Now().UnixNano() }
+	var agedFailed int64 // the start of the last transaction failed for its age
 	for {
 		if clientReader.Buffered() == 0 {
 			if err := serverWriter.Flush(); err != nil {
@@ -66,17 +67,30 @@ func (s *Server) clientToServer(sess *session, clientReader *bufio.Reader, serve
 			return errExpired
 		}
 		sess.clientSent(typ, now)
+		var aged bool // a statement in a transaction past the age limit
+		if typ == 'Q' || typ == 'B' {
+			var began int64
+			if began, aged = s.agedTransaction(sess); aged {
+				aged = began != agedFailed // fail a transaction once
+				agedFailed = began
+			}
+		}
 		switch typ {
 		case 'S', 'F':
 			exits.sync()
 		case 'B', 'E', 'C':
-			if exits.watchesExtended() {
+			if aged || exits.watchesExtended() {
 				start, err := clientReader.Peek(min(n, maxPeekNames))
 				if err != nil {
 					return fmt.Errorf("read from client: %w", err)
 				}
 				switch typ {
 				case 'B':
+					if aged && !exits.rollbackStatement(start) {
+						if err := writeMessage(serverWriter, 'P', s.agedParse(refuser)); err != nil {
+							return fmt.Errorf("write to server: %w", err)
+						}
+					}
 					exits.bind(start)
 				case 'E':
 					exits.execute(start)
@@ -106,7 +120,15 @@ func (s *Server) clientToServer(sess *session, clientReader *bufio.Reader, serve
 		} else {
 			body, refused = rewriteParseMessage(buf, refuser)
 		}
-		if typ == 'Q' {
+		if typ == 'Q' && aged && len(body) > 0 && body[len(body)-1] == 0 {
+			query, commit := agedQuery(string(body[:len(body)-1]), refuser, s.ageLimitMessage())
+			body = append([]byte(query), 0)
+			if commit {
+				exits.failingCommit(s.ageLimitError())
+			} else {
+				exits.query(query)
+			}
+		} else if typ == 'Q' {
 			if len(body) > 0 {
 				exits.query(string(body[:len(body)-1]))
 			}
@@ -201,9 +223,13 @@ func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clien
 			isRollback := bytes.Equal(tag, tagRollback)
 			if isRollback || bytes.Equal(tag, tagCommit) {
 				exit, ok := exits.answered()
+				fail := exit.fail
 				if ok && exit.commit && isRollback && conflicted {
+					fail = clientError("ERROR", pgerrcode.SerializationFailure, msgConflictData, "")
+				}
+				if ok && fail != nil {
 					serverReader.Discard(n)
-					if err := writeClientError(clientWriter, clientError("ERROR", pgerrcode.SerializationFailure, msgConflictData, "")); err != nil {
+					if err := writeClientError(clientWriter, fail); err != nil {
 						return err
 					}
 					continue
@@ -236,12 +262,12 @@ func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clien
 		var backendErr pgproto3.ErrorResponse
 		decoded := backendErr.Decode(buf) == nil
 		var replacement *pgproto3.ErrorResponse
-		if message, ok := refuser.takeRefusal(buf); ok {
+		if code, message, ok := refuser.takeMarker(buf); ok {
 			severity := "ERROR"
 			if decoded && backendErr.Severity != "" {
 				severity = backendErr.Severity
 			}
-			replacement = clientError(severity, pgerrcode.FeatureNotSupported, message, "")
+			replacement = clientError(severity, code, message, "")
 		} else if decoded {
 			if replacement = conflictError(&backendErr); replacement != nil {
 				s.stats.conflicts.Add(1)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // DSQL fails the COMMIT of a transaction that lost a conflict with 40001,
@@ -40,6 +42,9 @@ type txnExits struct {
 type txnExit struct {
 	batch  int64
 	commit bool // COMMIT or END, not ROLLBACK or ABORT
+	// fail, when set, is the error the client gets in place of the tag: a
+	// COMMIT the relay sent as ROLLBACK.
+	fail *pgproto3.ErrorResponse
 }
 
 // exitKind classifies one statement: exit reports whether it ends a
@@ -85,14 +90,18 @@ func containsFold(s, word string) bool {
 
 // push queues an exit of the client's current batch and forgets entries of
 // batches the backend has finished.
-func (x *txnExits) push(commit bool) {
+func (x *txnExits) push(commit bool) { x.pushExit(txnExit{commit: commit}) }
+
+// pushExit queues exit (of the client's current batch, which it sets).
+func (x *txnExits) pushExit(exit txnExit) {
 	done := x.synced.Load()
 	x.mu.Lock()
 	i := 0
 	for i < len(x.queue) && x.queue[i].batch < done {
 		i++
 	}
-	x.queue = append(x.queue[i:], txnExit{batch: x.sent, commit: commit})
+	exit.batch = x.sent
+	x.queue = append(x.queue[i:], exit)
 	x.mu.Unlock()
 }
 
@@ -108,6 +117,30 @@ func (x *txnExits) query(text string) {
 		}
 	}
 	x.sent++
+}
+
+// failingCommit notes a simple Query holding a lone COMMIT that the relay
+// sends as ROLLBACK: the client gets fail in place of its tag.
+func (x *txnExits) failingCommit(fail *pgproto3.ErrorResponse) {
+	delete(x.stmts, "")
+	delete(x.portals, "")
+	x.pushExit(txnExit{commit: true, fail: fail})
+	x.sent++
+}
+
+// rollbackStatement reports whether the start of a Bind message binds a
+// prepared ROLLBACK (or ABORT).
+func (x *txnExits) rollbackStatement(bindStart []byte) bool {
+	_, rest, ok := bytes.Cut(bindStart, []byte{0})
+	if !ok {
+		return false
+	}
+	stmt, _, ok := bytes.Cut(rest, []byte{0})
+	if !ok {
+		return false
+	}
+	commit, exit := x.stmts[string(stmt)]
+	return exit && !commit
 }
 
 // sync notes a Sync or FunctionCall message: the end of a batch.
