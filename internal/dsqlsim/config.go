@@ -54,11 +54,13 @@ type Config struct {
 	// (TCP close, no message), counted from its arrival; see MaxTxnDuration
 	// for one inside a transaction. 0 means one hour.
 	MaxConnDuration time.Duration
-	// MaxTxnDuration is DSQL's transaction age limit. A connection that
-	// reaches MaxConnDuration inside a transaction that began before then is
-	// closed when the transaction ends or reaches this age, as DSQL lets such
-	// a transaction finish. 0 means 5 minutes. (The limit is not otherwise
-	// enforced: no 54000 error.)
+	// MaxTxnDuration is DSQL's transaction age limit: a statement sent in
+	// a transaction block older than this fails with 54000 "transaction age
+	// limit of 300s exceeded" (this value, in seconds) and aborts the
+	// transaction. A connection that reaches MaxConnDuration inside a
+	// transaction that began before then is closed when the transaction
+	// ends or reaches this age, as DSQL lets such a transaction finish. 0
+	// means 5 minutes.
 	MaxTxnDuration time.Duration
 	// MaxTxnRows is DSQL's limit on the rows a transaction changes
 	// (inserted, updated or deleted); the statement that goes over fails with
