@@ -126,15 +126,15 @@ func (s *Server) clientToServer(sess *session, clientReader *bufio.Reader, serve
 			if commit {
 				exits.failingCommit(s.ageLimitError())
 			} else {
-				exits.query(query)
+				exits.query(body[:len(body)-1])
 			}
 		} else if typ == 'Q' {
 			if len(body) > 0 {
-				exits.query(string(body[:len(body)-1]))
+				exits.query(body[:len(body)-1])
 			}
 		} else if name, rest, ok := bytes.Cut(body, []byte{0}); ok {
 			if query, _, ok := bytes.Cut(rest, []byte{0}); ok {
-				exits.parse(string(name), string(query))
+				exits.parse(name, query)
 			}
 		}
 		for _, msg := range refused {

@@ -2,7 +2,6 @@ package dsqlsim
 
 import (
 	"bytes"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -66,23 +65,14 @@ func exitKind(src string, st sqlStatement) (exit, commit bool) {
 	return false, false
 }
 
-// mayHoldExit is a cheap filter: whether query could hold an exit
-// statement at all.
-func mayHoldExit(query string) bool {
-	for _, word := range [...]string{"commit", "end", "rollback", "abort"} {
-		if containsFold(query, word) {
-			return true
-		}
-	}
-	return false
-}
-
-// containsFold reports whether s contains the lower-case ASCII word,
-// ignoring ASCII case, without allocating.
-func containsFold(s, word string) bool {
-	for i := 0; i+len(word) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(word)], word) {
-			return true
+// mayHoldExit is a cheap filter, without allocating: whether query could
+// hold an exit statement at all.
+func mayHoldExit(query []byte) bool {
+	for _, word := range [...][]byte{[]byte("commit"), []byte("end"), []byte("rollback"), []byte("abort")} {
+		for i := 0; i+len(word) <= len(query); i++ {
+			if bytes.EqualFold(query[i:i+len(word)], word) {
+				return true
+			}
 		}
 	}
 	return false
@@ -106,12 +96,13 @@ func (x *txnExits) pushExit(exit txnExit) {
 }
 
 // query notes a simple Query message's text (as sent to the backend).
-func (x *txnExits) query(text string) {
+func (x *txnExits) query(text []byte) {
 	delete(x.stmts, "") // a simple Query drops the unnamed statement and portal
 	delete(x.portals, "")
 	if mayHoldExit(text) {
-		for _, st := range splitStatements(text) {
-			if exit, commit := exitKind(text, st); exit {
+		query := string(text)
+		for _, st := range splitStatements(query) {
+			if exit, commit := exitKind(query, st); exit {
 				x.push(commit)
 			}
 		}
@@ -147,18 +138,21 @@ func (x *txnExits) rollbackStatement(bindStart []byte) bool {
 func (x *txnExits) sync() { x.sent++ }
 
 // parse notes a Parse of statement name with text query.
-func (x *txnExits) parse(name, query string) {
+func (x *txnExits) parse(name, query []byte) {
 	if mayHoldExit(query) {
-		stmts := splitStatements(query)
-		if exit, commit := exitKind(query, stmts[0]); exit && len(stmts) == 1 {
+		text := string(query)
+		stmts := splitStatements(text)
+		if exit, commit := exitKind(text, stmts[0]); exit && len(stmts) == 1 {
 			if x.stmts == nil {
 				x.stmts = make(map[string]bool)
 			}
-			x.stmts[name] = commit
+			x.stmts[string(name)] = commit
 			return
 		}
 	}
-	delete(x.stmts, name)
+	if len(x.stmts) > 0 {
+		delete(x.stmts, string(name))
+	}
 }
 
 // watchesExtended reports whether Bind, Execute and Close messages matter:
