@@ -420,6 +420,16 @@ func TestFidelityTxnRowLimit(t *testing.T) {
 		wantPgError(t, err, "54000", "transaction row limit exceeded")
 		wantValue(t, conn, "SELECT count(*) FROM "+table, "0")
 	})
+	t.Run("a direct connection to the backend is not limited", func(t *testing.T) {
+		// One transaction with two DDL statements, DML and more rows than
+		// the limit.
+		_, err := needPostgres(t).Psql(ctx, backendDatabase, "-1", "-c", "CREATE TABLE "+table+"_direct (id int)",
+			"-c", "CREATE INDEX ON "+table+"_direct (id)", "-c", "INSERT INTO "+table+"_direct SELECT generate_series(1, 100)", "-c", "GRANT SELECT ON "+table+"_direct TO app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantValue(t, conn, "SELECT count(*) FROM "+table+"_direct", "100")
+	})
 }
 
 func TestFidelityTxnSizeLimit(t *testing.T) {
