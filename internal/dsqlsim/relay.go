@@ -335,12 +335,17 @@ func readMessage(r *bufio.Reader, max int) (typ byte, body []byte, err error) {
 	return typ, body, nil
 }
 
+// writeMessageHeader writes a message's type and length. It writes byte by
+// byte: a header array passed to Write would escape to the heap, one
+// allocation per relayed message.
 func writeMessageHeader(w *bufio.Writer, typ byte, bodyLen int) error {
-	var header [5]byte
-	header[0] = typ
-	binary.BigEndian.PutUint32(header[1:], uint32(bodyLen+4))
-	_, err := w.Write(header[:])
-	return err
+	n := uint32(bodyLen + 4)
+	for _, b := range [5]byte{typ, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)} {
+		if err := w.WriteByte(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func writeMessage(w *bufio.Writer, typ byte, body []byte) error {
