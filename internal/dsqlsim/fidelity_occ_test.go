@@ -420,6 +420,15 @@ func TestFidelityTxnRowLimit(t *testing.T) {
 		wantPgError(t, err, "54000", "transaction row limit exceeded")
 		wantValue(t, conn, "SELECT count(*) FROM "+table, "0")
 	})
+	t.Run("a table of an odd name in another schema", func(t *testing.T) {
+		admin := e.connect(t, "admin", "postgres")
+		schema := table + "_s"
+		occMust(t, admin, "CREATE SCHEMA "+schema)
+		odd := schema + `."Odd ""Name"""`
+		occMust(t, admin, "CREATE TABLE "+odd+" (id int)")
+		_, err := occQuery(t, admin, "INSERT INTO "+odd+" SELECT generate_series(1, 11)")
+		wantPgError(t, err, "54000", "transaction row limit exceeded")
+	})
 	t.Run("a direct connection to the backend is not limited", func(t *testing.T) {
 		// One transaction with two DDL statements, DML and more rows than
 		// the limit.
