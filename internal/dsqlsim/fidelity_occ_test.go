@@ -439,6 +439,9 @@ func TestFidelityTxnRowLimit(t *testing.T) {
 		}
 		wantValue(t, conn, "SELECT count(*) FROM "+table+"_direct", "100")
 	})
+	if got := e.Stats().Limited; got != 6 {
+		t.Fatalf("Stats().Limited = %d, want 6", got)
+	}
 }
 
 func TestFidelityTxnSizeLimit(t *testing.T) {
@@ -517,6 +520,9 @@ func TestFidelityDDLRules(t *testing.T) {
 	})
 	wantValue(t, conn, "SELECT count(*) FROM pg_tables WHERE tablename IN ('"+name("c")+"', '"+name("d")+"', '"+name("e")+"', '"+name("f")+"')", "0")
 	wantValue(t, conn, "SELECT v FROM "+table, "1")
+	if got := e.Stats().Limited; got != 9 {
+		t.Fatalf("Stats().Limited = %d, want 9", got)
+	}
 }
 
 func TestFidelityTxnAgeLimit(t *testing.T) {
@@ -589,4 +595,7 @@ func TestFidelityTxnAgeLimit(t *testing.T) {
 		occMust(t, conn, "COMMIT")
 	})
 	wantValue(t, conn, "SELECT count(*) FROM "+table, "0")
+	if got := e.Stats().Limited; got != 4 {
+		t.Fatalf("Stats().Limited = %d, want 4", got)
+	}
 }

@@ -228,6 +228,9 @@ func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clien
 					fail = clientError("ERROR", pgerrcode.SerializationFailure, msgConflictData, "")
 				}
 				if ok && fail != nil {
+					if exit.fail != nil {
+						s.stats.limited.Add(1) // a COMMIT past the age limit
+					}
 					serverReader.Discard(n)
 					if err := writeClientError(clientWriter, fail); err != nil {
 						return err
@@ -263,6 +266,9 @@ func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clien
 		decoded := backendErr.Decode(buf) == nil
 		var replacement *pgproto3.ErrorResponse
 		if code, message, ok := refuser.takeMarker(buf); ok {
+			if code != pgerrcode.FeatureNotSupported {
+				s.stats.limited.Add(1) // the age limit
+			}
 			severity := "ERROR"
 			if decoded && backendErr.Severity != "" {
 				severity = backendErr.Severity
@@ -272,8 +278,8 @@ func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clien
 			if replacement = conflictError(&backendErr); replacement != nil {
 				s.stats.conflicts.Add(1)
 				conflicted = true
-			} else {
-				replacement = ownError(&backendErr)
+			} else if replacement = ownError(&backendErr); replacement != nil {
+				s.stats.limited.Add(1)
 			}
 		}
 		if replacement != nil {

@@ -77,13 +77,14 @@ type Stats struct {
 	Expired        int64 `json:"expired"`         // connections closed at MaxConnDuration
 	Cancels        int64 `json:"cancels"`         // CancelRequests forwarded to the backend
 	Conflicts      int64 `json:"conflicts"`       // statements failed with 40001 for a concurrency conflict (OC000, OC001)
+	Limited        int64 `json:"limited"`         // statements failed by a transaction limit (54000: rows, size, age) or a DDL rule (0A000)
 	Open           int64 `json:"open"`            // connections open now
 }
 
 type counters struct {
 	accepted, authenticated, authFailures, rateLimited, connLimited, startupRefused,
 	refused, killed, expired, cancels atomic.Int64
-	conflicts atomic.Int64
+	conflicts, limited atomic.Int64
 }
 
 // Start generates the certificates, writes the CA file, listens on
@@ -258,6 +259,7 @@ func (s *Server) Stats() Stats {
 		Expired:        c.expired.Load(),
 		Cancels:        c.cancels.Load(),
 		Conflicts:      c.conflicts.Load(),
+		Limited:        c.limited.Load(),
 		Open:           open,
 	}
 }
