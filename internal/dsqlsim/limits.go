@@ -39,7 +39,8 @@ import (
 // the limits as the placeholder settings dsqlsim.max_txn_rows and
 // dsqlsim.max_txn_bytes (which a client cannot change: SET of them is
 // refused), and the triggers do nothing in a session without them (a
-// direct connection to the backend). The emulator's own DDL in its
+// direct connection to the backend): a WHEN clause skips the function call,
+// though PostgreSQL still collects the transition tables. The emulator's own DDL in its
 // triggers is marked by the transaction-local flag dsqlsim.installing, so
 // the event triggers do not fire on it.
 //
@@ -116,9 +117,9 @@ BEGIN
 	END IF;
 	PERFORM set_config('dsqlsim.installing', 'on', true);
 	BEGIN
-		EXECUTE format('CREATE TRIGGER dsqlsim_limit_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS dsqlsim_new_rows FOR EACH STATEMENT EXECUTE FUNCTION dsqlsim.count_changes()', rel);
-		EXECUTE format('CREATE TRIGGER dsqlsim_limit_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS dsqlsim_old_rows NEW TABLE AS dsqlsim_new_rows FOR EACH STATEMENT EXECUTE FUNCTION dsqlsim.count_changes()', rel);
-		EXECUTE format('CREATE TRIGGER dsqlsim_limit_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS dsqlsim_old_rows FOR EACH STATEMENT EXECUTE FUNCTION dsqlsim.count_changes()', rel);
+		EXECUTE format('CREATE TRIGGER dsqlsim_limit_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS dsqlsim_new_rows FOR EACH STATEMENT WHEN (coalesce(current_setting(''dsqlsim.max_txn_rows'', true), '''') <> '''') EXECUTE FUNCTION dsqlsim.count_changes()', rel);
+		EXECUTE format('CREATE TRIGGER dsqlsim_limit_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS dsqlsim_old_rows NEW TABLE AS dsqlsim_new_rows FOR EACH STATEMENT WHEN (coalesce(current_setting(''dsqlsim.max_txn_rows'', true), '''') <> '''') EXECUTE FUNCTION dsqlsim.count_changes()', rel);
+		EXECUTE format('CREATE TRIGGER dsqlsim_limit_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS dsqlsim_old_rows FOR EACH STATEMENT WHEN (coalesce(current_setting(''dsqlsim.max_txn_rows'', true), '''') <> '''') EXECUTE FUNCTION dsqlsim.count_changes()', rel);
 	EXCEPTION WHEN feature_not_supported OR wrong_object_type OR invalid_object_definition THEN
 		NULL; -- a table PostgreSQL allows no transition tables on (a partition, an inheritance child)
 	END;
