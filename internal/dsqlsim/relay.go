@@ -45,7 +45,11 @@ func (s *Server) relay(sess *session, client *clientSide, server *serverSide, lo
 
 // clientToServer forwards the client's messages to the backend. Query and
 // Parse are decoded so that statements DSQL refuses can be replaced (see
-// statementRefuser); every other message is copied as raw bytes.
+// statementRefuser), and so that a statement in a transaction past the age
+// limit fails (see txnage.go); every other message is copied as raw bytes.
+// The transaction exit statements it sees are noted in exits (see
+// txnexit.go), which looks into Bind, Execute and Close only once a COMMIT
+// or ROLLBACK was prepared.
 func (s *Server) clientToServer(sess *session, clientReader *bufio.Reader, serverWriter *bufio.Writer, refuser *statementRefuser, exits *txnExits, log *zap.Logger) error {
 	var buf []byte // the body of the message being inspected; reused
 	now := func() int64 { return s.cfg.Now().UnixNano() }
@@ -185,9 +189,14 @@ func rewriteParseMessage(body []byte, refuser *statementRefuser) ([]byte, []stri
 }
 
 // serverToClient forwards the backend's messages to the client as raw
-// bytes, except an ErrorResponse that carries a refusal marker, which
-// becomes DSQL's 0A000 error. It notes each ReadyForQuery's status for the
-// duration cap.
+// bytes, except: an ErrorResponse that carries a refusal marker, which
+// becomes DSQL's error (0A000, or the marker's own SQLSTATE); one that
+// stands for a concurrency conflict, which becomes DSQL's 40001 (occ.go);
+// one raised by the emulator's triggers, stripped of their context
+// (limits.go); and the "ROLLBACK" tag that answers the COMMIT of a
+// transaction that lost a conflict, or a COMMIT past the age limit, which
+// becomes the error DSQL gives that COMMIT. It notes each ReadyForQuery's
+// status for the duration cap.
 func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clientWriter *bufio.Writer, refuser *statementRefuser, exits *txnExits) error {
 	var buf []byte
 	// conflicted: the transaction under way lost a conflict (an error was
