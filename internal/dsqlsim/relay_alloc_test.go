@@ -7,6 +7,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // TestServerToClientAllocations: relaying DataRow and CommandComplete
@@ -47,5 +49,42 @@ func TestServerToClientAllocations(t *testing.T) {
 	few, many := run(10), run(1000)
 	if perBatch := (many - few) / 990; perBatch > 0.01 {
 		t.Fatalf("%.3f allocations per batch of DataRow, CommandComplete and ReadyForQuery (%v for 10 batches, %v for 1000)", perBatch, few, many)
+	}
+}
+
+// TestClientToServerAllocations: relaying Bind, Execute and Sync (the
+// extended protocol's hot path, a prepared COMMIT among them) allocates
+// nothing per message.
+func TestClientToServerAllocations(t *testing.T) {
+	msg := func(typ byte, body []byte) []byte {
+		out := []byte{typ, 0, 0, 0, 0}
+		binary.BigEndian.PutUint32(out[1:], uint32(len(body)+4))
+		return append(out, body...)
+	}
+	var batch []byte
+	batch = append(batch, msg('B', []byte("\x00s\x00\x00\x00\x00\x01\x00\x00\x00\x011\x00\x00"))...)
+	batch = append(batch, msg('E', []byte("\x00\x00\x00\x00\x00"))...)
+	batch = append(batch, msg('S', nil)...)
+
+	s := &Server{cfg: Config{Now: time.Now, MaxTxnDuration: time.Minute}}
+	s.maxConnDuration.Store(int64(time.Hour))
+	refuser := newStatementRefuser("n")
+	log := zap.NewNop()
+	run := func(batches int) float64 {
+		input := bytes.Repeat(batch, batches)
+		r := bufio.NewReaderSize(bytes.NewReader(nil), connBufferSize)
+		w := bufio.NewWriterSize(io.Discard, connBufferSize)
+		return testing.AllocsPerRun(5, func() {
+			sess := &session{started: time.Now()}
+			exits := &txnExits{stmts: map[string]bool{"c": true}} // a prepared COMMIT: Bind and Execute are looked at
+			r.Reset(bytes.NewReader(input))
+			if err := s.clientToServer(sess, r, w, refuser, exits, log); err == nil {
+				t.Fatal("clientToServer returned no error at the end of its input")
+			}
+		})
+	}
+	few, many := run(10), run(1000)
+	if perBatch := (many - few) / 990; perBatch > 0.01 {
+		t.Fatalf("%.3f allocations per batch of Bind, Execute and Sync (%v for 10 batches, %v for 1000)", perBatch, few, many)
 	}
 }
