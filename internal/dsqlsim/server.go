@@ -107,6 +107,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := installBackend(ctx, cfg); err != nil {
 		return nil, err
 	}
+	cfg.Logger.Info("emulator schema installed in the backend", zap.String("database", cfg.BackendDatabase),
+		zap.String("superuser", cfg.BackendSuperuser), zap.Int("max_txn_rows", cfg.MaxTxnRows), zap.Int64("max_txn_bytes", cfg.MaxTxnBytes))
 	backendParams := limitParams(cfg)
 	for name, value := range backendSessionParams {
 		backendParams[name] = value
