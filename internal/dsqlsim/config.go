@@ -54,12 +54,29 @@ type Config struct {
 	// (TCP close, no message), counted from its arrival; see MaxTxnDuration
 	// for one inside a transaction. 0 means one hour.
 	MaxConnDuration time.Duration
-	// MaxTxnDuration is DSQL's transaction age limit. A connection that
-	// reaches MaxConnDuration inside a transaction that began before then is
-	// closed when the transaction ends or reaches this age, as DSQL lets such
-	// a transaction finish. 0 means 5 minutes. (The limit is not otherwise
-	// enforced: no 54000 error.)
+	// MaxTxnDuration is DSQL's transaction age limit: a statement sent in
+	// a transaction block older than this fails with 54000 "transaction age
+	// limit of 300s exceeded" (this value, in seconds) and aborts the
+	// transaction. A connection that reaches MaxConnDuration inside a
+	// transaction that began before then is closed when the transaction
+	// ends or reaches this age, as DSQL lets such a transaction finish. 0
+	// means 5 minutes.
 	MaxTxnDuration time.Duration
+	// MaxTxnRows is DSQL's limit on the rows a transaction changes
+	// (inserted, updated or deleted); the statement that goes over fails with
+	// 54000 "transaction row limit exceeded". 0 means 3000.
+	MaxTxnRows int
+	// MaxTxnBytes is DSQL's limit on the data a transaction changes (the
+	// size of the rows it writes or deletes); the statement that goes over
+	// fails with 54000 "transaction size limit 10mb exceeded" (the limit
+	// in the message is this one). 0 means 10 MiB.
+	MaxTxnBytes int64
+	// BackendSuperuser is a superuser role of the real PostgreSQL, reached
+	// over the trusted socket like the session roles. Start connects as it
+	// to install the emulator's schema "dsqlsim" in BackendDatabase (the
+	// triggers that enforce the transaction limits and DDL rules). Empty
+	// means "admin", DSQL's own admin role.
+	BackendSuperuser string
 	// ClockSkew is how far a token's X-Amz-Date may lie in the future, and
 	// how long past its expiry it is still accepted; it widens no other
 	// check. 0 means 30 seconds: the allowance is for two clocks (the
@@ -91,6 +108,9 @@ const (
 	defaultMaxConnDuration = time.Hour
 	defaultMaxTxnDuration  = 5 * time.Minute
 	defaultClockSkew       = 30 * time.Second
+	defaultMaxTxnRows      = 3000
+	defaultMaxTxnBytes     = 10 << 20 // bytes
+	defaultSuperuser       = "admin"
 	defaultConnRate        = 100  // connections per second
 	defaultConnBurst       = 1000 // connections
 	defaultMaxConns        = 10000
@@ -110,6 +130,15 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.MaxTxnDuration == 0 {
 		cfg.MaxTxnDuration = defaultMaxTxnDuration
+	}
+	if cfg.MaxTxnRows == 0 {
+		cfg.MaxTxnRows = defaultMaxTxnRows
+	}
+	if cfg.MaxTxnBytes == 0 {
+		cfg.MaxTxnBytes = defaultMaxTxnBytes
+	}
+	if cfg.BackendSuperuser == "" {
+		cfg.BackendSuperuser = defaultSuperuser
 	}
 	if cfg.ClockSkew == 0 {
 		cfg.ClockSkew = defaultClockSkew
@@ -161,6 +190,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.MaxTxnDuration < 0 {
 		errs = append(errs, errors.New("max txn duration must not be negative"))
+	}
+	if cfg.MaxTxnRows < 0 || cfg.MaxTxnBytes < 0 {
+		errs = append(errs, errors.New("max txn rows and max txn bytes must not be negative"))
 	}
 	if cfg.ClockSkew < 0 {
 		errs = append(errs, errors.New("clock skew must not be negative"))

@@ -64,10 +64,46 @@
 //     is closed by a reaper every 100 ms, or at once when the client sends
 //     anything. Kill, KillAll and KillOlderThan close sessions at once, the
 //     same way, on demand.
+//   - Concurrency: backend sessions run at REPEATABLE READ, as DSQL's only
+//     isolation, with a 10 ms lock_timeout, so a writer never waits: of two
+//     transactions that write or lock one row (UPDATE, DELETE, SELECT ...
+//     FOR UPDATE/SHARE, an insert of the same key, a foreign-key check
+//     against a row being deleted), the second to touch it fails with 40001
+//     "change conflicts with another transaction, please retry: (OC000)",
+//     as does a write of a row changed after the transaction's snapshot;
+//     a statement that meets a table another open transaction altered or
+//     used while it alters it fails with 40001 "... (OC001)". The loser's
+//     COMMIT then fails with the same 40001 (simple or extended protocol;
+//     ReadyForQuery 'I' follows), where PostgreSQL would answer "ROLLBACK";
+//     a ROLLBACK stays a ROLLBACK. Read-only transactions never conflict.
+//     Unlike DSQL, the loser fails at the statement that meets the other's
+//     write rather than at its COMMIT, and a schema change fails itself
+//     rather than the transactions it meets (see occ.go).
+//   - Transaction limits: a statement that takes the transaction over
+//     Config.MaxTxnRows changed rows (default 3000) fails with 54000
+//     "transaction row limit exceeded", over Config.MaxTxnBytes changed
+//     (default 10 MiB, the rows' size as PostgreSQL stores them) with 54000
+//     "transaction size limit 10mb exceeded": in a transaction block it is
+//     aborted (25P02 until ROLLBACK), an autocommit statement is rolled
+//     back. This holds for simple and extended protocol and COPY FROM
+//     STDIN. A statement sent in a transaction block older than
+//     Config.MaxTxnDuration (default 5 min) fails with 54000 "transaction
+//     age limit of 300s exceeded" (the configured age) and aborts it; a
+//     COMMIT there fails and ends it; a ROLLBACK works.
+//   - DDL rules: a second DDL statement in a transaction fails with 0A000
+//     "multiple ddl statements not supported in a transaction", DDL and
+//     DML (INSERT, UPDATE, DELETE, COPY FROM) in one transaction with 0A000
+//     "ddl and dml are not supported in the same transaction". A
+//     multi-statement simple Query is one transaction; autocommit DDL
+//     statements one after another work.
 //
-// What DSQL does beyond a gateway's concern (its optimistic concurrency,
-// transaction limits, DDL rules, the PL/pgSQL and extension refusals) is left
-// to the real PostgreSQL's own behaviour.
+// The limits and the DDL rules are enforced inside the real PostgreSQL:
+// Start connects to it as Config.BackendSuperuser (default "admin") and
+// installs, idempotently, a schema "dsqlsim" with triggers on every table
+// and two event triggers (see limits.go). They act only in the emulator's
+// sessions; a direct connection to the backend is not limited. Anything
+// else DSQL does and this list does not name is left to the real
+// PostgreSQL's own behaviour.
 //
 // # Control API
 //

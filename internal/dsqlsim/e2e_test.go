@@ -93,7 +93,8 @@ func TestRefusedStatements(t *testing.T) {
 	})
 
 	t.Run("multi-statement query stops at the refused statement", func(t *testing.T) {
-		mustQuery(t, conn, "CREATE TABLE IF NOT EXISTS multi (a int); DELETE FROM multi")
+		mustQuery(t, conn, "CREATE TABLE IF NOT EXISTS multi (a int)") // one DDL statement per transaction, without DML
+		mustQuery(t, conn, "DELETE FROM multi")
 		ctx := context.Background()
 		results, err := conn.Exec(ctx, "INSERT INTO multi VALUES (1); SELECT 'before'; DISCARD ALL; INSERT INTO multi VALUES (2)").ReadAll()
 		wantPgError(t, err, "0A000", "DISCARD not supported")
@@ -565,9 +566,10 @@ func TestKill(t *testing.T) {
 }
 
 func TestCopy(t *testing.T) {
-	e := startEmulator(t, nil)
+	e := startEmulator(t, func(c *dsqlsim.Config) { c.MaxTxnRows = 10000 }) // 5000 rows in one COPY
 	conn := e.connect(t, "admin", "direct")
-	mustQuery(t, conn, "DROP TABLE IF EXISTS copytest; CREATE TABLE copytest (id int, name text)")
+	mustQuery(t, conn, "DROP TABLE IF EXISTS copytest") // one DDL statement per transaction
+	mustQuery(t, conn, "CREATE TABLE copytest (id int, name text)")
 	var in bytes.Buffer
 	for i := 0; i < 5000; i++ {
 		fmt.Fprintf(&in, "%d\tname %d with a tab\\tand a newline\\n\n", i, i)

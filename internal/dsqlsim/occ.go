@@ -1,8 +1,6 @@
 package dsqlsim
 
 import (
-	"strings"
-
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -50,17 +48,20 @@ const (
 // error that stands for a concurrency conflict, or nil when e is none:
 // PostgreSQL's serialization failure (a row changed after the snapshot), a
 // deadlock, and a lock timeout (the wait DSQL never makes). A lock timeout
-// waiting for a row or a transaction (its context names a tuple) is a data
-// conflict; one waiting for a table lock is a schema conflict.
+// waiting for a row or a transaction is a data conflict: PostgreSQL gives
+// it a context ("while updating tuple (0,1) in relation ...", localized
+// with lc_messages). One waiting for a table lock is a schema conflict: it
+// has no context of its own (a wait inside a function, which DSQL clients
+// cannot define, would have the function's and count as data).
 func conflictError(e *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
 	var msg string
 	switch e.Code {
 	case pgerrcode.SerializationFailure, pgerrcode.DeadlockDetected:
 		msg = msgConflictData
 	case pgerrcode.LockNotAvailable:
-		msg = msgConflictSchema
-		if strings.Contains(e.Where, "tuple") {
-			msg = msgConflictData
+		msg = msgConflictData
+		if e.Where == "" {
+			msg = msgConflictSchema
 		}
 	default:
 		return nil

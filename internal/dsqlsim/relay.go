@@ -25,13 +25,18 @@ var errExpired = errors.New("connection reached its maximum duration")
 // a larger one (a huge Query) is dropped after use.
 const keepBufferCap = 1 << 20 // bytes
 
+// maxPeekNames is how much of a Bind, Execute or Close message is looked at
+// for its portal and statement names; longer names are not tracked.
+const maxPeekNames = 1024 // bytes
+
 // relay forwards messages both ways until either side ends, then closes
 // the session and waits for both directions. It returns the first error.
 func (s *Server) relay(sess *session, client *clientSide, server *serverSide, log *zap.Logger) error {
 	refuser := newStatementRefuser(s.nonce)
+	exits := new(txnExits)
 	errc := make(chan error, 2)
-	go func() { errc <- s.clientToServer(sess, client.r, server.w, refuser, log) }()
-	go func() { errc <- s.serverToClient(sess, server.r, client.w, refuser) }()
+	go func() { errc <- s.clientToServer(sess, client.r, server.w, refuser, exits, log) }()
+	go func() { errc <- s.serverToClient(sess, server.r, client.w, refuser, exits) }()
 	first := <-errc
 	sess.closeGraceful(client.conn)
 	<-errc
@@ -40,10 +45,15 @@ func (s *Server) relay(sess *session, client *clientSide, server *serverSide, lo
 
 // clientToServer forwards the client's messages to the backend. Query and
 // Parse are decoded so that statements DSQL refuses can be replaced (see
-// statementRefuser); every other message is copied as raw bytes.
-func (s *Server) clientToServer(sess *session, clientReader *bufio.Reader, serverWriter *bufio.Writer, refuser *statementRefuser, log *zap.Logger) error {
+// statementRefuser), and so that a statement in a transaction past the age
+// limit fails (see txnage.go); every other message is copied as raw bytes.
+// The transaction exit statements it sees are noted in exits (see
+// txnexit.go), which looks into Bind, Execute and Close only once a COMMIT
+// or ROLLBACK was prepared.
+func (s *Server) clientToServer(sess *session, clientReader *bufio.Reader, serverWriter *bufio.Writer, refuser *statementRefuser, exits *txnExits, log *zap.Logger) error {
 	var buf []byte // the body of the message being inspected; reused
 	now := func() int64 { return s.cfg.Now().UnixNano() }
+	var agedFailed int64 // the start of the last transaction failed for its age
 	for {
 		if clientReader.Buffered() == 0 {
 			if err := serverWriter.Flush(); err != nil {
@@ -61,6 +71,38 @@ func (s *Server) clientToServer(sess *session, clientReader *bufio.Reader, serve
 			return errExpired
 		}
 		sess.clientSent(typ, now)
+		var aged bool // a statement in a transaction past the age limit
+		if typ == 'Q' || typ == 'B' {
+			var began int64
+			if began, aged = s.agedTransaction(sess); aged {
+				aged = began != agedFailed // fail a transaction once
+				agedFailed = began
+			}
+		}
+		switch typ {
+		case 'S', 'F':
+			exits.sync()
+		case 'B', 'E', 'C':
+			if aged || exits.watchesExtended() {
+				start, err := clientReader.Peek(min(n, maxPeekNames))
+				if err != nil {
+					return fmt.Errorf("read from client: %w", err)
+				}
+				switch typ {
+				case 'B':
+					if aged && !exits.rollbackStatement(start) {
+						if err := writeMessage(serverWriter, 'P', s.agedParse(refuser)); err != nil {
+							return fmt.Errorf("write to server: %w", err)
+						}
+					}
+					exits.bind(start)
+				case 'E':
+					exits.execute(start)
+				case 'C':
+					exits.close(start)
+				}
+			}
+		}
 		if typ != 'Q' && typ != 'P' {
 			if err := writeMessageHeader(serverWriter, typ, n); err != nil {
 				return fmt.Errorf("write to server: %w", err)
@@ -81,6 +123,23 @@ func (s *Server) clientToServer(sess *session, clientReader *bufio.Reader, serve
 			body, refused = rewriteQueryMessage(buf, refuser)
 		} else {
 			body, refused = rewriteParseMessage(buf, refuser)
+		}
+		if typ == 'Q' && aged && len(body) > 0 && body[len(body)-1] == 0 {
+			query, commit := agedQuery(string(body[:len(body)-1]), refuser, s.ageLimitMessage())
+			body = append([]byte(query), 0)
+			if commit {
+				exits.failingCommit(s.ageLimitError())
+			} else {
+				exits.query(body[:len(body)-1])
+			}
+		} else if typ == 'Q' {
+			if len(body) > 0 {
+				exits.query(body[:len(body)-1])
+			}
+		} else if name, rest, ok := bytes.Cut(body, []byte{0}); ok {
+			if query, _, ok := bytes.Cut(rest, []byte{0}); ok {
+				exits.parse(name, query)
+			}
 		}
 		for _, msg := range refused {
 			s.stats.refused.Add(1)
@@ -130,11 +189,20 @@ func rewriteParseMessage(body []byte, refuser *statementRefuser) ([]byte, []stri
 }
 
 // serverToClient forwards the backend's messages to the client as raw
-// bytes, except an ErrorResponse that carries a refusal marker, which
-// becomes DSQL's 0A000 error. It notes each ReadyForQuery's status for the
-// duration cap.
-func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clientWriter *bufio.Writer, refuser *statementRefuser) error {
+// bytes, except: an ErrorResponse that carries a refusal marker, which
+// becomes DSQL's error (0A000, or the marker's own SQLSTATE); one that
+// stands for a concurrency conflict, which becomes DSQL's 40001 (occ.go);
+// one raised by the emulator's triggers, stripped of their context
+// (limits.go); and the "ROLLBACK" tag that answers the COMMIT of a
+// transaction that lost a conflict, or a COMMIT past the age limit, which
+// becomes the error DSQL gives that COMMIT. It notes each ReadyForQuery's
+// status for the duration cap.
+func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clientWriter *bufio.Writer, refuser *statementRefuser, exits *txnExits) error {
 	var buf []byte
+	// conflicted: the transaction under way lost a conflict (an error was
+	// rewritten to 40001), so a COMMIT that PostgreSQL answers "ROLLBACK"
+	// fails with 40001, as on DSQL.
+	conflicted := false
 	for {
 		if serverReader.Buffered() == 0 {
 			if err := clientWriter.Flush(); err != nil {
@@ -151,6 +219,34 @@ func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clien
 				return fmt.Errorf("read from server: %w", err)
 			}
 			sess.readyForQuery(status[0])
+			exits.readyForQuery()
+			if status[0] == 'I' {
+				conflicted = false
+			}
+		}
+		if typ == 'C' && (n == len(tagCommit) || n == len(tagRollback)) {
+			tag, err := serverReader.Peek(n)
+			if err != nil {
+				return fmt.Errorf("read from server: %w", err)
+			}
+			isRollback := bytes.Equal(tag, tagRollback)
+			if isRollback || bytes.Equal(tag, tagCommit) {
+				exit, ok := exits.answered()
+				fail := exit.fail
+				if ok && exit.commit && isRollback && conflicted {
+					fail = clientError("ERROR", pgerrcode.SerializationFailure, msgConflictData, "")
+				}
+				if ok && fail != nil {
+					if exit.fail != nil {
+						s.stats.limited.Add(1) // a COMMIT past the age limit
+					}
+					serverReader.Discard(n)
+					if err := writeClientError(clientWriter, fail); err != nil {
+						return err
+					}
+					continue
+				}
+			}
 		}
 		if typ != 'E' {
 			if err := writeMessageHeader(clientWriter, typ, n); err != nil {
@@ -178,29 +274,45 @@ func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clien
 		var backendErr pgproto3.ErrorResponse
 		decoded := backendErr.Decode(buf) == nil
 		var replacement *pgproto3.ErrorResponse
-		if message, ok := refuser.takeRefusal(buf); ok {
+		if code, message, ok := refuser.takeMarker(buf); ok {
+			if code != pgerrcode.FeatureNotSupported {
+				s.stats.limited.Add(1) // the age limit
+			}
 			severity := "ERROR"
 			if decoded && backendErr.Severity != "" {
 				severity = backendErr.Severity
 			}
-			replacement = clientError(severity, pgerrcode.FeatureNotSupported, message, "")
+			replacement = clientError(severity, code, message, "")
 		} else if decoded {
-			replacement = conflictError(&backendErr)
-			if replacement != nil {
+			if replacement = conflictError(&backendErr); replacement != nil {
 				s.stats.conflicts.Add(1)
+				conflicted = true
+			} else if replacement = ownError(&backendErr); replacement != nil {
+				s.stats.limited.Add(1)
 			}
 		}
 		if replacement != nil {
-			encoded, err := replacement.Encode(nil)
-			if err != nil {
-				return fmt.Errorf("encode error: %w", err)
+			if err := writeClientError(clientWriter, replacement); err != nil {
+				return err
 			}
-			body = encoded[5:] // without the type and length, which writeMessage adds
+			continue
 		}
 		if err := writeMessage(clientWriter, typ, body); err != nil {
 			return fmt.Errorf("write to client: %w", err)
 		}
 	}
+}
+
+// writeClientError writes an ErrorResponse the emulator made.
+func writeClientError(w *bufio.Writer, e *pgproto3.ErrorResponse) error {
+	encoded, err := e.Encode(nil)
+	if err != nil {
+		return fmt.Errorf("encode error: %w", err)
+	}
+	if _, err := w.Write(encoded); err != nil {
+		return fmt.Errorf("write to client: %w", err)
+	}
+	return nil
 }
 
 // readMessageHeader reads a regular message's type byte and length, and
@@ -238,12 +350,17 @@ func readMessage(r *bufio.Reader, max int) (typ byte, body []byte, err error) {
 	return typ, body, nil
 }
 
+// writeMessageHeader writes a message's type and length. It writes byte by
+// byte: a header array passed to Write would escape to the heap, one
+// allocation per relayed message.
 func writeMessageHeader(w *bufio.Writer, typ byte, bodyLen int) error {
-	var header [5]byte
-	header[0] = typ
-	binary.BigEndian.PutUint32(header[1:], uint32(bodyLen+4))
-	_, err := w.Write(header[:])
-	return err
+	n := uint32(bodyLen + 4)
+	for _, b := range [5]byte{typ, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)} {
+		if err := w.WriteByte(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func writeMessage(w *bufio.Writer, typ byte, body []byte) error {

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/jackc/pgerrcode"
 )
 
 // maxPendingRefusals bounds how many refusals a session remembers whose
@@ -19,7 +21,8 @@ const maxPendingRefusals = 1024
 //
 // which PostgreSQL fails at parse analysis, per statement and in order, with
 // 42P01; the ErrorResponse that names the marker is then rewritten to DSQL's
-// 0A000 and message. So the error has real PostgreSQL semantics: in a
+// 0A000 and message (or to the SQLSTATE the marker carries: see
+// failingStatementCode). So the error has real PostgreSQL semantics: in a
 // transaction block the transaction is aborted, in a multi-statement Query
 // the statements after it are skipped, after a Parse the backend skips to
 // Sync. No marker reaches the client.
@@ -31,23 +34,31 @@ type statementRefuser struct {
 
 	mu      sync.Mutex // guards next and pending
 	next    uint64
-	pending map[uint64]string // marker number -> DSQL's message
+	pending map[uint64]markerError // marker number -> DSQL's error
 }
+
+// markerError is the error a marker stands for.
+type markerError struct{ code, message string }
 
 func newStatementRefuser(nonce string) *statementRefuser {
 	return &statementRefuser{
 		markerPrefix: "dsqlsim_refused_" + nonce + "_",
-		pending:      make(map[uint64]string),
+		pending:      make(map[uint64]markerError),
 	}
 }
 
 // failingStatement remembers message and returns the statement that makes
-// the backend fail with its marker.
+// the backend fail with its marker, which becomes 0A000 and message.
 func (r *statementRefuser) failingStatement(message string) string {
+	return r.failingStatementCode(pgerrcode.FeatureNotSupported, message)
+}
+
+// failingStatementCode is failingStatement for an error with SQLSTATE code.
+func (r *statementRefuser) failingStatementCode(code, message string) string {
 	r.mu.Lock()
 	r.next++
 	n := r.next
-	r.pending[n] = message
+	r.pending[n] = markerError{code: code, message: message}
 	if n > maxPendingRefusals {
 		delete(r.pending, n-maxPendingRefusals)
 	}
@@ -101,25 +112,34 @@ func (r *statementRefuser) rewriteParse(query string) (string, string) {
 // takeRefusal looks for a marker in the body of a backend ErrorResponse. When
 // it finds one it forgets the refusal and returns its message.
 func (r *statementRefuser) takeRefusal(errorBody []byte) (string, bool) {
+	_, message, ok := r.takeMarker(errorBody)
+	return message, ok
+}
+
+// takeMarker looks for a marker in the body of a backend ErrorResponse. When
+// it finds one it forgets it and returns the SQLSTATE and message it stands
+// for (0A000 "statement not supported" for a marker it no longer knows).
+func (r *statementRefuser) takeMarker(errorBody []byte) (code, message string, ok bool) {
 	i := bytes.Index(errorBody, []byte(r.markerPrefix))
 	if i < 0 {
-		return "", false
+		return "", "", false
 	}
 	digits := errorBody[i+len(r.markerPrefix):]
 	end := 0
 	for end < len(digits) && isDigit(digits[end]) {
 		end++
 	}
+	unknown := markerError{code: pgerrcode.FeatureNotSupported, message: "statement not supported"}
 	n, err := strconv.ParseUint(string(digits[:end]), 10, 64)
 	if err != nil {
-		return "statement not supported", true
+		return unknown.code, unknown.message, true
 	}
 	r.mu.Lock()
-	msg, ok := r.pending[n]
+	m, ok := r.pending[n]
 	delete(r.pending, n)
 	r.mu.Unlock()
 	if !ok {
-		msg = "statement not supported"
+		m = unknown
 	}
-	return msg, true
+	return m.code, m.message, true
 }

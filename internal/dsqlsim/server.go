@@ -35,6 +35,9 @@ type Server struct {
 	caPEM     []byte
 	tlsConfig *tls.Config
 	nonce     string // random per server; part of every refusal marker
+	// backendParams are the settings every backend session starts with,
+	// whatever the client asked for.
+	backendParams map[string]string
 	// connRate is the new-connection rate limit, on the configured clock:
 	// each connection takes a token at its arrival (AllowN) or is refused.
 	connRate *rate.Limiter
@@ -74,13 +77,14 @@ type Stats struct {
 	Expired        int64 `json:"expired"`         // connections closed at MaxConnDuration
 	Cancels        int64 `json:"cancels"`         // CancelRequests forwarded to the backend
 	Conflicts      int64 `json:"conflicts"`       // statements failed with 40001 for a concurrency conflict (OC000, OC001)
+	Limited        int64 `json:"limited"`         // statements failed by a transaction limit (54000: rows, size, age) or a DDL rule (0A000)
 	Open           int64 `json:"open"`            // connections open now
 }
 
 type counters struct {
 	accepted, authenticated, authFailures, rateLimited, connLimited, startupRefused,
 	refused, killed, expired, cancels atomic.Int64
-	conflicts atomic.Int64
+	conflicts, limited atomic.Int64
 }
 
 // Start generates the certificates, writes the CA file, listens on
@@ -99,6 +103,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if err := os.WriteFile(cfg.CAFile, certs.caPEM, 0o644); err != nil {
 			return nil, fmt.Errorf("write ca file: %w", err)
 		}
+	}
+	if err := installBackend(ctx, cfg); err != nil {
+		return nil, err
+	}
+	cfg.Logger.Info("emulator schema installed in the backend", zap.String("database", cfg.BackendDatabase),
+		zap.String("superuser", cfg.BackendSuperuser), zap.Int("max_txn_rows", cfg.MaxTxnRows), zap.Int64("max_txn_bytes", cfg.MaxTxnBytes))
+	backendParams := limitParams(cfg)
+	for name, value := range backendSessionParams {
+		backendParams[name] = value
 	}
 	nonce := make([]byte, 8)
 	if _, err := rand.Read(nonce); err != nil {
@@ -122,10 +135,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			// clients that offer ALPN must offer it too.
 			NextProtos: []string{"postgresql"},
 		},
-		nonce:      hex.EncodeToString(nonce),
-		connRate:   rate.NewLimiter(rate.Limit(cfg.ConnRate), cfg.ConnBurst),
-		sessions:   make(map[int64]*session),
-		reaperDone: make(chan struct{}),
+		nonce:         hex.EncodeToString(nonce),
+		backendParams: backendParams,
+		connRate:      rate.NewLimiter(rate.Limit(cfg.ConnRate), cfg.ConnBurst),
+		sessions:      make(map[int64]*session),
+		reaperDone:    make(chan struct{}),
 	}
 	s.maxConnDuration.Store(int64(cfg.MaxConnDuration))
 	s.wg.Add(2)
@@ -247,6 +261,7 @@ func (s *Server) Stats() Stats {
 		Expired:        c.expired.Load(),
 		Cancels:        c.cancels.Load(),
 		Conflicts:      c.conflicts.Load(),
+		Limited:        c.limited.Load(),
 		Open:           open,
 	}
 }

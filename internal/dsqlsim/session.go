@@ -550,7 +550,7 @@ func (s *Server) openBackend(sess *session, client *clientSide, role string, sta
 			params[p.name] = p.value
 		}
 	}
-	for name, value := range backendSessionParams {
+	for name, value := range s.backendParams {
 		params[name] = value
 	}
 	msg, err := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: params}).Encode(nil)
