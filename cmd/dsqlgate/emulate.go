@@ -23,6 +23,7 @@ type emulateFlags struct {
 	socketDir       string
 	port            int
 	database        string
+	superuser       string
 	maxConnDuration time.Duration
 	connRate        float64
 	maxConns        int
@@ -40,7 +41,10 @@ required, IAM tokens verified as real SigV4 signatures against the static AWS
 credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and
 AWS_SESSION_TOKEN when set), DSQL's refusals and limits, and a maximum
 connection duration, forwarding sessions to a PostgreSQL reached over its unix
-socket (trusted, as each DSQL role name).`,
+socket (trusted, as each DSQL role name). At start it installs, as
+--backend-superuser, a schema dsqlsim with the triggers that enforce DSQL's
+per-transaction row and size limits and its DDL rules on tables created through
+it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext(cmd.Context())
@@ -56,6 +60,7 @@ socket (trusted, as each DSQL role name).`,
 	fl.StringVar(&f.socketDir, "backend-socket-dir", "/var/run/postgresql", "PostgreSQL unix socket directory")
 	fl.IntVar(&f.port, "backend-port", 5432, "PostgreSQL port (names the socket)")
 	fl.StringVar(&f.database, "backend-database", "postgres", "PostgreSQL database that DSQL's database postgres maps to")
+	fl.StringVar(&f.superuser, "backend-superuser", "admin", "PostgreSQL superuser that installs the emulator's transaction limits and DDL rules (schema dsqlsim)")
 	fl.DurationVar(&f.maxConnDuration, "max-conn-duration", time.Hour, "close connections abruptly at this age, as DSQL does")
 	fl.Float64Var(&f.connRate, "conn-rate", 100, "new connections per second before 53400")
 	fl.IntVar(&f.maxConns, "max-conns", 10000, "open connections before 53300")
@@ -83,6 +88,7 @@ func runEmulate(ctx context.Context, f emulateFlags, st streams) error {
 		BackendSocketDir: f.socketDir,
 		BackendPort:      f.port,
 		BackendDatabase:  f.database,
+		BackendSuperuser: f.superuser,
 		MaxConnDuration:  f.maxConnDuration,
 		ConnRate:         f.connRate,
 		MaxConns:         f.maxConns,

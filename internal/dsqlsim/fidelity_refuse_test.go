@@ -228,8 +228,11 @@ func TestFidelityUnsupportedStatements(t *testing.T) {
 	e := startEmulator(t, nil)
 	conn := e.connectPgx(t, "admin") // a superuser on the real PostgreSQL: nothing fails there for want of privilege
 	ctx := context.Background()
-	if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS fid_t; CREATE TABLE fid_t (a int); DROP FUNCTION IF EXISTS fid_sql()"); err != nil {
-		t.Fatalf("setup: %v", err)
+	// One DDL statement per transaction, as on DSQL.
+	for _, q := range []string{"DROP TABLE IF EXISTS fid_t", "CREATE TABLE fid_t (a int)", "DROP FUNCTION IF EXISTS fid_sql()"} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("setup: %s: %v", q, err)
+		}
 	}
 	copyFile := filepath.Join(t.TempDir(), "copy-out")
 
@@ -318,8 +321,10 @@ func TestFidelityUnsupportedStatements(t *testing.T) {
 		if _, err := conn.PgConn().CopyTo(ctx, &out, "COPY (SELECT a FROM fid_t ORDER BY a) TO STDOUT"); err != nil || out.String() != "1\n2\n" {
 			t.Fatalf("COPY TO STDOUT: %q %v", out.String(), err)
 		}
-		if _, err := conn.Exec(ctx, "DROP FUNCTION fid_sql(); DROP TABLE fid_t"); err != nil {
-			t.Fatalf("cleanup: %v", err)
+		for _, q := range []string{"DROP FUNCTION fid_sql()", "DROP TABLE fid_t"} {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				t.Fatalf("cleanup: %s: %v", q, err)
+			}
 		}
 	})
 }

@@ -39,8 +39,10 @@ import (
 // the limits as the placeholder settings dsqlsim.max_txn_rows and
 // dsqlsim.max_txn_bytes (which a client cannot change: SET of them is
 // refused), and the triggers do nothing in a session without them (a
-// direct connection to the backend): a WHEN clause skips the function call,
-// though PostgreSQL still collects the transition tables. The emulator's own DDL in its
+// direct connection to the backend): a WHEN clause skips the function call.
+// Only tables created through the emulator get the triggers, so tables a
+// test or a benchmark creates straight on the backend (pgbench -i) pay
+// nothing for them, and are not limited. The emulator's own DDL in its
 // triggers is marked by the transaction-local flag dsqlsim.installing, so
 // the event triggers do not fire on it.
 //
@@ -131,8 +133,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $fn$
 DECLARE
 	obj record;
 BEGIN
-	IF current_setting('dsqlsim.installing', true) = 'on' THEN
-		RETURN;
+	IF coalesce(current_setting('dsqlsim.max_txn_rows', true), '') = ''
+		OR current_setting('dsqlsim.installing', true) = 'on' THEN
+		RETURN; -- not an emulator session (its tables stay as they are), or the emulator's own DDL
 	END IF;
 	FOR obj IN SELECT objid FROM pg_event_trigger_ddl_commands()
 		WHERE classid = 'pg_class'::regclass AND object_type = 'table' LOOP
@@ -170,11 +173,6 @@ BEGIN
 END
 $do$;
 
-SELECT dsqlsim.add_triggers(c.oid)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
-	AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'dsqlsim')
-	AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'dsqlsim_limit_insert');
 `
 
 // installBackend installs the emulator's schema in the backend database.
