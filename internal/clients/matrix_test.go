@@ -49,9 +49,11 @@ These hold for every client, through the gateway or not; the emulator enforces t
 - ` + "`SAVEPOINT`" + `, ` + "`RELEASE`, `ROLLBACK TO`" + ` are refused*: nested transactions in ORMs
   (SQLAlchemy ` + "`begin_nested`" + `, GORM ` + "`SavePoint`" + `, JDBC ` + "`autosave`" + `) do not work.
 - ` + "`COPY`" + ` only ` + "`FROM STDIN`" + ` and ` + "`TO STDOUT`" + `; a COPY is one transaction, so at most 3,000 rows
-  and 10 MiB per COPY.
-- One DDL statement per transaction and no DDL mixed with DML: create tables in autocommit
-  statements of their own (ORM migrations that wrap several DDL statements in one transaction fail).
+  and 10 MiB per COPY*.
+- One DDL statement per transaction and no DDL mixed with DML*: create tables in autocommit
+  statements of their own (ORM migrations that wrap several DDL statements in one transaction fail;
+  golang-migrate works with one DDL statement per migration file, goose with
+  ` + "`goose.WithIsolateDDL(true)`" + `).
 - Only ` + "`SET`" + ` of application_name, client_encoding, DateStyle, extra_float_digits, IntervalStyle,
   TimeZone, search_path and enable_* reach DSQL*; the gateway emulates statement_timeout,
   client_min_messages and a few others (README, DSQL compatibility).

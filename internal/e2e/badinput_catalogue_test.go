@@ -81,8 +81,11 @@ func TestBadInputCatalogue(t *testing.T) {
 	c := &catalogue{f: f, limitedAddr: limited.Addr}
 
 	setup := connect(t, f.Stack, "")
-	if _, err := setup.Exec(ctx, "drop table if exists catalogue_tx, catalogue_copy; create table catalogue_tx (v int); create table catalogue_copy (v int)"); err != nil {
-		t.Fatal(err)
+	// One DDL statement per transaction, as DSQL runs them.
+	for _, q := range []string{"drop table if exists catalogue_tx, catalogue_copy", "create table catalogue_tx (v int)", "create table catalogue_copy (v int)"} {
+		if _, err := setup.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
 	}
 	setup.Close(ctx)
 

@@ -127,7 +127,12 @@ func TestGoose(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS(migrationsDir(t, "goose")), goose.WithSessionLocker(locker))
+		// DSQL runs one DDL statement per transaction and no DDL beside
+		// DML: goose's own option for it keeps each migration's DDL apart
+		// from its version row (without it goose's first transaction,
+		// CREATE TABLE goose_db_version and INSERT version 0, fails).
+		p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS(migrationsDir(t, "goose")),
+			goose.WithSessionLocker(locker), goose.WithIsolateDDL(true))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,7 +24,11 @@ func TestPsql(t *testing.T) {
 		}
 	})
 	t.Run("multi-statement", func(t *testing.T) {
-		out := mustPsql(t, "", "-Atc", "create table psql_multi(a int); insert into psql_multi values (1), (2); select sum(a) from psql_multi; drop table psql_multi")
+		// DDL goes in statements of its own (DSQL runs no DDL beside DML
+		// in one transaction, and a Query of several statements is one).
+		mustPsql(t, "", "-c", "create table psql_multi(a int)")
+		defer mustPsql(t, "", "-c", "drop table psql_multi")
+		out := mustPsql(t, "", "-Atc", "insert into psql_multi values (1); insert into psql_multi values (2); select sum(a) from psql_multi")
 		if !strings.Contains(out, "3") {
 			t.Fatalf("got %q, want the sum 3", out)
 		}

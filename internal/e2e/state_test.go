@@ -223,8 +223,11 @@ func TestTransactionModeIsolation(t *testing.T) {
 	defer st.Close()
 	setup := connect(t, st, "")
 	for i := 0; i < clients; i++ {
-		if _, err := setup.Exec(ctx, fmt.Sprintf("create schema iso%d; create table iso%d.t (v int); insert into iso%d.t values (%d)", i, i, i, i)); err != nil {
-			t.Fatal(err)
+		// One DDL statement per transaction, as DSQL runs them.
+		for _, q := range []string{fmt.Sprintf("create schema iso%d", i), fmt.Sprintf("create table iso%d.t (v int)", i), fmt.Sprintf("insert into iso%d.t values (%d)", i, i)} {
+			if _, err := setup.Exec(ctx, q); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	setup.Close(ctx)
