@@ -1,6 +1,8 @@
 package dsqlsim
 
 import (
+	"slices"
+
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -48,19 +50,20 @@ const (
 // error that stands for a concurrency conflict, or nil when e is none:
 // PostgreSQL's serialization failure (a row changed after the snapshot), a
 // deadlock, and a lock timeout (the wait DSQL never makes). A lock timeout
-// waiting for a row or a transaction is a data conflict: PostgreSQL gives
-// it a context ("while updating tuple (0,1) in relation ...", localized
-// with lc_messages). One waiting for a table lock is a schema conflict: it
-// has no context of its own (a wait inside a function, which DSQL clients
-// cannot define, would have the function's and count as data).
-func conflictError(e *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
+// is a schema conflict (OC001) when it was a wait for a table lock: its
+// error has no context (a wait for a row or a transaction has one, "while
+// updating tuple ..."), and the statement that met it takes no row locks
+// (kind: DDL, or a read without FOR UPDATE/SHARE), since a writer queued
+// behind another for a row's tuple lock has no context either. Any other
+// is a data conflict (OC000).
+func conflictError(e *pgproto3.ErrorResponse, kind stmtKind) *pgproto3.ErrorResponse {
 	var msg string
 	switch e.Code {
 	case pgerrcode.SerializationFailure, pgerrcode.DeadlockDetected:
 		msg = msgConflictData
 	case pgerrcode.LockNotAvailable:
 		msg = msgConflictData
-		if e.Where == "" {
+		if kind != kindWrite && e.Where == "" {
 			msg = msgConflictSchema
 		}
 	default:
@@ -71,4 +74,74 @@ func conflictError(e *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
 		severity = "ERROR"
 	}
 	return clientError(severity, pgerrcode.SerializationFailure, msg, "")
+}
+
+// stmtKind is what the statements of a Query or Parse do, as far as
+// conflictError needs to know.
+type stmtKind uint32
+
+const (
+	kindWrite stmtKind = iota // may take row locks (DML, FOR UPDATE, anything unknown)
+	kindDDL                   // holds a DDL statement
+	kindRead                  // only reads without row locks
+)
+
+// ddlWords are the leading keywords of the DDL statements kindOf looks for;
+// readWords those of statements that read without row locks unless they
+// say FOR UPDATE/SHARE.
+var (
+	ddlWords  = []string{"create", "alter", "drop", "comment", "grant", "revoke"}
+	readWords = []string{"select", "table", "values", "show"}
+)
+
+// kindOf classifies the body of a Query or Parse message. A body that
+// mentions none of ddlWords and readWords is not split into statements.
+func kindOf(body []byte) stmtKind {
+	mentions := false
+	for _, w := range append(ddlWords[:len(ddlWords):len(ddlWords)], readWords...) {
+		if bytesContainFold(body, w) {
+			mentions = true
+			break
+		}
+	}
+	if !mentions {
+		return kindWrite
+	}
+	src := string(body)
+	kind := kindRead
+	for _, st := range splitStatements(src) {
+		words := statementWords{src: src, tokens: st.tokens}
+		first := words.word(0)
+		switch {
+		case slices.Contains(ddlWords, first):
+			return kindDDL
+		case first == "" || first == "begin" || first == "start" || first == "commit" || first == "end" || first == "rollback":
+		case slices.Contains(readWords, first) && !locksRows(src[st.start:st.end]):
+		default:
+			kind = kindWrite
+		}
+	}
+	return kind
+}
+
+// locksRows reports whether a read statement's text asks for row locks.
+func locksRows(text string) bool {
+	b := []byte(text)
+	return bytesContainFold(b, "for update") || bytesContainFold(b, "for share") ||
+		bytesContainFold(b, "key share") || bytesContainFold(b, "key update")
+}
+
+// bytesContainFold reports whether b contains the lower-case ASCII word w
+// in any case.
+func bytesContainFold(b []byte, w string) bool {
+	for i := 0; i+len(w) <= len(b); i++ {
+		j := 0
+		for j < len(w) && b[i+j]|0x20 == w[j] {
+			j++
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
 }

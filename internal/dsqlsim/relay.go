@@ -118,6 +118,7 @@ func (s *Server) clientToServer(sess *session, clientReader *bufio.Reader, serve
 			return fmt.Errorf("read from client: %w", err)
 		}
 		body := buf
+		sess.lastKind.Store(uint32(kindOf(buf)))
 		var refused []string
 		if typ == 'Q' {
 			body, refused = rewriteQueryMessage(buf, refuser)
@@ -284,7 +285,7 @@ func (s *Server) serverToClient(sess *session, serverReader *bufio.Reader, clien
 			}
 			replacement = clientError(severity, code, message, "")
 		} else if decoded {
-			if replacement = conflictError(&backendErr); replacement != nil {
+			if replacement = conflictError(&backendErr, stmtKind(sess.lastKind.Load())); replacement != nil {
 				s.stats.conflicts.Add(1)
 				conflicted = true
 			} else if replacement = ownError(&backendErr); replacement != nil {

@@ -51,6 +51,10 @@ type session struct {
 	pendingSyncs atomic.Int32  // Query, Sync and FunctionCall messages not yet answered by ReadyForQuery
 	txStatus     atomic.Uint32 // status byte of the last ReadyForQuery ('I', 'T', 'E'); 0 before the first
 	busySince    atomic.Int64  // when the session last left idle, unix nanoseconds on the server's clock; 0 while idle
+	// lastKind is the stmtKind of the client's last Query or Parse
+	// (written by clientToServer, read by serverToClient to tell a schema
+	// conflict from a data conflict).
+	lastKind atomic.Uint32
 
 	mu         sync.Mutex // guards the fields below
 	closed     bool
