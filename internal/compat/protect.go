@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgerrcode"
 
@@ -19,8 +20,8 @@ import (
 // client statement (simple Query or Parse) that names the table (or its
 // schema, when it has one of its own), however it is written: unquoted in
 // any case, quoted, or as a U&"..." identifier (sqllex decodes each as
-// PostgreSQL's lexer does), and any SET of search_path that includes its
-// schema.
+// PostgreSQL's lexer does), and any search_path that includes its schema
+// (SET, set_config, the startup packet).
 //
 // A lexical check is sound on Aurora DSQL because a statement can reach a
 // table only by naming it in its text: DSQL has no dynamic SQL (no
@@ -31,11 +32,16 @@ import (
 
 // protectedTables is every lock table name configured in this process
 // (routes register theirs: ProtectLockTable), the default always among
-// them. Guarded by protectedMu; replaced, never changed in place.
+// them: replaced (under protectedMu), never changed in place, so Decide
+// reads it without a lock.
 var (
 	protectedMu     sync.Mutex
-	protectedTables = []protectedName{protectedNameOf(defaultLockTable)}
+	protectedTables atomic.Pointer[[]protectedName]
 )
+
+func init() {
+	protectedTables.Store(&[]protectedName{protectedNameOf(defaultLockTable)})
+}
 
 // protectedName is a lock table's [schema.]table name, as identifiers.
 type protectedName struct {
@@ -60,16 +66,39 @@ func ProtectLockTable(name string) {
 	p := protectedNameOf(name)
 	protectedMu.Lock()
 	defer protectedMu.Unlock()
-	if slices.Contains(protectedTables, p) {
+	old := *protectedTables.Load()
+	if slices.Contains(old, p) {
 		return
 	}
-	protectedTables = append(slices.Clip(protectedTables), p)
+	next := append(slices.Clip(old), p)
+	protectedTables.Store(&next)
 }
 
-func protectedNames() []protectedName {
-	protectedMu.Lock()
-	defer protectedMu.Unlock()
-	return protectedTables
+func protectedNames() []protectedName { return *protectedTables.Load() }
+
+// searchPathRefusal is the refusal of a search_path value (a list, as SET
+// or set_config or the startup packet give it) that includes a lock
+// table's schema, or nil.
+func searchPathRefusal(items []string, names []protectedName) *Error {
+	for _, item := range items {
+		for _, n := range names {
+			if n.schema != "" && item == n.schema {
+				return lockTableRefusal(n.schema)
+			}
+		}
+	}
+	return nil
+}
+
+// StartupSearchPath refuses a startup search_path (or options=-c
+// search_path=...) that includes a lock table's schema.
+func StartupSearchPath(params map[string]string) *Error {
+	raw, ok := params["search_path"]
+	if !ok {
+		return nil
+	}
+	items, _ := sqllex.ParseListGUCValue(raw)
+	return searchPathRefusal(items, protectedNames())
 }
 
 const lockTableHint = "The advisory lock table is the gateway's own: take and release advisory locks with pg_advisory_lock() and pg_advisory_unlock() (and the other advisory-lock functions)."
@@ -93,20 +122,28 @@ func touchesLockTable(st sqllex.Stmt, k sqllex.Kind) *Error {
 				if v.Kind == sqllex.ValueString {
 					items, _ = sqllex.ParseListGUCValue(v.Str)
 				}
-				for _, item := range items {
-					for _, n := range names {
-						if n.schema != "" && item == n.schema {
-							return lockTableRefusal(n.schema)
-						}
-					}
+				if err := searchPathRefusal(items, names); err != nil {
+					return err
 				}
 			}
 		}
 	}
-	if !mayName(st.Text, names) {
+	setConfig := containsFoldASCII(st.Text, "set_config")
+	if !setConfig && !mayName(st.Text, names) {
 		return nil
 	}
 	for _, t := range st.Tokens() {
+		if setConfig && t.Kind == sqllex.String {
+			// set_config('search_path', '...', ...): refused when a string
+			// of the statement, as a list, includes the schema.
+			if v, ok := t.StringValue(); ok {
+				items, _ := sqllex.ParseListGUCValue(v)
+				if err := searchPathRefusal(items, names); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		id, ok := t.Ident()
 		if !ok {
 			continue
@@ -136,29 +173,51 @@ func mayName(text string, names []protectedName) bool {
 }
 
 // containsFoldASCII reports whether s contains sub, A-Z and a-z taken as
-// equal.
+// equal. It skips to each occurrence of sub's first byte (either case)
+// with strings.IndexByte, so a statement without it costs a fast scan.
 func containsFoldASCII(s, sub string) bool {
 	n := len(sub)
 	if n == 0 {
 		return true
 	}
-	for i := 0; i+n <= len(s); i++ {
-		j := 0
-		for ; j < n; j++ {
-			a, b := s[i+j], sub[j]
-			if 'A' <= a && a <= 'Z' {
-				a += 'a' - 'A'
-			}
-			if 'A' <= b && b <= 'Z' {
-				b += 'a' - 'A'
-			}
-			if a != b {
-				break
+	lo, up := lowerASCII(sub[0]), upperASCII(sub[0])
+	for i := 0; len(s)-i >= n; i++ {
+		j := strings.IndexByte(s[i:], lo)
+		if up != lo {
+			if k := strings.IndexByte(s[i:], up); k >= 0 && (j < 0 || k < j) {
+				j = k
 			}
 		}
-		if j == n {
+		if j < 0 || len(s)-(i+j) < n {
+			return false
+		}
+		i += j
+		if equalFold(s[i:i+n], sub) {
 			return true
 		}
 	}
 	return false
+}
+
+func equalFold(a, b string) bool {
+	for i := 0; i < len(a); i++ {
+		if lowerASCII(a[i]) != lowerASCII(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func upperASCII(c byte) byte {
+	if 'a' <= c && c <= 'z' {
+		return c - ('a' - 'A')
+	}
+	return c
 }

@@ -36,6 +36,9 @@ func TestLockTableProtected(t *testing.T) {
 		{"SET search_path = gate_locks, public", true},
 		{"set search_path to 'public, gate_locks'", true},
 		{`SET search_path TO "gate_locks"`, true},
+		{"select set_config('search_path', 'public,gate_locks', false)", true},
+		{"SELECT pg_catalog.SET_CONFIG('search_path', E'gate\\x5flocks', false)", true},
+		{"select set_config('application_name', 'app', false)", false},
 		// Not the table.
 		{`UPDATE "DSQLGATE_ADVISORY_LOCKS" SET x = 1`, false}, // a quoted name keeps its case
 		{"select 'dsqlgate_advisory_locks'", false},
@@ -69,5 +72,40 @@ func BenchmarkDecideNotLockTable(b *testing.B) {
 	st := lexedStmt("SELECT id, name, created_at FROM accounts WHERE id = $1 AND tenant = $2")
 	for b.Loop() {
 		Decide(st, sqllex.Select, nil, allOn, nil)
+	}
+}
+
+func TestStartupSearchPathProtected(t *testing.T) {
+	ProtectLockTable("gate_locks.held")
+	if _, err := StartupSettings(map[string]string{"search_path": `public, "gate_locks"`}); err == nil || err.Code != pgerrcode.InsufficientPrivilege {
+		t.Fatalf("startup search_path with the lock schema: %v", err)
+	}
+	if _, err := StartupSettings(map[string]string{"search_path": "public, app"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func BenchmarkTouchesLockTable(b *testing.B) {
+	st := lexedStmt("SELECT id, name, created_at FROM accounts WHERE id = $1 AND tenant = $2")
+	for b.Loop() {
+		touchesLockTable(st, sqllex.Select)
+	}
+}
+
+func TestContainsFoldASCII(t *testing.T) {
+	for _, tc := range []struct {
+		s, sub string
+		want   bool
+	}{
+		{"DELETE FROM DSQLGATE_advisory_LOCKS", "dsqlgate_advisory_locks", true},
+		{"dsqlgate_advisory_lock", "dsqlgate_advisory_locks", false},
+		{"ddsqlgate_x dsqlgate_y", "dsqlgate_y", true},
+		{"abc", "", true},
+		{"", "a", false},
+		{"xSet_Config(", "set_config", true},
+	} {
+		if got := containsFoldASCII(tc.s, tc.sub); got != tc.want {
+			t.Errorf("containsFoldASCII(%q, %q) = %v", tc.s, tc.sub, got)
+		}
 	}
 }
