@@ -212,9 +212,10 @@ type LockManager struct {
 	holders map[LockKey]string              // key → the local owner holding it; guarded by mu
 	owned   map[string]map[LockKey]struct{} // owner → its keys; guarded by mu
 	freed   map[LockKey]chan struct{}       // closed when the key's local holder lets go; guarded by mu
-	// confirmed is, for each lock held, when (by the gateway's clock) the
-	// statement that last wrote its expiry began: its row is leased until
-	// at least confirmed + lease. Guarded by mu.
+	// confirmed is, for each lock held, when (time.Now, monotonic; not
+	// now, which is for the connection's age only) the statement that
+	// last wrote its expiry began: its row is leased until about
+	// confirmed + lease. Guarded by mu.
 	confirmed map[heldLock]time.Time
 
 	// Counters (Stats).
@@ -377,7 +378,7 @@ func (m *LockManager) TryLock(ctx context.Context, owner string, k LockKey) (boo
 	if err := m.ensureTable(ctx); err != nil {
 		return false, err
 	}
-	began := m.now()
+	began := time.Now()
 	ok, err := m.acquire(ctx, owner, k)
 	if errors.Is(err, errLockBusy) {
 		return false, nil // the caller may try again
@@ -979,7 +980,7 @@ func (m *LockManager) renew() bool {
 	ok := true
 	var lost []heldLock
 	for _, b := range m.batches(held) {
-		began := m.now()
+		began := time.Now()
 		res, err := m.execRetry(m.life, m.sql.renew, b.args()...)
 		if err != nil {
 			if m.life.Err() != nil {
@@ -1011,7 +1012,7 @@ func (m *LockManager) renew() bool {
 		m.mu.Unlock()
 	}
 	// Locks whose lease may have run out unrenewed.
-	now := m.now()
+	now := time.Now()
 	m.mu.Lock()
 	for h, at := range m.confirmed {
 		if now.Sub(at) >= m.lease {
