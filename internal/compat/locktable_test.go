@@ -1052,3 +1052,47 @@ func TestLockRenewalFailsSafe(t *testing.T) {
 		t.Fatalf("stats %+v, want 2 lost", s)
 	}
 }
+
+// TestLockUnlockWriteConflict: an Unlock whose DELETE meets another
+// transaction's write of the row (on DSQL, 40001 OC000; here REPEATABLE
+// READ's 40001 once the other commits) is retried and releases the lock,
+// rather than failing and leaving the row to its lease.
+func TestLockUnlockWriteConflict(t *testing.T) {
+	c := newLockCluster(t, repeatableRead)
+	m := c.instance(t, time.Minute)
+	owner := compat.NewLockOwner()
+	k := compat.BigintKey(7)
+	mustTryLock(t, m, owner, k, true)
+	other := rawConn(t)
+	if _, err := query(other, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := query(other, "UPDATE "+c.table+" SET expires_at = expires_at WHERE key = 7"); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		ok  bool
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		ok, err := m.Unlock(context.Background(), owner, k)
+		got <- result{ok, err}
+	}()
+	eventually(t, "Unlock waits for the other transaction", func() bool {
+		return rawExec(t, "SELECT count(*) FROM pg_locks WHERE NOT granted")[0][0] != "0"
+	})
+	if _, err := query(other, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	r := receive(t, got, "Unlock ends")
+	if r.err != nil || !r.ok {
+		t.Fatalf("Unlock = %v, %v; want true", r.ok, r.err)
+	}
+	if m.Stats().Conflicts == 0 {
+		t.Fatal("no write conflict was retried")
+	}
+	if rows := rawExec(t, "SELECT count(*) FROM "+c.table); rows[0][0] != "0" {
+		t.Fatalf("%s rows left", rows[0][0])
+	}
+}
