@@ -338,7 +338,14 @@ func TestLockTableOutOfReach(t *testing.T) {
 			`UPDATE U&"dsqlgate\005Fadvisory\005Flocks" SET expires_at = 'infinity'`,
 			"select owner from Dsqlgate_Advisory_Locks",
 		} {
-			_, err := conn.Exec(ctx, q)
+			var err error
+			if mode == "simple_protocol" {
+				_, err = conn.Exec(ctx, q)
+			} else {
+				// Parse, Bind, Execute (pgx sends an Exec without
+				// arguments as a simple query).
+				err = conn.PgConn().ExecParams(ctx, q, nil, nil, nil, nil).Read().Err
+			}
 			var pgErr *pgconn.PgError
 			if pgCode(err) == "42P01" && strings.Contains(q, "DSQLGATE") {
 				continue // quoted upper case: another (missing) table, as in PostgreSQL
