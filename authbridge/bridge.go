@@ -123,6 +123,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Bridge, error)
 }
 
 func newRoute(rc *config.Route, creds aws.CredentialsProvider, opts Options) (*Route, error) {
+	if rc.Kind == config.KindDSQL {
+		compat.ProtectLockTable(rc.Compat.AdvisoryLockTable) // out of clients' reach
+	}
 	r := &Route{
 		Name:             rc.Database,
 		kind:             rc.Kind,

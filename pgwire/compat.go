@@ -37,6 +37,9 @@ type rewrite struct {
 	// fails at parse time, with a real error's transaction semantics); the
 	// client sees err instead of the server's.
 	err *pgError
+	// errCode is the SQLSTATE of the stand-in's failure that err replaces
+	// ("": failingSQLCode, or the caller's standIn).
+	errCode string
 	// hint is added to an error the server reports for the statement (a
 	// DSQL refusal the gateway cannot emulate), of SQLSTATE hintCode
 	// (0A000 when empty).
@@ -138,7 +141,17 @@ func (e *engine) compatRewrite(st sqllex.Stmt, k sqllex.Kind, params []uint32) *
 		return nil
 	}
 	opt := compat.Options{Settings: e.compat.settings, AdvisoryLocks: e.compat.advisoryLocks, Truncate: e.compat.truncate}
-	return rewriteOf(compat.Decide(st, k, params, opt, e.gucs.emu))
+	d := compat.Decide(st, k, params, opt, e.gucs.emu)
+	rw := rewriteOf(d)
+	// A TRUNCATE in a simple Query (a lexed statement; a Parse's is not)
+	// while the session is idle is run by the gateway in batches
+	// (truncate.go), when it is the Query's only statement; anywhere else
+	// (a transaction block, the extended protocol, whose statement may be
+	// executed in one later) the stand-in runs.
+	if d != nil && d.Truncate != nil && st.Lexed() && e.txStatus == 'I' {
+		rw.local = &truncateCall{plan: d.Truncate}
+	}
+	return rw
 }
 
 // rewriteOf is the engine's form of compat's decision (nil: none).
@@ -147,7 +160,7 @@ func rewriteOf(d *compat.Rewrite) *rewrite {
 		return nil
 	}
 	rw := &rewrite{text: d.Text, tag: d.Tag, hideRows: d.HideRows, emu: d.Change,
-		hint: d.Hint, hintCode: d.HintCode, dealloc: d.Dealloc}
+		hint: d.Hint, hintCode: d.HintCode, dealloc: d.Dealloc, errCode: d.ErrCode}
 	if d.Err != nil {
 		rw.err = errorOf(d.Err)
 	}
@@ -252,6 +265,9 @@ func startupEmulated(params map[string]string) (map[string]string, *pgError) {
 func rewriteError(msg []byte, rw *rewrite, forced *pgError, standIn string) []byte {
 	if forced == nil && rw != nil {
 		forced = rw.err
+		if rw.errCode != "" {
+			standIn = rw.errCode
+		}
 	}
 	if forced != nil {
 		if sqlstateOf(msg) == standIn {

@@ -60,8 +60,8 @@ These hold for every client, through the gateway or not; the emulator enforces t
 - Whether DSQL honours a CancelRequest is not documented: the gateway forwards it, and the emulator's
   PostgreSQL does. Do not build on it.
 - Temporary tables, LISTEN/NOTIFY, cursors (` + "`DECLARE`" + `), advisory locks (emulated by the
-  gateway), TRUNCATE (emulated for one table) and sequences with a cache other than 1 or >= 65536
-  are refused.
+  gateway), TRUNCATE (emulated: in batches outside a transaction block, at most 3,000 rows inside
+  one) and sequences with a cache other than 1 or >= 65536 are refused.
 `
 
 // renderMatrix gives docs/CLIENTS.md for the results: one table per

@@ -22,7 +22,18 @@
 // LockUpstream it implements) so that they hold across every gateway
 // serving that cluster; SessionLocks gives one client session
 // PostgreSQL's semantics over it (reentrant counts, session and
-// transaction scope).
+// transaction scope). Every statement on the table is retried after a
+// write conflict (40001, OC000/OC001) and fails safe (locktable.go);
+// renewal stays under DSQL's 3,000 rows per transaction in batches. Client
+// statements that name the table or its schema are refused with 42501
+// (protect.go): a lexical check, sound on DSQL, which has no dynamic SQL
+// (no PL/pgSQL, no DO, no triggers), so a statement reaches a table only
+// by naming it.
+//
+// TRUNCATE becomes DELETE under DSQL's limits (truncate.go): a DELETE
+// guarded by a count in the client's transaction (over 3,000 rows it fails
+// at once with 54000), or, outside a transaction block, a TruncatePlan the
+// session runs in batches keyed on the primary key.
 //
 // # Adding a refusal or an emulation
 //
@@ -40,7 +51,7 @@
 //     current_setting() and the startup packet then work for it; an
 //     effect beyond its value (as statement_timeout has) is the session's;
 //   - a statement rewritten to another: a case in Decide returning the
-//     text to send and the tag to show (see truncateRewrite).
+//     text to send and the tag to show (see setRewrite, truncateRewrite).
 //
 // Add a row to the table tests in rewrite_test.go for each.
 package compat

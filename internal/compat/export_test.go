@@ -36,3 +36,7 @@ func (m *LockManager) ConnPID(ctx context.Context) (uint32, error) {
 }
 
 var SQLState = sqlState
+
+// SetRenewBatch sets the most rows one renewal or release statement
+// changes; call it before first use.
+func (m *LockManager) SetRenewBatch(n int) { m.renewBatch = n }

@@ -54,13 +54,38 @@ import (
 // most one owner is ever written into a row whose lock is unexpired.
 //
 // Expiry uses the database's clock (now()), never the gateway's. While a
-// LockManager holds locks, one goroutine extends all of them every third of
-// the lease in a single UPDATE ... WHERE owner = ANY($1) RETURNING, and
-// drops (with an error in the log) any it finds taken over. A gateway that
-// dies stops renewing, and its locks free themselves after the lease.
-// Unlock deletes the row (WHERE owner = $3, so only the holder can). A row
-// of a local owner that the manager does not know of (a statement whose
-// reply was lost with its connection) is deleted by the renewal.
+// LockManager holds locks, one goroutine extends them every third of the
+// lease, in batches of at most lockRenewBatch rows (one owner, one key
+// space, key = ANY($3)) so that no statement nears DSQL's limit of 3,000
+// rows changed per transaction, and drops (with an error in the log) any
+// lock its batch did not extend: taken over or deleted. A gateway that dies
+// stops renewing, and its locks free themselves after the lease. Unlock
+// deletes the row (WHERE owner = $3, so only the holder can). A row of a
+// local owner that the manager does not know of (a statement whose reply
+// was lost with its connection) is found by a read the renewal makes and
+// deleted.
+//
+// Optimistic concurrency. Every statement here may fail with 40001
+// (OC000, or OC001 for the table's creation) when another transaction
+// wrote the same row first; each is an autocommit statement whose failure
+// wrote nothing, so each is retried in the gateway (lockConflictRetries
+// times, jittered doubling pauses) and then fails safe:
+//
+//   - taking (UPDATE, INSERT): the pair is repeated; when every attempt
+//     conflicted the lock is reported not taken (TryLock false, Lock polls
+//     again). A lock is recorded as held only after a statement that wrote
+//     the row committed.
+//   - releasing (Unlock, UnlockAll, an orphan): retried; if it still
+//     fails the manager forgets the lock anyway and the row goes with its
+//     lease (or the next renewal's orphan sweep), so no one holds it for
+//     ever. Until then others wait: never two holders.
+//   - renewing: each batch is retried; a batch that still fails is tried
+//     again soon (not a whole period later), and a lock whose row was not
+//     extended for a whole lease is dropped as lost (logged at error
+//     level): its row may have been taken over by then, so the manager
+//     must not go on believing it holds it.
+//   - creating the table: retried, and a table another gateway created at
+//     the same moment is taken as created.
 //
 // The manager also remembers which local owner holds which key, so that
 // another owner of the same gateway is refused, or waits for a local
@@ -134,6 +159,13 @@ const (
 	// lockConflictPause, doubling.
 	lockConflictRetries = 5
 	lockConflictPause   = 5 * time.Millisecond
+	// lockRenewBatch is the most rows one renewal or release statement
+	// changes: well under DSQL's 3,000 rows per transaction (and its
+	// 10 MiB: a row is well under 200 bytes).
+	lockRenewBatch = 500
+	// A renewal that failed is tried again after lockRenewRetryMin,
+	// doubling, never later than the next period.
+	lockRenewRetryMin = 100 * time.Millisecond
 	// A lock connection idle this long is pinged before it is used.
 	lockPingIdle = time.Second
 )
@@ -155,6 +187,8 @@ type LockManager struct {
 	now         func() time.Time // the gateway's clock: connection age only
 	maxConnAge  time.Duration    // the lock connection is replaced at this age
 	renewPeriod time.Duration    // a third of the lease
+	lease       time.Duration
+	renewBatch  int // rows per renewal or release statement
 	sql         lockSQL
 	life        context.Context // ends with Close, and every statement with it
 	endLife     context.CancelFunc
@@ -178,9 +212,14 @@ type LockManager struct {
 	holders map[LockKey]string              // key → the local owner holding it; guarded by mu
 	owned   map[string]map[LockKey]struct{} // owner → its keys; guarded by mu
 	freed   map[LockKey]chan struct{}       // closed when the key's local holder lets go; guarded by mu
+	// confirmed is, for each lock held, when (time.Now, monotonic; not
+	// now, which is for the connection's age only) the statement that
+	// last wrote its expiry began: its row is leased until about
+	// confirmed + lease. Guarded by mu.
+	confirmed map[heldLock]time.Time
 
-	// Counters, for tests.
-	statements, dials, conflicts atomic.Uint64
+	// Counters (Stats).
+	statements, dials, conflicts, lost atomic.Uint64
 
 	// Test hooks, set before first use: connParams replaces
 	// lockConnParams; onWait runs when Lock starts waiting.
@@ -190,7 +229,7 @@ type LockManager struct {
 
 // lockSQL holds the statements for one table and lease.
 type lockSQL struct {
-	create, probe, take, insert, release, releaseAll, renew string
+	create, probe, take, insert, release, releaseAll, releaseKeys, renew, owned string
 }
 
 func newLockSQL(table string, lease time.Duration) lockSQL {
@@ -206,8 +245,11 @@ func newLockSQL(table string, lease time.Duration) lockSQL {
 			until + ")",
 		release:    "DELETE FROM " + t + " WHERE space = $1::smallint AND key = $2::bigint AND owner = $3::text",
 		releaseAll: "DELETE FROM " + t + " WHERE owner = $1::text",
+		releaseKeys: "DELETE FROM " + t +
+			" WHERE owner = $1::text AND space = $2::smallint AND key = ANY($3::bigint[])",
 		renew: "UPDATE " + t + " SET expires_at = " + until +
-			" WHERE owner = ANY($1::text[]) RETURNING space, key, owner",
+			" WHERE owner = $1::text AND space = $2::smallint AND key = ANY($3::bigint[]) RETURNING space, key, owner",
+		owned: "SELECT space, key, owner FROM " + t + " WHERE owner = ANY($1::text[])",
 	}
 }
 
@@ -275,6 +317,9 @@ func NewLockManager(up LockUpstream, cfg LockTableConfig) *LockManager {
 		log:         log.With(zap.String("lock_table", table)),
 		now:         now,
 		renewPeriod: lease / 3,
+		lease:       lease,
+		renewBatch:  lockRenewBatch,
+		confirmed:   map[heldLock]time.Time{},
 		maxConnAge:  maxAge,
 		sql:         newLockSQL(table, lease),
 		life:        life,
@@ -333,6 +378,7 @@ func (m *LockManager) TryLock(ctx context.Context, owner string, k LockKey) (boo
 	if err := m.ensureTable(ctx); err != nil {
 		return false, err
 	}
+	began := time.Now()
 	ok, err := m.acquire(ctx, owner, k)
 	if errors.Is(err, errLockBusy) {
 		return false, nil // the caller may try again
@@ -349,12 +395,13 @@ func (m *LockManager) TryLock(ctx context.Context, owner string, k LockKey) (boo
 	}
 	lost := !ok && m.holders[k] == owner // someone else has it now
 	if ok {
-		m.rememberLocked(owner, k)
+		m.rememberLocked(owner, k, began)
 	} else if lost {
 		m.forgetLocked(owner, k)
 	}
 	m.mu.Unlock()
 	if lost {
+		m.lost.Add(1)
 		m.log.Error("advisory lock lost", zap.String("owner", owner), zap.Stringer("key", k))
 	}
 	if ok {
@@ -438,7 +485,7 @@ func (m *LockManager) Unlock(ctx context.Context, owner string, k LockKey) (bool
 	if err := m.ensureTable(ctx); err != nil {
 		return false, err
 	}
-	res, err := m.exec(ctx, m.sql.release, strconv.Itoa(int(k.Space)), strconv.FormatInt(k.Key, 10), owner)
+	res, err := m.execRetry(ctx, m.sql.release, strconv.Itoa(int(k.Space)), strconv.FormatInt(k.Key, 10), owner)
 	m.mu.Lock()
 	believed := m.holders[k] == owner
 	m.forgetLocked(owner, k)
@@ -448,6 +495,7 @@ func (m *LockManager) Unlock(ctx context.Context, owner string, k LockKey) (bool
 	}
 	released := res.CommandTag.RowsAffected() > 0
 	if believed && !released {
+		m.lost.Add(1)
 		m.log.Error("advisory lock lost", zap.String("owner", owner), zap.Stringer("key", k))
 	}
 	return released, nil
@@ -466,7 +514,24 @@ func (m *LockManager) UnlockAll(ctx context.Context, owner string) error {
 	if err := m.ensureTable(ctx); err != nil {
 		return err
 	}
-	_, err := m.exec(ctx, m.sql.releaseAll, owner)
+	// The keys it holds go in batches (an owner may hold more than DSQL
+	// lets one transaction delete), then whatever row of its is left (an
+	// orphan: normally none).
+	m.mu.Lock()
+	held := make([]heldLock, 0, len(m.owned[owner]))
+	for k := range m.owned[owner] {
+		held = append(held, heldLock{owner, k})
+	}
+	m.mu.Unlock()
+	var err error
+	for _, b := range m.batches(held) {
+		if _, berr := m.execRetry(ctx, m.sql.releaseKeys, b.args()...); berr != nil && err == nil {
+			err = berr
+		}
+	}
+	if err == nil {
+		_, err = m.execRetry(ctx, m.sql.releaseAll, owner)
+	}
 	m.mu.Lock()
 	for k := range m.owned[owner] {
 		m.forgetLocked(owner, k)
@@ -476,6 +541,25 @@ func (m *LockManager) UnlockAll(ctx context.Context, owner string) error {
 		return fmt.Errorf("release advisory locks: %w", err)
 	}
 	return nil
+}
+
+// LockStats are a LockManager's counters since it was made.
+type LockStats struct {
+	Statements uint64 // statements run on the cluster (pings aside)
+	Dials      uint64 // lock connections opened
+	// Conflicts counts statements that failed with a write conflict
+	// (40001, OC000/OC001) and were run again.
+	Conflicts uint64
+	// Lost counts locks the manager found it no longer held (taken over
+	// after their lease ran out, deleted behind its back, or not renewed
+	// for a whole lease).
+	Lost uint64
+}
+
+// Stats returns the manager's counters.
+func (m *LockManager) Stats() LockStats {
+	return LockStats{Statements: m.statements.Load(), Dials: m.dials.Load(),
+		Conflicts: m.conflicts.Load(), Lost: m.lost.Load()}
 }
 
 // Held returns the keys this manager believes owner holds, sorted (none
@@ -507,6 +591,7 @@ func (m *LockManager) Close() {
 		}
 		clear(m.holders)
 		clear(m.owned)
+		clear(m.confirmed)
 		m.mu.Unlock()
 		m.endLife()         // ends the renewal and any statement in flight
 		m.sem <- struct{}{} // kept: nothing runs on conn after this
@@ -552,7 +637,8 @@ func (m *LockManager) localRelease(owner string, k LockKey) <-chan struct{} {
 	return ch
 }
 
-func (m *LockManager) rememberLocked(owner string, k LockKey) {
+func (m *LockManager) rememberLocked(owner string, k LockKey, confirmed time.Time) {
+	m.confirmed[heldLock{owner, k}] = confirmed
 	m.holders[k] = owner
 	keys := m.owned[owner]
 	if keys == nil {
@@ -569,6 +655,7 @@ func (m *LockManager) forgetLocked(owner string, k LockKey) {
 		return
 	}
 	delete(m.holders, k)
+	delete(m.confirmed, heldLock{owner, k})
 	delete(m.owned[owner], k)
 	if len(m.owned[owner]) == 0 {
 		delete(m.owned, owner)
@@ -612,11 +699,32 @@ func (m *LockManager) acquire(ctx context.Context, owner string, k LockKey) (boo
 			return ok, err
 		}
 		m.conflicts.Add(1)
+		m.log.Debug("advisory lock attempt met a write conflict", zap.Stringer("key", k), zap.Int("attempt", attempt+1), zap.Error(err))
 		if attempt == lockConflictRetries {
 			return false, errLockBusy
 		}
 		if !sleepCtx(ctx, jitter(pause)) {
 			return false, ctx.Err()
+		}
+		pause *= 2
+	}
+}
+
+// execRetry runs exec, again after a write conflict (up to
+// lockConflictRetries times, after jittered doubling pauses); every
+// statement it is given is one autocommit transaction whose failure wrote
+// nothing. The caller holds sem.
+func (m *LockManager) execRetry(ctx context.Context, sql string, args ...string) (*pgconn.Result, error) {
+	pause := lockConflictPause
+	for attempt := 0; ; attempt++ {
+		res, err := m.exec(ctx, sql, args...)
+		if !isWriteConflict(err) || attempt == lockConflictRetries {
+			return res, err
+		}
+		m.conflicts.Add(1)
+		m.log.Debug("advisory lock statement met a write conflict; retrying", zap.Int("attempt", attempt+1), zap.Error(err))
+		if !sleepCtx(ctx, jitter(pause)) {
+			return nil, err
 		}
 		pause *= 2
 	}
@@ -665,6 +773,7 @@ func (m *LockManager) ensureTable(ctx context.Context) error {
 		case pgerrcode.SerializationFailure, DSQLOCC, DSQLSchemaOCC, pgerrcode.UniqueViolation,
 			pgerrcode.DuplicateTable, pgerrcode.DuplicateObject, pgerrcode.DeadlockDetected:
 			// Another gateway created it at the same moment.
+			m.conflicts.Add(1)
 			if !sleepCtx(ctx, jitter(lockConflictPause)) {
 				return fmt.Errorf("create advisory lock table: %w", ctx.Err())
 			}
@@ -772,18 +881,26 @@ func (m *LockManager) dropConn() {
 }
 
 // renewLoop runs in the manager's renewal goroutine, from the first lock
-// taken until Close: every third of the lease it extends every lock held.
+// taken until Close: every third of the lease it extends every lock held,
+// and sooner after a renewal that failed.
 func (m *LockManager) renewLoop() {
 	defer m.renewals.Done()
-	t := time.NewTicker(m.renewPeriod)
-	defer t.Stop()
+	retry := lockRenewRetryMin
+	wait := m.renewPeriod
 	for {
+		t := time.NewTimer(wait)
 		select {
 		case <-m.life.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
-		m.renew()
+		if m.renew() {
+			retry, wait = lockRenewRetryMin, m.renewPeriod
+		} else {
+			wait = min(jitter(retry), m.renewPeriod)
+			retry = min(2*retry, m.renewPeriod)
+		}
 	}
 }
 
@@ -793,78 +910,157 @@ type heldLock struct {
 	key   LockKey
 }
 
-// renew extends every lock held here in one statement, and compares the
-// rows it extended with what the owners believe they hold: a lock not
-// among them was taken over (or deleted) after it expired, and is dropped;
-// a row of a local owner that it does not believe it holds (a statement
-// whose outcome was lost with its connection) is deleted.
-func (m *LockManager) renew() {
+// lockBatch is at most renewBatch keys of one owner in one key space: the
+// rows one renewal or release statement changes.
+type lockBatch struct {
+	owner string
+	space LockSpace
+	keys  []int64
+}
+
+// args are the statement's parameters: owner, space, key array.
+func (b lockBatch) args() []string {
+	var sb strings.Builder
+	sb.WriteByte('{')
+	for i, k := range b.keys {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(strconv.FormatInt(k, 10))
+	}
+	sb.WriteByte('}')
+	return []string{b.owner, strconv.Itoa(int(b.space)), sb.String()}
+}
+
+// batches groups locks by owner and key space, in order, at most
+// renewBatch to a group.
+func (m *LockManager) batches(held []heldLock) []lockBatch {
+	slices.SortFunc(held, func(a, b heldLock) int {
+		return cmp.Or(strings.Compare(a.owner, b.owner), cmp.Compare(a.key.Space, b.key.Space), cmp.Compare(a.key.Key, b.key.Key))
+	})
+	var out []lockBatch
+	for _, h := range held {
+		n := len(out)
+		if n == 0 || out[n-1].owner != h.owner || out[n-1].space != h.key.Space || len(out[n-1].keys) >= m.renewBatch {
+			out = append(out, lockBatch{owner: h.owner, space: h.key.Space})
+			n++
+		}
+		out[n-1].keys = append(out[n-1].keys, h.key.Key)
+	}
+	return out
+}
+
+// renew extends every lock held here, in batches (see lockBatch), each
+// retried after write conflicts, and compares the rows each batch
+// extended with the locks it asked for: a lock not among them was taken
+// over (or deleted) after it expired, and is dropped. A lock whose row has
+// gone a whole lease without being extended (its batches failed) is
+// dropped too: it may have been taken over since. Then it reads the rows
+// of the local owners and deletes those the owners do not believe they
+// hold (a statement whose outcome was lost with its connection). It
+// reports whether every statement succeeded.
+func (m *LockManager) renew() bool {
 	if m.take(m.life) != nil {
-		return
+		return true
 	}
 	defer m.give()
 	m.mu.Lock()
+	held := make([]heldLock, 0, len(m.confirmed))
 	owners := make([]string, 0, len(m.owned))
-	for o := range m.owned {
+	for o, keys := range m.owned {
 		owners = append(owners, o)
+		for k := range keys {
+			held = append(held, heldLock{o, k})
+		}
 	}
 	m.mu.Unlock()
-	if len(owners) == 0 {
-		return
+	if len(held) == 0 {
+		return true
 	}
-	var res *pgconn.Result
-	var err error
-	// A write conflict here is a takeover of an expired lock racing the
-	// renewal (or, on DSQL, a schema change): run it again, and let the
-	// comparison below tell.
-	for attempt, pause := 0, lockConflictPause; ; attempt, pause = attempt+1, 2*pause {
-		res, err = m.exec(m.life, m.sql.renew, textArray(owners))
-		if !isWriteConflict(err) || attempt == lockConflictRetries || !sleepCtx(m.life, jitter(pause)) {
-			break
+	ok := true
+	var lost []heldLock
+	for _, b := range m.batches(held) {
+		began := time.Now()
+		res, err := m.execRetry(m.life, m.sql.renew, b.args()...)
+		if err != nil {
+			if m.life.Err() != nil {
+				return true
+			}
+			ok = false
+			m.log.Warn("advisory lock renewal failed", zap.Int("locks", len(b.keys)), zap.Error(err))
+			continue
 		}
-		m.conflicts.Add(1)
+		extended := make(map[int64]bool, len(res.Rows))
+		for _, row := range res.Rows {
+			if h, ok := parseLockRow(row); ok && h.owner == b.owner && h.key.Space == b.space {
+				extended[h.key.Key] = true
+			}
+		}
+		m.mu.Lock()
+		for _, k := range b.keys {
+			h := heldLock{b.owner, LockKey{Space: b.space, Key: k}}
+			switch {
+			case extended[k]:
+				if _, still := m.confirmed[h]; still {
+					m.confirmed[h] = began
+				}
+			case m.holders[h.key] == h.owner:
+				lost = append(lost, h)
+				m.forgetLocked(h.owner, h.key)
+			}
+		}
+		m.mu.Unlock()
 	}
+	// Locks whose lease may have run out unrenewed.
+	now := time.Now()
+	m.mu.Lock()
+	for h, at := range m.confirmed {
+		if now.Sub(at) >= m.lease {
+			lost = append(lost, h)
+			m.forgetLocked(h.owner, h.key)
+		}
+	}
+	m.mu.Unlock()
+	for _, h := range lost {
+		m.lost.Add(1)
+		m.log.Error("advisory lock lost", zap.String("owner", h.owner), zap.Stringer("key", h.key))
+	}
+	return m.releaseOrphans(owners) && ok
+}
+
+// releaseOrphans deletes the rows of owners that they do not believe they
+// hold. The read is a read-only statement: it neither conflicts nor
+// counts against DSQL's row limits. The caller holds sem.
+func (m *LockManager) releaseOrphans(owners []string) bool {
+	res, err := m.exec(m.life, m.sql.owned, textArray(owners))
 	if err != nil {
 		if m.life.Err() == nil {
-			m.log.Warn("advisory lock renewal failed", zap.Error(err))
+			m.log.Warn("advisory lock orphan sweep failed", zap.Error(err))
+			return false
 		}
-		return
+		return true
 	}
-	extended := make(map[heldLock]bool, len(res.Rows))
+	var orphans []heldLock
+	m.mu.Lock()
 	for _, row := range res.Rows {
 		if h, ok := parseLockRow(row); ok {
-			extended[h] = true
-		}
-	}
-	var lost, orphans []heldLock
-	m.mu.Lock()
-	for owner, keys := range m.owned {
-		for k := range keys {
-			if !extended[heldLock{owner, k}] {
-				lost = append(lost, heldLock{owner, k})
+			if _, held := m.owned[h.owner][h.key]; !held {
+				orphans = append(orphans, h)
 			}
 		}
 	}
-	for h := range extended {
-		if _, ok := m.owned[h.owner][h.key]; !ok {
-			orphans = append(orphans, h)
-		}
-	}
-	for _, h := range lost {
-		m.forgetLocked(h.owner, h.key)
-	}
 	m.mu.Unlock()
-	for _, h := range lost {
-		m.log.Error("advisory lock lost", zap.String("owner", h.owner), zap.Stringer("key", h.key))
-	}
+	ok := true
 	for _, h := range orphans {
-		_, err := m.exec(m.life, m.sql.release, strconv.Itoa(int(h.key.Space)), strconv.FormatInt(h.key.Key, 10), h.owner)
+		_, err := m.execRetry(m.life, m.sql.release, strconv.Itoa(int(h.key.Space)), strconv.FormatInt(h.key.Key, 10), h.owner)
 		if err != nil {
+			ok = false
 			m.log.Warn("advisory lock orphan release failed", zap.String("owner", h.owner), zap.Stringer("key", h.key), zap.Error(err))
 			continue
 		}
 		m.log.Warn("advisory lock orphan released", zap.String("owner", h.owner), zap.Stringer("key", h.key))
 	}
+	return ok
 }
 
 // parseLockRow reads (space, key, owner) in text format.

@@ -974,3 +974,125 @@ func TestLockClosed(t *testing.T) {
 		}
 	}
 }
+
+// TestLockRenewalBatches: with more locks held than one renewal statement
+// may change (the batch lowered to 3 here; 500 by default, under DSQL's
+// 3,000 rows per transaction), the renewal extends them in several
+// statements, each within the batch, and keeps every lock past its lease;
+// UnlockAll releases them in batches too.
+func TestLockRenewalBatches(t *testing.T) {
+	for _, be := range []lockBackend{repeatableRead, viaEmulator} {
+		t.Run(be.name, func(t *testing.T) {
+			const lease = 1500 * time.Millisecond
+			c := newLockCluster(t, be)
+			a, b := c.instance(t, lease), c.instance(t, lease)
+			a.SetRenewBatch(3)
+			owners := []string{compat.NewLockOwner(), compat.NewLockOwner()}
+			var keys []compat.LockKey
+			for i := range 7 {
+				keys = append(keys, compat.BigintKey(int64(i)), compat.PairKey(int32(i), 1))
+			}
+			for _, o := range owners {
+				for _, k := range keys {
+					if o == owners[1] {
+						k.Key += 100
+					}
+					mustTryLock(t, a, o, k, true)
+				}
+			}
+			// Outlive the lease twice: only renewal keeps the rows.
+			time.Sleep(2*lease + lease/2)
+			for _, o := range owners {
+				if got := len(a.Held(o)); got != len(keys) {
+					t.Fatalf("owner holds %d locks after renewals, want %d", got, len(keys))
+				}
+			}
+			other := compat.NewLockOwner()
+			mustTryLock(t, b, other, keys[0], false)
+			mustTryLock(t, b, other, compat.PairKey(6, 1), false)
+			rows := rawExec(t, "SELECT count(*) FROM "+c.table+" WHERE expires_at > now()")
+			if rows[0][0] != "28" {
+				t.Fatalf("%s leased rows, want 28", rows[0][0])
+			}
+			if s := a.Stats(); s.Lost != 0 {
+				t.Fatalf("stats %+v: locks lost", s)
+			}
+			for _, o := range owners {
+				if err := a.UnlockAll(lockCtx(t), o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if rows := rawExec(t, "SELECT count(*) FROM "+c.table); rows[0][0] != "0" {
+				t.Fatalf("%s rows left after UnlockAll", rows[0][0])
+			}
+			mustTryLock(t, b, other, keys[0], true)
+		})
+	}
+}
+
+// TestLockRenewalFailsSafe: when the renewal cannot reach the table (here
+// it is renamed away), the manager drops its locks once a lease has passed
+// without renewal, logging each as lost, instead of believing it holds
+// locks whose rows may have been taken over.
+func TestLockRenewalFailsSafe(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	c := newLockCluster(t, readCommitted)
+	const lease = time.Second
+	a := c.instance(t, lease, func(ic instanceConfig) { ic.opts.Logger = zap.New(core) })
+	owner := compat.NewLockOwner()
+	mustTryLock(t, a, owner, compat.BigintKey(1), true)
+	mustTryLock(t, a, owner, compat.BigintKey(2), true)
+	rawExec(t, "ALTER TABLE "+c.table+" RENAME TO "+c.table+"_away")
+	t.Cleanup(func() { rawExec(t, "DROP TABLE IF EXISTS "+c.table+"_away") })
+	eventually(t, "the unrenewed locks are dropped", func() bool { return len(a.Held(owner)) == 0 })
+	if n := len(logs.FilterMessage("advisory lock lost").All()); n != 2 {
+		t.Fatalf("%d locks logged lost, want 2", n)
+	}
+	if s := a.Stats(); s.Lost != 2 {
+		t.Fatalf("stats %+v, want 2 lost", s)
+	}
+}
+
+// TestLockUnlockWriteConflict: an Unlock whose DELETE meets another
+// transaction's write of the row (on DSQL, 40001 OC000; here REPEATABLE
+// READ's 40001 once the other commits) is retried and releases the lock,
+// rather than failing and leaving the row to its lease.
+func TestLockUnlockWriteConflict(t *testing.T) {
+	c := newLockCluster(t, repeatableRead)
+	m := c.instance(t, time.Minute)
+	owner := compat.NewLockOwner()
+	k := compat.BigintKey(7)
+	mustTryLock(t, m, owner, k, true)
+	other := rawConn(t)
+	if _, err := query(other, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := query(other, "UPDATE "+c.table+" SET expires_at = expires_at WHERE key = 7"); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		ok  bool
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		ok, err := m.Unlock(context.Background(), owner, k)
+		got <- result{ok, err}
+	}()
+	eventually(t, "Unlock waits for the other transaction", func() bool {
+		return rawExec(t, "SELECT count(*) FROM pg_locks WHERE NOT granted")[0][0] != "0"
+	})
+	if _, err := query(other, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	r := receive(t, got, "Unlock ends")
+	if r.err != nil || !r.ok {
+		t.Fatalf("Unlock = %v, %v; want true", r.ok, r.err)
+	}
+	if m.Stats().Conflicts == 0 {
+		t.Fatal("no write conflict was retried")
+	}
+	if rows := rawExec(t, "SELECT count(*) FROM "+c.table); rows[0][0] != "0" {
+		t.Fatalf("%s rows left", rows[0][0])
+	}
+}

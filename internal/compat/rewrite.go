@@ -50,6 +50,14 @@ type Rewrite struct {
 	// Dealloc is a SQL DEALLOCATE of the client's protocol-level
 	// statements, applied when the placeholder completes.
 	Dealloc *Deallocation
+	// ErrCode is the SQLSTATE of the stand-in's deliberate failure that
+	// Err replaces (FailingSQLCode when empty): a stand-in that fails
+	// only when a condition holds at run time (see TruncatePlan).
+	ErrCode string
+	// Truncate is a TRUNCATE that, outside a transaction block, the
+	// gateway may run itself in batches (see TruncatePlan); Text is what
+	// runs in its place anywhere else.
+	Truncate *TruncatePlan
 }
 
 // Show is SHOW name or SELECT current_setting('name') of an emulated
@@ -114,7 +122,7 @@ var refusalHints = map[sqllex.Kind]string{
 
 const (
 	tempTableHint = "Aurora DSQL has no temporary tables: use a regular table (with a session key column) and delete its rows afterwards."
-	truncateHint  = "The gateway rewrites TRUNCATE of plain tables to DELETE; TRUNCATE ... CASCADE or RESTART IDENTITY cannot be emulated."
+	truncateHint  = "The gateway runs TRUNCATE [TABLE] [ONLY] name [, ...] [CONTINUE IDENTITY] [RESTRICT] as DELETE; other forms cannot be emulated."
 	lockCallHint  = "The gateway answers advisory-lock functions only when the call is the whole statement, with constant or parameter arguments: SELECT pg_advisory_lock($1)."
 )
 
@@ -126,6 +134,9 @@ const (
 // statement it does not fully recognise. DEALLOCATE is not decided here
 // (see Deallocate): it is answered whatever the options.
 func Decide(st sqllex.Stmt, k sqllex.Kind, paramOIDs []uint32, opt Options, emu map[string]string) *Rewrite {
+	if err := touchesLockTable(st, k); err != nil {
+		return refuse(err)
+	}
 	switch k {
 	case sqllex.Set, sqllex.Reset:
 		if !opt.Settings {
@@ -208,21 +219,6 @@ func Deallocate(st sqllex.Stmt) *Rewrite {
 		return &Rewrite{Text: PlaceholderSQL, Tag: "DEALLOCATE ALL", HideRows: true, Dealloc: &Deallocation{All: true}}
 	}
 	return &Rewrite{Text: PlaceholderSQL, Tag: "DEALLOCATE", HideRows: true, Dealloc: &Deallocation{Name: name}}
-}
-
-// truncateRewrite runs TRUNCATE of one plain table as DELETE; any other
-// TRUNCATE goes upstream, where DSQL's refusal gets a hint.
-func truncateRewrite(st sqllex.Stmt) *Rewrite {
-	ts, ok := st.Truncate()
-	if !ok || ts.Cascade || ts.RestartIdentity || len(ts.Tables) != 1 {
-		return &Rewrite{Hint: truncateHint}
-	}
-	tbl := ts.Tables[0]
-	del := "DELETE FROM "
-	if tbl.Only {
-		del += "ONLY "
-	}
-	return &Rewrite{Text: del + tbl.Name, Tag: "TRUNCATE TABLE"}
 }
 
 // setRewrite handles SET and RESET of emulated settings and the

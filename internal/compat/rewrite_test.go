@@ -59,11 +59,21 @@ func TestDecide(t *testing.T) {
 		{sql: "SELECT pg_advisory_lock(a.b)", want: &Rewrite{Hint: lockCallHint}},
 		{sql: "SELECT pg_advisory_lock(a.b)", opt: Options{Settings: true}, want: nil},
 		// TRUNCATE.
-		{sql: "TRUNCATE t", want: &Rewrite{Text: "DELETE FROM t", Tag: "TRUNCATE TABLE"}},
-		{sql: "truncate table only s.t", want: &Rewrite{Text: "DELETE FROM ONLY s.t", Tag: "TRUNCATE TABLE"}},
-		{sql: "TRUNCATE a, b", want: &Rewrite{Hint: truncateHint}},
-		{sql: "TRUNCATE t CASCADE", want: &Rewrite{Hint: truncateHint}},
-		{sql: "TRUNCATE t RESTART IDENTITY", want: &Rewrite{Hint: truncateHint}},
+		{sql: "TRUNCATE t", want: &Rewrite{Text: "DELETE FROM t WHERE (SELECT 1 / (CASE WHEN count(*) > 3000 THEN 0 ELSE 1 END) FROM t) = 1",
+			Tag: "TRUNCATE TABLE", Err: &Error{Code: pgerrcode.ProgramLimitExceeded}, ErrCode: pgerrcode.DivisionByZero,
+			Truncate: &TruncatePlan{Tables: []sqllex.TruncateTable{{Name: "t"}}, Batch: TruncateBatch}}},
+		{sql: "truncate table only s.t continue identity restrict", want: &Rewrite{
+			Text: "DELETE FROM ONLY s.t WHERE (SELECT 1 / (CASE WHEN count(*) > 3000 THEN 0 ELSE 1 END) FROM ONLY s.t) = 1",
+			Tag:  "TRUNCATE TABLE", Err: &Error{Code: pgerrcode.ProgramLimitExceeded}, ErrCode: pgerrcode.DivisionByZero,
+			Truncate: &TruncatePlan{Tables: []sqllex.TruncateTable{{Name: "s.t", Only: true}}, Batch: TruncateBatch}}},
+		{sql: "truncate table pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers", want: &Rewrite{
+			Text: FailingSQL, Err: &Error{Code: pgerrcode.FeatureNotSupported},
+			Truncate: &TruncatePlan{Tables: []sqllex.TruncateTable{{Name: "pgbench_accounts"}, {Name: "pgbench_branches"},
+				{Name: "pgbench_history"}, {Name: "pgbench_tellers"}}, Batch: TruncateBatch}}},
+		{sql: "TRUNCATE t CASCADE", want: refused(pgerrcode.FeatureNotSupported)},
+		{sql: "TRUNCATE a, b RESTART IDENTITY", want: refused(pgerrcode.FeatureNotSupported)},
+		{sql: "TRUNCATE t RESTART IDENTITY RESTRICT", want: refused(pgerrcode.FeatureNotSupported)},
+		{sql: "TRUNCATE t, ", want: &Rewrite{Hint: truncateHint}},
 		{sql: "TRUNCATE t", opt: Options{Settings: true}, want: nil},
 		// Refusals DSQL makes, with a hint.
 		{sql: "CREATE TEMP TABLE x (a int)", want: &Rewrite{Hint: tempTableHint}},
@@ -244,4 +254,28 @@ func lexed(sql string) sqllex.Stmt {
 		return sqllex.OneStmt(sql)
 	}
 	return lx.Stmt(0)
+}
+
+// TestTruncateStatements: the statements a batched TRUNCATE runs.
+func TestTruncateStatements(t *testing.T) {
+	one := sqllex.TruncateTable{Name: `public."Big"`, Only: true}
+	if got, want := TruncateBatchDelete(one, []string{"id"}, 1000),
+		`DELETE FROM ONLY public."Big" WHERE id IN (SELECT id FROM ONLY public."Big" LIMIT 1000)`; got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	two := sqllex.TruncateTable{Name: "t"}
+	if got, want := TruncateBatchDelete(two, []string{"a", "B c"}, 500),
+		`DELETE FROM t WHERE (a, "B c") IN (SELECT a, "B c" FROM t LIMIT 500)`; got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if got := TruncateKeysQuery(one); !strings.Contains(got, `'public."Big"'::regclass`) || !strings.Contains(got, "indisprimary") {
+		t.Errorf("keys query %s", got)
+	}
+	e := TruncateOverLimit("big")
+	if e.Code != pgerrcode.ProgramLimitExceeded || !strings.Contains(e.Message, "3,000") || e.Hint == "" {
+		t.Errorf("over-limit error %+v", e)
+	}
+	if !IsTruncateGuard(pgerrcode.DivisionByZero) || IsTruncateGuard(pgerrcode.UndefinedTable) {
+		t.Error("IsTruncateGuard")
+	}
 }

@@ -189,6 +189,10 @@ func (st *Stmt) reader(r *tokenReader) *tokenReader {
 	return r
 }
 
+// Lexed reports whether st is a statement of a Lexed that kept its
+// tokens (a simple Query's, under MaxTokenized): not a OneStmt (a Parse's).
+func (st Stmt) Lexed() bool { return !st.scan }
+
 // Kind is Classify(st.Text).
 func (st Stmt) Kind() Kind {
 	var r tokenReader
