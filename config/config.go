@@ -385,9 +385,9 @@ type Compat struct {
 	// AdvisoryLockLease is how long a lock outlives a gateway that stops
 	// renewing it (one that crashed or lost the network). Default 60s.
 	AdvisoryLockLease Duration `yaml:"advisory_lock_lease"`
-	// Truncate rewrites TRUNCATE of plain tables (no CASCADE, no RESTART
-	// IDENTITY) to DELETE FROM inside the client's transaction. Default
-	// true. DSQL's limits on rows changed per transaction still apply.
+	// Truncate runs TRUNCATE of plain tables (no CASCADE, no RESTART
+	// IDENTITY) as DELETEs: batched under DSQL's row limit when sent alone
+	// outside a transaction, one guarded DELETE inside one. Default true.
 	Truncate bool `yaml:"truncate"`
 }
 
