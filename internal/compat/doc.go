@@ -25,7 +25,7 @@
 // transaction scope). Every statement on the table is retried after a
 // write conflict (40001, OC000/OC001) and fails safe (locktable.go);
 // renewal stays under DSQL's 3,000 rows per transaction in batches. Client
-// statements that name the table or its schema are refused with 42501
+// statements that name the table are refused with 42501
 // (protect.go): a lexical check, sound on DSQL, which has no dynamic SQL
 // (no PL/pgSQL, no DO, no triggers), so a statement reaches a table only
 // by naming it.

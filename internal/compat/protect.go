@@ -17,11 +17,12 @@ import (
 // and the route's role can write it: a client could delete others' rows
 // (freeing their locks under them) or plant rows with an infinite lease
 // (blocking a lock for ever). So the gateway refuses, with 42501, any
-// client statement (simple Query or Parse) that names the table (or its
-// schema, when it has one of its own), however it is written: unquoted in
-// any case, quoted, or as a U&"..." identifier (sqllex decodes each as
-// PostgreSQL's lexer does), and any search_path that includes its schema
-// (SET, set_config, the startup packet).
+// client statement (simple Query or Parse) that names the table, however
+// it is written: unquoted in any case, quoted, or as a U&"..." identifier
+// (sqllex decodes each as PostgreSQL's lexer does), qualified or not.
+// Only the table's own name is refused, never its schema: a schema may be
+// the application's (public), and no statement reaches the table without
+// naming it, whatever the search_path.
 //
 // A lexical check is sound on Aurora DSQL because a statement can reach a
 // table only by naming it in its text: DSQL has no dynamic SQL (no
@@ -76,31 +77,6 @@ func ProtectLockTable(name string) {
 
 func protectedNames() []protectedName { return *protectedTables.Load() }
 
-// searchPathRefusal is the refusal of a search_path value (a list, as SET
-// or set_config or the startup packet give it) that includes a lock
-// table's schema, or nil.
-func searchPathRefusal(items []string, names []protectedName) *Error {
-	for _, item := range items {
-		for _, n := range names {
-			if n.schema != "" && item == n.schema {
-				return lockTableRefusal(n.schema)
-			}
-		}
-	}
-	return nil
-}
-
-// StartupSearchPath refuses a startup search_path (or options=-c
-// search_path=...) that includes a lock table's schema.
-func StartupSearchPath(params map[string]string) *Error {
-	raw, ok := params["search_path"]
-	if !ok {
-		return nil
-	}
-	items, _ := sqllex.ParseListGUCValue(raw)
-	return searchPathRefusal(items, protectedNames())
-}
-
 const lockTableHint = "The advisory lock table is the gateway's own: take and release advisory locks with pg_advisory_lock() and pg_advisory_unlock() (and the other advisory-lock functions)."
 
 // lockTableRefusal is the error for a statement that names the lock table.
@@ -111,45 +87,19 @@ func lockTableRefusal(name string) *Error {
 }
 
 // touchesLockTable returns the refusal of a statement that names a lock
-// table or its schema, or sets a search_path that includes the schema; nil
-// for any other.
-func touchesLockTable(st sqllex.Stmt, k sqllex.Kind) *Error {
+// table; nil for any other.
+func touchesLockTable(st sqllex.Stmt) *Error {
 	names := protectedNames()
-	if k == sqllex.Set {
-		if set, ok := st.Set(); ok && set.Kind == sqllex.SetValue && set.Name == "search_path" {
-			for _, v := range set.Values {
-				items := []string{v.Str}
-				if v.Kind == sqllex.ValueString {
-					items, _ = sqllex.ParseListGUCValue(v.Str)
-				}
-				if err := searchPathRefusal(items, names); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	setConfig := containsFoldASCII(st.Text, "set_config")
-	if !setConfig && !mayName(st.Text, names) {
+	if !mayName(st.Text, names) {
 		return nil
 	}
 	for _, t := range st.Tokens() {
-		if setConfig && t.Kind == sqllex.String {
-			// set_config('search_path', '...', ...): refused when a string
-			// of the statement, as a list, includes the schema.
-			if v, ok := t.StringValue(); ok {
-				items, _ := sqllex.ParseListGUCValue(v)
-				if err := searchPathRefusal(items, names); err != nil {
-					return err
-				}
-			}
-			continue
-		}
 		id, ok := t.Ident()
 		if !ok {
 			continue
 		}
 		for _, n := range names {
-			if id == n.table || (n.schema != "" && id == n.schema) {
+			if id == n.table {
 				return lockTableRefusal(id)
 			}
 		}
@@ -165,7 +115,7 @@ func mayName(text string, names []protectedName) bool {
 		return true
 	}
 	for _, n := range names {
-		if containsFoldASCII(text, n.table) || (n.schema != "" && containsFoldASCII(text, n.schema)) {
+		if containsFoldASCII(text, n.table) {
 			return true
 		}
 	}

@@ -134,7 +134,7 @@ const (
 // statement it does not fully recognise. DEALLOCATE is not decided here
 // (see Deallocate): it is answered whatever the options.
 func Decide(st sqllex.Stmt, k sqllex.Kind, paramOIDs []uint32, opt Options, emu map[string]string) *Rewrite {
-	if err := touchesLockTable(st, k); err != nil {
+	if err := touchesLockTable(st); err != nil {
 		return refuse(err)
 	}
 	switch k {

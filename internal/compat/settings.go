@@ -68,9 +68,6 @@ func Value(emu map[string]string, name string) (string, bool) {
 // StartupSettings splits the emulated settings out of a client's startup
 // parameters, checking their values as PostgreSQL would.
 func StartupSettings(params map[string]string) (map[string]string, *Error) {
-	if err := StartupSearchPath(params); err != nil {
-		return nil, err // the advisory lock table's schema
-	}
 	out := map[string]string{}
 	for name, raw := range params {
 		es, ok := emulatedSettings[name]
