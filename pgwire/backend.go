@@ -45,6 +45,7 @@ func (s *session) relayInline() {
 		s.mu.Unlock()
 		return
 	}
+	s.occArmCheckLocked()
 	s.mu.Unlock()
 	if s.relay(sc, us, true) || s.clientLeft {
 		return
@@ -99,11 +100,23 @@ func (s *session) relay(sc Upstream, us *upstreamState, inline bool) (ended bool
 		sc.Conn().SetReadDeadline(time.Now().Add(clientCheckInterval))
 	}
 	for {
-		msg, err := us.fr.next()
+		var msg []byte
+		var err error
+		if inline && s.retry.phase != occIdle {
+			msg, err = s.occNext(sc, us) // a unit that may be retried (occretry.go)
+		} else {
+			msg, err = us.fr.next()
+		}
 		if inline && err != nil && isTimeout(err) {
 			if s.clientGone() {
 				sc.Conn().SetReadDeadline(time.Time{})
 				s.clientLeft = true
+				if s.retry.phase != occIdle {
+					// Replies held back from the engine are lost with the
+					// client: nobody may take over this upstream's replies.
+					sc.Conn().Close()
+					s.retry.disarm()
+				}
 				return false // run reads the client's EOF and ends the session
 			}
 			sc.Conn().SetReadDeadline(time.Now().Add(clientCheckInterval))
@@ -198,7 +211,7 @@ func (s *session) step(sc Upstream, us *upstreamState, msg []byte, err error, in
 		s.flushClientLocked()
 		return relayPaused, nil
 	}
-	if us.fr.buffered() == 0 || s.clientBufferFull() {
+	if us.fr.buffered() == 0 && !s.retry.releasingMore() || s.clientBufferFull() {
 		s.flushClientLocked() // the last step: it may release mu
 	}
 	return relayContinue, nil

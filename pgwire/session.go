@@ -163,6 +163,10 @@ type session struct {
 	idleTimer *time.Timer
 	idleArmed atomic.Bool // idleTimer is set: read without mu by the client goroutine
 
+	// retry is the retry of units that failed an optimistic-concurrency
+	// check (occretry.go); client goroutine only.
+	retry occRetrier
+
 	// counters for the session-end log line and the metrics
 	replaced       uint64
 	state          string    // the client_connections state this session counts in; guarded by mu
@@ -434,6 +438,7 @@ func (s *session) flushClient() {
 // the upstream just attached was lost before the engine could use it (the
 // engine then sees a lost transaction, or no upstream).
 func (s *session) onClientMessage(msg []byte) error {
+	typ := msg[0]
 	for {
 		step, sc, err := s.handleLocked(msg)
 		if sc != nil {
@@ -445,6 +450,11 @@ func (s *session) onClientMessage(msg []byte) error {
 				s.fatal(pe)
 			}
 			return err
+		}
+		if step.need == 0 || step.need == needLocal {
+			if typ == 'Q' || typ == 'S' || typ == 'F' {
+				s.occEndUnit()
+			}
 		}
 		switch step.need {
 		case needUpstream:
@@ -751,6 +761,9 @@ func (s *session) sendUpstream(sc Upstream) {
 		// without pause never lets relayInline run, so have the replies
 		// read now.
 		s.ensureReader(sc)
+	}
+	if s.occRecording() {
+		s.retry.record(sc, s.out)
 	}
 	if _, err := sc.Writer().Write(s.out); err != nil {
 		s.upstreamWriteFailed(sc, err)
