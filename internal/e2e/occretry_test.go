@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/harness"
 )
 
@@ -85,7 +86,19 @@ func promCounter(c prometheus.Counter) float64 {
 // so), and the row counts every update that succeeded; the same writers
 // straight to the emulator see 40001s.
 func TestOCCRetryContention(t *testing.T) {
-	st := shared
+	// The defaults (5 attempts in 2s) let one update in a few hundred
+	// exhaust its attempts when 8 writers fight over one row; this stack
+	// gives each more, so that none reaches the client.
+	st, err := harness.StartStack(testCtx(t, 2*time.Minute), harness.StackOptions{
+		Gateway: func(c *config.Config) {
+			c.Routes[0].OCCRetry.MaxAttempts = 30
+			c.Routes[0].OCCRetry.Budget = config.Duration(20 * time.Second)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
 	table := fmt.Sprintf("occ_counter_%d", time.Now().UnixNano()%1_000_000)
 	admin := connect(t, st, "")
 	ctx := testCtx(t, time.Minute)
@@ -100,9 +113,16 @@ func TestOCCRetryContention(t *testing.T) {
 	retries := st.Gateway.Metrics.OCCRetriesTotal.WithLabelValues(harness.StackDatabase)
 	before := promCounter(retries)
 
-	ok, failed := occWriters(t, func() *pgx.Conn { return connect(t, st, "") }, table, writers, each)
-	if len(failed) > 0 || ok != writers*each {
-		t.Fatalf("through the gateway: %d updates succeeded, errors %v; want %d and none", ok, failed, writers*each)
+	exhausted := st.Gateway.Metrics.OCCRetriesExhaustedTotal.WithLabelValues(harness.StackDatabase)
+	var ok int64
+	for round := 0; round < 10 && promCounter(retries) == before; round++ {
+		// Until the writers have conflicted at least once.
+		n, failed := occWriters(t, func() *pgx.Conn { return connect(t, st, "") }, table, writers, each)
+		if len(failed) > 0 || n != writers*each {
+			t.Fatalf("through the gateway: %d updates succeeded, errors %v (%v exhausted their attempts); want %d and none",
+				n, failed, promCounter(exhausted), writers*each)
+		}
+		ok += n
 	}
 	if got := occCounter(t, admin, table); got != ok {
 		t.Fatalf("counter %d after %d successful updates", got, ok)
@@ -128,7 +148,15 @@ func TestOCCRetryContention(t *testing.T) {
 		return c
 	}
 	base := occCounter(t, admin, table)
-	okDirect, failedDirect := occWriters(t, direct, table, writers, each)
+	var okDirect int64
+	failedDirect := map[string]int{}
+	for round := 0; round < 10 && failedDirect["40001"] == 0; round++ {
+		n, failed := occWriters(t, direct, table, writers, each)
+		okDirect += n
+		for code, k := range failed {
+			failedDirect[code] += k
+		}
+	}
 	t.Logf("straight to the emulator: %d updates, errors %v", okDirect, failedDirect)
 	if failedDirect["40001"] == 0 {
 		t.Fatalf("straight to the emulator no writer conflicted (errors %v)", failedDirect)
