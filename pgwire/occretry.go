@@ -264,7 +264,7 @@ func (o *occRetrier) disarm() {
 	}
 	o.closes = o.closes[:0]
 	o.held, o.ends, o.next, o.err = o.held[:0], o.ends[:0], 0, nil
-	if cap(o.held) > 64<<10 {
+	if cap(o.held) > 16<<10 {
 		o.held = nil
 	}
 }
