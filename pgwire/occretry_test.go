@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -408,4 +409,38 @@ func TestOCCRetryDefaults(t *testing.T) {
 	if !config.DefaultRoute(config.KindDSQL, "x").OCCRetry.Enabled {
 		t.Fatal("retry off by default for kind dsql")
 	}
+}
+
+// TestOCCRetryReload: a reload that turns the retry off (or changes its
+// attempts) applies to the sessions already connected, from their next
+// unit.
+func TestOCCRetryReload(t *testing.T) {
+	g, script := occGateway(t, occOn(), 1, false)
+	c := g.connect(t)
+	mustQuery(t, c, "update occ", "")
+	wantOCC(t, g, script, 2, 1, 0)
+
+	reload := func(f func(*config.OCCRetry)) {
+		cfg := *g.srv.currentConfig()
+		cfg.Routes = slices.Clone(cfg.Routes)
+		f(&cfg.Routes[0].OCCRetry)
+		g.srv.conf.Store(&cfg)
+	}
+	reload(func(o *config.OCCRetry) { o.Enabled = false })
+	script.mu.Lock()
+	script.failsLeft = 1
+	script.mu.Unlock()
+	if _, code := query(t, c, "update occ"); code != "40001" {
+		t.Fatalf("after the reload turned it off: SQLSTATE %q, want 40001", code)
+	}
+	wantOCC(t, g, script, 3, 1, 0)
+
+	reload(func(o *config.OCCRetry) { o.Enabled, o.MaxAttempts = true, 2 })
+	script.mu.Lock()
+	script.failsLeft = 5
+	script.mu.Unlock()
+	if _, code := query(t, c, "update occ"); code != "40001" {
+		t.Fatalf("with 2 attempts against 5 conflicts: SQLSTATE %q, want 40001", code)
+	}
+	wantOCC(t, g, script, 5, 2, 1)
 }
