@@ -122,7 +122,10 @@ func (s *session) relay(sc Upstream, us *upstreamState, inline bool) (ended bool
 			sc.Conn().SetReadDeadline(time.Now().Add(clientCheckInterval))
 			continue
 		}
-		switch next, after := s.step(sc, us, msg, err, inline); next {
+		// Held replies still to hand out are read as if buffered: the
+		// client is written to once they are all handled.
+		held := inline && s.retry.releasingMore()
+		switch next, after := s.step(sc, us, msg, err, inline, held); next {
 		case relayPaused:
 			sc.Conn().SetReadDeadline(time.Time{})
 			return false
@@ -180,8 +183,9 @@ const (
 )
 
 // step handles one read from the upstream (a message, or the read's
-// error) under mu. after is the release to call, outside mu, once detached.
-func (s *session) step(sc Upstream, us *upstreamState, msg []byte, err error, inline bool) (next relayStep, after func()) {
+// error) under mu; more: more messages are at hand (held back by the OCC
+// retry), so the client is not written to yet. after is the release to call, outside mu, once detached.
+func (s *session) step(sc Upstream, us *upstreamState, msg []byte, err error, inline, more bool) (next relayStep, after func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bytesOut += uint64(len(msg))
@@ -211,7 +215,7 @@ func (s *session) step(sc Upstream, us *upstreamState, msg []byte, err error, in
 		s.flushClientLocked()
 		return relayPaused, nil
 	}
-	if us.fr.buffered() == 0 && !s.retry.releasingMore() || s.clientBufferFull() {
+	if us.fr.buffered() == 0 && !more || s.clientBufferFull() {
 		s.flushClientLocked() // the last step: it may release mu
 	}
 	return relayContinue, nil

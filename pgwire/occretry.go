@@ -225,6 +225,9 @@ type occRetrier struct {
 
 	retries uint64 // attempts re-sent in the session, for its end log
 
+	// end is the unit end occEndLocked saw, for occUnitEnded.
+	end occEnd
+
 	// route config lookup cache
 	confFor *config.Config
 	conf    config.OCCRetry
@@ -295,12 +298,14 @@ func (s *session) occRecording() bool {
 	return c.Enabled && c.MaxAttempts > 1
 }
 
-// occUnitEnded runs on the client goroutine after a client Query or Sync
-// (or FunctionCall) was handled: it arms the retrier for the unit just
-// sent if the engine found it eligible (eligible, unit and gen read under
-// mu), and starts the next record.
-func (s *session) occUnitEnded(eligible bool, sc Upstream, unit, gen uint64) {
+// occUnitEnded runs on the client goroutine, without mu, after what a
+// client Query or Sync (or FunctionCall) built was written upstream: it
+// arms the retrier for the unit just sent if occEndLocked found it
+// eligible, and starts the next record.
+func (s *session) occUnitEnded() {
 	o := &s.retry
+	eligible, sc, unit, gen := o.end.eligible, o.end.sc, o.end.unit, o.end.gen
+	o.end = occEnd{}
 	// Whatever was armed before is over: its replies were handed out (the
 	// relay reads a unit's replies to its end before the client goroutine
 	// handles another message), or a server goroutine read them.
@@ -488,16 +493,18 @@ func occError(msg []byte) bool {
 // unit, or releases what is held.
 func (s *session) occDecide(sc Upstream, us *upstreamState, z []byte) {
 	o := &s.retry
-	failed := false
+	failed, notified := false, false
 	start := 0
 	for _, end := range o.ends {
-		if m := o.held[start:end]; m[0] == 'E' && occError(m) {
-			failed = true
-			break
+		switch m := o.held[start:end]; m[0] {
+		case 'E':
+			failed = failed || occError(m)
+		case 'A':
+			notified = true // a notification must not be dropped with a failed attempt
 		}
 		start = end
 	}
-	if !failed {
+	if !failed || notified {
 		o.release(nil)
 		return
 	}
@@ -626,19 +633,23 @@ func occBackoff(cfg config.OCCRetry, attempt int, left time.Duration) time.Durat
 	return rand.N(d + 1)
 }
 
-// occEndUnit runs on the client goroutine once a client Query, Sync or
-// FunctionCall has been handled: the unit it ended is armed for a retry
-// when the engine found it eligible.
-func (s *session) occEndUnit() {
-	s.mu.Lock()
-	eligible, sc, unit, gen := s.engine.occ.verdict, s.sc, s.unitsSent, s.attachGen
+// occEndLocked runs once a client Query, Sync or FunctionCall has been
+// handled (client goroutine, mu held): the engine's verdict on the unit it
+// ended is taken for occUnitEnded, and the engine starts tracking the next
+// unit.
+func (s *session) occEndLocked() {
+	s.retry.end = occEnd{set: true, eligible: s.engine.occ.verdict && s.done == nil, sc: s.sc, unit: s.unitsSent, gen: s.attachGen}
 	s.engine.occ.ended = true
 	s.engine.occ.verdict = false
-	if s.done != nil {
-		eligible = false // a server goroutine reads the replies: no hold
-	}
-	s.mu.Unlock()
-	s.occUnitEnded(eligible, sc, unit, gen)
+}
+
+// occEnd is the end of a unit as occEndLocked saw it: eligible (and no
+// server goroutine reads its replies), on upstream sc of attachment gen,
+// the unit counted as engine.unitsSent counts.
+type occEnd struct {
+	set, eligible bool
+	sc            Upstream
+	unit, gen     uint64
 }
 
 // releasingMore reports held replies still to hand out.

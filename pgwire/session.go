@@ -438,7 +438,6 @@ func (s *session) flushClient() {
 // the upstream just attached was lost before the engine could use it (the
 // engine then sees a lost transaction, or no upstream).
 func (s *session) onClientMessage(msg []byte) error {
-	typ := msg[0]
 	for {
 		step, sc, err := s.handleLocked(msg)
 		if sc != nil {
@@ -451,10 +450,8 @@ func (s *session) onClientMessage(msg []byte) error {
 			}
 			return err
 		}
-		if step.need == 0 || step.need == needLocal {
-			if typ == 'Q' || typ == 'S' || typ == 'F' {
-				s.occEndUnit()
-			}
+		if s.retry.end.set {
+			s.occUnitEnded()
 		}
 		switch step.need {
 		case needUpstream:
@@ -489,6 +486,9 @@ func (s *session) handleLocked(msg []byte) (step clientStep, sc Upstream, err er
 		testHookLocked(s)
 	}
 	step, err = s.clientLocked(msg)
+	if err == nil && (step.need == 0 || step.need == needLocal) && (msg[0] == 'Q' || msg[0] == 'S' || msg[0] == 'F') {
+		s.occEndLocked()
+	}
 	return step, s.upstreamOutLocked(), err
 }
 
@@ -573,6 +573,11 @@ func (s *session) runLocal(lc *localCall) {
 	}()
 	if sc != nil {
 		s.sendUpstream(sc)
+		if lc.simple {
+			// The Query's unit ended before this (occEndLocked): what its
+			// answer sent upstream is no part of the next unit's record.
+			s.retry.resetRecord()
+		}
 	}
 }
 
