@@ -444,3 +444,39 @@ func TestOCCRetryReload(t *testing.T) {
 	}
 	wantOCC(t, g, script, 5, 2, 1)
 }
+
+// TestOCCRetryStatementTimeout: on a DSQL route (retry on by default) the
+// gateway's statement_timeout clock runs across attempts: a unit that
+// keeps conflicting stops being retried when it fires, long before its
+// attempts or budget are spent.
+func TestOCCRetryStatementTimeout(t *testing.T) {
+	r := config.DefaultRoute(config.KindDSQL, "db")
+	r.Endpoint = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"
+	r.OCCRetry.MaxAttempts = 1000
+	r.OCCRetry.Backoff, r.OCCRetry.MaxBackoff = config.Duration(20*time.Millisecond), config.Duration(20*time.Millisecond)
+	r.OCCRetry.Budget = config.Duration(30 * time.Second)
+	g := startMemGatewayRoute(t, r)
+	script := &modelOCC{failsLeft: 1 << 30}
+	g.mu.Lock()
+	g.occ = script
+	g.mu.Unlock()
+	c := g.connect(t)
+	mustQuery(t, c, "SET statement_timeout = '200ms'", "")
+	start := time.Now()
+	_, code := query(t, c, "update occ")
+	took := time.Since(start)
+	if code != "40001" && code != "57014" {
+		t.Fatalf("SQLSTATE %q, want 40001 or 57014", code)
+	}
+	if took > 2*time.Second {
+		t.Fatalf("the unit was retried for %s past a 200ms statement_timeout", took)
+	}
+	if runs := script.count(); runs < 2 {
+		t.Fatalf("%d attempts: not retried before the timeout", runs)
+	}
+	t.Logf("%s, %d attempts, SQLSTATE %s", took, script.count(), code)
+	script.mu.Lock()
+	script.failsLeft = 0
+	script.mu.Unlock()
+	mustQuery(t, c, "update occ", "") // the session goes on
+}
