@@ -66,6 +66,15 @@ func (s *session) inlineLocked() bool {
 
 // startReaderLocked starts the server goroutine for the attached upstream.
 func (s *session) startReaderLocked() {
+	// (Always the client goroutine: the retrier is its own.) Replies the
+	// OCC retry holds back can no longer reach the engine in order: the
+	// upstream is given up; an armed unit with nothing held is simply read
+	// by the server goroutine, without a hold.
+	if s.retry.midway() {
+		s.log.Warn("OCC retry interrupted with replies held; closing the upstream")
+		s.sc.Conn().Close()
+	}
+	s.retry.disarm()
 	s.done = make(chan struct{})
 	go s.serverToClient(s.sc, s.us, s.done)
 }
@@ -111,12 +120,12 @@ func (s *session) relay(sc Upstream, us *upstreamState, inline bool) (ended bool
 			if s.clientGone() {
 				sc.Conn().SetReadDeadline(time.Time{})
 				s.clientLeft = true
-				if s.retry.phase != occIdle {
+				if s.retry.midway() {
 					// Replies held back from the engine are lost with the
 					// client: nobody may take over this upstream's replies.
 					sc.Conn().Close()
-					s.retry.disarm()
 				}
+				s.retry.disarm()
 				return false // run reads the client's EOF and ends the session
 			}
 			sc.Conn().SetReadDeadline(time.Now().Add(clientCheckInterval))

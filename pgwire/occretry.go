@@ -272,8 +272,20 @@ func (o *occRetrier) disarm() {
 	}
 }
 
-// holding reports replies held back from the engine.
-func (o *occRetrier) holding() bool { return o.phase != occIdle && o.phase != occReleasing }
+// midway reports that the upstream's replies and what the engine was
+// handed are out of step: replies are held back, still to be handed out,
+// or a retry is under way.
+func (o *occRetrier) midway() bool {
+	switch o.phase {
+	case occHolding:
+		return len(o.ends) > 0
+	case occReleasing:
+		return o.next < len(o.ends)
+	case occRollback, occCloses:
+		return true
+	}
+	return false
+}
 
 // occConfig is the route's OCC retry configuration in force (reloads
 // apply to the next unit).
