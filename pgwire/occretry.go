@@ -320,7 +320,14 @@ func (s *session) occUnitEnded() {
 	o.end = occEnd{}
 	// Whatever was armed before is over: its replies were handed out (the
 	// relay reads a unit's replies to its end before the client goroutine
-	// handles another message), or a server goroutine read them.
+	// handles another message), a server goroutine read them, or a unit
+	// pipelined behind it means it is not to be retried. Replies held
+	// back mid-way (which should not happen) cannot reach the engine in
+	// order any more: that upstream is given up.
+	if o.midway() {
+		s.log.Warn("OCC retry interrupted with replies held; closing the upstream")
+		o.sc.Conn().Close()
+	}
 	o.disarm()
 	defer o.resetRecord()
 	if !eligible || o.phase != occIdle || sc == nil || o.recOver || o.recSC != sc || len(o.rec) == 0 {
@@ -384,7 +391,7 @@ func scanOCCRecord(rec []byte, closes []string) (_ []string, bindsUnnamed, ok bo
 	return closes, bindsUnnamed, len(rec) == 0
 }
 
-// occArmCheck runs when the client goroutine starts reading inline: an
+// occArmCheckLocked runs when the client goroutine starts reading inline: an
 // armed unit whose replies someone else read (a server goroutine took
 // over), or on another attachment, is disarmed. Client goroutine, mu held.
 func (s *session) occArmCheckLocked() {
