@@ -480,3 +480,63 @@ func TestOCCRetryStatementTimeout(t *testing.T) {
 	script.mu.Unlock()
 	mustQuery(t, c, "update occ", "") // the session goes on
 }
+
+// TestOCCRetryResultsIntact: the client gets exactly the last attempt's
+// results, every statement's rows and tags in order, once: in a
+// multi-statement Query and in a batch of several statements.
+func TestOCCRetryResultsIntact(t *testing.T) {
+	g, script := occGateway(t, occOn(), 2, false)
+	c := g.connect(t)
+	results, err := c.Exec(ctx10(t), "SELECT 7; update occ; SELECT 8").ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range results {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		got = append(got, r.CommandTag.String())
+		for _, row := range r.Rows {
+			got = append(got, string(row[0]))
+		}
+	}
+	if want := []string{"SELECT 1", "7", "UPDATE 1", "SELECT 1", "8"}; !slices.Equal(got, want) {
+		t.Fatalf("Query results %q, want %q", got, want)
+	}
+	wantOCC(t, g, script, 3, 2, 0)
+
+	script.mu.Lock()
+	script.failsLeft = 2
+	script.mu.Unlock()
+	p := c.StartPipeline(ctx10(t))
+	for _, sql := range []string{"SELECT 7", "update occ", "SELECT 8"} {
+		p.SendQueryParams(sql, nil, nil, nil, nil)
+	}
+	if err := p.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	got = got[:0]
+	for {
+		r, err := p.GetResults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := r.(*pgconn.PipelineSync); ok {
+			break
+		}
+		res := r.(*pgconn.ResultReader).Read()
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		got = append(got, res.CommandTag.String())
+		for _, row := range res.Rows {
+			got = append(got, string(row[0]))
+		}
+	}
+	p.Close()
+	if want := []string{"SELECT 1", "7", "UPDATE 1", "SELECT 1", "8"}; !slices.Equal(got, want) {
+		t.Fatalf("batch results %q, want %q", got, want)
+	}
+	wantOCC(t, g, script, 6, 4, 0)
+}
