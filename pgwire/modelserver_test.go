@@ -288,18 +288,23 @@ type modelOCC struct {
 	failsLeft int  // conflicts still to lose
 	atCommit  bool // the block's COMMIT fails, not the statement
 	runs      int  // "update occ" statements run
+	dieAt     int  // the run (counted from 1) at which the backend dies instead (0: never)
 }
 
-// hit counts a run and reports whether it loses a conflict.
-func (o *modelOCC) hit() bool {
+// hit counts a run and reports whether it loses a conflict (die: the
+// backend is to die now).
+func (o *modelOCC) hit() (fail, die bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.runs++
+	if o.runs == o.dieAt {
+		return false, true
+	}
 	if o.failsLeft > 0 {
 		o.failsLeft--
-		return true
+		return true, false
 	}
-	return false
+	return false, false
 }
 
 func (o *modelOCC) count() int {
@@ -1055,7 +1060,15 @@ func (c *modelConn) run(st *modelStmt) (tag string, e *modelErr) {
 		clear(c.stmts)
 		return "DISCARD ALL", nil
 	case kindOCCWrite:
-		if c.occ != nil && c.occ.hit() {
+		if c.occ == nil {
+			return "UPDATE 1", nil
+		}
+		fail, die := c.occ.hit()
+		if die {
+			c.conn.Close() // as a server that goes away mid-statement
+			return "UPDATE 1", nil
+		}
+		if fail {
 			if !c.occ.atCommit || c.block != blockOpen {
 				return "", modelOCCError()
 			}

@@ -540,3 +540,20 @@ func TestOCCRetryResultsIntact(t *testing.T) {
 	}
 	wantOCC(t, g, script, 6, 4, 0)
 }
+
+// TestOCCRetryUpstreamLost: an upstream lost during a retry goes through
+// the loss path (an autocommit unit in flight: 08007, whether it
+// committed is unknown), and the session goes on on another upstream.
+func TestOCCRetryUpstreamLost(t *testing.T) {
+	g, script := occGateway(t, occOn(), 1, false)
+	script.mu.Lock()
+	script.dieAt = 2 // the retry's attempt
+	script.mu.Unlock()
+	c := g.connect(t)
+	if _, code := query(t, c, "update occ"); code != "08007" {
+		t.Fatalf("upstream lost during the retry: SQLSTATE %q, want 08007", code)
+	}
+	wantOCC(t, g, script, 2, 1, 0)
+	mustQuery(t, c, "SELECT 3", "3")
+	mustQuery(t, c, "update occ", "")
+}
