@@ -557,3 +557,26 @@ func TestOCCRetryUpstreamLost(t *testing.T) {
 	mustQuery(t, c, "SELECT 3", "3")
 	mustQuery(t, c, "update occ", "")
 }
+
+// TestOCCError: what counts as an optimistic-concurrency failure: ERROR
+// 40001 (DSQL's OC000/OC001 come with it), and a bare OC000 or OC001 as
+// AWS's connectors also accept; nothing else, and no FATAL.
+func TestOCCError(t *testing.T) {
+	for _, tc := range []struct {
+		severity, code string
+		want           bool
+	}{
+		{"ERROR", "40001", true},
+		{"ERROR", "OC000", true},
+		{"ERROR", "OC001", true},
+		{"ERROR", "40P01", false},
+		{"ERROR", "57014", false},
+		{"ERROR", "23505", false},
+		{"FATAL", "40001", false},
+	} {
+		msg := appendErrorResponse(nil, &pgError{Severity: tc.severity, Code: tc.code, Message: "m"})
+		if got := occError(msg); got != tc.want {
+			t.Errorf("%s %s: occError %v, want %v", tc.severity, tc.code, got, tc.want)
+		}
+	}
+}
