@@ -315,6 +315,32 @@ type Route struct {
 	// but clients send. It applies to kind dsql routes only: a plain
 	// PostgreSQL does all of it itself.
 	Compat Compat `yaml:"compat"`
+	// OCCRetry retries units of work that failed an optimistic-concurrency
+	// check (SQLSTATE 40001, OC000, OC001) where no client can tell.
+	OCCRetry OCCRetry `yaml:"occ_retry"`
+}
+
+// OCCRetry configures the gateway's retry of units of work that lost an
+// optimistic-concurrency conflict: an autocommit Query or batch, or a
+// whole BEGIN ... COMMIT the client sent in one piece, none of whose
+// replies reached the client yet.
+type OCCRetry struct {
+	// Enabled turns the retry on. Default true for kind dsql, false for
+	// kind postgres (where 40001 is a serialization failure, and retrying
+	// the same unit is as safe).
+	Enabled bool `yaml:"enabled"`
+	// MaxAttempts is the most times a unit runs, the first included.
+	// Default 5; at least 1 (1: no retry).
+	MaxAttempts int `yaml:"max_attempts"`
+	// Backoff is the longest wait before the first retry; each later wait
+	// may be twice as long, up to MaxBackoff, and the wait is drawn at
+	// random below it (full jitter). Default 5ms.
+	Backoff Duration `yaml:"backoff"`
+	// MaxBackoff caps one wait. Default 200ms.
+	MaxBackoff Duration `yaml:"max_backoff"`
+	// Budget is the most time spent retrying one unit, from its first
+	// failure: no retry starts past it. Default 2s.
+	Budget Duration `yaml:"budget"`
 }
 
 // Pool modes.

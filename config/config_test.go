@@ -98,6 +98,49 @@ var wantPool = config.Pool{
 	MaxPreparedStatements: 500,
 }
 
+// wantOCC is the OCC retry of a kind dsql route by default; wantOCCOff
+// that of a kind postgres route.
+var (
+	wantOCC = config.OCCRetry{Enabled: true, MaxAttempts: 5, Backoff: config.Duration(5 * time.Millisecond),
+		MaxBackoff: config.Duration(200 * time.Millisecond), Budget: config.Duration(2 * time.Second)}
+	wantOCCOff = config.OCCRetry{Enabled: false, MaxAttempts: 5, Backoff: config.Duration(5 * time.Millisecond),
+		MaxBackoff: config.Duration(200 * time.Millisecond), Budget: config.Duration(2 * time.Second)}
+)
+
+// TestOCCRetryKeys: occ_retry.enabled written in the file wins over the
+// kind's default, either way; the other keys keep their defaults.
+func TestOCCRetryKeys(t *testing.T) {
+	t.Setenv("TEST_VERIFIER", testVerifier)
+	t.Setenv("TEST_PASSWORD", "pw")
+	const doc = `
+users: [{name: alice, verifier_env: TEST_VERIFIER}]
+routes:
+  - database: app
+    endpoint: abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws
+    occ_retry: {enabled: false}
+  - database: bench
+    kind: postgres
+    endpoint: localhost:5433
+    user: postgres
+    password_env: TEST_PASSWORD
+    occ_retry: {enabled: true, max_attempts: 3, budget: 500ms}
+`
+	c, err := config.Parse([]byte(doc), "test.yaml")
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	off := wantOCC
+	off.Enabled = false
+	on := wantOCCOff
+	on.Enabled, on.MaxAttempts, on.Budget = true, 3, config.Duration(500*time.Millisecond)
+	if diff := cmp.Diff(off, c.Routes[0].OCCRetry); diff != "" {
+		t.Errorf("dsql route turned off (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(on, c.Routes[1].OCCRetry); diff != "" {
+		t.Errorf("postgres route turned on (-want +got):\n%s", diff)
+	}
+}
+
 func TestDefaultRoute(t *testing.T) {
 	tests := []struct {
 		name           string
@@ -108,21 +151,21 @@ func TestDefaultRoute(t *testing.T) {
 			name: "dsql", kind: config.KindDSQL, database: "app",
 			want: config.Route{
 				Database: "app", Kind: "dsql", Role: "admin", TokenExpiry: config.Duration(15 * time.Minute),
-				TLSNegotiation: "direct", UpstreamDatabase: "postgres", Pool: wantPool, Compat: config.DefaultCompat(),
+				TLSNegotiation: "direct", UpstreamDatabase: "postgres", Pool: wantPool, Compat: config.DefaultCompat(), OCCRetry: wantOCC,
 			},
 		},
 		{
 			name: "empty kind is dsql", kind: "", database: "app",
 			want: config.Route{
 				Database: "app", Kind: "dsql", Role: "admin", TokenExpiry: config.Duration(15 * time.Minute),
-				TLSNegotiation: "direct", UpstreamDatabase: "postgres", Pool: wantPool, Compat: config.DefaultCompat(),
+				TLSNegotiation: "direct", UpstreamDatabase: "postgres", Pool: wantPool, Compat: config.DefaultCompat(), OCCRetry: wantOCC,
 			},
 		},
 		{
 			name: "postgres", kind: config.KindPostgres, database: "bench",
 			want: config.Route{
 				Database: "bench", Kind: "postgres", Role: "admin", TokenExpiry: config.Duration(15 * time.Minute),
-				TLSNegotiation: "postgres", TLS: "verify-full", UpstreamDatabase: "bench", Pool: wantPool, Compat: config.DefaultCompat(),
+				TLSNegotiation: "postgres", TLS: "verify-full", UpstreamDatabase: "bench", Pool: wantPool, Compat: config.DefaultCompat(), OCCRetry: wantOCCOff,
 			},
 		},
 	}
@@ -169,7 +212,7 @@ routes:
 		return config.Route{
 			Database: db, Kind: "dsql", Endpoint: endpoint, Role: "admin",
 			TokenExpiry: config.Duration(15 * time.Minute), TLSNegotiation: "direct",
-			UpstreamDatabase: "postgres", Pool: pool, Compat: config.DefaultCompat(),
+			UpstreamDatabase: "postgres", Pool: pool, Compat: config.DefaultCompat(), OCCRetry: wantOCC,
 		}
 	}
 	smallPool := wantPool
@@ -181,7 +224,7 @@ routes:
 		{
 			Database: "bench", Kind: "postgres", Endpoint: "localhost:5433", Role: "admin",
 			TokenExpiry: config.Duration(15 * time.Minute), TLSNegotiation: "postgres", TLS: "verify-full",
-			User: "postgres", PasswordEnv: "TEST_PASSWORD", UpstreamDatabase: "bench", Pool: wantPool, Compat: config.DefaultCompat(),
+			User: "postgres", PasswordEnv: "TEST_PASSWORD", UpstreamDatabase: "bench", Pool: wantPool, Compat: config.DefaultCompat(), OCCRetry: wantOCCOff,
 		},
 	}
 	if diff := cmp.Diff(want, c.Routes, ignoreResolved); diff != "" {

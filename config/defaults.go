@@ -38,7 +38,7 @@ func Default() *Config {
 // asking for database, with every default: role admin, 15-minute tokens,
 // direct TLS for dsql and SSLRequest then verify-full for postgres, the
 // upstream database (postgres for dsql, database for postgres) and
-// DefaultPool. The endpoint is left to the caller, and for kind postgres the
+// DefaultPool, and the OCC retry on for dsql only. The endpoint is left to the caller, and for kind postgres the
 // user and password.
 func DefaultRoute(kind, database string) Route {
 	r := baseRoute()
@@ -46,7 +46,7 @@ func DefaultRoute(kind, database string) Route {
 		r.Kind = kind
 	}
 	r.Database = database
-	r.fillKindDefaults()
+	r.fillKindDefaults(false)
 	return r
 }
 
@@ -82,6 +82,20 @@ func DefaultCompat() Compat {
 	}
 }
 
+// DefaultOCCRetry is the retry of optimistic-concurrency failures on a
+// kind dsql route: 5 attempts, waits from 5ms doubling up to 200ms with
+// full jitter, 2s in all. A kind postgres route has it off unless its
+// configuration turns it on.
+func DefaultOCCRetry() OCCRetry {
+	return OCCRetry{
+		Enabled:     true,
+		MaxAttempts: 5,
+		Backoff:     Duration(5 * time.Millisecond),
+		MaxBackoff:  Duration(200 * time.Millisecond),
+		Budget:      Duration(2 * time.Second),
+	}
+}
+
 // baseRoute holds the defaults that do not depend on the kind; Parse
 // decodes each route over it, then calls fillKindDefaults.
 func baseRoute() Route {
@@ -91,14 +105,19 @@ func baseRoute() Route {
 		TokenExpiry: Duration(15 * time.Minute),
 		Pool:        DefaultPool(),
 		Compat:      DefaultCompat(),
+		OCCRetry:    DefaultOCCRetry(),
 	}
 }
 
 // dsqlDatabase is the only database a DSQL cluster has.
 const dsqlDatabase = "postgres"
 
-// fillKindDefaults fills the empty fields whose default depends on the kind.
-func (r *Route) fillKindDefaults() {
+// fillKindDefaults fills the empty fields whose default depends on the
+// kind. occRetrySet: the configuration sets occ_retry.enabled itself.
+func (r *Route) fillKindDefaults(occRetrySet bool) {
+	if !occRetrySet {
+		r.OCCRetry.Enabled = r.Kind == KindDSQL
+	}
 	switch r.Kind {
 	case KindDSQL:
 		if r.TLSNegotiation == "" {

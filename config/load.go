@@ -283,7 +283,8 @@ func (d *decoder) sequence(n *yaml.Node, path string, v reflect.Value) {
 		}
 		d.value(el, key, e)
 		if isRoute {
-			r.fillKindDefaults()
+			_, occRetrySet := d.src.lines[key+".occ_retry.enabled"]
+			r.fillKindDefaults(occRetrySet)
 		}
 		s = reflect.Append(s, e)
 	}

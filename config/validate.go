@@ -377,6 +377,7 @@ func (r *Route) check(k *checker, p string) {
 	k.oneOf(p+".tls_negotiation", r.TLSNegotiation, NegotiateDirect, NegotiatePostgres)
 	r.Pool.check(k, p+".pool", r.Kind)
 	r.Compat.check(k, p+".compat")
+	r.OCCRetry.check(k, p+".occ_retry")
 }
 
 // Token lifetimes DSQL accepts.
@@ -481,6 +482,21 @@ func (pl *Pool) check(k *checker, p, kind string) {
 	}
 	if pl.MaxPreparedStatements < 1 {
 		k.add(p+".max_prepared_statements", "must be at least 1")
+	}
+}
+
+func (o *OCCRetry) check(k *checker, p string) {
+	if o.MaxAttempts < 1 {
+		k.add(p+".max_attempts", "must be at least 1 (the first attempt counts)")
+	}
+	if o.Backoff.D() < 0 {
+		k.add(p+".backoff", "must not be negative")
+	}
+	if o.MaxBackoff.D() < o.Backoff.D() {
+		k.add(p+".max_backoff", "must be at least backoff (%s)", o.Backoff.D())
+	}
+	if o.Budget.D() < 0 {
+		k.add(p+".budget", "must not be negative")
 	}
 }
 

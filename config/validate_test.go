@@ -213,6 +213,9 @@ func TestValidateRules(t *testing.T) {
 		{name: "pool dial rate nan", doc: user + dsqlRoute + "    pool: {dial_rate: .nan} # <-\n", key: "routes[0].pool.dial_rate", msg: "positive number"},
 		{name: "pool max user connections negative", doc: user + dsqlRoute + "    pool: {max_user_connections: -1} # <-\n", key: "routes[0].pool.max_user_connections", msg: "must not be negative"},
 		{name: "pool prepared statements zero", doc: user + dsqlRoute + "    pool: {max_prepared_statements: 0} # <-\n", key: "routes[0].pool.max_prepared_statements", msg: "at least 1"},
+		{name: "occ retry no attempt", doc: user + dsqlRoute + "    occ_retry: {max_attempts: 0} # <-\n", key: "routes[0].occ_retry.max_attempts", msg: "at least 1"},
+		{name: "occ retry max backoff below backoff", doc: user + dsqlRoute + "    occ_retry: {backoff: 50ms, max_backoff: 10ms} # <-\n", key: "routes[0].occ_retry.max_backoff", msg: "at least backoff"},
+		{name: "occ retry negative budget", doc: user + dsqlRoute + "    occ_retry: {budget: -1s} # <-\n", key: "routes[0].occ_retry.budget", msg: "negative"},
 		{name: "dial rate differs on one cluster", doc: user + dsqlRoute + "  - database: other\n    endpoint: ABCDEFGHIJKLMNOPQRSTUVWXYZ.dsql.us-east-1.on.aws\n    pool: {dial_rate: 50} # <-\n", key: "routes[1].pool.dial_rate", msg: "50 differs from 100 in routes[0]"},
 	}
 	runProblemCases(t, dir, tests)

@@ -45,6 +45,7 @@ func (s *session) relayInline() {
 		s.mu.Unlock()
 		return
 	}
+	s.occArmCheckLocked()
 	s.mu.Unlock()
 	if s.relay(sc, us, true) || s.clientLeft {
 		return
@@ -65,6 +66,15 @@ func (s *session) inlineLocked() bool {
 
 // startReaderLocked starts the server goroutine for the attached upstream.
 func (s *session) startReaderLocked() {
+	// (Always the client goroutine: the retrier is its own.) Replies the
+	// OCC retry holds back can no longer reach the engine in order: the
+	// upstream is given up; an armed unit with nothing held is simply read
+	// by the server goroutine, without a hold.
+	if s.retry.midway() {
+		s.log.Warn("OCC retry interrupted with replies held; closing the upstream")
+		s.sc.Conn().Close()
+	}
+	s.retry.disarm()
 	s.done = make(chan struct{})
 	go s.serverToClient(s.sc, s.us, s.done)
 }
@@ -99,17 +109,32 @@ func (s *session) relay(sc Upstream, us *upstreamState, inline bool) (ended bool
 		sc.Conn().SetReadDeadline(time.Now().Add(clientCheckInterval))
 	}
 	for {
-		msg, err := us.fr.next()
+		var msg []byte
+		var err error
+		if inline && s.retry.phase != occIdle {
+			msg, err = s.occNext(sc, us) // a unit that may be retried (occretry.go)
+		} else {
+			msg, err = us.fr.next()
+		}
 		if inline && err != nil && isTimeout(err) {
 			if s.clientGone() {
 				sc.Conn().SetReadDeadline(time.Time{})
 				s.clientLeft = true
+				if s.retry.midway() {
+					// Replies held back from the engine are lost with the
+					// client: nobody may take over this upstream's replies.
+					sc.Conn().Close()
+				}
+				s.retry.disarm()
 				return false // run reads the client's EOF and ends the session
 			}
 			sc.Conn().SetReadDeadline(time.Now().Add(clientCheckInterval))
 			continue
 		}
-		switch next, after := s.step(sc, us, msg, err, inline); next {
+		// Held replies still to hand out are read as if buffered: the
+		// client is written to once they are all handled.
+		held := inline && s.retry.releasingMore()
+		switch next, after := s.step(sc, us, msg, err, inline, held); next {
 		case relayPaused:
 			sc.Conn().SetReadDeadline(time.Time{})
 			return false
@@ -167,8 +192,9 @@ const (
 )
 
 // step handles one read from the upstream (a message, or the read's
-// error) under mu. after is the release to call, outside mu, once detached.
-func (s *session) step(sc Upstream, us *upstreamState, msg []byte, err error, inline bool) (next relayStep, after func()) {
+// error) under mu; more: more messages are at hand (held back by the OCC
+// retry), so the client is not written to yet. after is the release to call, outside mu, once detached.
+func (s *session) step(sc Upstream, us *upstreamState, msg []byte, err error, inline, more bool) (next relayStep, after func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bytesOut += uint64(len(msg))
@@ -198,7 +224,7 @@ func (s *session) step(sc Upstream, us *upstreamState, msg []byte, err error, in
 		s.flushClientLocked()
 		return relayPaused, nil
 	}
-	if us.fr.buffered() == 0 || s.clientBufferFull() {
+	if us.fr.buffered() == 0 && !more || s.clientBufferFull() {
 		s.flushClientLocked() // the last step: it may release mu
 	}
 	return relayContinue, nil

@@ -53,6 +53,9 @@ type engine struct {
 	// (under the client's names: ownNames) go before its next unit.
 	pendingCloses map[string]bool
 	compat        compatFlags
+	// occ is what the OCC retry needs to know of the unit being sent
+	// (occretry.go).
+	occ occUnit
 
 	// out holds the messages built for the upstream by the client message
 	// being handled; the session writes them after releasing mu (client
@@ -223,6 +226,9 @@ type localCall struct {
 // session: errTerminate, or a FATAL *pgError for the client.
 func (e *engine) clientLocked(msg []byte) (clientStep, error) {
 	e.waitAll = false
+	if e.occ.ended {
+		e.occ = occUnit{} // a new unit starts
+	}
 	if msg[0] != 'Q' && msg[0] != 'P' {
 		e.held = heldAnalysis{}
 	}
@@ -287,6 +293,9 @@ func (e *engine) answerErrorLocked(pe *pgError, simple bool) {
 // queueLocked appends a reply entry; a synthetic one at the front is
 // answered at once.
 func (e *engine) queueLocked(r reply) {
+	if r.kind.synthetic() {
+		e.occTaint() // the gateway answers part of the unit itself
+	}
 	e.q.push(r)
 	if r.kind.synthetic() && e.q.len() == 1 {
 		e.emitSyntheticLocked()
@@ -342,6 +351,7 @@ func (e *engine) beginUnitLocked() {
 func (e *engine) pushUnitEnd(r reply) {
 	e.q.push(r)
 	e.unitsSent++
+	e.occ.verdict = e.occVerdictLocked(r)
 }
 
 // pushSpeculative queues a speculative reply entry (see specLast).
@@ -392,6 +402,7 @@ func (e *engine) awaitStatus() bool {
 	}
 	if e.unitOpen {
 		e.out = append(e.out, msgFlush...)
+		e.occTaint()
 	}
 	e.waitAll = true
 	return true
@@ -418,6 +429,7 @@ func (e *engine) statusAhead() byte {
 // answers itself in the middle of a batch ends the batch's implicit
 // transaction, as PostgreSQL's simple Query does.
 func (e *engine) endBatchLocked() {
+	e.occTaint()
 	e.pushUnitEnd(reply{kind: iSync, unitStart: e.unitStart, unitFlags: e.unitFlags, began: e.unitBegan, text: e.unitText})
 	e.unitOpen = false
 	e.inBatch = false

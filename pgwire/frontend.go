@@ -105,6 +105,9 @@ func (e *engine) onQuery(msg []byte) (clientStep, error) {
 		// In an open batch the server skips the Query if a message before
 		// it fails, and the unnamed statement it drops stays.
 		skippable := e.inBatch && e.unnamed != nil
+		if e.inBatch {
+			e.occTaint() // a Query ending an extended-protocol batch
+		}
 		e.beginUnitLocked()
 		var sets []*rewrite // a timeout SET applies to the statements after it
 		for _, st := range qi.stmts[:max(len(qi.stmts)-1, 0)] {
@@ -241,6 +244,7 @@ func (e *engine) failStatementLocked(pe *pgError, simple bool) {
 		e.answerErrorLocked(pe, simple)
 		return
 	}
+	e.occTaint()
 	e.beginUnitLocked()
 	if simple {
 		e.pushUnitEnd(reply{kind: rQuery, query: &queryInfo{stmts: []stmtInfo{{rw: &rewrite{err: pe}}}}, unitStart: e.unitStart, unitFlags: e.unitFlags})
@@ -787,6 +791,7 @@ func (e *engine) onExecute(msg []byte) (clientStep, error) {
 		e.beginUnitLocked()
 		e.inBatch = true
 		r := reply{kind: rExecute, stmt: st}
+		e.occNoteExecute(st)
 		if st != nil {
 			// A timeout SET applies to what the pipeline runs after it.
 			e.timeoutChangeLocked(st.rw)
@@ -923,6 +928,7 @@ func (e *engine) onFlush(msg []byte) {
 	if e.us == nil || e.q.len() == 0 || e.skipUntilSync {
 		return
 	}
+	e.occTaint()
 	e.out = append(e.out, msg...)
 }
 
@@ -939,6 +945,7 @@ func (e *engine) onFunctionCall(msg []byte) (clientStep, error) {
 		return attachFirst(true)
 	}
 	return e.build(true, func(us *upstreamState) *pgError {
+		e.occTaint()
 		e.beginUnitLocked()
 		e.pushUnitEnd(reply{kind: rQuery, query: &queryInfo{}, unitStart: e.unitStart, unitFlags: e.unitFlags, began: e.unitBegan})
 		e.unitOpen = false
@@ -955,6 +962,7 @@ func (e *engine) onCopyFromClient(msg []byte) {
 	if e.us == nil || (!e.copyIn && e.q.len() == 0) {
 		return
 	}
+	e.occTaint()
 	e.out = append(e.out, msg...)
 }
 

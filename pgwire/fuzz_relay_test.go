@@ -625,6 +625,10 @@ func startRelayGateway(modelAddr, mode string) (*relayGateway, error) {
 	r.Endpoint, r.TLS, r.User, r.Password = modelAddr, config.TLSDisable, relayUpstreamUser, "gw-pw"
 	r.Pool.Size = 2
 	r.Pool.Mode = mode
+	// The OCC retry holds back the replies of every unit it could retry
+	// (occretry.go): on, as on a DSQL route, so that the oracle checks the
+	// replies it hands out.
+	r.OCCRetry.Enabled = true
 	cfg.Routes = []config.Route{r}
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Metrics.Listen = ""

@@ -103,6 +103,7 @@ func (u *ServerUpdate) Commit() []string {
 	s := u.s
 	s.usersMu.Lock()
 	s.conf.Store(u.conf)
+	s.addRouteSeries(u.conf)
 	s.tls.Store(u.tls)
 	s.users.Store(u.users)
 	s.usersStamp.Store(&u.stamp)

@@ -31,6 +31,10 @@ type memGateway struct {
 	route *memRoute
 	addr  string
 
+	// occ scripts the backends' optimistic-concurrency conflicts (nil:
+	// none).
+	occ *modelOCC
+
 	mu       sync.Mutex
 	backends []*modelConn // in dial order
 	traps    []*replyTrap // the backends' ends of their pipes, in dial order
@@ -113,7 +117,7 @@ func (g *memGateway) dial(ctx context.Context, network, addr string) (net.Conn, 
 	near, pipe := net.Pipe()
 	far := &replyTrap{Conn: pipe}
 	g.mu.Lock()
-	b := &modelConn{conn: far, be: pgproto3.NewBackend(far, far), pid: uint32(len(g.backends) + 1), done: make(chan struct{})}
+	b := &modelConn{conn: far, be: pgproto3.NewBackend(far, far), pid: uint32(len(g.backends) + 1), done: make(chan struct{}), occ: g.occ}
 	g.backends = append(g.backends, b)
 	g.traps = append(g.traps, far)
 	g.mu.Unlock()

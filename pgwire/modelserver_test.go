@@ -273,6 +273,48 @@ type modelConn struct {
 	failedNames                 map[string]bool
 	// stmtText is the simple-Query statement running, for Where.
 	stmtText string
+	// occ, when set, makes the statement "update occ" lose optimistic-
+	// concurrency conflicts as its script says; doomed: one did, and the
+	// transaction block's COMMIT fails.
+	occ    *modelOCC
+	doomed bool
+}
+
+// modelOCC scripts the optimistic-concurrency conflicts of "update occ",
+// as DSQL reports them: 40001 with OC000 in the message, at the statement
+// or (atCommit, in a transaction block) at its COMMIT.
+type modelOCC struct {
+	mu        sync.Mutex
+	failsLeft int  // conflicts still to lose
+	atCommit  bool // the block's COMMIT fails, not the statement
+	runs      int  // "update occ" statements run
+	dieAt     int  // the run (counted from 1) at which the backend dies instead (0: never)
+}
+
+// hit counts a run and reports whether it loses a conflict (die: the
+// backend is to die now).
+func (o *modelOCC) hit() (fail, die bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.runs++
+	if o.runs == o.dieAt {
+		return false, true
+	}
+	if o.failsLeft > 0 {
+		o.failsLeft--
+		return true, false
+	}
+	return false, false
+}
+
+func (o *modelOCC) count() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.runs
+}
+
+func modelOCCError() *modelErr {
+	return mErr("40001", "change conflicts with another transaction, please retry: (OC000)")
 }
 
 // modelStmt is an analysed statement.
@@ -307,6 +349,7 @@ const (
 	kindDeallocate
 	kindDeallocateAll
 	kindDiscardAll
+	kindOCCWrite
 	kindOther
 )
 
@@ -385,6 +428,8 @@ func modelAnalyze(text string) *modelStmt {
 		}
 	case low == "fail":
 		st.kind = kindFail
+	case low == "update occ":
+		st.kind = kindOCCWrite
 	case first == "begin" || (first == "start" && second == "transaction"):
 		st.kind = kindBegin
 	case first == "commit" || first == "end":
@@ -831,6 +876,7 @@ func (c *modelConn) endXact(commit bool) {
 	clear(c.portals)
 	c.block = blockNone
 	c.pipelining = false
+	c.doomed = false
 }
 
 // abortOnError is AbortCurrentTransaction after an error: an implicit
@@ -951,6 +997,10 @@ func (c *modelConn) run(st *modelStmt) (tag string, e *modelErr) {
 		c.block = blockOpen
 		return "BEGIN", nil
 	case kindCommit:
+		if c.doomed && c.block == blockOpen {
+			c.endXact(false)
+			return "", modelOCCError()
+		}
 		switch c.block {
 		case blockFailed:
 			c.endXact(false)
@@ -1009,6 +1059,22 @@ func (c *modelConn) run(st *modelStmt) (tag string, e *modelErr) {
 		c.resetAll()
 		clear(c.stmts)
 		return "DISCARD ALL", nil
+	case kindOCCWrite:
+		if c.occ == nil {
+			return "UPDATE 1", nil
+		}
+		fail, die := c.occ.hit()
+		if die {
+			c.conn.Close() // as a server that goes away mid-statement
+			return "UPDATE 1", nil
+		}
+		if fail {
+			if !c.occ.atCommit || c.block != blockOpen {
+				return "", modelOCCError()
+			}
+			c.doomed = true
+		}
+		return "UPDATE 1", nil
 	case kindEmpty:
 		return "", nil
 	}

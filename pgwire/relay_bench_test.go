@@ -1,7 +1,9 @@
 package pgwire
 
 import (
+	"bufio"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -166,3 +168,60 @@ type discardConn struct{ net.Conn }
 func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
 
 func (discardConn) SetWriteDeadline(time.Time) error { return nil }
+
+// repeatReader returns data again and again.
+type repeatReader struct {
+	data []byte
+	off  int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c := copy(p[n:], r.data[r.off:])
+		n += c
+		r.off = (r.off + c) % len(r.data)
+	}
+	return n, nil
+}
+
+// BenchmarkRelayHeldUnit is BenchmarkRelaySimpleQueryUnit for a unit the
+// OCC retry holds (every eligible unit on a DSQL route): its replies are
+// read through occNext, held until ReadyForQuery, then handed out. Once
+// warm it must not allocate.
+func BenchmarkRelayHeldUnit(b *testing.B) {
+	s := benchSession(b)
+	rowDesc := []byte{'T', 0, 0, 0, 31, 0, 1, 'a', 'b', 'a', 'l', 'a', 'n', 'c', 'e', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 23, 0, 4, 255, 255, 255, 255, 0, 0}
+	rowDesc[4] = byte(len(rowDesc) - 1)
+	row := dataRow("-4242")
+	cc := commandComplete("SELECT 1")
+	unit := slices.Concat(rowDesc, row, cc, readyForQuery('I'))
+	us := newUpstreamState(frameReader{r: bufio.NewReader(&repeatReader{data: unit}), maxSize: maxServerMessage}, nil)
+	qi := &queryInfo{stmts: []stmtInfo{{}}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.retry.phase, s.retry.attempts = occHolding, 1
+		s.mu.Lock()
+		qi.next = 0
+		s.q.push(reply{kind: rQuery, query: qi})
+		s.mu.Unlock()
+		for range 3 {
+			msg, err := s.occNext(nil, us)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.mu.Lock()
+			s.serverLocked(msg)
+			s.mu.Unlock()
+		}
+		if msg, _ := s.occNext(nil, us); msg[0] != 'Z' {
+			b.Fatalf("held unit ends with %q", msg[0])
+		}
+		s.mu.Lock()
+		s.q.pop()
+		s.flushClientLocked()
+		s.mu.Unlock()
+		s.retry.disarm()
+	}
+}

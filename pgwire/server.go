@@ -102,6 +102,7 @@ func NewServer(cfg *config.Config, upstreams Upstreams, opts Options) (*Server, 
 		reload:    opts.Reload,
 	}
 	s.conf.Store(cfg)
+	s.addRouteSeries(cfg)
 	if err := s.ReloadUsers(); err != nil {
 		return nil, err
 	}
@@ -246,6 +247,7 @@ func (s *Server) serveConn(raw net.Conn) {
 		zap.Uint64("bytes_from_client", in),
 		zap.Uint64("bytes_to_client", out),
 		zap.Uint64("upstream_replacements", sess.replaced),
+		zap.Uint64("occ_retries", sess.retry.retries),
 		errField(err))
 }
 
@@ -682,6 +684,13 @@ func newServerTLS(cfg *config.Config, now func() time.Time, log *zap.Logger) (*s
 
 // tlsState is the client TLS in force.
 func (s *Server) tlsState() *serverTLS { return s.tls.Load() }
+
+// addRouteSeries creates the per-route series that exist from the start.
+func (s *Server) addRouteSeries(cfg *config.Config) {
+	for i := range cfg.Routes {
+		s.metrics.AddRoute(cfg.Routes[i].Database)
+	}
+}
 
 // currentConfig is the configuration in force.
 func (s *Server) currentConfig() *config.Config { return s.conf.Load() }

@@ -163,6 +163,10 @@ type session struct {
 	idleTimer *time.Timer
 	idleArmed atomic.Bool // idleTimer is set: read without mu by the client goroutine
 
+	// retry is the retry of units that failed an optimistic-concurrency
+	// check (occretry.go); client goroutine only.
+	retry occRetrier
+
 	// counters for the session-end log line and the metrics
 	replaced       uint64
 	state          string    // the client_connections state this session counts in; guarded by mu
@@ -446,6 +450,9 @@ func (s *session) onClientMessage(msg []byte) error {
 			}
 			return err
 		}
+		if s.retry.end.set {
+			s.occUnitEnded()
+		}
 		switch step.need {
 		case needUpstream:
 			if step.redo != nil {
@@ -479,6 +486,9 @@ func (s *session) handleLocked(msg []byte) (step clientStep, sc Upstream, err er
 		testHookLocked(s)
 	}
 	step, err = s.clientLocked(msg)
+	if err == nil && (step.need == 0 || step.need == needLocal) && (msg[0] == 'Q' || msg[0] == 'S' || msg[0] == 'F') {
+		s.occEndLocked()
+	}
 	return step, s.upstreamOutLocked(), err
 }
 
@@ -563,6 +573,11 @@ func (s *session) runLocal(lc *localCall) {
 	}()
 	if sc != nil {
 		s.sendUpstream(sc)
+		if lc.simple {
+			// The Query's unit ended before this (occEndLocked): what its
+			// answer sent upstream is no part of the next unit's record.
+			s.retry.resetRecord()
+		}
 	}
 }
 
@@ -751,6 +766,9 @@ func (s *session) sendUpstream(sc Upstream) {
 		// without pause never lets relayInline run, so have the replies
 		// read now.
 		s.ensureReader(sc)
+	}
+	if s.occRecording() {
+		s.retry.record(sc, s.out)
 	}
 	if _, err := sc.Writer().Write(s.out); err != nil {
 		s.upstreamWriteFailed(sc, err)

@@ -63,6 +63,13 @@ func TestMetrics(t *testing.T) {
 	addr := st.Gateway.OpsAddr
 	const route = `route="postgres"`
 	before := scrape(t, addr)
+	// The OCC retry's counters exist before anything happened (the
+	// benchmark reads them by name).
+	for _, name := range []string{`dsqlgate_occ_retries_total{` + route + `}`, `dsqlgate_occ_retries_exhausted_total{` + route + `}`} {
+		if v, ok := before[name]; !ok || v != 0 {
+			t.Errorf("%s at start: %v (present %v), want 0", name, v, ok)
+		}
+	}
 
 	conn := connect(t, st, "sslmode=disable&default_query_exec_mode=cache_statement")
 	for i := 0; i < 10; i++ {

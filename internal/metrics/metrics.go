@@ -51,6 +51,12 @@ type Metrics struct {
 	// BytesTotal counts bytes relayed, by direction: client_to_server,
 	// server_to_client.
 	BytesTotal *prometheus.CounterVec
+	// OCCRetriesTotal counts units of work the gateway sent upstream again
+	// after an optimistic-concurrency failure (one per attempt re-sent);
+	// OCCRetriesExhaustedTotal the retried units whose failure reached the
+	// client after the last attempt or past the time budget.
+	OCCRetriesTotal          *prometheus.CounterVec
+	OCCRetriesExhaustedTotal *prometheus.CounterVec
 }
 
 // New makes the collectors and registers them, with the Go runtime and
@@ -84,6 +90,10 @@ func New() *Metrics {
 			Help: "Errors upstreams reported, by SQLSTATE (40001, 53400, 53300, 54000, 0A000, 57014, ...; other)."}, []string{"route", "sqlstate"}),
 		BytesTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "bytes_total",
 			Help: "Bytes relayed, by direction: client_to_server, server_to_client."}, []string{"direction"}),
+		OCCRetriesTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "occ_retries_total",
+			Help: "Units of work re-sent upstream after an optimistic-concurrency failure (40001 OC000/OC001), one per attempt."}, []string{"route"}),
+		OCCRetriesExhaustedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "occ_retries_exhausted_total",
+			Help: "Retryable units whose optimistic-concurrency failure reached the client after the last attempt or past the retry budget."}, []string{"route"}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -91,11 +101,19 @@ func New() *Metrics {
 		m.ClientConnections, m.ClientConnectionsTotal, m.PoolWaitSeconds, m.TransactionSeconds, m.QuerySeconds,
 		m.UpstreamDialsTotal, m.TokenMintsTotal, m.TokenMintSeconds, m.UpstreamReplacementsTotal,
 		m.StateSyncsTotal, m.UpstreamErrorsTotal, m.BytesTotal,
+		m.OCCRetriesTotal, m.OCCRetriesExhaustedTotal,
 	)
 	for _, s := range []string{"authenticating", "idle", "active", "waiting"} {
 		m.ClientConnections.WithLabelValues(s)
 	}
 	return m
+}
+
+// AddRoute creates the series of a route that must exist before anything
+// happens on it (counters that read 0 rather than missing).
+func (m *Metrics) AddRoute(route string) {
+	m.OCCRetriesTotal.WithLabelValues(route)
+	m.OCCRetriesExhaustedTotal.WithLabelValues(route)
 }
 
 // knownSQLStates are the SQLSTATEs counted under their own label; DSQL's
