@@ -330,7 +330,7 @@ type OCCRetry struct {
 	// the same unit is as safe).
 	Enabled bool `yaml:"enabled"`
 	// MaxAttempts is the most times a unit runs, the first included.
-	// Default 5; at least 1 (1: no retry).
+	// Default 10; at least 1 (1: no retry).
 	MaxAttempts int `yaml:"max_attempts"`
 	// Backoff is the longest wait before the first retry; each later wait
 	// may be twice as long, up to MaxBackoff, and the wait is drawn at
@@ -339,7 +339,7 @@ type OCCRetry struct {
 	// MaxBackoff caps one wait. Default 200ms.
 	MaxBackoff Duration `yaml:"max_backoff"`
 	// Budget is the most time spent retrying one unit, from its first
-	// failure: no retry starts past it. Default 2s.
+	// failure: no retry starts past it. Default 5s.
 	Budget Duration `yaml:"budget"`
 }
 

@@ -101,10 +101,10 @@ var wantPool = config.Pool{
 // wantOCC is the OCC retry of a kind dsql route by default; wantOCCOff
 // that of a kind postgres route.
 var (
-	wantOCC = config.OCCRetry{Enabled: true, MaxAttempts: 5, Backoff: config.Duration(5 * time.Millisecond),
-		MaxBackoff: config.Duration(200 * time.Millisecond), Budget: config.Duration(2 * time.Second)}
-	wantOCCOff = config.OCCRetry{Enabled: false, MaxAttempts: 5, Backoff: config.Duration(5 * time.Millisecond),
-		MaxBackoff: config.Duration(200 * time.Millisecond), Budget: config.Duration(2 * time.Second)}
+	wantOCC = config.OCCRetry{Enabled: true, MaxAttempts: 10, Backoff: config.Duration(5 * time.Millisecond),
+		MaxBackoff: config.Duration(200 * time.Millisecond), Budget: config.Duration(5 * time.Second)}
+	wantOCCOff = config.OCCRetry{Enabled: false, MaxAttempts: 10, Backoff: config.Duration(5 * time.Millisecond),
+		MaxBackoff: config.Duration(200 * time.Millisecond), Budget: config.Duration(5 * time.Second)}
 )
 
 // TestOCCRetryKeys: occ_retry.enabled written in the file wins over the
