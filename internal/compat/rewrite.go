@@ -127,6 +127,15 @@ const (
 // (see Deallocate): it is answered whatever the options.
 func Decide(st sqllex.Stmt, k sqllex.Kind, paramOIDs []uint32, opt Options, emu map[string]string) *Rewrite {
 	switch k {
+	case sqllex.Select, sqllex.With, sqllex.Values, sqllex.Insert, sqllex.Update, sqllex.Delete, sqllex.Other:
+		// set_config() may stand anywhere in a query.
+		if opt.Settings {
+			if rw := setConfigRewrite(st); rw != nil {
+				return rw
+			}
+		}
+	}
+	switch k {
 	case sqllex.Set, sqllex.Reset:
 		if !opt.Settings {
 			return nil
