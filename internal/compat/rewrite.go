@@ -127,12 +127,19 @@ const (
 // (see Deallocate): it is answered whatever the options.
 func Decide(st sqllex.Stmt, k sqllex.Kind, paramOIDs []uint32, opt Options, emu map[string]string) *Rewrite {
 	switch k {
-	case sqllex.Select, sqllex.With, sqllex.Values, sqllex.Insert, sqllex.Update, sqllex.Delete, sqllex.Other:
+	case sqllex.Select, sqllex.With, sqllex.Values, sqllex.Insert, sqllex.Update, sqllex.Delete:
 		// set_config() may stand anywhere in a query.
 		if opt.Settings {
 			if rw := setConfigRewrite(st); rw != nil {
 				return rw
 			}
+		}
+	case sqllex.Other:
+		// Nor is a call rewritten in other statements (EXPLAIN, CREATE
+		// VIEW or FUNCTION, ...), where a rewrite could outlive the
+		// session: DSQL's refusal, with the hint.
+		if opt.Settings && setConfigRewrite(st) != nil {
+			return &Rewrite{Hint: setConfigHint}
 		}
 	}
 	switch k {

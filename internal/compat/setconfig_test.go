@@ -70,6 +70,15 @@ func TestDecideSetConfig(t *testing.T) {
 		{sql: "SELECT set_config('work_mem', '64MB', false)", want: hint},
 		{sql: "SELECT set_config('statement_timeout', '1s', false) -- ok", opt: Options{AdvisoryLocks: true}, want: nil},
 		{sql: "SELECT set_config('bytea_output', 'hex', false) /* unterminated", want: hint},
+		// Only queries and DML are rewritten: elsewhere (a view, a SQL
+		// function's body) the rewrite could outlive the session.
+		{sql: "CREATE VIEW v AS SELECT set_config('bytea_output', 'hex', false)", want: hint},
+		{sql: "EXPLAIN SELECT set_config('statement_timeout', '1s', false)", want: hint},
+		{sql: "CREATE VIEW v AS SELECT set_config('search_path', 'a', false)", want: nil},
+		{sql: "UPDATE t SET a = set_config('bytea_output', 'hex', false) RETURNING a",
+			want: &Rewrite{Text: "UPDATE t SET a = " + pinned + " RETURNING a"}},
+		{sql: "WITH x AS (SELECT 1) SELECT set_config('bytea_output', 'hex', false) FROM x",
+			want: &Rewrite{Text: "WITH x AS (SELECT 1) SELECT " + pinned + " FROM x"}},
 		// Not calls of pg_catalog's set_config.
 		{sql: "SELECT app.set_config('bytea_output', 'hex', false)", want: nil},
 		{sql: "SELECT set_config FROM t", want: nil},
