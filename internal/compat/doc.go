@@ -50,6 +50,8 @@
 //     SHOW gives, or the error SET gives. SET, RESET, SHOW,
 //     current_setting() and the startup packet then work for it; an
 //     effect beyond its value (as statement_timeout has) is the session's;
+//   - a parameter DSQL pins to one value: an entry in fixedSettings
+//     (set_config() of it to that value is then answered with it);
 //   - a statement rewritten to another: a case in Decide returning the
 //     text to send and the tag to show (see setRewrite, truncateRewrite).
 //

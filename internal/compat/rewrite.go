@@ -138,6 +138,22 @@ func Decide(st sqllex.Stmt, k sqllex.Kind, paramOIDs []uint32, opt Options, emu 
 		return refuse(err)
 	}
 	switch k {
+	case sqllex.Select, sqllex.With, sqllex.Values, sqllex.Insert, sqllex.Update, sqllex.Delete:
+		// set_config() may stand anywhere in a query.
+		if opt.Settings {
+			if rw := setConfigRewrite(st); rw != nil {
+				return rw
+			}
+		}
+	case sqllex.Other:
+		// Nor is a call rewritten in other statements (EXPLAIN, CREATE
+		// VIEW or FUNCTION, ...), where a rewrite could outlive the
+		// session: DSQL's refusal, with the hint.
+		if opt.Settings && setConfigRewrite(st) != nil {
+			return &Rewrite{Hint: setConfigHint}
+		}
+	}
+	switch k {
 	case sqllex.Set, sqllex.Reset:
 		if !opt.Settings {
 			return nil

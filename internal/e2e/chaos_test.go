@@ -23,6 +23,7 @@ type pgbenchResult struct {
 	processed int // transactions that committed
 	failed    int // transactions that failed after their tries
 	retried   int // transactions that needed more than one try
+	retries   int // tries after the first, in all
 	output    string
 	exitErr   error
 }
@@ -31,6 +32,7 @@ var (
 	reProcessed = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
 	reFailed    = regexp.MustCompile(`number of failed transactions: (\d+)`)
 	reRetried   = regexp.MustCompile(`number of transactions retried: (\d+)`)
+	reRetries   = regexp.MustCompile(`total number of retries: (\d+)`)
 )
 
 // runPgbench runs pgbench against a stack's gateway with args, bounded by
@@ -57,6 +59,9 @@ func runPgbench(t *testing.T, st *harness.Stack, timeout time.Duration, args ...
 	}
 	if m := reRetried.FindStringSubmatch(r.output); m != nil {
 		r.retried, _ = strconv.Atoi(m[1])
+	}
+	if m := reRetries.FindStringSubmatch(r.output); m != nil {
+		r.retries, _ = strconv.Atoi(m[1])
 	}
 	return r
 }
@@ -95,7 +100,17 @@ func pgbenchBalances(t *testing.T, st *harness.Stack) int {
 // seconds and tokens last 3; the gateway's lifetimes are scaled the same
 // way (55 min : 60 min becomes 5.5 s : 6 s, jitter 0.5 s). pgbench's
 // TPC-B-like load through the gateway for 60 s in each pool mode and query
-// mode sees zero failed transactions, and the database is consistent.
+// mode loses no transaction to the lifetime cuts, and the database is
+// consistent.
+//
+// On DSQL's optimistic concurrency that load (eight clients, one branch
+// row) conflicts all the time, so pgbench retries 40001 without limit
+// (--max-tries=0) and prints every error it meets (--verbose-errors).
+// Each of those errors must be a conflict the emulator reported (OC000 or
+// OC001, counted in its Conflicts), never the gateway's 40001 for a lost
+// upstream, which pgbench would otherwise retry silently; the only
+// transactions allowed to fail are those the run's end cut off while they
+// were being retried (at most one per client).
 func TestLifetimeChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("60-second pgbench runs")
@@ -123,13 +138,25 @@ func TestLifetimeChaos(t *testing.T) {
 				}
 				defer st.Close()
 				initPgbench(t, st)
+				const clients = 8
 				r := runPgbench(t, st, time.Duration(duration+60)*time.Second,
-					"-c", "8", "-j", "2", "-T", strconv.Itoa(duration), "-M", proto)
+					"-c", strconv.Itoa(clients), "-j", "2", "-T", strconv.Itoa(duration), "-M", proto,
+					"--max-tries=0", "--failures-detailed", "--verbose-errors")
 				stats := st.Emulator.Stats()
-				t.Logf("%s/%s: %d transactions, %d failed, %d upstream connections opened, %d closed by the emulator's cap",
-					mode, proto, r.processed, r.failed, stats.Authenticated, stats.Expired)
-				if r.exitErr != nil || r.processed == 0 || r.failed != 0 || strings.Contains(r.output, "aborted") {
+				conflicts, other := pgbenchErrors(r.output)
+				t.Logf("%s/%s: %d transactions, %d retried (%d retries), %d failed, %d conflict errors seen by pgbench, %d conflicts in the emulator, %d upstream connections opened, %d closed by the emulator's cap",
+					mode, proto, r.processed, r.retried, r.retries, r.failed, conflicts, stats.Conflicts, stats.Authenticated, stats.Expired)
+				if len(other) > 0 {
+					t.Fatalf("pgbench met errors that are not optimistic-concurrency conflicts (%d), first: %s", len(other), other[0])
+				}
+				if r.exitErr != nil || r.processed == 0 || r.failed > clients || strings.Contains(r.output, "aborted") {
 					t.Fatalf("pgbench: %v, %d processed, %d failed:\n%s", r.exitErr, r.processed, r.failed, tail(r.output, 30))
+				}
+				if conflicts < r.retries+r.failed {
+					t.Fatalf("pgbench retried %d times and failed %d transactions but printed only %d conflict errors: some error went unseen", r.retries, r.failed, conflicts)
+				}
+				if int64(conflicts) > stats.Conflicts {
+					t.Fatalf("pgbench saw %d conflict errors, the emulator reported only %d conflicts: some 40001 came from elsewhere", conflicts, stats.Conflicts)
 				}
 				if rows := pgbenchBalances(t, st); rows != r.processed {
 					t.Fatalf("%d history rows, pgbench reported %d transactions", rows, r.processed)
@@ -222,6 +249,26 @@ func TestKillChaos(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pgbenchErrors reads the errors pgbench --verbose-errors printed
+// ("client N got an error in command C (SQL) of script S; ERROR: ..."):
+// the number that are DSQL optimistic-concurrency conflicts (OC000,
+// OC001), and the lines of any other error.
+func pgbenchErrors(output string) (conflicts int, other []string) {
+	for _, line := range strings.Split(output, "\n") {
+		switch {
+		case strings.Contains(line, "got an error in command"):
+			if strings.Contains(line, "(OC000)") || strings.Contains(line, "(OC001)") {
+				conflicts++
+			} else {
+				other = append(other, line)
+			}
+		case strings.Contains(line, "ERROR") || strings.Contains(line, "FATAL"):
+			other = append(other, line)
+		}
+	}
+	return conflicts, other
 }
 
 func envSeconds(name string, def int) int {

@@ -750,8 +750,12 @@ func TestIsolationStatementTimeoutCancelsOnlyOwn(t *testing.T) {
 // one-second statements and disconnects 200 ms later leaves nothing
 // running upstream: within 1.5 s of the close no backend runs its
 // pg_sleep, and none starts in the 2 s after. The same for a client whose
-// statement waits for a row lock held by someone else: its waiting backend
-// is gone within 1.5 s. On both route kinds.
+// one statement is blocked upstream and would stay so for long: its
+// backend is gone within 1.5 s. On a PostgreSQL route that statement waits
+// for a row lock held by someone else; on DSQL, where no statement ever
+// waits for a lock (optimistic concurrency: a conflict fails at once), it
+// is a pg_sleep(30), which only a cancel or the session's end can stop.
+// On both route kinds.
 func TestIsolationDisconnectStopsPipeline(t *testing.T) {
 	for _, kind := range isoKinds {
 		t.Run(kind.name, func(t *testing.T) {
@@ -805,7 +809,28 @@ func TestIsolationDisconnectStopsPipeline(t *testing.T) {
 				gone(t, "running pg_sleep(1)", sleeping, time.Now(), 1500*time.Millisecond, 2*time.Second)
 			})
 
+			t.Run("long wait", func(t *testing.T) {
+				if kind.plain {
+					t.Skip("the PostgreSQL route's blocked statement is the lock wait below")
+				}
+				c := isoLogin(t, st.Gateway.Addr, st.User, st.Password)
+				if err := c.send(&pgproto3.Query{String: "SELECT pg_sleep(30) AS iso_long_wait"}); err != nil {
+					t.Fatal(err)
+				}
+				const sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%iso_long_wait%' AND wait_event = 'PgSleep' AND state = 'active' AND pid <> pg_backend_pid()"
+				for deadline := time.Now().Add(10 * time.Second); count(t, sleeping) == 0; time.Sleep(25 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatal("the client's statement never started sleeping upstream")
+					}
+				}
+				c.conn.Close()
+				gone(t, "running pg_sleep(30)", sleeping, time.Now(), 1500*time.Millisecond, time.Second)
+			})
+
 			t.Run("lock wait", func(t *testing.T) {
+				if !kind.plain {
+					t.Skip("on DSQL no statement waits for a lock (optimistic concurrency): the long wait above stands for it")
+				}
 				if _, err := direct.Exec(ctx, "CREATE TABLE iso_lockrow (id int PRIMARY KEY); INSERT INTO iso_lockrow VALUES (1)"); err != nil {
 					t.Fatal(err)
 				}
