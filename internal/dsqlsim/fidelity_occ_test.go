@@ -50,17 +50,7 @@ func occQuery(t *testing.T, conn *pgconn.PgConn, sql string) ([][]string, error)
 	if err != nil {
 		return nil, err
 	}
-	var rows [][]string
-	for _, r := range results {
-		for _, row := range r.Rows {
-			var cols []string
-			for _, v := range row {
-				cols = append(cols, string(v))
-			}
-			rows = append(rows, cols)
-		}
-	}
-	return rows, nil
+	return rowsOf(results), nil
 }
 
 func occMust(t *testing.T, conn *pgconn.PgConn, sql string) [][]string {

@@ -168,6 +168,11 @@ func query(t *testing.T, conn *pgconn.PgConn, sql string) ([][]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return rowsOf(results), nil
+}
+
+// rowsOf is every row of results, as text.
+func rowsOf(results []*pgconn.Result) [][]string {
 	var rows [][]string
 	for _, r := range results {
 		for _, row := range r.Rows {
@@ -178,7 +183,7 @@ func query(t *testing.T, conn *pgconn.PgConn, sql string) ([][]string, error) {
 			rows = append(rows, cols)
 		}
 	}
-	return rows, nil
+	return rows
 }
 
 func mustQuery(t *testing.T, conn *pgconn.PgConn, sql string) [][]string {

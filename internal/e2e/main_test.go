@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"net/url"
 
 	"bytes"
 	"context"
 	"fmt"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/dsqlgate/dsqlgate/authbridge"
-	"github.com/dsqlgate/dsqlgate/internal/gateway"
 	"os"
 	"os/exec"
 	"strings"
@@ -115,18 +113,8 @@ func pgtestOptions() pgtest.PostgresOptions { return pgtest.PostgresOptions{} }
 // a URL for it. It stops with the test.
 func secondGateway(t testing.TB, st *harness.Stack) string {
 	t.Helper()
-	cfg := *st.Gateway.Config()
-	cfg.Listen = "127.0.0.1:0"
-	gw, err := gateway.Start(testCtx(t, time.Minute), &cfg, gateway.Options{
-		Credentials: credentials.StaticCredentialsProvider{Value: st.Credentials},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw.Close() })
-	u, _ := url.Parse(st.URL("sslmode=disable"))
-	u.Host = gw.Addr
-	return u.String()
+	_, u := startSecondGateway(t, st)
+	return u
 }
 
 // mintToken mints a token the emulator of st accepts, as a client
