@@ -159,6 +159,8 @@ const (
 	// lockConflictPause, doubling.
 	lockConflictRetries = 5
 	lockConflictPause   = 5 * time.Millisecond
+	// tableCreateWait bounds the retries of the lock table's creation.
+	tableCreateWait = 10 * time.Second
 	// lockRenewBatch is the most rows one renewal or release statement
 	// changes: well under DSQL's 3,000 rows per transaction (and its
 	// 10 MiB: a row is well under 200 bytes).
@@ -756,7 +758,12 @@ func (m *LockManager) ensureTable(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	for attempt := 0; attempt <= lockConflictRetries; attempt++ {
+	// Creating the table is done once, and another gateway creating it at
+	// the same moment makes this one fail until that one commits: retried
+	// for up to tableCreateWait, not a few attempts (a slow commit, under
+	// load, outlasts them).
+	deadline := time.Now().Add(tableCreateWait)
+	for attempt := 0; time.Now().Before(deadline); attempt++ {
 		_, err = m.exec(ctx, m.sql.create)
 		switch sqlState(err) {
 		case "":
@@ -774,7 +781,7 @@ func (m *LockManager) ensureTable(ctx context.Context) error {
 			pgerrcode.DuplicateTable, pgerrcode.DuplicateObject, pgerrcode.DeadlockDetected:
 			// Another gateway created it at the same moment.
 			m.conflicts.Add(1)
-			if !sleepCtx(ctx, jitter(lockConflictPause)) {
+			if !sleepCtx(ctx, jitter(lockConflictPause<<min(attempt, 5))) {
 				return fmt.Errorf("create advisory lock table: %w", ctx.Err())
 			}
 			continue
