@@ -82,8 +82,11 @@ func TestStateSurvivesReplacement(t *testing.T) {
 			ctx := testCtx(t, 2*time.Minute)
 			schema := "survive_" + mode
 			setup := connect(t, st, "")
-			if _, err := setup.Exec(ctx, "create schema "+schema+"; create table "+schema+".t (v int); insert into "+schema+".t values (42)"); err != nil {
-				t.Fatal(err)
+			// One DDL statement per transaction, as DSQL runs them.
+			for _, q := range []string{"create schema " + schema, "create table " + schema + ".t (v int)", "insert into " + schema + ".t values (42)"} {
+				if _, err := setup.Exec(ctx, q); err != nil {
+					t.Fatal(err)
+				}
 			}
 			defer setup.Exec(context.Background(), "drop schema "+schema+" cascade")
 
