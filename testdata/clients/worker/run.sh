@@ -25,7 +25,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM INT
 
-# The bundle: Node built-ins stay external (workerd has no Node) and are
+# The bundle: Node built-ins stay external and are
 # served by src/shim.js's global require; cloudflare:sockets is the runtime's.
 externals=()
 for m in events crypto dns fs net path stream string_decoder tls util util/types; do
