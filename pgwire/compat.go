@@ -132,6 +132,13 @@ func (e *engine) compatRewrite(st sqllex.Stmt, k sqllex.Kind, params []uint32) *
 		// gateway-owned names upstream, so the gateway must answer.
 		return e.deallocateRewrite(st)
 	}
+	if !e.compat.enabled {
+		// On every route: the gateway reads statements as UTF-8 (compat
+		// decides it with the rest where the layer is on).
+		if err := compat.ClientEncodingRefusal(st, k); err != nil {
+			return rewriteOf(&compat.Rewrite{Text: compat.FailingSQL, Err: err})
+		}
+	}
 	if e.plainRoute {
 		if rw := e.plainRewrite(st, k); rw != nil {
 			return rw

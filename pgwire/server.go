@@ -509,6 +509,12 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 		advisoryLocks: sess.dsql && c.AdvisoryLocks,
 		truncate:      sess.dsql && c.Truncate,
 	}
+	if e := compat.StartupClientEncoding(params); e != nil {
+		// On every route: the gateway reads statements as UTF-8.
+		pe := errorOf(e)
+		pe.Severity = severityFatal
+		return nil, pe
+	}
 	var emu map[string]string
 	if sess.compat.settings {
 		var perr *pgError

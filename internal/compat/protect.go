@@ -25,11 +25,17 @@ import (
 // naming it, whatever the search_path.
 //
 // A lexical check is sound on Aurora DSQL because a statement can reach a
-// table only by naming it in its text: DSQL has no dynamic SQL (no
-// PL/pgSQL, no DO blocks, no functions that run SQL text, no EXECUTE of a
-// string), no triggers and no rules. It is not a security boundary on
-// PostgreSQL, where a function could build the name at run time; the
-// lock table is DSQL's only.
+// table only by naming it in text the gateway sees: DSQL has no PL/pgSQL,
+// no DO blocks, no EXECUTE of a string, no triggers and no rules. The one
+// routine whose SQL is a string is a SQL-language function or procedure
+// (AS $$ ... $$ or AS '...'): in a statement that creates or replaces a
+// routine, every string constant's value is lexed as SQL too, and its
+// statements checked as the client's own (nested definitions, to a small
+// depth, likewise). It is not a security boundary on PostgreSQL, where a
+// function could build the name at run time; the lock table is DSQL's
+// only. The check assumes the server lexes what the gateway lexes, which
+// is why client encodings the gateway cannot read are refused
+// (encoding.go).
 
 // protectedTables is every lock table name configured in this process
 // (routes register theirs: ProtectLockTable), the default always among
@@ -86,14 +92,28 @@ func lockTableRefusal(name string) *Error {
 		Hint:    lockTableHint}
 }
 
+// maxBodyDepth bounds how deeply routine definitions inside routine
+// bodies are followed; a deeper one is refused.
+const maxBodyDepth = 4
+
 // touchesLockTable returns the refusal of a statement that names a lock
-// table; nil for any other.
+// table, itself or in the body of a routine it defines; nil for any other.
+// An ordinary statement that cannot name one (mayName) is not lexed
+// further, and its strings never are.
 func touchesLockTable(st sqllex.Stmt) *Error {
 	names := protectedNames()
-	if !mayName(st.Text, names) {
+	routine := mayDefineRoutine(st)
+	if !routine && !mayName(st.Text, names) {
 		return nil
 	}
-	for _, t := range st.Tokens() {
+	return lockTableIn(st.Tokens(), names, routine, 0)
+}
+
+// lockTableIn checks a statement's tokens (toks) for a lock table's name
+// and, when the statement may define a routine, the SQL in each of its
+// string constants; depth is how many bodies deep the statement is.
+func lockTableIn(toks []sqllex.Token, names []protectedName, routine bool, depth int) *Error {
+	for _, t := range toks {
 		id, ok := t.Ident()
 		if !ok {
 			continue
@@ -104,7 +124,67 @@ func touchesLockTable(st sqllex.Stmt) *Error {
 			}
 		}
 	}
+	if !routine {
+		return nil
+	}
+	for _, t := range toks {
+		if t.Kind != sqllex.String {
+			continue
+		}
+		body, ok := t.StringValue()
+		if !ok {
+			continue // an invalid constant: the server rejects the statement
+		}
+		if err := bodyRefusal(body, names, depth+1); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// bodyRefusal lexes a string constant of a routine definition as the SQL
+// of a routine body and checks each of its statements as a client's: the
+// lock table's name, a routine defined in it, a change of client_encoding
+// (which a SQL function's SET or set_config() would make for the session).
+func bodyRefusal(body string, names []protectedName, depth int) *Error {
+	var l sqllex.Lexed
+	l.Lex(body)
+	for i := range l.Len() {
+		st := l.Stmt(i)
+		routine := mayDefineRoutine(st)
+		if routine && depth >= maxBodyDepth {
+			return &Error{Code: pgerrcode.FeatureNotSupported,
+				Message: "routine definitions nested this deep in routine bodies are not supported through the gateway",
+				Hint:    "Define the inner routines with statements of their own."}
+		}
+		if err := lockTableIn(st.Tokens(), names, routine, depth); err != nil {
+			return err
+		}
+		if err := ClientEncodingRefusal(st, st.Kind()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mayDefineRoutine reports whether st creates or replaces a function or
+// procedure, whose body may be SQL in a string constant: CREATE [OR
+// REPLACE] {FUNCTION | PROCEDURE}. Any other statement costs a quick byte
+// scan for the keyword (which must be written unquoted, in some ASCII
+// case).
+func mayDefineRoutine(st sqllex.Stmt) bool {
+	if !containsFoldASCII(st.Text, "function") && !containsFoldASCII(st.Text, "procedure") {
+		return false
+	}
+	t := st.Leading(4)
+	if !t[0].IsKeyword("create") {
+		return false
+	}
+	i := 1
+	if t[1].IsKeyword("or") && t[2].IsKeyword("replace") {
+		i = 3
+	}
+	return t[i].IsKeyword("function") || t[i].IsKeyword("procedure")
 }
 
 // mayName is a quick test, without lexing, that text could name one of

@@ -96,3 +96,81 @@ func TestContainsFoldASCII(t *testing.T) {
 		}
 	}
 }
+
+// TestLockTableInRoutineBody: a statement that creates or replaces a
+// SQL-language function or procedure is refused when its body (a string
+// constant, in any of its forms: $$, $tag$, '' with doubled quotes, E''
+// escapes, U&'') names the lock table in any spelling, or defines a
+// routine that does (nested to maxBodyDepth; deeper is refused), or
+// changes client_encoding to one the gateway cannot read. The name in a
+// string of the body, and strings of ordinary statements, are left alone:
+// they are not SQL the server runs.
+func TestLockTableInRoutineBody(t *testing.T) {
+	ProtectLockTable("")
+	ProtectLockTable("gate_locks.held")
+	nested := "DELETE FROM dsqlgate_advisory_locks"
+	for range maxBodyDepth + 1 {
+		nested = "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS " + sqllex.QuoteLiteral(nested)
+	}
+	const (
+		lockRefusal     = pgerrcode.InsufficientPrivilege
+		featureRefusal  = pgerrcode.FeatureNotSupported
+		notRefused      = ""
+		createF         = "CREATE FUNCTION f() RETURNS bigint LANGUAGE sql AS "
+		createOrReplace = "create or replace function f() returns void language sql as "
+	)
+	for _, tc := range []struct {
+		sql  string
+		code string
+	}{
+		{createF + "$$ DELETE FROM dsqlgate_advisory_locks RETURNING 1 $$", lockRefusal},
+		{createF + "$body$ delete from DSQLGATE_ADVISORY_LOCKS; select 1 $body$", lockRefusal},
+		{createOrReplace + "'UPDATE \"dsqlgate_advisory_locks\" SET owner = ''x'''", lockRefusal},
+		{createOrReplace + `E'DELETE FROM dsqlgate\x5fadvisory\x5flocks'`, lockRefusal},
+		{createOrReplace + `E'DELETE FROM \"dsqlgate_advisory_\u006cocks\"'`, lockRefusal},
+		{createOrReplace + `$$ INSERT INTO U&"dsqlgate\005fadvisory\005flocks" VALUES (1, 1, 'me', 'infinity') $$`, lockRefusal},
+		{createOrReplace + `U&'DELETE FROM dsqlgate\005fadvisory\005flocks'`, lockRefusal},
+		{createOrReplace + `'DELETE FROM U&"dsqlgate!005fadvisory!005flocks" UESCAPE ''!'''`, lockRefusal},
+		{"CREATE PROCEDURE p() LANGUAGE sql AS $$ DELETE FROM public.dsqlgate_advisory_locks $$", lockRefusal},
+		{"CREATE OR REPLACE PROCEDURE p() LANGUAGE sql AS 'delete from held'", lockRefusal},
+		{"/* c */ CREATE FUNCTION f() RETURNS void AS 'DELETE FROM dsqlgate_advisory_locks' LANGUAGE sql", lockRefusal},
+		// A routine defined in a routine's body, with the inner body's
+		// escapes decoded in turn.
+		{createF + `$o$ CREATE FUNCTION g() RETURNS void LANGUAGE sql AS E'DELETE FROM dsqlgate\x5fadvisory_locks' $o$`, lockRefusal},
+		{createF + `'CREATE FUNCTION g() RETURNS void LANGUAGE sql AS ''DELETE FROM dsqlgate_advisory_locks'''`, lockRefusal},
+		{nested, featureRefusal},
+		// A body that changes client_encoding for the session.
+		{createF + "$$ SELECT set_config('client_encoding', 'SJIS', false) $$", featureRefusal},
+		{"CREATE PROCEDURE p() LANGUAGE sql AS $$ SET client_encoding = 'BIG5' $$", featureRefusal},
+		// Not the table.
+		{createF + "$$ SELECT count(*) FROM accounts $$", notRefused},
+		{createF + "$$ SELECT 'dsqlgate_advisory_locks' $$", notRefused},
+		{createF + "$$ SELECT count(*) FROM dsqlgate_advisory_locks_archive $$", notRefused},
+		{createF + "$$ SELECT set_config('client_encoding', 'UTF8', false) $$", notRefused},
+		{"CREATE TABLE function_log (note text DEFAULT 'dsqlgate_advisory_locks')", notRefused},
+		{"CREATE VIEW procedures AS SELECT 'DELETE FROM dsqlgate_advisory_locks' AS q", notRefused},
+		{`SELECT E'DELETE FROM dsqlgate\x5fadvisory\x5flocks' AS function`, notRefused},
+		{"SELECT f()", notRefused},
+	} {
+		for _, st := range []sqllex.Stmt{lexedStmt(tc.sql), sqllex.OneStmt(tc.sql)} {
+			rw := Decide(st, st.Kind(), nil, allOn, nil)
+			code := ""
+			if rw != nil && rw.Err != nil {
+				code = rw.Err.Code
+				if rw.Text != FailingSQL || rw.Err.Hint == "" {
+					t.Errorf("%s: %+v, want FailingSQL and a hint", tc.sql, rw)
+				}
+			}
+			if code != tc.code {
+				t.Errorf("%s: refused with %q (%+v), want %q", tc.sql, code, rw, tc.code)
+			}
+		}
+	}
+}
+
+func BenchmarkTouchesLockTableStrings(b *testing.B) {
+	st := lexedStmt("SELECT id FROM accounts WHERE note = 'a function of the procedure' AND tenant = E'x\\x41'")
+	for b.Loop() {
+		touchesLockTable(st)
+	}
+}

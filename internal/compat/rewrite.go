@@ -137,6 +137,9 @@ func Decide(st sqllex.Stmt, k sqllex.Kind, paramOIDs []uint32, opt Options, emu 
 	if err := touchesLockTable(st); err != nil {
 		return refuse(err)
 	}
+	if err := ClientEncodingRefusal(st, k); err != nil {
+		return refuse(err)
+	}
 	switch k {
 	case sqllex.Select, sqllex.With, sqllex.Values, sqllex.Insert, sqllex.Update, sqllex.Delete:
 		// set_config() may stand anywhere in a query.

@@ -66,8 +66,12 @@ func Value(emu map[string]string, name string) (string, bool) {
 }
 
 // StartupSettings splits the emulated settings out of a client's startup
-// parameters, checking their values as PostgreSQL would.
+// parameters, checking their values as PostgreSQL would (and refusing a
+// client_encoding the gateway cannot read: StartupClientEncoding).
 func StartupSettings(params map[string]string) (map[string]string, *Error) {
+	if err := StartupClientEncoding(params); err != nil {
+		return nil, err
+	}
 	out := map[string]string{}
 	for name, raw := range params {
 		es, ok := emulatedSettings[name]

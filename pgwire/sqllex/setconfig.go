@@ -9,12 +9,16 @@ type SetConfigCall struct {
 	Start, End int
 	// Literal reports that the call is exactly
 	// set_config('name', 'value', true|false): a string constant, a string
-	// constant and a boolean keyword, nothing else. Name, Value and Local
-	// are set only then.
+	// constant and a boolean keyword, nothing else. Value and Local are
+	// set only then.
 	Literal bool
-	Name    string // the first argument's value, as written (not folded)
-	Value   string // the second argument's value
-	Local   bool   // is_local
+	// NameKnown reports that the first argument is a lone string
+	// constant (followed by a comma), whatever the others are: Name is
+	// set then (always when Literal).
+	NameKnown bool
+	Name      string // the first argument's value, as written (not folded)
+	Value     string // the second argument's value
+	Local     bool   // is_local
 }
 
 // SetConfigCalls returns the calls of set_config (unqualified or
@@ -49,10 +53,13 @@ func (st Stmt) SetConfigCalls() (calls []SetConfigCall, ok bool) {
 		c := SetConfigCall{Start: start - base}
 		end, lit := literalSetConfigArgs(toks[i+2:], &c)
 		if lit {
-			c.Literal = true
+			c.Literal, c.NameKnown = true, true
 			c.End = end - base
 		} else {
 			c = SetConfigCall{Start: c.Start, End: -1}
+			if args := toks[i+2:]; len(args) >= 2 && args[0].Kind == String && args[1].Kind == Comma {
+				c.Name, c.NameKnown = args[0].StringValue()
+			}
 		}
 		calls = append(calls, c)
 	}

@@ -19,11 +19,13 @@ func TestSetConfigCalls(t *testing.T) {
 		ok   bool
 	}{
 		{"SELECT set_config('bytea_output', 'hex', false) FROM x", []sqllex.SetConfigCall{
-			{Start: 7, End: 47, Literal: true, Name: "bytea_output", Value: "hex"}}, true},
+			{Start: 7, End: 47, Literal: true, NameKnown: true, Name: "bytea_output", Value: "hex"}}, true},
 		{`SELECT pg_catalog."set_config"(E'a', 'b''c', TRUE), 1`, []sqllex.SetConfigCall{
-			{Start: 7, End: 50, Literal: true, Name: "a", Value: "b'c", Local: true}}, true},
+			{Start: 7, End: 50, Literal: true, NameKnown: true, Name: "a", Value: "b'c", Local: true}}, true},
 		{"SELECT set_config($1, 'v', false), set_config('a', 'b', is_local)", []sqllex.SetConfigCall{
-			{Start: 7, End: -1}, {Start: 35, End: -1}}, true},
+			{Start: 7, End: -1}, {Start: 35, End: -1, NameKnown: true, Name: "a"}}, true},
+		{"SELECT set_config(E'client\\x5fencoding', $1, false), set_config('a' || 'b', 'c', false)", []sqllex.SetConfigCall{
+			{Start: 7, End: -1, NameKnown: true, Name: "client_encoding"}, {Start: 53, End: -1}}, true},
 		{"SELECT app.set_config('a', 'b', false), db.pg_catalog.set_config('a', 'b', false)", nil, true},
 		{"SELECT set_config, 'set_config(''a'', ''b'', false)' /* set_config('a','b',false) */ FROM t", nil, true},
 		{"SELECT set_config('a', 'b', false) FROM \"t", nil, false},
