@@ -99,8 +99,9 @@ func TestContainsFoldASCII(t *testing.T) {
 
 // TestLockTableInRoutineBody: a statement that creates or replaces a
 // SQL-language function or procedure is refused when its body (a string
-// constant, in any of its forms: $$, $tag$, '' with doubled quotes, E''
-// escapes, U&'') names the lock table in any spelling, or defines a
+// constant, in any of its forms: dollar-quoted, quoted with doubled
+// quotes, with E-string or U&-string escapes) names the lock table in any
+// spelling, or defines a
 // routine that does (nested to maxBodyDepth; deeper is refused), or
 // changes client_encoding to one the gateway cannot read. The name in a
 // string of the body, and strings of ordinary statements, are left alone:
