@@ -326,8 +326,10 @@ type Route struct {
 // replies reached the client yet.
 type OCCRetry struct {
 	// Enabled turns the retry on. Default true for kind dsql, false for
-	// kind postgres (where 40001 is a serialization failure, and retrying
-	// the same unit is as safe).
+	// kind postgres (where 40001 is a serialization failure). A unit with
+	// a CALL, a DO block or a CONCURRENTLY index build or drop is never
+	// retried: those can COMMIT part of their work before they fail, and
+	// a retry would run that part again.
 	Enabled bool `yaml:"enabled"`
 	// MaxAttempts is the most times a unit runs, the first included.
 	// Default 10; at least 1 (1: no retry).

@@ -141,11 +141,18 @@ func (s *session) relay(sc Upstream, us *upstreamState, inline bool) (ended bool
 		case relayDetached:
 			if inline {
 				sc.Conn().SetReadDeadline(time.Time{}) // before anyone else holds it
+				// The unit is over (detached at a safe point, nothing is
+				// held): what the retrier kept of it goes now, not at the
+				// session's next unit.
+				s.retry.disarm()
 			}
 			after()
 			s.flushClient()
 			return true
 		case relayLost:
+			if inline {
+				s.retry.disarm()
+			}
 			s.pool.Discard(sc)
 			return true
 		}

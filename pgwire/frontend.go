@@ -192,6 +192,7 @@ func (e *engine) describeQuery(text string) (qi *queryInfo, flags uint8, sent st
 		info := &qi.stmts[i]
 		info.kind = k
 		flags |= unitFlagsFor(k)
+		info.commitsMidway = occCommitsMidway(st, k)
 		info.rw = e.compatRewrite(st, k, nil)
 		if d := info.rw.deallocation(); d != nil {
 			// Checked as the statement will run: after the query's earlier

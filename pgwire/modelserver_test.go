@@ -273,7 +273,8 @@ type modelConn struct {
 	failedNames                 map[string]bool
 	// stmtText is the simple-Query statement running, for Where.
 	stmtText string
-	// occ, when set, makes the statement "update occ" lose optimistic-
+	// occ, when set, makes the statement "update occ" (and "call occ()",
+	// "do $$occ$$", which stand for a procedure and a DO block) lose optimistic-
 	// concurrency conflicts as its script says; doomed: one did, and the
 	// transaction block's COMMIT fails.
 	occ    *modelOCC
@@ -428,7 +429,7 @@ func modelAnalyze(text string) *modelStmt {
 		}
 	case low == "fail":
 		st.kind = kindFail
-	case low == "update occ":
+	case low == "update occ" || low == "call occ()" || low == "do $$occ$$":
 		st.kind = kindOCCWrite
 	case first == "begin" || (first == "start" && second == "transaction"):
 		st.kind = kindBegin

@@ -24,10 +24,15 @@ import (
 //     Query or one batch; begun with the client idle, with no earlier unit
 //     still owed, nothing the gateway answers itself, no Flush, no COPY, no
 //     statement that changes what outlives a rollback (DEALLOCATE, DISCARD,
-//     SQL PREPARE, cursors, LISTEN, savepoints, two-phase commit);
+//     SQL PREPARE, cursors, LISTEN, savepoints, two-phase commit), none
+//     that can commit part of its work before it fails (CALL, DO,
+//     CONCURRENTLY: occCommitsMidway);
 //   - the session records the bytes it writes upstream for the unit being
 //     sent (sendUpstream; the state sync of an attach is not recorded) and,
-//     for an eligible unit, arms its retrier with them;
+//     for an eligible unit, arms its retrier with them, unless a server
+//     goroutine reads the unit's replies (a unit larger than what is free
+//     of the upstream writer's 16 KiB buffer starts one) or the session
+//     listens (a notification may come at any time);
 //   - the client goroutine, reading the unit's replies inline (no server
 //     goroutine: nothing else writes or reads the upstream), holds them
 //     back from the engine (occNext) until the unit's ReadyForQuery. If
@@ -36,18 +41,31 @@ import (
 //     writes the recorded bytes again (a Close of each named statement the
 //     unit parses first), and holds the new attempt's replies; otherwise it
 //     hands the held replies to the engine as if they had just arrived.
+//     ParameterStatus and notifications (and notices, but for those of
+//     its own ROLLBACK) arriving between attempts are kept aside and
+//     handed out before the held replies;
+//   - a client's CancelRequest is recorded for the armed unit
+//     (session.cancel) as well as forwarded: between attempts the upstream
+//     is idle and the cancel would do nothing there, so no further attempt
+//     starts and the client gets the last attempt's failure.
 //
 // The engine never sees a failed attempt: its reply queue and state stay
 // as built for the unit. Anything unexpected (a hold too large, COPY, a
 // read error) releases what is held and the relay goes on as without the
 // retry.
 
-// maxOCCRecord is the most bytes of a unit that is retryable.
-const maxOCCRecord = 64 << 10
+// maxOCCRecord is the most bytes of a unit that is retryable. It matches
+// the upstream writer's buffer (16 KiB on a real upstream): a unit that
+// does not fit in what is free of that buffer has its replies read by a
+// server goroutine (sendUpstream), and such a unit is never armed.
+const maxOCCRecord = 16 << 10
 
 // maxOCCHold is the most bytes of replies held back (a variable for the
 // tests).
 var maxOCCHold = 1 << 20
+
+// occBackoffHook, when set by a test, runs as a retry's backoff starts.
+var occBackoffHook func()
 
 // occUnit is what the engine tracks of the unit being sent for the retry:
 // reset at the client's next message after a unit's end.
@@ -73,7 +91,7 @@ func (e *engine) occTaint() { e.occ.tainted = true }
 // occNoteExecute records an Execute of statement st (nil: a portal the
 // engine does not know).
 func (e *engine) occNoteExecute(st *preparedStmt) {
-	if st == nil || !occRetryableStmt(st.kind, st.rw) {
+	if st == nil || !occRetryableStmt(st.kind, st.rw) || occCommitsMidway(sqllex.OneStmt(st.query), st.kind) {
 		e.occ.tainted = true
 		return
 	}
@@ -101,6 +119,18 @@ func occRetryableStmt(k sqllex.Kind, rw *rewrite) bool {
 		return false
 	}
 	return true
+}
+
+// occCommitsMidway reports whether statement st, of kind k, can commit part
+// of its work before it ends: a CALL of a procedure or a DO block (which
+// may COMMIT inside), or a CONCURRENTLY index build or drop (which commits
+// as it goes). A unit with one is never retried: an OCC failure after such
+// a commit would run the committed part again.
+func occCommitsMidway(st sqllex.Stmt, k sqllex.Kind) bool {
+	if k != sqllex.Other {
+		return false
+	}
+	return st.StartsWith("call") || st.StartsWith("do") || st.HasKeywords("concurrently")
 }
 
 func occTxControl(k sqllex.Kind) bool {
@@ -138,7 +168,7 @@ func (e *engine) occVerdictLocked(r reply) bool {
 		txc := 0
 		for i := range r.query.stmts {
 			st := &r.query.stmts[i]
-			if !occRetryableStmt(st.kind, st.rw) {
+			if !occRetryableStmt(st.kind, st.rw) || st.commitsMidway {
 				return false
 			}
 			if occTxControl(st.kind) {
@@ -187,8 +217,8 @@ type occPhase uint8
 const (
 	occIdle      occPhase = iota // nothing armed: replies go straight to the engine
 	occHolding                   // holding the replies of an attempt
-	occRollback                  // swallowing the replies of the ROLLBACK of a failed attempt
-	occCloses                    // swallowing the CloseCompletes sent before a replay
+	occRollback                  // swallowing the replies of the ROLLBACK of a failed attempt (asynchronous messages kept)
+	occCloses                    // swallowing the CloseCompletes sent before a replay (asynchronous messages kept)
 	occReleasing                 // handing the held replies out, then the error in err
 )
 
@@ -222,6 +252,20 @@ type occRetrier struct {
 	ends []int
 	next int
 	err  error
+	// keep holds, as held does, the asynchronous messages (ParameterStatus,
+	// NoticeResponse, NotificationResponse) that arrived between two
+	// attempts: they belong to no attempt, so they are not dropped with a
+	// failed one, and are handed out before the held replies.
+	keep     []byte
+	keepEnds []int
+	// rolledBack: the gateway's ROLLBACK ended the failed block whose
+	// replies (ReadyForQuery 'E') are held.
+	rolledBack bool
+
+	// seq counts the units armed in the session; the armed unit's number
+	// is in session.occArmed, for a client's cancel to be recorded
+	// against (session.cancel).
+	seq uint64
 
 	retries uint64 // attempts re-sent in the session, for its end log
 
@@ -270,6 +314,15 @@ func (o *occRetrier) disarm() {
 	if cap(o.held) > 16<<10 {
 		o.held = nil
 	}
+	o.keep, o.keepEnds, o.rolledBack = nil, nil, false
+}
+
+// keepAside sets an asynchronous message that arrived between attempts
+// aside, to be handed out with the replies (false: too much is held).
+func (o *occRetrier) keepAside(msg []byte) bool {
+	o.keep = append(o.keep, msg...)
+	o.keepEnds = append(o.keepEnds, len(o.keep))
+	return len(o.keep)+len(o.held) <= maxOCCHold
 }
 
 // midway reports that the upstream's replies and what the engine was
@@ -278,7 +331,7 @@ func (o *occRetrier) disarm() {
 func (o *occRetrier) midway() bool {
 	switch o.phase {
 	case occHolding:
-		return len(o.ends) > 0
+		return len(o.ends) > 0 || len(o.keepEnds) > 0
 	case occReleasing:
 		return o.next < len(o.ends)
 	case occRollback, occCloses:
@@ -341,6 +394,20 @@ func (s *session) occUnitEnded() {
 	if !ok {
 		return
 	}
+	// A server goroutine started for this unit (sendUpstream's write did
+	// not fit the upstream's buffer) reads its replies: nothing can be
+	// held. A session that listens gets notifications at any time, which
+	// no attempt may swallow or reorder.
+	s.mu.Lock()
+	readByOther := s.done != nil || s.sc != sc || s.listening
+	s.mu.Unlock()
+	if readByOther {
+		return
+	}
+	o.seq++
+	s.cmu.Lock()
+	s.occArmed = o.seq
+	s.cmu.Unlock()
 	o.replay = append(o.replay[:0], o.rec...)
 	o.closes, o.bindsUnnamed = closes, bindsUnnamed
 	o.phase, o.sc, o.gen, o.unit, o.cfg = occHolding, sc, gen, unit, cfg
@@ -443,24 +510,37 @@ func (s *session) occNext(sc Upstream, us *upstreamState) ([]byte, error) {
 		switch o.phase {
 		case occRollback:
 			switch msg[0] {
+			case 'S', 'A':
+				if !o.keepAside(msg) {
+					s.occGiveUp(sc, errors.New("OCC retry: too many asynchronous messages during the rollback"))
+				}
 			case 'Z':
 				if len(msg) < 6 || msg[5] != 'I' {
 					s.occGiveUp(sc, errors.New("OCC retry: the rollback left a transaction open"))
 					continue
 				}
+				o.rolledBack = true
 				s.occReplay(sc, us)
 			case 'E':
 				s.occGiveUp(sc, errors.New("OCC retry: the rollback failed: "+errorMessage(msg)))
 			}
-			continue // the rollback's output is the gateway's
+			continue // the rollback's own output (a NoticeResponse too) is the gateway's
 		case occCloses:
-			if msg[0] == '3' && o.swallow > 0 {
+			switch msg[0] {
+			case '3':
 				if o.swallow--; o.swallow == 0 {
 					o.phase = occHolding
 				}
-				continue
+			case 'S', 'N', 'A':
+				if !o.keepAside(msg) {
+					s.occGiveUp(sc, errors.New("OCC retry: too many asynchronous messages before the replay"))
+				}
+			default:
+				// Not what a Close answers: the replies can no longer be
+				// told apart from those the engine expects.
+				s.occGiveUp(sc, errors.New("OCC retry: unexpected message "+string(msg[0])+" before the replay's CloseCompletes"))
 			}
-			o.phase = occHolding
+			continue
 		}
 		// occHolding
 		o.held = append(o.held, msg...)
@@ -473,15 +553,37 @@ func (s *session) occNext(sc Upstream, us *upstreamState) ([]byte, error) {
 			s.occDecide(sc, us, msg)
 			continue
 		}
-		if len(o.held) > maxOCCHold {
+		if len(o.held)+len(o.keep) > maxOCCHold {
 			o.release(nil)
 		}
 	}
 }
 
-// release hands the held replies to the relay, then err (nil: the
-// upstream's next messages).
+// release hands the held replies to the relay (after what was kept
+// aside between attempts), then err (nil: the upstream's next messages).
+// When the gateway's ROLLBACK ended the held attempt's failed block, the
+// upstream is idle: the held ReadyForQuery says so.
 func (o *occRetrier) release(err error) {
+	if n := len(o.ends); o.rolledBack && n > 0 {
+		start := 0
+		if n > 1 {
+			start = o.ends[n-2]
+		}
+		if o.ends[n-1]-start == 6 && o.held[start] == 'Z' {
+			o.held[start+5] = 'I'
+		}
+	}
+	if len(o.keepEnds) > 0 {
+		n := len(o.keep)
+		held := append(o.keep, o.held...)
+		ends := o.keepEnds
+		for _, e := range o.ends {
+			ends = append(ends, n+e)
+		}
+		o.held, o.ends = held, ends
+		o.keep, o.keepEnds = nil, nil
+	}
+	o.rolledBack = false
 	o.phase, o.next, o.err = occReleasing, 0, err
 }
 
@@ -538,7 +640,7 @@ func (s *session) occDecide(sc Upstream, us *upstreamState, z []byte) {
 	s.mu.Lock()
 	alone := s.sc == sc && s.attachGen == o.gen && !s.closing && s.occAloneLocked()
 	s.mu.Unlock()
-	if !alone || status == 'T' || status == 'E' && o.bindsUnnamed {
+	if !alone || status == 'T' || status == 'E' && o.bindsUnnamed || s.occCancelled() {
 		o.release(nil)
 		return
 	}
@@ -571,6 +673,19 @@ func (s *session) occDecide(sc Upstream, us *upstreamState, z []byte) {
 	s.occReplay(sc, us)
 }
 
+// occCancelled reports whether the client sent a CancelRequest for the
+// armed unit (session.cancel). Between attempts nothing runs upstream for
+// the cancel to stop, so the gateway stops instead: no new attempt; the
+// client gets the last attempt's failure, which is what happened (the
+// 40001 is real, nothing of the unit committed, and no statement was
+// running for the cancel to interrupt, as PostgreSQL ignores a cancel
+// that finds its backend idle).
+func (s *session) occCancelled() bool {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	return s.occCancelledUnit != 0 && s.occCancelledUnit == s.retry.seq
+}
+
 // containsParseUnnamed reports whether rec parses the unnamed statement.
 func containsParseUnnamed(rec []byte) bool {
 	for len(rec) >= 5 {
@@ -591,18 +706,22 @@ func containsParseUnnamed(rec []byte) bool {
 // failed attempt left it there).
 func (s *session) occReplay(sc Upstream, us *upstreamState) {
 	o := &s.retry
+	if occBackoffHook != nil {
+		occBackoffHook()
+	}
 	time.Sleep(occBackoff(o.cfg, o.attempts, o.cfg.Budget.D()-time.Since(o.firstFail)))
 	s.mu.Lock()
 	ok := s.sc == sc && s.attachGen == o.gen && !s.closing && !s.timedOut
 	s.mu.Unlock()
-	if !ok {
-		// The statement timer fired meanwhile, or the client is being sent
-		// away: no new attempt; the failure goes to the client.
+	if !ok || s.occCancelled() {
+		// The statement timer fired meanwhile, the client cancelled, or
+		// the client is being sent away: no new attempt; the failure goes
+		// to the client.
 		o.release(nil)
 		return
 	}
 	// The failed attempt is dropped: the engine never sees it.
-	o.held, o.ends = o.held[:0], o.ends[:0]
+	o.held, o.ends, o.rolledBack = o.held[:0], o.ends[:0], false
 	out := make([]byte, 0, len(o.closes)*32+len(o.replay))
 	for _, name := range o.closes {
 		out = appendClose(out, 'S', name)

@@ -3,6 +3,8 @@ package pgwire
 import (
 	"context"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -578,5 +580,185 @@ func TestOCCError(t *testing.T) {
 		if got := occError(msg); got != tc.want {
 			t.Errorf("%s %s: occError %v, want %v", tc.severity, tc.code, got, tc.want)
 		}
+	}
+}
+
+// TestOCCRetryCancelled: a client's CancelRequest that arrives between two
+// attempts (in the backoff, after the gateway rolled back a failed block)
+// finds the upstream idle; the retry must stop there: the client gets the
+// failed attempt's 40001 and nothing runs again. The block's case also
+// shows the ReadyForQuery the client gets then says idle, as the upstream
+// is after the gateway's ROLLBACK.
+func TestOCCRetryCancelled(t *testing.T) {
+	for _, tc := range []struct{ name, sql string }{
+		{"autocommit", "update occ"},
+		{"failed block rolled back", "BEGIN; update occ; COMMIT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inBackoff, proceed := make(chan struct{}), make(chan struct{})
+			var once bool
+			// Registered before the gateway starts, so it runs after the
+			// gateway (and its sessions) stopped.
+			t.Cleanup(func() { occBackoffHook = nil })
+			occBackoffHook = func() {
+				if once {
+					return
+				}
+				once = true
+				close(inBackoff)
+				<-proceed
+			}
+			g, script := occGateway(t, occOn(), 1, false)
+			c := g.connect(t)
+			type res struct{ code string }
+			done := make(chan res, 1)
+			go func() {
+				_, err := c.Exec(ctx10(t), tc.sql).ReadAll()
+				code := ""
+				var pe *pgconn.PgError
+				if asPgError(err, &pe) {
+					code = pe.Code
+				}
+				done <- res{code}
+			}()
+			select {
+			case <-inBackoff:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the retry never reached its backoff")
+			}
+			if err := c.CancelRequest(ctx10(t)); err != nil {
+				t.Fatal(err)
+			}
+			close(proceed)
+			r := <-done
+			if r.code != "40001" {
+				t.Fatalf("cancelled in the backoff: SQLSTATE %q, want the attempt's 40001", r.code)
+			}
+			wantOCC(t, g, script, 1, 0, 0)
+			if c.TxStatus() != 'I' {
+				t.Fatalf("transaction status %c, want I", c.TxStatus())
+			}
+			mustQuery(t, c, "SELECT 2", "2")  // the session goes on
+			mustQuery(t, c, "update occ", "") // and a later unit is retried as before
+		})
+	}
+}
+
+// TestOCCNotRetriedMidwayCommit: a CALL or a DO block may COMMIT part of
+// its work before it fails with 40001; running it again would run that
+// part twice, so it is never retried, whatever the route's occ_retry.
+func TestOCCNotRetriedMidwayCommit(t *testing.T) {
+	for _, sql := range []string{"call occ()", "CALL occ()", "do $$occ$$", "DO $$occ$$", "SELECT 1; CALL occ()"} {
+		t.Run(sql, func(t *testing.T) {
+			g, script := occGateway(t, occOn(), 1, false)
+			c := g.connect(t)
+			if _, code := query(t, c, sql); code != "40001" {
+				t.Fatalf("SQLSTATE %q, want 40001", code)
+			}
+			wantOCC(t, g, script, 1, 0, 0)
+		})
+	}
+	t.Run("extended", func(t *testing.T) {
+		g, script := occGateway(t, occOn(), 1, false)
+		c := g.connect(t)
+		res := c.ExecParams(ctx10(t), "CALL occ()", nil, nil, nil, nil).Read()
+		var pe *pgconn.PgError
+		if !asPgError(res.Err, &pe) || pe.Code != "40001" {
+			t.Fatalf("ExecParams: %v, want 40001", res.Err)
+		}
+		wantOCC(t, g, script, 1, 0, 0)
+	})
+}
+
+// TestOCCNotRetriedListening: a session that listens gets notifications
+// at any time, which a held attempt could swallow or reorder: its units
+// are not retried.
+func TestOCCNotRetriedListening(t *testing.T) {
+	g, script := occGatewayMode(t, occOn(), 1, false, config.PoolSession)
+	c := g.connect(t)
+	mustQuery(t, c, "LISTEN ch", "")
+	if _, code := query(t, c, "update occ"); code != "40001" {
+		t.Fatalf("SQLSTATE %q, want 40001", code)
+	}
+	wantOCC(t, g, script, 1, 0, 0)
+}
+
+// TestOCCReleaseKeepsAside: the asynchronous messages kept aside between
+// attempts are handed out, before the held replies; and the held
+// ReadyForQuery of a block the gateway rolled back says idle.
+func TestOCCReleaseKeepsAside(t *testing.T) {
+	var o occRetrier
+	msg := func(typ byte, body string) []byte {
+		m, st := beginMessage(nil, typ)
+		m = append(m, body...)
+		return finishMessage(m, st)
+	}
+	e, z, n := msg('E', "x\x00"), msg('Z', "E"), msg('N', "y\x00")
+	for _, m := range [][]byte{e, z} {
+		o.held = append(o.held, m...)
+		o.ends = append(o.ends, len(o.held))
+	}
+	if !o.keepAside(n) {
+		t.Fatal("keepAside refused one small message")
+	}
+	o.rolledBack, o.phase = true, occHolding
+	if !o.midway() {
+		t.Fatal("not midway with replies held")
+	}
+	o.release(nil)
+	var got []string
+	start := 0
+	for _, end := range o.ends {
+		got = append(got, string(o.held[start:end]))
+		start = end
+	}
+	want := []string{string(n), string(e), string(msg('Z', "I"))}
+	if !slices.Equal(got, want) {
+		t.Fatalf("released %q, want %q", got, want)
+	}
+}
+
+// TestOCCDisarmed: nothing the retrier kept of a unit outlives it: after
+// a retried unit whose upstream was detached, and for a unit too large for
+// the upstream's write buffer (a server goroutine reads its replies, so
+// it can never be retried), the retrier is idle and holds nothing when
+// the client's next message comes.
+func TestOCCDisarmed(t *testing.T) {
+	type seen struct {
+		phase        occPhase
+		held, replay int
+	}
+	var mu sync.Mutex
+	var seenLast seen // set on the client goroutine, as a message comes
+	t.Cleanup(func() { testHookLocked = nil })
+	testHookLocked = func(s *session) {
+		mu.Lock()
+		seenLast = seen{s.retry.phase, len(s.retry.held) + len(s.retry.ends), len(s.retry.replay)}
+		mu.Unlock()
+	}
+	lastSeen := func() seen {
+		mu.Lock()
+		defer mu.Unlock()
+		return seenLast
+	}
+	g, script := occGateway(t, occOn(), 1, false)
+	c := g.connect(t)
+	mustQuery(t, c, "update occ", "")
+	wantOCC(t, g, script, 2, 1, 0)
+	mustQuery(t, c, "SELECT 1", "1")
+	if last := lastSeen(); last != (seen{}) {
+		t.Fatalf("after a retried unit: retrier %+v, want idle and empty", last)
+	}
+
+	script.mu.Lock()
+	script.failsLeft = 1
+	script.mu.Unlock()
+	big := "SELECT '" + strings.Repeat("x", 8<<10) + "'; update occ"
+	if _, code := query(t, c, big); code != "40001" {
+		t.Fatalf("a unit over the write buffer: SQLSTATE %q, want 40001 (not retried)", code)
+	}
+	mustQuery(t, c, "SELECT 1", "1")
+	if last := lastSeen(); last != (seen{}) {
+		t.Fatalf("after a unit read by a server goroutine: retrier %+v, want idle and empty", last)
 	}
 }

@@ -82,6 +82,11 @@ type session struct {
 	// be delivered and runs a statement that absorbs it, so a late cancel
 	// never lands on what runs there next (settleCancel).
 	cancelSent bool
+	// occArmed is the OCC retry's armed unit (occRetrier.seq; 0: none
+	// armed yet), and occCancelledUnit the armed unit a client's cancel
+	// arrived for: a cancel between two attempts finds the upstream idle,
+	// so the retrier must stop by itself (occCancelled).
+	occArmed, occCancelledUnit uint64
 	// seen is what the admin console shows of the session, kept apart from
 	// mu so that SHOW CLIENTS never waits for a busy (or stuck) session;
 	// guarded by cmu.
@@ -1562,6 +1567,11 @@ func (s *session) cancel() {
 		stop()
 	}
 	sc, gen := s.cancelTarget, s.cancelGen
+	// Recorded for the OCC retry's armed unit whatever the retry is doing:
+	// forwarded, the cancel stops an attempt that runs; the record stops
+	// the next one (one arriving while the upstream is idle, in the
+	// backoff or the rollback, would otherwise be lost).
+	s.occCancelledUnit = s.occArmed
 	s.cmu.Unlock()
 	if sc != nil {
 		s.cancelUpstream(sc, gen, "client", cancelGrace)

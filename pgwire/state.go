@@ -75,6 +75,9 @@ type stmtInfo struct {
 	kind sqllex.Kind
 	set  *sqllex.SetStmt
 	rw   *rewrite
+	// commitsMidway: the statement can commit part of its work before it
+	// ends (occCommitsMidway), so the OCC retry never runs it again.
+	commitsMidway bool
 }
 
 // localPortal is a portal bound to a statement the gateway answers itself.

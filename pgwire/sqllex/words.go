@@ -134,3 +134,15 @@ func (st Stmt) Leading(n int) [4]Token {
 	}
 	return out
 }
+
+// StartsWith reports whether stmt's first word (comments skipped) is the
+// unquoted keyword word (lower case): CALL, DO.
+func StartsWith(stmt, word string) bool {
+	return OneStmt(stmt).StartsWith(word)
+}
+
+// StartsWith is StartsWith(st.Text, word).
+func (st Stmt) StartsWith(word string) bool {
+	var r tokenReader
+	return st.reader(&r).next().IsKeyword(word)
+}

@@ -143,3 +143,31 @@ func FuzzIsolationLevel(f *testing.F) {
 		}
 	})
 }
+
+func TestStartsWith(t *testing.T) {
+	for _, tt := range []struct {
+		stmt, word string
+		want       bool
+	}{
+		{"CALL p()", "call", true},
+		{"/* c */ -- d\n call p(1)", "call", true},
+		{"DO $$BEGIN COMMIT; END$$", "do", true},
+		{"do language plpgsql 'begin null; end'", "do", true},
+		{`"call" p()`, "call", false},
+		{"SELECT 'call'", "call", false},
+		{"select call_me()", "call", false},
+		{"document", "do", false},
+		{"", "do", false},
+	} {
+		if got := sqllex.StartsWith(tt.stmt, tt.word); got != tt.want {
+			t.Errorf("StartsWith(%q, %q) = %v, want %v", tt.stmt, tt.word, got, tt.want)
+		}
+		var lx sqllex.Lexed
+		lx.Lex(tt.stmt)
+		if lx.Len() == 1 {
+			if got := lx.Stmt(0).StartsWith(tt.word); got != tt.want {
+				t.Errorf("lexed StartsWith(%q, %q) = %v, want %v", tt.stmt, tt.word, got, tt.want)
+			}
+		}
+	}
+}
