@@ -1113,7 +1113,11 @@ type cancelState struct {
 // acquire gets an upstream for the client: in session mode its reserved
 // one while that is alive and not retiring, else one from the pool. A
 // client that waits longer than a second is told so with a NOTICE.
-func (s *session) acquire() (Upstream, error) {
+func (s *session) acquire() (Upstream, error) { return s.acquireCtx(context.Background()) }
+
+// acquireCtx is acquire whose wait for the pool also ends with parent
+// (it is bounded by query_wait_timeout either way).
+func (s *session) acquireCtx(parent context.Context) (Upstream, error) {
 	s.mu.Lock()
 	sc, prev, cs := s.reserved, s.prev, s.reservedCancel
 	s.reserved, s.reservedCancel = nil, cancelState{}
@@ -1171,7 +1175,7 @@ func (s *session) acquire() (Upstream, error) {
 		return sc, nil
 	}
 	wait := s.pool.Settings().QueryWaitTimeout.D()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	ctx, cancel := context.WithTimeout(parent, wait)
 	defer cancel()
 	notice := time.AfterFunc(time.Second, func() {
 		s.mu.Lock()

@@ -16,14 +16,23 @@ import (
 )
 
 // This file runs a TRUNCATE outside a transaction block in batches
-// (compat.TruncatePlan): on an upstream of the session's own user taken
-// from the pool and brought to the session's settings (search_path
-// resolves the names as the client's would), it finds each table's
-// primary key, then deletes compat.TruncateBatch rows per autocommit
-// DELETE until none is left, retrying a batch after a write conflict and
-// halving it after a size limit. It is chosen only for a simple Query of
-// the TRUNCATE alone when the session is idle (compatRewrite); anywhere
-// else the guarded DELETE compat gives runs in the statement's place.
+// (compat.TruncatePlan): on an upstream of the session's own user,
+// brought to the session's settings (search_path resolves the names as
+// the client's would), it finds each table's primary key, then deletes
+// compat.TruncateBatch rows per autocommit DELETE until none is left,
+// retrying a batch after a write conflict and halving it after a size
+// limit. It is chosen only for a simple Query of the TRUNCATE alone when
+// the session is idle (compatRewrite); anywhere else the guarded DELETE
+// compat gives runs in the statement's place.
+//
+// The upstream is the one a statement of the session would get
+// (session.acquireCtx): in session mode the one reserved for the session,
+// which stays reserved for it afterwards, so the session never needs a
+// second connection; otherwise one from the pool, waited for no longer
+// than query_wait_timeout. The run ends early at statement_timeout, a
+// CancelRequest, the client leaving or the gateway closing: the client
+// goroutine watches for the last two while another goroutine runs the
+// statements.
 
 // Bounds of a batched TRUNCATE's statements.
 const (
@@ -53,21 +62,63 @@ func (c *truncateCall) execute(s *session, _ [][]byte, _ []int16, _ int16, inTx 
 	}
 	ctx, cancel := s.lockContext() // statement_timeout, CancelRequest
 	defer cancel()
-	sc, err := s.pool.Acquire(ctx, s.user, nil)
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	type result struct {
+		out  []byte
+		perr *pgError
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("truncate panicked", zap.String("panic_type", fmt.Sprintf("%T", r)), zap.Stack("stack"))
+				done <- result{perr: &pgError{Severity: severityError, Code: pgerrcode.InternalError,
+					Message: "the gateway failed running TRUNCATE"}}
+			}
+		}()
+		out, perr := c.run(s, ctx)
+		done <- result{out, perr}
+	}()
+	// The client goroutine, whose reads nothing else does now, looks now
+	// and then whether the client is still there; the run stops when it
+	// is not, or when the gateway closes.
+	tick := time.NewTicker(clientCheckInterval)
+	defer tick.Stop()
+	closing := s.srv.stop
+	for {
+		select {
+		case r := <-done:
+			return r.out, r.perr
+		case <-closing:
+			closing = nil
+			stop(errGatewayClosing)
+		case <-tick.C:
+			if ctx.Err() == nil && s.clientGone() {
+				stop(errClientLeft)
+			}
+		}
+	}
+}
+
+// Why a batched TRUNCATE stopped early, besides statement_timeout and a
+// CancelRequest.
+var (
+	errGatewayClosing = errors.New("the gateway is shutting down")
+	errClientLeft     = errors.New("the client left")
+)
+
+// run runs the batches: on the goroutine execute starts, until ctx ends.
+func (c *truncateCall) run(s *session, ctx context.Context) ([]byte, *pgError) {
+	sc, err := s.acquireCtx(ctx)
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil {
-			return nil, s.lockServiceError(cause)
+			return nil, c.stopped(s, cause, 0)
 		}
 		return nil, errorForClient(err)
 	}
 	healthy := false
-	defer func() {
-		if healthy {
-			s.pool.Release(sc)
-		} else {
-			s.pool.Discard(sc)
-		}
-	}()
+	defer func() { s.truncateDone(sc, healthy) }()
 	if err := s.syncUpstream(sc); err != nil {
 		return nil, errorForClient(err)
 	}
@@ -75,8 +126,8 @@ func (c *truncateCall) execute(s *session, _ [][]byte, _ []int16, _ int16, inTx 
 	if us == nil {
 		return nil, errorForClient(errors.New("upstream state missing"))
 	}
-	stop := context.AfterFunc(ctx, func() { sc.Conn().SetReadDeadline(time.Now()) })
-	defer stop()
+	stopDeadline := context.AfterFunc(ctx, func() { sc.Conn().SetReadDeadline(time.Now()) })
+	defer stopDeadline()
 	run := func(sql string) (tag string, rows []string, perr *pgError, err error) {
 		return runTruncateStatement(ctx, sc, us, sql)
 	}
@@ -86,7 +137,7 @@ func (c *truncateCall) execute(s *session, _ [][]byte, _ []int16, _ int16, inTx 
 	for i, tbl := range c.plan.Tables {
 		_, cols, perr, err := run(compat.TruncateKeysQuery(tbl))
 		if err != nil {
-			return nil, c.ioError(s, ctx, err)
+			return nil, c.ioError(s, ctx, err, 0)
 		}
 		if perr != nil {
 			healthy = true
@@ -110,7 +161,7 @@ func (c *truncateCall) execute(s *session, _ [][]byte, _ []int16, _ int16, inTx 
 			// DELETE, which fails over the limit.
 			_, _, perr, err := c.retrying(s, ctx, run, compat.GuardedDelete(tbl))
 			if err != nil {
-				return nil, c.ioError(s, ctx, err)
+				return nil, c.ioError(s, ctx, err, deleted)
 			}
 			if perr != nil {
 				healthy = true
@@ -127,7 +178,7 @@ func (c *truncateCall) execute(s *session, _ [][]byte, _ []int16, _ int16, inTx 
 		for {
 			tag, _, perr, err := c.retrying(s, ctx, run, compat.TruncateBatchDelete(tbl, keys[i], batch))
 			if err != nil {
-				return nil, c.ioError(s, ctx, err)
+				return nil, c.ioError(s, ctx, err, deleted)
 			}
 			if perr != nil && perr.Code == pgerrcode.ProgramLimitExceeded && batch > 1 {
 				batch /= 2 // DSQL's 10 MiB per transaction: smaller batches
@@ -135,11 +186,7 @@ func (c *truncateCall) execute(s *session, _ [][]byte, _ []int16, _ int16, inTx 
 			}
 			if perr != nil {
 				healthy = true
-				if deleted > 0 {
-					perr.Detail = strings.TrimSpace(perr.Detail + fmt.Sprintf(
-						" TRUNCATE ran as batched DELETEs outside a transaction; %d rows were deleted before this failure.", deleted))
-				}
-				return nil, perr
+				return nil, withDeleted(perr, deleted)
 			}
 			n := rowsOfTag(tag)
 			deleted += n
@@ -176,11 +223,66 @@ func (c *truncateCall) retrying(s *session, ctx context.Context, run func(string
 }
 
 // ioError reports a lost upstream, or why the context ended.
-func (c *truncateCall) ioError(s *session, ctx context.Context, err error) *pgError {
+func (c *truncateCall) ioError(s *session, ctx context.Context, err error, deleted int64) *pgError {
 	if cause := context.Cause(ctx); cause != nil {
-		return s.lockServiceError(cause)
+		return c.stopped(s, cause, deleted)
 	}
-	return errorForClient(err)
+	return withDeleted(errorForClient(err), deleted)
+}
+
+// stopped reports a run that ended early for cause, after deleting
+// deleted rows.
+func (c *truncateCall) stopped(s *session, cause error, deleted int64) *pgError {
+	var e *pgError
+	switch {
+	case errors.Is(cause, errGatewayClosing):
+		e = &pgError{Severity: severityError, Code: pgerrcode.AdminShutdown, Message: "TRUNCATE stopped: the gateway is shutting down"}
+	case errors.Is(cause, errClientLeft):
+		// Nobody reads it; it ends the statement.
+		e = &pgError{Severity: severityError, Code: pgerrcode.QueryCanceled, Message: "TRUNCATE stopped: the client left"}
+	default:
+		e = s.lockServiceError(cause) // statement timeout, CancelRequest
+	}
+	return withDeleted(e, deleted)
+}
+
+// withDeleted tells, in e's detail, how many rows the batches deleted
+// before e.
+func withDeleted(e *pgError, deleted int64) *pgError {
+	if deleted > 0 {
+		e.Detail = strings.TrimSpace(e.Detail + fmt.Sprintf(
+			" TRUNCATE ran as batched DELETEs outside a transaction; %d rows were deleted before this failure.", deleted))
+	}
+	return e
+}
+
+// truncateDone gives back the upstream a batched TRUNCATE ran on: a
+// session-mode session keeps it reserved (as after any statement), a
+// transaction-mode one returns it to the pool; one in an unknown state
+// (healthy false) is closed.
+func (s *session) truncateDone(sc Upstream, healthy bool) {
+	if !healthy {
+		s.pool.Discard(sc)
+		return
+	}
+	s.mu.Lock()
+	if !s.session {
+		s.prev = sc
+		s.mu.Unlock()
+		s.pool.Release(sc)
+		return
+	}
+	if !s.closing && s.sc == nil && s.reserved == nil {
+		s.reserved, s.reservedCancel = sc, cancelState{}
+		s.noteServerLocked()
+		if s.listening {
+			s.startWatchLocked(sc, sc.State().(*upstreamState))
+		}
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.releaseReset(sc)
 }
 
 func isConflictCode(code string) bool {
@@ -202,6 +304,10 @@ func rowsOfTag(tag string) int64 {
 // up to ReadyForQuery: the command tag, the first column of each row, and
 // the first ErrorResponse.
 func runTruncateStatement(ctx context.Context, sc Upstream, us *upstreamState, sql string) (tag string, rows []string, failed *pgError, err error) {
+	// A simple Query destroys the upstream's unnamed statement: whoever
+	// owned it (this session, or another that had the upstream before)
+	// must parse it again.
+	us.unnamedOwner = nil
 	q, start := beginMessage(nil, 'Q')
 	q = appendCString(q, sql)
 	q = finishMessage(q, start)
