@@ -226,6 +226,7 @@ func (r report) writeHowToRead(w func(string, ...any)) {
 	w("Every number here was measured side by side in this one run, on a small shared machine: compare ratios within a table, not absolute numbers between machines. ")
 	w("`gw-pg` against `pgbouncer` is the like-for-like comparison of two poolers in front of the same PostgreSQL; `gw-dsql-tx` adds the DSQL emulator hop (TLS, its own relay process), so `gw-dsql-tx` against `gw-pg` is the emulator's cost, not the gateway's. ")
 	w("`postgres` has no pooler at all: at 1 client it is the floor for latency; at 256 clients it runs 256 backends where the poolers run %d. ", r.env.poolSize)
+	w("On the dsql targets pgbench retries a tpcb-like transaction that lost an optimistic-concurrency conflict (`--max-tries=0`), as a DSQL application must for an interactive transaction: its TPS counts committed transactions, and the retries cost time. ")
 	w("TPS excludes the initial connection time (with `-C` it includes every reconnection, which is the point of that cell). ")
 	w("Latency is per transaction from pgbench's log: average and 99th percentile, medians over the rounds. ")
 	w("CPU is the pooler process's user+system time during the run (connection set-up and tear-down included) per 1,000 transactions; the emulator's CPU is shown apart, because DSQL itself would not run on the gateway's machine. ")
