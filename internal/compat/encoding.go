@@ -103,6 +103,9 @@ func StartupClientEncoding(params map[string]string) *Error {
 func ClientEncodingRefusal(st sqllex.Stmt, k sqllex.Kind) *Error {
 	switch k {
 	case sqllex.Set:
+		if !containsFoldASCII(st.Text, "encoding") && !containsFoldASCII(st.Text, "names") && !strings.Contains(st.Text, `&"`) {
+			return nil // another setting: not parsed twice (Decide parses it)
+		}
 		set, ok := st.Set()
 		if !ok {
 			// A SET the parser does not take apart: refused if it may
@@ -125,7 +128,7 @@ func ClientEncodingRefusal(st sqllex.Stmt, k sqllex.Kind) *Error {
 	case sqllex.Reset, sqllex.Show:
 		return nil
 	}
-	if !containsFoldASCII(st.Text, "set_config") && !strings.Contains(st.Text, `&"`) {
+	if !mayCallSetConfig(st.Text) {
 		return nil
 	}
 	calls, ok := st.SetConfigCalls()

@@ -38,6 +38,9 @@ const setConfigHint = "Aurora DSQL lets set_config() change only the parameters 
 // changed inside a larger statement) is left to DSQL's refusal, with a
 // hint; so is any statement the lexer does not fully recognise.
 func setConfigRewrite(st sqllex.Stmt) *Rewrite {
+	if !mayCallSetConfig(st.Text) {
+		return nil // the common case, without a walk of the tokens
+	}
 	calls, ok := st.SetConfigCalls()
 	switch {
 	case !ok:
@@ -100,4 +103,11 @@ func emulatedSetConfig(st sqllex.Stmt, c sqllex.SetConfigCall, name string) *Rew
 	}
 	return &Rewrite{Text: "SELECT " + sqllex.QuoteLiteral(v) + "::text AS " + sqllex.QuoteIdent(alias), Tag: "SELECT 1",
 		Change: &SettingChange{Kind: sqllex.SetValue, Scope: scope, Name: name, Value: v}}
+}
+
+// mayCallSetConfig is a quick test, without lexing, that text could call
+// set_config: it contains the name in any ASCII case, or a U&"..."
+// identifier (which can spell it with escapes).
+func mayCallSetConfig(text string) bool {
+	return containsFoldASCII(text, "set_config") || strings.Contains(text, `&"`)
 }
