@@ -774,6 +774,10 @@ func (s *session) sendUpstream(sc Upstream) {
 	}
 	if s.occRecording() {
 		s.retry.record(sc, s.out)
+	} else {
+		// Not recorded: a reload that turns the retry on before this
+		// unit's end must not arm it with only its tail.
+		s.retry.recOver = true
 	}
 	if _, err := sc.Writer().Write(s.out); err != nil {
 		s.upstreamWriteFailed(sc, err)
