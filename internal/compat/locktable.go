@@ -156,9 +156,12 @@ const (
 	lockPollMax = time.Second
 	// An attempt that meets a write conflict (40001) is repeated up to
 	// lockConflictRetries times, after jittered pauses from
-	// lockConflictPause, doubling.
-	lockConflictRetries = 5
-	lockConflictPause   = 5 * time.Millisecond
+	// lockConflictPause, doubling up to lockConflictPauseMax (about 1.3 s
+	// in all at most): an unlock that gave up would leave its row held
+	// until the lease ends.
+	lockConflictRetries  = 10
+	lockConflictPause    = 5 * time.Millisecond
+	lockConflictPauseMax = 200 * time.Millisecond
 	// tableCreateWait bounds the retries of the lock table's creation.
 	tableCreateWait = 10 * time.Second
 	// lockRenewBatch is the most rows one renewal or release statement
@@ -708,7 +711,7 @@ func (m *LockManager) acquire(ctx context.Context, owner string, k LockKey) (boo
 		if !sleepCtx(ctx, jitter(pause)) {
 			return false, ctx.Err()
 		}
-		pause *= 2
+		pause = min(2*pause, lockConflictPauseMax)
 	}
 }
 
@@ -728,7 +731,7 @@ func (m *LockManager) execRetry(ctx context.Context, sql string, args ...string)
 		if !sleepCtx(ctx, jitter(pause)) {
 			return nil, err
 		}
-		pause *= 2
+		pause = min(2*pause, lockConflictPauseMax)
 	}
 }
 
