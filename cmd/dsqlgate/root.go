@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -63,7 +65,9 @@ connection cap.
 Start with 'dsqlgate demo' (no AWS needed), then 'dsqlgate serve -c dsqlgate.yaml'.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionString(),
 	}
+	root.SetVersionTemplate("{{/* the whole line comes from versionLine */}}" + versionLine())
 	root.SetIn(st.in)
 	root.SetOut(st.out)
 	root.SetErr(st.err)
@@ -80,29 +84,64 @@ Start with 'dsqlgate demo' (no AWS needed), then 'dsqlgate serve -c dsqlgate.yam
 	return root
 }
 
-// versionString is the version of this binary.
+// versionString is the version of this binary: the one the build stamped
+// (make build, the image: -ldflags "-X main.version=..."), else the module
+// version go install recorded (v1.2.3), else "dev"; then, when the build
+// recorded its VCS state, the revision and whether the tree was modified:
+// "v1.2.3", "dev (rev 4e980ad3c2b1, modified)".
 func versionString() string {
-	if version != "" {
-		return version
+	bi, _ := debug.ReadBuildInfo()
+	return describeVersion(version, bi)
+}
+
+// describeVersion is versionString for a stamped version and build info
+// (nil when the binary has none).
+func describeVersion(stamped string, bi *debug.BuildInfo) string {
+	v := stamped
+	if v == "" && bi != nil && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	if v == "" {
+		v = "dev"
 	}
-	return "dev"
+	if bi == nil {
+		return v
+	}
+	var rev string
+	var modified bool
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	if rev == "" || strings.Contains(v, rev[:min(len(rev), 7)]) {
+		// No VCS stamp (go install of a module version, -buildvcs=false),
+		// or the stamped version already names the commit (git describe).
+		return v
+	}
+	rev = rev[:min(len(rev), 12)]
+	if modified {
+		return fmt.Sprintf("%s (rev %s, modified)", v, rev)
+	}
+	return fmt.Sprintf("%s (rev %s)", v, rev)
+}
+
+// versionLine is what --version and the version command print.
+func versionLine() string {
+	goVersion := runtime.Version()
+	return fmt.Sprintf("dsqlgate %s %s %s/%s\n", versionString(), goVersion, runtime.GOOS, runtime.GOARCH)
 }
 
 func newVersionCommand(st streams) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version (the same as --version)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bi, _ := debug.ReadBuildInfo()
-			goVersion := "unknown"
-			if bi != nil {
-				goVersion = bi.GoVersion
-			}
-			fmt.Fprintf(st.out, "dsqlgate %s (%s)\n", versionString(), goVersion)
+			fmt.Fprint(st.out, versionLine())
 			return nil
 		},
 	}
