@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -79,7 +80,9 @@ type Route struct {
 	upstreamDatabase string
 	negotiation      string // "direct" or "postgres"
 	tlsConfig        *tls.Config
-	minter           *TokenMinter
+	minter           *TokenMinter            // for user, the route's role
+	minters          map[string]*TokenMinter // by role: user and every role of user_roles
+	userRoles        map[string]string       // user_roles: gateway user → DSQL role; read-only
 	dialTimeout      time.Duration
 	limiter          *dialLimiter
 	pool             *Pool
@@ -147,6 +150,13 @@ func newRoute(rc *config.Route, creds aws.CredentialsProvider, opts Options) (*R
 		r.user = rc.Role
 		r.upstreamDatabase = "postgres" // DSQL has no other database
 		r.minter = NewTokenMinter(r.host, r.region, rc.Role, rc.TokenExpiry.D(), creds)
+		r.userRoles = maps.Clone(rc.UserRoles)
+		r.minters = map[string]*TokenMinter{rc.Role: r.minter}
+		for _, role := range rc.UserRoles {
+			if r.minters[role] == nil {
+				r.minters[role] = NewTokenMinter(r.host, r.region, role, rc.TokenExpiry.D(), creds)
+			}
+		}
 		r.tlsConfig, err = buildTLSConfig(r.host, rc.CAFile, rc.TLSNegotiation == config.NegotiateDirect, true)
 	case kindPostgres:
 		r.user = rc.User
@@ -373,7 +383,7 @@ func (u *RouteUpdate) closeCreated() {
 // kind of upstream connection (so the pool can be kept).
 func sameUpstream(a, b *config.Route) bool {
 	return a.Kind == b.Kind && a.Endpoint == b.Endpoint && a.DialAddress == b.DialAddress &&
-		a.ResolvedRegion() == b.ResolvedRegion() && a.Role == b.Role && a.TokenExpiry == b.TokenExpiry &&
+		a.ResolvedRegion() == b.ResolvedRegion() && a.Role == b.Role && maps.Equal(a.UserRoles, b.UserRoles) && a.TokenExpiry == b.TokenExpiry &&
 		a.TLSNegotiation == b.TLSNegotiation && a.TLS == b.TLS && a.CAFile == b.CAFile && a.User == b.User &&
 		a.Password == b.Password && a.UpstreamDatabase == b.UpstreamDatabase &&
 		a.Compat == b.Compat
@@ -417,8 +427,20 @@ func (r *Route) Endpoint() string { return r.host }
 // Region is the route's AWS region ("" for kind postgres).
 func (r *Route) Region() string { return r.region }
 
-// User is the DSQL role or PostgreSQL login used upstream.
+// User is the DSQL role or PostgreSQL login used upstream: for kind dsql,
+// the route's role, which users without an entry in user_roles log in as.
 func (r *Route) User() string { return r.user }
+
+// RoleFor is the upstream login of the connections opened for the gateway
+// user user: for kind dsql, its role in user_roles, else the route's role;
+// for kind postgres, the route's user. user "" (connections opened before
+// any user asked, health checks) gets the route's.
+func (r *Route) RoleFor(user string) string {
+	if role, ok := r.userRoles[user]; ok {
+		return role
+	}
+	return r.user
+}
 
 // Minter returns the route's token minter (nil for kind postgres).
 func (r *Route) Minter() *TokenMinter { return r.minter }

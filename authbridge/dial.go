@@ -44,8 +44,8 @@ func (e *DialError) DialFailed() (route, sqlstate string, retryable bool) {
 // dial opens, authenticates and hijacks one upstream connection. The caller
 // has already taken a dial slot from the pool and a token from the rate
 // limiter.
-func (r *Route) dial(ctx context.Context) (*ServerConn, error) {
-	pgConn, err := r.connect(ctx, nil)
+func (r *Route) dial(ctx context.Context, role string) (*ServerConn, error) {
+	pgConn, err := r.connect(ctx, role, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -76,6 +76,7 @@ func (r *Route) dial(ctx context.Context) (*ServerConn, error) {
 		Params: params,
 		PID:    hj.PID,
 		Secret: hj.SecretKey,
+		role:   role,
 	}, nil
 }
 
@@ -83,10 +84,10 @@ func (r *Route) dial(ctx context.Context) (*ServerConn, error) {
 // route's dial timeout, with the startup parameters params (nil for none;
 // only ones DSQL accepts). The caller has already taken a token from the
 // rate limiter. Errors are *DialError and never carry the token or password.
-func (r *Route) connect(ctx context.Context, params map[string]string) (*pgconn.PgConn, error) {
+func (r *Route) connect(ctx context.Context, role string, params map[string]string) (*pgconn.PgConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.dialTimeout)
 	defer cancel()
-	cfg, err := r.connectConfig(ctx)
+	cfg, err := r.connectConfig(ctx, role)
 	if err != nil {
 		return nil, &DialError{Route: r.Name, Err: err}
 	}
@@ -106,7 +107,7 @@ func (r *Route) connect(ctx context.Context, params map[string]string) (*pgconn.
 // minted for this dial (kind dsql) or the static password (kind postgres).
 // The result holds a secret; it must not be logged or kept. ctx bounds the
 // minting and should carry the dial timeout.
-func (r *Route) connectConfig(ctx context.Context) (*pgconn.Config, error) {
+func (r *Route) connectConfig(ctx context.Context, role string) (*pgconn.Config, error) {
 	cfg, err := pgconn.ParseConfig("sslmode=disable")
 	if err != nil {
 		return nil, err
@@ -116,7 +117,7 @@ func (r *Route) connectConfig(ctx context.Context) (*pgconn.Config, error) {
 	cfg.Host = r.host
 	cfg.Port = uint16(r.port)
 	cfg.Database = r.upstreamDatabase
-	cfg.User = r.user
+	cfg.User = role
 	cfg.TLSConfig = r.tlsConfig
 	cfg.SSLNegotiation = r.negotiation
 	cfg.Fallbacks = nil
@@ -144,7 +145,11 @@ func (r *Route) connectConfig(ctx context.Context) (*pgconn.Config, error) {
 		// to send it any other way.
 		cfg.RequireAuth = "password"
 		started := time.Now()
-		token, err := r.minter.Mint(ctx)
+		minter := r.minters[role]
+		if minter == nil {
+			return nil, fmt.Errorf("no token minter for role %q", role) // a bug: minters holds every role RoleFor returns
+		}
+		token, err := minter.Mint(ctx)
 		r.metrics.TokenMintSeconds.WithLabelValues(r.Name).Observe(time.Since(started).Seconds())
 		if err != nil {
 			r.metrics.TokenMintsTotal.WithLabelValues(r.Name, "error").Inc()

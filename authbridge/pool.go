@@ -425,7 +425,7 @@ func (p *Pool) takeLocked(user string, prefer *ServerConn) *ServerConn {
 			if own < 0 || c == prefer {
 				own = i
 			}
-		case c.owner == "" && unowned < 0:
+		case c.owner == "" && unowned < 0 && c.role == p.route.RoleFor(user):
 			unowned = i
 		}
 	}
@@ -499,7 +499,7 @@ func (p *Pool) dial(ctx context.Context, user string, held bool) (*ServerConn, e
 		return nil, err
 	}
 	started := p.now()
-	sc, err := r.dial(ctx)
+	sc, err := r.dial(ctx, r.RoleFor(user))
 	if err != nil {
 		outcome := "error"
 		var de *DialError

@@ -71,7 +71,7 @@ func (r *Route) DialLocks(ctx context.Context, params map[string]string) (*pgcon
 	if err := r.waitToDial(ctx); err != nil {
 		return nil, err
 	}
-	conn, err := r.connect(ctx, params)
+	conn, err := r.connect(ctx, r.user, params)
 	if err != nil {
 		r.backOffIfLimited(err)
 		return nil, err

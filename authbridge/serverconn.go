@@ -56,6 +56,9 @@ type ServerConn struct {
 	// owner is the user the connection belongs to, "" until it is first
 	// handed out; set once, guarded by pool.mu.
 	owner string
+	// role is the upstream login it was opened with (Route.RoleFor of the
+	// user it was opened for): only that role's users may own it.
+	role string
 	// held: handed out to its owner and not yet back (Release, Discard,
 	// Retire), so it counts towards the owner's max_user_connections;
 	// guarded by pool.mu.

@@ -50,6 +50,11 @@ import "time"
 type Config struct {
 	// Listen is the client-facing address, host:port. Default 127.0.0.1:6432.
 	Listen string `yaml:"listen"`
+	// ReusePort shares the client and metrics ports with other processes
+	// that set it too (SO_REUSEPORT, unix systems but Solaris), so that a
+	// new gateway can take over both while the old one drains. Default
+	// false: a port in use is an error at start-up.
+	ReusePort bool `yaml:"reuse_port"`
 	// Log configures the logger.
 	Log Log `yaml:"log"`
 	// ClientTLS configures TLS towards clients.
@@ -71,6 +76,12 @@ type Config struct {
 	// does not read it. A relative path is relative to the working
 	// directory. A name must not be both in Users and in the file.
 	UsersFile string `yaml:"users_file"`
+	// UsersEnv, when set, names an environment variable holding more users
+	// in the users file format: a secret that an orchestrator injects (ECS
+	// from AWS Secrets Manager, a Kubernetes Secret). The users package
+	// reads it when the gateway starts or reloads; Validate does not. A
+	// name must be in only one of Users, the file and the variable.
+	UsersEnv string `yaml:"users_env"`
 	// Admin configures the admin console.
 	Admin Admin `yaml:"admin"`
 	// Routes map a client's startup "database" to an upstream.
@@ -281,6 +292,12 @@ type Route struct {
 	// gets an admin token, any other role a DbConnect token. Default admin.
 	// Used only for kind dsql.
 	Role string `yaml:"role"`
+	// UserRoles maps gateway users to the DSQL role each logs in as
+	// upstream, instead of Role; users not listed use Role. Each upstream
+	// connection is opened for the user it serves (connections are never
+	// shared between users), with a token for that user's role. Used only
+	// for kind dsql.
+	UserRoles map[string]string `yaml:"user_roles"`
 	// TokenExpiry is the lifetime of each minted token. Default 15m;
 	// from 1s to 168h. Used only for kind dsql.
 	TokenExpiry Duration `yaml:"token_expiry"`

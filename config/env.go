@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -43,11 +44,16 @@ func EnvVar(key string) string {
 // ApplyEnv directly. It does not restore a key that an earlier ApplyEnv set
 // and a later environ leaves out.
 //
-// Any other variable starting with EnvPrefix is an error naming it, with a
-// hint when it looks like a misspelt variable, unless a verifier_env or
-// password_env key names it: such a variable holds a secret, which ApplyEnv
-// never reads (and one that is also an override variable is an error at
-// that key). ApplyEnv returns nil or a *ValidationError whose problems name
+// Any other variable starting with EnvPrefix is ignored with a warning
+// (Warnings) naming it, with a hint when it looks like a misspelt variable,
+// unless a verifier_env, password_env or users_env key names it (such a
+// variable holds a secret, which ApplyEnv never reads; one that is also an
+// override variable is an error at that key), it holds the configuration
+// itself (LoadEnv), or it has the shape of the variables Kubernetes
+// injects for a Service whose name starts with dsqlgate (DSQLGATE_PORT=
+// tcp://10.0.0.1:5432, DSQLGATE_SERVICE_HOST, ...), which are ignored
+// without a word. An unknown variable is not an error: a deployment that
+// sets one the running version does not know must still start. ApplyEnv returns nil or a *ValidationError whose problems name
 // the variable (Problem.Env) and the key; a problem never shows the value
 // of a secret key (none of the overridable keys is one today). A bad value
 // leaves its key unchanged. ApplyEnv records which keys it set, so that
@@ -95,10 +101,12 @@ func (c *Config) applyEnv(environ []string) []Problem {
 				Message: fmt.Sprintf("%s overrides %s, so it cannot also hold a secret: name another variable", name, k.path),
 			})
 			continue
-		case secret:
+		case secret, name == c.src.configEnv:
 			continue
 		case !known:
-			problems = append(problems, Problem{Env: name, Message: keys.unknown(name)})
+			if !isServiceLink(name, value) {
+				c.src.warnings = append(c.src.warnings, Problem{Env: name, Message: keys.unknown(name)})
+			}
 			continue
 		}
 		if p := c.setEnv(k, value); p != nil {
@@ -106,7 +114,51 @@ func (c *Config) applyEnv(environ []string) []Problem {
 		}
 	}
 	slices.SortStableFunc(problems, func(a, b Problem) int { return strings.Compare(a.Env, b.Env) })
+	slices.SortStableFunc(c.src.warnings, func(a, b Problem) int { return strings.Compare(a.Env, b.Env) })
 	return problems
+}
+
+// Warnings returns what the configuration's sources hold that it ignored:
+// DSQLGATE_ variables that override no key. Each names its variable and
+// never shows a value. A server logs them at start-up and at each reload;
+// check prints them.
+func (c *Config) Warnings() []Problem {
+	if c.src == nil {
+		return nil
+	}
+	return slices.Clone(c.src.warnings)
+}
+
+// serviceLink matches what follows the Service's name in the variables
+// Kubernetes injects into every pod for each Service of the namespace
+// (enableServiceLinks), for Services named dsqlgate or dsqlgate-something:
+// DSQLGATE_SERVICE_HOST, DSQLGATE_SERVICE_PORT, DSQLGATE_SERVICE_PORT_<PORT
+// NAME>, DSQLGATE_PORT and DSQLGATE_PORT_<PORT>_<PROTOCOL>[_PROTO|_PORT|_ADDR].
+// The submatch is set for the two that name a whole address.
+var serviceLink = regexp.MustCompile(`_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT_[0-9]+_(?:TCP|UDP|SCTP)_(?:PROTO|PORT|ADDR)|(PORT|PORT_[0-9]+_(?:TCP|UDP|SCTP)))$`)
+
+// isServiceLink reports whether name=value is a Kubernetes service link
+// variable. The two that name a whole address (NAME_PORT and
+// NAME_PORT_<PORT>_<PROTOCOL>) must also hold one, proto://host:port, so
+// that a misspelt override ending in _PORT is still reported.
+func isServiceLink(name, value string) bool {
+	rest := strings.TrimPrefix(name, EnvPrefix[:len(EnvPrefix)-1])
+	// Try each place the Service's name could end: DSQLGATE, DSQLGATE_X, ...
+	for i := 0; i < len(rest); i++ {
+		if rest[i] != '_' {
+			continue
+		}
+		m := serviceLink.FindStringSubmatch(rest[i:])
+		if m == nil || len(m[0]) != len(rest)-i {
+			continue
+		}
+		if m[1] == "" {
+			return true
+		}
+		scheme, _, ok := strings.Cut(value, "://")
+		return ok && (scheme == "tcp" || scheme == "udp" || scheme == "sctp")
+	}
+	return false
 }
 
 // setEnv sets key k from value, the value of its variable, and records

@@ -1,7 +1,6 @@
 package config_test
 
 import (
-	"errors"
 	"os"
 	"reflect"
 	"strings"
@@ -199,34 +198,6 @@ func TestEnvProblems(t *testing.T) {
 		want []config.Problem
 	}{
 		{
-			name: "misspelt variable",
-			env:  map[string]string{"DSQLGATE_LISTN": "127.0.0.1:7000"},
-			want: []config.Problem{{Env: "DSQLGATE_LISTN", Message: "unknown variable; did you mean DSQLGATE_LISTEN?"}},
-		},
-		{
-			name: "misspelt nested variable",
-			env:  map[string]string{"DSQLGATE_LOG_LEVLE": "debug"},
-			want: []config.Problem{{Env: "DSQLGATE_LOG_LEVLE", Message: "unknown variable; did you mean DSQLGATE_LOG_LEVEL?"}},
-		},
-		{
-			name: "unknown variable holding a secret",
-			env:  map[string]string{"DSQLGATE_BOB_PASSWORD": secret},
-			want: []config.Problem{{Env: "DSQLGATE_BOB_PASSWORD", Message: "unknown variable: it overrides no key (docs/CONFIG.md lists the variables) and no verifier_env or password_env key names it"}},
-		},
-		{
-			name: "a list of mappings",
-			env:  map[string]string{"DSQLGATE_ROUTES": "app"},
-			want: []config.Problem{{Env: "DSQLGATE_ROUTES", Message: "unknown variable: routes is a list of mappings, which the environment cannot set; write it in the configuration file"}},
-		},
-		{
-			name: "a key inside a list of mappings",
-			env:  map[string]string{"DSQLGATE_ROUTES_0_POOL_SIZE": "5", "DSQLGATE_USERS_0_NAME": "bob"},
-			want: []config.Problem{
-				{Env: "DSQLGATE_ROUTES_0_POOL_SIZE", Message: "unknown variable: routes is a list of mappings, which the environment cannot set; write it in the configuration file"},
-				{Env: "DSQLGATE_USERS_0_NAME", Message: "unknown variable: users is a list of mappings, which the environment cannot set; write it in the configuration file"},
-			},
-		},
-		{
 			name: "duration without a unit",
 			env:  map[string]string{"DSQLGATE_SHUTDOWN_TIMEOUT": "30"},
 			want: []config.Problem{{Env: "DSQLGATE_SHUTDOWN_TIMEOUT", Key: "shutdown_timeout", Message: `duration 30 has no unit; write "30s"`}},
@@ -291,6 +262,85 @@ func TestEnvProblems(t *testing.T) {
 	}
 }
 
+// TestEnvWarnings pins what a user sees for a DSQLGATE_ variable that
+// overrides no key: a warning naming it (with a hint when it looks
+// misspelt), never an error, so a gateway still starts; and nothing at all
+// for the variables Kubernetes injects for a Service named dsqlgate.
+func TestEnvWarnings(t *testing.T) {
+	const secret = "Sekr1tValue"
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []config.Problem
+	}{
+		{
+			name: "misspelt variable",
+			env:  map[string]string{"DSQLGATE_LISTN": "127.0.0.1:7000"},
+			want: []config.Problem{{Env: "DSQLGATE_LISTN", Message: "unknown variable; did you mean DSQLGATE_LISTEN?"}},
+		},
+		{
+			name: "misspelt nested variable",
+			env:  map[string]string{"DSQLGATE_LOG_LEVLE": "debug"},
+			want: []config.Problem{{Env: "DSQLGATE_LOG_LEVLE", Message: "unknown variable; did you mean DSQLGATE_LOG_LEVEL?"}},
+		},
+		{
+			name: "unknown variable holding a secret",
+			env:  map[string]string{"DSQLGATE_BOB_PASSWORD": secret},
+			want: []config.Problem{{Env: "DSQLGATE_BOB_PASSWORD", Message: "unknown variable: it overrides no key (docs/CONFIG.md lists the variables) and no verifier_env or password_env key names it"}},
+		},
+		{
+			name: "a list of mappings",
+			env:  map[string]string{"DSQLGATE_ROUTES": "app"},
+			want: []config.Problem{{Env: "DSQLGATE_ROUTES", Message: "unknown variable: routes is a list of mappings, which the environment cannot set; write it in the configuration file"}},
+		},
+		{
+			name: "a key inside a list of mappings",
+			env:  map[string]string{"DSQLGATE_ROUTES_0_POOL_SIZE": "5", "DSQLGATE_USERS_0_NAME": "bob"},
+			want: []config.Problem{
+				{Env: "DSQLGATE_ROUTES_0_POOL_SIZE", Message: "unknown variable: routes is a list of mappings, which the environment cannot set; write it in the configuration file"},
+				{Env: "DSQLGATE_USERS_0_NAME", Message: "unknown variable: users is a list of mappings, which the environment cannot set; write it in the configuration file"},
+			},
+		},
+		{
+			name: "kubernetes service links",
+			env: map[string]string{
+				"DSQLGATE_PORT":                       "tcp://10.96.0.12:5432",
+				"DSQLGATE_PORT_5432_TCP":              "tcp://10.96.0.12:5432",
+				"DSQLGATE_PORT_5432_TCP_PROTO":        "tcp",
+				"DSQLGATE_PORT_5432_TCP_PORT":         "5432",
+				"DSQLGATE_PORT_5432_TCP_ADDR":         "10.96.0.12",
+				"DSQLGATE_SERVICE_HOST":               "10.96.0.12",
+				"DSQLGATE_SERVICE_PORT":               "5432",
+				"DSQLGATE_SERVICE_PORT_POSTGRES":      "5432",
+				"DSQLGATE_METRICS_PORT":               "tcp://10.96.0.13:9187",
+				"DSQLGATE_METRICS_SERVICE_HOST":       "10.96.0.13",
+				"DSQLGATE_METRICS_PORT_9187_TCP_ADDR": "10.96.0.13",
+			},
+		},
+		{
+			name: "a _PORT variable that holds no address is not a service link",
+			env:  map[string]string{"DSQLGATE_METRICS_PORT": "9187"},
+			want: []config.Problem{{Env: "DSQLGATE_METRICS_PORT", Message: "unknown variable; did you mean DSQLGATE_METRICS_LISTEN?"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseWithEnv(t, "", tt.env, user)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, c.Warnings()); diff != "" {
+				t.Errorf("warnings mismatch (-want +got):\n%s", diff)
+			}
+			for _, w := range c.Warnings() {
+				if strings.Contains(w.Error(), secret) {
+					t.Errorf("warning shows a variable's value: %v", w)
+				}
+			}
+		})
+	}
+}
+
 // TestEnvProblemError pins the format of a problem with a variable.
 func TestEnvProblemError(t *testing.T) {
 	p := config.Problem{Env: "DSQLGATE_SHUTDOWN_TIMEOUT", Key: "shutdown_timeout", Message: `must be positive, such as "30s"`}
@@ -325,9 +375,11 @@ func TestApplyEnvInCode(t *testing.T) {
 	}
 
 	err = c.ApplyEnv([]string{"DSQLGATE_SHUTDOWN_TIMEOUT=1m", "DSQLGATE_ADMIN_DATABASE=admin", "DSQLGATE_LIMITS_MAX_CLIENT_CONNS=5"})
-	var ve *config.ValidationError
-	if !errors.As(err, &ve) || len(ve.Problems) != 1 || ve.Problems[0].Env != "DSQLGATE_LIMITS_MAX_CLIENT_CONNS" {
-		t.Errorf("ApplyEnv with a misspelt variable = %v, want one problem naming it", err)
+	if err != nil {
+		t.Errorf("ApplyEnv with a misspelt variable = %v, want a warning, not an error", err)
+	}
+	if w := c.Warnings(); len(w) != 1 || w[0].Env != "DSQLGATE_LIMITS_MAX_CLIENT_CONNS" {
+		t.Errorf("Warnings after a misspelt variable = %v, want one naming it", w)
 	}
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate after fixing the environment: %v", err)

@@ -26,8 +26,8 @@ routes:
 }
 
 // The environment overrides the file: each key outside a list has a
-// variable. A misspelt variable is an error with a hint, and every problem
-// names its variable.
+// variable. Every problem names its variable; a misspelt variable is
+// ignored with a warning and a hint.
 func ExampleConfig_ApplyEnv() {
 	c := config.Default()
 	err := c.ApplyEnv([]string{
@@ -39,8 +39,11 @@ func ExampleConfig_ApplyEnv() {
 	})
 	fmt.Println(c.Log.Level, c.Admin.Users)
 	fmt.Println(err)
+	for _, w := range c.Warnings() {
+		fmt.Println("warning:", w)
+	}
 	// Output:
 	// debug [alice bob]
-	// DSQLGATE_METRICS_LISTN: unknown variable; did you mean DSQLGATE_METRICS_LISTEN?
 	// DSQLGATE_SHUTDOWN_TIMEOUT: shutdown_timeout: duration 30 has no unit; write "30s"
+	// warning: DSQLGATE_METRICS_LISTN: unknown variable; did you mean DSQLGATE_METRICS_LISTEN?
 }

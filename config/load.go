@@ -27,6 +27,23 @@ func Load(path string, flags ...Flag) (*Config, error) {
 	return Parse(data, path, flags...)
 }
 
+// LoadEnv is Load for a configuration held in the environment variable
+// name instead of a file: for containers that have neither a shell nor a
+// volume to write one (ECS on Fargate takes the whole YAML document as a
+// variable). Problems name the variable as their file ($NAME:3). ApplyEnv
+// leaves that variable alone. An unset or empty variable is an error.
+func LoadEnv(name string, flags ...Flag) (*Config, error) {
+	data, ok := os.LookupEnv(name)
+	if !ok || strings.TrimSpace(data) == "" {
+		state := "is not set"
+		if ok {
+			state = "is empty"
+		}
+		return nil, fmt.Errorf("read config: environment variable %s %s: it should hold the whole YAML configuration (see examples/dsqlgate.yaml)", name, state)
+	}
+	return parse([]byte(data), "$"+name, name, flags)
+}
+
 // Parse decodes data, one YAML document, over Default, applies the
 // environment's overrides (ApplyEnv with os.Environ()), then flags, and
 // validates the result: each source overrides the ones before it,
@@ -46,8 +63,14 @@ func Load(path string, flags ...Flag) (*Config, error) {
 // types, unknown or bad DSQLGATE_ variables and flags, and everything
 // Validate finds; a YAML syntax error alone stops decoding.
 func Parse(data []byte, source string, flags ...Flag) (*Config, error) {
+	return parse(data, source, "", flags)
+}
+
+// parse is Parse for a document that came from the variable configEnv
+// (LoadEnv), or from a file when configEnv is "".
+func parse(data []byte, source, configEnv string, flags []Flag) (*Config, error) {
 	c := Default()
-	d := &decoder{src: &origin{file: source, lines: map[string]int{}}, walking: map[*yaml.Node]bool{}}
+	d := &decoder{src: &origin{file: source, lines: map[string]int{}, configEnv: configEnv}, walking: map[*yaml.Node]bool{}}
 	root, p := parseDocument(data)
 	if p != nil {
 		p.File = source
@@ -187,9 +210,75 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 		d.mapping(n, path, v)
 	case reflect.Slice:
 		d.sequence(n, path, v)
+	case reflect.Map:
+		d.textMap(n, path, v)
 	default:
 		d.scalar(n, path, v)
 	}
+}
+
+// textMap decodes a mapping of names to text (routes[].user_roles) into v,
+// a map[string]string. Each key is a name of the input's own, not a
+// configuration key: an entry's path is path.name. Merge keys work as
+// for other mappings.
+func (d *decoder) textMap(n *yaml.Node, path string, v reflect.Value) {
+	if n.Kind != yaml.MappingNode {
+		d.mistyped(n, path, "expected a mapping of names to text, got %s", describeNode(n, false))
+		return
+	}
+	if len(n.Content) == 0 {
+		v.SetZero() // {} is the same as leaving the key out
+		return
+	}
+	m := reflect.MakeMap(v.Type())
+	// walk adds n's entries: merged mappings first, so that the entries
+	// written in n override them; a name written twice in one mapping is
+	// a problem.
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if d.walking[n] {
+			d.mistyped(n, path, "an alias refers to a mapping that contains it")
+			return
+		}
+		d.walking[n] = true
+		defer delete(d.walking, n)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+				switch val := d.deref(n.Content[i+1], path); {
+				case val == nil:
+				case val.Kind == yaml.MappingNode:
+					walk(val)
+				default:
+					d.mistyped(val, path, "<< must merge a mapping, got %s", describeNode(val, false))
+				}
+			}
+		}
+		seen := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+				continue
+			}
+			if k.Kind != yaml.ScalarNode || k.Value == "" {
+				d.problem(k.Line, path, "a key must be a plain name, got %s", describeNode(k, false))
+				continue
+			}
+			key := joinKey(path, k.Value)
+			if first, dup := seen[k.Value]; dup {
+				d.problem(k.Line, key, "set twice (first at line %d)", first)
+				continue
+			}
+			seen[k.Value] = k.Line
+			d.src.lines[key] = k.Line
+			e := reflect.New(v.Type().Elem()).Elem()
+			if val = d.deref(val, key); val != nil {
+				d.scalar(val, key, e)
+			}
+			m.SetMapIndex(reflect.ValueOf(k.Value), e)
+		}
+	}
+	walk(n)
+	v.Set(m)
 }
 
 func (d *decoder) mapping(n *yaml.Node, path string, v reflect.Value) {
@@ -352,6 +441,8 @@ func describeType(t reflect.Type) string {
 		return "a whole number"
 	case reflect.Float64:
 		return "a number"
+	case reflect.Map:
+		return "a mapping of names to text"
 	}
 	return t.String()
 }

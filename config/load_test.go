@@ -95,7 +95,7 @@ func TestParseEmpty(t *testing.T) {
 	for _, doc := range []string{"", "# only a comment\n", "~\n"} {
 		_, err := config.Parse([]byte(doc), "empty.yaml")
 		want := []config.Problem{
-			{File: "empty.yaml", Key: "users", Message: "at least one user is required (in users or users_file): clients log in as one of them"},
+			{File: "empty.yaml", Key: "users", Message: "at least one user is required (in users, users_file or users_env): clients log in as one of them"},
 			{File: "empty.yaml", Key: "routes", Message: "at least one route is required: a route maps the database a client asks for to an upstream"},
 		}
 		if diff := cmp.Diff(want, asValidation(t, err)); diff != "" {

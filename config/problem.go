@@ -94,6 +94,11 @@ type origin struct {
 	env map[string]string
 	// flags maps each key path a Flag set (listen) to the flag (--listen).
 	flags map[string]string
+	// configEnv is the variable the document came from (LoadEnv), which
+	// ApplyEnv leaves alone; "" for a file.
+	configEnv string
+	// warnings are what ApplyEnv ignored (Config.Warnings).
+	warnings []Problem
 }
 
 // flag returns the flag that set key or the key enclosing it, or "". o

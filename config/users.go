@@ -47,8 +47,8 @@ func (c *Config) checkUsers(k *checker) {
 			}
 		}
 	}
-	if len(c.Users) == 0 && c.UsersFile == "" {
-		k.add("users", "at least one user is required (in users or users_file): clients log in as one of them")
+	if len(c.Users) == 0 && c.UsersFile == "" && c.UsersEnv == "" {
+		k.add("users", "at least one user is required (in users, users_file or users_env): clients log in as one of them")
 	}
 }
 

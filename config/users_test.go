@@ -70,7 +70,7 @@ func TestValidateUsersFile(t *testing.T) {
 		{name: "valid missing file", doc: user + "users_file: /nonexistent/users.txt\n" + dsqlRoute},
 		{name: "valid admin from the file", doc: "admin: {users: [carol]}\nusers_file: " + usersFile + "\n" + dsqlRoute},
 
-		{name: "users empty and no file", doc: "users: [] # <-\n" + dsqlRoute, key: "users", msg: "at least one user is required (in users or users_file)"},
+		{name: "users empty and no file", doc: "users: [] # <-\n" + dsqlRoute, key: "users", msg: "at least one user is required (in users, users_file or users_env)"},
 		{name: "admin not a user, no file", doc: "admin:\n  users: [carol] # <-\n" + user + dsqlRoute, key: "admin.users[0]", msg: `"carol" is not a user in users or users_file`},
 	}
 	runProblemCases(t, t.TempDir(), tests)

@@ -2,9 +2,11 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -198,7 +200,7 @@ func (c *Config) checkAdmin(k *checker) {
 			k.add(p, "required: the name of a user in users or users_file")
 		case dup:
 			k.add(p, "%q is already admin.users[%d]", name, j)
-		case c.UsersFile == "" && !known[name]:
+		case c.UsersFile == "" && c.UsersEnv == "" && !known[name]:
 			k.add(p, "%q is not a user in users or users_file: only the gateway's own users can open the admin console", name)
 		}
 	}
@@ -409,6 +411,14 @@ func (r *Route) checkDSQL(k *checker, p, host string) {
 	case strings.ContainsRune(r.Role, 0):
 		k.add(p+".role", "must not contain a NUL character")
 	}
+	for _, user := range slices.Sorted(maps.Keys(r.UserRoles)) {
+		switch role := r.UserRoles[user]; {
+		case role == "":
+			k.add(p+".user_roles."+user, "required: the DSQL database role this user logs in as, such as app_writer")
+		case strings.ContainsRune(role, 0) || strings.ContainsRune(user, 0):
+			k.add(p+".user_roles."+user, "must not contain a NUL character")
+		}
+	}
 	if d := r.TokenExpiry.D(); d < minTokenExpiry || d > maxTokenExpiry {
 		k.add(p+".token_expiry", "%s is out of range: DSQL tokens last from 1s to 168h", d)
 	}
@@ -425,7 +435,19 @@ func (r *Route) checkDSQL(k *checker, p, host string) {
 	}
 }
 
+// RoleFor is the DSQL role the gateway user user logs in as on this route:
+// its entry in UserRoles, else Role. For kind dsql.
+func (r *Route) RoleFor(user string) string {
+	if role, ok := r.UserRoles[user]; ok {
+		return role
+	}
+	return r.Role
+}
+
 func (r *Route) checkPostgres(k *checker, p string) {
+	if len(r.UserRoles) > 0 {
+		k.add(p+".user_roles", "is only for kind dsql: a postgres route logs every user in as its user")
+	}
 	if r.User == "" {
 		k.add(p+".user", "required for kind postgres: the upstream login")
 	}

@@ -20,6 +20,7 @@ import (
 // configuration key, as given on the command line.
 type serveFlags struct {
 	configPath string
+	configEnv  string // the variable holding the configuration, instead of a file
 	overrides  []config.Flag
 }
 
@@ -44,7 +45,8 @@ Each setting is resolved in this order, each source overriding the ones
 before it:
 
   1. the defaults (docs/CONFIG.md lists them)
-  2. the configuration file (--config)
+  2. the configuration file (--config), or the YAML document held in the
+     environment variable that --config-env names
   3. DSQLGATE_* environment variables (DSQLGATE_LISTEN, DSQLGATE_LOG_LEVEL,
      ...: DSQLGATE_ and the key in upper case, dots as underscores)
   4. the flags below
@@ -72,7 +74,6 @@ process must stop before the new one listens on the same address.`,
 		},
 	}
 	addServeFlags(cmd, &f)
-	cmd.MarkFlagRequired("config")
 	return cmd
 }
 
@@ -80,6 +81,9 @@ process must stop before the new one listens on the same address.`,
 func addServeFlags(cmd *cobra.Command, f *serveFlags) {
 	fs := cmd.Flags()
 	fs.StringVarP(&f.configPath, "config", "c", "", "configuration file (YAML; see examples/dsqlgate.yaml and docs/CONFIG.md)")
+	fs.StringVar(&f.configEnv, "config-env", "", "environment variable holding the whole YAML configuration, instead of --config (containers with no file, such as ECS on Fargate)")
+	cmd.MarkFlagsOneRequired("config", "config-env")
+	cmd.MarkFlagsMutuallyExclusive("config", "config-env")
 	for _, kf := range keyFlags {
 		usage := fmt.Sprintf("%s (overrides %s and %s)", kf.usage, kf.key, config.EnvVar(kf.key))
 		fs.Var(&keyFlag{f: f, name: "--" + kf.name, key: kf.key}, kf.name, usage)
@@ -107,7 +111,17 @@ func (k *keyFlag) Set(v string) error {
 // environment, then the flags, each over the ones before; the result is
 // validated.
 func loadConfig(f serveFlags) (*config.Config, error) {
+	if f.configEnv != "" {
+		return config.LoadEnv(f.configEnv, f.overrides...)
+	}
 	return config.Load(f.configPath, f.overrides...)
+}
+
+// logWarnings logs what the configuration's sources hold that it ignored.
+func logWarnings(log *zap.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("ignoring an environment variable that sets no configuration key", zap.String("variable", w.Env), zap.String("problem", w.Message))
+	}
 }
 
 // runServe validates everything before anything listens, serves until ctx
@@ -122,6 +136,7 @@ func runServe(ctx context.Context, f serveFlags, st streams) error {
 		return err
 	}
 	defer log.Sync()
+	logWarnings(log, cfg)
 
 	var gw *gateway.Gateway
 	var reloadMu sync.Mutex
@@ -133,6 +148,7 @@ func runServe(ctx context.Context, f serveFlags, st streams) error {
 			log.Warn("reload refused: the configuration does not validate; the previous one stays", zap.Error(err))
 			return err
 		}
+		logWarnings(log, next)
 		changes, err := gw.Reload(ctx, next)
 		if err != nil {
 			log.Warn("reload refused; the previous configuration stays", zap.Error(err))

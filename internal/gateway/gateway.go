@@ -1,8 +1,8 @@
 // Package gateway wires a validated configuration into a running gateway:
 // the route secrets (users.ResolveRoutes), the authbridge routes and pools,
-// the pgwire server and its client listener (SO_REUSEPORT on unix systems,
-// listen_unix.go; a plain listener elsewhere, listen_other.go), and the
-// HTTP listener for metrics and health. It is the one place that sees both
+// the pgwire server and its client listener, and the HTTP listener for
+// metrics and health (both with SO_REUSEPORT when reuse_port is set, on
+// unix systems: listen_unix.go; refused elsewhere: listen_other.go). It is the one place that sees both
 // sides: upstream.go adapts authbridge to the interfaces pgwire declares,
 // without allocating. Gateway.Reload puts a new configuration in force in
 // two phases, preparing the routes (Bridge.Prepare) and the server
@@ -14,7 +14,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"sync"
@@ -83,7 +82,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		bridge.Close()
 		return nil, err
 	}
-	l, err := listen(cfg.Listen)
+	l, err := listen(cfg.Listen, cfg.ReusePort)
 	if err != nil {
 		bridge.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -91,7 +90,9 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 	g := &Gateway{Bridge: bridge, Server: srv, Metrics: m, Addr: l.Addr().String(), served: make(chan error, 1), log: opts.Logger}
 	g.health = newHealth(g)
 	if cfg.Metrics.Listen != "" {
-		ol, err := net.Listen("tcp", cfg.Metrics.Listen) // not shared: scrapes must reach this process
+		// Shared only with reuse_port, for a rolling restart on one host:
+		// then a scrape or a health check reaches either process.
+		ol, err := listen(cfg.Metrics.Listen, cfg.ReusePort)
 		if err != nil {
 			l.Close()
 			bridge.Close()

@@ -4,13 +4,20 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net"
+	"runtime"
 )
 
 // listen opens a plain TCP listener. Windows and Solaris (illumos) have no
-// SO_REUSEPORT: two gateways cannot share the port there, so a rolling
-// restart must stop the old process before the new one listens.
-func listen(addr string) (net.Listener, error) {
+// SO_REUSEPORT: two gateways cannot share a port there, so reuse_port is
+// refused and a rolling restart must stop the old process before the new
+// one listens.
+func listen(addr string, reusePort bool) (net.Listener, error) {
+	if reusePort {
+		return nil, errors.New("reuse_port is not supported on " + runtime.GOOS + ": it has no SO_REUSEPORT")
+	}
 	var lc net.ListenConfig
-	return lc.Listen(context.Background(), "tcp", addr)
+	l, err := lc.Listen(context.Background(), "tcp", addr)
+	return l, explainListenError(err, false)
 }

@@ -54,7 +54,7 @@ func (u *User) AllowsDatabase(db string) bool {
 // Load returns every user of cfg, a validated configuration: those of
 // cfg.Users, their secrets read from env where verifier_env or
 // password_env names a variable, followed by those of cfg.UsersFile, read
-// now. It also returns the Stamp of the users file as read (zero when
+// now, and those the variable cfg.UsersEnv holds. It also returns the Stamp of the users file as read (zero when
 // there is none), for noticing later changes.
 //
 // It checks what Validate cannot without reading anything: that each
@@ -79,18 +79,28 @@ func Load(cfg *config.Config, env LookupEnv) ([]User, Stamp, error) {
 		}
 	}
 	fileLoaded := true
+	var fileUsers []User
 	if path := cfg.UsersFile; path != "" {
 		var ps []config.Problem
-		var fileUsers []User
 		fileUsers, stamp, ps = loadFile(cfg, path, byName)
 		problems = append(problems, ps...)
 		list = append(list, fileUsers...)
 		fileLoaded = len(ps) == 0
-		if fileLoaded && len(cfg.Users) == 0 && len(fileUsers) == 0 {
+		if fileLoaded && len(cfg.Users) == 0 && cfg.UsersEnv == "" && len(fileUsers) == 0 {
 			problems = append(problems, cfg.Problemf("users_file", "%s holds no user and users is empty: at least one user is required, clients log in as one of them", path))
 		}
 	}
-	if cfg.UsersFile != "" && fileLoaded {
+	if name := cfg.UsersEnv; name != "" {
+		envUsers, ps := loadEnvUsers(cfg, name, env, byName, fileUsers)
+		problems = append(problems, ps...)
+		list = append(list, envUsers...)
+		if len(ps) > 0 {
+			fileLoaded = false
+		} else if len(list) == 0 {
+			problems = append(problems, cfg.Problemf("users_env", "%s holds no user, and neither users nor users_file holds one: at least one user is required, clients log in as one of them", name))
+		}
+	}
+	if (cfg.UsersFile != "" || cfg.UsersEnv != "") && fileLoaded {
 		known := map[string]bool{}
 		for _, u := range list {
 			known[u.Name] = true
@@ -100,7 +110,7 @@ func Load(cfg *config.Config, env LookupEnv) ([]User, Stamp, error) {
 		}
 		for i, name := range cfg.Admin.Users {
 			if name != "" && !known[name] {
-				problems = append(problems, cfg.Problemf(fmt.Sprintf("admin.users[%d]", i), "%q is not a user in users or users_file: only the gateway's own users can open the admin console", name))
+				problems = append(problems, cfg.Problemf(fmt.Sprintf("admin.users[%d]", i), "%q is not a user in users, users_file or users_env: only the gateway's own users can open the admin console", name))
 			}
 		}
 	}
@@ -108,6 +118,53 @@ func Load(cfg *config.Config, env LookupEnv) ([]User, Stamp, error) {
 		return nil, stamp, err
 	}
 	return list, stamp, nil
+}
+
+// loadEnvUsers reads the users held in the environment variable name
+// (users_env), in the users file format: a secret an orchestrator injects
+// (ECS from AWS Secrets Manager, a Kubernetes Secret). Problems are placed
+// at users_env and, like a file's, quote nothing of the value but a line
+// number. byName maps the names of cfg.Users to their index; fromFile are
+// the users the users file gave, which the variable must not repeat.
+func loadEnvUsers(cfg *config.Config, name string, env LookupEnv, byName map[string]int, fromFile []User) ([]User, []config.Problem) {
+	value, why := lookup(env, name)
+	if why != "" {
+		return nil, []config.Problem{cfg.Problemf("users_env", "%s: it should hold users in the users_file format, one \"name\" \"SCRAM-SHA-256$...\" line each", why)}
+	}
+	envUsers, lines, err := parseUsersFile([]byte(value), "$"+name)
+	if err != nil {
+		if ve, ok := err.(*config.ValidationError); ok {
+			ps := make([]config.Problem, len(ve.Problems))
+			for i, p := range ve.Problems {
+				ps[i] = cfg.Problemf("users_env", "%s", p.Error())
+			}
+			return nil, ps
+		}
+		return nil, []config.Problem{cfg.Problemf("users_env", "%v", err)}
+	}
+	inFile := map[string]bool{}
+	for _, u := range fromFile {
+		inFile[u.Name] = true
+	}
+	var problems []config.Problem
+	list := make([]User, 0, len(envUsers))
+	for i := range envUsers {
+		u := &envUsers[i]
+		where := ""
+		if j, dup := byName[u.Name]; dup {
+			where = fmt.Sprintf("users[%d]", j)
+		} else if inFile[u.Name] {
+			where = "users_file"
+		}
+		if where != "" {
+			p := config.Problem{File: "$" + name, Line: lines[i], Message: fmt.Sprintf("this user is already defined in %s; define each user once", where)}
+			problems = append(problems, cfg.Problemf("users_env", "%s", p.Error()))
+			continue
+		}
+		r, _ := resolve(cfg, "users_env", u, nil) // checked as it was parsed
+		list = append(list, r)
+	}
+	return list, problems
 }
 
 // loadFile reads the users file at path, placing each of its problems at

@@ -211,7 +211,7 @@ func TestLoadUsersFile(t *testing.T) {
 		{name: "plaintext in file", doc: user + "users_file: {{dir}}/plain.txt # <-\n" + dsqlRoute, key: "users_file", msg: dir + "/plain.txt:2: the secret is neither a SCRAM-SHA-256 verifier nor an md5 hash"},
 		{name: "user in both", doc: user + "users_file: {{dir}}/dup.txt # <-\n" + dsqlRoute, key: "users_file", msg: dir + "/dup.txt:2: this user is already defined in users[0]"},
 		{name: "no user anywhere", doc: "users_file: {{dir}}/empty.txt # <-\n" + dsqlRoute, key: "users_file", msg: "empty.txt holds no user and users is empty"},
-		{name: "admin unknown", doc: "admin:\n  users: [carol, zed] # <-\nusers_file: " + abs + "\n" + dsqlRoute, key: "admin.users[1]", msg: `"zed" is not a user in users or users_file`},
+		{name: "admin unknown", doc: "admin:\n  users: [carol, zed] # <-\nusers_file: " + abs + "\n" + dsqlRoute, key: "admin.users[1]", msg: `"zed" is not a user in users, users_file or users_env`},
 	}
 	runProblemCases(t, dir, tests)
 }
