@@ -14,6 +14,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"sync"
@@ -51,8 +52,12 @@ type Gateway struct {
 	OpsAddr string
 	health  *health
 	ops     *http.Server
-	served  chan error
-	log     *zap.Logger
+	// sharedOps is the metrics listener when reuse_port shares it with a
+	// successor process; the drain closes it at once, so that health
+	// checks reach the successor rather than a gateway on its way out.
+	sharedOps net.Listener
+	served    chan error
+	log       *zap.Logger
 	// reloadMu serialises reloads: each prepares against the
 	// configuration the one before it put in force.
 	reloadMu sync.Mutex
@@ -100,6 +105,9 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		}
 		g.OpsAddr = ol.Addr().String()
 		g.ops = newOpsServer(g.health.handler())
+		if cfg.ReusePort {
+			g.sharedOps = ol
+		}
 		go g.ops.Serve(ol)
 	}
 	go func() { g.served <- srv.Serve(l) }()
@@ -165,6 +173,9 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) ([]string, err
 // point, until ctx ends; then everything closes.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.health.draining()
+	if g.sharedOps != nil {
+		g.sharedOps.Close()
+	}
 	err := g.Server.Shutdown(ctx)
 	g.closeRest()
 	return err
