@@ -69,7 +69,8 @@ type CredentialsError struct {
 	// NoneFound is true when no source in the chain had credentials.
 	NoneFound bool
 	// Tried lists the sources the default chain looked at, in order, each
-	// with the variable, file or profile it reads (when NoneFound).
+	// with the variable, file or profile it reads (when NoneFound); an
+	// entry may span lines.
 	Tried []string
 	// Source is the source the chain chose and that failed, in words
 	// (when not NoneFound).
@@ -79,7 +80,7 @@ type CredentialsError struct {
 }
 
 // credentialsHint is what to do when the chain finds no credentials.
-const credentialsHint = "Set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with an IAM role " +
+const credentialsHint = "Set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with an IAM role\n" +
 	"(ECS task role, EC2 instance profile, EKS service account)."
 
 func (e *CredentialsError) Error() string {
@@ -89,7 +90,7 @@ func (e *CredentialsError) Error() string {
 	var b strings.Builder
 	b.WriteString("no AWS credentials found. The default chain looked, in order, at:")
 	for i, s := range e.Tried {
-		fmt.Fprintf(&b, "\n  %d. %s", i+1, s)
+		fmt.Fprintf(&b, "\n  %d. %s", i+1, strings.ReplaceAll(s, "\n", "\n     "))
 	}
 	b.WriteString("\n" + credentialsHint)
 	fmt.Fprintf(&b, "\nThe last source's error: %v", e.Err)
@@ -127,25 +128,24 @@ func describeSource(p aws.CredentialsProvider, profile string) string {
 }
 
 // triedSources lists, in order, the sources the default chain looks at,
-// with what each reads here. profile is the one the configuration names
-// ("" for none).
+// with what each reads here. profile is the one named in code ("" for
+// none).
 func triedSources(profile string) []string {
 	env := "environment variables AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: " + envKeysState()
 	if profile != "" {
 		// A profile named in code takes precedence over the variables.
-		env = "environment variables AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: skipped, aws.profile names a profile"
+		env = "environment variables AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: skipped, a profile is named"
 	}
 	return []string{
 		env,
-		fmt.Sprintf("shared config and credentials files %s and %s, profile %s: no keys",
+		fmt.Sprintf("shared config and credentials files, profile %s: no keys\n(%s, %s)", profileInUse(profile),
 			fileInUse("AWS_CONFIG_FILE", awsconfig.DefaultSharedConfigFilename()),
-			fileInUse("AWS_SHARED_CREDENTIALS_FILE", awsconfig.DefaultSharedCredentialsFilename()),
-			profileInUse(profile)),
+			fileInUse("AWS_SHARED_CREDENTIALS_FILE", awsconfig.DefaultSharedCredentialsFilename())),
 		"SSO (sso_session or sso_start_url in that profile): not configured",
 		"web identity (AWS_WEB_IDENTITY_TOKEN_FILE): " + envState("AWS_WEB_IDENTITY_TOKEN_FILE"),
-		"ECS container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / AWS_CONTAINER_CREDENTIALS_FULL_URI): " +
+		"ECS container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI): " +
 			envState("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"),
-		"EC2 instance metadata (IMDS): no role (see its error below)",
+		"EC2 instance metadata (IMDS): no role (its error is below)",
 	}
 }
 
@@ -184,7 +184,7 @@ func fileInUse(envVar, def string) string {
 // with where the name came from.
 func profileInUse(profile string) string {
 	if profile != "" {
-		return fmt.Sprintf("%q (aws.profile)", profile)
+		return fmt.Sprintf("%q", profile)
 	}
 	for _, v := range []string{"AWS_PROFILE", "AWS_DEFAULT_PROFILE"} {
 		if p := os.Getenv(v); p != "" {

@@ -141,12 +141,11 @@ func TestLoadCredentialsNoneFound(t *testing.T) {
 	inOrder := []string{
 		"no AWS credentials found",
 		"1. environment variables AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: not set",
-		"2. shared config and credentials files " + cfgFile + " (AWS_CONFIG_FILE) and " +
-			os.Getenv("AWS_SHARED_CREDENTIALS_FILE") + " (AWS_SHARED_CREDENTIALS_FILE)",
-		`profile "staging" (AWS_PROFILE)`,
+		`2. shared config and credentials files, profile "staging" (AWS_PROFILE): no keys`,
+		"\n     (" + cfgFile + " (AWS_CONFIG_FILE), " + os.Getenv("AWS_SHARED_CREDENTIALS_FILE") + " (AWS_SHARED_CREDENTIALS_FILE))",
 		"3. SSO",
 		"4. web identity (AWS_WEB_IDENTITY_TOKEN_FILE): not set",
-		"5. ECS container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / AWS_CONTAINER_CREDENTIALS_FULL_URI): not set",
+		"5. ECS container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI): not set",
 		"6. EC2 instance metadata (IMDS)",
 		"Set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with an IAM role",
 		"The last source's error: ",
