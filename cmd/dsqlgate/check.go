@@ -94,7 +94,11 @@ func checkRoutes(ctx context.Context, cfg *config.Config, timeout time.Duration,
 		}
 		switch {
 		case rc.Kind == config.KindDSQL && credsErr != nil:
-			row.reason = "no AWS credentials (below)"
+			row.reason = "AWS credentials unavailable (below)"
+			var ce *authbridge.CredentialsError
+			if errors.As(credsErr, &ce) && ce.NoneFound {
+				row.reason = "no AWS credentials (below)"
+			}
 		default:
 			row.latency, row.reason, row.err = checkRoute(ctx, bridge.Route(rc.Database), timeout)
 		}
