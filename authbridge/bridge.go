@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/config"
@@ -175,20 +174,18 @@ func newRoute(rc *config.Route, creds aws.CredentialsProvider, opts Options) (*R
 }
 
 // loadCredentials returns the credentials DSQL routes of cfg sign their
-// tokens with: the bridge's, else the AWS default chain, loaded once (the
-// update that first needs them keeps them when committed). Nil when cfg
-// has no DSQL route and the bridge none.
+// tokens with: the bridge's, else the AWS default chain, loaded and
+// retrieved once (see LoadCredentials: without credentials the update
+// fails, and the gateway does not start); the update that first needs them
+// keeps them when committed. Nil when cfg has no DSQL route and the bridge
+// none.
 func (b *Bridge) loadCredentials(ctx context.Context, cfg *config.Config) (aws.CredentialsProvider, error) {
 	if b.creds != nil {
 		return b.creds, nil
 	}
 	for i := range cfg.Routes {
 		if cfg.Routes[i].Kind == kindDSQL {
-			awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithSharedConfigProfile(cfg.AWS.Profile))
-			if err != nil {
-				return nil, fmt.Errorf("load AWS configuration: %w", err)
-			}
-			return awsCfg.Credentials, nil
+			return LoadCredentials(ctx, cfg.AWS.Profile, b.log)
 		}
 	}
 	return nil, nil

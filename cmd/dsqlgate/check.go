@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
 	"github.com/dsqlgate/dsqlgate/authbridge"
@@ -28,11 +32,13 @@ func newCheckCommand(st streams) *cobra.Command {
 		Use:   "check",
 		Short: "Validate the configuration, mint a token and dial every route",
 		Long: `Load and validate the configuration (with the environment applied, as serve
-does), read the users and the secrets it names, resolve the AWS credentials, and for each
-route mint a token (kind dsql) and open one upstream connection. Prints a table
-(route, endpoint, region, role, credentials source, result, latency) and exits
-0 when every route works, 1 when one does not, 2 when the configuration is
-invalid. It never prints a secret.`,
+does), read the users and the secrets it names, resolve the AWS credentials
+once (when a route is kind dsql), and for each route mint a token (kind dsql)
+and open one upstream connection. Prints one line per route (route, kind,
+endpoint, user or role, and ok with the latency or FAIL with a short reason),
+then each failure's full error below the table, and exits 0 when every route
+works, 1 when one does not, 2 when the configuration is invalid. It never
+prints a secret.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCheck(cmd.Context(), f, st)
@@ -42,13 +48,6 @@ invalid. It never prints a secret.`,
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 15*time.Second, "bound on each route's token and dial")
 	cmd.MarkFlagRequired("config")
 	return cmd
-}
-
-// checkRow is one route's line of the report.
-type checkRow struct {
-	route, endpoint, region, role, creds, result string
-	latency                                      time.Duration
-	ok                                           bool
 }
 
 func runCheck(ctx context.Context, f checkFlags, st streams) error {
@@ -64,81 +63,205 @@ func runCheck(ctx context.Context, f checkFlags, st streams) error {
 		return &exitError{code: 2, err: err}
 	}
 	fmt.Fprintf(st.out, "configuration %s: valid (%d users, %d routes)\n", f.configPath, len(list), len(cfg.Routes))
-	bridge, err := authbridge.New(ctx, cfg, authbridge.Options{})
+	return checkRoutes(ctx, cfg, f.timeout, st)
+}
+
+// checkRoutes resolves the AWS credentials (once, when a route is kind
+// dsql), checks every route, and prints one short line per route, then
+// each failure's full error once, below the table. It returns an exit
+// error when a route fails.
+func checkRoutes(ctx context.Context, cfg *config.Config, timeout time.Duration, st streams) error {
+	creds, credsErr := checkCredentials(ctx, cfg, st)
+	runnable := *cfg // the routes that can be checked: without credentials, no dsql route
+	runnable.Routes = nil
+	for _, rc := range cfg.Routes {
+		if rc.Kind != config.KindDSQL || credsErr == nil {
+			runnable.Routes = append(runnable.Routes, rc)
+		}
+	}
+	bridge, err := authbridge.New(ctx, &runnable, authbridge.Options{Credentials: creds})
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
 	defer bridge.Close()
-	source := "-"
-	for _, r := range cfg.Routes {
-		if r.Kind == config.KindDSQL {
-			cctx, cancel := context.WithTimeout(ctx, f.timeout)
-			src, err := bridge.CredentialsSource(cctx)
-			cancel()
-			if err != nil {
-				source = "unavailable: " + oneLine(err)
-			} else {
-				source = src
-			}
-			break
-		}
-	}
-	var rows []checkRow
+	rows := make([]checkRow, 0, len(cfg.Routes))
 	failed := 0
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
-		row := checkRow{route: rc.Database, endpoint: rc.Host(), region: rc.ResolvedRegion(), role: rc.Role, creds: source}
+		row := checkRow{route: rc.Database, kind: rc.Kind, endpoint: rc.Endpoint, user: rc.Role}
 		if rc.Kind == config.KindPostgres {
-			row.role, row.region, row.creds = rc.User, "-", "static password"
+			row.user = rc.User
 		}
-		row.result, row.latency, row.ok = checkRoute(ctx, bridge.Route(rc.Database), f.timeout)
-		if !row.ok {
+		switch {
+		case rc.Kind == config.KindDSQL && credsErr != nil:
+			row.reason = "AWS credentials unavailable (below)"
+			var ce *authbridge.CredentialsError
+			if errors.As(credsErr, &ce) && ce.NoneFound {
+				row.reason = "no AWS credentials (below)"
+			}
+		default:
+			row.latency, row.reason, row.err = checkRoute(ctx, bridge.Route(rc.Database), timeout)
+		}
+		if row.reason != "" {
 			failed++
 		}
 		rows = append(rows, row)
 	}
-	printCheck(st.out, rows)
+	printCheck(st.out, rows, credsErr)
 	if failed > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d of %d routes failed", failed, len(rows))}
 	}
 	return nil
 }
 
+// checkCredentials loads and retrieves the AWS credentials when a route of
+// cfg is kind dsql, as serve does, and says where they come from. It
+// returns nil credentials and nil error when no route needs them.
+func checkCredentials(ctx context.Context, cfg *config.Config, st streams) (aws.CredentialsProvider, error) {
+	needed := false
+	for i := range cfg.Routes {
+		needed = needed || cfg.Routes[i].Kind == config.KindDSQL
+	}
+	if !needed {
+		return nil, nil
+	}
+	log, _, err := newLogger("warn", "console", st.err) // the SDK's own warnings
+	if err != nil {
+		return nil, err
+	}
+	creds, err := authbridge.LoadCredentials(ctx, cfg.AWS.Profile, log)
+	if err != nil {
+		return nil, err
+	}
+	c, err := creds.Retrieve(ctx) // cached: LoadCredentials retrieved them
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(st.out, "AWS credentials: %s\n", c.Source)
+	return creds, nil
+}
+
+// checkRow is one route's line of the report.
+type checkRow struct {
+	route, kind, endpoint, user string
+	latency                     time.Duration
+	reason                      string // why it failed, in a few words; "" when it works
+	err                         error  // the full error, printed below the table
+}
+
 // checkRoute mints a token (kind dsql) and opens one upstream connection.
-func checkRoute(ctx context.Context, r *authbridge.Route, timeout time.Duration) (string, time.Duration, bool) {
+// On failure it returns a short reason and the full error.
+func checkRoute(ctx context.Context, r *authbridge.Route, timeout time.Duration) (time.Duration, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
 	if m := r.Minter(); m != nil {
 		if _, err := m.Mint(ctx); err != nil {
-			return "token: " + oneLine(err), time.Since(start), false
+			return time.Since(start), "cannot mint a token", err
 		}
 	}
 	sc, err := r.Pool().TryAcquire(ctx, "")
 	took := time.Since(start)
 	if err != nil {
-		return "dial: " + oneLine(err), took, false
+		var de *authbridge.DialError
+		if errors.As(err, &de) && de.Err != nil {
+			err = de.Err // the route is on the line already
+		}
+		return took, dialReason(err, timeout), err
 	}
 	if sc == nil {
-		return "dial: the pool is full", took, false
+		return took, "the pool is full", errors.New("no upstream connection is free and the pool is at its size")
 	}
 	r.Pool().Release(sc)
-	return "ok", took, true
+	return took, "", nil
 }
 
-func oneLine(err error) string {
-	var de *authbridge.DialError
-	if errors.As(err, &de) && de.Err != nil {
-		err = de.Err
+// dialReason sums up a failed dial in a few words that the full error,
+// printed below, does not repeat.
+func dialReason(err error, timeout time.Duration) string {
+	var pgErr *pgconn.PgError
+	var certErr *tls.CertificateVerificationError
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	switch {
+	case errors.As(err, &pgErr):
+		return "upstream said no (SQLSTATE " + pgErr.Code + ")"
+	case errors.As(err, &certErr):
+		return "TLS certificate not trusted"
+	case errors.As(err, &dnsErr):
+		return "host name does not resolve"
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
+		return "no answer within " + timeout.String()
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return "cannot connect"
 	}
+	return "cannot open a session"
+}
+
+// checkWidth is where the full errors below the table are wrapped.
+const checkWidth = 100
+
+// printCheck writes the table, one line per route, then each failure's
+// full error once, wrapped and indented, then credsErr once.
+func printCheck(w io.Writer, rows []checkRow, credsErr error) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROUTE\tKIND\tENDPOINT\tUSER\tRESULT")
+	n := 0
+	for _, r := range rows {
+		result := "ok  " + r.latency.Round(time.Millisecond).String()
+		if r.reason != "" {
+			result = "FAIL  " + r.reason
+			if r.err != nil {
+				n++
+				result += fmt.Sprintf(" [%d]", n)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.route, r.kind, r.endpoint, r.user, result)
+	}
+	tw.Flush()
+	n = 0
+	for _, r := range rows {
+		if r.err == nil {
+			continue
+		}
+		n++
+		head := fmt.Sprintf("[%d] %s: ", n, r.route)
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, wrap(head+oneLine(r.err), checkWidth, "    "))
+	}
+	if credsErr != nil {
+		fmt.Fprintln(w)
+		for line := range strings.Lines(credsErr.Error()) {
+			line = strings.TrimRight(line, "\n")
+			indent := line[:len(line)-len(strings.TrimLeft(line, " "))]
+			fmt.Fprintln(w, indent+wrap(line, checkWidth-len(indent), indent+"    "))
+		}
+	}
+}
+
+// oneLine is err's text with runs of white space made one space.
+func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
-func printCheck(w io.Writer, rows []checkRow) {
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROUTE\tENDPOINT\tREGION\tROLE\tCREDENTIALS\tRESULT\tLATENCY")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.route, r.endpoint, r.region, r.role, r.creds, r.result, r.latency.Round(time.Millisecond))
+// wrap breaks text at spaces into lines of at most width characters where
+// it can (a longer word stays whole), each after the first starting with
+// indent.
+func wrap(text string, width int, indent string) string {
+	var b strings.Builder
+	line := 0
+	for i, word := range strings.Fields(text) {
+		switch {
+		case i == 0:
+		case line+1+len(word) > width:
+			b.WriteString("\n" + indent)
+			line = len(indent)
+		default:
+			b.WriteByte(' ')
+			line++
+		}
+		b.WriteString(word)
+		line += len(word)
 	}
-	tw.Flush()
+	return b.String()
 }

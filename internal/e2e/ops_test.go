@@ -579,14 +579,14 @@ func TestCheck(t *testing.T) {
 		return string(out), code
 	}
 	out, code := run(write("good.yaml", st.Emulator.Addr()))
-	if code != 0 || !regexp.MustCompile(`postgres\s+`+regexp.QuoteMeta(harness.StackHost)+`\s+us-east-1\s+admin\s+\S+.*\sok\s`).MatchString(out) {
+	if code != 0 || !regexp.MustCompile(`postgres\s+dsql\s+`+regexp.QuoteMeta(harness.StackHost)+`\s+admin\s+ok\s`).MatchString(out) {
 		t.Fatalf("check against the emulator: exit %d\n%s", code, out)
 	}
 	if strings.Contains(out, st.Credentials.SecretAccessKey) || strings.Contains(out, "X-Amz-Signature") {
 		t.Fatalf("check printed a secret:\n%s", out)
 	}
 	out, code = run(write("bad.yaml", "127.0.0.1:1"))
-	if code != 1 || !strings.Contains(out, "dial:") || !strings.Contains(out, "refused") {
+	if code != 1 || !strings.Contains(out, "FAIL  cannot connect") || !strings.Contains(out, "refused") {
 		t.Fatalf("check against a wrong endpoint: exit %d\n%s", code, out)
 	}
 }
