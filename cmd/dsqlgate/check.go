@@ -23,6 +23,7 @@ import (
 
 type checkFlags struct {
 	configPath string
+	configEnv  string
 	timeout    time.Duration
 }
 
@@ -45,15 +46,20 @@ prints a secret.`,
 		},
 	}
 	cmd.Flags().StringVarP(&f.configPath, "config", "c", "", "configuration file")
+	cmd.Flags().StringVar(&f.configEnv, "config-env", "", "environment variable holding the whole YAML configuration, instead of --config")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 15*time.Second, "bound on each route's token and dial")
-	cmd.MarkFlagRequired("config")
+	cmd.MarkFlagsOneRequired("config", "config-env")
+	cmd.MarkFlagsMutuallyExclusive("config", "config-env")
 	return cmd
 }
 
 func runCheck(ctx context.Context, f checkFlags, st streams) error {
-	cfg, err := config.Load(f.configPath)
+	cfg, err := loadConfig(serveFlags{configPath: f.configPath, configEnv: f.configEnv})
 	if err != nil {
 		return &exitError{code: 2, err: err}
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(st.out, "warning: %s (ignored)\n", w.Error())
 	}
 	list, _, err := users.Load(cfg, os.LookupEnv)
 	if err != nil {
@@ -62,7 +68,11 @@ func runCheck(ctx context.Context, f checkFlags, st streams) error {
 	if cfg, err = users.ResolveRoutes(cfg, os.LookupEnv); err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	fmt.Fprintf(st.out, "configuration %s: valid (%d users, %d routes)\n", f.configPath, len(list), len(cfg.Routes))
+	source := f.configPath
+	if f.configEnv != "" {
+		source = "$" + f.configEnv
+	}
+	fmt.Fprintf(st.out, "configuration %s: valid (%d users, %d routes)\n", source, len(list), len(cfg.Routes))
 	return checkRoutes(ctx, cfg, f.timeout, st)
 }
 

@@ -193,3 +193,32 @@ func TestCheckPasses(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckConfigEnv: check reads the configuration from the variable
+// --config-env names (as the container does), names it as the source,
+// prints a warning for a DSQLGATE_ variable it ignores, and says clearly
+// when the variable is missing.
+func TestCheckConfigEnv(t *testing.T) {
+	addr := closedPort(t)
+	doc := testUsers + fmt.Sprintf("routes:\n  - {database: pg, kind: postgres, endpoint: %q, user: app, password: pw, tls: disable, pool: {dial_timeout: 2s}}\n", addr)
+	t.Setenv("DSQLGATE_CONFIG_YAML", doc)
+	t.Setenv("DSQLGATE_SHUTDOWN_TIMOUT", "10s")
+	code, out, errOut := runCLI(t, "check", "--config-env", "DSQLGATE_CONFIG_YAML", "--timeout", "5s")
+	if code != 1 || !strings.Contains(out, "configuration $DSQLGATE_CONFIG_YAML: valid (1 users, 1 routes)") {
+		t.Errorf("exit %d:\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "warning: DSQLGATE_SHUTDOWN_TIMOUT: unknown variable; did you mean DSQLGATE_SHUTDOWN_TIMEOUT? (ignored)") {
+		t.Errorf("no warning for the misspelt variable:\n%s", out)
+	}
+	if strings.Contains(out, "warning: DSQLGATE_CONFIG_YAML") {
+		t.Errorf("the configuration's own variable was reported:\n%s", out)
+	}
+	code, _, errOut = runCLI(t, "check", "--config-env", "DSQLGATE_NO_SUCH_CONFIG")
+	if code != 2 || !strings.Contains(errOut, "environment variable DSQLGATE_NO_SUCH_CONFIG is not set: it should hold the whole YAML configuration") {
+		t.Errorf("an unset --config-env variable: exit %d, %q", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "check", "--config-env", "DSQLGATE_CONFIG_YAML", "-c", "x.yaml")
+	if code == 0 || !strings.Contains(errOut, "none of the others can be") {
+		t.Errorf("both --config and --config-env: exit %d, %q", code, errOut)
+	}
+}
