@@ -52,20 +52,24 @@ before it:
   4. the flags below
 
 The result is validated as a whole, so a flag may correct the file. The
-secrets that verifier_env and password_env name are read when the gateway
+secrets that verifier_env, password_env and users_env name are read when the gateway
 starts and at each reload; the users file then too, and whenever it
 changes. AWS credentials come from the default chain (environment, shared
 config and profile, SSO, web identity, ECS/EC2 metadata), or the profile in
-aws.profile.
+aws.profile; with a kind dsql route they are retrieved once at start-up,
+and the gateway refuses to start without them, naming the sources tried.
 
 Signals: SIGTERM or SIGINT drains (no new clients; each client is closed at
 its next safe point, after its transaction, for up to shutdown_timeout); a
 second SIGINT exits at once. SIGHUP reloads the configuration (users, routes
 and pool sizes, client TLS, limits, log level) without dropping sessions, and
-logs what changed or why it refused. On unix systems the client listener
-uses SO_REUSEPORT, so a new process can take over the port during a rolling
-restart; on Windows (and Solaris) it is a plain listener, and the old
-process must stop before the new one listens on the same address.`,
+logs what changed or why it refused. With reuse_port: true (unix systems),
+the client and metrics ports are shared with another dsqlgate process that
+sets it too, so a new process can start on them before the old one drains
+(a rolling restart on one host); without it, a port in use is an error.
+
+A DSQLGATE_ variable that sets no key is logged as a warning and ignored
+(those Kubernetes injects for a Service named dsqlgate, silently).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext(cmd.Context())
