@@ -684,6 +684,7 @@ type ConnInfo struct {
 	ID       uint64
 	PID      uint32 // the upstream's backend process id
 	User     string // its owner, the gateway user it belongs to ("" never handed out)
+	Role     string // the upstream login it was opened with (Route.RoleFor)
 	Created  time.Time
 	RetireAt time.Time
 	Idle     bool
@@ -700,7 +701,7 @@ func (p *Pool) Conns() []ConnInfo {
 	}
 	out := make([]ConnInfo, 0, len(p.all))
 	for _, c := range p.all {
-		ci := ConnInfo{ID: c.ID, PID: c.PID, User: c.owner, Created: c.Created, RetireAt: c.retireAt, Idle: idle[c]}
+		ci := ConnInfo{ID: c.ID, PID: c.PID, User: c.owner, Role: c.role, Created: c.Created, RetireAt: c.retireAt, Idle: idle[c]}
 		if ci.Idle {
 			ci.LastUsed = c.lastUsed
 		}

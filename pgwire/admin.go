@@ -367,7 +367,7 @@ func (s *Server) showServers() *adminResult {
 			if pid, ok := links[c.ID]; ok {
 				link = strconv.FormatUint(uint64(pid), 10)
 			}
-			r.add("S", rt.User(), rt.Name(), state, addr, port, c.Created, c.LastUsed, c.ID, link, c.PID,
+			r.add("S", c.Role, rt.Name(), state, addr, port, c.Created, c.LastUsed, c.ID, link, c.PID,
 				int64(now.Sub(c.Created)/time.Second), c.RetireAt)
 		}
 	}

@@ -355,7 +355,7 @@ func (p *memPool) Conns() []ConnInfo {
 	defer p.mu.Unlock()
 	var out []ConnInfo
 	for _, c := range p.all {
-		out = append(out, ConnInfo{ID: c.id, PID: c.pid, Created: c.created, RetireAt: c.retireAt,
+		out = append(out, ConnInfo{ID: c.id, PID: c.pid, Role: p.conf.User, Created: c.created, RetireAt: c.retireAt,
 			Idle: slices.Contains(p.idle, c), LastUsed: c.lastUsed})
 	}
 	return out

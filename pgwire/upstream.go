@@ -85,6 +85,7 @@ type PoolStats struct {
 type ConnInfo struct {
 	ID       uint64
 	PID      uint32 // the upstream's backend process id
+	Role     string // the upstream login it was opened with (user_roles)
 	Created  time.Time
 	RetireAt time.Time
 	Idle     bool

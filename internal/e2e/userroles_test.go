@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ func TestUserRoles(t *testing.T) {
 			}
 			st, err := harness.StartStack(ctx, harness.StackOptions{Gateway: func(c *config.Config) {
 				c.Users = append(c.Users, config.User{Name: reporter, Verifier: v.Encode()})
+				c.Admin.Users = []string{harness.StackUser}
 				r := &c.Routes[0]
 				r.UserRoles = map[string]string{reporter: "reporting"}
 				r.Pool.Mode = mode
@@ -87,6 +89,12 @@ func TestUserRoles(t *testing.T) {
 			var pgErr *pgconn.PgError
 			if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
 				t.Fatalf("an insert the reporting role was not granted: %v, want SQLSTATE 42501", err)
+			}
+			// The console's SHOW SERVERS names each connection's own role.
+			console := url.URL{Scheme: "postgres", User: url.UserPassword(st.User, st.Password), Host: st.Gateway.Addr, Path: "/dsqlgate", RawQuery: "sslmode=disable"}
+			roles := column(adminPsql(t, st, console.String(), "SHOW SERVERS"), "user")
+			if !slices.Contains(roles, "reporting") || !slices.Contains(roles, "admin") {
+				t.Errorf("SHOW SERVERS users %v, want both admin and reporting", roles)
 			}
 			// The admin user still logs in as admin after the other has
 			// used the pool.

@@ -110,7 +110,7 @@ func (p pool) Conns() []pgwire.ConnInfo {
 	cs := p.p.Conns()
 	out := make([]pgwire.ConnInfo, len(cs))
 	for i, c := range cs {
-		out[i] = pgwire.ConnInfo{ID: c.ID, PID: c.PID, Created: c.Created, RetireAt: c.RetireAt, Idle: c.Idle, LastUsed: c.LastUsed}
+		out[i] = pgwire.ConnInfo{ID: c.ID, PID: c.PID, Role: c.Role, Created: c.Created, RetireAt: c.RetireAt, Idle: c.Idle, LastUsed: c.LastUsed}
 	}
 	return out
 }
