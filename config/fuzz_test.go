@@ -30,6 +30,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("<<: [{listen: ':1'}, 5]\n")
 	f.Add("---\n---\n")
 	f.Add("limits: {max_message_size: 99999999999999999999GiB}\n")
+	f.Add(user + dsqlRoute + "    user_roles: {alice: a, <<: {bob: b}}\n")
 	f.Fuzz(func(t *testing.T, doc string) {
 		c, err := config.Parse([]byte(doc), "fuzz.yaml")
 		if err != nil {

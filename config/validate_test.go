@@ -90,6 +90,17 @@ func TestValidateRules(t *testing.T) {
 		{name: "valid listen on every interface without tls", doc: "listen: :6432\nclient_tls: {mode: disable}\n" + user + dsqlRoute},
 		{name: "valid listen on every interface with tls", doc: "listen: :6432\nclient_tls: {cert_file: {{dir}}/cert.pem, key_file: {{dir}}/key.pem}\n" + user + dsqlRoute},
 		{name: "valid postgres lifetime beyond 60m", doc: user + pgRoute + pgPass + "    pool: {max_lifetime: 2h}\n"},
+		{name: "valid user roles", doc: user + dsqlRoute + "    user_roles: {alice: app_writer, bob: reader}\n"},
+		{name: "valid user roles with a merge", doc: user + dsqlRoute + "    user_roles: {<<: {alice: a}, bob: b}\n"},
+
+		// user_roles, reuse_port, users_env
+		{name: "user role empty", doc: user + dsqlRoute + "    user_roles:\n      alice: '' # <-\n", key: "routes[0].user_roles.alice", msg: "required: the DSQL database role this user logs in as"},
+		{name: "user role twice", doc: user + dsqlRoute + "    user_roles:\n      alice: a\n      alice: b # <-\n", key: "routes[0].user_roles.alice", msg: "set twice (first at line"},
+		{name: "user role not text", doc: user + dsqlRoute + "    user_roles:\n      alice: [a] # <-\n", key: "routes[0].user_roles.alice", msg: "expected text, got a list"},
+		{name: "user roles not a mapping", doc: user + dsqlRoute + "    user_roles: [alice] # <-\n", key: "routes[0].user_roles", msg: "expected a mapping of names to text, got a list"},
+		{name: "user roles on postgres", doc: user + pgRoute + pgPass + "    user_roles: {alice: a} # <-\n", key: "routes[0].user_roles", msg: "is only for kind dsql"},
+		{name: "reuse_port not a flag", doc: "reuse_port: sometimes # <-\n" + user + dsqlRoute, key: "reuse_port", msg: "expected"},
+		{name: "valid users_env alone", doc: "users_env: TEST_USERS\n" + dsqlRoute},
 
 		// listen, log
 		{name: "listen without port", doc: "listen: localhost # <-\n" + user + dsqlRoute, key: "listen", msg: "not host:port"},
