@@ -1,8 +1,0 @@
-package validate
-
-import (
-	_ "k8s.io/api/apps/v1"
-	_ "k8s.io/api/core/v1"
-	_ "k8s.io/api/policy/v1"
-	_ "sigs.k8s.io/yaml"
-)
