@@ -15,7 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 )
@@ -46,7 +46,6 @@ type kustomization struct {
 	} `json:"images"`
 }
 
-
 // load decodes every manifest strictly into its API type.
 func load(t *testing.T) *manifests {
 	t.Helper()
@@ -71,7 +70,7 @@ func load(t *testing.T) *manifests {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var tm v1.TypeMeta
+		var tm metav1.TypeMeta
 		if err := yaml.Unmarshal(data, &tm); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -199,11 +198,11 @@ func TestObjectsDecodeStrictly(t *testing.T) {
 		t.Errorf("the Namespace must enable the load balancer controller's pod readiness gate")
 	}
 	pod := labels.Set(m.deployment.Spec.Template.Labels)
-	sel, err := v1.LabelSelectorAsSelector(m.deployment.Spec.Selector)
+	sel, err := metav1.LabelSelectorAsSelector(m.deployment.Spec.Selector)
 	if err != nil || sel.Empty() || !sel.Matches(pod) {
 		t.Errorf("the Deployment's selector %v does not match its pods' labels %v (%v)", m.deployment.Spec.Selector, pod, err)
 	}
-	if sel, err := v1.LabelSelectorAsSelector(m.pdb.Spec.Selector); err != nil || sel.Empty() || !sel.Matches(pod) {
+	if sel, err := metav1.LabelSelectorAsSelector(m.pdb.Spec.Selector); err != nil || sel.Empty() || !sel.Matches(pod) {
 		t.Errorf("the PodDisruptionBudget's selector does not match the pods (%v)", err)
 	}
 	if s := labels.SelectorFromSet(m.service.Spec.Selector); len(m.service.Spec.Selector) == 0 || !s.Matches(pod) {
@@ -230,7 +229,7 @@ func TestDeployment(t *testing.T) {
 	}
 	zone := false
 	for _, tsc := range spec.TopologySpreadConstraints {
-		sel, err := v1.LabelSelectorAsSelector(tsc.LabelSelector)
+		sel, err := metav1.LabelSelectorAsSelector(tsc.LabelSelector)
 		if tsc.TopologyKey == "topology.kubernetes.io/zone" && err == nil && sel.Matches(labels.Set(d.Spec.Template.Labels)) {
 			zone = true
 		}
