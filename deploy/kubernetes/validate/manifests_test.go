@@ -64,6 +64,15 @@ func load(t *testing.T) *manifests {
 			t.Errorf("%s is not in kustomization.yaml's resources", base)
 		}
 	}
+	c := 0
+	for _, img := range k.Images {
+		if img.Name == "dsqlgate" && img.NewName != "" && img.NewTag != "" {
+			c++
+		}
+	}
+	if c != 1 {
+		t.Errorf("kustomization.yaml: want one images entry for dsqlgate with newName and newTag")
+	}
 	m := &manifests{}
 	for _, name := range append(slices.Clone(k.Resources), "users-secret.example.yaml") {
 		data, err := os.ReadFile(filepath.Join(dir, name))
@@ -201,6 +210,9 @@ func TestObjectsDecodeStrictly(t *testing.T) {
 	sel, err := metav1.LabelSelectorAsSelector(m.deployment.Spec.Selector)
 	if err != nil || sel.Empty() || !sel.Matches(pod) {
 		t.Errorf("the Deployment's selector %v does not match its pods' labels %v (%v)", m.deployment.Spec.Selector, pod, err)
+	}
+	if img := m.container(t).Image; img != "dsqlgate" {
+		t.Errorf("the container's image is %q: want dsqlgate, which kustomization.yaml's images entry replaces", img)
 	}
 	if sel, err := metav1.LabelSelectorAsSelector(m.pdb.Spec.Selector); err != nil || sel.Empty() || !sel.Matches(pod) {
 		t.Errorf("the PodDisruptionBudget's selector does not match the pods (%v)", err)
