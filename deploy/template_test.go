@@ -190,3 +190,31 @@ func TestTemplateParameters(t *testing.T) {
 		t.Errorf("FirstUserName's AllowedPattern %s must take %q and refuse quotes and spaces (the userlist line quotes the name)", name, testUser)
 	}
 }
+
+// TestTemplateCheckovSkips: every check the template leaves failing on
+// purpose is skipped in checkov's own format, on the resource concerned,
+// with the reason.
+func TestTemplateCheckovSkips(t *testing.T) {
+	tpl := loadYAML(t, templatePath)
+	res := get(t, tpl, "Resources")
+	id := regexp.MustCompile(`^CKV2?_AWS_[0-9]+$`)
+	n := 0
+	for _, name := range keys(res) {
+		skips := lookup(res, name, "Metadata", "checkov", "skip")
+		if skips == nil {
+			continue
+		}
+		for _, s := range skips.Content {
+			n++
+			if v := lookup(s, "id"); v == nil || !id.MatchString(v.Value) {
+				t.Errorf("%s: a checkov skip without a check id such as CKV_AWS_91", name)
+			}
+			if c := lookup(s, "comment"); c == nil || len(strings.Fields(c.Value)) < 8 {
+				t.Errorf("%s: a checkov skip without a reason", name)
+			}
+		}
+	}
+	if n == 0 {
+		t.Errorf("no checkov skips: the NLB access-log check (CKV_AWS_91) cannot pass with a TCP listener")
+	}
+}
