@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # The whole suite on a 2-core machine, race detector on.
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build demo test test-short fuzz-smoke fuzz deps deps-bench bench bench-quick test-clients deps-clients test-conformance deps-conformance vet lint cross fmt clean
+.PHONY: all build demo test test-short fuzz-smoke fuzz deps deps-bench bench bench-quick test-clients deps-clients test-conformance deps-conformance vet lint cross fmt clean test-deploy
 
 all: build
 
@@ -109,6 +109,18 @@ PGX_MODULE := github.com/jackc/pgx/v5
 deps-conformance:
 	$(GO) mod download $(PGX_MODULE)
 	cd "$$($(GO) list -m -f '{{.Dir}}' $(PGX_MODULE))" && GOWORK=off $(GO) mod download
+
+# The deployment files (deploy/, docs/DEPLOY.md): cfn-lint on the
+# CloudFormation stack (when cfn-lint is installed: pip install cfn-lint),
+# the Kubernetes manifests decoded strictly into the Kubernetes API types
+# (a nested module, so its dependencies stay out of go.mod), and the Go
+# tests under deploy/, whose config-drift tests run `dsqlgate check` on the
+# stack's and the ConfigMap's configuration against the DSQL emulator.
+test-deploy:
+	@if command -v cfn-lint >/dev/null 2>&1; then cfn-lint -- deploy/aws/dsqlgate.yaml; \
+	  else echo "test-deploy: cfn-lint not installed; skipping the template's lint"; fi
+	cd deploy/kubernetes/validate && $(GO) vet ./... && $(GO) test -count=1 ./...
+	$(GO) test -race -count=1 ./deploy/...
 
 test-short:
 	$(GO) test -short ./...
