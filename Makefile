@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # The whole suite on a 2-core machine, race detector on.
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build demo test test-short fuzz-smoke fuzz deps deps-bench bench bench-quick test-clients deps-clients test-conformance deps-conformance vet lint cross fmt clean
+.PHONY: all build demo test test-short fuzz-smoke fuzz deps deps-bench bench bench-quick test-clients deps-clients test-conformance deps-conformance vet lint cross fmt clean image test-image
 
 all: build
 
@@ -109,6 +109,32 @@ PGX_MODULE := github.com/jackc/pgx/v5
 deps-conformance:
 	$(GO) mod download $(PGX_MODULE)
 	cd "$$($(GO) list -m -f '{{.Dir}}' $(PGX_MODULE))" && GOWORK=off $(GO) mod download
+
+# The container image (Containerfile), tagged $(IMAGE):$(VERSION) and
+# $(IMAGE):latest, with the first tool that works: docker when its daemon
+# answers, else podman, else buildah (CONTAINER_TOOL=... picks one).
+# GO_IMAGE=... replaces the builder stage's golang image (a mirror, or a
+# local one where no registry is reachable); IMAGE_BUILD_FLAGS are passed on.
+IMAGE ?= dsqlgate
+image:
+	@tool="$(CONTAINER_TOOL)"; \
+	if [ -z "$$tool" ]; then \
+	  if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then tool=docker; \
+	  elif command -v podman >/dev/null 2>&1; then tool=podman; \
+	  elif command -v buildah >/dev/null 2>&1; then tool=buildah; \
+	  else echo "image: no docker daemon answers and neither podman nor buildah is installed (apt-get install buildah)" >&2; exit 1; fi; \
+	fi; \
+	echo "image: building $(IMAGE):$(VERSION) with $$tool"; \
+	set -x; $$tool build -f Containerfile --build-arg VERSION=$(VERSION) \
+	  $(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) $(IMAGE_BUILD_FLAGS) \
+	  -t $(IMAGE):$(VERSION) -t $(IMAGE):latest .
+
+# Builds the image with buildah from the host's own Go toolchain (no
+# registry needed), checks it, and serves a pgx client from it through the
+# DSQL emulator (internal/imagetest; a few minutes). Needs root and buildah;
+# STORAGE_DRIVER=vfs where overlay mounts are refused.
+test-image:
+	$(GO) test -tags image -count=1 -timeout 30m -v ./internal/imagetest/
 
 test-short:
 	$(GO) test -short ./...
