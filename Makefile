@@ -115,6 +115,9 @@ deps-conformance:
 # answers, else podman, else buildah (CONTAINER_TOOL=... picks one).
 # GO_IMAGE=... replaces the builder stage's golang image (a mirror, or a
 # local one where no registry is reachable); IMAGE_BUILD_FLAGS are passed on.
+# buildah runs the RUN steps with chroot isolation (BUILDAH_ISOLATION=oci
+# for its default): it needs no cgroup or network setup, so it works inside
+# a container or CI sandbox as well, and the build only compiles.
 IMAGE ?= dsqlgate
 image:
 	@tool="$(CONTAINER_TOOL)"; \
@@ -124,8 +127,9 @@ image:
 	  elif command -v buildah >/dev/null 2>&1; then tool=buildah; \
 	  else echo "image: no docker daemon answers and neither podman nor buildah is installed (apt-get install buildah)" >&2; exit 1; fi; \
 	fi; \
+	isolation=""; [ "$$tool" = buildah ] && isolation="--isolation $(or $(BUILDAH_ISOLATION),chroot)"; \
 	echo "image: building $(IMAGE):$(VERSION) with $$tool"; \
-	set -x; $$tool build -f Containerfile --build-arg VERSION=$(VERSION) \
+	set -x; $$tool build $$isolation -f Containerfile --build-arg VERSION=$(VERSION) \
 	  $(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) $(IMAGE_BUILD_FLAGS) \
 	  -t $(IMAGE):$(VERSION) -t $(IMAGE):latest .
 

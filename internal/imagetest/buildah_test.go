@@ -79,7 +79,7 @@ func (b *buildah) cleanup(t *testing.T, args ...string) {
 // imageConfig is the part of `buildah inspect --type image` the test reads.
 type imageConfig struct {
 	Manifest string `json:"Manifest"` // JSON
-	OCIv1 struct {
+	OCIv1    struct {
 		Config struct {
 			User         string              `json:"User"`
 			Env          []string            `json:"Env"`
