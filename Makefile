@@ -127,7 +127,7 @@ image:
 	  elif command -v buildah >/dev/null 2>&1; then tool=buildah; \
 	  else echo "image: no docker daemon answers and neither podman nor buildah is installed (apt-get install buildah)" >&2; exit 1; fi; \
 	fi; \
-	isolation=""; [ "$$tool" = buildah ] && isolation="--isolation $(or $(BUILDAH_ISOLATION),chroot)"; \
+	isolation=""; if [ "$$tool" = buildah ]; then isolation="--isolation $(or $(BUILDAH_ISOLATION),chroot)"; fi; \
 	echo "image: building $(IMAGE):$(VERSION) with $$tool"; \
 	set -x; $$tool build $$isolation -f Containerfile --build-arg VERSION=$(VERSION) \
 	  $(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) $(IMAGE_BUILD_FLAGS) \

@@ -171,7 +171,7 @@ routes:
 			t.Errorf("the container's log lacks %q:\n%s", want, p.output())
 		}
 	}
-	t.Logf("the container's log (dsqlgate as uid %d, exit status 0 after SIGTERM):\n%s", imageUID, p.output())
+	t.Logf("the container's log:\n%s", p.output())
 }
 
 // queries creates a table, inserts into it and reads it back through the
