@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # The whole suite on a 2-core machine, race detector on.
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build demo test test-short fuzz-smoke fuzz deps deps-bench bench bench-quick test-clients deps-clients test-conformance deps-conformance vet lint cross fmt clean test-deploy
+.PHONY: all build demo test test-short fuzz-smoke fuzz deps deps-bench bench bench-quick test-clients deps-clients test-conformance deps-conformance vet lint cross fmt clean test-deploy image test-image
 
 all: build
 
@@ -122,6 +122,36 @@ test-deploy:
 	cd deploy/kubernetes/validate && $(GO) vet ./... && $(GO) test -count=1 ./...
 	$(GO) test -race -count=1 ./deploy/...
 
+# The container image (Containerfile), tagged $(IMAGE):$(VERSION) and
+# $(IMAGE):latest, with the first tool that works: docker when its daemon
+# answers, else podman, else buildah (CONTAINER_TOOL=... picks one).
+# GO_IMAGE=... replaces the builder stage's golang image (a mirror, or a
+# local one where no registry is reachable); IMAGE_BUILD_FLAGS are passed on.
+# buildah runs the RUN steps with chroot isolation (BUILDAH_ISOLATION=oci
+# for its default): it needs no cgroup or network setup, so it works inside
+# a container or CI sandbox as well, and the build only compiles.
+IMAGE ?= dsqlgate
+image:
+	@tool="$(CONTAINER_TOOL)"; \
+	if [ -z "$$tool" ]; then \
+	  if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then tool=docker; \
+	  elif command -v podman >/dev/null 2>&1; then tool=podman; \
+	  elif command -v buildah >/dev/null 2>&1; then tool=buildah; \
+	  else echo "image: no docker daemon answers and neither podman nor buildah is installed (apt-get install buildah)" >&2; exit 1; fi; \
+	fi; \
+	isolation=""; if [ "$$tool" = buildah ]; then isolation="--isolation $(or $(BUILDAH_ISOLATION),chroot)"; fi; \
+	echo "image: building $(IMAGE):$(VERSION) with $$tool"; \
+	set -x; $$tool build $$isolation -f Containerfile --build-arg VERSION=$(VERSION) \
+	  $(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) $(IMAGE_BUILD_FLAGS) \
+	  -t $(IMAGE):$(VERSION) -t $(IMAGE):latest .
+
+# Builds the image with buildah from the host's own Go toolchain (no
+# registry needed), checks it, and serves a pgx client from it through the
+# DSQL emulator (internal/imagetest; a few minutes). Needs root and buildah;
+# STORAGE_DRIVER=vfs where overlay mounts are refused.
+test-image:
+	$(GO) test -tags image -count=1 -timeout 30m -v ./internal/imagetest/
+
 test-short:
 	$(GO) test -short ./...
 
@@ -131,13 +161,13 @@ vet:
 # Static checks; any finding fails: gofmt, go.mod and go.sum as go mod tidy
 # leaves them, vet, staticcheck (the version pinned here, built by go run
 # from the module proxy; the build tags bring in the client and conformance
-# suites), and the builds for the other systems (cross).
+# suites and the image test), and the builds for the other systems (cross).
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint: vet cross
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then \
 	  echo "gofmt -l: not formatted:"; echo "$$unformatted"; exit 1; fi
 	$(GO) mod tidy -diff
-	$(GO) run $(STATICCHECK) -tags clients,conformance ./...
+	$(GO) run $(STATICCHECK) -tags clients,conformance,image ./...
 
 # The gateway builds and vets (tests included) on each of CROSS_PLATFORMS,
 # so that it runs on a developer's Mac or Windows machine as well as on
