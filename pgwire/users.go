@@ -129,7 +129,7 @@ func (s *Server) ReloadUsers() error {
 	}
 	s.users.Store(tbl)
 	s.usersStamp.Store(&stamp)
-	s.log.Info("users loaded", zap.Int("users", len(tbl.byName)), zap.String("users_file", cfg.UsersFile))
+	s.log.Info("users loaded", zap.Int("users", len(tbl.byName)), zap.String("users_file", cfg.UsersFile), zap.String("users_env", cfg.UsersEnv))
 	return nil
 }
 
