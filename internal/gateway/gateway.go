@@ -13,18 +13,22 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/acme"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/internal/users"
 	"github.com/dsqlgate/dsqlgate/pgwire"
@@ -57,6 +61,43 @@ type Gateway struct {
 	// reloadMu serialises reloads: each prepares against the
 	// configuration the one before it put in force.
 	reloadMu sync.Mutex
+	// acme obtains and renews the client certificate when
+	// client_tls.acme is on; nil otherwise.
+	acme *acme.Manager
+}
+
+// acmeConnParams are the startup parameters of the ACME storage's
+// connection to its route's cluster.
+var acmeConnParams = map[string]string{"application_name": "dsqlgate acme storage"}
+
+// startACME builds the ACME manager when client_tls.acme is on and waits
+// until it has the certificate (or ctx ends); nil when ACME is off. A
+// "route:" storage dials through the route in force at each dial, with
+// the route's credentials and dial rate.
+func startACME(ctx context.Context, cfg *config.Config, bridge *authbridge.Bridge, log *zap.Logger) (*acme.Manager, error) {
+	a := cfg.ClientTLS.ACME
+	if !a.Enabled() || cfg.ClientTLSMode() == config.TLSDisable {
+		return nil, nil
+	}
+	opts := acme.Options{Logger: log.Named("acme"), AWSProfile: cfg.AWS.Profile}
+	if db, ok := a.StorageRoute(); ok {
+		opts.Dial = func(ctx context.Context) (*pgconn.PgConn, error) {
+			r := bridge.Route(db)
+			if r == nil {
+				return nil, fmt.Errorf("route %q (client_tls.acme.storage) is not configured", db)
+			}
+			return r.DialLocks(ctx, acmeConnParams)
+		}
+	}
+	m, err := acme.New(a, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Start(ctx); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
 }
 
 // Start validates cfg, reads the secrets it names, builds the bridge and
@@ -78,23 +119,41 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 	if err != nil {
 		return nil, err
 	}
-	srv, err := pgwire.NewServer(cfg, upstreams{bridge}, pgwire.Options{Logger: opts.Logger, Metrics: m, Version: opts.Version, Reload: opts.Reload})
+	// With ACME the certificate is obtained (or loaded from the shared
+	// storage) before anything listens, so the gateway is never ready
+	// without it.
+	certs, err := startACME(ctx, cfg, bridge, opts.Logger)
 	if err != nil {
 		bridge.Close()
 		return nil, err
 	}
+	closeEarly := func() {
+		if certs != nil {
+			certs.Close()
+		}
+		bridge.Close()
+	}
+	popts := pgwire.Options{Logger: opts.Logger, Metrics: m, Version: opts.Version, Reload: opts.Reload}
+	if certs != nil {
+		popts.Certificates = certs
+	}
+	srv, err := pgwire.NewServer(cfg, upstreams{bridge}, popts)
+	if err != nil {
+		closeEarly()
+		return nil, err
+	}
 	l, err := listen(cfg.Listen)
 	if err != nil {
-		bridge.Close()
+		closeEarly()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	g := &Gateway{Bridge: bridge, Server: srv, Metrics: m, Addr: l.Addr().String(), served: make(chan error, 1), log: opts.Logger}
+	g := &Gateway{Bridge: bridge, Server: srv, Metrics: m, Addr: l.Addr().String(), served: make(chan error, 1), log: opts.Logger, acme: certs}
 	g.health = newHealth(g)
 	if cfg.Metrics.Listen != "" {
 		ol, err := net.Listen("tcp", cfg.Metrics.Listen) // not shared: scrapes must reach this process
 		if err != nil {
 			l.Close()
-			bridge.Close()
+			closeEarly()
 			return nil, fmt.Errorf("metrics.listen %s: %w", cfg.Metrics.Listen, err)
 		}
 		g.OpsAddr = ol.Addr().String()
@@ -143,6 +202,10 @@ func (g *Gateway) Config() *config.Config { return g.Server.Config() }
 func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) ([]string, error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
+	if old := g.Config(); !reflect.DeepEqual(old.ClientTLS.ACME, cfg.ClientTLS.ACME) ||
+		old.ClientTLS.ACME.Enabled() && old.ClientTLSMode() != cfg.ClientTLSMode() {
+		return nil, errors.New("client_tls.acme changed: ACME settings need a restart; the configuration in force is kept")
+	}
 	cfg, err := users.ResolveRoutes(cfg, os.LookupEnv)
 	if err != nil {
 		return nil, err
@@ -185,6 +248,9 @@ func (g *Gateway) closeRest() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		g.ops.Shutdown(ctx)
 		cancel()
+	}
+	if g.acme != nil {
+		g.acme.Close() // before the bridge: a route: storage dials through it
 	}
 	g.Bridge.Close()
 }
