@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -67,6 +68,8 @@ type TableStorage struct {
 	conn     *pgconn.PgConn
 	connBorn time.Time
 	ready    bool // the tables exist
+
+	conflicts atomic.Int64 // statements that lost a write conflict and were run again
 
 	mu    sync.Mutex
 	held  map[string]*heldLock // by lock name: the locks this process holds
@@ -156,8 +159,8 @@ func newStorageSQL(table string) storageSQL {
 		exists: "SELECT 1 FROM " + t + " WHERE key = $1::text OR " + prefix + " LIMIT 1",
 		list:   "SELECT key FROM " + t + " WHERE $1::text = '' OR substr(key, 1, char_length($1::text)) = $1::text ORDER BY key LIMIT " + fmt.Sprint(storageListMax+1),
 		del:    "DELETE FROM " + t + " WHERE key = $1::text",
-		dir: "DELETE FROM " + t + " WHERE key IN (SELECT key FROM " + t + " WHERE " + prefix +
-			" LIMIT " + fmt.Sprint(storageDeleteBatch) + ")",
+		dir: "DELETE FROM " + t + " WHERE key IN (SELECT key FROM " + t +
+			" WHERE substr(key, 1, char_length($1::text)) = $1::text LIMIT " + fmt.Sprint(storageDeleteBatch) + ")",
 		take: "UPDATE " + l + " SET owner = $2::text, expires_at = " + until +
 			" WHERE name = $1::text AND expires_at < now()",
 		insert:  "INSERT INTO " + l + " (name, owner, expires_at) VALUES ($1::text, $2::text, " + until + ")",
@@ -205,7 +208,7 @@ func (s *TableStorage) Delete(ctx context.Context, key string) error {
 	}
 	dir := strings.TrimSuffix(key, "/") + "/"
 	for range storageListMax/storageDeleteBatch + 1 {
-		res, err := s.exec(ctx, s.sql.dir, key, dir)
+		res, err := s.exec(ctx, s.sql.dir, dir)
 		if err != nil {
 			return fmt.Errorf("acme storage: delete %s: %w", dir, err)
 		}
@@ -411,6 +414,10 @@ func (s *TableStorage) Close() {
 	<-s.sem
 }
 
+// Conflicts is how many statements lost a write conflict (40001, OC000,
+// OC001) and were run again.
+func (s *TableStorage) Conflicts() int64 { return s.conflicts.Load() }
+
 // String names the storage in certmagic's logs.
 func (s *TableStorage) String() string { return "table " + s.table }
 
@@ -435,6 +442,7 @@ func (s *TableStorage) exec(ctx context.Context, sql string, args ...any) (*pgco
 		if !isWriteConflict(err) || attempt == storageConflictRetries {
 			break
 		}
+		s.conflicts.Add(1)
 		if !sleepCtx(ctx, jitter(min(storageConflictPause<<min(attempt, 6), storageConflictPauseMax))) {
 			return nil, ctx.Err()
 		}
