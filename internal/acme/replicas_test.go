@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +37,7 @@ const certValidity = 45 * time.Second
 type replica struct {
 	name        string
 	addr, admin string // the client listener and the metrics/health listener
+	cfgFile     string
 	log         *syncBuffer
 	cmd         *exec.Cmd
 }
@@ -154,11 +157,43 @@ func TestReplicasShareOneCertificate(t *testing.T) {
 	if err := fresh.QueryRow(ctx, "select 1").Scan(&one); err != nil {
 		t.Errorf("select on a new connection: %v", err)
 	}
+	reloadRefused(t, replicas[1])
 	for _, r := range replicas {
 		if strings.Contains(r.log.String(), st.Password) {
 			t.Errorf("replica %s logged the password", r.name)
 		}
 	}
+}
+
+// reloadRefused checks SIGHUP on r: a reload that leaves client_tls.acme
+// as it is goes through, one that changes it is refused as needing a
+// restart, and the replica keeps serving.
+func reloadRefused(t *testing.T, r *replica) {
+	t.Helper()
+	hup := func(marker string) {
+		t.Helper()
+		before := strings.Count(r.log.String(), marker)
+		if err := r.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, "the reload's log line "+strconv.Quote(marker), func() error {
+			if strings.Count(r.log.String(), marker) == before {
+				return errors.New("not logged yet")
+			}
+			return nil
+		})
+	}
+	hup("reloaded")
+	doc, err := os.ReadFile(r.cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(doc), "renew_check_interval: 1s", "renew_check_interval: 2s", 1)
+	if err := os.WriteFile(r.cfgFile, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup("client_tls.acme changed: ACME settings need a restart")
+	servedCert(t, r.addr)
 }
 
 // buildGateway builds cmd/dsqlgate into a temporary directory.
@@ -214,6 +249,7 @@ routes:
 `, r.addr, r.admin, acmeDomain, p.Directory, p.CAFile, p.ChallURL, harness.StackDatabase,
 		st.User, harness.StackDatabase, harness.StackHost, st.Emulator.Addr(), st.CAFile)
 	cfgFile := filepath.Join(dir, "dsqlgate.yaml")
+	r.cfgFile = cfgFile
 	if err := os.WriteFile(cfgFile, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
