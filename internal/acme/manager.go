@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -56,13 +57,17 @@ type Manager struct {
 	table   *TableStorage // nil for a directory storage
 	httpSrv *http.Server  // the http-01 listener; nil for dns-01
 	httpLn  net.Listener
+	// life bounds certmagic's background work (obtaining, renewing);
+	// Close ends it.
+	life    context.Context
+	endLife context.CancelFunc
+	// lastFailure is the last error certmagic reported obtaining or
+	// renewing, for Start's error.
+	lastFailure atomic.Pointer[string]
 }
 
-// Backoff of Start between attempts to obtain the certificate.
-const (
-	startRetryMin = 2 * time.Second
-	startRetryMax = 5 * time.Minute
-)
+// startPoll is how often Start looks for the certificate.
+const startPoll = 100 * time.Millisecond
 
 // New builds a Manager from a validated client_tls.acme with domains set.
 // For http-01 it listens on http_listen at once. It orders nothing: Start
@@ -76,12 +81,15 @@ func New(a config.ACME, opts Options) (*Manager, error) {
 		log = zap.NewNop()
 	}
 	m := &Manager{cfg: a, log: log}
+	m.life, m.endLife = context.WithCancel(context.Background())
 	storage, err := m.storage(opts)
 	if err != nil {
+		m.endLife()
 		return nil, err
 	}
 	roots, err := trustedRoots(a.CAFile)
 	if err != nil {
+		m.endLife()
 		return nil, err
 	}
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
@@ -95,6 +103,7 @@ func New(a config.ACME, opts Options) (*Manager, error) {
 		DefaultServerName:  a.Domains[0], // clients that send no SNI (an IP address)
 		FallbackServerName: a.Domains[0], // and those that name another host
 		OCSP:               certmagic.OCSPConfig{DisableStapling: true},
+		OnEvent:            m.onEvent,
 	})
 	issuer := certmagic.ACMEIssuer{
 		CA:                      a.Directory,
@@ -108,7 +117,7 @@ func New(a config.ACME, opts Options) (*Manager, error) {
 	switch a.Challenge {
 	case config.ACMEChallengeHTTP01:
 		if err := m.listenHTTP(&issuer); err != nil {
-			m.cache.Stop()
+			m.Close()
 			return nil, err
 		}
 	default:
@@ -211,27 +220,47 @@ func (m *Manager) HTTPAddr() string {
 
 // Start loads the certificate for the domains from the storage, or
 // obtains it (one replica orders it; the others wait for its lock and
-// load it), and starts renewing it. It returns once the certificate can be
-// served, retrying with backoff after failures, or with an error naming
-// the last failure when ctx ends first.
+// load it), and keeps renewing it until Close. It returns once every
+// domain has a certificate to serve, or, when ctx ends first, an error
+// naming the domains, the directory and the last failure certmagic
+// reported. Failed orders are retried in the background with backoff
+// (certmagic's, from a minute up), never interactively: nothing is asked
+// on the terminal.
 func (m *Manager) Start(ctx context.Context) error {
-	wait := startRetryMin
-	for {
-		err := m.magic.ManageSync(ctx, m.cfg.Domains)
-		if err == nil {
-			m.log.Info("acme certificate ready", zap.Strings("domains", m.cfg.Domains), zap.String("directory", m.cfg.Directory))
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("client_tls.acme: no certificate for %v from %s: %w (gave up: %v)", m.cfg.Domains, m.cfg.Directory, err, ctx.Err())
-		}
-		m.log.Error("acme: could not obtain the certificate; trying again", zap.Strings("domains", m.cfg.Domains),
-			zap.Duration("in", wait), zap.Error(err))
-		if !sleepCtx(ctx, wait) {
-			return fmt.Errorf("client_tls.acme: no certificate for %v from %s: %w (gave up: %v)", m.cfg.Domains, m.cfg.Directory, err, ctx.Err())
-		}
-		wait = min(2*wait, startRetryMax)
+	if err := m.magic.ManageAsync(m.life, m.cfg.Domains); err != nil {
+		return fmt.Errorf("client_tls.acme: manage %v: %w", m.cfg.Domains, err)
 	}
+	for !m.ready() {
+		if !sleepCtx(ctx, startPoll) {
+			last := "none reported yet"
+			if e := m.lastFailure.Load(); e != nil {
+				last = *e
+			}
+			return fmt.Errorf("client_tls.acme: no certificate for %v from %s (last failure: %s): %w",
+				m.cfg.Domains, m.cfg.Directory, last, ctx.Err())
+		}
+	}
+	m.log.Info("acme certificate ready", zap.Strings("domains", m.cfg.Domains), zap.String("directory", m.cfg.Directory))
+	return nil
+}
+
+// ready reports whether every domain has a certificate in the cache.
+func (m *Manager) ready() bool {
+	for _, d := range m.cfg.Domains {
+		if len(m.cache.AllMatchingCertificates(d)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// onEvent records certmagic's failures for Start's error.
+func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) error {
+	if event == "cert_failed" {
+		msg := fmt.Sprint(data["error"])
+		m.lastFailure.Store(&msg)
+	}
+	return nil
 }
 
 // GetCertificate is tls.Config.GetCertificate: the managed certificate
@@ -244,6 +273,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 // Close stops renewing, the http-01 listener and the storage connection.
 // Connections already handshaken keep their certificate.
 func (m *Manager) Close() {
+	m.endLife()
 	m.cache.Stop()
 	if m.httpSrv != nil {
 		m.httpSrv.Close()

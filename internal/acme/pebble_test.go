@@ -101,10 +101,12 @@ type pebbleServer struct {
 	log        *syncBuffer // Pebble's output
 }
 
-// startPebble starts pebble-challtestsrv (DNS only) and Pebble, which
-// validates DNS-01 against it (no PEBBLE_VA_ALWAYS_VALID), issuing
-// certificates valid for validity. Both stop with the test.
-func startPebble(t *testing.T, validity time.Duration) *pebbleServer {
+// startPebble starts pebble-challtestsrv (DNS only, every name resolving
+// to 127.0.0.1) and Pebble, which validates DNS-01 against it (no
+// PEBBLE_VA_ALWAYS_VALID) and HTTP-01 by connecting to httpPort on
+// 127.0.0.1, issuing certificates valid for validity. Both stop with the
+// test.
+func startPebble(t *testing.T, validity time.Duration, httpPort int) *pebbleServer {
 	t.Helper()
 	b := buildPebble(t)
 	dir := t.TempDir()
@@ -117,7 +119,7 @@ func startPebble(t *testing.T, validity time.Duration) *pebbleServer {
 	challLog := &syncBuffer{}
 	startProcess(t, "pebble-challtestsrv", challLog, nil, b.challtestsrv,
 		"-dnsserver", dnsAddr, "-management", chall,
-		"-http01", "", "-https01", "", "-doh", "", "-tlsalpn01", "")
+		"-http01", "", "-https01", "", "-doh", "", "-tlsalpn01", "", "-defaultIPv6", "")
 
 	certs := filepath.Join(b.moduleDir, "test", "certs")
 	cfg := map[string]any{"pebble": map[string]any{
@@ -125,7 +127,7 @@ func startPebble(t *testing.T, validity time.Duration) *pebbleServer {
 		"managementListenAddress":        mgmtAddr,
 		"certificate":                    filepath.Join(certs, "localhost", "cert.pem"),
 		"privateKey":                     filepath.Join(certs, "localhost", "key.pem"),
-		"httpPort":                       5002,
+		"httpPort":                       httpPort,
 		"tlsPort":                        5001,
 		"ocspResponderURL":               "",
 		"externalAccountBindingRequired": false,

@@ -59,7 +59,7 @@ func TestReplicasShareOneCertificate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Pebble, PostgreSQL, the emulator and two gateway processes")
 	}
-	pebble := startPebble(t, certValidity)
+	pebble := startPebble(t, certValidity, 5002) // no HTTP-01 here
 	bin := buildGateway(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
