@@ -40,6 +40,7 @@ type replica struct {
 	cfgFile     string
 	log         *syncBuffer
 	cmd         *exec.Cmd
+	exited      chan struct{} // closed once the process has exited
 }
 
 // TestReplicasShareOneCertificate runs two dsqlgate processes (built from
@@ -261,11 +262,11 @@ routes:
 		t.Fatalf("start replica %s: %v", name, err)
 	}
 	r.cmd = cmd
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	r.exited = make(chan struct{})
+	go func() { cmd.Wait(); close(r.exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		<-exited
+		<-r.exited
 		if t.Failed() {
 			t.Logf("replica %s log:\n%s", name, tail(r.log.String(), 12000))
 		}
@@ -280,8 +281,10 @@ func (r *replica) waitReady(t *testing.T, d time.Duration) {
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(d)
 	for {
-		if r.cmd.ProcessState != nil {
+		select {
+		case <-r.exited:
 			t.Fatalf("replica %s exited: %s\n%s", r.name, r.cmd.ProcessState, tail(r.log.String(), 8000))
+		default:
 		}
 		resp, err := client.Get("http://" + r.admin + "/readyz")
 		if err == nil {
