@@ -25,7 +25,9 @@ const certCheckInterval = time.Second
 
 // certStore holds the certificate and key of the client-facing TLS listener
 // and replaces them, without a restart, when their files change (an ACME
-// client renewed them) or when Reload is called (SIGHUP). A replacement
+// client renewed them) or when Reload is called (SIGHUP); or, built with a
+// CertificateSource (the gateway's own ACME manager), presents at each
+// handshake the certificate the source gives and reads no file. A replacement
 // affects new handshakes only: established connections keep the session
 // they negotiated. A replacement that does not load (a half-written pair,
 // a key that does not match) leaves the pair in use in place.
@@ -102,9 +104,9 @@ func newCertStore(certFile, keyFile string, now func() time.Time, log *zap.Logge
 
 // CertificateSource supplies the client listener's certificate per
 // handshake instead of files: internal/acme's Manager, which renews it.
-// GetCertificate must return the same *tls.Certificate until the
-// certificate changes (the store derives the channel binding once per
-// certificate, by pointer), and must be safe for concurrent use.
+// The store derives a certificate's channel binding once, and knows a
+// certificate it has seen by its DER bytes. GetCertificate must be safe
+// for concurrent use.
 type CertificateSource interface {
 	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
 }
@@ -238,8 +240,8 @@ func (c *certStore) fromSource(hello *tls.ClientHelloInfo) (*certState, error) {
 	if cert == nil || len(cert.Certificate) == 0 {
 		return nil, errors.New("client tls: no certificate available")
 	}
-	if st := c.state.Load(); st != nil && st.cert == cert {
-		return st, nil
+	if st := c.state.Load(); st != nil && (st.cert == cert || bytes.Equal(st.leaf.Raw, cert.Certificate[0])) {
+		return st, nil // the certificate in use (certmagic hands out copies)
 	}
 	leaf := cert.Leaf
 	if leaf == nil {
@@ -250,9 +252,8 @@ func (c *certStore) fromSource(hello *tls.ClientHelloInfo) (*certState, error) {
 	binding, _ := scram.TLSServerEndPoint(leaf)
 	now := c.now()
 	st := &certState{cert: cert, leaf: leaf, channelBinding: binding, loaded: now}
-	if prev := c.state.Swap(st); prev == nil || !bytes.Equal(prev.leaf.Raw, leaf.Raw) {
-		c.logLoaded(st, now)
-	}
+	c.state.Store(st)
+	c.logLoaded(st, now)
 	return st, nil
 }
 

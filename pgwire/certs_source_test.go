@@ -14,14 +14,13 @@ import (
 // swapSource is a CertificateSource whose certificate the test replaces,
 // as ACME's renewal does.
 type swapSource struct {
-	cert  atomic.Pointer[tls.Certificate]
-	calls atomic.Int32
+	cert atomic.Pointer[tls.Certificate]
 }
 
 func (s *swapSource) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	s.calls.Add(1)
 	if c := s.cert.Load(); c != nil {
-		return c, nil
+		cp := *c // a copy each time, as certmagic hands out
+		return &cp, nil
 	}
 	return nil, errors.New("no certificate yet")
 }
