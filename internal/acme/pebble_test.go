@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,6 +64,7 @@ func buildPebble(t *testing.T) *pebbleBuild {
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-mod=mod", "GOWORK=off")
 		if out, err := cmd.CombinedOutput(); err != nil {
+			os.RemoveAll(dir)
 			pebbleErr = fmt.Errorf("go install pebble %s: %v\n%s", pebbleVersion, err, out)
 			return
 		}
@@ -71,11 +73,13 @@ func buildPebble(t *testing.T) *pebbleBuild {
 		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
 		out, err := cmd.Output()
 		if err != nil {
+			os.RemoveAll(dir)
 			pebbleErr = fmt.Errorf("go mod download pebble %s: %v", pebbleVersion, err)
 			return
 		}
 		var mod struct{ Dir string }
 		if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+			os.RemoveAll(dir)
 			pebbleErr = fmt.Errorf("go mod download pebble: no module directory in %q", out)
 			return
 		}
@@ -208,6 +212,30 @@ func (p *pebbleServer) Root(t *testing.T) *x509.Certificate {
 
 // Orders counts the orders Pebble has received, from its log.
 func (p *pebbleServer) Orders() int { return strings.Count(p.log.String(), "Added order ") }
+
+// replacementRE is Pebble's log line for an order that renews a
+// certificate (ARI's "replaces"): the new order, then the one it replaces.
+var replacementRE = regexp.MustCompile(`ARI: order "([^"]+)" is a replacement of "([^"]+)"`)
+
+// NewOrders counts the orders that renew nothing: a first certificate.
+// (Pebble's ARI window spans the whole validity of a short certificate,
+// so certmagic may renew at any moment; renewals name what they replace.)
+func (p *pebbleServer) NewOrders() int {
+	return p.Orders() - len(replacementRE.FindAllString(p.log.String(), -1))
+}
+
+// ReplacedTwice returns the orders that more than one renewal replaced:
+// two replicas renewing the same certificate.
+func (p *pebbleServer) ReplacedTwice() []string {
+	seen := map[string]int{}
+	var twice []string
+	for _, m := range replacementRE.FindAllStringSubmatch(p.log.String(), -1) {
+		if seen[m[2]]++; seen[m[2]] == 2 {
+			twice = append(twice, m[2])
+		}
+	}
+	return twice
+}
 
 // Issued counts the certificates Pebble has issued, from its log.
 func (p *pebbleServer) Issued() int {
