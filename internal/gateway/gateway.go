@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -202,8 +203,7 @@ func (g *Gateway) Config() *config.Config { return g.Server.Config() }
 func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) ([]string, error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
-	if old := g.Config(); !reflect.DeepEqual(old.ClientTLS.ACME, cfg.ClientTLS.ACME) ||
-		old.ClientTLS.ACME.Enabled() && old.ClientTLSMode() != cfg.ClientTLSMode() {
+	if acmeChanged(g.Config().ClientTLS.ACME, cfg.ClientTLS.ACME) {
 		return nil, errors.New("client_tls.acme changed: ACME settings need a restart; the configuration in force is kept")
 	}
 	cfg, err := users.ResolveRoutes(cfg, os.LookupEnv)
@@ -221,6 +221,22 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) ([]string, err
 	}
 	changes := routes.Commit()
 	return append(changes, server.Commit()...), nil
+}
+
+// acmeChanged reports whether a reload from old to next changes ACME in
+// force, which the running manager cannot follow: on or off, or any of its
+// keys while it is on.
+func acmeChanged(old, next config.ACME) bool {
+	if !old.Enabled() && !next.Enabled() {
+		return false
+	}
+	return !slices.Equal(old.Domains, next.Domains) || !reflect.DeepEqual(withoutDomains(old), withoutDomains(next))
+}
+
+// withoutDomains is a with no domains, to compare the other keys.
+func withoutDomains(a config.ACME) config.ACME {
+	a.Domains = nil
+	return a
 }
 
 // Shutdown drains: no new clients, each client closed at its next safe
