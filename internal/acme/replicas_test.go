@@ -156,6 +156,9 @@ func TestReplicasShareOneCertificate(t *testing.T) {
 		if strings.Contains(r.log.String(), st.Password) {
 			t.Errorf("replica %s logged the password", r.name)
 		}
+		if strings.Contains(r.log.String(), "PRIVATE KEY") {
+			t.Errorf("replica %s logged a private key", r.name)
+		}
 	}
 }
 
