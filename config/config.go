@@ -42,7 +42,10 @@
 // package read a validated *Config and act on it.
 package config
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Config is the whole gateway configuration. Default holds every top-level
 // default (DefaultRoute every route default); Load and Parse start from them
@@ -126,7 +129,77 @@ type ClientTLS struct {
 	// both or neither of CertFile and KeyFile. A relative path is relative
 	// to the working directory.
 	KeyFile string `yaml:"key_file"`
+	// ACME, when its Domains are set, obtains and renews a publicly
+	// trusted certificate for them instead of CertFile and KeyFile.
+	ACME ACME `yaml:"acme"`
 }
+
+// ACME configures certificates obtained from an ACME certificate authority
+// (Let's Encrypt, or Pebble in tests) for the client listener. Domains
+// turns it on; the internal/acme package acts on it.
+type ACME struct {
+	// Domains are the DNS names the certificate is for; non-empty turns
+	// ACME on, and then CertFile and KeyFile must be empty. A wildcard
+	// (*.example.com) needs Challenge dns-01.
+	Domains []string `yaml:"domains"`
+	// Email is the ACME account's contact address; optional.
+	Email string `yaml:"email"`
+	// Directory is the ACME directory URL. Default Let's Encrypt's
+	// production directory (ACMEDirectoryLetsEncrypt).
+	Directory string `yaml:"directory"`
+	// CAFile is a PEM file of roots to trust for the ACME server's own
+	// HTTPS (Pebble in tests); empty: the system roots.
+	CAFile string `yaml:"ca_file"`
+	// Challenge is ACMEChallengeDNS01 (default) or ACMEChallengeHTTP01.
+	Challenge string `yaml:"challenge"`
+	// DNSProvider sets the DNS records of dns-01: ACMEDNSRoute53
+	// (default) or ACMEDNSChalltestsrv (tests).
+	DNSProvider string `yaml:"dns_provider"`
+	// Route53HostedZoneID is the Route 53 hosted zone of the domains;
+	// empty: found from the domain name.
+	Route53HostedZoneID string `yaml:"route53_hosted_zone_id"`
+	// ChalltestsrvURL is the management API of pebble-challtestsrv, only
+	// for DNSProvider pebble-challtestsrv, such as http://127.0.0.1:8055.
+	ChalltestsrvURL string `yaml:"challtestsrv_url"`
+	// HTTPListen is where http-01 challenges are answered, host:port.
+	// Default ":80".
+	HTTPListen string `yaml:"http_listen"`
+	// Storage is where certificates, keys, the account and ACME locks
+	// live: "route:<database>" for a table on that route's upstream
+	// (shared by every replica), or a directory; empty: the directory
+	// "acme" under the working directory.
+	Storage string `yaml:"storage"`
+	// StorageTable is the table of a route: storage. Default
+	// dsqlgate_acme.
+	StorageTable string `yaml:"storage_table"`
+	// RenewCheckInterval is how often certificates are checked for
+	// renewal. Default 10m.
+	RenewCheckInterval Duration `yaml:"renew_check_interval"`
+}
+
+// Enabled reports whether ACME obtains the client certificate.
+func (a *ACME) Enabled() bool { return len(a.Domains) > 0 }
+
+// StorageRoute returns the database of a "route:<database>" storage and
+// true, or "" and false for a directory.
+func (a *ACME) StorageRoute() (string, bool) {
+	db, ok := strings.CutPrefix(a.Storage, ACMEStorageRoutePrefix)
+	return db, ok
+}
+
+// ACME values.
+const (
+	ACMEDirectoryLetsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
+	ACMEChallengeDNS01       = "dns-01"
+	ACMEChallengeHTTP01      = "http-01"
+	ACMEDNSRoute53           = "route53"
+	ACMEDNSChalltestsrv      = "pebble-challtestsrv"
+	// ACMEStorageRoutePrefix starts a storage that is a table on a
+	// route's upstream: "route:<database>".
+	ACMEStorageRoutePrefix = "route:"
+	// ACMEStorageDir is the directory of an empty storage.
+	ACMEStorageDir = "acme"
+)
 
 // ResolvedMode returns Mode, or when it is empty, TLSAllow if a certificate
 // is configured and TLSDisable otherwise. It does not know the listen
@@ -138,7 +211,7 @@ func (t *ClientTLS) ResolvedMode() string {
 	switch {
 	case t.Mode != "":
 		return t.Mode
-	case t.CertFile != "":
+	case t.CertFile != "" || t.ACME.Enabled():
 		return TLSAllow
 	}
 	return TLSDisable

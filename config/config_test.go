@@ -54,6 +54,10 @@ func TestDefault(t *testing.T) {
 	want := &config.Config{
 		Listen: "127.0.0.1:6432",
 		Log:    config.Log{Level: "info", Format: "console", SlowQueryThreshold: 0, SlowQueryMaxLength: 200},
+		ClientTLS: config.ClientTLS{ACME: config.ACME{
+			Directory: "https://acme-v02.api.letsencrypt.org/directory", Challenge: "dns-01", DNSProvider: "route53",
+			HTTPListen: ":80", StorageTable: "dsqlgate_acme", RenewCheckInterval: config.Duration(10 * time.Minute),
+		}},
 		Limits: config.Limits{
 			StartupTimeout:           config.Duration(10 * time.Second),
 			MaxStartupPacket:         10000,

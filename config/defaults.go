@@ -29,8 +29,25 @@ func Default() *Config {
 			MaxClientSettings:        1000,
 		},
 		ShutdownTimeout: Duration(30 * time.Second),
+		ClientTLS:       ClientTLS{ACME: DefaultACME()},
 		Metrics:         Metrics{Listen: "127.0.0.1:9187"},
 		Admin:           Admin{Database: "dsqlgate"},
+	}
+}
+
+// DefaultACME is client_tls.acme's defaults, off until domains are set:
+// Let's Encrypt's production directory, dns-01 through Route 53, http-01
+// on port 80, the storage directory "acme" under the working directory
+// (or the table dsqlgate_acme for a route: storage), and a renewal check
+// every 10 minutes.
+func DefaultACME() ACME {
+	return ACME{
+		Directory:          ACMEDirectoryLetsEncrypt,
+		Challenge:          ACMEChallengeDNS01,
+		DNSProvider:        ACMEDNSRoute53,
+		HTTPListen:         ":80",
+		StorageTable:       "dsqlgate_acme",
+		RenewCheckInterval: Duration(10 * time.Minute),
 	}
 }
 

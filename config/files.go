@@ -30,6 +30,12 @@ func (c *Config) checkFiles() []Problem {
 			k.add("client_tls.cert_file", "%s and %s are not a certificate and its key: %v", t.CertFile, t.KeyFile, err)
 		}
 	}
+	if a := &t.ACME; a.Enabled() && a.CAFile != "" {
+		const key = "client_tls.acme.ca_file"
+		if pem := k.readable(key, a.CAFile); pem != nil && !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			k.add(key, "%s holds no PEM certificate", a.CAFile)
+		}
+	}
 	for i, r := range c.Routes {
 		if r.CAFile == "" {
 			continue

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -218,7 +219,7 @@ func (c *Config) ClientTLSMode() string {
 		return c.ClientTLS.Mode
 	case !isLoopbackListen(c.Listen):
 		return TLSRequire
-	case c.ClientTLS.CertFile != "":
+	case c.ClientTLS.CertFile != "" || c.ClientTLS.ACME.Enabled():
 		return TLSAllow
 	}
 	return TLSDisable
@@ -267,6 +268,7 @@ func (c *Config) checkClientTLS(k *checker, listenOK bool) {
 	case t.CertFile == "" && t.KeyFile != "":
 		k.add("client_tls.cert_file", "required with key_file")
 	case t.CertFile != "":
+	case t.ACME.Enabled():
 	case t.Mode == TLSRequire:
 		k.add("client_tls.mode", "require needs cert_file and key_file: clients must use TLS, which needs a certificate; set client_tls.cert_file and key_file (%s), %s", makeCertHint, plainConnHint)
 	case t.Mode == TLSAllow:
@@ -275,6 +277,95 @@ func (c *Config) checkClientTLS(k *checker, listenOK bool) {
 		k.add("listen", "%s, so client TLS is required (client_tls.mode resolves to require) and needs a certificate: a listener other hosts can reach must not accept passwords in clear. Set client_tls.cert_file and key_file (%s), %s",
 			describeListen(c.Listen), makeCertHint, plainConnHint)
 	}
+	c.checkACME(k)
+}
+
+// checkACME checks client_tls.acme when its domains turn it on.
+func (c *Config) checkACME(k *checker) {
+	t := &c.ClientTLS
+	a := &t.ACME
+	const p = "client_tls.acme"
+	if !a.Enabled() {
+		return
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		k.add(p+".domains", "ACME obtains the certificate, so client_tls.cert_file and key_file must be empty: use one or the other")
+	}
+	if c.ClientTLSMode() == TLSDisable {
+		k.add("client_tls.mode", "disable turns client TLS off, but client_tls.acme.domains obtains a certificate for it: set mode allow or require, or remove acme.domains")
+	}
+	k.oneOf(p+".challenge", a.Challenge, ACMEChallengeDNS01, ACMEChallengeHTTP01)
+	seen := map[string]int{}
+	for i, d := range a.Domains {
+		key := fmt.Sprintf("%s.domains[%d]", p, i)
+		name := strings.ToLower(strings.TrimSuffix(d, "."))
+		if j, dup := seen[name]; dup {
+			k.add(key, "%q is already domains[%d]", d, j)
+			continue
+		}
+		seen[name] = i
+		wild := strings.HasPrefix(name, "*.")
+		switch {
+		case !validDNSName(strings.TrimPrefix(name, "*.")):
+			k.add(key, "%q is not a DNS name such as db.example.com (letters, digits and -, in dot-separated labels, with at least one dot; a wildcard is *. followed by such a name)", d)
+		case wild && a.Challenge == ACMEChallengeHTTP01:
+			k.add(key, "%q is a wildcard, which ACME issues only with challenge dns-01", d)
+		}
+	}
+	if a.Directory == "" {
+		k.add(p+".directory", "required: the ACME directory URL, such as %s", ACMEDirectoryLetsEncrypt)
+	} else if u, err := url.Parse(a.Directory); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		k.add(p+".directory", "%q is not an http(s) URL such as %s", a.Directory, ACMEDirectoryLetsEncrypt)
+	}
+	if a.Email != "" && (!strings.Contains(a.Email, "@") || strings.ContainsAny(a.Email, " \t\r\n,<>")) {
+		k.add(p+".email", "%q is not an e-mail address such as ops@example.com", a.Email)
+	}
+	switch a.Challenge {
+	case ACMEChallengeDNS01:
+		k.oneOf(p+".dns_provider", a.DNSProvider, ACMEDNSRoute53, ACMEDNSChalltestsrv)
+		if a.DNSProvider == ACMEDNSChalltestsrv {
+			if u, err := url.Parse(a.ChalltestsrvURL); a.ChalltestsrvURL == "" || err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
+				k.add(p+".challtestsrv_url", "%q is not the URL of pebble-challtestsrv's management API, such as http://127.0.0.1:8055 (dns_provider pebble-challtestsrv needs it)", a.ChalltestsrvURL)
+			}
+		}
+	case ACMEChallengeHTTP01:
+		k.hostPort(p+".http_listen", a.HTTPListen, ":80", true)
+	}
+	if db, ok := a.StorageRoute(); ok {
+		found := false
+		for _, r := range c.Routes {
+			found = found || r.Database == db && db != ""
+		}
+		if !found {
+			k.add(p+".storage", "%q names no route: route:<database> stores certificates in a table on that route's upstream, so <database> must be a routes[].database", a.Storage)
+		}
+		if !validLockTable(a.StorageTable) {
+			k.add(p+".storage_table", "%q is not a table name: use letters, digits and _ (optionally schema.table), starting with a letter or _", a.StorageTable)
+		}
+	}
+	if a.RenewCheckInterval.D() < time.Second {
+		k.add(p+".renew_check_interval", "must be at least 1s, such as \"10m\"")
+	}
+}
+
+// validDNSName accepts a host name of at least two labels, each of 1 to
+// 63 letters, digits and hyphens, not starting or ending with a hyphen;
+// 253 characters at most.
+func validDNSName(name string) bool {
+	if len(name) > 253 || !strings.Contains(name, ".") {
+		return false
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (l *Limits) check(k *checker) {

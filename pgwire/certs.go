@@ -1,9 +1,11 @@
 package pgwire
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -23,7 +25,9 @@ const certCheckInterval = time.Second
 
 // certStore holds the certificate and key of the client-facing TLS listener
 // and replaces them, without a restart, when their files change (an ACME
-// client renewed them) or when Reload is called (SIGHUP). A replacement
+// client renewed them) or when Reload is called (SIGHUP); or, built with a
+// CertificateSource (the gateway's own ACME manager), presents at each
+// handshake the certificate the source gives and reads no file. A replacement
 // affects new handshakes only: established connections keep the session
 // they negotiated. A replacement that does not load (a half-written pair,
 // a key that does not match) leaves the pair in use in place.
@@ -39,10 +43,13 @@ const certCheckInterval = time.Second
 // conns. The two locks are never held together.
 type certStore struct {
 	certFile, keyFile string
-	now               func() time.Time
-	log               *zap.Logger
+	// source, when set, supplies the certificate instead of the files
+	// (ACME): each handshake asks it, and the files are never read.
+	source CertificateSource
+	now    func() time.Time
+	log    *zap.Logger
 
-	state atomic.Pointer[certState] // the pair in use; never nil once newCertStore returns
+	state atomic.Pointer[certState] // the pair in use; never nil once newCertStore returns (a source store: nil until its first handshake)
 
 	mu      sync.Mutex
 	checked time.Time  // when the files were last looked at, by now
@@ -95,11 +102,35 @@ func newCertStore(certFile, keyFile string, now func() time.Time, log *zap.Logge
 	return c, nil
 }
 
+// CertificateSource supplies the client listener's certificate per
+// handshake instead of files: internal/acme's Manager, which renews it.
+// The store derives a certificate's channel binding once, and knows a
+// certificate it has seen by its DER bytes. GetCertificate must be safe
+// for concurrent use.
+type CertificateSource interface {
+	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
+}
+
+// newSourceCertStore is a store whose certificates come from source. It
+// holds no certificate until the first handshake asks for one.
+func newSourceCertStore(source CertificateSource, now func() time.Time, log *zap.Logger) *certStore {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &certStore{source: source, now: now, log: log, conns: map[net.Conn]*certState{}}
+}
+
 // Reload reads the certificate and key files now, whether they changed or
 // not. On an error the pair in use stays in place and the error is for the
 // caller to report; the file check of later handshakes does not report the
 // same unchanged files again.
 func (c *certStore) Reload() error {
+	if c.source != nil {
+		return nil // the source renews its certificate itself
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.checked = c.now()
@@ -179,8 +210,16 @@ func (c *certStore) forget(conn net.Conn) {
 // (at most once per certCheckInterval), records the pair it presents for
 // hello.Conn and returns it.
 func (c *certStore) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	c.checkFiles()
-	st := c.state.Load()
+	var st *certState
+	if c.source != nil {
+		var err error
+		if st, err = c.fromSource(hello); err != nil {
+			return nil, err
+		}
+	} else {
+		c.checkFiles()
+		st = c.state.Load()
+	}
 	if hello.Conn != nil {
 		key := connKey(hello.Conn)
 		c.connsMu.Lock()
@@ -188,6 +227,34 @@ func (c *certStore) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 		c.connsMu.Unlock()
 	}
 	return st.cert, nil
+}
+
+// fromSource asks the source for hello's certificate and returns its
+// state, derived once per certificate: a certificate other than the one
+// in use (a renewal) is parsed, logged and put in use.
+func (c *certStore) fromSource(hello *tls.ClientHelloInfo) (*certState, error) {
+	cert, err := c.source.GetCertificate(hello)
+	if err != nil {
+		return nil, err
+	}
+	if cert == nil || len(cert.Certificate) == 0 {
+		return nil, errors.New("client tls: no certificate available")
+	}
+	if st := c.state.Load(); st != nil && (st.cert == cert || bytes.Equal(st.leaf.Raw, cert.Certificate[0])) {
+		return st, nil // the certificate in use (certmagic hands out copies)
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("parse client tls certificate: %w", err)
+		}
+	}
+	binding, _ := scram.TLSServerEndPoint(leaf)
+	now := c.now()
+	st := &certState{cert: cert, leaf: leaf, channelBinding: binding, loaded: now}
+	c.state.Store(st)
+	c.logLoaded(st, now)
+	return st, nil
 }
 
 // checkFiles reloads the pair when the size, modification time or identity

@@ -61,7 +61,7 @@ func (s *Server) PrepareConfig(cfg *config.Config) (*ServerUpdate, error) {
 	next.Metrics.Listen = old.Metrics.Listen
 	next.Admin.Database = old.Admin.Database
 
-	t, err := newServerTLS(&next, s.now, s.log)
+	t, err := newServerTLS(&next, s.certSource, s.now, s.log)
 	if err != nil {
 		return nil, err
 	}

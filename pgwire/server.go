@@ -41,6 +41,10 @@ type Options struct {
 	// Reload, when set, is what the admin console's RELOAD runs (the same
 	// as SIGHUP).
 	Reload func() error
+	// Certificates, when set, supplies the client certificate when
+	// client_tls.acme is on (internal/acme's Manager), instead of
+	// client_tls.cert_file and key_file.
+	Certificates CertificateSource
 }
 
 // Server accepts client connections and runs their sessions against the
@@ -51,7 +55,8 @@ type Server struct {
 	log       *zap.Logger
 	now       func() time.Time
 
-	tls atomic.Pointer[serverTLS] // replaced whole by ServerUpdate.Commit
+	tls        atomic.Pointer[serverTLS] // replaced whole by ServerUpdate.Commit
+	certSource CertificateSource         // Options.Certificates; nil without ACME
 
 	// usersMu orders the writers of users and usersStamp (the users-file
 	// watcher and a reload's commit), so that the watcher never puts back
@@ -108,7 +113,8 @@ func NewServer(cfg *config.Config, upstreams Upstreams, opts Options) (*Server, 
 	}
 	l := cfg.Limits
 	s.backoff.Store(newAuthBackoff(l.AuthFailureLimit, l.AuthFailureWindow.D(), l.AuthFailureMaxDelay.D(), s.now))
-	t, err := newServerTLS(cfg, s.now, s.log)
+	s.certSource = opts.Certificates
+	t, err := newServerTLS(cfg, s.certSource, s.now, s.log)
 	if err != nil {
 		return nil, err
 	}
@@ -675,9 +681,17 @@ type serverTLS struct {
 	require bool        // refuse clients without TLS
 }
 
-func newServerTLS(cfg *config.Config, now func() time.Time, log *zap.Logger) (*serverTLS, error) {
+func newServerTLS(cfg *config.Config, source CertificateSource, now func() time.Time, log *zap.Logger) (*serverTLS, error) {
 	mode := cfg.ClientTLSMode()
 	t := &serverTLS{require: mode == config.TLSRequire}
+	if cfg.ClientTLS.ACME.Enabled() && mode != config.TLSDisable {
+		if source == nil {
+			return nil, errors.New("client_tls.acme: the server was started without an ACME certificate source")
+		}
+		certs := newSourceCertStore(source, now, log)
+		t.certs, t.config, t.direct = certs, certs.tlsConfig(false), certs.tlsConfig(true)
+		return t, nil
+	}
 	if cfg.ClientTLS.CertFile != "" && mode != config.TLSDisable {
 		certs, err := newCertStore(cfg.ClientTLS.CertFile, cfg.ClientTLS.KeyFile, now, log)
 		if err != nil {

@@ -13,18 +13,23 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"reflect"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/authbridge"
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/acme"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
 	"github.com/dsqlgate/dsqlgate/internal/users"
 	"github.com/dsqlgate/dsqlgate/pgwire"
@@ -61,6 +66,43 @@ type Gateway struct {
 	// reloadMu serialises reloads: each prepares against the
 	// configuration the one before it put in force.
 	reloadMu sync.Mutex
+	// acme obtains and renews the client certificate when
+	// client_tls.acme is on; nil otherwise.
+	acme *acme.Manager
+}
+
+// acmeConnParams are the startup parameters of the ACME storage's
+// connection to its route's cluster.
+var acmeConnParams = map[string]string{"application_name": "dsqlgate acme storage"}
+
+// startACME builds the ACME manager when client_tls.acme is on and waits
+// until it has the certificate (or ctx ends); nil when ACME is off. A
+// "route:" storage dials through the route in force at each dial, with
+// the route's credentials and dial rate.
+func startACME(ctx context.Context, cfg *config.Config, bridge *authbridge.Bridge, log *zap.Logger) (*acme.Manager, error) {
+	a := cfg.ClientTLS.ACME
+	if !a.Enabled() || cfg.ClientTLSMode() == config.TLSDisable {
+		return nil, nil
+	}
+	opts := acme.Options{Logger: log.Named("acme"), AWSProfile: cfg.AWS.Profile}
+	if db, ok := a.StorageRoute(); ok {
+		opts.Dial = func(ctx context.Context) (*pgconn.PgConn, error) {
+			r := bridge.Route(db)
+			if r == nil {
+				return nil, fmt.Errorf("route %q (client_tls.acme.storage) is not configured", db)
+			}
+			return r.DialLocks(ctx, acmeConnParams)
+		}
+	}
+	m, err := acme.New(a, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Start(ctx); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
 }
 
 // Start validates cfg, reads the secrets it names, builds the bridge and
@@ -82,17 +124,17 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 	if err != nil {
 		return nil, err
 	}
-	srv, err := pgwire.NewServer(cfg, upstreams{bridge}, pgwire.Options{Logger: opts.Logger, Metrics: m, Version: opts.Version, Reload: opts.Reload})
-	if err != nil {
-		bridge.Close()
-		return nil, err
-	}
+	// Both ports first, so that a port in use fails the start at once;
+	// then the health endpoints answer (/livez, /startupz 503 "starting")
+	// while ACME obtains the certificate, which a first order through
+	// DNS-01 can take minutes to do. The client listener accepts nothing
+	// until the server is built.
 	l, err := listen(cfg.Listen, cfg.ReusePort)
 	if err != nil {
 		bridge.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	g := &Gateway{Bridge: bridge, Server: srv, Metrics: m, Addr: l.Addr().String(), served: make(chan error, 1), log: opts.Logger}
+	g := &Gateway{Bridge: bridge, Metrics: m, Addr: l.Addr().String(), served: make(chan error, 1), log: opts.Logger}
 	g.health = newHealth(g)
 	if cfg.Metrics.Listen != "" {
 		// Shared only with reuse_port, for a rolling restart on one host:
@@ -110,6 +152,34 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		}
 		go g.ops.Serve(ol)
 	}
+	failEarly := func() {
+		l.Close()
+		if g.ops != nil {
+			g.ops.Close()
+		}
+		if g.acme != nil {
+			g.acme.Close()
+		}
+		bridge.Close()
+	}
+	// With ACME the certificate is obtained (or loaded from the shared
+	// storage) before any client is served, so the gateway is never ready
+	// without it.
+	g.acme, err = startACME(ctx, cfg, bridge, opts.Logger)
+	if err != nil {
+		failEarly()
+		return nil, err
+	}
+	popts := pgwire.Options{Logger: opts.Logger, Metrics: m, Version: opts.Version, Reload: opts.Reload}
+	if g.acme != nil {
+		popts.Certificates = g.acme
+	}
+	g.Server, err = pgwire.NewServer(cfg, upstreams{bridge}, popts)
+	if err != nil {
+		failEarly()
+		return nil, err
+	}
+	srv := g.Server
 	go func() { g.served <- srv.Serve(l) }()
 	g.health.started()
 	return g, nil
@@ -152,6 +222,9 @@ func (g *Gateway) Config() *config.Config { return g.Server.Config() }
 func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) ([]string, error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
+	if acmeChanged(g.Config().ClientTLS.ACME, cfg.ClientTLS.ACME) {
+		return nil, errors.New("client_tls.acme changed: ACME settings need a restart; the configuration in force is kept")
+	}
 	cfg, err := users.ResolveRoutes(cfg, os.LookupEnv)
 	if err != nil {
 		return nil, err
@@ -167,6 +240,22 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) ([]string, err
 	}
 	changes := routes.Commit()
 	return append(changes, server.Commit()...), nil
+}
+
+// acmeChanged reports whether a reload from old to next changes ACME in
+// force, which the running manager cannot follow: on or off, or any of its
+// keys while it is on.
+func acmeChanged(old, next config.ACME) bool {
+	if !old.Enabled() && !next.Enabled() {
+		return false
+	}
+	return !slices.Equal(old.Domains, next.Domains) || !reflect.DeepEqual(withoutDomains(old), withoutDomains(next))
+}
+
+// withoutDomains is a with no domains, to compare the other keys.
+func withoutDomains(a config.ACME) config.ACME {
+	a.Domains = nil
+	return a
 }
 
 // Shutdown drains: no new clients, each client closed at its next safe
@@ -197,6 +286,9 @@ func (g *Gateway) closeRest() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		g.ops.Shutdown(ctx)
 		cancel()
+	}
+	if g.acme != nil {
+		g.acme.Close() // before the bridge: a route: storage dials through it
 	}
 	g.Bridge.Close()
 }
