@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 
@@ -111,6 +112,13 @@ func Load(cfg *config.Config, env LookupEnv) ([]User, Stamp, error) {
 		for i, name := range cfg.Admin.Users {
 			if name != "" && !known[name] {
 				problems = append(problems, cfg.Problemf(fmt.Sprintf("admin.users[%d]", i), "%q is not a user in users, users_file or users_env: only the gateway's own users can open the admin console", name))
+			}
+		}
+		for i, r := range cfg.Routes {
+			for _, name := range slices.Sorted(maps.Keys(r.UserRoles)) {
+				if !known[name] {
+					problems = append(problems, cfg.Problemf(fmt.Sprintf("routes[%d].user_roles.%s", i, name), "%q is not a user in users, users_file or users_env: each entry maps a gateway user to its DSQL role (a user without one logs in as the route's role)", name))
+				}
 			}
 		}
 	}
