@@ -103,6 +103,11 @@ func (c *Config) applyEnv(environ []string) []Problem {
 			continue
 		case secret, name == c.src.configEnv:
 			continue
+		case known && isServiceLink(name, value):
+			// A Service named dsqlgate-reuse injects DSQLGATE_REUSE_PORT=
+			// tcp://host:port: an address, never a value of the key.
+			c.src.warnings = append(c.src.warnings, Problem{Env: name, Message: fmt.Sprintf("holds a Kubernetes service link (proto://host:port), not a value of %s: ignored (rename the Service, or set enableServiceLinks: false in the pod)", k.path)})
+			continue
 		case !known:
 			if !isServiceLink(name, value) {
 				c.src.warnings = append(c.src.warnings, Problem{Env: name, Message: keys.unknown(name)})
