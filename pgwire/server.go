@@ -568,7 +568,7 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 // handshake; a route never dialled dials now) adjusted by the client's own
 // startup settings.
 func (sess *session) greet() error {
-	params := sess.route.Params()
+	params := sess.route.Params(sess.user)
 	if params == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), sess.pool.Settings().QueryWaitTimeout.D())
 		sc, err := sess.pool.Acquire(ctx, sess.user, nil)
