@@ -18,3 +18,21 @@ func TestServiceLinkOnAKnownKey(t *testing.T) {
 		t.Errorf("reuse_port set from a service link")
 	}
 }
+
+// TestUsersEnvFromTheEnvironment: users_env set by its own variable
+// (DSQLGATE_USERS_ENV=DSQLGATE_USERLIST, as an orchestrator that injects
+// both would) names a variable that holds a secret: it must not be
+// reported as an unknown variable that "no verifier_env or password_env
+// key names".
+func TestUsersEnvFromTheEnvironment(t *testing.T) {
+	c, err := parseWithEnv(t, "", map[string]string{"DSQLGATE_USERS_ENV": "DSQLGATE_USERLIST", "DSQLGATE_USERLIST": "\"alice\" \"" + testVerifier + "\"\n"}, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.UsersEnv != "DSQLGATE_USERLIST" {
+		t.Fatalf("users_env %q", c.UsersEnv)
+	}
+	if w := c.Warnings(); len(w) > 0 {
+		t.Errorf("the users variable is reported as unknown: %v", w)
+	}
+}
