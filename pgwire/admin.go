@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -419,7 +420,7 @@ func (s *Server) showConfig() *adminResult {
 		}
 		changeable := "yes"
 		switch {
-		case k == "listen" || strings.HasPrefix(k, "metrics.") || k == "admin.database":
+		case slices.Contains(restartOnly, k) || strings.HasPrefix(k, "metrics."):
 			changeable = "no"
 		}
 		r.add(k, values[k], def, changeable)
