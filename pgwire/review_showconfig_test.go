@@ -1,9 +1,12 @@
 package pgwire
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
 // TestShowConfigChangeable: SHOW CONFIG's changeable column must say no for
@@ -19,5 +22,45 @@ func TestShowConfigChangeable(t *testing.T) {
 		if v, ok := found[k]; !ok || v != "no" {
 			t.Errorf("SHOW CONFIG %s: changeable %q (present %t), want no: a reload refuses to change it", k, v, ok)
 		}
+	}
+}
+
+// TestUserRoleNamesAtStart: with users_env, a user_roles entry naming no
+// user stops the server at start-up and refuses a configuration reload;
+// a change of the users alone (ReloadUsers, the users file's watcher) still
+// takes effect, so that removing a user revokes it even while user_roles
+// names it.
+func TestUserRoleNamesAtStart(t *testing.T) {
+	g := startMemGateway(t, config.PoolTransaction)
+	v, err := scram.GenerateVerifier(memPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TEST_REVIEW_USERS", "\"alice\" \""+v.Encode()+"\"\n")
+	cfg := *g.srv.currentConfig()
+	cfg.Users = nil
+	cfg.UsersEnv = "TEST_REVIEW_USERS"
+	cfg.Routes = slices.Clone(cfg.Routes)
+	cfg.Routes[0].UserRoles = map[string]string{"alcie": "app_reader"}
+	if _, err := NewServer(&cfg, g.ups, Options{}); err == nil || !strings.Contains(err.Error(), "user_roles.alcie") {
+		t.Errorf("NewServer: %v, want the misspelt user_roles entry refused", err)
+	}
+	if _, err := g.srv.PrepareConfig(&cfg); err == nil || !strings.Contains(err.Error(), "user_roles.alcie") {
+		t.Errorf("PrepareConfig: %v, want the misspelt user_roles entry refused", err)
+	}
+	cfg.Routes[0].UserRoles = map[string]string{"alice": "app_reader"}
+	srv, err := NewServer(&cfg, g.ups, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	// alice leaves the variable (as she would leave a users file): the
+	// users reload takes effect although user_roles still names her.
+	t.Setenv("TEST_REVIEW_USERS", "\"bob\" \""+v.Encode()+"\"\n")
+	if err := srv.ReloadUsers(); err != nil {
+		t.Fatalf("ReloadUsers refused a user's removal: %v", err)
+	}
+	if _, ok := srv.users.Load().byName["alice"]; ok {
+		t.Error("alice is still a user")
 	}
 }
