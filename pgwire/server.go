@@ -106,6 +106,9 @@ func NewServer(cfg *config.Config, upstreams Upstreams, opts Options) (*Server, 
 	if err := s.ReloadUsers(); err != nil {
 		return nil, err
 	}
+	if err := checkRoleNames(cfg, s.users.Load()); err != nil {
+		return nil, err
+	}
 	l := cfg.Limits
 	s.backoff.Store(newAuthBackoff(l.AuthFailureLimit, l.AuthFailureWindow.D(), l.AuthFailureMaxDelay.D(), s.now))
 	t, err := newServerTLS(cfg, s.now, s.log)

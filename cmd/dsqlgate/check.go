@@ -68,6 +68,11 @@ func runCheck(ctx context.Context, f checkFlags, st streams) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	if err := users.CheckRoleNames(cfg, func(name string) bool {
+		return slices.ContainsFunc(list, func(u users.User) bool { return u.Name == name })
+	}); err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	if cfg, err = users.ResolveRoutes(cfg, os.LookupEnv); err != nil {
 		return &exitError{code: 2, err: err}
 	}

@@ -9,9 +9,9 @@ import (
 )
 
 // TestUserRolesNameAUserOfTheVariable: with users_env (or users_file),
-// Validate cannot know the users, so Load must check that each user_roles
-// entry names one, as it does for admin.users. A typo ("alcie") otherwise
-// leaves alice on the route's role, admin by default.
+// Validate cannot know the users, so a server checks (CheckRoleNames) at
+// start-up and reload that each user_roles entry names one. A typo
+// ("alcie") otherwise leaves alice on the route's role, admin by default.
 func TestUserRolesNameAUserOfTheVariable(t *testing.T) {
 	doc := "users_env: TEST_USERS\n" + dsqlRoute + "    user_roles: {alcie: app_reader}\n"
 	c, err := config.Parse([]byte(doc), "test.yaml")
@@ -24,9 +24,22 @@ func TestUserRolesNameAUserOfTheVariable(t *testing.T) {
 		}
 		return "", false
 	}
-	_, _, err = users.Load(c, env)
+	list, _, err := users.Load(c, env)
+	if err != nil {
+		// Load also serves the users file's own reloads: refusing there
+		// would keep a user the file no longer holds.
+		t.Fatalf("Load refused the users over user_roles: %v", err)
+	}
+	err = users.CheckRoleNames(c, func(name string) bool {
+		for _, u := range list {
+			if u.Name == name {
+				return true
+			}
+		}
+		return false
+	})
 	if err == nil {
-		t.Fatalf("Load accepted user_roles naming no user; alice runs upstream as %q", c.Routes[0].RoleFor("alice"))
+		t.Fatalf("CheckRoleNames accepted user_roles naming no user; alice runs upstream as %q", c.Routes[0].RoleFor("alice"))
 	}
 	if !strings.Contains(err.Error(), "routes[0].user_roles.alcie") {
 		t.Errorf("the problem does not name the entry: %v", err)

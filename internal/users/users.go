@@ -114,18 +114,31 @@ func Load(cfg *config.Config, env LookupEnv) ([]User, Stamp, error) {
 				problems = append(problems, cfg.Problemf(fmt.Sprintf("admin.users[%d]", i), "%q is not a user in users, users_file or users_env: only the gateway's own users can open the admin console", name))
 			}
 		}
-		for i, r := range cfg.Routes {
-			for _, name := range slices.Sorted(maps.Keys(r.UserRoles)) {
-				if !known[name] {
-					problems = append(problems, cfg.Problemf(fmt.Sprintf("routes[%d].user_roles.%s", i, name), "%q is not a user in users, users_file or users_env: each entry maps a gateway user to its DSQL role (a user without one logs in as the route's role)", name))
-				}
-			}
-		}
 	}
 	if err := config.NewValidationError(problems); err != nil {
 		return nil, stamp, err
 	}
 	return list, stamp, nil
+}
+
+// CheckRoleNames checks that each routes[].user_roles entry of cfg names a
+// user known reports (one of the users Load returned): a misspelt name
+// would leave the user it meant on the route's role, admin by default.
+// Validate checks it when users is all there is; with users_file or
+// users_env, a server checks it when it starts and at each configuration
+// reload, but not when the users file alone changes: removing a user from
+// the file must take effect (a reload refused would keep the user) even
+// while user_roles still names it.
+func CheckRoleNames(cfg *config.Config, known func(name string) bool) error {
+	var problems []config.Problem
+	for i, r := range cfg.Routes {
+		for _, name := range slices.Sorted(maps.Keys(r.UserRoles)) {
+			if !known(name) {
+				problems = append(problems, cfg.Problemf(fmt.Sprintf("routes[%d].user_roles.%s", i, name), "%q is not a user in users, users_file or users_env: each entry maps a gateway user to its DSQL role (a user without one logs in as the route's role)", name))
+			}
+		}
+	}
+	return config.NewValidationError(problems)
 }
 
 // loadEnvUsers reads the users held in the environment variable name
