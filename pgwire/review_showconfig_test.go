@@ -64,3 +64,32 @@ func TestUserRoleNamesAtStart(t *testing.T) {
 		t.Error("alice is still a user")
 	}
 }
+
+// TestAdminUserRemoval: removing a user from users_env (or users_file)
+// must revoke it, also when admin.users names it: a users reload refused
+// over admin.users keeps the removed user able to log in, to the admin
+// console too.
+func TestAdminUserRemoval(t *testing.T) {
+	g := startMemGateway(t, config.PoolTransaction)
+	v, err := scram.GenerateVerifier(memPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TEST_REVIEW_USERS", "\"alice\" \""+v.Encode()+"\"\n\"bob\" \""+v.Encode()+"\"\n")
+	cfg := *g.srv.currentConfig()
+	cfg.Users = nil
+	cfg.UsersEnv = "TEST_REVIEW_USERS"
+	cfg.Admin.Users = []string{"alice"}
+	srv, err := NewServer(&cfg, g.ups, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	t.Setenv("TEST_REVIEW_USERS", "\"bob\" \""+v.Encode()+"\"\n") // alice is revoked
+	if err := srv.ReloadUsers(); err != nil {
+		t.Errorf("ReloadUsers refused a user's removal: %v", err)
+	}
+	if _, ok := srv.users.Load().byName["alice"]; ok {
+		t.Error("alice, removed, is still a user (and an admin console user)")
+	}
+}
