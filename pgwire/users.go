@@ -144,10 +144,10 @@ func loadUsers(cfg *config.Config) (*userTable, users.Stamp, error) {
 }
 
 // checkRoleNames checks that cfg's user_roles name users of tbl (see
-// users.CheckRoleNames): at start-up and at a configuration reload, not
+// users.CheckNames), and admin.users too: at start-up and at a configuration reload, not
 // when the users file alone changes.
 func checkRoleNames(cfg *config.Config, tbl *userTable) error {
-	return users.CheckRoleNames(cfg, func(name string) bool { _, ok := tbl.byName[name]; return ok })
+	return users.CheckNames(cfg, func(name string) bool { _, ok := tbl.byName[name]; return ok })
 }
 
 // watchUsersFile reloads the users file when it changes, until stop.

@@ -68,7 +68,7 @@ func runCheck(ctx context.Context, f checkFlags, st streams) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	if err := users.CheckRoleNames(cfg, func(name string) bool {
+	if err := users.CheckNames(cfg, func(name string) bool {
 		return slices.ContainsFunc(list, func(u users.User) bool { return u.Name == name })
 	}); err != nil {
 		return &exitError{code: 2, err: err}

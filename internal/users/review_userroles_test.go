@@ -30,7 +30,7 @@ func TestUserRolesNameAUserOfTheVariable(t *testing.T) {
 		// would keep a user the file no longer holds.
 		t.Fatalf("Load refused the users over user_roles: %v", err)
 	}
-	err = users.CheckRoleNames(c, func(name string) bool {
+	err = users.CheckNames(c, func(name string) bool {
 		for _, u := range list {
 			if u.Name == name {
 				return true
