@@ -1,6 +1,7 @@
 package pgwire
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -91,5 +92,20 @@ func TestAdminUserRemoval(t *testing.T) {
 	}
 	if _, ok := srv.users.Load().byName["alice"]; ok {
 		t.Error("alice, removed, is still a user (and an admin console user)")
+	}
+}
+
+// TestShowConfigUserRoles: SHOW CONFIG writes "every scalar under its yaml
+// key path"; user_roles came out as Go's rendering of a map
+// ("map[alice:app_reader]") under routes[0].user_roles.
+func TestShowConfigUserRoles(t *testing.T) {
+	cfg := config.Default()
+	r := config.DefaultRoute(config.KindDSQL, "app")
+	r.UserRoles = map[string]string{"alice": "app_reader", "bob": "app_writer"}
+	cfg.Routes = []config.Route{r}
+	out := map[string]string{}
+	flatten("", reflect.ValueOf(*cfg), out)
+	if out["routes[0].user_roles.alice"] != "app_reader" || out["routes[0].user_roles.bob"] != "app_writer" {
+		t.Errorf("user_roles in SHOW CONFIG: %q, %q; routes[0].user_roles = %q", out["routes[0].user_roles.alice"], out["routes[0].user_roles.bob"], out["routes[0].user_roles"])
 	}
 }
