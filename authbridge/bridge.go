@@ -91,7 +91,7 @@ type Route struct {
 	conf             config.Route // as configured; Pool changed by RouteUpdate.Commit; guarded by Bridge.update
 
 	paramsMu sync.Mutex
-	params   map[string]string // ParameterStatus of the most recent handshake
+	params   map[string]map[string]string // by role: ParameterStatus of its most recent handshake
 
 	locksMu     sync.Mutex
 	locks       *compat.LockManager // created by the first Locks; guarded by locksMu
@@ -443,17 +443,22 @@ func (r *Route) RoleFor(user string) string {
 func (r *Route) Minter() *TokenMinter { return r.minter }
 
 // Params returns the ParameterStatus values of the most recent upstream
-// handshake on this route, or nil when nothing has been dialled yet. The
-// map must not be modified.
-func (r *Route) Params() map[string]string {
+// handshake on this route for the role user logs in as (RoleFor: with
+// user_roles, session_authorization and is_superuser differ by role), or
+// nil when no connection of that role has been dialled yet. The map must
+// not be modified.
+func (r *Route) Params(user string) map[string]string {
 	r.paramsMu.Lock()
 	defer r.paramsMu.Unlock()
-	return r.params
+	return r.params[r.RoleFor(user)]
 }
 
-func (r *Route) setParams(p map[string]string) {
+func (r *Route) setParams(role string, p map[string]string) {
 	r.paramsMu.Lock()
-	r.params = p
+	if r.params == nil {
+		r.params = map[string]map[string]string{}
+	}
+	r.params[role] = p
 	r.paramsMu.Unlock()
 }
 

@@ -537,7 +537,7 @@ func (p *Pool) dial(ctx context.Context, user string, held bool) (*ServerConn, e
 	if held {
 		sc.owner, sc.held = user, true
 	}
-	r.setParams(sc.Params)
+	r.setParams(sc.role, sc.Params)
 	p.mu.Lock()
 	p.stats.Dials++
 	p.all[sc.ID] = sc

@@ -115,7 +115,7 @@ func TestPoolReuseAndPreference(t *testing.T) {
 	if s := p.Stats(); s.Dials != 2 || s.Open != 2 || s.Idle != 2 {
 		t.Fatalf("stats %+v, want 2 dials, 2 open, 2 idle", s)
 	}
-	if r.Params()["server_version"] == "" {
+	if r.Params("")["server_version"] == "" {
 		t.Fatal("the route did not keep the handshake's ParameterStatus values")
 	}
 }

@@ -103,6 +103,11 @@ func (c *Config) applyEnv(environ []string) []Problem {
 			continue
 		case secret, name == c.src.configEnv:
 			continue
+		case known && isServiceLink(name, value):
+			// A Service named dsqlgate-reuse injects DSQLGATE_REUSE_PORT=
+			// tcp://host:port: an address, never a value of the key.
+			c.src.warnings = append(c.src.warnings, Problem{Env: name, Message: fmt.Sprintf("holds a Kubernetes service link (proto://host:port), not a value of %s: ignored (rename the Service, or set enableServiceLinks: false in the pod)", k.path)})
+			continue
 		case !known:
 			if !isServiceLink(name, value) {
 				c.src.warnings = append(c.src.warnings, Problem{Env: name, Message: keys.unknown(name)})
@@ -114,6 +119,10 @@ func (c *Config) applyEnv(environ []string) []Problem {
 		}
 	}
 	slices.SortStableFunc(problems, func(a, b Problem) int { return strings.Compare(a.Env, b.Env) })
+	// A variable that holds a secret is no warning, even when the key that
+	// names it (users_env) was itself set by the environment just now.
+	after := c.secretEnvNames()
+	c.src.warnings = slices.DeleteFunc(c.src.warnings, func(w Problem) bool { _, ok := after[w.Env]; return ok })
 	slices.SortStableFunc(c.src.warnings, func(a, b Problem) int { return strings.Compare(a.Env, b.Env) })
 	return problems
 }
@@ -361,5 +370,5 @@ func (t *envTable) unknown(name string) string {
 	if best := closest(rest, short); best != "" {
 		return fmt.Sprintf("unknown variable; did you mean %s%s?", EnvPrefix, best)
 	}
-	return "unknown variable: it overrides no key (docs/CONFIG.md lists the variables) and no verifier_env or password_env key names it"
+	return "unknown variable: it overrides no key (docs/CONFIG.md lists the variables) and no verifier_env, password_env or users_env key names it"
 }

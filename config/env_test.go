@@ -286,7 +286,7 @@ func TestEnvWarnings(t *testing.T) {
 		{
 			name: "unknown variable holding a secret",
 			env:  map[string]string{"DSQLGATE_BOB_PASSWORD": secret},
-			want: []config.Problem{{Env: "DSQLGATE_BOB_PASSWORD", Message: "unknown variable: it overrides no key (docs/CONFIG.md lists the variables) and no verifier_env or password_env key names it"}},
+			want: []config.Problem{{Env: "DSQLGATE_BOB_PASSWORD", Message: "unknown variable: it overrides no key (docs/CONFIG.md lists the variables) and no verifier_env, password_env or users_env key names it"}},
 		},
 		{
 			name: "a list of mappings",

@@ -244,12 +244,23 @@ func (d *decoder) textMap(n *yaml.Node, path string, v reflect.Value) {
 		defer delete(d.walking, n)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if k := n.Content[i]; k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-				switch val := d.deref(n.Content[i+1], path); {
-				case val == nil:
-				case val.Kind == yaml.MappingNode:
-					walk(val)
-				default:
-					d.mistyped(val, path, "<< must merge a mapping, got %s", describeNode(val, false))
+				val := d.deref(n.Content[i+1], path)
+				if val == nil {
+					continue
+				}
+				merged := []*yaml.Node{val}
+				if val.Kind == yaml.SequenceNode { // a list of mappings, the first taking precedence
+					merged = slices.Clone(val.Content)
+					slices.Reverse(merged)
+				}
+				for _, m := range merged {
+					switch m = d.deref(m, path); {
+					case m == nil:
+					case m.Kind == yaml.MappingNode:
+						walk(m)
+					default:
+						d.mistyped(m, path, "<< must merge a mapping or a list of mappings, got %s", describeNode(m, false))
+					}
 				}
 			}
 		}

@@ -117,6 +117,7 @@ func (c *Config) check() []Problem {
 	c.checkMetrics(k, listenOK)
 	c.checkUsers(k)
 	c.checkAdmin(k)
+	c.checkUserRoleNames(k)
 	c.checkRoutes(k)
 	return k.problems
 }
@@ -523,6 +524,27 @@ func (r *Route) checkDSQL(k *checker, p, host string) {
 	}
 	if r.UpstreamDatabase != dsqlDatabase {
 		k.add(p+".upstream_database", "must be %s for kind dsql: DSQL has no other database", dsqlDatabase)
+	}
+}
+
+// checkUserRoleNames checks that each routes[].user_roles entry names a
+// user of users, when users is all there is (users_file and users_env are
+// checked by users.Load): a misspelt name would leave the user it meant on
+// the route's role, admin by default.
+func (c *Config) checkUserRoleNames(k *checker) {
+	if c.UsersFile != "" || c.UsersEnv != "" {
+		return
+	}
+	known := map[string]bool{}
+	for _, u := range c.Users {
+		known[u.Name] = true
+	}
+	for i, r := range c.Routes {
+		for _, user := range slices.Sorted(maps.Keys(r.UserRoles)) {
+			if !known[user] {
+				k.add(fmt.Sprintf("routes[%d].user_roles.%s", i, user), "%q is not a user in users: each entry maps a gateway user to its DSQL role (a user without one logs in as the route's role)", user)
+			}
+		}
 	}
 }
 

@@ -90,8 +90,8 @@ func TestValidateRules(t *testing.T) {
 		{name: "valid listen on every interface without tls", doc: "listen: :6432\nclient_tls: {mode: disable}\n" + user + dsqlRoute},
 		{name: "valid listen on every interface with tls", doc: "listen: :6432\nclient_tls: {cert_file: {{dir}}/cert.pem, key_file: {{dir}}/key.pem}\n" + user + dsqlRoute},
 		{name: "valid postgres lifetime beyond 60m", doc: user + pgRoute + pgPass + "    pool: {max_lifetime: 2h}\n"},
-		{name: "valid user roles", doc: user + dsqlRoute + "    user_roles: {alice: app_writer, bob: reader}\n"},
-		{name: "valid user roles with a merge", doc: user + dsqlRoute + "    user_roles: {<<: {alice: a}, bob: b}\n"},
+		{name: "valid user roles", doc: "users: [{name: alice, verifier_env: TEST_VERIFIER}, {name: bob, verifier_env: TEST_VERIFIER}]\n" + dsqlRoute + "    user_roles: {alice: app_writer, bob: reader}\n"},
+		{name: "valid user roles with a merge", doc: "users: [{name: alice, verifier_env: TEST_VERIFIER}, {name: bob, verifier_env: TEST_VERIFIER}]\n" + dsqlRoute + "    user_roles: {<<: {alice: a}, bob: b}\n"},
 
 		// user_roles, reuse_port, users_env
 		{name: "user role empty", doc: user + dsqlRoute + "    user_roles:\n      alice: '' # <-\n", key: "routes[0].user_roles.alice", msg: "required: the DSQL database role this user logs in as"},

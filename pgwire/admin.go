@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -419,7 +420,7 @@ func (s *Server) showConfig() *adminResult {
 		}
 		changeable := "yes"
 		switch {
-		case k == "listen" || strings.HasPrefix(k, "metrics.") || k == "admin.database":
+		case slices.Contains(restartOnly, k) || strings.HasPrefix(k, "metrics."):
 			changeable = "no"
 		}
 		r.add(k, values[k], def, changeable)
@@ -467,6 +468,13 @@ func flatten(prefix string, v reflect.Value, out map[string]string) {
 			parts[i] = fmt.Sprint(v.Index(i).Interface())
 		}
 		out[prefix] = strings.Join(parts, ",")
+	case reflect.Map: // user_roles: one row per name
+		if v.Len() == 0 {
+			out[prefix] = ""
+		}
+		for it := v.MapRange(); it.Next(); {
+			out[prefix+"."+fmt.Sprint(it.Key().Interface())] = fmt.Sprint(it.Value().Interface())
+		}
 	default:
 		if s, ok := v.Interface().(fmt.Stringer); ok {
 			out[prefix] = s.String()

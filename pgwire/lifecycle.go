@@ -69,6 +69,9 @@ func (s *Server) PrepareConfig(cfg *config.Config) (*ServerUpdate, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRoleNames(&next, tbl); err != nil {
+		return nil, err
+	}
 	l := next.Limits
 	u := &ServerUpdate{s: s, conf: &next, tls: t, users: tbl, stamp: stamp,
 		backoff: newAuthBackoff(l.AuthFailureLimit, l.AuthFailureWindow.D(), l.AuthFailureMaxDelay.D(), s.now)}

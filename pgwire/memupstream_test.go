@@ -107,7 +107,7 @@ func (r *memRoute) Compat() config.Compat   { return r.compat }
 func (r *memRoute) Pool() Pool              { return r.pool }
 func (r *memRoute) Locks() compat.LockTable { return &r.locks }
 
-func (r *memRoute) Params() map[string]string {
+func (r *memRoute) Params(string) map[string]string {
 	if p := r.params.Load(); p != nil {
 		return *p
 	}

@@ -111,6 +111,9 @@ func NewServer(cfg *config.Config, upstreams Upstreams, opts Options) (*Server, 
 	if err := s.ReloadUsers(); err != nil {
 		return nil, err
 	}
+	if err := checkRoleNames(cfg, s.users.Load()); err != nil {
+		return nil, err
+	}
 	l := cfg.Limits
 	s.backoff.Store(newAuthBackoff(l.AuthFailureLimit, l.AuthFailureWindow.D(), l.AuthFailureMaxDelay.D(), s.now))
 	s.certSource = opts.Certificates
@@ -574,7 +577,7 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 // handshake; a route never dialled dials now) adjusted by the client's own
 // startup settings.
 func (sess *session) greet() error {
-	params := sess.route.Params()
+	params := sess.route.Params(sess.user)
 	if params == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), sess.pool.Settings().QueryWaitTimeout.D())
 		sc, err := sess.pool.Acquire(ctx, sess.user, nil)

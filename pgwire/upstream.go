@@ -34,9 +34,10 @@ type Route interface {
 	User() string    // the upstream login, for the admin console
 	Address() string // the address dialled, for the admin console
 	Compat() config.Compat
-	// Params is the ParameterStatus set of the route's upstream handshake,
-	// nil until one connection was made; read-only.
-	Params() map[string]string
+	// Params is the ParameterStatus set of the route's upstream handshake
+	// for the gateway user user (whose upstream role it reports), nil
+	// until one such connection was made; read-only.
+	Params(user string) map[string]string
 	Pool() Pool
 	// Locks is the route's advisory lock table (DSQL compatibility).
 	Locks() compat.LockTable

@@ -143,6 +143,13 @@ func loadUsers(cfg *config.Config) (*userTable, users.Stamp, error) {
 	return newUserTable(list), stamp, nil
 }
 
+// checkRoleNames checks that cfg's user_roles name users of tbl (see
+// users.CheckNames), and admin.users too: at start-up and at a configuration reload, not
+// when the users file alone changes.
+func checkRoleNames(cfg *config.Config, tbl *userTable) error {
+	return users.CheckNames(cfg, func(name string) bool { _, ok := tbl.byName[name]; return ok })
+}
+
 // watchUsersFile reloads the users file when it changes, until stop.
 func (s *Server) watchUsersFile(stop <-chan struct{}) {
 	users.Watch(stop, func() string { return s.currentConfig().UsersFile }, s.usersStamp.Load, func(st users.Stamp) {

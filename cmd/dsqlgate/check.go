@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -35,7 +37,8 @@ func newCheckCommand(st streams) *cobra.Command {
 		Long: `Load and validate the configuration (with the environment applied, as serve
 does), read the users and the secrets it names, resolve the AWS credentials
 once (when a route is kind dsql), and for each route mint a token (kind dsql)
-and open one upstream connection. Prints one line per route (route, kind,
+and open one upstream connection (one more, on a line of its own, for each
+other role of its user_roles). Prints one line per route (route, kind,
 endpoint, user or role, and ok with the latency or FAIL with a short reason),
 then each failure's full error below the table, and exits 0 when every route
 works, 1 when one does not, 2 when the configuration is invalid. It never
@@ -63,6 +66,11 @@ func runCheck(ctx context.Context, f checkFlags, st streams) error {
 	}
 	list, _, err := users.Load(cfg, os.LookupEnv)
 	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if err := users.CheckNames(cfg, func(name string) bool {
+		return slices.ContainsFunc(list, func(u users.User) bool { return u.Name == name })
+	}); err != nil {
 		return &exitError{code: 2, err: err}
 	}
 	if cfg, err = users.ResolveRoutes(cfg, os.LookupEnv); err != nil {
@@ -110,12 +118,30 @@ func checkRoutes(ctx context.Context, cfg *config.Config, timeout time.Duration,
 				row.reason = "no AWS credentials (below)"
 			}
 		default:
-			row.latency, row.reason, row.err = checkRoute(ctx, bridge.Route(rc.Database), timeout)
+			row.latency, row.reason, row.err = checkRoute(ctx, bridge.Route(rc.Database), "", timeout)
 		}
 		if row.reason != "" {
 			failed++
 		}
 		rows = append(rows, row)
+		// Each other role of user_roles: a line of its own, dialled for
+		// the first user mapped to it, as that user's connections are.
+		byRole := map[string]string{}
+		for _, user := range slices.Sorted(maps.Keys(rc.UserRoles)) {
+			if role := rc.UserRoles[user]; role != rc.Role && byRole[role] == "" {
+				byRole[role] = user
+			}
+		}
+		for _, role := range slices.Sorted(maps.Keys(byRole)) {
+			rrow := checkRow{route: rc.Database, kind: rc.Kind, endpoint: rc.Endpoint, user: role, reason: row.reason}
+			if credsErr == nil {
+				rrow.latency, rrow.reason, rrow.err = checkRoute(ctx, bridge.Route(rc.Database), byRole[role], timeout)
+			}
+			if rrow.reason != "" {
+				failed++
+			}
+			rows = append(rows, rrow)
+		}
 	}
 	printCheck(st.out, rows, credsErr)
 	if failed > 0 {
@@ -159,18 +185,20 @@ type checkRow struct {
 	err                         error  // the full error, printed below the table
 }
 
-// checkRoute mints a token (kind dsql) and opens one upstream connection.
-// On failure it returns a short reason and the full error.
-func checkRoute(ctx context.Context, r *authbridge.Route, timeout time.Duration) (time.Duration, string, error) {
+// checkRoute mints a token (kind dsql) and opens one upstream connection
+// for the gateway user user ("": the route's own role; else the role
+// user_roles gives user, whose token the dial mints). On failure it
+// returns a short reason and the full error.
+func checkRoute(ctx context.Context, r *authbridge.Route, user string, timeout time.Duration) (time.Duration, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	if m := r.Minter(); m != nil {
+	if m := r.Minter(); m != nil && user == "" {
 		if _, err := m.Mint(ctx); err != nil {
 			return time.Since(start), "cannot mint a token", err
 		}
 	}
-	sc, err := r.Pool().TryAcquire(ctx, "")
+	sc, err := r.Pool().TryAcquire(ctx, user)
 	took := time.Since(start)
 	if err != nil {
 		var de *authbridge.DialError

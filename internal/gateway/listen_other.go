@@ -5,8 +5,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"runtime"
+	"syscall"
 )
 
 // listen opens a plain TCP listener. Windows and Solaris (illumos) have no
@@ -19,5 +21,9 @@ func listen(addr string, reusePort bool) (net.Listener, error) {
 	}
 	var lc net.ListenConfig
 	l, err := lc.Listen(context.Background(), "tcp", addr)
-	return l, explainListenError(err, false)
+	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
+		// Not explainListenError's hint: reuse_port is refused here.
+		err = fmt.Errorf("%w (another process holds the port; stop it first: %s has no SO_REUSEPORT)", err, runtime.GOOS)
+	}
+	return l, err
 }

@@ -52,14 +52,14 @@ func (u upstreams) Routes() []pgwire.Route {
 // route adapts a Route.
 type route struct{ r *authbridge.Route }
 
-func (r route) Name() string              { return r.r.Name }
-func (r route) Kind() string              { return r.r.Kind() }
-func (r route) User() string              { return r.r.User() }
-func (r route) Address() string           { return r.r.Address() }
-func (r route) Compat() config.Compat     { return r.r.Compat() }
-func (r route) Params() map[string]string { return r.r.Params() }
-func (r route) Pool() pgwire.Pool         { return pool{r.r.Pool()} }
-func (r route) Locks() compat.LockTable   { return r.r.Locks() }
+func (r route) Name() string                         { return r.r.Name }
+func (r route) Kind() string                         { return r.r.Kind() }
+func (r route) User() string                         { return r.r.User() }
+func (r route) Address() string                      { return r.r.Address() }
+func (r route) Compat() config.Compat                { return r.r.Compat() }
+func (r route) Params(user string) map[string]string { return r.r.Params(user) }
+func (r route) Pool() pgwire.Pool                    { return pool{r.r.Pool()} }
+func (r route) Locks() compat.LockTable              { return r.r.Locks() }
 
 // pool adapts a Pool. The connections it hands out are upstreamConns.
 type pool struct{ p *authbridge.Pool }

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 
@@ -59,9 +60,8 @@ func (u *User) AllowsDatabase(db string) bool {
 //
 // It checks what Validate cannot without reading anything: that each
 // secret has the form of one, that the users file parses and names no
-// user of cfg.Users, that the file holds a user when cfg.Users is empty,
-// and that each of admin.users is a user when the file may hold some of
-// them.
+// user of cfg.Users, and that the file holds a user when cfg.Users is
+// empty. That admin.users and user_roles name users is CheckNames'.
 func Load(cfg *config.Config, env LookupEnv) ([]User, Stamp, error) {
 	var (
 		list     []User
@@ -94,30 +94,42 @@ func Load(cfg *config.Config, env LookupEnv) ([]User, Stamp, error) {
 		envUsers, ps := loadEnvUsers(cfg, name, env, byName, fileUsers)
 		problems = append(problems, ps...)
 		list = append(list, envUsers...)
-		if len(ps) > 0 {
-			fileLoaded = false
-		} else if len(list) == 0 {
+		if len(ps) == 0 && len(list) == 0 {
 			problems = append(problems, cfg.Problemf("users_env", "%s holds no user, and neither users nor users_file holds one: at least one user is required, clients log in as one of them", name))
-		}
-	}
-	if (cfg.UsersFile != "" || cfg.UsersEnv != "") && fileLoaded {
-		known := map[string]bool{}
-		for _, u := range list {
-			known[u.Name] = true
-		}
-		for _, u := range cfg.Users {
-			known[u.Name] = true
-		}
-		for i, name := range cfg.Admin.Users {
-			if name != "" && !known[name] {
-				problems = append(problems, cfg.Problemf(fmt.Sprintf("admin.users[%d]", i), "%q is not a user in users, users_file or users_env: only the gateway's own users can open the admin console", name))
-			}
 		}
 	}
 	if err := config.NewValidationError(problems); err != nil {
 		return nil, stamp, err
 	}
 	return list, stamp, nil
+}
+
+// CheckNames checks that each of admin.users and each routes[].user_roles
+// entry of cfg names a user known reports (one of the users Load
+// returned): a misspelt user_roles name would leave the user it meant on
+// the route's role, admin by default. Validate checks both when users is
+// all there is; with users_file or users_env, a server checks them when
+// it starts and at each configuration reload, but not when the users file
+// alone changes: removing a user from the file must take effect (a reload
+// refused would keep the user) even while admin.users or user_roles still
+// names it.
+func CheckNames(cfg *config.Config, known func(name string) bool) error {
+	var problems []config.Problem
+	if cfg.UsersFile != "" || cfg.UsersEnv != "" {
+		for i, name := range cfg.Admin.Users {
+			if name != "" && !known(name) {
+				problems = append(problems, cfg.Problemf(fmt.Sprintf("admin.users[%d]", i), "%q is not a user in users, users_file or users_env: only the gateway's own users can open the admin console", name))
+			}
+		}
+	}
+	for i, r := range cfg.Routes {
+		for _, name := range slices.Sorted(maps.Keys(r.UserRoles)) {
+			if !known(name) {
+				problems = append(problems, cfg.Problemf(fmt.Sprintf("routes[%d].user_roles.%s", i, name), "%q is not a user in users, users_file or users_env: each entry maps a gateway user to its DSQL role (a user without one logs in as the route's role)", name))
+			}
+		}
+	}
+	return config.NewValidationError(problems)
 }
 
 // loadEnvUsers reads the users held in the environment variable name

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -120,7 +121,12 @@ func runProblemCases(t *testing.T, dir string, tests []problemCase) {
 		t.Run(tt.name, func(t *testing.T) {
 			doc := strings.ReplaceAll(tt.doc, "{{dir}}", dir)
 			c := parse(t, doc)
-			_, _, err := users.Load(c, os.LookupEnv)
+			list, _, err := users.Load(c, os.LookupEnv)
+			if err == nil { // as a server does at start-up and reload
+				err = users.CheckNames(c, func(name string) bool {
+					return slices.ContainsFunc(list, func(u users.User) bool { return u.Name == name })
+				})
+			}
 			if err == nil {
 				_, err = users.ResolveRoutes(c, os.LookupEnv)
 			}

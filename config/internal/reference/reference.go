@@ -228,6 +228,8 @@ func typeName(t reflect.Type) string {
 		return "number"
 	case reflect.Slice:
 		return "list of " + typeName(t.Elem())
+	case reflect.Map:
+		return "mapping of names to " + typeName(t.Elem())
 	}
 	return t.String()
 }
@@ -266,6 +268,10 @@ func renderValue(v reflect.Value) string {
 			return "the route's `database`"
 		default:
 			return "`" + s + "`"
+		}
+	case reflect.Map:
+		if v.Len() == 0 {
+			return "empty"
 		}
 	case reflect.Slice:
 		if v.Len() == 0 {
