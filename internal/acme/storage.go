@@ -112,9 +112,6 @@ const (
 	lockPollMax = 2 * time.Second
 )
 
-// storageConnParams are the startup parameters of the storage connection.
-var storageConnParams = map[string]string{"application_name": "dsqlgate acme storage"}
-
 // NewTableStorage returns a storage in table (and table_locks) on the
 // cluster dial reaches. table is [schema.]name in lower case (validated by
 // config). Nothing is dialled until first use.
