@@ -266,7 +266,15 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 // GetCertificate is tls.Config.GetCertificate: the managed certificate
 // (renewed ones as they come) for hello's server name, or the first
 // domain's when the client names none or another.
+//
+// A ClientHello offering only "acme-tls/1" is refused: TLS-ALPN-01 is
+// off, and certmagic would otherwise look for a challenge in the storage
+// at each such handshake (a statement on the shared table's connection,
+// for a name the client chooses).
 func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acmez.ACMETLS1Protocol {
+		return nil, errors.New("client tls: the acme-tls/1 challenge is not served here")
+	}
 	return m.magic.GetCertificate(hello)
 }
 
