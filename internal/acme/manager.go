@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -80,6 +81,13 @@ func New(a config.ACME, opts Options) (*Manager, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	// As config compares them: lower case, without a trailing dot (how
+	// certmagic indexes its certificates and a CA accepts a name).
+	domains := make([]string, len(a.Domains))
+	for i, d := range a.Domains {
+		domains[i] = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+	}
+	a.Domains = domains
 	m := &Manager{cfg: a, log: log}
 	m.life, m.endLife = context.WithCancel(context.Background())
 	storage, err := m.storage(opts)
