@@ -20,6 +20,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"strconv"
@@ -235,6 +236,13 @@ func (m *Manager) HTTPAddr() string {
 // (certmagic's, from a minute up), never interactively: nothing is asked
 // on the terminal.
 func (m *Manager) Start(ctx context.Context) error {
+	// certmagic gives a domain up for good when its first look in the
+	// storage fails with anything but "not found": wait until the storage
+	// answers (the cluster may not be reachable yet: a new role, a network
+	// being set up).
+	if err := m.waitForStorage(ctx); err != nil {
+		return err
+	}
 	if err := m.magic.ManageAsync(m.life, m.cfg.Domains); err != nil {
 		return fmt.Errorf("client_tls.acme: manage %v: %w", m.cfg.Domains, err)
 	}
@@ -250,6 +258,50 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	m.log.Info("acme certificate ready", zap.Strings("domains", m.cfg.Domains), zap.String("directory", m.cfg.Directory))
 	return nil
+}
+
+// storageProbeKey is a key Start reads to see that the storage answers;
+// nothing is stored there.
+const storageProbeKey = "dsqlgate_storage_probe"
+
+// Bounds of waitForStorage: each read, and the pauses between reads.
+const (
+	storageProbeTimeout  = 30 * time.Second
+	storageProbePause    = time.Second
+	storageProbePauseMax = 30 * time.Second
+)
+
+// waitForStorage reads a key from the storage until the storage answers
+// (a missing key is an answer), with backoff, or ctx ends: then the error
+// names the storage's last failure.
+func (m *Manager) waitForStorage(ctx context.Context) error {
+	pause := storageProbePause
+	for {
+		pctx, cancel := context.WithTimeout(ctx, storageProbeTimeout)
+		_, err := m.magic.Storage.Load(pctx, storageProbeKey)
+		cancel()
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		msg := fmt.Sprintf("storage %s: %v", m.storageName(), err)
+		m.lastFailure.Store(&msg)
+		m.log.Warn("acme storage does not answer; trying again", zap.String("storage", m.storageName()), zap.Error(err))
+		if !sleepCtx(ctx, jitter(pause)) {
+			return fmt.Errorf("client_tls.acme: no certificate for %v: the %s: %w", m.cfg.Domains, msg, ctx.Err())
+		}
+		pause = min(2*pause, storageProbePauseMax)
+	}
+}
+
+// storageName names the configured storage for messages.
+func (m *Manager) storageName() string {
+	if m.table != nil {
+		return m.table.String()
+	}
+	if m.cfg.Storage == "" {
+		return "directory " + config.ACMEStorageDir
+	}
+	return "directory " + m.cfg.Storage
 }
 
 // ready reports whether every domain has a certificate in the cache.
