@@ -136,7 +136,7 @@ func New(a config.ACME, opts Options) (*Manager, error) {
 	m.magic.Issuers = []certmagic.Issuer{acmeIssuer}
 	if m.httpLn != nil {
 		m.httpSrv = &http.Server{
-			Handler:           acmeIssuer.HTTPChallengeHandler(http.NotFoundHandler()),
+			Handler:           m.domainsOnly(acmeIssuer.HTTPChallengeHandler(http.NotFoundHandler())),
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      10 * time.Second,
@@ -217,6 +217,27 @@ func (m *Manager) listenHTTP(issuer *certmagic.ACMEIssuer) error {
 	issuer.AltHTTPPort, _ = strconv.Atoi(port)
 	m.httpLn = ln
 	return nil
+}
+
+// domainsOnly passes on the requests for one of the domains and answers
+// 404 to the others: certmagic's challenge handler reads the storage for
+// each request (a challenge another replica may have placed), and this
+// port is open to the internet.
+func (m *Manager) domainsOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if name, _, err := net.SplitHostPort(host); err == nil {
+			host = name
+		}
+		host = strings.ToLower(strings.TrimSuffix(host, "."))
+		for _, d := range m.cfg.Domains {
+			if host == d {
+				h.ServeHTTP(w, r)
+				return
+			}
+		}
+		http.NotFound(w, r)
+	})
 }
 
 // HTTPAddr is the http-01 listener's address, or "" for dns-01.
