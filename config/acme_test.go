@@ -81,3 +81,17 @@ func TestValidateACMEStorageTableNames(t *testing.T) {
 	}
 	runProblemCases(t, t.TempDir(), tests)
 }
+
+// TestValidateACMEStorageOnPostgresRoute: a route: storage holds the
+// certificate's private key on the route's upstream, reached with the
+// route's own user, as the route's clients are. On a kind dsql route the
+// gateway keeps clients from naming the table (a lexical check, sound on
+// DSQL only); on a kind postgres route it checks nothing and a client can
+// read the key: refused, pointing at a directory or a dsql route.
+func TestValidateACMEStorageOnPostgresRoute(t *testing.T) {
+	const acme = "client_tls:\n  acme:\n    domains: [db.example.com]\n"
+	tests := []problemCase{
+		{name: "postgres route", doc: acme + "    storage: route:local # <-\n" + user + pgRoute + "    password: x\n", key: "client_tls.acme.storage", msg: "kind postgres"},
+	}
+	runProblemCases(t, t.TempDir(), tests)
+}
