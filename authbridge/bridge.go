@@ -234,6 +234,13 @@ type RouteUpdate struct {
 // route takes no new clients. It loads the AWS credentials when a DSQL
 // route first needs them. The caller must Commit or Discard the result.
 func (b *Bridge) Prepare(ctx context.Context, cfg *config.Config) (*RouteUpdate, error) {
+	if a := cfg.ClientTLS.ACME; a.Enabled() {
+		if _, ok := a.StorageRoute(); ok {
+			// The certificate's private key, out of clients' reach: they
+			// log in to that cluster with the storage's own role.
+			compat.ProtectACMETables(a.StorageTable)
+		}
+	}
 	b.update.Lock()
 	creds, err := b.loadCredentials(ctx, cfg)
 	if err != nil {

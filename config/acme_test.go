@@ -3,6 +3,7 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/dsqlgate/dsqlgate/config"
@@ -62,4 +63,35 @@ func TestACMEMode(t *testing.T) {
 	if _, ok := (&config.ACME{Storage: "/var/lib/acme"}).StorageRoute(); ok {
 		t.Error("StorageRoute of a directory reports a route")
 	}
+}
+
+// TestValidateACMEStorageTableNames: the storage's two tables, table and
+// table_locks, must be distinct tables of their own: table_locks longer
+// than PostgreSQL's 63 characters is truncated by the server (to the
+// table itself, or to a name the gateway's protection of the tables does
+// not know), and neither may be the route's advisory lock table.
+func TestValidateACMEStorageTableNames(t *testing.T) {
+	const acme = "client_tls:\n  acme:\n    domains: [db.example.com]\n    storage: route:app\n"
+	long := strings.Repeat("c", 60)
+	tests := []problemCase{
+		{name: "valid", doc: acme + "    storage_table: certs\n" + user + dsqlRoute},
+		{name: "locks name truncated", doc: acme + "    storage_table: " + long + " # <-\n" + user + dsqlRoute, key: "client_tls.acme.storage_table", msg: "characters"},
+		{name: "locks table is the advisory lock table", doc: acme + "    storage_table: dsqlgate_advisory # <-\n" + user + dsqlRoute, key: "client_tls.acme.storage_table", msg: "advisory lock table"},
+		{name: "table is the advisory lock table", doc: acme + "    storage_table: dsqlgate_advisory_locks # <-\n" + user + dsqlRoute, key: "client_tls.acme.storage_table", msg: "advisory lock table"},
+	}
+	runProblemCases(t, t.TempDir(), tests)
+}
+
+// TestValidateACMEStorageOnPostgresRoute: a route: storage holds the
+// certificate's private key on the route's upstream, reached with the
+// route's own user, as the route's clients are. On a kind dsql route the
+// gateway keeps clients from naming the table (a lexical check, sound on
+// DSQL only); on a kind postgres route it checks nothing and a client can
+// read the key: refused, pointing at a directory or a dsql route.
+func TestValidateACMEStorageOnPostgresRoute(t *testing.T) {
+	const acme = "client_tls:\n  acme:\n    domains: [db.example.com]\n"
+	tests := []problemCase{
+		{name: "postgres route", doc: acme + "    storage: route:local # <-\n" + user + pgRoute + "    password: x\n", key: "client_tls.acme.storage", msg: "kind postgres"},
+	}
+	runProblemCases(t, t.TempDir(), tests)
 }

@@ -333,15 +333,32 @@ func (c *Config) checkACME(k *checker) {
 		k.hostPort(p+".http_listen", a.HTTPListen, ":80", true)
 	}
 	if db, ok := a.StorageRoute(); ok {
-		found := false
-		for _, r := range c.Routes {
-			found = found || r.Database == db && db != ""
+		var route *Route
+		for i := range c.Routes {
+			if r := &c.Routes[i]; r.Database == db && db != "" {
+				route = r
+			}
 		}
-		if !found {
+		switch {
+		case route == nil:
 			k.add(p+".storage", "%q names no route: route:<database> stores certificates in a table on that route's upstream, so <database> must be a routes[].database", a.Storage)
+		case route.Kind != KindDSQL:
+			k.add(p+".storage", "%q is a route of kind %s: the table would hold the certificate's private key where the route's clients, who log in with the same user, can read it (the gateway keeps them from the table on Aurora DSQL only); use a kind dsql route or a directory", a.Storage, route.Kind)
 		}
-		if !validLockTable(a.StorageTable) {
+		tableOf := func(name string) string { return name[strings.LastIndexByte(name, '.')+1:] }
+		switch {
+		case !validLockTable(a.StorageTable):
 			k.add(p+".storage_table", "%q is not a table name: use letters, digits and _ (optionally schema.table), starting with a letter or _", a.StorageTable)
+		case len(tableOf(a.StorageTable)) > 63-len("_locks"):
+			k.add(p+".storage_table", "%q is too long: at most %d characters, so that its lock table %s_locks fits PostgreSQL's 63", a.StorageTable, 63-len("_locks"), tableOf(a.StorageTable))
+		default:
+			for _, r := range c.Routes {
+				lt := tableOf(r.Compat.AdvisoryLockTable)
+				if name := tableOf(a.StorageTable); r.Kind == KindDSQL && (name == lt || name+"_locks" == lt) {
+					k.add(p+".storage_table", "%q (with its lock table %s_locks) would share a name with route %q's advisory lock table %q: choose another name", a.StorageTable, name, r.Database, r.Compat.AdvisoryLockTable)
+					break
+				}
+			}
 		}
 	}
 	if a.RenewCheckInterval.D() < time.Second {

@@ -130,7 +130,9 @@ var allowedActions = map[string][]string{
 	"TaskRole": {
 		"dsql:DbConnect", "dsql:DbConnectAdmin",
 		"route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets",
-		"route53:GetChange", "route53:ListHostedZonesByName",
+		// Not route53:ListHostedZonesByName: the configuration names the
+		// zone (route53_hosted_zone_id), so the zone is never looked up.
+		"route53:GetChange",
 	},
 	"ExecutionRole": {
 		"secretsmanager:GetSecretValue", "kms:Decrypt",

@@ -50,6 +50,9 @@ type certStore struct {
 	log    *zap.Logger
 
 	state atomic.Pointer[certState] // the pair in use; never nil once newCertStore returns (a source store: nil until its first handshake)
+	// sourceStates are the source's certificates derived so far, the
+	// latest last, at most maxSourceStates (replaced whole under mu).
+	sourceStates atomic.Pointer[[]*certState]
 
 	mu      sync.Mutex
 	checked time.Time  // when the files were last looked at, by now
@@ -243,6 +246,17 @@ func (c *certStore) fromSource(hello *tls.ClientHelloInfo) (*certState, error) {
 	if st := c.state.Load(); st != nil && (st.cert == cert || bytes.Equal(st.leaf.Raw, cert.Certificate[0])) {
 		return st, nil // the certificate in use (certmagic hands out copies)
 	}
+	// Another certificate the source serves (one per domain): derived
+	// once, not at each handshake that names another domain than the one
+	// before.
+	if known := c.sourceStates.Load(); known != nil {
+		for _, st := range *known {
+			if bytes.Equal(st.leaf.Raw, cert.Certificate[0]) {
+				c.state.Store(st)
+				return st, nil
+			}
+		}
+	}
 	leaf := cert.Leaf
 	if leaf == nil {
 		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
@@ -253,9 +267,21 @@ func (c *certStore) fromSource(hello *tls.ClientHelloInfo) (*certState, error) {
 	now := c.now()
 	st := &certState{cert: cert, leaf: leaf, channelBinding: binding, loaded: now}
 	c.state.Store(st)
+	c.mu.Lock()
+	var next []*certState
+	if known := c.sourceStates.Load(); known != nil {
+		next = append(next, (*known)[max(0, len(*known)-maxSourceStates+1):]...)
+	}
+	next = append(next, st)
+	c.sourceStates.Store(&next)
+	c.mu.Unlock()
 	c.logLoaded(st, now)
 	return st, nil
 }
+
+// maxSourceStates is how many certificates of a source a store keeps
+// derived: more than the domains one gateway serves, with their renewals.
+const maxSourceStates = 64
 
 // checkFiles reloads the pair when the size, modification time or identity
 // (a file renamed over it) of either file changed since the pair in use was

@@ -84,3 +84,48 @@ func TestCertStoreSource(t *testing.T) {
 		t.Errorf("%d certificates logged as loaded, want 2 (one per certificate, not per handshake)", n)
 	}
 }
+
+// sniSource is a CertificateSource with one certificate per server name,
+// as certmagic keeps one per configured domain.
+type sniSource struct {
+	certs map[string]*tls.Certificate
+}
+
+func (s *sniSource) GetCertificate(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if c := s.certs[h.ServerName]; c != nil {
+		cp := *c
+		return &cp, nil
+	}
+	return nil, errors.New("no certificate for " + h.ServerName)
+}
+
+// TestCertStoreSourceDomains: with several domains (certmagic orders one
+// certificate per domain), handshakes that alternate between their names
+// present each its own certificate, bound correctly, and each certificate
+// is parsed and logged once, not at every change of name: a client must
+// not be able to make every handshake log a line.
+func TestCertStoreSourceDomains(t *testing.T) {
+	ca := newTestCA(t)
+	src := &sniSource{certs: map[string]*tls.Certificate{}}
+	for i, name := range []string{"localhost", "other.localhost"} {
+		certPEM, keyPEM := ca.issue(t, int64(i+1))
+		c, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.certs[name] = &c
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	c := newSourceCertStore(src, nil, zap.New(core))
+	for i := range 20 {
+		name := []string{"localhost", "other.localhost"}[i%2]
+		cli, srv := mustHandshake(t, c.tlsConfig(true), &tls.Config{RootCAs: ca.pool, ServerName: name, NextProtos: []string{"postgresql"}, InsecureSkipVerify: true})
+		if got, want := c.bindingFor(srv), peerBinding(t, cli); got == nil || !bytes.Equal(got, want) {
+			t.Errorf("handshake %d (%s): bindingFor = %x, want %x", i, name, got, want)
+		}
+		c.forget(srv)
+	}
+	if n := logs.FilterMessage("client tls certificate loaded").Len(); n != 2 {
+		t.Errorf("%d certificates logged as loaded over 20 handshakes, want 2 (one per certificate)", n)
+	}
+}

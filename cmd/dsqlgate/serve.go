@@ -167,15 +167,18 @@ func runServe(ctx context.Context, f serveFlags, st streams) error {
 		}
 		return nil
 	}
+	// SIGHUP is caught before the start, which can take minutes (ACME's
+	// first certificate): one that comes meanwhile reloads once started,
+	// rather than killing the process (Go's default).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	gw, err = gateway.Start(ctx, cfg, gateway.Options{Logger: log, Version: versionString(), Reload: reload})
 	if err != nil {
 		return fmt.Errorf("start gateway: %w", err)
 	}
 	log.Info("dsqlgate listening", zap.String("address", gw.Addr), zap.String("metrics", gw.OpsAddr),
 		zap.String("version", versionString()), zap.Int("routes", len(cfg.Routes)))
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():

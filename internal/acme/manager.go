@@ -20,9 +20,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -80,6 +82,13 @@ func New(a config.ACME, opts Options) (*Manager, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	// As config compares them: lower case, without a trailing dot (how
+	// certmagic indexes its certificates and a CA accepts a name).
+	domains := make([]string, len(a.Domains))
+	for i, d := range a.Domains {
+		domains[i] = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+	}
+	a.Domains = domains
 	m := &Manager{cfg: a, log: log}
 	m.life, m.endLife = context.WithCancel(context.Background())
 	storage, err := m.storage(opts)
@@ -127,7 +136,7 @@ func New(a config.ACME, opts Options) (*Manager, error) {
 	m.magic.Issuers = []certmagic.Issuer{acmeIssuer}
 	if m.httpLn != nil {
 		m.httpSrv = &http.Server{
-			Handler:           acmeIssuer.HTTPChallengeHandler(http.NotFoundHandler()),
+			Handler:           m.domainsOnly(acmeIssuer.HTTPChallengeHandler(http.NotFoundHandler())),
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      10 * time.Second,
@@ -210,6 +219,27 @@ func (m *Manager) listenHTTP(issuer *certmagic.ACMEIssuer) error {
 	return nil
 }
 
+// domainsOnly passes on the requests for one of the domains and answers
+// 404 to the others: certmagic's challenge handler reads the storage for
+// each request (a challenge another replica may have placed), and this
+// port is open to the internet.
+func (m *Manager) domainsOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if name, _, err := net.SplitHostPort(host); err == nil {
+			host = name
+		}
+		host = strings.ToLower(strings.TrimSuffix(host, "."))
+		for _, d := range m.cfg.Domains {
+			if host == d {
+				h.ServeHTTP(w, r)
+				return
+			}
+		}
+		http.NotFound(w, r)
+	})
+}
+
 // HTTPAddr is the http-01 listener's address, or "" for dns-01.
 func (m *Manager) HTTPAddr() string {
 	if m.httpLn == nil {
@@ -227,6 +257,13 @@ func (m *Manager) HTTPAddr() string {
 // (certmagic's, from a minute up), never interactively: nothing is asked
 // on the terminal.
 func (m *Manager) Start(ctx context.Context) error {
+	// certmagic gives a domain up for good when its first look in the
+	// storage fails with anything but "not found": wait until the storage
+	// answers (the cluster may not be reachable yet: a new role, a network
+	// being set up).
+	if err := m.waitForStorage(ctx); err != nil {
+		return err
+	}
 	if err := m.magic.ManageAsync(m.life, m.cfg.Domains); err != nil {
 		return fmt.Errorf("client_tls.acme: manage %v: %w", m.cfg.Domains, err)
 	}
@@ -242,6 +279,50 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	m.log.Info("acme certificate ready", zap.Strings("domains", m.cfg.Domains), zap.String("directory", m.cfg.Directory))
 	return nil
+}
+
+// storageProbeKey is a key Start reads to see that the storage answers;
+// nothing is stored there.
+const storageProbeKey = "dsqlgate_storage_probe"
+
+// Bounds of waitForStorage: each read, and the pauses between reads.
+const (
+	storageProbeTimeout  = 30 * time.Second
+	storageProbePause    = time.Second
+	storageProbePauseMax = 30 * time.Second
+)
+
+// waitForStorage reads a key from the storage until the storage answers
+// (a missing key is an answer), with backoff, or ctx ends: then the error
+// names the storage's last failure.
+func (m *Manager) waitForStorage(ctx context.Context) error {
+	pause := storageProbePause
+	for {
+		pctx, cancel := context.WithTimeout(ctx, storageProbeTimeout)
+		_, err := m.magic.Storage.Load(pctx, storageProbeKey)
+		cancel()
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		msg := fmt.Sprintf("storage %s: %v", m.storageName(), err)
+		m.lastFailure.Store(&msg)
+		m.log.Warn("acme storage does not answer; trying again", zap.String("storage", m.storageName()), zap.Error(err))
+		if !sleepCtx(ctx, jitter(pause)) {
+			return fmt.Errorf("client_tls.acme: no certificate for %v: the %s: %w", m.cfg.Domains, msg, ctx.Err())
+		}
+		pause = min(2*pause, storageProbePauseMax)
+	}
+}
+
+// storageName names the configured storage for messages.
+func (m *Manager) storageName() string {
+	if m.table != nil {
+		return m.table.String()
+	}
+	if m.cfg.Storage == "" {
+		return "directory " + config.ACMEStorageDir
+	}
+	return "directory " + m.cfg.Storage
 }
 
 // ready reports whether every domain has a certificate in the cache.
@@ -266,7 +347,15 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 // GetCertificate is tls.Config.GetCertificate: the managed certificate
 // (renewed ones as they come) for hello's server name, or the first
 // domain's when the client names none or another.
+//
+// A ClientHello offering only "acme-tls/1" is refused: TLS-ALPN-01 is
+// off, and certmagic would otherwise look for a challenge in the storage
+// at each such handshake (a statement on the shared table's connection,
+// for a name the client chooses).
 func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acmez.ACMETLS1Protocol {
+		return nil, errors.New("client tls: the acme-tls/1 challenge is not served here")
+	}
 	return m.magic.GetCertificate(hello)
 }
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/dsqlgate/dsqlgate/internal/harness"
 	"github.com/dsqlgate/dsqlgate/internal/scram"
@@ -143,6 +144,14 @@ func TestReplicasShareOneCertificate(t *testing.T) {
 	var one int
 	if err := session.QueryRow(ctx, "select 1").Scan(&one); err != nil || one != 1 {
 		t.Errorf("the session opened before the renewal: select 1 = %d, %v", one, err)
+	}
+	// The storage's tables hold the private key, on the cluster the
+	// clients use with the same role: out of their reach.
+	for _, sql := range []string{"select key, value from acme_certs", "delete from acme_certs_locks"} {
+		var pgErr *pgconn.PgError
+		if _, err := session.Exec(ctx, sql); !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+			t.Errorf("a client ran %q through the gateway: %v, want 42501", sql, err)
+		}
 	}
 	fresh, freshSerial := connectVerified(t, ctx, replicas[1].addr, st, roots)
 	if freshSerial == serial {

@@ -68,6 +68,7 @@ type TableStorage struct {
 	conn     *pgconn.PgConn
 	connBorn time.Time
 	ready    bool // the tables exist
+	closed   bool // Close ran: nothing is dialled any more
 
 	conflicts atomic.Int64 // statements that lost a write conflict and were run again
 
@@ -407,9 +408,13 @@ func (s *TableStorage) Close() {
 		cancel()
 	}
 	s.sem <- struct{}{}
+	s.closed = true
 	s.dropConn()
 	<-s.sem
 }
+
+// errStorageClosed is the error of a statement after Close.
+var errStorageClosed = errors.New("the storage is closed")
 
 // Conflicts is how many statements lost a write conflict (40001, OC000,
 // OC001) and were run again.
@@ -548,6 +553,9 @@ func resultFormats(sql string) []int16 {
 // connection returns the storage connection, dialling a new one when there
 // is none, it is closed, or it is old. The caller holds sem.
 func (s *TableStorage) connection(ctx context.Context) (*pgconn.PgConn, error) {
+	if s.closed {
+		return nil, errStorageClosed
+	}
 	if s.conn != nil && (s.conn.IsClosed() || time.Since(s.connBorn) >= storageConnAge) {
 		s.dropConn()
 	}

@@ -50,9 +50,12 @@ func init() {
 	protectedTables.Store(&[]protectedName{protectedNameOf(defaultLockTable)})
 }
 
-// protectedName is a lock table's [schema.]table name, as identifiers.
+// protectedName is a protected table's [schema.]table name, as
+// identifiers, and whose it is (acme: the ACME certificate storage; else
+// the advisory lock table).
 type protectedName struct {
 	schema, table string
+	acme          bool
 }
 
 func protectedNameOf(name string) protectedName {
@@ -70,7 +73,23 @@ func ProtectLockTable(name string) {
 	if name == "" {
 		name = defaultLockTable
 	}
-	p := protectedNameOf(name)
+	protect(protectedNameOf(name))
+}
+
+// ProtectACMETables adds the tables of client_tls.acme's route: storage
+// (table and table_locks, [schema.]table as configured) to those client
+// statements may not name: they hold the certificate's private key and
+// the ACME account key, and the locks that guard their renewal, on a
+// cluster the route's clients reach with the storage's own role.
+func ProtectACMETables(table string) {
+	for _, name := range []string{table, table + "_locks"} {
+		p := protectedNameOf(name)
+		p.acme = true
+		protect(p)
+	}
+}
+
+func protect(p protectedName) {
 	protectedMu.Lock()
 	defer protectedMu.Unlock()
 	old := *protectedTables.Load()
@@ -85,8 +104,16 @@ func protectedNames() []protectedName { return *protectedTables.Load() }
 
 const lockTableHint = "The advisory lock table is the gateway's own: take and release advisory locks with pg_advisory_lock() and pg_advisory_unlock() (and the other advisory-lock functions)."
 
-// lockTableRefusal is the error for a statement that names the lock table.
-func lockTableRefusal(name string) *Error {
+const acmeTableHint = "The gateway keeps its TLS certificates, their private keys and its ACME account in this table (client_tls.acme.storage): it is not for clients."
+
+// lockTableRefusal is the error for a statement that names a protected
+// table, n.
+func lockTableRefusal(name string, n protectedName) *Error {
+	if n.acme {
+		return &Error{Code: pgerrcode.InsufficientPrivilege,
+			Message: "permission denied: " + sqllex.QuoteIdent(name) + " is the gateway's ACME certificate storage",
+			Hint:    acmeTableHint}
+	}
 	return &Error{Code: pgerrcode.InsufficientPrivilege,
 		Message: "permission denied: " + sqllex.QuoteIdent(name) + " is the gateway's advisory lock table",
 		Hint:    lockTableHint}
@@ -120,7 +147,7 @@ func lockTableIn(toks []sqllex.Token, names []protectedName, routine bool, depth
 		}
 		for _, n := range names {
 			if id == n.table {
-				return lockTableRefusal(id)
+				return lockTableRefusal(id, n)
 			}
 		}
 	}
