@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -123,6 +124,36 @@ func NewServer(cfg *config.Config, upstreams Upstreams, opts Options) (*Server, 
 	}
 	s.tls.Store(t)
 	return s, nil
+}
+
+// CertificateExpiry is when the certificate the next client handshake
+// gets stops being valid; the zero time without client TLS, or before an
+// ACME source has one. It asks the source as a handshake without a server
+// name would (the configured default name: a certificate in memory, no
+// I/O).
+func (s *Server) CertificateExpiry() time.Time {
+	t := s.tlsState()
+	if t == nil || t.certs == nil {
+		return time.Time{}
+	}
+	c := t.certs
+	if c.source == nil {
+		if st := c.current(); st != nil {
+			return st.leaf.NotAfter
+		}
+		return time.Time{}
+	}
+	cert, err := c.source.GetCertificate(&tls.ClientHelloInfo{})
+	if err != nil || cert == nil || len(cert.Certificate) == 0 {
+		return time.Time{}
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return time.Time{}
+		}
+	}
+	return leaf.NotAfter
 }
 
 // Serve accepts connections on l until l is closed or Close is called.

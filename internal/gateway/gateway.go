@@ -21,10 +21,12 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/dsqlgate/dsqlgate/authbridge"
@@ -136,6 +138,20 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 	}
 	g := &Gateway{Bridge: bridge, Metrics: m, Addr: l.Addr().String(), served: make(chan error, 1), log: opts.Logger}
 	g.health = newHealth(g)
+	// The certificate's expiry, from start-up (0 until the server is
+	// built: with ACME, while the first certificate is obtained).
+	var server atomic.Pointer[pgwire.Server]
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "dsqlgate", Name: "client_tls_certificate_expiry_timestamp_seconds",
+		Help: "When the certificate new client TLS handshakes get stops being valid, in Unix time; 0 without client TLS. Alert well before it: an ACME renewal or a certificate file replacement that keeps failing shows here.",
+	}, func() float64 {
+		if s := server.Load(); s != nil {
+			if t := s.CertificateExpiry(); !t.IsZero() {
+				return float64(t.Unix())
+			}
+		}
+		return 0
+	}))
 	if cfg.Metrics.Listen != "" {
 		// Shared only with reuse_port, for a rolling restart on one host:
 		// then a scrape or a health check reaches either process.
@@ -180,6 +196,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		return nil, err
 	}
 	srv := g.Server
+	server.Store(srv)
 	go func() { g.served <- srv.Serve(l) }()
 	g.health.started()
 	return g, nil
