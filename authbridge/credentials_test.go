@@ -1,7 +1,6 @@
 package authbridge
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/pgtest"
 )
 
 // clearAWSEnv leaves the default chain nothing to find: no key variables,
@@ -51,26 +50,11 @@ func jsonLogger(level zapcore.Level) (*zap.Logger, *syncBuffer) {
 	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(buf), level)), buf
 }
 
-// syncBuffer is a bytes.Buffer safe for the SDK's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// syncBuffer is a buffer safe for concurrent writers.
+type syncBuffer = pgtest.SyncBuffer
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines decodes every JSON line written, failing on any that is not JSON.
-func (b *syncBuffer) lines(t *testing.T) []map[string]any {
+// logLines decodes every JSON line written, failing on any that is not JSON.
+func logLines(t *testing.T, b *syncBuffer) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
@@ -94,7 +78,7 @@ func TestSDKLoggerJSON(t *testing.T) {
 	l := SDKLogger(log)
 	l.Logf(logging.Warn, "Response has no supported checksum. Not validating response payload.")
 	l.Logf(logging.Debug, "retrying request %s, attempt %d", "GetRoleCredentials", 2)
-	got := buf.lines(t)
+	got := logLines(t, buf)
 	if len(got) != 1 {
 		t.Fatalf("got %d lines at level info, want the warning only:\n%s", len(got), buf)
 	}
@@ -110,7 +94,7 @@ func TestSDKLoggerJSON(t *testing.T) {
 
 	log, buf = jsonLogger(zapcore.DebugLevel)
 	SDKLogger(log).Logf(logging.Debug, "retrying request %s, attempt %d", "GetRoleCredentials", 2)
-	got = buf.lines(t)
+	got = logLines(t, buf)
 	if len(got) != 1 || got[0]["level"] != "debug" || got[0]["msg"] != "retrying request GetRoleCredentials, attempt 2" {
 		t.Errorf("a debug line at level debug: %v", got)
 	}
@@ -269,7 +253,7 @@ func TestLoadCredentialsSDKLogsAsJSON(t *testing.T) {
 		t.Fatal("the metadata stand-in was never asked")
 	}
 	var sdkWarned bool
-	for _, l := range buf.lines(t) {
+	for _, l := range logLines(t, buf) {
 		if l["component"] == "aws-sdk" && l["level"] == "warn" && strings.Contains(l["msg"].(string), "IMDSv1") {
 			sdkWarned = true
 		}
