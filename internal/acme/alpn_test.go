@@ -3,16 +3,11 @@ package acme_test
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"net"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/dsqlgate/dsqlgate/config"
-	"github.com/dsqlgate/dsqlgate/internal/acme"
 )
 
 // TestGetCertificateIgnoresTLSALPN: TLS-ALPN-01 is off, so a ClientHello
@@ -23,18 +18,9 @@ import (
 // storage's one connection to the cluster, queued before the renewals and
 // the lock extensions, for whatever server name the client chose.
 func TestGetCertificateIgnoresTLSALPN(t *testing.T) {
-	var dials atomic.Int64
 	a := config.DefaultACME()
 	a.Domains = []string{"db.dsqlgate-acme.test"}
-	a.Storage = "route:app"
-	m, err := acme.New(a, acme.Options{Dial: func(ctx context.Context) (*pgconn.PgConn, error) {
-		dials.Add(1)
-		return nil, errors.New("no cluster here")
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, dials := managerWithoutCluster(t, a)
 	for _, name := range []string{"db.dsqlgate-acme.test", "attacker-chosen.example"} {
 		// A real handshake (the ClientHello has its context), as on the
 		// SSLRequest path: the server's config names no ALPN protocol.

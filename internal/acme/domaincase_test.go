@@ -3,7 +3,6 @@ package acme_test
 import (
 	"context"
 	"crypto/x509"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,13 +27,7 @@ func TestManagerDomainSpelling(t *testing.T) {
 		t.Run(strconv.Itoa(i), func(t *testing.T) {
 			cfg := config.Default()
 			cfg.ClientTLS.Mode = config.TLSAllow
-			a := &cfg.ClientTLS.ACME
-			a.Domains = []string{domain}
-			a.Directory = pebble.Directory
-			a.CAFile = pebble.CAFile
-			a.Challenge = config.ACMEChallengeHTTP01
-			a.HTTPListen = "127.0.0.1:" + strconv.Itoa(httpPort)
-			a.Storage = filepath.Join(t.TempDir(), "acme")
+			cfg.ClientTLS.ACME = pebble.http01ACME(t, domain)
 			r := config.DefaultRoute(config.KindPostgres, "app")
 			r.Endpoint, r.User, r.Password = "127.0.0.1:5432", "u", "p"
 			cfg.Routes = []config.Route{r}
@@ -49,7 +42,7 @@ func TestManagerDomainSpelling(t *testing.T) {
 				}
 				t.Fatal(err)
 			}
-			m, err := acme.New(*a, acme.Options{})
+			m, err := acme.New(cfg.ClientTLS.ACME, acme.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,16 +1,10 @@
 package acme_test
 
 import (
-	"context"
-	"errors"
 	"net/http"
-	"sync/atomic"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/dsqlgate/dsqlgate/config"
-	"github.com/dsqlgate/dsqlgate/internal/acme"
 )
 
 // TestHTTP01OtherHosts: the http-01 port is open to the internet (the CA
@@ -19,20 +13,11 @@ import (
 // request for a host that is none of the domains must not reach the
 // storage.
 func TestHTTP01OtherHosts(t *testing.T) {
-	var dials atomic.Int64
 	a := config.DefaultACME()
 	a.Domains = []string{"db.dsqlgate-acme.test"}
 	a.Challenge = config.ACMEChallengeHTTP01
 	a.HTTPListen = "127.0.0.1:0"
-	a.Storage = "route:app"
-	m, err := acme.New(a, acme.Options{Dial: func(ctx context.Context) (*pgconn.PgConn, error) {
-		dials.Add(1)
-		return nil, errors.New("no cluster here")
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, dials := managerWithoutCluster(t, a)
 	for _, host := range []string{"random-1.example", "random-2.example", "127.0.0.1"} {
 		req, err := http.NewRequest(http.MethodGet, "http://"+m.HTTPAddr()+"/.well-known/acme-challenge/abcdefghijklmnop", nil)
 		if err != nil {

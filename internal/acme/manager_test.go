@@ -31,13 +31,7 @@ func TestManagerHTTP01(t *testing.T) {
 	}
 	httpPort := freePorts(t, 1)[0]
 	pebble := startPebble(t, time.Hour, httpPort)
-	a := config.DefaultACME()
-	a.Domains = []string{"http01.dsqlgate-acme.test"}
-	a.Directory = pebble.Directory
-	a.CAFile = pebble.CAFile
-	a.Challenge = config.ACMEChallengeHTTP01
-	a.HTTPListen = "127.0.0.1:" + strconv.Itoa(httpPort)
-	a.Storage = filepath.Join(t.TempDir(), "acme")
+	a := pebble.http01ACME(t, "http01.dsqlgate-acme.test")
 
 	core, logs := observer.New(zap.InfoLevel)
 	m, err := acme.New(a, acme.Options{Logger: zap.New(core)})

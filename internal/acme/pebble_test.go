@@ -18,9 +18,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/acme"
 	"github.com/dsqlgate/dsqlgate/internal/pgtest"
 )
 
@@ -100,6 +105,7 @@ type pebbleServer struct {
 	CAFile     string // the minica root of Pebble's own HTTPS
 	ChallURL   string // pebble-challtestsrv's management API
 	mgmt       string // Pebble's management API, https://host:port
+	httpPort   int    // where Pebble looks for http-01 answers on 127.0.0.1
 	httpClient *http.Client
 	log        *syncBuffer // Pebble's output
 }
@@ -151,6 +157,7 @@ func startPebble(t *testing.T, validity time.Duration, httpPort int) *pebbleServ
 		CAFile:    filepath.Join(certs, "pebble.minica.pem"),
 		ChallURL:  "http://" + chall,
 		mgmt:      "https://" + mgmtAddr,
+		httpPort:  httpPort,
 		log:       &syncBuffer{},
 	}
 	// Nonces are never rejected at random (certmagic would retry, but
@@ -294,3 +301,35 @@ func waitFor(t *testing.T, d time.Duration, what string, check func() error) {
 
 // syncBuffer is a buffer safe for concurrent writers.
 type syncBuffer = pgtest.SyncBuffer
+
+// http01ACME is an ACME configuration for domain that this Pebble
+// validates over http-01 (the manager answers on the port Pebble
+// connects to), with a storage directory of the test's own.
+func (p *pebbleServer) http01ACME(t *testing.T, domain string) config.ACME {
+	a := config.DefaultACME()
+	a.Domains = []string{domain}
+	a.Directory = p.Directory
+	a.CAFile = p.CAFile
+	a.Challenge = config.ACMEChallengeHTTP01
+	a.HTTPListen = "127.0.0.1:" + strconv.Itoa(p.httpPort)
+	a.Storage = filepath.Join(t.TempDir(), "acme")
+	return a
+}
+
+// managerWithoutCluster is a Manager for a with a route: storage whose
+// every dial fails, and the count of those dials: for the tests that
+// prove a request never reaches the storage.
+func managerWithoutCluster(t *testing.T, a config.ACME) (*acme.Manager, *atomic.Int64) {
+	t.Helper()
+	var dials atomic.Int64
+	a.Storage = "route:app"
+	m, err := acme.New(a, acme.Options{Dial: func(ctx context.Context) (*pgconn.PgConn, error) {
+		dials.Add(1)
+		return nil, errors.New("no cluster here")
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m, &dials
+}

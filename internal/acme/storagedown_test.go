@@ -4,12 +4,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/acme"
 )
 
@@ -25,15 +23,9 @@ func TestManagerStorageDownAtStart(t *testing.T) {
 	}
 	httpPort := freePorts(t, 1)[0]
 	pebble := startPebble(t, time.Hour, httpPort)
-	a := config.DefaultACME()
-	a.Domains = []string{"down.dsqlgate-acme.test"}
-	a.Directory = pebble.Directory
-	a.CAFile = pebble.CAFile
-	a.Challenge = config.ACMEChallengeHTTP01
-	a.HTTPListen = "127.0.0.1:" + strconv.Itoa(httpPort)
+	a := pebble.http01ACME(t, "down.dsqlgate-acme.test")
 	// The storage directory is a file for now: every read fails (not a
 	// directory), as a storage that cannot be reached.
-	a.Storage = filepath.Join(t.TempDir(), "acme")
 	if err := os.WriteFile(a.Storage, []byte("in the way"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -3,11 +3,7 @@ package e2e
 import (
 	"crypto/x509"
 	"encoding/pem"
-	"io"
-	"net/http"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -37,34 +33,10 @@ func TestCertificateExpiryGauge(t *testing.T) {
 			}
 			want = cert.NotAfter.Unix()
 		}
-		if got := scrapeGauge(t, st.Gateway.OpsAddr, "dsqlgate_client_tls_certificate_expiry_timestamp_seconds"); got != want {
-			t.Errorf("client TLS %t: expiry gauge %d, want %d", withTLS, got, want)
+		const expiry = "dsqlgate_client_tls_certificate_expiry_timestamp_seconds"
+		if got, ok := harness.Scrape(t, st.Gateway.OpsAddr)[expiry]; !ok || int64(got) != want {
+			t.Errorf("client TLS %t: %s = %v (present %v), want %d", withTLS, expiry, got, ok, want)
 		}
 		st.Close()
 	}
-}
-
-// scrapeGauge returns the value of an unlabelled series from /metrics.
-func scrapeGauge(t *testing.T, ops, name string) int64 {
-	t.Helper()
-	resp, err := http.Get("http://" + ops + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s %s: %v", name, v, err)
-			}
-			return int64(f)
-		}
-	}
-	t.Fatalf("no %s in /metrics", name)
-	return 0
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,32 +24,6 @@ import (
 	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
-// scrape reads the gateway's /metrics and returns the value of every
-// sample, keyed by its name and labels as printed.
-func scrape(t testing.TB, addr string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || line == "" {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out
-}
-
 // TestMetrics scrapes /metrics around a run and checks that the counters
 // move as the run dictates.
 func TestMetrics(t *testing.T) {
@@ -62,7 +35,7 @@ func TestMetrics(t *testing.T) {
 	defer st.Close()
 	addr := st.Gateway.OpsAddr
 	const route = `route="postgres"`
-	before := scrape(t, addr)
+	before := harness.Scrape(t, addr)
 	// The OCC retry's counters exist before anything happened (the
 	// benchmark reads them by name).
 	for _, name := range []string{`dsqlgate_occ_retries_total{` + route + `}`, `dsqlgate_occ_retries_exhausted_total{` + route + `}`} {
@@ -92,7 +65,7 @@ func TestMetrics(t *testing.T) {
 	if err == nil {
 		bad.Close(ctx)
 	}
-	after := scrape(t, addr)
+	after := harness.Scrape(t, addr)
 	delta := func(name string) float64 { return after[name] - before[name] }
 	checks := []struct {
 		name string
@@ -526,7 +499,7 @@ func TestReload(t *testing.T) {
 		t.Fatalf("the open transaction dropped: %v", err)
 	}
 	tx.Commit(ctx)
-	if m := scrape(t, p.ops)[`dsqlgate_pool_size{route="postgres"}`]; m != 9 {
+	if m := harness.Scrape(t, p.ops)[`dsqlgate_pool_size{route="postgres"}`]; m != 9 {
 		t.Fatalf("pool size after reload: %v", m)
 	}
 	// An invalid configuration is refused; the old one serves on.

@@ -71,7 +71,7 @@ func waitAuthenticating(t *testing.T, st *harness.Stack, d time.Duration) {
 	const key = `dsqlgate_client_connections{state="authenticating"}`
 	var n float64
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if n = scrape(t, st.Gateway.OpsAddr)[key]; n == 0 {
+		if n = harness.Scrape(t, st.Gateway.OpsAddr)[key]; n == 0 {
 			return
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/dsqlgate/dsqlgate/config"
+	"github.com/dsqlgate/dsqlgate/internal/harness"
 )
 
 // Transparency tests: what a driver sees through the gateway is what it
@@ -428,7 +429,7 @@ func TestDeadUpstreamsAccounted(t *testing.T) {
 			ctx := testCtx(t, time.Minute)
 			direct := pgDirect(t, st)
 			lost := func() float64 {
-				return scrape(t, st.Gateway.OpsAddr)[`dsqlgate_upstream_replacements_total{reason="lost_idle",route="postgres"}`]
+				return harness.Scrape(t, st.Gateway.OpsAddr)[`dsqlgate_upstream_replacements_total{reason="lost_idle",route="postgres"}`]
 			}
 			a := isoLogin(t, st.Gateway.Addr, st.User, st.Password)
 			if _, code, err := a.query("select 1"); err != nil || code != "" {
