@@ -232,8 +232,7 @@ func (d *decoder) textMap(n *yaml.Node, path string, v reflect.Value) {
 	}
 	m := reflect.MakeMap(v.Type())
 	// walk adds n's entries: merged mappings first, so that the entries
-	// written in n override them; a name written twice in one mapping is
-	// a problem.
+	// written in n override them.
 	var walk func(n *yaml.Node)
 	walk = func(n *yaml.Node) {
 		if d.walking[n] {
@@ -242,51 +241,14 @@ func (d *decoder) textMap(n *yaml.Node, path string, v reflect.Value) {
 		}
 		d.walking[n] = true
 		defer delete(d.walking, n)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if k := n.Content[i]; k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-				val := d.deref(n.Content[i+1], path)
-				if val == nil {
-					continue
-				}
-				merged := []*yaml.Node{val}
-				if val.Kind == yaml.SequenceNode { // a list of mappings, the first taking precedence
-					merged = slices.Clone(val.Content)
-					slices.Reverse(merged)
-				}
-				for _, m := range merged {
-					switch m = d.deref(m, path); {
-					case m == nil:
-					case m.Kind == yaml.MappingNode:
-						walk(m)
-					default:
-						d.mistyped(m, path, "<< must merge a mapping or a list of mappings, got %s", describeNode(m, false))
-					}
-				}
-			}
-		}
-		seen := map[string]int{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, val := n.Content[i], n.Content[i+1]
-			if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-				continue
-			}
-			if k.Kind != yaml.ScalarNode || k.Value == "" {
-				d.problem(k.Line, path, "a key must be a plain name, got %s", describeNode(k, false))
-				continue
-			}
-			key := joinKey(path, k.Value)
-			if first, dup := seen[k.Value]; dup {
-				d.problem(k.Line, key, "set twice (first at line %d)", first)
-				continue
-			}
-			seen[k.Value] = k.Line
-			d.src.lines[key] = k.Line
+		d.mergeKeys(n, path, walk)
+		d.entries(n, path, true, func(k, val *yaml.Node, key string) {
 			e := reflect.New(v.Type().Elem()).Elem()
 			if val = d.deref(val, key); val != nil {
 				d.scalar(val, key, e)
 			}
 			m.SetMapIndex(reflect.ValueOf(k.Value), e)
-		}
+		})
 	}
 	walk(n)
 	v.Set(m)
@@ -309,18 +271,35 @@ func (d *decoder) mapping(n *yaml.Node, path string, v reflect.Value) {
 	defer delete(d.walking, n)
 	fields := yamlFields(v.Type())
 	// Merged mappings first, so that the keys written here override them.
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := n.Content[i]; k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-			d.merge(n.Content[i+1], path, v)
+	d.mergeKeys(n, path, func(m *yaml.Node) { d.mapping(m, path, v) })
+	d.entries(n, path, false, func(k, val *yaml.Node, key string) {
+		f, ok := fields.index[k.Value]
+		if !ok {
+			d.problem(k.Line, key, "unknown key%s", fields.hint(k.Value))
+			return
 		}
-	}
+		d.value(val, key, v.Field(f))
+	})
+}
+
+// isMergeKey reports whether k is YAML's merge key, <<.
+func isMergeKey(k *yaml.Node) bool {
+	return k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge"
+}
+
+// entries calls f with each key of mapping n but the merge keys, its
+// value and its key path, and records the key's line. It reports, and
+// leaves out, a key that is not a plain name (empty too, when names: the
+// keys are names of the input's own, as in user_roles) and a key written
+// twice.
+func (d *decoder) entries(n *yaml.Node, path string, names bool, f func(k, val *yaml.Node, key string)) {
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
-		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+		if isMergeKey(k) {
 			continue
 		}
-		if k.Kind != yaml.ScalarNode {
+		if k.Kind != yaml.ScalarNode || names && k.Value == "" {
 			d.problem(k.Line, path, "a key must be a plain name, got %s", describeNode(k, false))
 			continue
 		}
@@ -330,36 +309,38 @@ func (d *decoder) mapping(n *yaml.Node, path string, v reflect.Value) {
 			continue
 		}
 		seen[k.Value] = k.Line
-		f, ok := fields.index[k.Value]
-		if !ok {
-			d.problem(k.Line, key, "unknown key%s", fields.hint(k.Value))
-			continue
-		}
 		d.src.lines[key] = k.Line
-		d.value(val, key, v.Field(f))
+		f(k, val, key)
 	}
 }
 
-// merge applies the value of a << key: a mapping or a list of them, the
-// first taking precedence.
-func (d *decoder) merge(n *yaml.Node, path string, v reflect.Value) {
-	if n = d.deref(n, path); n == nil {
-		return
-	}
-	maps := []*yaml.Node{n}
-	if n.Kind == yaml.SequenceNode {
-		maps = slices.Clone(n.Content)
-		slices.Reverse(maps)
-	}
-	for _, m := range maps {
-		if m = d.deref(m, path); m == nil {
-			return
-		}
-		if m.Kind != yaml.MappingNode {
-			d.mistyped(m, path, "<< must merge a mapping or a list of mappings, got %s", describeNode(m, false))
+// mergeKeys applies the value of each << key of mapping n through apply,
+// once for each mapping it merges: a mapping, or a list of them, the first
+// taking precedence (applied last).
+func (d *decoder) mergeKeys(n *yaml.Node, path string, apply func(m *yaml.Node)) {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if !isMergeKey(n.Content[i]) {
 			continue
 		}
-		d.mapping(m, path, v)
+		v := d.deref(n.Content[i+1], path)
+		if v == nil {
+			continue
+		}
+		maps := []*yaml.Node{v}
+		if v.Kind == yaml.SequenceNode {
+			maps = slices.Clone(v.Content)
+			slices.Reverse(maps)
+		}
+		for _, m := range maps {
+			if m = d.deref(m, path); m == nil {
+				break
+			}
+			if m.Kind != yaml.MappingNode {
+				d.mistyped(m, path, "<< must merge a mapping or a list of mappings, got %s", describeNode(m, false))
+				continue
+			}
+			apply(m)
+		}
 	}
 }
 
