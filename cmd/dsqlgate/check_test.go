@@ -156,19 +156,7 @@ func TestCheckNoCredentials(t *testing.T) {
 // with its latency, the credentials' source is named, nothing secret is
 // printed, and check exits 0.
 func TestCheckPasses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts PostgreSQL and the DSQL emulator")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	st, err := harness.StartStack(ctx, harness.StackOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	noAWSCredentials(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", st.Credentials.AccessKeyID)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", st.Credentials.SecretAccessKey)
+	st := checkStack(t)
 	path := writeCheckConfig(t, fmt.Sprintf(`  - {database: app, endpoint: %s, dial_address: %q, ca_file: %q}
   - {database: pg, kind: postgres, endpoint: %q, user: postgres, password: %q,
      tls: disable, tls_negotiation: postgres, upstream_database: postgres}
@@ -221,4 +209,25 @@ func TestCheckConfigEnv(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "none of the others can be") {
 		t.Errorf("both --config and --config-env: exit %d, %q", code, errOut)
 	}
+}
+
+// checkStack starts PostgreSQL and the DSQL emulator (skipped with
+// -short) and leaves the AWS default chain only the emulator's
+// credentials, in the environment. The stack stops with the test.
+func checkStack(t *testing.T) *harness.Stack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and the DSQL emulator")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := harness.StartStack(ctx, harness.StackOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	noAWSCredentials(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", st.Credentials.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", st.Credentials.SecretAccessKey)
+	return st
 }

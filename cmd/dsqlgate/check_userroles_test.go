@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dsqlgate/dsqlgate/internal/harness"
 )
@@ -17,19 +15,7 @@ import (
 // does not exist) must not pass check as ok, since every connection of
 // the user mapped to it will fail.
 func TestCheckUserRoles(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts PostgreSQL and the DSQL emulator")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	st, err := harness.StartStack(ctx, harness.StackOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	noAWSCredentials(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", st.Credentials.AccessKeyID)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", st.Credentials.SecretAccessKey)
+	st := checkStack(t)
 	path := writeCheckConfig(t, fmt.Sprintf(`  - {database: app, endpoint: %s, dial_address: %q, ca_file: %q, user_roles: {alice: no_such_role}}
 `, harness.StackHost, st.Emulator.Addr(), st.CAFile))
 	code, out, errOut := runCLI(t, "check", "-c", path)
