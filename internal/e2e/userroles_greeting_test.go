@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"net/url"
 	"slices"
 	"testing"
 	"time"
@@ -10,8 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dsqlgate/dsqlgate/config"
-	"github.com/dsqlgate/dsqlgate/internal/harness"
-	"github.com/dsqlgate/dsqlgate/internal/scram"
 )
 
 // TestUserRolesGreeting: the greeting (ParameterStatus at login) comes from
@@ -22,28 +19,14 @@ import (
 // shows in its prompt and clients use to decide what they may do.
 func TestUserRolesGreeting(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
-	const reporter, reporterPassword = "reporter", "report-password-1"
-	v, err := scram.GenerateVerifier(reporterPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := harness.StartStack(ctx, harness.StackOptions{Gateway: func(c *config.Config) {
-		c.Users = append(c.Users, config.User{Name: reporter, Verifier: v.Encode()})
+	st, reporterURL := reporterStack(ctx, t, func(c *config.Config) {
 		c.Routes[0].UserRoles = map[string]string{reporter: "reporting"}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.PG.Psql(ctx, "postgres", "-qc", "CREATE ROLE reporting LOGIN"); err != nil {
-		t.Fatal(err)
-	}
+	})
 	admin := connect(t, st, "") // the route's parameters are now admin's
 	if got := admin.PgConn().ParameterStatus("session_authorization"); got != "" && got != "admin" {
 		t.Fatalf("admin greeted with session_authorization %q", got)
 	}
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(reporter, reporterPassword), Host: st.Gateway.Addr, Path: "/" + harness.StackDatabase, RawQuery: "sslmode=disable"}
-	rep, err := pgx.Connect(ctx, u.String())
+	rep, err := pgx.Connect(ctx, reporterURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,23 +50,9 @@ func TestUserRolesGreeting(t *testing.T) {
 // user is moved to the mapped role.
 func TestUserRolesReload(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
-	const reporter, reporterPassword = "reporter", "report-password-1"
-	v, err := scram.GenerateVerifier(reporterPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := harness.StartStack(ctx, harness.StackOptions{Gateway: func(c *config.Config) {
-		c.Users = append(c.Users, config.User{Name: reporter, Verifier: v.Encode()})
+	st, reporterURL := reporterStack(ctx, t, func(c *config.Config) {
 		c.Routes[0].Pool.MinIdle = 2
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.PG.Psql(ctx, "postgres", "-qc", "CREATE ROLE reporting LOGIN"); err != nil {
-		t.Fatal(err)
-	}
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(reporter, reporterPassword), Host: st.Gateway.Addr, Path: "/" + harness.StackDatabase, RawQuery: "sslmode=disable"}
+	})
 	whoami := func(c *pgx.Conn) string {
 		t.Helper()
 		var who string
@@ -92,7 +61,7 @@ func TestUserRolesReload(t *testing.T) {
 		}
 		return who
 	}
-	before, err := pgx.Connect(ctx, u.String())
+	before, err := pgx.Connect(ctx, reporterURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +77,7 @@ func TestUserRolesReload(t *testing.T) {
 	if _, err := st.Gateway.Reload(ctx, &next); err != nil {
 		t.Fatal(err)
 	}
-	after, err := pgx.Connect(ctx, u.String())
+	after, err := pgx.Connect(ctx, reporterURL)
 	if err != nil {
 		t.Fatal(err)
 	}

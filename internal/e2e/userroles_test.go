@@ -28,28 +28,13 @@ func TestUserRoles(t *testing.T) {
 	for _, mode := range []string{config.PoolTransaction, config.PoolSession} {
 		t.Run(mode, func(t *testing.T) {
 			ctx := testCtx(t, 2*time.Minute)
-			const reporter, reporterPassword = "reporter", "report-password-1"
-			v, err := scram.GenerateVerifier(reporterPassword)
-			if err != nil {
-				t.Fatal(err)
-			}
-			st, err := harness.StartStack(ctx, harness.StackOptions{Gateway: func(c *config.Config) {
-				c.Users = append(c.Users, config.User{Name: reporter, Verifier: v.Encode()})
+			st, reporterURL := reporterStack(ctx, t, func(c *config.Config) {
 				c.Admin.Users = []string{harness.StackUser}
 				r := &c.Routes[0]
 				r.UserRoles = map[string]string{reporter: "reporting"}
 				r.Pool.Mode = mode
 				r.Pool.MinIdle = 2 // warm admin connections, owned by nobody yet
-			}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			// The role exists on the cluster, as `CREATE ROLE reporting WITH
-			// LOGIN` by admin makes it on DSQL.
-			if _, err := st.PG.Psql(ctx, "postgres", "-qc", "CREATE ROLE reporting LOGIN"); err != nil {
-				t.Fatal(err)
-			}
+			})
 
 			// Wait for the warm connections, so that the reporting user
 			// finds one idle and unowned when it first asks.
@@ -70,8 +55,7 @@ func TestUserRoles(t *testing.T) {
 				}
 			}
 
-			u := url.URL{Scheme: "postgres", User: url.UserPassword(reporter, reporterPassword), Host: st.Gateway.Addr, Path: "/" + harness.StackDatabase, RawQuery: "sslmode=disable"}
-			rep, err := pgx.Connect(ctx, u.String())
+			rep, err := pgx.Connect(ctx, reporterURL)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,4 +87,33 @@ func TestUserRoles(t *testing.T) {
 			}
 		})
 	}
+}
+
+// reporter is the second gateway user of the user_roles tests.
+const reporter, reporterPassword = "reporter", "report-password-1"
+
+// reporterStack starts a stack whose gateway also has the user reporter,
+// with adjust applied to its configuration, and the role reporting on the
+// cluster (as `CREATE ROLE reporting WITH LOGIN` by admin makes it on
+// DSQL). It returns the stack, which stops with the test, and a URL that
+// logs in as reporter.
+func reporterStack(ctx context.Context, t *testing.T, adjust func(*config.Config)) (*harness.Stack, string) {
+	t.Helper()
+	v, err := scram.GenerateVerifier(reporterPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := harness.StartStack(ctx, harness.StackOptions{Gateway: func(c *config.Config) {
+		c.Users = append(c.Users, config.User{Name: reporter, Verifier: v.Encode()})
+		adjust(c)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if _, err := st.PG.Psql(ctx, "postgres", "-qc", "CREATE ROLE reporting LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(reporter, reporterPassword), Host: st.Gateway.Addr, Path: "/" + harness.StackDatabase, RawQuery: "sslmode=disable"}
+	return st, u.String()
 }
