@@ -64,6 +64,23 @@ func occWriters(t *testing.T, dial func() *pgx.Conn, table string, writers, each
 	return okN.Load(), failed
 }
 
+// counterTable creates, through admin, a table named prefix and a
+// number, holding one counter row (id 1, n 0), dropped after the test,
+// and returns its name.
+func counterTable(ctx context.Context, t *testing.T, admin *pgx.Conn, prefix string) string {
+	t.Helper()
+	table := fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano()%1_000_000)
+	if _, err := admin.Exec(ctx, "CREATE TABLE "+table+" (id int PRIMARY KEY, n int NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec(context.Background(), "DROP TABLE "+table) })
+	if _, err := admin.Exec(ctx, "INSERT INTO "+table+" VALUES (1, 0)"); err != nil {
+		t.Fatal(err)
+	}
+	return table
+}
+
+// occCounter reads the counter of a counterTable.
 func occCounter(t *testing.T, c *pgx.Conn, table string) int64 {
 	t.Helper()
 	var n int64
@@ -99,16 +116,9 @@ func TestOCCRetryContention(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	table := fmt.Sprintf("occ_counter_%d", time.Now().UnixNano()%1_000_000)
 	admin := connect(t, st, "")
 	ctx := testCtx(t, time.Minute)
-	if _, err := admin.Exec(ctx, "CREATE TABLE "+table+" (id int PRIMARY KEY, n int NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Exec(context.Background(), "DROP TABLE "+table) })
-	if _, err := admin.Exec(ctx, "INSERT INTO "+table+" VALUES (1, 0)"); err != nil {
-		t.Fatal(err)
-	}
+	table := counterTable(ctx, t, admin, "occ_counter")
 	const writers, each = 8, 25
 	retries := st.Gateway.Metrics.OCCRetriesTotal.WithLabelValues(harness.StackDatabase)
 	before := promCounter(retries)
@@ -174,16 +184,9 @@ func TestOCCRetryContention(t *testing.T) {
 // emulator's 40001, and no retry is counted.
 func TestOCCInteractiveNotRetried(t *testing.T) {
 	st := shared
-	table := fmt.Sprintf("occ_interactive_%d", time.Now().UnixNano()%1_000_000)
 	admin := connect(t, st, "")
 	ctx := testCtx(t, time.Minute)
-	if _, err := admin.Exec(ctx, "CREATE TABLE "+table+" (id int PRIMARY KEY, n int NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Exec(context.Background(), "DROP TABLE "+table) })
-	if _, err := admin.Exec(ctx, "INSERT INTO "+table+" VALUES (1, 0)"); err != nil {
-		t.Fatal(err)
-	}
+	table := counterTable(ctx, t, admin, "occ_interactive")
 	retries := st.Gateway.Metrics.OCCRetriesTotal.WithLabelValues(harness.StackDatabase)
 	before := promCounter(retries)
 
