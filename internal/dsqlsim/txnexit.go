@@ -68,14 +68,8 @@ func exitKind(src string, st sqlStatement) (exit, commit bool) {
 // mayHoldExit is a cheap filter, without allocating: whether query could
 // hold an exit statement at all.
 func mayHoldExit(query []byte) bool {
-	for _, word := range [...][]byte{[]byte("commit"), []byte("end"), []byte("rollback"), []byte("abort")} {
-		for i := 0; i+len(word) <= len(query); i++ {
-			if bytes.EqualFold(query[i:i+len(word)], word) {
-				return true
-			}
-		}
-	}
-	return false
+	return bytesContainFold(query, "commit") || bytesContainFold(query, "end") ||
+		bytesContainFold(query, "rollback") || bytesContainFold(query, "abort")
 }
 
 // push queues an exit of the client's current batch and forgets entries of
