@@ -359,24 +359,37 @@ func refusalOfCreate(w statementWords) string {
 // parentheses (column definitions, a window's PARTITION BY) and before the
 // AS of a CREATE TABLE ... AS query.
 func refusalOfTableClauses(w statementWords, i int) string {
+	return w.firstTopLevel(i, func(i int) (string, bool) {
+		switch {
+		case w.keyword(i, "as"):
+			return "", true
+		case w.keyword(i, "inherits") && i+1 < len(w.tokens) && w.tokens[i+1].kind == tokOpenParen:
+			return "CREATE TABLE with INHERITS not supported", true
+		case w.keyword(i, "partition") && (w.keyword(i+1, "by") || w.keyword(i+1, "of")):
+			return "CREATE TABLE with PARTITION " + strings.ToUpper(w.word(i+1)) + " not supported", true
+		}
+		return "", false
+	})
+}
+
+// firstTopLevel calls f with each token from i on that is outside
+// parentheses (and is not one), until f says it is done, and returns what
+// f returned then; "" when f never did.
+func (w statementWords) firstTopLevel(i int, f func(i int) (result string, done bool)) string {
 	depth := 0
 	for ; i < len(w.tokens); i++ {
 		switch w.tokens[i].kind {
 		case tokOpenParen:
 			depth++
-			continue
 		case tokCloseParen:
 			depth--
-			continue
-		}
-		switch {
-		case depth != 0:
-		case w.keyword(i, "as"):
-			return ""
-		case w.keyword(i, "inherits") && i+1 < len(w.tokens) && w.tokens[i+1].kind == tokOpenParen:
-			return "CREATE TABLE with INHERITS not supported"
-		case w.keyword(i, "partition") && (w.keyword(i+1, "by") || w.keyword(i+1, "of")):
-			return "CREATE TABLE with PARTITION " + strings.ToUpper(w.word(i+1)) + " not supported"
+		default:
+			if depth != 0 {
+				continue
+			}
+			if result, done := f(i); done {
+				return result
+			}
 		}
 	}
 	return ""
@@ -390,24 +403,12 @@ func refusalOfTableClauses(w statementWords, i int) string {
 // no LANGUAGE clause the body is SQL-standard, or PostgreSQL reports the
 // missing language.
 func refusalOfRoutineLanguage(w statementWords, kind int) string {
-	depth := 0
-	for i := kind + 1; i < len(w.tokens); i++ {
-		switch w.tokens[i].kind {
-		case tokOpenParen:
-			depth++
-			continue
-		case tokCloseParen:
-			depth--
-			continue
-		}
-		if depth != 0 {
-			continue
-		}
+	return w.firstTopLevel(kind+1, func(i int) (string, bool) {
 		if w.keyword(i, "begin") || w.keyword(i, "return") {
-			return ""
+			return "", true
 		}
 		if !w.keyword(i, "language") || i+1 >= len(w.tokens) {
-			continue
+			return "", false
 		}
 		var lang string
 		switch t := w.tokens[i+1]; t.kind {
@@ -416,14 +417,13 @@ func refusalOfRoutineLanguage(w statementWords, kind int) string {
 		case tokString:
 			lang = stringLiteral(w.src[t.start:t.end])
 		default:
-			return "" // a syntax error: PostgreSQL reports it
+			return "", true // a syntax error: PostgreSQL reports it
 		}
 		if strings.EqualFold(lang, "sql") {
-			return ""
+			return "", true
 		}
-		return "CREATE " + strings.ToUpper(w.word(kind)) + " with LANGUAGE " + lang + " not supported"
-	}
-	return ""
+		return "CREATE " + strings.ToUpper(w.word(kind)) + " with LANGUAGE " + lang + " not supported", true
+	})
 }
 
 // stringLiteral returns the value of a standard '...' string or a
