@@ -207,7 +207,7 @@ func (c *truncateCall) retrying(s *session, ctx context.Context, run func(string
 	pause := truncateConflictPause
 	for attempt := 0; ; attempt++ {
 		tag, rows, perr, err := run(sql)
-		if err != nil || perr == nil || !isConflictCode(perr.Code) || attempt == truncateConflictRetries {
+		if err != nil || perr == nil || !compat.IsConflictCode(perr.Code) || attempt == truncateConflictRetries {
 			return tag, rows, perr, err
 		}
 		s.log.Debug("truncate batch met a write conflict; retrying", zap.Int("attempt", attempt+1))
@@ -283,14 +283,6 @@ func (s *session) truncateDone(sc Upstream, healthy bool) {
 	}
 	s.mu.Unlock()
 	s.releaseReset(sc)
-}
-
-func isConflictCode(code string) bool {
-	switch code {
-	case pgerrcode.SerializationFailure, compat.DSQLOCC, compat.DSQLSchemaOCC, pgerrcode.DeadlockDetected:
-		return true
-	}
-	return false
 }
 
 // rowsOfTag is the row count at the end of a command tag ("DELETE 12").

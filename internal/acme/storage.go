@@ -18,6 +18,8 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
+
+	"github.com/dsqlgate/dsqlgate/internal/compat"
 )
 
 // DialFunc opens a connection to the cluster that holds a TableStorage's
@@ -337,7 +339,7 @@ func (s *TableStorage) tryLock(ctx context.Context, name, owner string) (bool, e
 	switch {
 	case err == nil:
 		return true, nil
-	case sqlState(err) == pgerrcode.UniqueViolation, isWriteConflict(err):
+	case sqlState(err) == pgerrcode.UniqueViolation, compat.IsWriteConflict(err):
 		return false, nil // someone holds it, or took it at the same moment
 	}
 	return false, err
@@ -441,7 +443,7 @@ func (s *TableStorage) exec(ctx context.Context, sql string, args ...any) (*pgco
 		if err == nil {
 			return res, nil
 		}
-		if !isWriteConflict(err) || attempt == storageConflictRetries {
+		if !compat.IsWriteConflict(err) || attempt == storageConflictRetries {
 			break
 		}
 		s.conflicts.Add(1)
@@ -483,9 +485,7 @@ func (s *TableStorage) create(ctx context.Context, sql string) error {
 	deadline := time.Now().Add(storageCreateWait)
 	for attempt := 0; ; attempt++ {
 		_, err := s.execOnce(ctx, sql, nil)
-		switch sqlState(err) {
-		case pgerrcode.SerializationFailure, dsqlOCC, dsqlSchemaOCC, pgerrcode.UniqueViolation,
-			pgerrcode.DuplicateTable, pgerrcode.DuplicateObject, pgerrcode.DeadlockDetected:
+		if compat.IsCreateRace(sqlState(err)) {
 			// Another gateway is creating it at the same moment.
 			if time.Now().After(deadline) {
 				return fmt.Errorf("acme storage: create table %s: %w", s.table, err)
@@ -581,13 +581,6 @@ func (s *TableStorage) dropConn() {
 	s.conn = nil
 }
 
-// DSQL's own SQLSTATEs for a transaction that lost an optimistic
-// concurrency check on data (OC000) or on the schema (OC001).
-const (
-	dsqlOCC       = "OC000"
-	dsqlSchemaOCC = "OC001"
-)
-
 // sqlState is the SQLSTATE of a server error in err's chain, or "".
 func sqlState(err error) string {
 	var pgErr *pgconn.PgError
@@ -600,16 +593,6 @@ func sqlState(err error) string {
 // isServerError reports an error the server sent (the connection is
 // still usable).
 func isServerError(err error) bool { return sqlState(err) != "" }
-
-// isWriteConflict reports a statement that lost a write conflict and may
-// simply be run again.
-func isWriteConflict(err error) bool {
-	switch sqlState(err) {
-	case pgerrcode.SerializationFailure, dsqlOCC, dsqlSchemaOCC, pgerrcode.DeadlockDetected:
-		return true
-	}
-	return false
-}
 
 // jitter returns a random duration in [d/2, d].
 func jitter(d time.Duration) time.Duration {

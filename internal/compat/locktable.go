@@ -700,7 +700,7 @@ func (m *LockManager) acquire(ctx context.Context, owner string, k LockKey) (boo
 	pause := lockConflictPause
 	for attempt := 0; ; attempt++ {
 		ok, err := m.acquireOnce(ctx, args)
-		if !isWriteConflict(err) {
+		if !IsWriteConflict(err) {
 			return ok, err
 		}
 		m.conflicts.Add(1)
@@ -723,7 +723,7 @@ func (m *LockManager) execRetry(ctx context.Context, sql string, args ...string)
 	pause := lockConflictPause
 	for attempt := 0; ; attempt++ {
 		res, err := m.exec(ctx, sql, args...)
-		if !isWriteConflict(err) || attempt == lockConflictRetries {
+		if !IsWriteConflict(err) || attempt == lockConflictRetries {
 			return res, err
 		}
 		m.conflicts.Add(1)
@@ -768,20 +768,19 @@ func (m *LockManager) ensureTable(ctx context.Context) error {
 	deadline := time.Now().Add(tableCreateWait)
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
 		_, err = m.exec(ctx, m.sql.create)
-		switch sqlState(err) {
-		case "":
+		switch code := sqlState(err); {
+		case code == "":
 			m.tableReady = true
 			m.log.Debug("advisory lock table ready")
 			return nil
-		case pgerrcode.InsufficientPrivilege:
+		case code == pgerrcode.InsufficientPrivilege:
 			// Not allowed to create tables; enough if it exists.
 			if _, perr := m.exec(ctx, m.sql.probe); perr == nil {
 				m.tableReady = true
 				return nil
 			}
 			return fmt.Errorf("create advisory lock table: %w", err)
-		case pgerrcode.SerializationFailure, DSQLOCC, DSQLSchemaOCC, pgerrcode.UniqueViolation,
-			pgerrcode.DuplicateTable, pgerrcode.DuplicateObject, pgerrcode.DeadlockDetected:
+		case IsCreateRace(code):
 			// Another gateway created it at the same moment.
 			m.conflicts.Add(1)
 			if !sleepCtx(ctx, jitter(lockConflictPause<<min(attempt, 5))) {
@@ -1124,15 +1123,31 @@ func sqlState(err error) string {
 	return ""
 }
 
-// isWriteConflict reports a transaction that lost a write conflict and may
-// simply be run again: DSQL's optimistic concurrency (40001, or its bare
-// OC000/OC001 codes), PostgreSQL's serialization failure and deadlock.
-func isWriteConflict(err error) bool {
-	switch sqlState(err) {
+// IsConflictCode reports the SQLSTATE of a transaction that lost a write
+// conflict and may simply be run again: DSQL's optimistic concurrency
+// (40001, or its bare OC000/OC001 codes), PostgreSQL's serialization
+// failure and deadlock.
+func IsConflictCode(code string) bool {
+	switch code {
 	case pgerrcode.SerializationFailure, DSQLOCC, DSQLSchemaOCC, pgerrcode.DeadlockDetected:
 		return true
 	}
 	return false
+}
+
+// IsWriteConflict reports a server error in err's chain whose SQLSTATE
+// IsConflictCode.
+func IsWriteConflict(err error) bool { return IsConflictCode(sqlState(err)) }
+
+// IsCreateRace reports the SQLSTATE a CREATE ... IF NOT EXISTS gets when
+// another session creates the same object at the same moment: a write
+// conflict, or the object's catalogue row already there. Run it again.
+func IsCreateRace(code string) bool {
+	switch code {
+	case pgerrcode.UniqueViolation, pgerrcode.DuplicateTable, pgerrcode.DuplicateObject:
+		return true
+	}
+	return IsConflictCode(code)
 }
 
 // transientLockError reports whether Lock should keep waiting after err:
