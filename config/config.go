@@ -91,6 +91,10 @@ type Config struct {
 	Routes []Route `yaml:"routes"`
 	// AWS configures how AWS credentials are found for minting tokens.
 	AWS AWS `yaml:"aws"`
+	// Peers are the other replicas of this gateway behind the same load
+	// balancer: a CancelRequest that reaches this replica for a session of
+	// another is forwarded to it. Empty: the gateway runs alone.
+	Peers Peers `yaml:"peers"`
 
 	// src records where Parse found each key and which keys ApplyEnv
 	// set, for messages; nil for a Config built in code.
@@ -111,6 +115,12 @@ type Log struct {
 	// SlowQueryMaxLength is how many characters (Unicode code points) of a
 	// slow query's text are logged. Default 200; at least 20.
 	SlowQueryMaxLength int `yaml:"slow_query_max_length"`
+	// Connections logs a line at info for each client that logs in.
+	// Default true.
+	Connections bool `yaml:"connections"`
+	// Disconnections logs a line at info for each session that ends, with
+	// its totals. Default true.
+	Disconnections bool `yaml:"disconnections"`
 }
 
 // ClientTLS configures TLS between clients and the gateway.
@@ -532,6 +542,31 @@ type Admin struct {
 	// console. Default dsqlgate; it must not be the database of a route.
 	Database string `yaml:"database"`
 }
+
+// Peers lists the replicas of one gateway deployment, so that a
+// CancelRequest reaches the replica that holds its session whichever
+// replica the load balancer gave it to. Each replica puts an identifier
+// derived from its own address in the cancel keys it issues; a replica
+// that receives a key of another forwards the request to it, once.
+// Addresses and DNS may both be set; the peers are their union.
+type Peers struct {
+	// Addresses are the replicas' client addresses (host:port) as the
+	// replicas reach each other; this replica's own may be among them.
+	Addresses []string `yaml:"addresses"`
+	// DNS is a name:port that resolves to every replica's address (a
+	// Kubernetes headless Service, an ECS service discovery name), looked
+	// up every Refresh. Empty: no DNS discovery.
+	DNS string `yaml:"dns"`
+	// Refresh is how often DNS is looked up again. Default 5s; positive.
+	Refresh Duration `yaml:"refresh"`
+	// Self is this replica's own address as its peers reach it (host:port).
+	// Empty: the listen address when it names one IP, else the one
+	// non-loopback address of this host with listen's port.
+	Self string `yaml:"self"`
+}
+
+// Enabled reports whether any peer is configured.
+func (p Peers) Enabled() bool { return len(p.Addresses) > 0 || p.DNS != "" }
 
 // AWS configures the credential chain used to mint DSQL tokens.
 type AWS struct {

@@ -53,7 +53,7 @@ func asValidation(t *testing.T, err error) []config.Problem {
 func TestDefault(t *testing.T) {
 	want := &config.Config{
 		Listen: "127.0.0.1:6432",
-		Log:    config.Log{Level: "info", Format: "console", SlowQueryThreshold: 0, SlowQueryMaxLength: 200},
+		Log:    config.Log{Level: "info", Format: "console", SlowQueryThreshold: 0, SlowQueryMaxLength: 200, Connections: true, Disconnections: true},
 		ClientTLS: config.ClientTLS{ACME: config.ACME{
 			Directory: "https://acme-v02.api.letsencrypt.org/directory", Challenge: "dns-01", DNSProvider: "route53",
 			HTTPListen: ":80", StorageTable: "dsqlgate_acme", RenewCheckInterval: config.Duration(10 * time.Minute),
@@ -74,6 +74,7 @@ func TestDefault(t *testing.T) {
 		ShutdownTimeout: config.Duration(30 * time.Second),
 		Metrics:         config.Metrics{Listen: "127.0.0.1:9187"},
 		Admin:           config.Admin{Users: nil, Database: "dsqlgate"},
+		Peers:           config.Peers{Refresh: config.Duration(5 * time.Second)},
 	}
 	if diff := cmp.Diff(want, config.Default(), ignoreResolved); diff != "" {
 		t.Errorf("Default() mismatch (-want +got):\n%s", diff)

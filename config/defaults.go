@@ -14,7 +14,7 @@ import "time"
 func Default() *Config {
 	return &Config{
 		Listen: "127.0.0.1:6432",
-		Log:    Log{Level: "info", Format: "console", SlowQueryMaxLength: 200},
+		Log:    Log{Level: "info", Format: "console", SlowQueryMaxLength: 200, Connections: true, Disconnections: true},
 		Limits: Limits{
 			StartupTimeout:           Duration(10 * time.Second),
 			MaxStartupPacket:         10000,
@@ -32,6 +32,7 @@ func Default() *Config {
 		ClientTLS:       ClientTLS{ACME: DefaultACME()},
 		Metrics:         Metrics{Listen: "127.0.0.1:9187"},
 		Admin:           Admin{Database: "dsqlgate"},
+		Peers:           Peers{Refresh: Duration(5 * time.Second)},
 	}
 }
 

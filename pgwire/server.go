@@ -319,7 +319,7 @@ func (l *login) end(outcome string) {
 		l.authenticating = false
 		m := l.s.metrics
 		m.ClientConnections.WithLabelValues("authenticating").Dec()
-		m.ClientConnectionsTotal.WithLabelValues(outcome).Inc()
+		m.ClientConnectionsOpenedTotal.WithLabelValues(outcome).Inc()
 	}
 }
 

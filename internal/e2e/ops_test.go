@@ -71,8 +71,8 @@ func TestMetrics(t *testing.T) {
 		name string
 		min  float64
 	}{
-		{`dsqlgate_client_connections_total{outcome="accepted"}`, 1},
-		{`dsqlgate_client_connections_total{outcome="auth_failed"}`, 1},
+		{`dsqlgate_client_connections_opened_total{outcome="accepted"}`, 1},
+		{`dsqlgate_client_connections_opened_total{outcome="auth_failed"}`, 1},
 		{`dsqlgate_query_duration_seconds_count{` + route + `}`, 13},
 		{`dsqlgate_transaction_duration_seconds_count{` + route + `}`, 12},
 		{`dsqlgate_upstream_dials_total{outcome="ok",` + route + `}`, 2},

@@ -23,10 +23,12 @@ type Metrics struct {
 	// idle (no upstream), active (an upstream attached), waiting (for an
 	// upstream).
 	ClientConnections *prometheus.GaugeVec
-	// ClientConnectionsTotal counts connections by how the startup ended:
-	// accepted, auth_failed, refused (limits, protocol errors, unknown
-	// database), cancel (a CancelRequest).
-	ClientConnectionsTotal *prometheus.CounterVec
+	// ClientConnectionsOpenedTotal counts connections by how the startup
+	// ended: accepted, auth_failed, refused (limits, protocol errors,
+	// unknown database), cancel (a CancelRequest). Not
+	// client_connections_total: a counter's base name must not be the
+	// gauge's.
+	ClientConnectionsOpenedTotal *prometheus.CounterVec
 	// PoolWaitSeconds is how long clients waited for an upstream.
 	PoolWaitSeconds *prometheus.HistogramVec
 	// TransactionSeconds and QuerySeconds measure work through the
@@ -57,6 +59,26 @@ type Metrics struct {
 	// client after the last attempt or past the time budget.
 	OCCRetriesTotal          *prometheus.CounterVec
 	OCCRetriesExhaustedTotal *prometheus.CounterVec
+	// CancelRequestsReceivedTotal counts CancelRequests read, by source:
+	// client (as a client sends it, through the load balancer) or peer
+	// (forwarded by another replica).
+	CancelRequestsReceivedTotal *prometheus.CounterVec
+	// CancelRequestsTotal counts what became of each CancelRequest read:
+	// delivered (a session of this replica matched it), forwarded (sent on
+	// to the replica whose key it is), ignored (no session matched: an
+	// unknown, stale or forged key, or a forwarded one for another replica),
+	// failed (the peer could not be reached, or too many forwards were in
+	// flight).
+	CancelRequestsTotal *prometheus.CounterVec
+	// Peers is how many replicas this one knows (itself included).
+	Peers prometheus.Gauge
+	// BuildInfo is 1, with the version and Go version as labels.
+	BuildInfo *prometheus.GaugeVec
+	// ConfigReloadsTotal counts reloads (SIGHUP, the console's RELOAD) by
+	// outcome: ok, error. ConfigLastReloadSuccess is when the last one that
+	// succeeded ran, in Unix time (start-up until then).
+	ConfigReloadsTotal      *prometheus.CounterVec
+	ConfigLastReloadSuccess prometheus.Gauge
 }
 
 // New makes the collectors and registers them, with the Go runtime and
@@ -68,7 +90,7 @@ func New() *Metrics {
 		Registry: prometheus.NewRegistry(),
 		ClientConnections: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "client_connections",
 			Help: "Client connections by state: authenticating, idle, active, waiting."}, []string{"state"}),
-		ClientConnectionsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "client_connections_total",
+		ClientConnectionsOpenedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "client_connections_opened_total",
 			Help: "Client connections by how their startup ended: accepted, auth_failed, refused, cancel."}, []string{"outcome"}),
 		PoolWaitSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "pool_wait_seconds",
 			Help: "Time clients waited for an upstream connection.", Buckets: latency}, []string{"route"}),
@@ -94,14 +116,28 @@ func New() *Metrics {
 			Help: "Units of work re-sent upstream after an optimistic-concurrency failure (40001 OC000/OC001), one per attempt."}, []string{"route"}),
 		OCCRetriesExhaustedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "occ_retries_exhausted_total",
 			Help: "Retryable units whose optimistic-concurrency failure reached the client after the last attempt or past the retry budget."}, []string{"route"}),
+		CancelRequestsReceivedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cancel_requests_received_total",
+			Help: "CancelRequests read, by source: client, peer (forwarded by another replica)."}, []string{"source"}),
+		CancelRequestsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cancel_requests_total",
+			Help: "CancelRequests by outcome: delivered (to a session here), forwarded (to the replica that holds it), ignored (no session matched), failed (the peer was unreachable or busy)."}, []string{"outcome"}),
+		Peers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "peers",
+			Help: "Replicas this one knows for forwarding cancels, itself included (0 without peers)."}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
+			Help: "Always 1; the labels say which build runs."}, []string{"version", "goversion"}),
+		ConfigReloadsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "config_reloads_total",
+			Help: "Configuration reloads (SIGHUP, the admin console's RELOAD) by outcome: ok, error."}, []string{"outcome"}),
+		ConfigLastReloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "config_last_reload_success_timestamp_seconds",
+			Help: "When the configuration in force was last loaded (start-up or a reload that succeeded), in Unix time."}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.ClientConnections, m.ClientConnectionsTotal, m.PoolWaitSeconds, m.TransactionSeconds, m.QuerySeconds,
+		m.ClientConnections, m.ClientConnectionsOpenedTotal, m.PoolWaitSeconds, m.TransactionSeconds, m.QuerySeconds,
 		m.UpstreamDialsTotal, m.TokenMintsTotal, m.TokenMintSeconds, m.UpstreamReplacementsTotal,
 		m.StateSyncsTotal, m.UpstreamErrorsTotal, m.BytesTotal,
 		m.OCCRetriesTotal, m.OCCRetriesExhaustedTotal,
+		m.CancelRequestsReceivedTotal, m.CancelRequestsTotal, m.Peers, m.BuildInfo,
+		m.ConfigReloadsTotal, m.ConfigLastReloadSuccess,
 	)
 	for _, s := range []string{"authenticating", "idle", "active", "waiting"} {
 		m.ClientConnections.WithLabelValues(s)
