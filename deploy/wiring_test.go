@@ -33,6 +33,9 @@ type gatewayConfig struct {
 		Endpoint string `yaml:"endpoint"`
 		Role     string `yaml:"role"`
 	} `yaml:"routes"`
+	Peers struct {
+		DNS string `yaml:"dns"`
+	} `yaml:"peers"`
 }
 
 // parseGatewayConfig decodes the keys gatewayConfig names.
@@ -173,6 +176,42 @@ func TestTemplateWiring(t *testing.T) {
 	}
 	if get(t, res, "Cluster", "Properties", "DeletionProtectionEnabled").Value != "true" {
 		t.Errorf("the DSQL cluster must have deletion protection")
+	}
+}
+
+// TestTemplatePeers: the tasks find each other for cancel forwarding.
+// peers.dns is the ECS service discovery name the service registers its
+// tasks under (the discovery service's name in the private namespace's
+// name, with the client port), it answers A records (task addresses, as
+// the gateway dials them) to every task, and the tasks' security group lets
+// a task reach another's client port.
+func TestTemplatePeers(t *testing.T) {
+	tpl := loadYAML(t, templatePath)
+	vars := templateVars()
+	c := containerDef(t, tpl)
+	cfg := parseGatewayConfig(t, evalSub(t, get(t, namedEntry(t, get(t, c, "Environment"), "DSQLGATE_CONFIG_YAML"), "Value"), vars))
+	res := get(t, tpl, "Resources")
+
+	ns := sub(t, get(t, res, "PeersNamespace", "Properties", "Name"), vars)
+	disc := get(t, res, "PeersDiscovery", "Properties")
+	if ref := get(t, disc, "NamespaceId"); ref.Tag != "!Ref" || ref.Value != "PeersNamespace" {
+		t.Errorf("PeersDiscovery.NamespaceId is %s %s, want !Ref PeersNamespace", ref.Tag, ref.Value)
+	}
+	want := net.JoinHostPort(get(t, disc, "Name").Value+"."+ns, strconv.Itoa(port(t, cfg.Listen)))
+	if cfg.Peers.DNS != want {
+		t.Errorf("peers.dns is %q, want %q (the discovery service, on the client port)", cfg.Peers.DNS, want)
+	}
+	if get(t, disc, "DnsConfig", "RoutingPolicy").Value != "MULTIVALUE" || get(t, disc, "DnsConfig", "DnsRecords", "[0]", "Type").Value != "A" {
+		t.Errorf("the discovery service must answer A records for every task (MULTIVALUE)")
+	}
+	reg := get(t, res, "Service", "Properties", "ServiceRegistries", "[0]", "RegistryArn")
+	if reg.Tag != "!GetAtt" || reg.Value != "PeersDiscovery.Arn" {
+		t.Errorf("the ECS service registers its tasks with %s %s, want !GetAtt PeersDiscovery.Arn", reg.Tag, reg.Value)
+	}
+	in := get(t, res, "TaskIngressPeers", "Properties")
+	if get(t, in, "GroupId").Value != "TaskSecurityGroup" || get(t, in, "SourceSecurityGroupId").Value != "TaskSecurityGroup" ||
+		intOf(t, get(t, in, "FromPort")) != port(t, cfg.Listen) || intOf(t, get(t, in, "ToPort")) != port(t, cfg.Listen) {
+		t.Errorf("TaskIngressPeers must let the tasks reach each other's client port %d", port(t, cfg.Listen))
 	}
 }
 

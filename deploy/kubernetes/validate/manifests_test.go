@@ -31,7 +31,8 @@ type manifests struct {
 	secret     *corev1.Secret // the example, not applied
 	deployment *appsv1.Deployment
 	pdb        *policyv1.PodDisruptionBudget
-	service    *corev1.Service
+	service    *corev1.Service // dsqlgate: the load balancer
+	peers      *corev1.Service // dsqlgate-peers: headless, for peers.dns
 }
 
 // kustomization is the part of kustomization.yaml checked here.
@@ -104,8 +105,13 @@ func load(t *testing.T) *manifests {
 			m.pdb = &policyv1.PodDisruptionBudget{}
 			obj = m.pdb
 		case "v1 Service":
-			m.service = &corev1.Service{}
-			obj = m.service
+			svc := &corev1.Service{}
+			if strings.HasPrefix(name, "peers-") {
+				m.peers = svc
+			} else {
+				m.service = svc
+			}
+			obj = svc
 		default:
 			t.Fatalf("%s: unexpected %s %s", name, tm.APIVersion, tm.Kind)
 		}
@@ -118,7 +124,7 @@ func load(t *testing.T) *manifests {
 	for what, missing := range map[string]bool{
 		"Namespace": m.namespace == nil, "ServiceAccount": m.account == nil, "ConfigMap": m.configMap == nil,
 		"Secret example": m.secret == nil, "Deployment": m.deployment == nil,
-		"PodDisruptionBudget": m.pdb == nil, "Service": m.service == nil,
+		"PodDisruptionBudget": m.pdb == nil, "Service": m.service == nil, "peers Service": m.peers == nil,
 	} {
 		if missing {
 			t.Fatalf("no %s among the manifests", what)
@@ -139,6 +145,9 @@ type gatewayConfig struct {
 	Routes []struct {
 		Endpoint string `json:"endpoint"`
 	} `json:"routes"`
+	Peers struct {
+		DNS string `json:"dns"`
+	} `json:"peers"`
 }
 
 func (m *manifests) config(t *testing.T) gatewayConfig {
@@ -198,6 +207,7 @@ func TestObjectsDecodeStrictly(t *testing.T) {
 	for what, got := range map[string]string{
 		"ServiceAccount": m.account.Namespace, "ConfigMap": m.configMap.Namespace, "Secret": m.secret.Namespace,
 		"Deployment": m.deployment.Namespace, "PodDisruptionBudget": m.pdb.Namespace, "Service": m.service.Namespace,
+		"peers Service": m.peers.Namespace,
 	} {
 		if got != ns {
 			t.Errorf("%s is in namespace %q, want %q", what, got, ns)
@@ -419,5 +429,41 @@ func TestService(t *testing.T) {
 	}
 	if m.pdb.Spec.MaxUnavailable == nil || m.pdb.Spec.MaxUnavailable.IntValue() >= int(*m.deployment.Spec.Replicas) {
 		t.Errorf("the PodDisruptionBudget must keep at least one replica")
+	}
+}
+
+// TestPeersService: the replicas find each other through a headless
+// Service over every pod, ready or not (a draining pod must still get the
+// cancels of its sessions), on the gateway's client port, and peers.dns
+// names it.
+func TestPeersService(t *testing.T) {
+	m := load(t)
+	cfg := m.config(t)
+	s := m.peers
+	if s.Spec.ClusterIP != corev1.ClusterIPNone || s.Spec.Type == corev1.ServiceTypeLoadBalancer {
+		t.Errorf("Service %s: want headless (clusterIP: None), got clusterIP %q type %s", s.Name, s.Spec.ClusterIP, s.Spec.Type)
+	}
+	if !s.Spec.PublishNotReadyAddresses {
+		t.Errorf("Service %s: publishNotReadyAddresses must be true, so a draining pod stays a peer", s.Name)
+	}
+	pod := labels.Set(m.deployment.Spec.Template.Labels)
+	if sel := labels.SelectorFromSet(s.Spec.Selector); len(s.Spec.Selector) == 0 || !sel.Matches(pod) {
+		t.Errorf("Service %s: selector %v does not match the pods' labels %v", s.Name, s.Spec.Selector, pod)
+	}
+	if len(s.Spec.Ports) != 1 {
+		t.Fatalf("Service %s has %d ports, want the client port alone", s.Name, len(s.Spec.Ports))
+	}
+	sp := s.Spec.Ports[0]
+	target := sp.TargetPort.IntVal
+	if sp.TargetPort.StrVal != "" {
+		target = namedPort(t, m.container(t), sp.TargetPort.StrVal)
+	}
+	listen := portOf(t, cfg.Listen)
+	if target != listen || sp.Port != listen {
+		t.Errorf("Service %s port %d -> %d, want the gateway's client port %d on both sides (peers dial the pod's address)", s.Name, sp.Port, target, listen)
+	}
+	want := fmt.Sprintf("%s.%s.svc.cluster.local:%d", s.Name, m.namespace.Name, listen)
+	if cfg.Peers.DNS != want {
+		t.Errorf("peers.dns is %q, want %q (the headless Service)", cfg.Peers.DNS, want)
 	}
 }
