@@ -263,7 +263,7 @@ func (s *Server) serveConn(raw net.Conn) {
 		l.logConnected("admin console session started")
 		started := s.now()
 		err := s.serveAdmin(l.conn, l.br, l.info.user, log)
-		if s.currentConfig().Log.Disconnections {
+		if err != nil || s.currentConfig().Log.Disconnections {
 			log.Info("admin console session ended", zap.Duration("duration", s.now().Sub(started)), errField(err))
 		}
 		return
@@ -286,8 +286,9 @@ func (s *Server) serveConn(raw net.Conn) {
 	sess.setState("")
 	in, out := sess.flushByteCounts()
 	// The configuration in force now, not at login: a reload that turns
-	// the line off silences the sessions open already.
-	if !s.currentConfig().Log.Disconnections {
+	// the line off silences the sessions open already. A session that
+	// ended on an error is logged whatever it says.
+	if err == nil && !s.currentConfig().Log.Disconnections {
 		return
 	}
 	log.Info("client session ended",

@@ -30,7 +30,10 @@ func TestLogConnectionSwitches(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	st, err := harness.StartStack(ctx, harness.StackOptions{
 		Logger:  zap.New(core),
-		Gateway: func(c *config.Config) { c.Admin.Users = []string{harness.StackUser} },
+		Gateway: func(c *config.Config) {
+			c.Admin.Users = []string{harness.StackUser}
+			c.Limits.MaxMessageSize = logTestMaxMessage
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -117,6 +120,16 @@ func TestLogConnectionSwitches(t *testing.T) {
 	if n := len(count("client connection refused")); n != 1 {
 		t.Errorf("with the switches off, a refused login logged %d times, want 1", n)
 	}
+	// A session that ends on an error is logged all the same.
+	tooLarge := connect(t, st, "sslmode=disable")
+	if _, err := tooLarge.Exec(ctx, "select '"+strings.Repeat("x", logTestMaxMessage)+"'"); err == nil {
+		t.Error("a query over limits.max_message_size ran")
+	}
+	tooLarge.Close(ctx)
+	waitNoClients(t, st)
+	if got := count("client session ended"); len(got) != 1 || got[0].ContextMap()["error"] == nil {
+		t.Errorf("with the switches off, a session ending on an error: %+v, want its end logged with the error", got)
+	}
 
 	// On again.
 	mark = len(logs.All())
@@ -135,6 +148,10 @@ func TestLogConnectionSwitches(t *testing.T) {
 		}
 	}
 }
+
+// logTestMaxMessage is the gateway's limits.max_message_size in
+// TestLogConnectionSwitches: a query longer ends its session on an error.
+const logTestMaxMessage = 64 << 10
 
 // waitNoClients waits until the gateway holds no authenticated client
 // (each session's end has run, its log line included).
