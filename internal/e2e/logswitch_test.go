@@ -29,7 +29,7 @@ func TestLogConnectionSwitches(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
 	core, logs := observer.New(zapcore.DebugLevel)
 	st, err := harness.StartStack(ctx, harness.StackOptions{
-		Logger:  zap.New(core),
+		Logger: zap.New(core),
 		Gateway: func(c *config.Config) {
 			c.Admin.Users = []string{harness.StackUser}
 			c.Limits.MaxMessageSize = logTestMaxMessage
