@@ -11,4 +11,6 @@
 // from what the binary accepts. They also pin the IAM policy to the DSQL
 // actions the gateway needs, and the ports, probes and timeouts of the
 // load balancer and the orchestrator to those the configuration serves.
+// grafana/dsqlgate.json is a Grafana dashboard; its test reads every query
+// against the /metrics of a gateway started on the test harness.
 package deploy

@@ -260,12 +260,17 @@ func (s *Server) serveConn(raw net.Conn) {
 	log := l.log
 	switch {
 	case l.admin:
-		log.Info("admin console session started")
-		s.serveAdmin(l.conn, l.br, l.info.user, log)
+		l.logConnected("admin console session started")
+		started := s.now()
+		err := s.serveAdmin(l.conn, l.br, l.info.user, log)
+		if err != nil || s.currentConfig().Log.Disconnections {
+			log.Info("admin console session ended", zap.Duration("duration", s.now().Sub(started)), errField(err))
+		}
 		return
 	case l.sess == nil:
 		return
 	}
+	l.logConnected("client connected")
 	sess := l.sess
 	sess.setState(stateIdle)
 	s.mu.Lock()
@@ -277,10 +282,15 @@ func (s *Server) serveConn(raw net.Conn) {
 		s.mu.Unlock()
 	}()
 	defer s.keys.unregister(sess.key)
-	log.Debug("client session started")
 	err := sess.run()
 	sess.setState("")
 	in, out := sess.flushByteCounts()
+	// The configuration in force now, not at login: a reload that turns
+	// the line off silences the sessions open already. A session that
+	// ended on an error is logged whatever it says.
+	if err == nil && !s.currentConfig().Log.Disconnections {
+		return
+	}
 	log.Info("client session ended",
 		zap.Duration("duration", s.now().Sub(sess.started)),
 		zap.Uint64("transactions", sess.transactions),
@@ -289,6 +299,18 @@ func (s *Server) serveConn(raw net.Conn) {
 		zap.Uint64("upstream_replacements", sess.replaced),
 		zap.Uint64("occ_retries", sess.retry.retries),
 		errField(err))
+}
+
+// logConnected logs msg for a client that logged in, at info, when
+// log.connections is on: its address (the logger's client field), user
+// and database, whether it uses TLS and its application_name. Never a
+// password: the startup packet carries none.
+func (l *login) logConnected(msg string) {
+	if !l.s.currentConfig().Log.Connections {
+		return
+	}
+	_, isTLS := l.conn.(*tls.Conn)
+	l.log.Info(msg, zap.Bool("tls", isTLS), zap.String("application_name", l.info.params["application_name"]))
 }
 
 // login is one client connection's startup phase: the handshake (TLS,

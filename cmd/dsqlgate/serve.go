@@ -149,6 +149,7 @@ func runServe(ctx context.Context, f serveFlags, st streams) error {
 		defer reloadMu.Unlock()
 		next, err := loadConfig(f)
 		if err != nil {
+			gw.ReloadFailed()
 			log.Warn("reload refused: the configuration does not validate; the previous one stays", zap.Error(err))
 			return err
 		}

@@ -524,6 +524,14 @@ func TestReload(t *testing.T) {
 		t.Fatalf("the added user after a refused reload: %v", err)
 	}
 	c.Close(ctx)
+	// Both SIGHUPs are counted, the refused one too although its file
+	// never reached Gateway.Reload.
+	m := harness.Scrape(t, p.ops)
+	for outcome, want := range map[string]float64{"ok": 1, "error": 1} {
+		if got := m[`dsqlgate_config_reloads_total{outcome="`+outcome+`"}`]; got != want {
+			t.Errorf("dsqlgate_config_reloads_total{outcome=%q}: %v, want %v", outcome, got, want)
+		}
+	}
 }
 
 // TestCheck runs `dsqlgate check` against the emulator (success) and

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -122,6 +123,8 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		opts.Logger = zap.NewNop()
 	}
 	m := metrics.New()
+	m.SetBuildInfo(buildVersion(opts.Version), runtime.Version())
+	m.ConfigLastReloadSuccess.SetToCurrentTime()
 	bridge, err := authbridge.New(ctx, cfg, authbridge.Options{Credentials: opts.Credentials, Logger: opts.Logger, Metrics: m})
 	if err != nil {
 		return nil, err
@@ -229,6 +232,15 @@ func newOpsServer(h http.Handler) *http.Server {
 // must not modify it.
 func (g *Gateway) Config() *config.Config { return g.Server.Config() }
 
+// buildVersion is the version label of dsqlgate_build_info: v, or
+// "unknown" when the caller gave none (tests, the harness).
+func buildVersion(v string) string {
+	if v == "" {
+		return "unknown"
+	}
+	return v
+}
+
 // Reload puts a new, validated configuration in force without dropping
 // sessions: routes and pools, users, client TLS, limits. It returns what
 // changed. It first prepares both sides, the routes and the server's
@@ -236,9 +248,32 @@ func (g *Gateway) Config() *config.Config { return g.Server.Config() }
 // them in force, so a reload that fails leaves the previous configuration
 // in force, routes included. The idle upstreams of replaced pools close
 // in the background.
+//
+// Each call counts in dsqlgate_config_reloads_total; one that succeeds
+// sets dsqlgate_config_last_reload_success_timestamp_seconds.
 func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) ([]string, error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
+	changes, err := g.reload(ctx, cfg)
+	if err != nil {
+		g.ReloadFailed()
+		return nil, err
+	}
+	g.Metrics.ConfigReloadsTotal.WithLabelValues("ok").Inc()
+	g.Metrics.ConfigLastReloadSuccess.SetToCurrentTime()
+	return changes, nil
+}
+
+// ReloadFailed counts a reload that failed. Reload counts its own; a
+// caller whose configuration did not even load (bad YAML, a key that does
+// not validate) never reaches Reload and reports it here, so that an
+// alert on failed reloads sees every one.
+func (g *Gateway) ReloadFailed() {
+	g.Metrics.ConfigReloadsTotal.WithLabelValues("error").Inc()
+}
+
+// reload is Reload under reloadMu, without the metrics.
+func (g *Gateway) reload(ctx context.Context, cfg *config.Config) ([]string, error) {
 	if acmeChanged(g.Config().ClientTLS.ACME, cfg.ClientTLS.ACME) {
 		return nil, errors.New("client_tls.acme changed: ACME settings need a restart; the configuration in force is kept")
 	}

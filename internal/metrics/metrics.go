@@ -8,6 +8,8 @@
 package metrics
 
 import (
+	"slices"
+
 	"github.com/dsqlgate/dsqlgate/internal/compat"
 	"github.com/jackc/pgerrcode"
 	"github.com/prometheus/client_golang/prometheus"
@@ -139,17 +141,76 @@ func New() *Metrics {
 		m.CancelRequestsReceivedTotal, m.CancelRequestsTotal, m.Peers, m.BuildInfo,
 		m.ConfigReloadsTotal, m.ConfigLastReloadSuccess,
 	)
-	for _, s := range []string{"authenticating", "idle", "active", "waiting"} {
-		m.ClientConnections.WithLabelValues(s)
-	}
+	m.addGlobal()
 	return m
 }
 
+// The label values each series is created with before anything happens,
+// so that an alert on one sees 0 rather than nothing. Code that counts
+// under a value missing here makes a series appear late; a test scans the
+// sources for that.
+var (
+	clientStates       = []string{"authenticating", "idle", "active", "waiting"}
+	openedOutcomes     = []string{"accepted", "auth_failed", "refused", "cancel"}
+	byteDirections     = []string{"client_to_server", "server_to_client"}
+	cancelSources      = []string{"client", "peer"}
+	cancelOutcomes     = []string{"delivered", "forwarded", "ignored", "failed"}
+	reloadOutcomes     = []string{"ok", "error"}
+	dialOutcomes       = []string{"ok", "error", "rate_limited", "too_many", "auth_failed"}
+	mintOutcomes       = []string{"ok", "error"}
+	replacementReasons = []string{"lifetime", "lost_idle", "lost_in_transaction", "reconnect"}
+)
+
+// addGlobal creates the series without a route label.
+func (m *Metrics) addGlobal() {
+	for _, vs := range []struct {
+		vec    *prometheus.MetricVec
+		values []string
+	}{
+		{m.ClientConnections.MetricVec, clientStates},
+		{m.ClientConnectionsOpenedTotal.MetricVec, openedOutcomes},
+		{m.BytesTotal.MetricVec, byteDirections},
+		{m.CancelRequestsReceivedTotal.MetricVec, cancelSources},
+		{m.CancelRequestsTotal.MetricVec, cancelOutcomes},
+		{m.ConfigReloadsTotal.MetricVec, reloadOutcomes},
+	} {
+		for _, v := range vs.values {
+			if _, err := vs.vec.GetMetricWithLabelValues(v); err != nil {
+				panic(err) // a label count that does not match: a bug here
+			}
+		}
+	}
+}
+
 // AddRoute creates the series of a route that must exist before anything
-// happens on it (counters that read 0 rather than missing).
+// happens on it: counters that read 0 rather than missing, for every
+// outcome, reason and known SQLSTATE, and the route's histograms. Route
+// names come from the configuration, so the series stay bounded.
 func (m *Metrics) AddRoute(route string) {
-	m.OCCRetriesTotal.WithLabelValues(route)
-	m.OCCRetriesExhaustedTotal.WithLabelValues(route)
+	for _, o := range dialOutcomes {
+		m.UpstreamDialsTotal.WithLabelValues(route, o)
+	}
+	for _, o := range mintOutcomes {
+		m.TokenMintsTotal.WithLabelValues(route, o)
+	}
+	for _, r := range replacementReasons {
+		m.UpstreamReplacementsTotal.WithLabelValues(route, r)
+	}
+	for _, c := range SQLStateLabels() {
+		m.UpstreamErrorsTotal.WithLabelValues(route, c)
+	}
+	for _, v := range []*prometheus.CounterVec{m.StateSyncsTotal, m.OCCRetriesTotal, m.OCCRetriesExhaustedTotal} {
+		v.WithLabelValues(route)
+	}
+	for _, v := range []*prometheus.HistogramVec{m.PoolWaitSeconds, m.TransactionSeconds, m.QuerySeconds, m.TokenMintSeconds} {
+		v.WithLabelValues(route)
+	}
+}
+
+// SetBuildInfo sets dsqlgate_build_info to 1 for version and goversion.
+func (m *Metrics) SetBuildInfo(version, goversion string) {
+	m.BuildInfo.Reset()
+	m.BuildInfo.WithLabelValues(version, goversion).Set(1)
 }
 
 // knownSQLStates are the SQLSTATEs counted under their own label; DSQL's
@@ -175,6 +236,17 @@ var knownSQLStates = map[string]bool{
 	pgerrcode.AdminShutdown:                     true,
 	compat.DSQLOCC:                              true,
 	compat.DSQLSchemaOCC:                        true,
+}
+
+// SQLStateLabels are the sqlstate label's values: the known SQLSTATEs,
+// sorted, and "other".
+func SQLStateLabels() []string {
+	out := make([]string, 0, len(knownSQLStates)+1)
+	for c := range knownSQLStates {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return append(out, "other")
 }
 
 // SQLStateLabel bounds the sqlstate label's values.
