@@ -173,7 +173,11 @@ func runServe(ctx context.Context, f serveFlags, st streams) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	gw, err = gateway.Start(ctx, cfg, gateway.Options{Logger: log, Version: versionString(), Reload: reload})
+	// The console's SHUTDOWN takes SIGTERM's path: it ends the loop below.
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	shutdown := func() { stopOnce.Do(func() { close(stop) }) }
+	gw, err = gateway.Start(ctx, cfg, gateway.Options{Logger: log, Version: versionString(), Reload: reload, Shutdown: shutdown})
 	if err != nil {
 		return fmt.Errorf("start gateway: %w", err)
 	}
@@ -182,17 +186,20 @@ func runServe(ctx context.Context, f serveFlags, st streams) error {
 	for {
 		select {
 		case <-ctx.Done():
-			timeout := gw.Config().ShutdownTimeout.D()
-			log.Info("draining", zap.Duration("shutdown_timeout", timeout))
-			sctx, cancel := context.WithTimeout(context.Background(), timeout)
-			defer cancel()
-			if err := gw.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-				return err
-			}
-			log.Info("stopped")
-			return nil
+		case <-stop:
+			log.Info("shutdown requested from the admin console")
 		case <-hup:
 			reload()
+			continue
 		}
+		timeout := gw.Config().ShutdownTimeout.D()
+		log.Info("draining", zap.Duration("shutdown_timeout", timeout))
+		sctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := gw.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		log.Info("stopped")
+		return nil
 	}
 }

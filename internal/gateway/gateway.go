@@ -46,6 +46,9 @@ type Options struct {
 	// Reload, when set, is what the admin console's RELOAD runs; serve
 	// passes the same function it runs on SIGHUP.
 	Reload func() error
+	// Shutdown, when set, is what the admin console's SHUTDOWN runs; it
+	// must start the drain SIGTERM starts and return without waiting.
+	Shutdown func()
 }
 
 // Gateway is a running gateway.
@@ -186,7 +189,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		failEarly()
 		return nil, err
 	}
-	popts := pgwire.Options{Logger: opts.Logger, Metrics: m, Version: opts.Version, Reload: opts.Reload}
+	popts := pgwire.Options{Logger: opts.Logger, Metrics: m, Version: opts.Version, Reload: opts.Reload, Shutdown: opts.Shutdown}
 	if g.acme != nil {
 		popts.Certificates = g.acme
 	}
