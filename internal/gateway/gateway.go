@@ -74,6 +74,9 @@ type Gateway struct {
 	// acme obtains and renews the client certificate when
 	// client_tls.acme is on; nil otherwise.
 	acme *acme.Manager
+	// restClosed makes closeRest run once: Close after Shutdown (the
+	// demo drains, then its stack closes) must not wait for served again.
+	restClosed sync.Once
 }
 
 // acmeConnParams are the startup parameters of the ACME storage's
@@ -297,7 +300,9 @@ func (g *Gateway) Close() error {
 	return err
 }
 
-func (g *Gateway) closeRest() {
+func (g *Gateway) closeRest() { g.restClosed.Do(g.closeRestOnce) }
+
+func (g *Gateway) closeRestOnce() {
 	select {
 	case <-g.served:
 	case <-time.After(10 * time.Second):
