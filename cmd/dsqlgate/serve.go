@@ -61,9 +61,10 @@ and the gateway refuses to start without them, naming the sources tried.
 
 Signals: SIGTERM or SIGINT drains (no new clients; each client is closed at
 its next safe point, after its transaction, for up to shutdown_timeout); a
-second SIGINT exits at once. SIGHUP reloads the configuration (users, routes
-and pool sizes, client TLS, limits, log level) without dropping sessions, and
-logs what changed or why it refused. With reuse_port: true (unix systems),
+second SIGINT exits at once. The admin console's SHUTDOWN drains the same
+way. SIGHUP reloads the configuration (users, routes and pool sizes, client
+TLS, limits, log level) without dropping sessions, and logs what changed or
+why it refused. With reuse_port: true (unix systems),
 the client and metrics ports are shared with another dsqlgate process that
 sets it too, so a new process can start on them before the old one drains
 (a rolling restart on one host); without it, a port in use is an error.
