@@ -432,7 +432,8 @@ func (s *Server) killClient(arg string) ([]byte, *pgError) {
 // upstreams with them (a session's upstream is cancelled and closed, or
 // rolled back and returned, as when a client leaves); the idle ones are
 // replaced (RECONNECT). Unlike PgBouncer, the route is not left paused:
-// new clients are served at once.
+// new clients are served at once (and a client still logging in when KILL
+// runs is not among those closed).
 func (s *Server) killRoute(arg string) ([]byte, *pgError) {
 	if arg == "" {
 		return nil, adminError(pgerrcode.SyntaxError, "KILL needs a database", "KILL_CLIENT id closes one client.")
@@ -452,7 +453,9 @@ func (s *Server) killRoute(arg string) ([]byte, *pgError) {
 
 // kill ends the session now, whatever it is doing, with the error
 // PostgreSQL's pg_terminate_backend gives; ending the session then deals
-// with its upstream as when a client leaves. Run on a goroutine of its
+// with its upstream as when a client leaves. A client waiting for an
+// upstream is closed now but its session ends when the wait does (as when
+// such a client leaves by itself). Run on a goroutine of its
 // own: mu may be held for a while by a relay (never across a write to the
 // client, which closing the connection ends).
 func (sess *session) kill() {
@@ -466,7 +469,17 @@ func (sess *session) kill() {
 		Message: "terminating connection due to administrator command",
 		Detail:  "A gateway administrator closed this client (KILL_CLIENT or KILL in the admin console)."}))
 	sess.closeClientLocked()
+	if sess.writing {
+		// The close waits for the write in flight, which a client that
+		// does not read holds up to clientWriteTimeout: a KILL gives it
+		// killGrace to take the FATAL, then closes.
+		time.AfterFunc(killGrace, func() { sess.conn.Close() })
+	}
 }
+
+// killGrace is how long a killed client that is being written to has to
+// read what is sent before its connection is closed under the write.
+const killGrace = time.Second
 
 // adminColumn is one column of a console result: int8, bool or text, so
 // that psql aligns numbers right and clients get typed values.
