@@ -193,6 +193,7 @@ func (s *Server) addConsole(c *console) bool {
 	return true
 }
 
+// removeConsole forgets c when its connection ends.
 func (s *Server) removeConsole(c *console) {
 	s.mu.Lock()
 	delete(s.consoles, c)

@@ -111,8 +111,12 @@ func TestConsoleCommands(t *testing.T) {
 
 	busy := connect(t, st, "sslmode=disable&application_name=busy")
 	other := connect(t, st, "sslmode=disable&application_name=other")
-	if _, err := busy.Exec(ctx, "select 1"); err != nil {
-		t.Fatal(err)
+	// A session is listed (and killable) from when it is served: a query
+	// answered.
+	for _, c := range []*pgx.Conn{busy, other} {
+		if _, err := c.Exec(ctx, "select 1"); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// Two commands in one psql -c: both answered, in order.
@@ -216,8 +220,6 @@ func TestConsoleCommands(t *testing.T) {
 	}
 	tx.Exec(ctx, "select 1")
 	third := connect(t, st, "sslmode=disable")
-	// A session is listed (and killable) from when it is served: a
-	// query answered.
 	if _, err := third.Exec(ctx, "select 1"); err != nil {
 		t.Fatal(err)
 	}
