@@ -141,6 +141,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.log.Info("draining: no new connections; closing clients at their next safe point", zap.Int("clients", len(sessions)))
+	s.drainConsoles()
 	for _, sess := range sessions {
 		// drain takes the session's mu, which a relay blocked writing to
 		// a client that stopped reading may hold until Close below

@@ -42,6 +42,10 @@ type Options struct {
 	// Reload, when set, is what the admin console's RELOAD runs (the same
 	// as SIGHUP).
 	Reload func() error
+	// Shutdown, when set, is what the admin console's SHUTDOWN runs: it
+	// starts the same drain as SIGTERM and returns without waiting for it
+	// (the console that asked is one of the connections drained).
+	Shutdown func()
 	// Certificates, when set, supplies the client certificate when
 	// client_tls.acme is on (internal/acme's Manager), instead of
 	// client_tls.cert_file and key_file.
@@ -71,6 +75,7 @@ type Server struct {
 	metrics  *metrics.Metrics
 	version  string
 	reload   func() error
+	shutdown func()   // Options.Shutdown
 	stats    sync.Map // route name → *routeCounters, for SHOW STATS
 	series   sync.Map // route name → *sessionMetrics, shared by the route's sessions
 	keys     keyRegistry
@@ -81,6 +86,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
 	sessions  map[*session]struct{} // authenticated client sessions
+	consoles  map[*console]struct{} // admin console connections (drainConsoles)
 	draining  bool                  // Shutdown has begun
 	closed    bool
 	watching  bool // the users-file watcher runs
@@ -106,6 +112,7 @@ func NewServer(cfg *config.Config, upstreams Upstreams, opts Options) (*Server, 
 		stop:      make(chan struct{}),
 		version:   opts.Version,
 		reload:    opts.Reload,
+		shutdown:  opts.Shutdown,
 	}
 	s.conf.Store(cfg)
 	s.addRouteSeries(cfg)

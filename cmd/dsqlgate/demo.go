@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -52,12 +53,21 @@ func runDemo(ctx context.Context, f demoFlags, st streams) error {
 	fmt.Fprintln(st.err, "starting PostgreSQL, the DSQL emulator and the gateway...")
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	// The console's SHUTDOWN takes Ctrl-C's path: it ends the wait below.
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	var consoleDB string
 	stack, err := harness.StartStack(startCtx, harness.StackOptions{
 		Logger:    log,
 		ClientTLS: true,
 		Gateway: func(c *config.Config) {
 			c.Listen = f.listen
+			// The demo user may open the admin console (the default
+			// configuration admits nobody).
+			c.Admin.Users = []string{harness.StackUser}
+			consoleDB = c.Admin.Database
 		},
+		Shutdown: func() { stopOnce.Do(func() { close(stop) }) },
 	})
 	if err != nil {
 		return fmt.Errorf("start demo: %w", err)
@@ -67,16 +77,29 @@ func runDemo(ctx context.Context, f demoFlags, st streams) error {
 	q := url.Values{"sslmode": {"verify-full"}, "sslrootcert": {stack.ClientCAFile}}
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(stack.User, stack.Password),
 		Host: stack.Gateway.Addr, Path: "/" + harness.StackDatabase, RawQuery: q.Encode()}
+	console := u
+	console.Path = "/" + consoleDB
 	fmt.Fprintf(st.out, `
 dsqlgate demo is running: psql → gateway %s (TLS, SCRAM) → DSQL emulator %s (IAM tokens checked) → PostgreSQL %d.
 Connect with:
 
 psql "%s"
 
+Admin console (SHOW HELP lists its commands):
+
+psql "%s"
+
 Metrics and health: http://%s/metrics, /readyz.
 Press Ctrl-C to stop and remove everything.
-`, stack.Gateway.Addr, stack.Emulator.Addr(), stack.PG.Port, u.String(), stack.Gateway.OpsAddr)
-	<-ctx.Done()
+`, stack.Gateway.Addr, stack.Emulator.Addr(), stack.PG.Port, u.String(), console.String(), stack.Gateway.OpsAddr)
+	select {
+	case <-ctx.Done():
+	case <-stop:
+		fmt.Fprintln(st.err, "shutdown requested from the admin console")
+	}
 	fmt.Fprintln(st.err, "stopping...")
+	sctx, cancel := context.WithTimeout(context.Background(), stack.Gateway.Config().ShutdownTimeout.D())
+	defer cancel()
+	stack.Gateway.Shutdown(sctx) // drains as serve does; Close then removes the rest
 	return nil
 }

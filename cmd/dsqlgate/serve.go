@@ -61,9 +61,10 @@ and the gateway refuses to start without them, naming the sources tried.
 
 Signals: SIGTERM or SIGINT drains (no new clients; each client is closed at
 its next safe point, after its transaction, for up to shutdown_timeout); a
-second SIGINT exits at once. SIGHUP reloads the configuration (users, routes
-and pool sizes, client TLS, limits, log level) without dropping sessions, and
-logs what changed or why it refused. With reuse_port: true (unix systems),
+second SIGINT exits at once. The admin console's SHUTDOWN drains the same
+way. SIGHUP reloads the configuration (users, routes and pool sizes, client
+TLS, limits, log level) without dropping sessions, and logs what changed or
+why it refused. With reuse_port: true (unix systems),
 the client and metrics ports are shared with another dsqlgate process that
 sets it too, so a new process can start on them before the old one drains
 (a rolling restart on one host); without it, a port in use is an error.
@@ -174,7 +175,11 @@ func runServe(ctx context.Context, f serveFlags, st streams) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	gw, err = gateway.Start(ctx, cfg, gateway.Options{Logger: log, Version: versionString(), Reload: reload})
+	// The console's SHUTDOWN takes SIGTERM's path: it ends the loop below.
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	shutdown := func() { stopOnce.Do(func() { close(stop) }) }
+	gw, err = gateway.Start(ctx, cfg, gateway.Options{Logger: log, Version: versionString(), Reload: reload, Shutdown: shutdown})
 	if err != nil {
 		return fmt.Errorf("start gateway: %w", err)
 	}
@@ -183,17 +188,20 @@ func runServe(ctx context.Context, f serveFlags, st streams) error {
 	for {
 		select {
 		case <-ctx.Done():
-			timeout := gw.Config().ShutdownTimeout.D()
-			log.Info("draining", zap.Duration("shutdown_timeout", timeout))
-			sctx, cancel := context.WithTimeout(context.Background(), timeout)
-			defer cancel()
-			if err := gw.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-				return err
-			}
-			log.Info("stopped")
-			return nil
+		case <-stop:
+			log.Info("shutdown requested from the admin console")
 		case <-hup:
 			reload()
+			continue
 		}
+		timeout := gw.Config().ShutdownTimeout.D()
+		log.Info("draining", zap.Duration("shutdown_timeout", timeout))
+		sctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := gw.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		log.Info("stopped")
+		return nil
 	}
 }

@@ -47,6 +47,9 @@ type Options struct {
 	// Reload, when set, is what the admin console's RELOAD runs; serve
 	// passes the same function it runs on SIGHUP.
 	Reload func() error
+	// Shutdown, when set, is what the admin console's SHUTDOWN runs; it
+	// must start the drain SIGTERM starts and return without waiting.
+	Shutdown func()
 }
 
 // Gateway is a running gateway.
@@ -72,6 +75,9 @@ type Gateway struct {
 	// acme obtains and renews the client certificate when
 	// client_tls.acme is on; nil otherwise.
 	acme *acme.Manager
+	// restClosed makes closeRest run once: Close after Shutdown (the
+	// demo drains, then its stack closes) must not wait for served again.
+	restClosed sync.Once
 }
 
 // acmeConnParams are the startup parameters of the ACME storage's
@@ -189,7 +195,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		failEarly()
 		return nil, err
 	}
-	popts := pgwire.Options{Logger: opts.Logger, Metrics: m, Version: opts.Version, Reload: opts.Reload}
+	popts := pgwire.Options{Logger: opts.Logger, Metrics: m, Version: opts.Version, Reload: opts.Reload, Shutdown: opts.Shutdown}
 	if g.acme != nil {
 		popts.Certificates = g.acme
 	}
@@ -329,7 +335,9 @@ func (g *Gateway) Close() error {
 	return err
 }
 
-func (g *Gateway) closeRest() {
+func (g *Gateway) closeRest() { g.restClosed.Do(g.closeRestOnce) }
+
+func (g *Gateway) closeRestOnce() {
 	select {
 	case <-g.served:
 	case <-time.After(10 * time.Second):

@@ -58,6 +58,9 @@ type StackOptions struct {
 	// free loopback port: Stack.ControlURL. For client programs that cut
 	// their own upstream between two queries.
 	Control bool
+	// Shutdown is what the admin console's SHUTDOWN runs (nil: the
+	// console refuses it).
+	Shutdown func()
 }
 
 // Stack is a private PostgreSQL, a DSQL emulator in front of it, and a
@@ -184,6 +187,7 @@ func StartStack(ctx context.Context, opts StackOptions) (st *Stack, err error) {
 	st.Gateway, err = gateway.Start(ctx, cfg, gateway.Options{
 		Logger:      log.Named("gateway"),
 		Credentials: credentials.StaticCredentialsProvider{Value: st.Credentials},
+		Shutdown:    opts.Shutdown,
 	})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,69 @@
+package pgwire
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dsqlgate/dsqlgate/config"
+)
+
+// TestSplitAdminQuery: a console query splits at each ';' outside quotes,
+// empty commands are dropped, and more than maxAdminCommands is refused.
+func TestSplitAdminQuery(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"SHOW POOLS", []string{"SHOW POOLS"}},
+		{"SHOW POOLS; SHOW STATS;", []string{"SHOW POOLS", "SHOW STATS"}},
+		{" ; ;;SHOW POOLS;;  ;\n", []string{"SHOW POOLS"}},
+		{"", nil},
+		{";;;", nil},
+		{`KILL "a;b"; SHOW POOLS`, []string{`KILL "a;b"`, "SHOW POOLS"}},
+		{`KILL 'it''s;x';RELOAD`, []string{`KILL 'it''s;x'`, "RELOAD"}},
+		{`KILL "say ""hi"";";PAUSE`, []string{`KILL "say ""hi"";"`, "PAUSE"}},
+		{`KILL "it's";RESUME`, []string{`KILL "it's"`, "RESUME"}},
+	} {
+		got, err := splitAdminQuery(tc.in)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("splitAdminQuery(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{`KILL "db;`, `SHOW POOLS; KILL 'x`} {
+		if got, err := splitAdminQuery(in); err == nil || !strings.Contains(err.Error(), "unterminated") {
+			t.Errorf("splitAdminQuery(%q) = %q, %v; want an unterminated string refused", in, got, err)
+		}
+	}
+	at := strings.Repeat("SHOW VERSION;", maxAdminCommands)
+	if got, err := splitAdminQuery(at + ";;"); err != nil || len(got) != maxAdminCommands {
+		t.Errorf("%d commands: %d, %v; want all of them", maxAdminCommands, len(got), err)
+	}
+	if _, err := splitAdminQuery(at + "SHOW VERSION"); err == nil || !strings.Contains(err.Error(), "more than 64 commands") {
+		t.Errorf("%d commands: %v; want refused", maxAdminCommands+1, err)
+	}
+}
+
+// TestAdminQueryStopsAtError: the commands after a failed one do not run,
+// and an over-long script is refused as a whole with 42601.
+func TestAdminQueryStopsAtError(t *testing.T) {
+	g := startMemGateway(t, config.PoolTransaction)
+	out, shutdown := g.srv.adminQuery("SHOW VERSION; SHOW NOPE; SHUTDOWN", "ops", g.srv.log)
+	if shutdown {
+		t.Error("SHUTDOWN after a failed command was run")
+	}
+	if n := strings.Count(string(out), "dsqlgate "); n != 1 {
+		t.Errorf("SHOW VERSION answered %d times, want once", n)
+	}
+	if !strings.Contains(string(out), "unknown SHOW NOPE") || !strings.Contains(string(out), "KILL_CLIENT id") {
+		t.Errorf("reply %q: want the unknown SHOW refused with the command list", out)
+	}
+	out, _ = g.srv.adminQuery(strings.Repeat("SHOW VERSION;", maxAdminCommands+1), "ops", g.srv.log)
+	if strings.Contains(string(out), "dsqlgate ") || !strings.Contains(string(out), "42601") {
+		t.Errorf("reply to %d commands %q: want one 42601 error and nothing run", maxAdminCommands+1, out)
+	}
+	out, shutdown = g.srv.adminQuery("SHUTDOWN", "ops", g.srv.log)
+	if shutdown || !strings.Contains(string(out), "0A000") {
+		t.Errorf("SHUTDOWN without a hook: %q, %t; want 0A000", out, shutdown)
+	}
+}
