@@ -195,8 +195,8 @@ func (s *Server) routeCancel(pid uint32, secret []byte, ok bool, log *zap.Logger
 // a bounded number run at once, so that a flood of forged keys of a live
 // peer costs a fixed number of connections.
 const (
-	forwardTimeout     = time.Second
-	forwardCloseWait   = time.Second
+	forwardTimeout      = time.Second
+	forwardCloseWait    = time.Second
 	maxForwardsInFlight = 64
 )
 
