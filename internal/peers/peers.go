@@ -8,7 +8,10 @@
 // is the union of peers.addresses and the answers for peers.dns, looked up
 // again every peers.refresh in the background: a lookup that fails keeps
 // its last answer, and a lookup never runs on a cancel's path (Lookup
-// reads a snapshot).
+// reads a snapshot). A replica that leaves the answers stays a peer for
+// KeepDeparted: orchestrators take a stopping replica out of DNS (ECS
+// deregisters it from Cloud Map) while it still drains its sessions, whose
+// cancels must still reach it.
 package peers
 
 import (
@@ -42,6 +45,12 @@ func ID(addr string) uint16 {
 	return uint16(h.Sum32() & (1<<IDBits - 1))
 }
 
+// KeepDeparted is how long an address stays a peer after the last answer
+// that held it: past a load balancer's deregistration delay plus a drain
+// (ECS: 30s + shutdown_timeout 30s). Forwarding to a replica that has gone
+// costs a refused dial, bounded like any forward.
+const KeepDeparted = 2 * time.Minute
+
 // lookupTimeout bounds one name's lookup, so that a resolver that does
 // not answer cannot stall the refresh of the others for long.
 const lookupTimeout = 2 * time.Second
@@ -58,6 +67,8 @@ type Options struct {
 	Interfaces func() ([]net.Addr, error)
 	// OnChange is called with Len after each refresh (the peers gauge).
 	OnChange func(n int)
+	// Now is the clock that ages departed peers. Nil: time.Now.
+	Now func() time.Time
 }
 
 // Set is the replicas one gateway knows. Safe for concurrent use; Lookup
@@ -68,8 +79,9 @@ type Set struct {
 	opts Options
 
 	mu   sync.Mutex
-	cfg  config.Peers                // guarded by mu; Self is never read from it
-	last map[string][]netip.AddrPort // a name's last good answer, by entry (host:port); guarded by mu
+	cfg  config.Peers                 // guarded by mu; Self is never read from it
+	last map[string][]netip.AddrPort  // a name's last good answer, by entry (host:port); guarded by mu
+	seen map[netip.AddrPort]time.Time // when each peer was last in an answer; guarded by mu
 
 	view atomic.Pointer[view]
 	wake chan struct{} // Update asks the loop for a refresh now
@@ -99,7 +111,10 @@ func New(ctx context.Context, cfg config.Peers, listen net.Addr, opts Options) (
 	if opts.Interfaces == nil {
 		opts.Interfaces = net.InterfaceAddrs
 	}
-	s := &Set{opts: opts, cfg: cfg, last: map[string][]netip.AddrPort{},
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Set{opts: opts, cfg: cfg, last: map[string][]netip.AddrPort{}, seen: map[netip.AddrPort]time.Time{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	self, err := s.findSelf(ctx, cfg.Self, listen)
 	if err != nil {
@@ -196,7 +211,8 @@ func (s *Set) Lookup(id uint16) []string {
 	return s.view.Load().byID[id]
 }
 
-// Len is how many replicas the set knows, this one included.
+// Len is how many replicas the set knows, this one included (departed
+// ones until KeepDeparted has passed).
 func (s *Set) Len() int { return s.view.Load().n + 1 }
 
 // Update follows a reload: new addresses, DNS name and refresh interval,
@@ -271,10 +287,24 @@ func (s *Set) refresh(ctx context.Context) {
 		}
 		answers[e] = addrs
 	}
+	now := s.opts.Now()
 	s.mu.Lock()
 	s.last = answers // names no longer configured are forgotten
+	for _, addrs := range answers {
+		for _, a := range addrs {
+			s.seen[a] = now
+		}
+	}
+	current := make([]netip.AddrPort, 0, len(s.seen))
+	for a, at := range s.seen {
+		if now.Sub(at) > KeepDeparted {
+			delete(s.seen, a)
+			continue
+		}
+		current = append(current, a)
+	}
 	s.mu.Unlock()
-	s.publish(answers)
+	s.publish(current)
 }
 
 // resolveEntry resolves one host:port entry.
@@ -298,23 +328,19 @@ func (s *Set) resolveEntry(ctx context.Context, entry string) ([]netip.AddrPort,
 	return out, nil
 }
 
-// publish stores the peers of answers, self excluded, by identifier.
-func (s *Set) publish(answers map[string][]netip.AddrPort) {
+// publish stores the peers, self excluded, by identifier.
+func (s *Set) publish(peers []netip.AddrPort) {
 	v := &view{byID: map[uint16][]string{}}
-	seen := map[netip.AddrPort]bool{s.self: true}
-	for _, addrs := range answers {
-		for _, a := range addrs {
-			if seen[a] {
-				continue
-			}
-			seen[a] = true
-			id := ID(a.String())
-			if id == s.id {
-				s.opts.Log.Warn("a peer has this replica's identifier: cancels for either are tried on both", zap.String("peer", a.String()), zap.String("self", s.self.String()))
-			}
-			v.byID[id] = append(v.byID[id], a.String())
-			v.n++
+	for _, a := range peers {
+		if a == s.self {
+			continue
 		}
+		id := ID(a.String())
+		if id == s.id {
+			s.opts.Log.Warn("a peer has this replica's identifier: cancels for either are tried on both", zap.String("peer", a.String()), zap.String("self", s.self.String()))
+		}
+		v.byID[id] = append(v.byID[id], a.String())
+		v.n++
 	}
 	for _, list := range v.byID {
 		slices.Sort(list)

@@ -62,6 +62,26 @@ func (r *resolver) callCount() int {
 	return r.calls
 }
 
+// clock is a settable Options.Now.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Unix(1_800_000_000, 0)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
 func tcpAddr(s string) net.Addr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
 
 func newSet(t *testing.T, cfg config.Peers, listen string, opts peers.Options) *peers.Set {
@@ -186,8 +206,9 @@ func TestDNSRefreshKeepsLastAnswer(t *testing.T) {
 	r.set("gw.svc", "10.0.0.1", "10.0.0.2", "10.0.0.3")
 	r.set("static.internal", "10.0.9.9")
 	var gauge sync.Map
+	clk := newClock()
 	s := newSet(t, config.Peers{DNS: "gw.svc:6432", Addresses: []string{"static.internal:7000"}, Refresh: config.Duration(20 * time.Millisecond)},
-		"10.0.0.1:6432", peers.Options{Lookup: r.lookup, OnChange: func(n int) { gauge.Store("n", n) }})
+		"10.0.0.1:6432", peers.Options{Lookup: r.lookup, OnChange: func(n int) { gauge.Store("n", n) }, Now: clk.Now})
 	if got := all(s); !slices.Equal(got, []string{"10.0.0.2:6432", "10.0.0.3:6432", "10.0.9.9:7000"}) {
 		t.Fatalf("peers %v", got)
 	}
@@ -195,7 +216,20 @@ func TestDNSRefreshKeepsLastAnswer(t *testing.T) {
 		t.Fatalf("gauge %v, want 4", n)
 	}
 
+	// Replicas that leave the answer (stopping: taken out of DNS while
+	// they drain) stay peers for KeepDeparted, then go.
 	r.set("gw.svc", "10.0.0.1", "10.0.0.4")
+	waitFor(t, func() bool { return slices.Contains(all(s), "10.0.0.4:6432") })
+	time.Sleep(60 * time.Millisecond) // a few more refreshes
+	if got := all(s); !slices.Equal(got, []string{"10.0.0.2:6432", "10.0.0.3:6432", "10.0.0.4:6432", "10.0.9.9:7000"}) {
+		t.Fatalf("peers just after 10.0.0.2 and 10.0.0.3 left DNS: %v, want them kept", got)
+	}
+	clk.advance(peers.KeepDeparted - time.Second)
+	time.Sleep(60 * time.Millisecond)
+	if got := all(s); len(got) != 4 {
+		t.Fatalf("peers before KeepDeparted passed: %v, want the departed ones kept", got)
+	}
+	clk.advance(2 * time.Second)
 	waitFor(t, func() bool { return slices.Equal(all(s), []string{"10.0.0.4:6432", "10.0.9.9:7000"}) })
 
 	r.setFail(true)
@@ -206,15 +240,21 @@ func TestDNSRefreshKeepsLastAnswer(t *testing.T) {
 	}
 	r.setFail(false)
 	r.set("gw.svc", "10.0.0.5")
+	waitFor(t, func() bool { return slices.Contains(all(s), "10.0.0.5:6432") })
+	clk.advance(peers.KeepDeparted + time.Second)
 	waitFor(t, func() bool { return slices.Equal(all(s), []string{"10.0.0.5:6432", "10.0.9.9:7000"}) })
 }
 
 // TestUpdateFollowsReload checks that Update replaces the addresses at
 // once and keeps self.
 func TestUpdateFollowsReload(t *testing.T) {
-	s := newSet(t, config.Peers{Addresses: []string{"127.0.0.1:7002"}, Self: "127.0.0.1:7001"}, "127.0.0.1:7001", peers.Options{})
+	clk := newClock()
+	s := newSet(t, config.Peers{Addresses: []string{"127.0.0.1:7002"}, Self: "127.0.0.1:7001"}, "127.0.0.1:7001", peers.Options{Now: clk.Now})
 	id := s.ID()
 	s.Update(config.Peers{Addresses: []string{"127.0.0.1:7003", "127.0.0.1:7001"}, Refresh: config.Duration(time.Hour), Self: "127.0.0.1:9999"})
+	waitFor(t, func() bool { return slices.Equal(all(s), []string{"127.0.0.1:7002", "127.0.0.1:7003"}) })
+	clk.advance(peers.KeepDeparted + time.Second)
+	s.Update(config.Peers{Addresses: []string{"127.0.0.1:7003", "127.0.0.1:7001"}, Refresh: config.Duration(time.Hour)})
 	waitFor(t, func() bool { return slices.Equal(all(s), []string{"127.0.0.1:7003"}) })
 	if s.Self() != "127.0.0.1:7001" || s.ID() != id {
 		t.Fatalf("self changed to %s", s.Self())
