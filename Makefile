@@ -174,7 +174,8 @@ vet:
 # Static checks; any finding fails: gofmt, go.mod and go.sum as go mod tidy
 # leaves them, vet, staticcheck (the version pinned here, built by go run
 # from the module proxy; the build tags bring in the client and conformance
-# suites, the replica test bed and the image test), and the builds for the other systems (cross).
+# suites, the replica test bed and the image test), and the builds for the
+# other systems (cross).
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint: vet cross
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then \

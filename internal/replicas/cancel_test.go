@@ -109,7 +109,9 @@ func (b *bed) cancels(t *testing.T) {
 		name string
 		run  func(ctx context.Context, marker string) (time.Duration, error)
 	}{
-		{"psql", func(ctx context.Context, marker string) (time.Duration, error) { return b.psqlCancel(ctx, act, psql, marker) }},
+		{"psql", func(ctx context.Context, marker string) (time.Duration, error) {
+			return b.psqlCancel(ctx, act, psql, marker)
+		}},
 		{"pgx", func(ctx context.Context, marker string) (time.Duration, error) { return b.pgxCancel(ctx, act, marker) }},
 	}
 	for _, c := range clients {

@@ -325,7 +325,7 @@ func (b *bed) runSingle(ctx context.Context, end time.Time) *clientCounts {
 // nodeResult is testdata/replicas/pgpool.cjs's report.
 type nodeResult struct {
 	Committed, Failed, Reconnects, IdleErrors, ClientErrors int64
-	Errors                                    []string
+	Errors                                                  []string
 }
 
 // runNodePool runs testdata/replicas/pgpool.cjs: a node-postgres Pool of
