@@ -119,6 +119,7 @@ func (c *Config) check() []Problem {
 	c.checkAdmin(k)
 	c.checkUserRoleNames(k)
 	c.checkRoutes(k)
+	c.Peers.check(k)
 	return k.problems
 }
 
@@ -396,8 +397,11 @@ func (l *Limits) check(k *checker) {
 	if l.MaxMessageSize < 8*KiB || l.MaxMessageSize > GiB {
 		k.add("limits.max_message_size", "%s is out of range: from 8KiB to 1GiB", l.MaxMessageSize)
 	}
-	if l.MaxClientConn < 1 {
+	switch {
+	case l.MaxClientConn < 1:
 		k.add("limits.max_client_conn", "must be at least 1")
+	case l.MaxClientConn > MaxSessions:
+		k.add("limits.max_client_conn", "%d is more than %d: a cancel key has a 16-bit session slot, so one replica serves at most %d sessions (run more replicas for more)", l.MaxClientConn, MaxSessions, MaxSessions)
 	}
 	if l.AuthFailureLimit < 0 {
 		k.add("limits.auth_failure_limit", "must not be negative (0 turns login backoff off)")
@@ -679,4 +683,28 @@ func validLockTable(name string) bool {
 		}
 	}
 	return true
+}
+
+// MaxSessions is the most sessions one replica serves at once: a cancel
+// key names its session by a 16-bit slot, and slot 0 is never used.
+const MaxSessions = 1<<16 - 1
+
+// check checks the peers: every address a host:port a replica can dial
+// (a host and a port), the DNS name with its port, a positive refresh,
+// and self, when set, a host:port too.
+func (p *Peers) check(k *checker) {
+	for i, a := range p.Addresses {
+		k.hostPort(fmt.Sprintf("peers.addresses[%d]", i), a, "10.0.1.11:6432", false)
+	}
+	if p.DNS != "" {
+		k.hostPort("peers.dns", p.DNS, "dsqlgate-peers.dsqlgate.svc.cluster.local:6432", false)
+	}
+	if p.Refresh <= 0 {
+		k.add("peers.refresh", "must be positive, such as \"5s\"")
+	}
+	if p.Self != "" && k.hostPort("peers.self", p.Self, "10.0.1.11:6432", false) {
+		if host, _, _ := net.SplitHostPort(p.Self); isEveryInterface(host) {
+			k.add("peers.self", "%q is every interface, not an address the other replicas can reach", p.Self)
+		}
+	}
 }

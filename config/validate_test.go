@@ -159,6 +159,18 @@ func TestValidateRules(t *testing.T) {
 		{name: "message size too small", doc: "limits: {max_message_size: 4KiB} # <-\n" + user + dsqlRoute, key: "limits.max_message_size", msg: "from 8KiB to 1GiB"},
 		{name: "message size too large", doc: "limits: {max_message_size: 2GiB} # <-\n" + user + dsqlRoute, key: "limits.max_message_size", msg: "2GiB is out of range"},
 		{name: "max client conn zero", doc: "limits: {max_client_conn: 0} # <-\n" + user + dsqlRoute, key: "limits.max_client_conn", msg: "at least 1"},
+		{name: "max client conn beyond the slot space", doc: "limits: {max_client_conn: 65536} # <-\n" + user + dsqlRoute, key: "limits.max_client_conn", msg: "65536 is more than 65535: a cancel key has a 16-bit session slot"},
+		{name: "valid max client conn at the slot space", doc: "limits: {max_client_conn: 65535}\n" + user + dsqlRoute},
+
+		// peers
+		{name: "valid peers", doc: "peers: {addresses: ['10.0.1.11:6432', '[fd00::1]:6432', 'gw-2.internal:6432'], dns: 'gw.svc.cluster.local:6432', refresh: 1s, self: '10.0.1.11:6432'}\n" + user + dsqlRoute},
+		{name: "peer address without port", doc: "peers:\n  addresses:\n    - 10.0.1.11 # <-\n" + user + dsqlRoute, key: "peers.addresses[0]", msg: "not host:port"},
+		{name: "peer address without host", doc: "peers:\n  addresses: [':6432'] # <-\n" + user + dsqlRoute, key: "peers.addresses[0]", msg: "has no host"},
+		{name: "peer address port zero", doc: "peers:\n  addresses: ['10.0.1.11:0'] # <-\n" + user + dsqlRoute, key: "peers.addresses[0]", msg: "from 1 to 65535"},
+		{name: "peers dns without port", doc: "peers:\n  dns: gw.svc.cluster.local # <-\n" + user + dsqlRoute, key: "peers.dns", msg: "not host:port"},
+		{name: "peers refresh zero", doc: "peers:\n  refresh: 0s # <-\n" + user + dsqlRoute, key: "peers.refresh", msg: "must be positive"},
+		{name: "peers self without port", doc: "peers:\n  self: 10.0.1.11 # <-\n" + user + dsqlRoute, key: "peers.self", msg: "not host:port"},
+		{name: "peers self every interface", doc: "peers:\n  self: '0.0.0.0:6432' # <-\n" + user + dsqlRoute, key: "peers.self", msg: "every interface"},
 		{name: "idle in transaction timeout negative", doc: "limits: {idle_in_transaction_timeout: -1s} # <-\n" + user + dsqlRoute, key: "limits.idle_in_transaction_timeout", msg: "must not be negative"},
 		{name: "max pending replies too few", doc: "limits: {max_pending_replies: 99} # <-\n" + user + dsqlRoute, key: "limits.max_pending_replies", msg: "at least 100"},
 		{name: "max client statements zero", doc: "limits: {max_client_statements: 0} # <-\n" + user + dsqlRoute, key: "limits.max_client_statements", msg: "at least 1"},

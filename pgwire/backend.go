@@ -889,6 +889,7 @@ func statementTimeoutError(msg []byte) []byte {
 // observeUnitLocked measures a unit that ended with ReadyForQuery status:
 // the query, and the transaction when it ended (or an autocommit unit).
 func (s *session) observeUnitLocked(r reply, status byte) {
+	s.unitEndedLocked()
 	if r.began.IsZero() || r.kind == iQuery {
 		return
 	}

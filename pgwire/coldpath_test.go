@@ -58,14 +58,15 @@ func TestColdPathEncodingMatchesWireFormat(t *testing.T) {
 		{"AuthenticationSASLContinue empty", encode(&pgproto3.AuthenticationSASLContinue{}), []byte{'R', 0, 0, 0, 8, 0, 0, 0, 11}},
 		{"AuthenticationSASLContinue", encode(&pgproto3.AuthenticationSASLContinue{Data: scramData}), handAuth(11, scramData)},
 		{"AuthenticationSASLFinal", encode(&pgproto3.AuthenticationSASLFinal{Data: []byte("v=abc")}), handAuth(12, []byte("v=abc"))},
-		{"BackendKeyData", cancelKey{pid: 0x7fffffff, secret: 0x80000001}.backendKeyData(), keyData(0x7fffffff, 0x80000001)},
+		{"BackendKeyData", cancelKey{pid: 0x7fffffff, secret: []byte{0x80, 0, 0, 1}}.backendKeyData(), keyData(0x7fffffff, 0x80000001)},
 		{"BackendKeyData zero", cancelKey{}.backendKeyData(), []byte{'K', 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0}},
 		{"ParameterStatus", parameterStatus("DateStyle", "ISO, MDY"), paramStatus("DateStyle", "ISO, MDY")},
 		{"ParameterStatus empty", parameterStatus("application_name", ""), paramStatus("application_name", "")},
 		// The whole version 3.0 in the version field, as PostgreSQL sends it.
-		{"NegotiateProtocolVersion", negotiateProtocolVersion([]string{"_pq_.x"}),
+		{"NegotiateProtocolVersion", negotiateProtocolVersion(0, []string{"_pq_.x"}),
 			[]byte{'v', 0, 0, 0, 19, 0, 3, 0, 0, 0, 0, 0, 1, '_', 'p', 'q', '_', '.', 'x', 0}},
-		{"NegotiateProtocolVersion none", negotiateProtocolVersion(nil), []byte{'v', 0, 0, 0, 12, 0, 3, 0, 0, 0, 0, 0, 0}},
+		{"NegotiateProtocolVersion none", negotiateProtocolVersion(1, nil), []byte{'v', 0, 0, 0, 12, 0, 3, 0, 0, 0, 0, 0, 0}},
+		{"NegotiateProtocolVersion 3.2", negotiateProtocolVersion(3, nil), []byte{'v', 0, 0, 0, 12, 0, 3, 0, 2, 0, 0, 0, 0}},
 	} {
 		if !bytes.Equal(c.got, c.want) {
 			t.Errorf("%s: got % x, want % x", c.name, c.got, c.want)

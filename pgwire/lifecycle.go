@@ -18,7 +18,7 @@ import (
 // configuration in force, and draining at shutdown.
 
 // restartOnly are the settings a running server cannot change.
-var restartOnly = []string{"listen", "reuse_port", "metrics.listen", "admin.database"}
+var restartOnly = []string{"listen", "reuse_port", "metrics.listen", "admin.database", "peers.self"}
 
 // ServerUpdate is a reloaded configuration's client side, built by
 // PrepareConfig and not yet in force. One that is not committed is simply
@@ -60,6 +60,7 @@ func (s *Server) PrepareConfig(cfg *config.Config) (*ServerUpdate, error) {
 	next.ReusePort = old.ReusePort
 	next.Metrics.Listen = old.Metrics.Listen
 	next.Admin.Database = old.Admin.Database
+	next.Peers.Self = old.Peers.Self // in every live cancel key
 
 	t, err := newServerTLS(&next, s.certSource, s.now, s.log)
 	if err != nil {

@@ -46,6 +46,11 @@ type Options struct {
 	// client_tls.acme is on (internal/acme's Manager), instead of
 	// client_tls.cert_file and key_file.
 	Certificates CertificateSource
+	// Peers, when set, are the other replicas behind the same load
+	// balancer (peers.*): cancel keys carry this replica's identifier, and
+	// a CancelRequest for another replica's session is forwarded to it.
+	// Nil: a random identifier, and other replicas' keys are ignored.
+	Peers Peers
 }
 
 // Server accepts client connections and runs their sessions against the
@@ -74,6 +79,8 @@ type Server struct {
 	stats    sync.Map // route name → *routeCounters, for SHOW STATS
 	series   sync.Map // route name → *sessionMetrics, shared by the route's sessions
 	keys     keyRegistry
+	peers    Peers         // Options.Peers; nil without replicas
+	forwards chan struct{} // a slot per cancel being forwarded (maxForwardsInFlight)
 	nextConn atomic.Uint64
 	active   atomic.Int64
 
@@ -106,6 +113,9 @@ func NewServer(cfg *config.Config, upstreams Upstreams, opts Options) (*Server, 
 		stop:      make(chan struct{}),
 		version:   opts.Version,
 		reload:    opts.Reload,
+		keys:      keyRegistry{peer: newPeerID(opts.Peers)},
+		peers:     opts.Peers,
+		forwards:  make(chan struct{}, maxForwardsInFlight),
 	}
 	s.conf.Store(cfg)
 	s.addRouteSeries(cfg)
@@ -373,8 +383,8 @@ func (l *login) run() {
 	l.log = l.log.With(zap.String("user", info.user), zap.String("database", info.database))
 	log := l.log
 
-	if info.minor > 0 || len(info.unknownProtocolOptions) > 0 {
-		if _, err := conn.Write(negotiateProtocolVersion(info.unknownProtocolOptions)); err != nil {
+	if (info.minor != 0 && info.minor != 2) || len(info.unknownProtocolOptions) > 0 {
+		if _, err := conn.Write(negotiateProtocolVersion(info.minor, info.unknownProtocolOptions)); err != nil {
 			return
 		}
 	}
@@ -599,7 +609,13 @@ func (s *Server) newSession(conn net.Conn, br *bufio.Reader, info *startupInfo, 
 	}
 	sess.gucs = newGUCState(startup, emu)
 	sess.clientParams = view
-	sess.key = s.keys.register(sess)
+	secretLen := secretLen30
+	if info.minor >= 2 {
+		secretLen = secretLen32 // protocol 3.2: PostgreSQL 18's long key
+	}
+	if err := s.keys.register(sess, secretLen); err != nil {
+		return nil, err
+	}
 	return sess, nil
 }
 
@@ -655,12 +671,18 @@ func (sess *session) greet() error {
 	return nil
 }
 
-// negotiateProtocolVersion tells a client asking for 3.x (x > 0) or for
-// protocol options that the gateway speaks 3.0 without them.
-func negotiateProtocolVersion(unknown []string) []byte {
-	// The version field carries the whole version (3.0), as PostgreSQL's
-	// own server sends it and libpq reads it.
-	return encode(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: protocolVersion30, UnrecognizedOptions: unknown})
+// negotiateProtocolVersion tells a client asking for 3.minor, other than
+// 3.0 or 3.2 (3.1 was never used; 3.3 and later do not exist yet), or for
+// protocol options, the version the gateway speaks with it (3.2 for a
+// client asking more, else 3.0), without the options.
+func negotiateProtocolVersion(minor uint32, unknown []string) []byte {
+	// The version field carries the whole version (3.0 or 3.2), as
+	// PostgreSQL's own server sends it and libpq reads it.
+	version := uint32(protocolVersion30)
+	if minor >= 2 {
+		version = protocolVersion32
+	}
+	return encode(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: version, UnrecognizedOptions: unknown})
 }
 
 // channelBindingFor is the tls-server-end-point binding of the

@@ -87,6 +87,15 @@ type session struct {
 	// arrived for: a cancel between two attempts finds the upstream idle,
 	// so the retrier must stop by itself (occCancelled).
 	occArmed, occCancelledUnit uint64
+	// working: a unit of the client's is in flight (from its start to the
+	// end of the reply queue), and unitsEnded counts the ReadyForQuery
+	// messages read: a client's cancel records both, and goes upstream
+	// only if the same unit still runs when it is sent (cancel), so a
+	// cancel that arrives after its statement ended cancels nothing else.
+	// Mirrors of the engine's state (guarded by mu) that a cancel can read
+	// without mu.
+	working    bool
+	unitsEnded uint64
 	// seen is what the admin console shows of the session, kept apart from
 	// mu so that SHOW CLIENTS never waits for a busy (or stuck) session;
 	// guarded by cmu.
@@ -825,6 +834,9 @@ func (s *session) upstreamWriteFailed(sc Upstream, err error) {
 // startStatementTimerLocked starts the statement_timeout clock unless it
 // runs already.
 func (s *session) startStatementTimerLocked() {
+	s.cmu.Lock()
+	s.working = true
+	s.cmu.Unlock()
 	if s.stmtTimer == nil {
 		s.startStatementTimerForLocked(s.statementTimeoutLocked())
 	}
@@ -841,18 +853,34 @@ func (s *session) startStatementTimerForLocked(d time.Duration) {
 // restartStatementTimerLocked restarts the statement_timeout clock of the
 // unit being sent with d (0: none): see engine.timeoutChangeLocked.
 func (s *session) restartStatementTimerLocked(d time.Duration) {
-	s.stopStatementTimerLocked()
+	s.dropStatementTimerLocked()
 	s.startStatementTimerForLocked(d)
 }
 
 // stopStatementTimerLocked stops the statement_timeout clock when nothing
-// is in flight any more.
+// is in flight any more: a client's cancel has nothing to stop now.
 func (s *session) stopStatementTimerLocked() {
+	s.dropStatementTimerLocked()
+	s.cmu.Lock()
+	s.working = false
+	s.cmu.Unlock()
+}
+
+// dropStatementTimerLocked stops the statement_timeout clock.
+func (s *session) dropStatementTimerLocked() {
 	if s.stmtTimer != nil {
 		s.stmtTimer.Stop()
 		s.stmtTimer = nil
 	}
 	s.timedOut = false
+}
+
+// unitEndedLocked notes a ReadyForQuery from the upstream (see
+// unitsEnded).
+func (s *session) unitEndedLocked() {
+	s.cmu.Lock()
+	s.unitsEnded++
+	s.cmu.Unlock()
 }
 
 // cancelGrace is how long an upstream may ignore a cancel sent for
@@ -927,14 +955,23 @@ func (s *session) cancelUpstream(sc Upstream, gen uint64, why string, timeout ti
 	done := make(chan struct{})
 	s.cancelBusy, s.cancelSent = done, true
 	s.cmu.Unlock()
-	defer func() {
-		s.cmu.Lock()
-		if s.cancelBusy == done {
-			s.cancelBusy = nil
-		}
-		s.cmu.Unlock()
-		close(done)
-	}()
+	defer s.cancelDone(done)
+	s.sendUpstreamCancel(sc, why, timeout)
+}
+
+// cancelDone ends the cancel in flight that done stands for.
+func (s *session) cancelDone(done chan struct{}) {
+	s.cmu.Lock()
+	if s.cancelBusy == done {
+		s.cancelBusy = nil
+	}
+	s.cmu.Unlock()
+	close(done)
+}
+
+// sendUpstreamCancel sends a CancelRequest to sc and returns once the
+// upstream has taken it (or the attempt failed).
+func (s *session) sendUpstreamCancel(sc Upstream, why string, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := sc.Cancel(ctx); err != nil {
@@ -1565,23 +1602,50 @@ func (s *session) dialSpare() {
 const abandonTimeout = 5 * time.Second
 
 // cancel serves the client's CancelRequest: it stops a lock wait the
-// gateway runs itself, and forwards the cancel to the attached upstream,
-// if any. It never takes mu, so a session whose relay is blocked writing
-// to its client cannot hold the canceller up; and with one cancel in
-// flight per attachment, repeated CancelRequests pin nothing.
+// gateway runs itself, and records the unit running on the attached
+// upstream, if any, for a cancel sent there in the background; it returns
+// at once, so a key that matches costs the requester what one that does
+// not costs. It never takes mu, so a session whose relay is blocked
+// writing to its client cannot hold the canceller up; and with one cancel
+// in flight per attachment, repeated CancelRequests pin nothing.
 func (s *session) cancel() {
 	s.cmu.Lock()
+	defer s.cmu.Unlock()
 	if stop := s.advisory.waiting; stop != nil {
 		stop()
 	}
-	sc, gen := s.cancelTarget, s.cancelGen
 	// Recorded for the OCC retry's armed unit whatever the retry is doing:
 	// forwarded, the cancel stops an attempt that runs; the record stops
 	// the next one (one arriving while the upstream is idle, in the
 	// backoff or the rollback, would otherwise be lost).
 	s.occCancelledUnit = s.occArmed
+	sc := s.cancelTarget
+	if sc == nil || !s.working || s.cancelBusy != nil {
+		// Idle: nothing to cancel, and nothing is kept for later, so the
+		// next statement runs untouched (PostgreSQL ignores a cancel that
+		// reaches an idle backend too).
+		return
+	}
+	done := make(chan struct{})
+	s.cancelBusy = done
+	go s.cancelUnit(sc, s.cancelGen, s.unitsEnded, done)
+}
+
+// cancelUnit sends the client's cancel to sc if the attachment gen still
+// runs the unit that was running when the cancel arrived (no ReadyForQuery
+// since: ended is unitsEnded then); a unit that ended meanwhile is not
+// replaced by the next one as the cancel's target. The check and the
+// record that a cancel went (cancelSent, which settleCancel absorbs) are
+// one step under cmu.
+func (s *session) cancelUnit(sc Upstream, gen, ended uint64, done chan struct{}) {
+	defer s.cancelDone(done)
+	s.cmu.Lock()
+	still := s.cancelTarget == sc && s.cancelGen == gen && s.working && s.unitsEnded == ended
+	if still {
+		s.cancelSent = true
+	}
 	s.cmu.Unlock()
-	if sc != nil {
-		s.cancelUpstream(sc, gen, "client", cancelGrace)
+	if still {
+		s.sendUpstreamCancel(sc, "client", cancelGrace)
 	}
 }

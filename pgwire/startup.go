@@ -24,6 +24,7 @@ import (
 // Startup packet codes (the int32 after the length).
 const (
 	protocolVersion30  = 3 << 16
+	protocolVersion32  = 3<<16 | 2
 	codeSSLRequest     = 80877103
 	codeGSSENCRequest  = 80877104
 	codeCancelRequest  = 80877102
@@ -103,7 +104,7 @@ func parseStartupMessage(version uint32, b []byte) (*startupInfo, error) {
 	}
 	if version>>16 != 3 {
 		return nil, &pgError{Severity: severityFatal, Code: pgerrcode.FeatureNotSupported,
-			Message: fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0", version>>16, version&0xffff)}
+			Message: fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0 to 3.2", version>>16, version&0xffff)}
 	}
 	info := &startupInfo{params: map[string]string{}, minor: version & 0xffff}
 	for n := 0; ; n++ {

@@ -33,6 +33,7 @@ import (
 	"github.com/dsqlgate/dsqlgate/config"
 	"github.com/dsqlgate/dsqlgate/internal/acme"
 	"github.com/dsqlgate/dsqlgate/internal/metrics"
+	"github.com/dsqlgate/dsqlgate/internal/peers"
 	"github.com/dsqlgate/dsqlgate/internal/users"
 	"github.com/dsqlgate/dsqlgate/pgwire"
 )
@@ -71,6 +72,9 @@ type Gateway struct {
 	// acme obtains and renews the client certificate when
 	// client_tls.acme is on; nil otherwise.
 	acme *acme.Manager
+	// peers are the other replicas (peers.*), to forward cancels to; nil
+	// when none is configured.
+	peers *peers.Set
 }
 
 // acmeConnParams are the startup parameters of the ACME storage's
@@ -190,8 +194,13 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 	if g.acme != nil {
 		popts.Certificates = g.acme
 	}
+	if err := g.startPeers(ctx, cfg.Peers, l.Addr(), &popts); err != nil {
+		failEarly()
+		return nil, err
+	}
 	g.Server, err = pgwire.NewServer(cfg, upstreams{bridge}, popts)
 	if err != nil {
+		g.closePeers()
 		failEarly()
 		return nil, err
 	}
@@ -256,7 +265,48 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) ([]string, err
 		return nil, err
 	}
 	changes := routes.Commit()
-	return append(changes, server.Commit()...), nil
+	changes = append(changes, server.Commit()...)
+	return append(changes, g.reloadPeers(cfg.Peers)...), nil
+}
+
+// startPeers builds the peer set when replicas are configured, once the
+// client listener is bound (its port is this replica's own), and hands it
+// to the server; the peers gauge counts this replica alone otherwise.
+func (g *Gateway) startPeers(ctx context.Context, cfg config.Peers, listen net.Addr, popts *pgwire.Options) error {
+	g.Metrics.Peers.Set(1)
+	if !cfg.Enabled() {
+		return nil
+	}
+	set, err := peers.New(ctx, cfg, listen, peers.Options{Log: g.log, OnChange: func(n int) { g.Metrics.Peers.Set(float64(n)) }})
+	if err != nil {
+		return err
+	}
+	g.peers, popts.Peers = set, set
+	g.log.Info("cancel requests are forwarded between replicas", zap.String("self", set.Self()), zap.Uint16("peer_id", set.ID()), zap.Int("replicas", set.Len()))
+	return nil
+}
+
+// reloadPeers follows a reload's peers.addresses, dns and refresh. Turning
+// peers on or off needs a restart: the identifier in live cancel keys
+// would change.
+func (g *Gateway) reloadPeers(cfg config.Peers) []string {
+	switch {
+	case g.peers == nil && cfg.Enabled():
+		return []string{"peers: turning peers on needs a restart; this replica still serves only its own cancel keys"}
+	case g.peers == nil:
+		return nil
+	case !cfg.Enabled():
+		return []string{"peers: turning peers off needs a restart; the peers in force are kept"}
+	}
+	g.peers.Update(cfg)
+	return nil
+}
+
+// closePeers stops the peer set's DNS refreshes.
+func (g *Gateway) closePeers() {
+	if g.peers != nil {
+		g.peers.Close()
+	}
 }
 
 // acmeChanged reports whether a reload from old to next changes ACME in
@@ -307,5 +357,6 @@ func (g *Gateway) closeRest() {
 	if g.acme != nil {
 		g.acme.Close() // before the bridge: a route: storage dials through it
 	}
+	g.closePeers()
 	g.Bridge.Close()
 }
