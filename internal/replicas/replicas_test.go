@@ -10,14 +10,15 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// TestReplicas runs every scenario on one bed. The rolling restart comes
-// last: it replaces every replica.
+// TestReplicas runs every scenario on one bed. The rolling restarts come
+// last: each replaces every replica.
 func TestReplicas(t *testing.T) {
 	b := startBed(t)
 	t.Run("advisory locks", b.advisoryLocks)
 	t.Run("cancels", b.cancels)
 	t.Run("forged and stale keys", b.forgedKeys)
-	t.Run("rolling restart", b.rollingRestart)
+	t.Run("rolling restart", b.rollingRestart(true))
+	t.Run("rolling restart without drain", b.rollingRestart(false))
 }
 
 // connect opens a pgx connection to addr, closed with the test.

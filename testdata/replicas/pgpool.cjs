@@ -3,14 +3,14 @@
 // (internal/replicas). It prints one JSON line: committed, failed and
 // reconnects as the test defines them, and the first errors.
 //
-//   node pgpool.cjs <connection URL> <seconds> <workers>
+//   node pgpool.cjs <connection URL> <table> <seconds> <workers>
 //
 // It needs the pg module: NODE_PATH=testdata/clients/node-pg/node_modules
 // (make deps-clients installs it there).
 'use strict'
 const pg = require('pg')
 
-const [url, seconds, workers] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])]
+const [url, table, seconds, workers] = [process.argv[2], process.argv[3], Number(process.argv[4]), Number(process.argv[5])]
 const pool = new pg.Pool({ connectionString: url, max: workers, connectionTimeoutMillis: 10000 })
 // An idle client the gateway closes (57P01 at drain) errors outside any
 // query; the Pool drops it and this handler keeps the process alive.
@@ -23,7 +23,7 @@ pool.on('error', () => { idleErrors++ })
 let clientErrors = 0
 pool.on('connect', (client) => client.on('error', () => { clientErrors++ }))
 
-const counts = { committed: 0, failed: 0, reconnects: 0, idleErrors: 0, clientErrors: 0, errors: [] }
+const counts = { committed: 0, failed: 0, reconnects: 0, conflicts: 0, idleErrors: 0, clientErrors: 0, errors: [] }
 const note = (kind, err) => {
   if (counts.errors.length < 5) counts.errors.push(`${kind}: ${err.code || ''} ${err.message}`)
 }
@@ -49,12 +49,20 @@ async function worker(id) {
       continue
     }
     try {
-      await client.query('insert into rolling_node (client, n) values ($1, $2)', [id, n])
-      await client.query('select count(*) from rolling_node where client = $1', [id])
+      await client.query(`insert into ${table} (client, n) values ($1, $2)`, [id, n])
+      await client.query(`select count(*) from ${table} where client = $1`, [id])
       await client.query('commit')
       counts.committed++
       client.release()
     } catch (err) {
+      if (err.code === '40001') {
+        // DSQL's optimistic-concurrency failure: retried by the
+        // application, not caused by the restart (counted apart).
+        counts.conflicts++
+        await client.query('rollback').catch(() => {})
+        client.release()
+        continue
+      }
       counts.failed++
       note('failed', err)
       client.release(err)
