@@ -77,10 +77,13 @@ type keyRegistry struct {
 	sessions map[uint16]*session // by slot
 }
 
-// errNoCancelSlot: every slot is taken (limits.max_client_conn keeps the
-// sessions below the slot space; this covers sessions still ending).
-var errNoCancelSlot = &pgError{Severity: severityFatal, Code: pgerrcode.TooManyConnections,
-	Message: "sorry, too many clients already", Detail: "Every cancel key slot of this gateway is in use."}
+// errNoCancelSlot is the error for a session when every slot is taken
+// (limits.max_client_conn keeps the sessions below the slot space; this
+// covers sessions still ending).
+func errNoCancelSlot() error {
+	return &pgError{Severity: severityFatal, Code: pgerrcode.TooManyConnections,
+		Message: "sorry, too many clients already", Detail: "Every cancel key slot of this gateway is in use."}
+}
 
 // register gives s a fresh key (s.key, set under the lock so that a
 // concurrent lookup sees it whole) with a secret of secretLen random
@@ -97,7 +100,7 @@ func (r *keyRegistry) register(s *session, secretLen int) error {
 		r.sessions = map[uint16]*session{}
 	}
 	if len(r.sessions) >= maxCancelSlots {
-		return errNoCancelSlot
+		return errNoCancelSlot()
 	}
 	slot := binary.BigEndian.Uint16(b[:])
 	for _, taken := r.sessions[slot]; slot == 0 || taken; _, taken = r.sessions[slot] {
@@ -215,14 +218,16 @@ func (s *Server) forwardCancel(addrs []string, pid uint32, secret []byte, log *z
 		select {
 		case s.forwards <- struct{}{}:
 		default:
-			log.Warn("too many cancel requests being forwarded; dropping one", zap.Int("limit", maxForwardsInFlight))
+			// Debug only: a flood of forged keys must not flood the log
+			// (dsqlgate_cancel_requests_total{outcome="failed"} counts it).
+			log.Debug("too many cancel requests being forwarded; dropping one", zap.Int("limit", maxForwardsInFlight))
 			continue
 		}
 		wg.Go(func() {
 			defer func() { <-s.forwards }()
 			err := sendCancel(addr, msg)
 			if err != nil {
-				log.Info("forwarding a cancel request to a peer failed", zap.String("peer", addr), zap.Error(err))
+				log.Debug("forwarding a cancel request to a peer failed", zap.String("peer", addr), zap.Error(err))
 				return
 			}
 			mu.Lock()
@@ -234,15 +239,16 @@ func (s *Server) forwardCancel(addrs []string, pid uint32, secret []byte, log *z
 	return sent
 }
 
-// sendCancel writes msg (a CancelRequest) to addr and waits, bounded, for
-// addr to close the connection.
+// sendCancel writes msg (a CancelRequest) to addr, dial and write within
+// forwardTimeout, and waits, bounded, for addr to close the connection.
 func sendCancel(addr string, msg []byte) error {
+	deadline := time.Now().Add(forwardTimeout)
 	conn, err := net.DialTimeout("tcp", addr, forwardTimeout)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(forwardTimeout))
+	conn.SetDeadline(deadline)
 	if _, err := conn.Write(msg); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
@@ -104,7 +105,7 @@ func TestRegistryFull(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := r.register(&session{}, secretLen30); err != errNoCancelSlot {
+	if err := r.register(&session{}, secretLen30); !isCode(err, pgerrcode.TooManyConnections) {
 		t.Fatalf("register on a full registry: %v", err)
 	}
 	r.unregister(last.key)

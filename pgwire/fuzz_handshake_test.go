@@ -187,6 +187,9 @@ func FuzzHandshake(f *testing.F) {
 	f.Add(append(startupPacket(codeSSLRequest, nil), startupPacket(codeSSLRequest, nil)...), uint8(8))
 	f.Add(startupPacket(codeCancelRequest, cancelBody), uint8(3))
 	f.Add(startupPacket(codeCancelRequest, append(cancelBody[:7:7], 0)), uint8(0))
+	f.Add(startupPacket(codeCancelRequest, append(cancelBody[:4:4], make([]byte, secretLen32)...)), uint8(5)) // a 3.2 key's length
+	f.Add(startupPacket(codeCancelRequest, append([]byte{0, 0, 0x10, 0x92}, key.secret...)), uint8(2))        // hops 0
+	f.Add(startupPacket(protocolVersion32, startupBody("user", "alice", "database", "app")), uint8(0))
 	f.Add([]byte{tlsRecordHandshake, 3, 1, 0, 5}, uint8(0))
 	f.Fuzz(func(t *testing.T, input []byte, chunk uint8) {
 		const limit = 1024

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -405,4 +407,45 @@ func waitFor(t *testing.T, d time.Duration, ok func() bool, what string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestCancelPeersReload: a reload that drops a replica from
+// peers.addresses stops forwarding to it; one that lists it again brings
+// forwarding back; peers.self stays as started.
+func TestCancelPeersReload(t *testing.T) {
+	gws := startReplicas(t, 2)
+	a, b := gws[0], gws[1]
+	conn := connectReplica(t, b, peerTransactionDB)
+	pid, secret := conn.PgConn().PID(), conn.PgConn().SecretKey()
+	reload := func(addrs []string, self string) []string {
+		t.Helper()
+		cfg := *a.Config()
+		cfg.Peers.Addresses, cfg.Peers.Self = addrs, self
+		changes, err := a.Reload(testCtx(t, 30*time.Second), &cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return changes
+	}
+	changes := reload([]string{a.Addr}, "127.0.0.1:1")
+	if !slices.ContainsFunc(changes, func(c string) bool {
+		return strings.Contains(c, "peers.self") && strings.Contains(c, "needs a restart")
+	}) {
+		t.Errorf("changes %q do not say that peers.self needs a restart", changes)
+	}
+	if got := a.Config().Peers.Self; got != a.Addr {
+		t.Errorf("peers.self in force: %q, want %q", got, a.Addr)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		before := scrapeCancels(t, a)
+		sendCancel(t, a.Addr, pid, secret)
+		return scrapeCancels(t, a).minus(before).ignored == 1
+	}, "a key of a replica no longer listed is ignored")
+
+	reload([]string{a.Addr, b.Addr}, a.Addr)
+	waitFor(t, 5*time.Second, func() bool {
+		beforeA, beforeB := scrapeCancels(t, a), scrapeCancels(t, b)
+		sendCancel(t, a.Addr, pid, secret)
+		return scrapeCancels(t, a).minus(beforeA).forwarded == 1 && scrapeCancels(t, b).minus(beforeB).delivered == 1
+	}, "a key of a replica listed again is forwarded to it")
 }
