@@ -199,7 +199,7 @@ func (b *bed) replace(t *testing.T, i int, drain bool) {
 var (
 	pgbenchProcessed = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
 	pgbenchFailed    = regexp.MustCompile(`number of failed transactions: (\d+)`)
-	pgbenchAborted   = regexp.MustCompile(`client \d+ aborted`)
+	pgbenchAborted   = regexp.MustCompile(`client \d+ (script \d+ )?aborted`)
 	pgbenchRetried   = regexp.MustCompile(`number of transactions retried: (\d+)`)
 )
 
