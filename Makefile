@@ -77,8 +77,9 @@ test-clients: deps-clients
 # It checks that psql's and pgx's cancels reach their session from any
 # replica, that forged and stale cancel keys cancel nothing, that a
 # rolling restart (drain in HAProxy, SIGTERM, successor on the same
-# address) fails no transaction of pgbench -C, a pgxpool or a
-# node-postgres Pool, and that advisory locks exclude across replicas;
+# address; then again with SIGTERM first, as when Kubernetes removes the
+# endpoint and signals the pod at once) fails no transaction of pgbench -C,
+# a pgxpool or a node-postgres Pool, and that advisory locks exclude across replicas;
 # it logs the counts (a few minutes). node-postgres comes from
 # deps-clients.
 test-replicas: deps-clients
