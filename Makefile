@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # The whole suite on a 2-core machine, race detector on.
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build demo test test-short fuzz-smoke fuzz deps deps-bench bench bench-quick test-clients deps-clients test-replicas test-conformance deps-conformance vet lint cross fmt clean test-deploy image test-image
+.PHONY: all build demo test test-short fuzz-smoke fuzz deps deps-bench bench bench-quick test-clients deps-clients test-replicas deps-replicas test-conformance deps-conformance vet lint cross fmt clean test-deploy image test-image
 
 all: build
 
@@ -79,11 +79,17 @@ test-clients: deps-clients
 # rolling restart (drain in HAProxy, SIGTERM, successor on the same
 # address; then again with SIGTERM first, as when Kubernetes removes the
 # endpoint and signals the pod at once) fails no transaction of pgbench -C,
-# a pgxpool or a node-postgres Pool, and that advisory locks exclude across replicas;
-# it logs the counts (a few minutes). node-postgres comes from
-# deps-clients.
-test-replicas: deps-clients
+# a pgxpool or a node-postgres Pool, and that advisory locks exclude
+# across replicas; it logs the counts (a few minutes). Needs haproxy, psql,
+# pgbench and node.
+test-replicas: deps-replicas
 	$(GO) test -tags replicas -count=1 -timeout 15m -v ./internal/replicas/
+
+# What the replica test bed needs beyond Go and Debian's packages:
+# node-postgres, from the node-pg client's lock file (the copy
+# deps-clients installs too).
+deps-replicas:
+	cd testdata/clients/node-pg && npm ci --no-audit --no-fund --loglevel=error
 
 # What the client suite needs beyond Go: Debian packages, each installed
 # only when it is missing (Debian's release pins their versions), and

@@ -387,7 +387,7 @@ func (b *bed) runNodePool(root, table string) *clientCounts {
 	var res nodeResult
 	if jerr := json.Unmarshal(bytes.TrimSpace(out), &res); err != nil || jerr != nil {
 		c.failed = 1
-		c.fail("pgpool.cjs (%v; is %s installed? make deps-clients): %s %s", errors.Join(err, jerr), modules, out, tail(stderr.String(), 2000))
+		c.fail("pgpool.cjs (%v; is %s installed? make deps-replicas): %s %s", errors.Join(err, jerr), modules, out, tail(stderr.String(), 2000))
 		return c
 	}
 	c.committed, c.failed, c.reconnects, c.conflicts = res.Committed, res.Failed, res.Reconnects, res.Conflicts

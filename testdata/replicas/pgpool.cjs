@@ -6,7 +6,7 @@
 //   node pgpool.cjs <connection URL> <table> <seconds> <workers>
 //
 // It needs the pg module: NODE_PATH=testdata/clients/node-pg/node_modules
-// (make deps-clients installs it there).
+// (make deps-replicas, or deps-clients, installs it there).
 'use strict'
 const pg = require('pg')
 
