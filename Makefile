@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # The whole suite on a 2-core machine, race detector on.
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build demo test test-short fuzz-smoke fuzz deps deps-bench bench bench-quick test-clients deps-clients test-conformance deps-conformance vet lint cross fmt clean test-deploy image test-image
+.PHONY: all build demo test test-short fuzz-smoke fuzz deps deps-bench bench bench-quick test-clients deps-clients test-replicas deps-replicas test-conformance deps-conformance vet lint cross fmt clean test-deploy image test-image
 
 all: build
 
@@ -70,6 +70,26 @@ bench-quick: deps-bench build
 # DSQLGATE_CLIENTS=psql,jdbc runs only the named clients (and writes no doc).
 test-clients: deps-clients
 	$(GO) test -tags clients -count=1 -timeout 20m -v ./internal/clients/
+
+# The replica test bed (Linux): three `dsqlgate serve` processes on
+# 127.0.0.11-13, same ports, peers configured, behind HAProxy (Debian's
+# haproxy, installed by .ci/run) in TCP mode with /readyz health checks.
+# It checks that psql's and pgx's cancels reach their session from any
+# replica, that forged and stale cancel keys cancel nothing, that a
+# rolling restart (drain in HAProxy, SIGTERM, successor on the same
+# address; then again with SIGTERM first, as when Kubernetes removes the
+# endpoint and signals the pod at once) fails no transaction of pgbench -C,
+# a pgxpool or a node-postgres Pool, and that advisory locks exclude
+# across replicas; it logs the counts (a few minutes). Needs haproxy, psql,
+# pgbench and node.
+test-replicas: deps-replicas
+	$(GO) test -tags replicas -count=1 -timeout 15m -v ./internal/replicas/
+
+# What the replica test bed needs beyond Go and Debian's packages:
+# node-postgres, from the node-pg client's lock file (the copy
+# deps-clients installs too).
+deps-replicas:
+	cd testdata/clients/node-pg && npm ci --no-audit --no-fund --loglevel=error
 
 # What the client suite needs beyond Go: Debian packages, each installed
 # only when it is missing (Debian's release pins their versions), and
@@ -161,13 +181,14 @@ vet:
 # Static checks; any finding fails: gofmt, go.mod and go.sum as go mod tidy
 # leaves them, vet, staticcheck (the version pinned here, built by go run
 # from the module proxy; the build tags bring in the client and conformance
-# suites and the image test), and the builds for the other systems (cross).
+# suites, the replica test bed and the image test), and the builds for the
+# other systems (cross).
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint: vet cross
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then \
 	  echo "gofmt -l: not formatted:"; echo "$$unformatted"; exit 1; fi
 	$(GO) mod tidy -diff
-	$(GO) run $(STATICCHECK) -tags clients,conformance,image ./...
+	$(GO) run $(STATICCHECK) -tags clients,conformance,replicas,image ./...
 
 # The gateway builds and vets (tests included) on each of CROSS_PLATFORMS,
 # so that it runs on a developer's Mac or Windows machine as well as on

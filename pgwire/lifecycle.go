@@ -130,29 +130,38 @@ func containsString(xs []string, x string) bool {
 // once and every other client at its next safe point (after its
 // transaction), each with FATAL 57P01, and returns when all sessions have
 // ended. When ctx ends first, the remaining connections are closed.
+//
+// A client that logged in within drainGrace is owed its first request
+// (see drain), and a client still logging in when the drain began is
+// drained once its session starts: neither is left to the timeout.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
 	for l := range s.listeners {
 		l.Close()
 	}
-	sessions := make([]*session, 0, len(s.sessions))
-	for sess := range s.sessions {
-		sessions = append(sessions, sess)
-	}
+	clients := len(s.sessions)
 	s.mu.Unlock()
-	s.log.Info("draining: no new connections; closing clients at their next safe point", zap.Int("clients", len(sessions)))
+	s.log.Info("draining: no new connections; closing clients at their next safe point", zap.Int("clients", clients))
 	s.drainConsoles()
-	for _, sess := range sessions {
-		// drain takes the session's mu, which a relay blocked writing to
-		// a client that stopped reading may hold until Close below
-		// closes that client: never wait for it here.
-		go sess.drain()
-	}
+	drained := map[*session]bool{}
 	for {
 		s.mu.Lock()
 		left := len(s.conns)
+		var fresh []*session
+		for sess := range s.sessions {
+			if !drained[sess] {
+				drained[sess] = true
+				fresh = append(fresh, sess)
+			}
+		}
 		s.mu.Unlock()
+		for _, sess := range fresh {
+			// drain takes the session's mu, which a relay blocked writing
+			// to a client that stopped reading may hold until Close below
+			// closes that client: never wait for it here.
+			go sess.drain()
+		}
 		if left == 0 {
 			return s.Close()
 		}
@@ -176,13 +185,29 @@ func (s *Server) Draining() bool {
 	return s.draining
 }
 
+// drainGrace is how long after its login a session is left to send its
+// first request when the drain finds it idle. A client that has just
+// connected (pgbench -C, a pool opening a connection for a waiting
+// caller) has its request on the way; closing it at once would fail that
+// request, with nothing the client could have done differently, since it
+// connected before the gateway stopped accepting. Its request runs and
+// the session ends at the safe point after it; a client that sends
+// nothing is closed when the grace is over. The server's shutdown_timeout
+// bounds it as it bounds every session.
+const drainGrace = time.Second
+
 // drain ends the session at once when it is at a safe point, or marks it
-// to end at its next one.
+// to end at its next one. A session younger than drainGrace is looked at
+// again when it is that old, unless its next safe point comes first.
 func (s *session) drain() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.draining = true
 	if s.sc == nil && s.q.len() == 0 && s.txStatus == 'I' && !s.lostTx && !s.unitOpen {
+		if wait := drainGrace - s.srv.now().Sub(s.started); wait > 0 {
+			time.AfterFunc(wait, s.drain)
+			return
+		}
 		s.terminateLocked()
 	}
 }

@@ -420,6 +420,9 @@ func TestDrain(t *testing.T) {
 	if _, err := tx.Exec(ctx, "insert into drain_t values (1)"); err != nil {
 		t.Fatal(err)
 	}
+	// A client that logged in under a second before the drain is owed its
+	// first request (pgwire's drainGrace): let idle be older than that.
+	time.Sleep(1100 * time.Millisecond)
 	start := time.Now()
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	time.Sleep(300 * time.Millisecond)
