@@ -432,3 +432,25 @@ func TestGreetFailureFreesCancelSlot(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestForwardRefusesRaisedHops: a request whose hops exceed what the
+// gateway issues (a client's forgery) is no key: it is neither forwarded
+// nor delivered. Else replicas that share an identifier pass it between
+// them up to three times (hops 3), each time to every one of them.
+func TestForwardRefusesRaisedHops(t *testing.T) {
+	addrA, addrB := collidingAddrs(t)
+	pb := newPeerListener(t, addrB, 0)
+	srv := forwardingServer(t, addrA, addrB) // this replica is A; B shares its identifier
+	id := peers.ID(addrA)
+	for _, hops := range []uint32{2, 3} {
+		srv.handleCancel(cancelBody(makePID(hops, id, 99), []byte{1, 2, 3, 4}), zap.NewNop())
+	}
+	select {
+	case got := <-pb.got:
+		t.Fatalf("a key with raised hops was forwarded: %x", got)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if got := counterValue(srv.metrics.CancelRequestsTotal.WithLabelValues("ignored")); got != 2 {
+		t.Fatalf("ignored: %v, want 2", got)
+	}
+}
