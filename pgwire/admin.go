@@ -287,6 +287,12 @@ func (s *Server) adminQuery(text, user string, log *zap.Logger) (out []byte, shu
 	if len(cmds) == 0 {
 		return []byte{'I', 0, 0, 0, 4}, false // EmptyQueryResponse
 	}
+	// admin.users as in force now, not at login: a reload that removes an
+	// admin takes the console from the sessions it has open too.
+	if !s.isAdmin(user) {
+		return appendErrorResponse(nil, &pgError{Severity: severityError, Code: pgerrcode.InsufficientPrivilege,
+			Message: fmt.Sprintf("user %q is no longer an admin user", user), Hint: "Admin users are listed in admin.users."}), false
+	}
 	for _, cmd := range cmds {
 		reply, perr := s.runAdminCommand(cmd, user, log)
 		if perr != nil {

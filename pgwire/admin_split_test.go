@@ -48,6 +48,7 @@ func TestSplitAdminQuery(t *testing.T) {
 // and an over-long script is refused as a whole with 42601.
 func TestAdminQueryStopsAtError(t *testing.T) {
 	g := startMemGateway(t, config.PoolTransaction)
+	setAdmins(g.srv, "ops")
 	out, shutdown := g.srv.adminQuery("SHOW VERSION; SHOW NOPE; SHUTDOWN", "ops", g.srv.log)
 	if shutdown {
 		t.Error("SHUTDOWN after a failed command was run")
@@ -65,5 +66,29 @@ func TestAdminQueryStopsAtError(t *testing.T) {
 	out, shutdown = g.srv.adminQuery("SHUTDOWN", "ops", g.srv.log)
 	if shutdown || !strings.Contains(string(out), "0A000") {
 		t.Errorf("SHUTDOWN without a hook: %q, %t; want 0A000", out, shutdown)
+	}
+}
+
+// setAdmins puts admin.users = names in force, as a reload would.
+func setAdmins(s *Server, names ...string) {
+	cfg := *s.currentConfig()
+	cfg.Admin.Users = names
+	s.conf.Store(&cfg)
+}
+
+// TestAdminQueryDemotedAdmin: an admin that a reload removed from
+// admin.users can run no more commands on the console it opened before
+// (KILL, SHUTDOWN, RELOAD...): the check is made per query, not only at
+// login.
+func TestAdminQueryDemotedAdmin(t *testing.T) {
+	g := startMemGateway(t, config.PoolTransaction)
+	setAdmins(g.srv, "ops")
+	if out, _ := g.srv.adminQuery("SHOW VERSION", "ops", g.srv.log); !strings.Contains(string(out), "dsqlgate ") {
+		t.Fatalf("an admin's SHOW VERSION: %q", out)
+	}
+	setAdmins(g.srv, "someone-else")
+	out, _ := g.srv.adminQuery("SHOW VERSION", "ops", g.srv.log)
+	if strings.Contains(string(out), "dsqlgate ") || !strings.Contains(string(out), "42501") {
+		t.Fatalf("a demoted admin's SHOW VERSION: %q; want 42501 and nothing run", out)
 	}
 }

@@ -137,14 +137,17 @@ func (r *keyRegistry) lookup(pid uint32, secret []byte) *session {
 }
 
 // parseCancel decodes what follows a CancelRequest's code: the process id
-// and a secret of 4 to 256 bytes. A process id with its top bit set is no
-// key the gateway issues.
+// and a secret of 4 to 256 bytes. A process id with its top bit set, or
+// with more hops than the gateway issues (a forgery that would cross
+// replicas sharing an identifier more than once), is no key the gateway
+// issues.
 func parseCancel(rest []byte) (pid uint32, secret []byte, ok bool) {
 	var req pgproto3.CancelRequest
 	if req.Decode(append(binary.BigEndian.AppendUint32(nil, codeCancelRequest), rest...)) != nil {
 		return 0, nil, false
 	}
-	if n := len(req.SecretKey); n < minCancelKey || n > maxCancelKey || req.ProcessID>>31 != 0 {
+	hops, _, _ := splitPID(req.ProcessID)
+	if n := len(req.SecretKey); n < minCancelKey || n > maxCancelKey || req.ProcessID>>31 != 0 || hops > issuedHops {
 		return 0, nil, false
 	}
 	return req.ProcessID, req.SecretKey, true

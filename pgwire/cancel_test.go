@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
@@ -392,5 +394,63 @@ func TestNegotiateProtocol32(t *testing.T) {
 		if err := m.Decode(msg[5:]); err != nil || m.NewestMinorProtocol != want {
 			t.Errorf("minor %d: %v %#x, want %#x", minor, err, m.NewestMinorProtocol, want)
 		}
+	}
+}
+
+// TestGreetFailureFreesCancelSlot: a login that fails at the greeting (the
+// upstream is down, the client vanished) frees its cancel key's slot. Else
+// each such login takes one of the 65535 slots for good, and once clients
+// have retried that many times (an upstream outage) every login is refused
+// with 53300 until a restart.
+func TestGreetFailureFreesCancelSlot(t *testing.T) {
+	r := config.DefaultRoute(config.KindPostgres, "db")
+	r.Endpoint, r.TLS, r.User, r.Password = "model.invalid:5432", config.TLSDisable, "gw", "gw-pw"
+	r.Pool.QueryWaitTimeout = config.Duration(100 * time.Millisecond)
+	g := startMemGatewayRoute(t, r)
+	g.refuse.Store(true)
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		u := url.URL{Scheme: "postgres", User: url.UserPassword("u", memPassword), Host: g.addr, Path: "/db", RawQuery: "sslmode=disable"}
+		c, err := pgconn.Connect(ctx, u.String())
+		cancel()
+		if err == nil {
+			c.Close(context.Background())
+			t.Fatal("connected with the upstream down")
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		g.srv.keys.mu.Lock()
+		n := len(g.srv.keys.sessions)
+		g.srv.keys.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d cancel slots still taken after logins that failed at the greeting", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestForwardRefusesRaisedHops: a request whose hops exceed what the
+// gateway issues (a client's forgery) is no key: it is neither forwarded
+// nor delivered. Else replicas that share an identifier pass it between
+// them up to three times (hops 3), each time to every one of them.
+func TestForwardRefusesRaisedHops(t *testing.T) {
+	addrA, addrB := collidingAddrs(t)
+	pb := newPeerListener(t, addrB, 0)
+	srv := forwardingServer(t, addrA, addrB) // this replica is A; B shares its identifier
+	id := peers.ID(addrA)
+	for _, hops := range []uint32{2, 3} {
+		srv.handleCancel(cancelBody(makePID(hops, id, 99), []byte{1, 2, 3, 4}), zap.NewNop())
+	}
+	select {
+	case got := <-pb.got:
+		t.Fatalf("a key with raised hops was forwarded: %x", got)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if got := counterValue(srv.metrics.CancelRequestsTotal.WithLabelValues("ignored")); got != 2 {
+		t.Fatalf("ignored: %v, want 2", got)
 	}
 }

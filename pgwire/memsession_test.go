@@ -35,6 +35,9 @@ type memGateway struct {
 	// none).
 	occ *modelOCC
 
+	// refuse makes every dial fail, as an upstream that is down.
+	refuse atomic.Bool
+
 	mu       sync.Mutex
 	backends []*modelConn // in dial order
 	traps    []*replyTrap // the backends' ends of their pipes, in dial order
@@ -114,6 +117,9 @@ func startMemGatewayRoute(t *testing.T, r config.Route) *memGateway {
 
 // dial is the route's transport: a model backend over net.Pipe.
 func (g *memGateway) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if g.refuse.Load() {
+		return nil, errors.New("upstream down")
+	}
 	near, pipe := net.Pipe()
 	far := &replyTrap{Conn: pipe}
 	g.mu.Lock()

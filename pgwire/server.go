@@ -462,6 +462,7 @@ func (l *login) run() {
 	if err := sess.greet(); err != nil {
 		l.refuse(err)
 		sess.end()
+		s.keys.unregister(sess.key) // serveConn frees only a served session's slot
 		return
 	}
 	l.accepted()

@@ -123,7 +123,7 @@ func New() *Metrics {
 		CancelRequestsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cancel_requests_total",
 			Help: "CancelRequests by outcome: delivered (to a session here), forwarded (to the replica that holds it), ignored (no session matched), failed (the peer was unreachable or busy)."}, []string{"outcome"}),
 		Peers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "peers",
-			Help: "Replicas this one knows for forwarding cancels, itself included (0 without peers)."}),
+			Help: "Replicas this one knows for forwarding cancels, itself included (1 without peers)."}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
 			Help: "Always 1; the labels say which build runs."}, []string{"version", "goversion"}),
 		ConfigReloadsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "config_reloads_total",
