@@ -134,15 +134,31 @@ func containsString(xs []string, x string) bool {
 // A client that logged in within drainGrace is owed its first request
 // (see drain), and a client still logging in when the drain began is
 // drained once its session starts: neither is left to the timeout.
+//
+// With peers (and without reuse_port), the client listener stays open
+// until the last session ends, as PostgreSQL's postmaster does in a
+// shutdown: a CancelRequest for a session still draining here, forwarded
+// by a peer or sent straight, must still reach it (the orchestrator has
+// already taken this replica out of its load balancer and its DNS).
+// A StartupMessage then gets FATAL 57P03. With reuse_port the listener
+// closes at once: a successor shares the port, and the kernel would keep
+// giving this process a share of new clients only to refuse them.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
-	for l := range s.listeners {
-		l.Close()
+	keepListening := s.peers != nil && !s.currentConfig().ReusePort
+	if !keepListening {
+		for l := range s.listeners {
+			l.Close()
+		}
 	}
 	clients := len(s.sessions)
 	s.mu.Unlock()
-	s.log.Info("draining: no new connections; closing clients at their next safe point", zap.Int("clients", clients))
+	if keepListening {
+		s.log.Info("draining: new clients refused, cancel requests still served; closing clients at their next safe point", zap.Int("clients", clients))
+	} else {
+		s.log.Info("draining: no new connections; closing clients at their next safe point", zap.Int("clients", clients))
+	}
 	s.drainConsoles()
 	drained := map[*session]bool{}
 	for {

@@ -401,6 +401,14 @@ func (l *login) run() {
 		l.refuse(err)
 		return
 	}
+	if s.Draining() {
+		// Only when the listener stays open in a drain, for cancels
+		// (Shutdown): new clients go elsewhere.
+		l.refuse(&pgError{Severity: severityFatal, Code: pgerrcode.CannotConnectNow,
+			Message: "the gateway is shutting down",
+			Hint:    "Connect again: the load balancer sends new connections to another replica."})
+		return
+	}
 	if n := s.active.Add(1); n > int64(s.currentConfig().Limits.MaxClientConn) {
 		s.active.Add(-1)
 		l.refuse(&pgError{Severity: severityFatal, Code: pgerrcode.TooManyConnections,

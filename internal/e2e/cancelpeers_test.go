@@ -453,3 +453,55 @@ func TestCancelPeersReload(t *testing.T) {
 		return scrapeCancels(t, a).minus(beforeA).forwarded == 1 && scrapeCancels(t, b).minus(beforeB).delivered == 1
 	}, "a key of a replica listed again is forwarded to it")
 }
+
+// TestCancelWhileDraining: a replica that drains (its orchestrator has
+// taken it out of the load balancer and of DNS, then sent SIGTERM) keeps
+// serving the cancels of its sessions still running, forwarded by a peer,
+// refuses new clients with 57P03, and stops listening once its last
+// session has ended.
+func TestCancelWhileDraining(t *testing.T) {
+	gws := startReplicas(t, 2)
+	a, b := gws[0], gws[1]
+	conn := connectReplica(t, b, peerTransactionDB)
+	pid, secret := conn.PgConn().PID(), conn.PgConn().SecretKey()
+	ctx := testCtx(t, time.Minute)
+	if _, err := conn.Exec(ctx, "begin"); err != nil {
+		t.Fatal(err)
+	}
+	done := sleeper(conn, 30)
+	waitSleeping(t, 1)
+
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		shut <- b.Shutdown(ctx)
+	}()
+	waitFor(t, 5*time.Second, b.Server.Draining, "the replica drains")
+
+	_, err := pgx.Connect(ctx, replicaURL(b, peerTransactionDB, ""))
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != pgerrcode.CannotConnectNow {
+		t.Fatalf("a new client of a draining replica: %v, want FATAL 57P03", err)
+	}
+
+	start := time.Now()
+	sendCancel(t, a.Addr, pid, secret)
+	wantCanceled(t, <-done, time.Since(start))
+
+	if _, err := conn.Exec(ctx, "rollback"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the drain did not end 10s after the last transaction")
+	}
+	if c, err := net.DialTimeout("tcp", b.Addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("the drained replica still listens")
+	}
+}
