@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"reflect"
@@ -239,9 +240,7 @@ func (s *Server) serveAdmin(conn net.Conn, br *bufio.Reader, user string, log *z
 		switch msg[0] {
 		case 'Q':
 			text, _, _ := readCString(body(msg))
-			var out []byte
-			out, shutdown = s.adminQuery(text, user, log)
-			w.Write(out)
+			shutdown = s.adminQuery(w, text, user, log)
 			w.Write(readyForQuery('I'))
 		case 'X':
 			return nil
@@ -278,31 +277,38 @@ func (s *Server) serveAdmin(conn net.Conn, br *bufio.Reader, user string, log *z
 // answered in full, and stops at the first error (as PostgreSQL does with
 // a multi-statement query). shutdown: SHUTDOWN ran; the drain is for the
 // caller to start once the reply is sent.
-func (s *Server) adminQuery(text, user string, log *zap.Logger) (out []byte, shutdown bool) {
+//
+// Each command's reply goes to w as soon as it is built, so a query of
+// many large SHOWs holds one reply in memory at a time.
+func (s *Server) adminQuery(w io.Writer, text, user string, log *zap.Logger) (shutdown bool) {
 	cmds, err := splitAdminQuery(text)
 	if err != nil {
-		return appendErrorResponse(nil, &pgError{Severity: severityError, Code: pgerrcode.SyntaxError,
-			Message: err.Error(), Hint: fmt.Sprintf("Send at most %d commands per query, separated by ';'.", maxAdminCommands)}), false
+		w.Write(appendErrorResponse(nil, &pgError{Severity: severityError, Code: pgerrcode.SyntaxError,
+			Message: err.Error(), Hint: fmt.Sprintf("Send at most %d commands per query, separated by ';'.", maxAdminCommands)}))
+		return false
 	}
 	if len(cmds) == 0 {
-		return []byte{'I', 0, 0, 0, 4}, false // EmptyQueryResponse
+		w.Write([]byte{'I', 0, 0, 0, 4}) // EmptyQueryResponse
+		return false
 	}
 	// admin.users as in force now, not at login: a reload that removes an
 	// admin takes the console from the sessions it has open too.
 	if !s.isAdmin(user) {
-		return appendErrorResponse(nil, &pgError{Severity: severityError, Code: pgerrcode.InsufficientPrivilege,
-			Message: fmt.Sprintf("user %q is no longer an admin user", user), Hint: "Admin users are listed in admin.users."}), false
+		w.Write(appendErrorResponse(nil, &pgError{Severity: severityError, Code: pgerrcode.InsufficientPrivilege,
+			Message: fmt.Sprintf("user %q is no longer an admin user", user), Hint: "Admin users are listed in admin.users."}))
+		return false
 	}
 	for _, cmd := range cmds {
 		reply, perr := s.runAdminCommand(cmd, user, log)
 		if perr != nil {
 			perr.Severity = severityError
-			return appendErrorResponse(out, perr), shutdown
+			w.Write(appendErrorResponse(nil, perr))
+			return shutdown
 		}
-		out = append(out, reply...)
+		w.Write(reply)
 		shutdown = shutdown || strings.EqualFold(strings.TrimSpace(cmd), "SHUTDOWN")
 	}
-	return out, shutdown
+	return shutdown
 }
 
 // adminError is a console command's failure.

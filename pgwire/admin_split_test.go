@@ -1,6 +1,7 @@
 package pgwire
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 	"testing"
@@ -49,7 +50,7 @@ func TestSplitAdminQuery(t *testing.T) {
 func TestAdminQueryStopsAtError(t *testing.T) {
 	g := startMemGateway(t, config.PoolTransaction)
 	setAdmins(g.srv, "ops")
-	out, shutdown := g.srv.adminQuery("SHOW VERSION; SHOW NOPE; SHUTDOWN", "ops", g.srv.log)
+	out, shutdown := adminQueryBytes(g.srv, "SHOW VERSION; SHOW NOPE; SHUTDOWN", "ops")
 	if shutdown {
 		t.Error("SHUTDOWN after a failed command was run")
 	}
@@ -59,11 +60,11 @@ func TestAdminQueryStopsAtError(t *testing.T) {
 	if !strings.Contains(string(out), "unknown SHOW NOPE") || !strings.Contains(string(out), "KILL_CLIENT id") {
 		t.Errorf("reply %q: want the unknown SHOW refused with the command list", out)
 	}
-	out, _ = g.srv.adminQuery(strings.Repeat("SHOW VERSION;", maxAdminCommands+1), "ops", g.srv.log)
+	out, _ = adminQueryBytes(g.srv, strings.Repeat("SHOW VERSION;", maxAdminCommands+1), "ops")
 	if strings.Contains(string(out), "dsqlgate ") || !strings.Contains(string(out), "42601") {
 		t.Errorf("reply to %d commands %q: want one 42601 error and nothing run", maxAdminCommands+1, out)
 	}
-	out, shutdown = g.srv.adminQuery("SHUTDOWN", "ops", g.srv.log)
+	out, shutdown = adminQueryBytes(g.srv, "SHUTDOWN", "ops")
 	if shutdown || !strings.Contains(string(out), "0A000") {
 		t.Errorf("SHUTDOWN without a hook: %q, %t; want 0A000", out, shutdown)
 	}
@@ -83,12 +84,19 @@ func setAdmins(s *Server, names ...string) {
 func TestAdminQueryDemotedAdmin(t *testing.T) {
 	g := startMemGateway(t, config.PoolTransaction)
 	setAdmins(g.srv, "ops")
-	if out, _ := g.srv.adminQuery("SHOW VERSION", "ops", g.srv.log); !strings.Contains(string(out), "dsqlgate ") {
+	if out, _ := adminQueryBytes(g.srv, "SHOW VERSION", "ops"); !strings.Contains(string(out), "dsqlgate ") {
 		t.Fatalf("an admin's SHOW VERSION: %q", out)
 	}
 	setAdmins(g.srv, "someone-else")
-	out, _ := g.srv.adminQuery("SHOW VERSION", "ops", g.srv.log)
+	out, _ := adminQueryBytes(g.srv, "SHOW VERSION", "ops")
 	if strings.Contains(string(out), "dsqlgate ") || !strings.Contains(string(out), "42501") {
 		t.Fatalf("a demoted admin's SHOW VERSION: %q; want 42501 and nothing run", out)
 	}
+}
+
+// adminQueryBytes is adminQuery's whole reply to one query.
+func adminQueryBytes(s *Server, text, user string) ([]byte, bool) {
+	var b bytes.Buffer
+	shutdown := s.adminQuery(&b, text, user, s.log)
+	return b.Bytes(), shutdown
 }

@@ -3,6 +3,7 @@ package pgwire
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -204,6 +205,12 @@ const (
 	forwardTimeout      = time.Second
 	forwardCloseWait    = time.Second
 	maxForwardsInFlight = 64
+	// peerSilentFor is how long forwards to a peer whose dial timed out
+	// fail at once: a peer that left without a word (kept in the set for
+	// peers.KeepDeparted) would otherwise cost forwardTimeout per forged
+	// key naming it, and 64 such keys a second would hold every forward
+	// slot. A refused dial costs nothing and marks nothing.
+	peerSilentFor = 5 * time.Second
 )
 
 // forwardCancel sends the request, with pid's hops already lowered, to
@@ -226,13 +233,25 @@ func (s *Server) forwardCancel(addrs []string, pid uint32, secret []byte, log *z
 			log.Debug("too many cancel requests being forwarded; dropping one", zap.Int("limit", maxForwardsInFlight))
 			continue
 		}
+		if until, ok := s.silentPeers.Load(addr); ok {
+			if time.Now().Before(until.(time.Time)) {
+				<-s.forwards
+				continue
+			}
+			s.silentPeers.Delete(addr)
+		}
 		wg.Go(func() {
 			defer func() { <-s.forwards }()
-			err := sendCancel(addr, msg)
+			err := sendCancel(s.dialPeer, addr, msg)
 			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					s.silentPeers.Store(addr, time.Now().Add(peerSilentFor))
+				}
 				log.Debug("forwarding a cancel request to a peer failed", zap.String("peer", addr), zap.Error(err))
 				return
 			}
+			s.silentPeers.Delete(addr)
 			mu.Lock()
 			sent = true
 			mu.Unlock()
@@ -242,11 +261,15 @@ func (s *Server) forwardCancel(addrs []string, pid uint32, secret []byte, log *z
 	return sent
 }
 
-// sendCancel writes msg (a CancelRequest) to addr, dial and write within
-// forwardTimeout, and waits, bounded, for addr to close the connection.
-func sendCancel(addr string, msg []byte) error {
+// sendCancel writes msg (a CancelRequest) to addr, dial (with dial; nil:
+// net.DialTimeout) and write within forwardTimeout, and waits, bounded,
+// for addr to close the connection.
+func sendCancel(dial func(network, addr string, timeout time.Duration) (net.Conn, error), addr string, msg []byte) error {
+	if dial == nil {
+		dial = net.DialTimeout
+	}
 	deadline := time.Now().Add(forwardTimeout)
-	conn, err := net.DialTimeout("tcp", addr, forwardTimeout)
+	conn, err := dial("tcp", addr, forwardTimeout)
 	if err != nil {
 		return err
 	}

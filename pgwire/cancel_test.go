@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -317,6 +319,54 @@ func TestForwardFailures(t *testing.T) {
 	srv.handleCancel(cancelBody(pid, []byte{1, 2, 3, 4}), zap.NewNop())
 	if got := counterValue(srv.metrics.CancelRequestsTotal.WithLabelValues("failed")); got != 2 {
 		t.Fatalf("failed: %v, want 2", got)
+	}
+}
+
+// timeoutError is a dial that timed out.
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+// TestForwardSkipsSilentPeer: after a dial to a peer times out (a peer
+// gone without a word, still in the set), forwards to it fail at once for
+// peerSilentFor, without a dial, so forged keys naming it cannot hold the
+// forward slots; a refused dial marks nothing.
+func TestForwardSkipsSilentPeer(t *testing.T) {
+	const silent, refusing = "127.0.0.1:7101", "127.0.0.1:7102"
+	srv := forwardingServer(t, "127.0.0.1:1", silent, refusing)
+	var dials sync.Map
+	srv.dialPeer = func(_, addr string, _ time.Duration) (net.Conn, error) {
+		n, _ := dials.LoadOrStore(addr, new(atomic.Int32))
+		n.(*atomic.Int32).Add(1)
+		if addr == silent {
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: timeoutError{}}
+		}
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+	}
+	count := func(addr string) int32 {
+		n, ok := dials.Load(addr)
+		if !ok {
+			return 0
+		}
+		return n.(*atomic.Int32).Load()
+	}
+	for range 3 {
+		srv.handleCancel(cancelBody(makePID(1, peers.ID(silent), 5), []byte{1, 2, 3, 4}), zap.NewNop())
+		srv.handleCancel(cancelBody(makePID(1, peers.ID(refusing), 5), []byte{1, 2, 3, 4}), zap.NewNop())
+	}
+	if got := count(silent); got != 1 {
+		t.Errorf("%d dials to a peer whose dial timed out, want 1 (then none for %v)", got, peerSilentFor)
+	}
+	if got := count(refusing); got != 3 {
+		t.Errorf("%d dials to a refusing peer, want 3 (a refusal marks nothing)", got)
+	}
+	if got := counterValue(srv.metrics.CancelRequestsTotal.WithLabelValues("failed")); got != 6 {
+		t.Errorf("failed: %v, want 6", got)
+	}
+	if len(srv.forwards) != 0 {
+		t.Errorf("%d forward slots still held", len(srv.forwards))
 	}
 }
 

@@ -86,6 +86,13 @@ type Server struct {
 	keys     keyRegistry
 	peers    Peers         // Options.Peers; nil without replicas
 	forwards chan struct{} // a slot per cancel being forwarded (maxForwardsInFlight)
+	// silentPeers maps a peer address whose last dial timed out to the
+	// time until which forwards to it fail at once (peerSilentFor); its
+	// keys are peer addresses, so it is bounded by the peer set.
+	silentPeers sync.Map
+	// dialPeer dials a peer to forward a cancel; nil: net.DialTimeout
+	// (tests set it).
+	dialPeer func(network, addr string, timeout time.Duration) (net.Conn, error)
 	nextConn atomic.Uint64
 	active   atomic.Int64
 
@@ -467,10 +474,16 @@ func (l *login) run() {
 		l.refuse(err)
 		return
 	}
+	// serveConn frees the cancel slot of a session it serves; until the
+	// session is handed to it, a failure here, or a panic, frees it.
+	defer func() {
+		if l.sess == nil {
+			s.keys.unregister(sess.key)
+		}
+	}()
 	if err := sess.greet(); err != nil {
 		l.refuse(err)
 		sess.end()
-		s.keys.unregister(sess.key) // serveConn frees only a served session's slot
 		return
 	}
 	l.accepted()

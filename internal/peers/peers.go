@@ -82,6 +82,10 @@ type Set struct {
 	cfg  config.Peers                 // guarded by mu; Self is never read from it
 	last map[string][]netip.AddrPort  // a name's last good answer, by entry (host:port); guarded by mu
 	seen map[netip.AddrPort]time.Time // when each peer was last in an answer; guarded by mu
+	// warned are the peers whose identifier collision with this replica's
+	// was logged; touched only by publish, which refreshes run one at a
+	// time (New's, then the loop's).
+	warned map[netip.AddrPort]bool
 
 	view atomic.Pointer[view]
 	wake chan struct{} // Update asks the loop for a refresh now
@@ -114,7 +118,7 @@ func New(ctx context.Context, cfg config.Peers, listen net.Addr, opts Options) (
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Set{opts: opts, cfg: cfg, last: map[string][]netip.AddrPort{}, seen: map[netip.AddrPort]time.Time{},
+	s := &Set{opts: opts, cfg: cfg, last: map[string][]netip.AddrPort{}, seen: map[netip.AddrPort]time.Time{}, warned: map[netip.AddrPort]bool{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	self, err := s.findSelf(ctx, cfg.Self, listen)
 	if err != nil {
@@ -336,7 +340,8 @@ func (s *Set) publish(peers []netip.AddrPort) {
 			continue
 		}
 		id := ID(a.String())
-		if id == s.id {
+		if id == s.id && !s.warned[a] {
+			s.warned[a] = true // once per peer, not once per refresh
 			s.opts.Log.Warn("a peer has this replica's identifier: cancels for either are tried on both", zap.String("peer", a.String()), zap.String("self", s.self.String()))
 		}
 		v.byID[id] = append(v.byID[id], a.String())
