@@ -63,7 +63,8 @@ type Metrics struct {
 	OCCRetriesExhaustedTotal *prometheus.CounterVec
 	// CancelRequestsReceivedTotal counts CancelRequests read, by source:
 	// client (as a client sends it, through the load balancer) or peer
-	// (forwarded by another replica).
+	// (no hops left: forwarded by another replica; the label is not proof,
+	// since anyone can send such a key, which is then only looked up here).
 	CancelRequestsReceivedTotal *prometheus.CounterVec
 	// CancelRequestsTotal counts what became of each CancelRequest read:
 	// delivered (a session of this replica matched it), forwarded (sent on
@@ -119,7 +120,7 @@ func New() *Metrics {
 		OCCRetriesExhaustedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "occ_retries_exhausted_total",
 			Help: "Retryable units whose optimistic-concurrency failure reached the client after the last attempt or past the retry budget."}, []string{"route"}),
 		CancelRequestsReceivedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cancel_requests_received_total",
-			Help: "CancelRequests read, by source: client, peer (forwarded by another replica)."}, []string{"source"}),
+			Help: "CancelRequests read, by source: client, peer (no hops left: forwarded by another replica, or made to look so)."}, []string{"source"}),
 		CancelRequestsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cancel_requests_total",
 			Help: "CancelRequests by outcome: delivered (to a session here), forwarded (to the replica that holds it), ignored (no session matched), failed (the peer was unreachable or busy)."}, []string{"outcome"}),
 		Peers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "peers",
