@@ -1,10 +1,8 @@
 package deploy
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -136,7 +134,9 @@ func TestGrafanaDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	types, labels := scrapeFamilies(t, st.Gateway.OpsAddr)
+	exp, labels := scrapeFamilies(t, st.Gateway.OpsAddr)
+	types := exp.Types
+	familyOf := func(name string) string { return exp.Family(harness.Sample{Name: name}) }
 
 	nameRe := regexp.MustCompile(`dsqlgate_[a-zA-Z0-9_]+`)
 	matcherRe := regexp.MustCompile(`(dsqlgate_[a-zA-Z0-9_]+)\{([^}]*)\}`)
@@ -145,7 +145,7 @@ func TestGrafanaDashboard(t *testing.T) {
 	used := map[string]bool{}
 	for _, e := range exprs {
 		for _, name := range nameRe.FindAllString(e, -1) {
-			family := familyOf(name, types)
+			family := familyOf(name)
 			used[family] = true
 			if _, ok := types[family]; !ok {
 				t.Errorf("query %q: %s is not exported by the gateway", e, name)
@@ -157,7 +157,7 @@ func TestGrafanaDashboard(t *testing.T) {
 			}
 		}
 		for _, m := range matcherRe.FindAllStringSubmatch(e, -1) {
-			family := familyOf(m[1], types)
+			family := familyOf(m[1])
 			for _, x := range exactRe.FindAllStringSubmatch(m[2], -1) {
 				if !labels[family][x[1]][x[2]] {
 					t.Errorf("query %q: %s{%s=%q} is not exported at start-up", e, family, x[1], x[2])
@@ -183,59 +183,23 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 }
 
-// familyOf is the family a series name belongs to: a histogram's
-// _bucket, _sum and _count series belong to the histogram.
-func familyOf(name string, types map[string]string) string {
-	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-		if base, ok := strings.CutSuffix(name, suffix); ok && types[base] == "histogram" {
-			return base
-		}
-	}
-	return name
-}
-
 // scrapeFamilies reads the /metrics of the gateway whose metrics listener
-// is addr: each family's type, and the values each of its labels has.
-func scrapeFamilies(t *testing.T, addr string) (types map[string]string, labels map[string]map[string]map[string]bool) {
+// is addr, and the values each family's labels have.
+func scrapeFamilies(t *testing.T, addr string) (e harness.Exposition, labels map[string]map[string]map[string]bool) {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	types = map[string]string{}
+	e = harness.ScrapeExposition(t, addr)
 	labels = map[string]map[string]map[string]bool{}
-	pairRe := regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if f, ok := strings.CutPrefix(line, "# TYPE "); ok {
-			name, typ, _ := strings.Cut(f, " ")
-			types[name] = typ
-			continue
-		}
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		end := strings.IndexAny(line, "{ ")
-		if end < 0 {
-			continue
-		}
-		name, rest := line[:end], line[end:]
-		family := familyOf(name, types)
+	for _, s := range e.Samples {
+		family := e.Family(s)
 		if labels[family] == nil {
 			labels[family] = map[string]map[string]bool{}
 		}
-		for _, p := range pairRe.FindAllStringSubmatch(rest, -1) {
-			if labels[family][p[1]] == nil {
-				labels[family][p[1]] = map[string]bool{}
+		for n, v := range s.Labels {
+			if labels[family][n] == nil {
+				labels[family][n] = map[string]bool{}
 			}
-			labels[family][p[1]][p[2]] = true
+			labels[family][n][v] = true
 		}
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return types, labels
+	return e, labels
 }

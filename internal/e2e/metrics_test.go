@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,125 +17,12 @@ import (
 	"github.com/dsqlgate/dsqlgate/internal/harness"
 )
 
-// exposition is one /metrics scrape: each family's type, and each sample
-// with its labels.
-type exposition struct {
-	types   map[string]string // family → counter, gauge, histogram, ...
-	samples []sample
-}
-
-// sample is one line of the text format.
-type sample struct {
-	name   string
-	labels map[string]string
-	value  float64
-}
-
-// key is the sample's name and labels, sorted, as one string.
-func (s sample) key() string {
-	names := make([]string, 0, len(s.labels))
-	for n := range s.labels {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	var b strings.Builder
-	b.WriteString(s.name)
-	for _, n := range names {
-		b.WriteString("," + n + "=" + strconv.Quote(s.labels[n]))
-	}
-	return b.String()
-}
-
-// scrapeExposition reads and parses the /metrics of the gateway whose
-// metrics listener is addr.
-func scrapeExposition(t testing.TB, addr string) exposition {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	e := exposition{types: map[string]string{}}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if f, ok := strings.CutPrefix(line, "# TYPE "); ok {
-			name, typ, _ := strings.Cut(f, " ")
-			e.types[name] = typ
-			continue
-		}
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		s, err := parseSample(line)
-		if err != nil {
-			t.Fatalf("/metrics line %q: %v", line, err)
-		}
-		e.samples = append(e.samples, s)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return e
-}
-
-// parseSample parses `name{a="x",b="y"} value` (the gateway's samples
-// carry no timestamps).
-func parseSample(line string) (sample, error) {
-	s := sample{labels: map[string]string{}}
-	i := strings.LastIndexByte(line, ' ')
-	if i < 0 {
-		return s, strconv.ErrSyntax
-	}
-	v, err := strconv.ParseFloat(line[i+1:], 64)
-	if err != nil {
-		return s, err
-	}
-	s.value = v
-	head := line[:i]
-	name, rest, hasLabels := strings.Cut(head, "{")
-	s.name = name
-	if !hasLabels {
-		return s, nil
-	}
-	rest = strings.TrimSuffix(rest, "}")
-	for rest != "" {
-		n, after, ok := strings.Cut(rest, "=")
-		if !ok {
-			return s, strconv.ErrSyntax
-		}
-		q, err := strconv.QuotedPrefix(after)
-		if err != nil {
-			return s, err
-		}
-		val, err := strconv.Unquote(q)
-		if err != nil {
-			return s, err
-		}
-		s.labels[n] = val
-		rest = strings.TrimPrefix(after[len(q):], ",")
-	}
-	return s, nil
-}
-
-// family is the family a sample belongs to: its name without the
-// _bucket/_sum/_count of a histogram's series.
-func (e exposition) family(s sample) string {
-	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-		if base, ok := strings.CutSuffix(s.name, suffix); ok && e.types[base] == "histogram" {
-			return base
-		}
-	}
-	return s.name
-}
-
 // keys is every dsqlgate_ sample's key.
-func (e exposition) keys() map[string]bool {
+func keysOf(e harness.Exposition) map[string]bool {
 	out := map[string]bool{}
-	for _, s := range e.samples {
-		if strings.HasPrefix(s.name, "dsqlgate_") {
-			out[s.key()] = true
+	for _, s := range e.Samples {
+		if strings.HasPrefix(s.Name, "dsqlgate_") {
+			out[s.Key()] = true
 		}
 	}
 	return out
@@ -211,20 +95,20 @@ func TestMetricsFromStartup(t *testing.T) {
 	}
 	defer st.Close()
 	addr := st.Gateway.OpsAddr
-	start := scrapeExposition(t, addr)
+	start := harness.ScrapeExposition(t, addr)
 
-	checkNoClash(t, start.types)
+	checkNoClash(t, start.Types)
 	exported := map[string]map[string]map[string]bool{} // family → label → values
-	for _, s := range start.samples {
-		f := start.family(s)
+	for _, s := range start.Samples {
+		f := start.Family(s)
 		if !strings.HasPrefix(f, "dsqlgate_") {
 			continue
 		}
 		if exported[f] == nil {
 			exported[f] = map[string]map[string]bool{}
 		}
-		for n, v := range s.labels {
-			if n == "le" && start.types[f] == "histogram" {
+		for n, v := range s.Labels {
+			if n == "le" && start.Types[f] == "histogram" {
 				continue
 			}
 			if exported[f][n] == nil {
@@ -267,13 +151,13 @@ func TestMetricsFromStartup(t *testing.T) {
 	}
 
 	// build_info and the reload time.
-	var builds []sample
-	for _, s := range start.samples {
-		if s.name == "dsqlgate_build_info" {
+	var builds []harness.Sample
+	for _, s := range start.Samples {
+		if s.Name == "dsqlgate_build_info" {
 			builds = append(builds, s)
 		}
 	}
-	if len(builds) != 1 || builds[0].value != 1 || builds[0].labels["goversion"] != runtime.Version() || builds[0].labels["version"] == "" {
+	if len(builds) != 1 || builds[0].Value != 1 || builds[0].Labels["goversion"] != runtime.Version() || builds[0].Labels["version"] == "" {
 		t.Errorf("dsqlgate_build_info: %+v, want one sample, 1, goversion %s and a version", builds, runtime.Version())
 	}
 	loaded := value(start, "dsqlgate_config_last_reload_success_timestamp_seconds", nil)
@@ -291,22 +175,22 @@ func TestMetricsFromStartup(t *testing.T) {
 	if _, err := st.Gateway.Reload(ctx, &next); err != nil {
 		t.Fatal(err)
 	}
-	reloaded := scrapeExposition(t, addr)
-	have := reloaded.keys()
-	for k := range start.keys() {
+	reloaded := harness.ScrapeExposition(t, addr)
+	have := keysOf(reloaded)
+	for k := range keysOf(start) {
 		if !have[k] {
 			t.Errorf("after the reload, %s is gone", k)
 		}
 	}
-	for _, s := range start.samples {
-		if s.labels["route"] != harness.StackDatabase || !strings.HasPrefix(s.name, "dsqlgate_") {
+	for _, s := range start.Samples {
+		if s.Labels["route"] != harness.StackDatabase || !strings.HasPrefix(s.Name, "dsqlgate_") {
 			continue
 		}
-		s.labels["route"] = "second"
-		if !have[s.key()] {
-			t.Errorf("after a reload adding route second: %s missing", s.key())
+		s.Labels["route"] = "second"
+		if !have[s.Key()] {
+			t.Errorf("after a reload adding route second: %s missing", s.Key())
 		}
-		s.labels["route"] = harness.StackDatabase
+		s.Labels["route"] = harness.StackDatabase
 	}
 	if got := value(reloaded, "dsqlgate_config_reloads_total", map[string]string{"outcome": "ok"}); got != 1 {
 		t.Errorf("config_reloads_total{ok} after a reload: %v, want 1", got)
@@ -346,8 +230,8 @@ func TestMetricsFromStartup(t *testing.T) {
 		t.Error("a reload turning ACME on succeeded")
 	}
 	conn.Close(ctx)
-	after := scrapeExposition(t, addr)
-	for k := range after.keys() {
+	after := harness.ScrapeExposition(t, addr)
+	for k := range keysOf(after) {
 		if !have[k] {
 			t.Errorf("%s appeared only once counted: it must exist from start-up (metrics.New/AddRoute)", k)
 		}
@@ -369,11 +253,11 @@ func TestMetricsFromStartup(t *testing.T) {
 
 // value is the value of the sample of name with exactly labels, -1 when
 // there is none.
-func value(e exposition, name string, labels map[string]string) float64 {
-	want := sample{name: name, labels: labels}.key()
-	for _, s := range e.samples {
-		if s.key() == want {
-			return s.value
+func value(e harness.Exposition, name string, labels map[string]string) float64 {
+	want := harness.Sample{Name: name, Labels: labels}.Key()
+	for _, s := range e.Samples {
+		if s.Key() == want {
+			return s.Value
 		}
 	}
 	return -1
