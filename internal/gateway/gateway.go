@@ -257,8 +257,9 @@ func buildVersion(v string) string {
 }
 
 // Reload puts a new, validated configuration in force without dropping
-// sessions: routes and pools, users, client TLS, limits. It returns what
-// changed. It first prepares both sides, the routes and the server's
+// sessions: routes and pools, users, client TLS, limits, and the peers'
+// addresses, DNS name and refresh (reloadPeers, once the rest is in
+// force). It returns what changed. It first prepares both sides, the routes and the server's
 // users and TLS, reading every file; only when both succeed does it put
 // them in force, so a reload that fails leaves the previous configuration
 // in force, routes included. The idle upstreams of replaced pools close
