@@ -561,7 +561,7 @@ type Peers struct {
 	Refresh Duration `yaml:"refresh"`
 	// Self is this replica's own address as its peers reach it (host:port).
 	// Empty: the listen address when it names one IP, else the one
-	// non-loopback address of this host with listen's port.
+	// non-loopback, non-link-local address of this host with listen's port.
 	Self string `yaml:"self"`
 }
 
