@@ -60,11 +60,13 @@ aws.profile; with a kind dsql route they are retrieved once at start-up,
 and the gateway refuses to start without them, naming the sources tried.
 
 Signals: SIGTERM or SIGINT drains (no new clients; each client is closed at
-its next safe point, after its transaction, for up to shutdown_timeout); a
-second SIGINT exits at once. The admin console's SHUTDOWN drains the same
-way. SIGHUP reloads the configuration (users, routes and pool sizes, client
-TLS, limits, log level) without dropping sessions, and logs what changed or
-why it refused. With reuse_port: true (unix systems),
+its next safe point, after its transaction, for up to shutdown_timeout; with
+peers and without reuse_port the client port stays open for cancel requests
+until the last session ends, refusing new clients with 57P03); a second
+SIGINT exits at once. The admin console's SHUTDOWN drains the same way.
+SIGHUP reloads the configuration (users, routes and pool sizes, client TLS,
+limits, log settings, peers' addresses and DNS) without dropping sessions,
+and logs what changed or why it refused. With reuse_port: true (unix systems),
 the client and metrics ports are shared with another dsqlgate process that
 sets it too, so a new process can start on them before the old one drains
 (a rolling restart on one host); without it, a port in use is an error.
