@@ -155,9 +155,10 @@ func parseCancel(rest []byte) (pid uint32, secret []byte, ok bool) {
 }
 
 // handleCancel serves a CancelRequest, given what follows its request code
-// (the pid and the secret). A key of a session here cancels it; a key of
-// another replica goes to it (forward); anything else is ignored
-// silently, as PostgreSQL does. The client sees its connection close in
+// (the pid and the secret). A key of a session here cancels the unit
+// that session runs, if one still runs (session.cancel); a key of another
+// replica goes to it (forward); anything else is ignored silently, as
+// PostgreSQL does. The client sees its connection close in
 // every case, once the request has reached the replica it names.
 func (s *Server) handleCancel(rest []byte, log *zap.Logger) {
 	pid, secret, ok := parseCancel(rest)

@@ -128,15 +128,18 @@ func containsString(xs []string, x string) bool {
 
 // Shutdown drains the server: it stops accepting, closes idle clients at
 // once and every other client at its next safe point (after its
-// transaction), each with FATAL 57P01, and returns when all sessions have
-// ended. When ctx ends first, the remaining connections are closed.
+// transaction), each with FATAL 57P01, drains the admin consoles, and
+// returns when every client connection has ended (sessions, logins in
+// progress and, while the listener stays open, cancel requests and
+// refused logins). When ctx ends first, the remaining connections are
+// closed.
 //
 // A client that logged in within drainGrace is owed its first request
 // (see drain), and a client still logging in when the drain began is
 // drained once its session starts: neither is left to the timeout.
 //
 // With peers (and without reuse_port), the client listener stays open
-// until the last session ends, as PostgreSQL's postmaster does in a
+// until the last connection ends, as PostgreSQL's postmaster does in a
 // shutdown: a CancelRequest for a session still draining here, forwarded
 // by a peer or sent straight, must still reach it (the orchestrator has
 // already taken this replica out of its load balancer and its DNS).

@@ -48,7 +48,8 @@ func ID(addr string) uint16 {
 // KeepDeparted is how long an address stays a peer after the last answer
 // that held it: past a load balancer's deregistration delay plus a drain
 // (ECS: 30s + shutdown_timeout 30s). Forwarding to a replica that has gone
-// costs a refused dial, bounded like any forward.
+// costs a refused dial, or a dial that times out (pgwire then skips that
+// address for a few seconds), bounded like any forward.
 const KeepDeparted = 2 * time.Minute
 
 // lookupTimeout bounds one name's lookup, so that a resolver that does
