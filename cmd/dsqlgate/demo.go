@@ -27,8 +27,9 @@ func newDemoCommand(st streams) *cobra.Command {
 		Long: `Start a private PostgreSQL (initdb in a temporary directory), the DSQL emulator
 in front of it (TLS, SNI and real SigV4 token checks, with throwaway AWS
 credentials), and the gateway with a demo user. It prints a psql command that
-connects through the gateway, runs in the foreground, and removes everything
-on Ctrl-C.`,
+connects through the gateway and one for the admin console (the demo user is
+its admin), runs in the foreground, and removes everything on Ctrl-C or the
+console's SHUTDOWN.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext(cmd.Context())
