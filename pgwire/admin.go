@@ -926,7 +926,7 @@ func (s *Server) showConfig() *adminResult {
 		}
 		changeable := "yes"
 		switch {
-		case slices.Contains(restartOnly, k) || strings.HasPrefix(k, "metrics."):
+		case slices.Contains(restartOnly, k) || strings.HasPrefix(k, "metrics.") || strings.HasPrefix(k, "client_tls.acme."):
 			changeable = "no"
 		}
 		r.add(k, values[k], def, changeable)

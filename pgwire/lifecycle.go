@@ -139,7 +139,7 @@ func containsString(xs []string, x string) bool {
 // drained once its session starts: neither is left to the timeout.
 //
 // With peers (and without reuse_port), the client listener stays open
-// until the last connection ends, as PostgreSQL's postmaster does in a
+// until the last session and console end, as PostgreSQL's postmaster does in a
 // shutdown: a CancelRequest for a session still draining here, forwarded
 // by a peer or sent straight, must still reach it (the orchestrator has
 // already taken this replica out of its load balancer and its DNS).
@@ -167,6 +167,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for {
 		s.mu.Lock()
 		left := len(s.conns)
+		if keepListening {
+			// Sessions, consoles and logins past their startup packet:
+			// the connections that keep arriving for cancels (or to be
+			// refused) are short, but a steady stream of them must not
+			// hold the drain up once the last session has gone.
+			left = int(s.active.Load())
+		}
 		var fresh []*session
 		for sess := range s.sessions {
 			if !drained[sess] {

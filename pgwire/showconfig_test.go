@@ -24,6 +24,19 @@ func TestShowConfigChangeable(t *testing.T) {
 			t.Errorf("SHOW CONFIG %s: changeable %q (present %t), want no: a reload refuses to change it", k, v, ok)
 		}
 	}
+	// A reload that changes client_tls.acme is refused (gateway.Reload).
+	acme := 0
+	for k, v := range found {
+		if strings.HasPrefix(k, "client_tls.acme.") {
+			acme++
+			if v != "no" {
+				t.Errorf("SHOW CONFIG %s: changeable %q, want no: a reload that changes ACME is refused", k, v)
+			}
+		}
+	}
+	if acme == 0 {
+		t.Error("SHOW CONFIG lists no client_tls.acme key")
+	}
 }
 
 // TestUserRoleNamesAtStart: with users_env, a user_roles entry naming no
