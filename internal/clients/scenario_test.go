@@ -121,6 +121,13 @@ func killAll(ctx context.Context, tg target) error {
 	if body.Killed < 1 {
 		return errors.New("kill upstreams: the emulator had no upstream to cut")
 	}
+	// The emulator answers once it has closed the upstreams; the gateway
+	// sees an idle upstream's close a moment later (its idle watcher), and
+	// replaces it before the session's next statement. A statement sent in
+	// that moment goes to an upstream already closed, which the gateway
+	// cannot tell from one lost while the statement ran (08007): wait for
+	// the close to arrive, as it does for any upstream lost while idle.
+	time.Sleep(200 * time.Millisecond)
 	return nil
 }
 
